@@ -1,0 +1,280 @@
+//! Length-prefixed frames: `[len: u32 big-endian][payload: len bytes]`.
+//!
+//! Two ways in: [`decode`] looks at bytes a connection has already buffered (the server's
+//! path, which must never block on a half-sent frame), and [`read_frame`] reads one frame from
+//! any blocking [`Read`] (the client's path). Writing goes through [`begin`]/[`finish`], which
+//! let a caller serialise a payload straight into its output buffer and patch the length in
+//! afterwards, so a reply costs no extra copy.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::ops::Range;
+
+use byteorder::{BigEndian, ByteOrder, ReadBytesExt};
+
+/// Largest payload accepted in either direction (4 MiB). Anything larger is refused before a
+/// byte of it is buffered, so a peer cannot make the server allocate more than this per
+/// connection.
+pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;
+
+/// Size of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+/// Why a frame could not be read or written.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The length prefix announces more than [`MAX_FRAME_LEN`] bytes.
+    TooLarge {
+        /// The announced payload length.
+        len: usize,
+    },
+    /// The stream ended inside a frame.
+    Truncated {
+        /// Bytes the frame needed (header plus payload).
+        expected: usize,
+        /// Bytes that arrived before the end of the stream.
+        received: usize,
+    },
+    /// The underlying reader or writer failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLarge { len } => {
+                write!(f, "frame of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit")
+            }
+            FrameError::Truncated { expected, received } => write!(
+                f,
+                "stream ended inside a frame ({received} of {expected} bytes received)"
+            ),
+            FrameError::Io(err) => write!(f, "i/o error: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FrameError::Io(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for FrameError {
+    fn from(err: io::Error) -> Self {
+        FrameError::Io(err)
+    }
+}
+
+/// What [`decode`] found at the front of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A whole frame: its payload's position in the buffer and how many bytes it used in all.
+    Frame {
+        /// Where the payload sits in the decoded buffer.
+        payload: Range<usize>,
+        /// Header plus payload length: what to drop from the buffer once handled.
+        consumed: usize,
+    },
+    /// Not enough bytes yet; the frame needs `needed` bytes in total (header included) once the
+    /// header is known, or at least [`HEADER_LEN`] before that.
+    Incomplete {
+        /// Total bytes the frame at the front of the buffer needs.
+        needed: usize,
+    },
+}
+
+/// Decodes the frame at the front of `buf` without consuming anything.
+///
+/// Fails only with [`FrameError::TooLarge`], as soon as the header is complete.
+pub fn decode(buf: &[u8]) -> Result<Decoded, FrameError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(Decoded::Incomplete { needed: HEADER_LEN });
+    }
+    let len = BigEndian::read_u32(&buf[..HEADER_LEN]) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge { len });
+    }
+    let total = HEADER_LEN + len;
+    if buf.len() < total {
+        return Ok(Decoded::Incomplete { needed: total });
+    }
+    Ok(Decoded::Frame {
+        payload: HEADER_LEN..total,
+        consumed: total,
+    })
+}
+
+/// Reads one whole frame from a blocking reader into `payload` (replacing its contents).
+///
+/// Returns `Ok(false)` on a clean end of stream before any byte of a new frame, `Ok(true)` when
+/// a frame was read.
+pub fn read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> Result<bool, FrameError> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut received = 0;
+    while received < HEADER_LEN {
+        match reader.read(&mut header[received..]) {
+            Ok(0) if received == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(FrameError::Truncated {
+                    expected: HEADER_LEN,
+                    received,
+                });
+            }
+            Ok(n) => received += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let len = (&header[..]).read_u32::<BigEndian>()? as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge { len });
+    }
+    payload.clear();
+    payload.resize(len, 0);
+    let mut filled = 0;
+    while filled < len {
+        match reader.read(&mut payload[filled..]) {
+            Ok(0) => {
+                return Err(FrameError::Truncated {
+                    expected: HEADER_LEN + len,
+                    received: HEADER_LEN + filled,
+                });
+            }
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(true)
+}
+
+/// Starts a frame at the end of `out` by reserving its header; returns the frame's start, to be
+/// passed to [`finish`] once the payload has been appended.
+pub fn begin(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    start
+}
+
+/// Completes the frame started at `start` by writing its length into the reserved header.
+///
+/// A payload over [`MAX_FRAME_LEN`] is removed again and reported as [`FrameError::TooLarge`].
+pub fn finish(out: &mut Vec<u8>, start: usize) -> Result<(), FrameError> {
+    let len = out.len() - start - HEADER_LEN;
+    if len > MAX_FRAME_LEN {
+        out.truncate(start);
+        return Err(FrameError::TooLarge { len });
+    }
+    // The limit above keeps `len` well inside u32.
+    BigEndian::write_u32(&mut out[start..start + HEADER_LEN], len as u32);
+    Ok(())
+}
+
+/// Appends `payload` to `out` as one frame.
+pub fn encode(out: &mut Vec<u8>, payload: &[u8]) -> Result<(), FrameError> {
+    let start = begin(out);
+    out.extend_from_slice(payload);
+    finish(out, start)
+}
+
+/// Writes `payload` as one frame with a single `write_all`, so a frame never leaves in two
+/// segments because of the codec.
+pub fn write_frame(writer: &mut impl Write, payload: &[u8]) -> Result<(), FrameError> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    encode(&mut out, payload)?;
+    writer.write_all(&out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn decode_whole_frame() {
+        let buf = framed(b"PING");
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Decoded::Frame {
+                payload: 4..8,
+                consumed: 8
+            }
+        );
+    }
+
+    #[test]
+    fn decode_reports_what_is_missing() {
+        let buf = framed(b"PING");
+        assert_eq!(decode(&buf[..2]).unwrap(), Decoded::Incomplete { needed: 4 });
+        assert_eq!(decode(&buf[..6]).unwrap(), Decoded::Incomplete { needed: 8 });
+    }
+
+    #[test]
+    fn zero_length_frame_is_a_frame() {
+        let buf = framed(b"");
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Decoded::Frame {
+                payload: 4..4,
+                consumed: 4
+            }
+        );
+    }
+
+    #[test]
+    fn oversized_header_is_refused() {
+        let mut buf = vec![0; 4];
+        BigEndian::write_u32(&mut buf, MAX_FRAME_LEN as u32 + 1);
+        assert!(matches!(decode(&buf), Err(FrameError::TooLarge { len }) if len == MAX_FRAME_LEN + 1));
+        BigEndian::write_u32(&mut buf, MAX_FRAME_LEN as u32);
+        assert!(matches!(decode(&buf), Ok(Decoded::Incomplete { .. })));
+    }
+
+    #[test]
+    fn read_frame_round_trips_and_sees_eof() {
+        let mut stream = framed(b"one");
+        stream.extend(framed(b""));
+        let mut reader = &stream[..];
+        let mut payload = Vec::new();
+        assert!(read_frame(&mut reader, &mut payload).unwrap());
+        assert_eq!(payload, b"one");
+        assert!(read_frame(&mut reader, &mut payload).unwrap());
+        assert!(payload.is_empty());
+        assert!(!read_frame(&mut reader, &mut payload).unwrap());
+    }
+
+    #[test]
+    fn read_frame_reports_truncation() {
+        let stream = framed(b"hello");
+        let mut payload = Vec::new();
+        let err = read_frame(&mut &stream[..6], &mut payload).unwrap_err();
+        assert!(matches!(
+            err,
+            FrameError::Truncated {
+                expected: 9,
+                received: 6
+            }
+        ));
+        let err = read_frame(&mut &stream[..2], &mut payload).unwrap_err();
+        assert!(matches!(err, FrameError::Truncated { expected: 4, received: 2 }));
+    }
+
+    #[test]
+    fn finish_refuses_oversized_payload() {
+        let mut out = b"keep".to_vec();
+        let start = begin(&mut out);
+        out.resize(out.len() + MAX_FRAME_LEN + 1, b'x');
+        assert!(matches!(finish(&mut out, start), Err(FrameError::TooLarge { .. })));
+        assert_eq!(out, b"keep");
+    }
+}

@@ -1,0 +1,28 @@
+//! Everything that crosses the wire between the parking server and its peers.
+//!
+//! The server speaks three protocols (see `docs/protocol.md`, the normative copy):
+//! length-prefixed RPC frames on the RPC port, newline-terminated lines on the sensor and
+//! pub/sub ports. This crate turns bytes into typed values and typed values into bytes, and does
+//! nothing else: no sockets, no state. Both the server and the client crate use it, so the two
+//! sides of every exchange are written once.
+//!
+//! Decoders work on byte slices that the caller has already buffered and never panic on any
+//! input; they either return a typed value, report that more bytes are needed, or return a
+//! typed error that names the protocol's error code.
+//!
+//! # Layout
+//! - [`frame`]: the `[len: u32 BE][payload]` frame codec and its limit ([`MAX_FRAME_LEN`]).
+//! - [`line`]: splitting a byte buffer into `\n`-terminated lines with a length limit.
+//! - [`rpc`]: RPC requests and replies, as JSON objects or as text aliases.
+//! - [`sensor`]: sensor command lines and their replies.
+//! - [`pubsub`]: subscription command lines and pushed events.
+
+#![forbid(unsafe_code)]
+
+pub mod frame;
+pub mod line;
+pub mod pubsub;
+pub mod rpc;
+pub mod sensor;
+
+pub use frame::{FrameError, MAX_FRAME_LEN};

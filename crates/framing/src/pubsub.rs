@@ -1,0 +1,253 @@
+//! The pub/sub port's line protocol: `SUBSCRIBE <lotId>` or `SUBSCRIBE ALL` from the client,
+//! `OK <subId>` / `ERR <CODE> <detail>` replies and one JSON event per line from the server.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest accepted command line, terminator excluded.
+pub const MAX_LINE_LEN: usize = 1024;
+
+/// What a subscription covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic<'a> {
+    /// One lot.
+    Lot(&'a str),
+    /// Every lot, present and future.
+    All,
+}
+
+/// The pub/sub protocol's error codes; `Display` prints the wire form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PubsubErrorCode {
+    /// No lot has that id.
+    UnknownLot,
+    /// Not a `SUBSCRIBE` line, or one with the wrong number of fields.
+    BadCommand,
+    /// The line is over [`MAX_LINE_LEN`]; the connection is closed after this reply.
+    LineTooLong,
+    /// The server is at its connection limit; the connection is closed after this reply.
+    Busy,
+}
+
+impl PubsubErrorCode {
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PubsubErrorCode::UnknownLot => "UNKNOWN_LOT",
+            PubsubErrorCode::BadCommand => "BAD_COMMAND",
+            PubsubErrorCode::LineTooLong => "LINE_TOO_LONG",
+            PubsubErrorCode::Busy => "BUSY",
+        }
+    }
+
+    fn parse(code: &str) -> Option<Self> {
+        [
+            PubsubErrorCode::UnknownLot,
+            PubsubErrorCode::BadCommand,
+            PubsubErrorCode::LineTooLong,
+            PubsubErrorCode::Busy,
+        ]
+        .into_iter()
+        .find(|candidate| candidate.as_str() == code)
+    }
+}
+
+impl fmt::Display for PubsubErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused command: code and detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubsubError {
+    /// What kind of error.
+    pub code: PubsubErrorCode,
+    /// What exactly was wrong.
+    pub detail: String,
+}
+
+impl PubsubError {
+    /// An error with the given code and detail.
+    pub fn new(code: PubsubErrorCode, detail: impl Into<String>) -> Self {
+        PubsubError {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for PubsubError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.detail)
+    }
+}
+
+impl std::error::Error for PubsubError {}
+
+/// Parses a command line (terminator removed).
+pub fn parse_command(line: &[u8]) -> Result<Topic<'_>, PubsubError> {
+    let usage = "expected SUBSCRIBE <lotId> or SUBSCRIBE ALL";
+    let text = std::str::from_utf8(line).map_err(|_| {
+        PubsubError::new(PubsubErrorCode::BadCommand, format!("line is not UTF-8; {usage}"))
+    })?;
+    let mut fields = text.split_ascii_whitespace();
+    let (Some(verb), Some(target), None) = (fields.next(), fields.next(), fields.next()) else {
+        return Err(PubsubError::new(PubsubErrorCode::BadCommand, usage));
+    };
+    if !verb.eq_ignore_ascii_case("SUBSCRIBE") {
+        return Err(PubsubError::new(
+            PubsubErrorCode::BadCommand,
+            format!("unknown command {verb:?}; {usage}"),
+        ));
+    }
+    Ok(if target.eq_ignore_ascii_case("ALL") {
+        Topic::All
+    } else {
+        Topic::Lot(target)
+    })
+}
+
+/// Appends a command line, terminator included.
+pub fn encode_command(out: &mut Vec<u8>, topic: Topic<'_>) {
+    let _ = match topic {
+        Topic::Lot(lot) => writeln!(out, "SUBSCRIBE {lot}"),
+        Topic::All => writeln!(out, "SUBSCRIBE ALL"),
+    };
+}
+
+/// Appends the `OK <subId>` line.
+pub fn encode_subscribed(out: &mut Vec<u8>, subscriber_id: u64) {
+    let _ = writeln!(out, "OK {subscriber_id}");
+}
+
+/// Appends an `ERR <CODE> <detail>` line.
+pub fn encode_error(out: &mut Vec<u8>, error: &PubsubError) {
+    let _ = writeln!(out, "ERR {error}");
+}
+
+/// A change of a lot's free count, as pushed to subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "EVENT")]
+pub struct Event<'a> {
+    /// The lot that changed.
+    #[serde(rename = "lotId", borrow)]
+    pub lot_id: Cow<'a, str>,
+    /// Its free spaces after the change.
+    pub free: u32,
+    /// When the change happened, in Unix seconds.
+    pub timestamp: f64,
+}
+
+/// Appends an event line, terminator included.
+pub fn encode_event(out: &mut Vec<u8>, event: &Event<'_>) {
+    let mark = out.len();
+    // An f64 that is not finite cannot be written as JSON; a wall clock never produces one.
+    if serde_json::to_writer(&mut *out, event).is_err() {
+        out.truncate(mark);
+        return;
+    }
+    out.push(b'\n');
+}
+
+/// A line from the server, as a subscriber sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerLine<'a> {
+    /// `OK <subId>`.
+    Subscribed(u64),
+    /// `ERR <CODE> <detail>`.
+    Refused(PubsubError),
+    /// A pushed event.
+    Event(Event<'a>),
+}
+
+/// A server line that is not in the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedLine(pub String);
+
+impl fmt::Display for MalformedLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed pub/sub line {:?}", self.0)
+    }
+}
+
+impl std::error::Error for MalformedLine {}
+
+/// Parses a line from the server (terminator removed).
+pub fn parse_server_line(line: &[u8]) -> Result<ServerLine<'_>, MalformedLine> {
+    let malformed = || MalformedLine(String::from_utf8_lossy(line).into_owned());
+    if line.first() == Some(&b'{') {
+        return serde_json::from_slice(line)
+            .map(ServerLine::Event)
+            .map_err(|_| malformed());
+    }
+    let text = std::str::from_utf8(line).map_err(|_| malformed())?;
+    if let Some(id) = text.strip_prefix("OK ") {
+        return id.parse().map(ServerLine::Subscribed).map_err(|_| malformed());
+    }
+    if let Some(rest) = text.strip_prefix("ERR ") {
+        let (code, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+        let code = PubsubErrorCode::parse(code).ok_or_else(malformed)?;
+        return Ok(ServerLine::Refused(PubsubError::new(code, detail)));
+    }
+    Err(malformed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse_command(b"SUBSCRIBE A").unwrap(), Topic::Lot("A"));
+        assert_eq!(parse_command(b"subscribe all").unwrap(), Topic::All);
+        for bad in [&b""[..], b"SUBSCRIBE", b"SUBSCRIBE A B", b"LISTEN A", b"\xff A"] {
+            assert_eq!(
+                parse_command(bad).unwrap_err().code,
+                PubsubErrorCode::BadCommand,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lines_round_trip() {
+        let mut out = Vec::new();
+        encode_event(
+            &mut out,
+            &Event {
+                lot_id: "A".into(),
+                free: 12,
+                timestamp: 1712345678.5,
+            },
+        );
+        assert_eq!(
+            out,
+            b"{\"type\":\"EVENT\",\"lotId\":\"A\",\"free\":12,\"timestamp\":1712345678.5}\n"
+        );
+        assert_eq!(
+            parse_server_line(&out[..out.len() - 1]).unwrap(),
+            ServerLine::Event(Event {
+                lot_id: "A".into(),
+                free: 12,
+                timestamp: 1712345678.5
+            })
+        );
+        out.clear();
+        encode_subscribed(&mut out, 7);
+        assert_eq!(parse_server_line(b"OK 7").unwrap(), ServerLine::Subscribed(7));
+        let error = PubsubError::new(PubsubErrorCode::UnknownLot, "Z");
+        out.clear();
+        encode_error(&mut out, &error);
+        assert_eq!(out, b"ERR UNKNOWN_LOT Z\n");
+        assert_eq!(
+            parse_server_line(&out[..out.len() - 1]).unwrap(),
+            ServerLine::Refused(error)
+        );
+        assert!(parse_server_line(b"{\"type\":\"OTHER\"}").is_err());
+        assert!(parse_server_line(b"HELLO").is_err());
+    }
+}

@@ -1,0 +1,315 @@
+//! The sensor port's line protocol: `UPDATE <lotId> <n|+k|-k>` and `PING`, one reply line each.
+
+use std::fmt;
+use std::io::Write;
+
+/// Longest accepted command line, terminator excluded; a longer one is answered
+/// `ERR LINE_TOO_LONG` and the connection is closed.
+pub const MAX_LINE_LEN: usize = 1024;
+
+/// How a sensor reports occupancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountChange {
+    /// `n`: the lot has exactly `n` cars (a lot-level counter).
+    Set(u32),
+    /// `+k`: `k` cars came in (a gate counter).
+    Add(u32),
+    /// `-k`: `k` cars left.
+    Remove(u32),
+}
+
+impl fmt::Display for CountChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CountChange::Set(n) => write!(f, "{n}"),
+            CountChange::Add(k) => write!(f, "+{k}"),
+            CountChange::Remove(k) => write!(f, "-{k}"),
+        }
+    }
+}
+
+/// One sensor command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorCommand<'a> {
+    /// `UPDATE <lotId> <count>`.
+    Update {
+        /// The lot the sensor belongs to.
+        lot: &'a str,
+        /// The reported change.
+        change: CountChange,
+    },
+    /// `PING`.
+    Ping,
+}
+
+/// The sensor protocol's error codes; `Display` prints the wire form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SensorErrorCode {
+    /// Unknown verb, wrong number of fields, empty or non-UTF-8 line.
+    UnknownCommand,
+    /// No lot has that id.
+    UnknownLot,
+    /// The count is missing or not `n`, `+k` or `-k` with `n`, `k` fitting in 32 bits.
+    BadCount,
+    /// The line is over [`MAX_LINE_LEN`]; the connection is closed after this reply.
+    LineTooLong,
+}
+
+impl SensorErrorCode {
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SensorErrorCode::UnknownCommand => "UNKNOWN_COMMAND",
+            SensorErrorCode::UnknownLot => "UNKNOWN_LOT",
+            SensorErrorCode::BadCount => "BAD_COUNT",
+            SensorErrorCode::LineTooLong => "LINE_TOO_LONG",
+        }
+    }
+
+    fn parse(code: &str) -> Option<Self> {
+        [
+            SensorErrorCode::UnknownCommand,
+            SensorErrorCode::UnknownLot,
+            SensorErrorCode::BadCount,
+            SensorErrorCode::LineTooLong,
+        ]
+        .into_iter()
+        .find(|candidate| candidate.as_str() == code)
+    }
+}
+
+impl fmt::Display for SensorErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused sensor line: code and human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SensorError {
+    /// What kind of error.
+    pub code: SensorErrorCode,
+    /// What exactly was wrong.
+    pub detail: String,
+}
+
+impl SensorError {
+    /// An error with the given code and detail.
+    pub fn new(code: SensorErrorCode, detail: impl Into<String>) -> Self {
+        SensorError {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for SensorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.detail)
+    }
+}
+
+impl std::error::Error for SensorError {}
+
+fn parse_count(field: &str) -> Result<CountChange, SensorError> {
+    let (make, digits): (fn(u32) -> CountChange, &str) = match field.as_bytes().first() {
+        Some(b'+') => (CountChange::Add, &field[1..]),
+        Some(b'-') => (CountChange::Remove, &field[1..]),
+        _ => (CountChange::Set, field),
+    };
+    let bad = || {
+        SensorError::new(
+            SensorErrorCode::BadCount,
+            format!("count must be n, +k or -k with whole numbers below 2^32, got {field:?}"),
+        )
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    digits.parse().map(make).map_err(|_| bad())
+}
+
+/// Parses one command line (terminator already removed).
+pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
+    let text = std::str::from_utf8(line)
+        .map_err(|_| SensorError::new(SensorErrorCode::UnknownCommand, "line is not UTF-8"))?;
+    let mut fields = text.split_ascii_whitespace();
+    let Some(verb) = fields.next() else {
+        return Err(SensorError::new(SensorErrorCode::UnknownCommand, "empty line"));
+    };
+    if verb.eq_ignore_ascii_case("PING") {
+        return match fields.next() {
+            None => Ok(SensorCommand::Ping),
+            Some(_) => Err(SensorError::new(
+                SensorErrorCode::UnknownCommand,
+                "PING takes no arguments",
+            )),
+        };
+    }
+    if !verb.eq_ignore_ascii_case("UPDATE") {
+        return Err(SensorError::new(
+            SensorErrorCode::UnknownCommand,
+            format!("unknown command {verb:?} (try UPDATE <lotId> <n|+k|-k> or PING)"),
+        ));
+    }
+    let lot = fields
+        .next()
+        .ok_or_else(|| SensorError::new(SensorErrorCode::UnknownLot, "UPDATE needs a lot id"))?;
+    let count = fields
+        .next()
+        .ok_or_else(|| SensorError::new(SensorErrorCode::BadCount, "UPDATE needs a count"))?;
+    let change = parse_count(count)?;
+    if fields.next().is_some() {
+        return Err(SensorError::new(
+            SensorErrorCode::UnknownCommand,
+            "UPDATE takes exactly two fields: <lotId> <n|+k|-k>",
+        ));
+    }
+    Ok(SensorCommand::Update { lot, change })
+}
+
+/// Appends a command line, terminator included.
+pub fn encode_command(out: &mut Vec<u8>, command: &SensorCommand<'_>) {
+    // Writing to a Vec cannot fail.
+    let _ = match command {
+        SensorCommand::Update { lot, change } => writeln!(out, "UPDATE {lot} {change}"),
+        SensorCommand::Ping => writeln!(out, "PING"),
+    };
+}
+
+/// A successful reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorReply {
+    /// `OK <free>`: the update was applied; the lot now has `free` free spaces.
+    Updated {
+        /// Free spaces after the update.
+        free: u32,
+    },
+    /// `PONG`.
+    Pong,
+}
+
+/// Appends a reply line, terminator included.
+pub fn encode_reply(out: &mut Vec<u8>, reply: Result<&SensorReply, &SensorError>) {
+    let _ = match reply {
+        Ok(SensorReply::Updated { free }) => writeln!(out, "OK {free}"),
+        Ok(SensorReply::Pong) => writeln!(out, "PONG"),
+        Err(error) => writeln!(out, "ERR {error}"),
+    };
+}
+
+/// A reply line that is not in the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedReply(pub String);
+
+impl fmt::Display for MalformedReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed sensor reply {:?}", self.0)
+    }
+}
+
+impl std::error::Error for MalformedReply {}
+
+/// Parses a reply line (terminator removed), as a sensor client sees it.
+pub fn parse_reply(line: &[u8]) -> Result<Result<SensorReply, SensorError>, MalformedReply> {
+    let text = String::from_utf8_lossy(line);
+    let malformed = || MalformedReply(text.to_string());
+    if text == "PONG" {
+        return Ok(Ok(SensorReply::Pong));
+    }
+    if let Some(free) = text.strip_prefix("OK ") {
+        return free
+            .parse()
+            .map(|free| Ok(SensorReply::Updated { free }))
+            .map_err(|_| malformed());
+    }
+    if let Some(rest) = text.strip_prefix("ERR ") {
+        let (code, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+        let code = SensorErrorCode::parse(code).ok_or_else(malformed)?;
+        return Ok(Err(SensorError::new(code, detail)));
+    }
+    Err(malformed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(line: &str) -> SensorErrorCode {
+        parse_command(line.as_bytes()).unwrap_err().code
+    }
+
+    #[test]
+    fn parses_every_form() {
+        assert_eq!(
+            parse_command(b"UPDATE A 12").unwrap(),
+            SensorCommand::Update {
+                lot: "A",
+                change: CountChange::Set(12)
+            }
+        );
+        assert_eq!(
+            parse_command(b"update  B +3").unwrap(),
+            SensorCommand::Update {
+                lot: "B",
+                change: CountChange::Add(3)
+            }
+        );
+        assert_eq!(
+            parse_command(b"Update C -0").unwrap(),
+            SensorCommand::Update {
+                lot: "C",
+                change: CountChange::Remove(0)
+            }
+        );
+        assert_eq!(parse_command(b"ping").unwrap(), SensorCommand::Ping);
+    }
+
+    #[test]
+    fn refuses_bad_lines() {
+        assert_eq!(code(""), SensorErrorCode::UnknownCommand);
+        assert_eq!(code("JUMP A 1"), SensorErrorCode::UnknownCommand);
+        assert_eq!(code("UPDATE"), SensorErrorCode::UnknownLot);
+        assert_eq!(code("UPDATE A"), SensorErrorCode::BadCount);
+        assert_eq!(code("UPDATE A x"), SensorErrorCode::BadCount);
+        assert_eq!(code("UPDATE A +"), SensorErrorCode::BadCount);
+        assert_eq!(code("UPDATE A +-1"), SensorErrorCode::BadCount);
+        assert_eq!(code("UPDATE A ++1"), SensorErrorCode::BadCount);
+        assert_eq!(code("UPDATE A 1.5"), SensorErrorCode::BadCount);
+        assert_eq!(code("UPDATE A 4294967296"), SensorErrorCode::BadCount);
+        assert_eq!(code("UPDATE A 1 2"), SensorErrorCode::UnknownCommand);
+        assert_eq!(code("PING now"), SensorErrorCode::UnknownCommand);
+        assert_eq!(
+            parse_command(b"\xffUPDATE").unwrap_err().code,
+            SensorErrorCode::UnknownCommand
+        );
+    }
+
+    #[test]
+    fn commands_and_replies_round_trip() {
+        for command in [
+            SensorCommand::Ping,
+            SensorCommand::Update {
+                lot: "A",
+                change: CountChange::Remove(4),
+            },
+        ] {
+            let mut out = Vec::new();
+            encode_command(&mut out, &command);
+            assert_eq!(out.last(), Some(&b'\n'));
+            assert_eq!(parse_command(&out[..out.len() - 1]).unwrap(), command);
+        }
+        let error = SensorError::new(SensorErrorCode::UnknownLot, "no lot \"Z\"");
+        for reply in [
+            Ok(SensorReply::Pong),
+            Ok(SensorReply::Updated { free: 7 }),
+            Err(error),
+        ] {
+            let mut out = Vec::new();
+            encode_reply(&mut out, reply.as_ref());
+            assert_eq!(parse_reply(&out[..out.len() - 1]).unwrap(), reply);
+        }
+        assert!(parse_reply(b"OK x").is_err());
+        assert!(parse_reply(b"ERR NOPE x").is_err());
+    }
+}

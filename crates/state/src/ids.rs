@@ -1,0 +1,207 @@
+//! Validated identifiers. A [`LotId`] or [`Plate`] that exists has passed its rules, so nothing
+//! downstream checks them again.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest lot id.
+pub const MAX_LOT_ID_LEN: usize = 32;
+
+/// Longest plate.
+pub const MAX_PLATE_LEN: usize = 16;
+
+/// A lot's id: 1 to 32 characters of `A-Z a-z 0-9 _ -`, compared exactly, and never `ALL`
+/// in any case (the pub/sub port's `SUBSCRIBE ALL` means every lot). Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LotId(Arc<str>);
+
+/// Why a string is not a valid lot id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LotIdError {
+    /// The id is empty.
+    Empty,
+    /// The id is over [`MAX_LOT_ID_LEN`] bytes.
+    TooLong(String),
+    /// The id has a character outside `A-Z a-z 0-9 _ -`.
+    BadCharacter(String),
+    /// The id is `ALL`, which the pub/sub protocol reserves.
+    Reserved(String),
+}
+
+impl fmt::Display for LotIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LotIdError::Empty => write!(f, "lot id is empty"),
+            LotIdError::TooLong(id) => {
+                write!(f, "lot id {id:?} is longer than {MAX_LOT_ID_LEN} characters")
+            }
+            LotIdError::BadCharacter(id) => write!(
+                f,
+                "lot id {id:?} may only use the characters A-Z a-z 0-9 _ -"
+            ),
+            LotIdError::Reserved(id) => write!(
+                f,
+                "lot id {id:?} is reserved (SUBSCRIBE ALL means every lot)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LotIdError {}
+
+impl LotId {
+    /// Validates `id`.
+    pub fn new(id: &str) -> Result<Self, LotIdError> {
+        if id.is_empty() {
+            return Err(LotIdError::Empty);
+        }
+        if id.len() > MAX_LOT_ID_LEN {
+            return Err(LotIdError::TooLong(id.to_owned()));
+        }
+        if !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(LotIdError::BadCharacter(id.to_owned()));
+        }
+        if id.eq_ignore_ascii_case("ALL") {
+            return Err(LotIdError::Reserved(id.to_owned()));
+        }
+        Ok(LotId(id.into()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LotId {
+    type Error = LotIdError;
+
+    fn try_from(id: String) -> Result<Self, Self::Error> {
+        LotId::new(&id)
+    }
+}
+
+impl From<LotId> for String {
+    fn from(id: LotId) -> Self {
+        id.as_str().to_owned()
+    }
+}
+
+impl fmt::Display for LotId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A vehicle's plate: 1 to 16 characters of `A-Z a-z 0-9 -`, stored uppercase so that plates
+/// compare case-insensitively. Stored inline: making one never allocates.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Plate {
+    bytes: [u8; MAX_PLATE_LEN],
+    len: u8,
+}
+
+/// Why a string is not a valid plate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlateError {
+    /// The plate is empty.
+    Empty,
+    /// The plate is over [`MAX_PLATE_LEN`] characters.
+    TooLong(String),
+    /// The plate has a character outside `A-Z a-z 0-9 -`.
+    BadCharacter(String),
+}
+
+impl fmt::Display for PlateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlateError::Empty => write!(f, "plate is empty"),
+            PlateError::TooLong(plate) => {
+                write!(f, "plate {plate:?} is longer than {MAX_PLATE_LEN} characters")
+            }
+            PlateError::BadCharacter(plate) => write!(
+                f,
+                "plate {plate:?} may only use the characters A-Z a-z 0-9 -"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PlateError {}
+
+impl Plate {
+    /// Validates `plate` and normalises it to uppercase.
+    pub fn parse(plate: &str) -> Result<Self, PlateError> {
+        if plate.is_empty() {
+            return Err(PlateError::Empty);
+        }
+        if plate.len() > MAX_PLATE_LEN {
+            return Err(PlateError::TooLong(plate.to_owned()));
+        }
+        let mut bytes = [0; MAX_PLATE_LEN];
+        for (slot, byte) in bytes.iter_mut().zip(plate.bytes()) {
+            if !(byte.is_ascii_alphanumeric() || byte == b'-') {
+                return Err(PlateError::BadCharacter(plate.to_owned()));
+            }
+            *slot = byte.to_ascii_uppercase();
+        }
+        Ok(Plate {
+            bytes,
+            // At most MAX_PLATE_LEN, checked above.
+            len: plate.len() as u8,
+        })
+    }
+
+    /// The normalised (uppercase) plate.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever stored, so this is always valid UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Plate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Plate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Plate({})", self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plates_normalise_and_validate() {
+        let plate = Plate::parse("7abc-12").unwrap();
+        assert_eq!(plate.as_str(), "7ABC-12");
+        assert_eq!(plate, Plate::parse("7ABC-12").unwrap());
+        assert!(Plate::parse(&"X".repeat(16)).is_ok());
+        assert_eq!(Plate::parse(""), Err(PlateError::Empty));
+        assert!(matches!(Plate::parse(&"X".repeat(17)), Err(PlateError::TooLong(_))));
+        assert!(matches!(Plate::parse("AB C"), Err(PlateError::BadCharacter(_))));
+        assert!(matches!(Plate::parse("ÄB"), Err(PlateError::BadCharacter(_))));
+        assert!(matches!(Plate::parse("A_B"), Err(PlateError::BadCharacter(_))));
+    }
+
+    #[test]
+    fn lot_ids_validate() {
+        assert_eq!(LotId::new("North-1").unwrap().as_str(), "North-1");
+        assert_eq!(LotId::new(""), Err(LotIdError::Empty));
+        assert!(matches!(LotId::new("all"), Err(LotIdError::Reserved(_))));
+        assert!(matches!(LotId::new("a b"), Err(LotIdError::BadCharacter(_))));
+        assert!(matches!(LotId::new(&"a".repeat(33)), Err(LotIdError::TooLong(_))));
+        let parsed: Result<LotId, _> = serde_json::from_str("\"\"");
+        assert!(parsed.is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! The parking server's state: which lots exist, how many cars the sensors see in each, and who
+//! holds a reservation until when.
+//!
+//! [`ParkingState`] is shared by every worker thread. Each lot sits behind its own
+//! `parking_lot::Mutex`, so a reservation in lot A never waits for one in lot B, and the
+//! check-and-set in [`ParkingState::reserve`] happens under that lock: live reservations plus
+//! occupied spaces never exceed the capacity, whatever the interleaving. (`docs/design.md`
+//! measures this against the reference design's single re-entrant lock.)
+//!
+//! Every change of a lot's free count is reported to the registered listeners (the pub/sub
+//! broker) exactly once, with the new value, *after* the lot's lock has been released, and in
+//! the order the changes happened.
+//!
+//! Time comes from a [`Clock`], so tests can expire reservations without sleeping.
+//!
+//! # Layout
+//! - [`clock`]: the [`Clock`] trait, the real clock and a manual one for tests.
+//! - [`ids`]: validated domain values, [`LotId`] and [`Plate`].
+//! - `lot`: one lot's counters and reservations (private).
+//! - [`parking`]: [`ParkingState`] and the values its operations return.
+//! - [`purger`]: the background thread that expires reservations on time.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod ids;
+mod lot;
+pub mod parking;
+pub mod purger;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use ids::{LotId, LotIdError, Plate, PlateError};
+pub use parking::{
+    CancelOutcome, Listener, LotChange, LotSnapshot, LotSpec, OccupancyChange, OccupancyUpdate,
+    ParkingState, ReserveOutcome, SetupError, UnknownLot,
+};
+pub use purger::Purger;
