@@ -1,1 +1,390 @@
-//! placeholder
+//! The pub/sub broker behind the server's pub/sub port (9002): clients send
+//! `SUBSCRIBE <lotId>` or `SUBSCRIBE ALL`, and from then on receive one JSON line per change of
+//! a followed lot's free count (the wire format lives in [`framing::pubsub`]).
+//!
+//! # How it fits
+//! The server registers [`Broker::listener`] with `state::ParkingState::add_listener`; the
+//! state calls it, after releasing the lot's lock, on the RPC or sensor thread that made the
+//! change, once per change and in order per lot. The server's pub/sub accept loop hands every
+//! accepted socket to [`Broker::attach`]. Nothing else crosses the boundary.
+//!
+//! # Guarantees
+//! - **Publishing never blocks a worker.** [`Broker::on_lot_change`] takes a read lock on the
+//!   topic lists (writers hold it only to edit the lists, never during I/O), encodes the event line once (only if someone is subscribed), offers it to
+//!   each subscriber's bounded queue with `try_send`, and rings the owning notifier's doorbell
+//!   (a `bounded(1)` channel, so wake-ups coalesce and ringing never waits). It does no I/O.
+//! - **Slow subscribers cost bounded memory and are eventually cut off.** Each subscriber has
+//!   a queue of [`BrokerConfig::queue_size`] lines. When it is full, the *oldest* line is
+//!   dropped (a laggard wants the latest counts) and counted; after
+//!   [`BrokerConfig::max_overflow_drops`] drops without the notifier catching up in between,
+//!   the subscriber is disconnected and logged at warn. New subscriptions are always accepted.
+//! - **No subscriber can stall another.** Sockets are non-blocking and owned by notifier
+//!   threads ([`BrokerConfig::notifier_threads`], connections assigned round-robin). Unwritten
+//!   output waits in a capped per-connection buffer; while it is over the cap the connection
+//!   takes nothing from its queue, so back-pressure turns into counted drops, not blocking.
+//! - **Order and uniqueness.** A subscriber receives one lot's events in the order the changes
+//!   happened (FIFO queue, one publisher at a time per lot), and each change at most once,
+//!   however its subscriptions overlap (a lot twice, or a lot plus `ALL`).
+//! - **Limits.** At most [`BrokerConfig::max_connections`] connections (more get `ERR BUSY`);
+//!   command lines of at most [`framing::pubsub::MAX_LINE_LEN`] bytes (longer: `ERR
+//!   LINE_TOO_LONG`, then close); [`BrokerConfig::line_timeout`] to finish a line, and for a
+//!   peer to take some of its pending output; [`BrokerConfig::idle_timeout`] to subscribe
+//!   (only until the first successful `SUBSCRIBE`).
+//! - **Shutdown is bounded.** [`Broker::shutdown`] flushes for at most its grace period,
+//!   closes every socket and joins the notifiers.
+//!
+//! # Layout
+//! - `lib.rs`: [`Broker`], its [`BrokerConfig`], attaching connections and shutdown.
+//! - `registry`: topic lists, subscribers and their bounded queues; the publishing path.
+//! - `notifier`: the notifier threads, their wake-ups and poll schedule.
+//! - `connection`: one connection's non-blocking reading, command handling and writing.
+//! - `stats`: the counters behind [`BrokerStats`].
+//! - `warn_limit`: rate-limited warnings about misbehaving peers.
+
+#![forbid(unsafe_code)]
+
+mod connection;
+mod notifier;
+mod registry;
+mod stats;
+mod warn_limit;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use framing::pubsub::{self, PubsubError, PubsubErrorCode};
+use parking_lot::{Mutex, RwLock};
+use state::{Listener, LotChange, LotId};
+
+use crate::notifier::{Command, Timeouts};
+use crate::registry::Registry;
+use crate::warn_limit::WarnLimiter;
+
+pub use crate::stats::BrokerStats;
+
+/// Longest grace [`Broker::shutdown`] honours; longer ones are cut to it (it keeps the
+/// deadline computable for any `Duration`).
+const MAX_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The broker's limits and sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// Event lines each subscriber's queue holds before the oldest is dropped (at least 1;
+    /// default 64). Bounds a slow subscriber's memory.
+    pub queue_size: usize,
+    /// Drops in a row, with no catching up in between, after which a subscriber is
+    /// disconnected (default 10; 0 acts as 1).
+    pub max_overflow_drops: u32,
+    /// Threads that own the subscriber sockets (at least 1; default 2).
+    pub notifier_threads: usize,
+    /// How long a connection may stay silent before its first successful `SUBSCRIBE`
+    /// (default 300 s). Does not apply once subscribed: a quiet lot is no reason to close.
+    pub idle_timeout: Duration,
+    /// How long a started command line may take to complete (default 10 s), so that a peer
+    /// cannot hold a half-sent line open forever. Also how long a connection may leave its
+    /// pending output unread before it is closed (a stuck subscriber to a quiet lot drops no
+    /// events, so the overflow rule alone would never free its buffers).
+    pub line_timeout: Duration,
+    /// Most open pub/sub connections (default 1024); beyond it a connection gets
+    /// `ERR BUSY <detail>` and is closed.
+    pub max_connections: usize,
+    /// `SO_SNDBUF` for subscriber sockets, in bytes (default 32 KiB; 0 keeps the system's).
+    /// Small, so that a subscriber that stops reading is detected by its queue overflowing
+    /// rather than hidden by a large kernel buffer.
+    pub send_buffer: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            queue_size: 64,
+            max_overflow_drops: 10,
+            notifier_threads: 2,
+            idle_timeout: Duration::from_secs(300),
+            line_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            send_buffer: 32 * 1024,
+        }
+    }
+}
+
+/// A [`BrokerConfig`] that cannot work. [`Broker::start`] returns it inside an
+/// [`io::Error`] of kind [`io::ErrorKind::InvalidInput`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `queue_size` is 0: no event could ever be queued.
+    ZeroQueueSize,
+    /// `notifier_threads` is 0: no connection could be served.
+    ZeroNotifierThreads,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ZeroQueueSize => write!(f, "the pub/sub queue size must be at least 1"),
+            ConfigError::ZeroNotifierThreads => {
+                write!(f, "at least one pub/sub notifier thread is needed")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for io::Error {
+    fn from(error: ConfigError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidInput, error)
+    }
+}
+
+/// The running broker: its notifier threads, the topic lists and the counters. Share it (in an
+/// `Arc`) between the accept loop and whoever shuts the server down.
+pub struct Broker {
+    registry: Arc<Registry>,
+    /// One control channel per notifier.
+    notifiers: Vec<Sender<Command>>,
+    /// The notifier threads; `None` once shut down.
+    threads: Mutex<Option<Vec<JoinHandle<()>>>>,
+    /// Whether [`Broker::attach`] still takes connections. `attach` holds the read lock while
+    /// it hands a connection over, so that once `shutdown` has taken the write lock no
+    /// connection can reach a notifier that is going away.
+    accepting: RwLock<bool>,
+    /// Round-robin cursor over `notifiers`.
+    next_notifier: AtomicUsize,
+    config: BrokerConfig,
+    warnings: Mutex<WarnLimiter>,
+}
+
+impl fmt::Debug for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broker")
+            .field("config", &self.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Starts the broker for `lots` (the ids clients may subscribe to; `SUBSCRIBE ALL` also
+    /// covers lots not in the list) and spawns its notifier threads, named `notifier-1`,
+    /// `notifier-2`, ... Fails if the configuration is unusable ([`ConfigError`]) or a thread
+    /// cannot be spawned.
+    pub fn start(lots: Vec<LotId>, config: BrokerConfig) -> io::Result<Broker> {
+        if config.queue_size == 0 {
+            return Err(ConfigError::ZeroQueueSize.into());
+        }
+        if config.notifier_threads == 0 {
+            return Err(ConfigError::ZeroNotifierThreads.into());
+        }
+        let registry = Arc::new(Registry::new(
+            lots,
+            config.queue_size,
+            config.max_overflow_drops,
+        ));
+        let timeouts = Timeouts {
+            idle: config.idle_timeout,
+            line: config.line_timeout,
+        };
+        let mut notifiers = Vec::with_capacity(config.notifier_threads);
+        let mut threads = Vec::with_capacity(config.notifier_threads);
+        for number in 1..=config.notifier_threads {
+            match notifier::spawn(number, Arc::clone(&registry), timeouts) {
+                Ok((control, thread)) => {
+                    notifiers.push(control);
+                    threads.push(thread);
+                }
+                Err(error) => {
+                    // Dropping their control channels stops the notifiers already started.
+                    drop(notifiers);
+                    for thread in threads {
+                        let _ = thread.join();
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        Ok(Broker {
+            registry,
+            notifiers,
+            threads: Mutex::new(Some(threads)),
+            accepting: RwLock::new(true),
+            next_notifier: AtomicUsize::new(0),
+            config,
+            warnings: Mutex::new(WarnLimiter::new(Instant::now())),
+        })
+    }
+
+    /// A [`Listener`] that calls [`Broker::on_lot_change`], for
+    /// `ParkingState::add_listener`. It stays harmless after shutdown (nobody is subscribed).
+    pub fn listener(&self) -> Listener {
+        let registry = Arc::clone(&self.registry);
+        Arc::new(move |change: &LotChange| registry.publish(change))
+    }
+
+    /// Queues an event for every subscriber of `change.lot` and every `ALL` subscriber. Never
+    /// blocks on a subscriber and does no I/O, so it is safe on any worker thread; calls for
+    /// one lot must come in the order of the changes (the state guarantees this).
+    pub fn on_lot_change(&self, change: &LotChange) {
+        self.registry.publish(change);
+    }
+
+    /// Takes over an accepted pub/sub connection and returns at once: the socket is made
+    /// non-blocking and handed to a notifier. Over [`BrokerConfig::max_connections`], or after
+    /// shutdown, the peer gets `ERR BUSY <detail>` and the socket is closed instead.
+    pub fn attach(&self, stream: TcpStream, peer: SocketAddr) {
+        let accepting = self.accepting.read();
+        if !*accepting {
+            refuse(stream, "the server is shutting down");
+            return;
+        }
+        let counters = self.registry.counters();
+        if !counters.try_add_connection(self.config.max_connections) {
+            if self.warnings.lock().allow(Instant::now()) {
+                log::warn!(
+                    "refused pub/sub client {peer}: {} connections already open",
+                    self.config.max_connections
+                );
+            }
+            let detail = format!(
+                "at most {} pub/sub connections are allowed",
+                self.config.max_connections
+            );
+            refuse(stream, &detail);
+            return;
+        }
+        if let Err(error) = configure(&stream, self.config.send_buffer) {
+            log::debug!("dropped pub/sub client {peer}: cannot set up its socket: {error}");
+            counters.connection_closed();
+            return;
+        }
+        let index = self.next_notifier.fetch_add(1, Ordering::Relaxed) % self.notifiers.len();
+        if self.notifiers[index]
+            .send(Command::Attach { stream, peer })
+            .is_err()
+        {
+            // The notifier is gone (it can only have panicked); the socket closes with the
+            // returned command.
+            log::error!("pub/sub notifier {} is not running", index + 1);
+            counters.connection_closed();
+        }
+    }
+
+    /// The current counters.
+    pub fn stats(&self) -> BrokerStats {
+        self.registry.counters().snapshot()
+    }
+
+    /// Stops taking connections, lets the notifiers write what is queued or pending for up to
+    /// `grace`, closes every socket and joins the notifier threads. Returns within about
+    /// `grace` (plus one poll period). Idempotent; a concurrent call waits for the first.
+    pub fn shutdown(&self, grace: Duration) {
+        let mut threads = self.threads.lock();
+        let Some(handles) = threads.take() else {
+            return;
+        };
+        *self.accepting.write() = false;
+        let deadline = Instant::now() + grace.min(MAX_GRACE);
+        for control in &self.notifiers {
+            let _ = control.send(Command::Shutdown { deadline });
+        }
+        for handle in handles {
+            if handle.join().is_err() {
+                log::error!("a pub/sub notifier thread panicked");
+            }
+        }
+        let stats = self.stats();
+        log::info!(
+            "pub/sub broker stopped: {} events published, {} dropped, {} slow subscribers disconnected",
+            stats.events_published,
+            stats.events_dropped,
+            stats.slow_disconnects
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.shutdown(Duration::ZERO);
+    }
+}
+
+/// Makes a subscriber socket non-blocking, with `TCP_NODELAY` (events are small and should
+/// leave at once) and the configured send buffer.
+fn configure(stream: &TcpStream, send_buffer: usize) -> io::Result<()> {
+    stream.set_nonblocking(true)?;
+    stream.set_nodelay(true)?;
+    if send_buffer > 0 {
+        socket2::SockRef::from(stream).set_send_buffer_size(send_buffer)?;
+    }
+    Ok(())
+}
+
+/// Sends `ERR BUSY <detail>` with one non-blocking write and closes the socket. A fresh
+/// socket's send buffer is empty, so the line goes out unless the peer is already gone.
+fn refuse(mut stream: TcpStream, detail: &str) {
+    let mut line = Vec::new();
+    pubsub::encode_error(&mut line, &PubsubError::new(PubsubErrorCode::Busy, detail));
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = stream.write(&line);
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Broker>();
+    }
+
+    #[test]
+    fn unusable_configurations_are_refused() {
+        for (config, expected) in [
+            (
+                BrokerConfig {
+                    queue_size: 0,
+                    ..BrokerConfig::default()
+                },
+                ConfigError::ZeroQueueSize,
+            ),
+            (
+                BrokerConfig {
+                    notifier_threads: 0,
+                    ..BrokerConfig::default()
+                },
+                ConfigError::ZeroNotifierThreads,
+            ),
+        ] {
+            let error = Broker::start(Vec::new(), config).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+            let inner = error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<ConfigError>());
+            assert_eq!(inner, Some(&expected));
+        }
+    }
+
+    #[test]
+    fn notifier_threads_are_named_and_joined() {
+        let broker = Broker::start(Vec::new(), BrokerConfig::default()).unwrap();
+        let names: Vec<String> = broker
+            .threads
+            .lock()
+            .iter()
+            .flatten()
+            .map(|thread| thread.thread().name().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(names, ["notifier-1", "notifier-2"]);
+        broker.shutdown(Duration::ZERO);
+        assert!(broker.threads.lock().is_none());
+    }
+}

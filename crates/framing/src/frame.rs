@@ -43,7 +43,10 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::TooLarge { len } => {
-                write!(f, "frame of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit")
+                write!(
+                    f,
+                    "frame of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit"
+                )
             }
             FrameError::Truncated { expected, received } => write!(
                 f,
@@ -215,8 +218,14 @@ mod tests {
     #[test]
     fn decode_reports_what_is_missing() {
         let buf = framed(b"PING");
-        assert_eq!(decode(&buf[..2]).unwrap(), Decoded::Incomplete { needed: 4 });
-        assert_eq!(decode(&buf[..6]).unwrap(), Decoded::Incomplete { needed: 8 });
+        assert_eq!(
+            decode(&buf[..2]).unwrap(),
+            Decoded::Incomplete { needed: 4 }
+        );
+        assert_eq!(
+            decode(&buf[..6]).unwrap(),
+            Decoded::Incomplete { needed: 8 }
+        );
     }
 
     #[test]
@@ -235,7 +244,9 @@ mod tests {
     fn oversized_header_is_refused() {
         let mut buf = vec![0; 4];
         BigEndian::write_u32(&mut buf, MAX_FRAME_LEN as u32 + 1);
-        assert!(matches!(decode(&buf), Err(FrameError::TooLarge { len }) if len == MAX_FRAME_LEN + 1));
+        assert!(
+            matches!(decode(&buf), Err(FrameError::TooLarge { len }) if len == MAX_FRAME_LEN + 1)
+        );
         BigEndian::write_u32(&mut buf, MAX_FRAME_LEN as u32);
         assert!(matches!(decode(&buf), Ok(Decoded::Incomplete { .. })));
     }
@@ -266,7 +277,13 @@ mod tests {
             }
         ));
         let err = read_frame(&mut &stream[..2], &mut payload).unwrap_err();
-        assert!(matches!(err, FrameError::Truncated { expected: 4, received: 2 }));
+        assert!(matches!(
+            err,
+            FrameError::Truncated {
+                expected: 4,
+                received: 2
+            }
+        ));
     }
 
     #[test]
@@ -274,7 +291,10 @@ mod tests {
         let mut out = b"keep".to_vec();
         let start = begin(&mut out);
         out.resize(out.len() + MAX_FRAME_LEN + 1, b'x');
-        assert!(matches!(finish(&mut out, start), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            finish(&mut out, start),
+            Err(FrameError::TooLarge { .. })
+        ));
         assert_eq!(out, b"keep");
     }
 }

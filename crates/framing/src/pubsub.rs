@@ -92,7 +92,10 @@ impl std::error::Error for PubsubError {}
 pub fn parse_command(line: &[u8]) -> Result<Topic<'_>, PubsubError> {
     let usage = "expected SUBSCRIBE <lotId> or SUBSCRIBE ALL";
     let text = std::str::from_utf8(line).map_err(|_| {
-        PubsubError::new(PubsubErrorCode::BadCommand, format!("line is not UTF-8; {usage}"))
+        PubsubError::new(
+            PubsubErrorCode::BadCommand,
+            format!("line is not UTF-8; {usage}"),
+        )
     })?;
     let mut fields = text.split_ascii_whitespace();
     let (Some(verb), Some(target), None) = (fields.next(), fields.next(), fields.next()) else {
@@ -186,7 +189,10 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine<'_>, MalformedLine> {
     }
     let text = std::str::from_utf8(line).map_err(|_| malformed())?;
     if let Some(id) = text.strip_prefix("OK ") {
-        return id.parse().map(ServerLine::Subscribed).map_err(|_| malformed());
+        return id
+            .parse()
+            .map(ServerLine::Subscribed)
+            .map_err(|_| malformed());
     }
     if let Some(rest) = text.strip_prefix("ERR ") {
         let (code, detail) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -204,7 +210,13 @@ mod tests {
     fn parses_commands() {
         assert_eq!(parse_command(b"SUBSCRIBE A").unwrap(), Topic::Lot("A"));
         assert_eq!(parse_command(b"subscribe all").unwrap(), Topic::All);
-        for bad in [&b""[..], b"SUBSCRIBE", b"SUBSCRIBE A B", b"LISTEN A", b"\xff A"] {
+        for bad in [
+            &b""[..],
+            b"SUBSCRIBE",
+            b"SUBSCRIBE A B",
+            b"LISTEN A",
+            b"\xff A",
+        ] {
             assert_eq!(
                 parse_command(bad).unwrap_err().code,
                 PubsubErrorCode::BadCommand,
@@ -238,7 +250,10 @@ mod tests {
         );
         out.clear();
         encode_subscribed(&mut out, 7);
-        assert_eq!(parse_server_line(b"OK 7").unwrap(), ServerLine::Subscribed(7));
+        assert_eq!(
+            parse_server_line(b"OK 7").unwrap(),
+            ServerLine::Subscribed(7)
+        );
         let error = PubsubError::new(PubsubErrorCode::UnknownLot, "Z");
         out.clear();
         encode_error(&mut out, &error);

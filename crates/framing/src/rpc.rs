@@ -224,7 +224,9 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     match serde_json::from_str::<&str>(raw.get()) {
         Ok(text) => Some(Cow::Borrowed(text)),
         // A string with escapes cannot be borrowed; anything else is not a string at all.
-        Err(_) => serde_json::from_str::<String>(raw.get()).ok().map(Cow::Owned),
+        Err(_) => serde_json::from_str::<String>(raw.get())
+            .ok()
+            .map(Cow::Owned),
     }
 }
 
@@ -238,7 +240,9 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
     }
     let fields: RequestFields<'_> = serde_json::from_str(text)
         .map_err(|err| bad_request(None, format!("not a JSON request object: {err}")))?;
-    let rpc_id_raw = fields.rpc_id.ok_or_else(|| bad_request(None, "rpcId is missing"))?;
+    let rpc_id_raw = fields
+        .rpc_id
+        .ok_or_else(|| bad_request(None, "rpcId is missing"))?;
     let rpc_id = serde_json::from_str::<u32>(rpc_id_raw.get()).map_err(|_| {
         bad_request(
             None,
@@ -248,8 +252,8 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
     let method_raw = fields
         .method
         .ok_or_else(|| bad_request(Some(rpc_id), "method is missing"))?;
-    let method = json_str(method_raw)
-        .ok_or_else(|| bad_request(Some(rpc_id), "method must be a string"))?;
+    let method =
+        json_str(method_raw).ok_or_else(|| bad_request(Some(rpc_id), "method must be a string"))?;
     let args_raw = fields
         .args
         .ok_or_else(|| bad_request(Some(rpc_id), "args is missing"))?;
@@ -559,7 +563,9 @@ mod tests {
             Request::Ping
         );
         assert_eq!(
-            json(r#"{"rpcId":1,"method":"PING","args":[],"extra":true}"#).unwrap().1,
+            json(r#"{"rpcId":1,"method":"PING","args":[],"extra":true}"#)
+                .unwrap()
+                .1,
             Request::Ping
         );
         assert_eq!(
@@ -574,18 +580,54 @@ mod tests {
     fn error_codes_and_echoed_ids() {
         assert_eq!(code_of("{"), (None, ErrorCode::BadRequest));
         assert_eq!(code_of("[1]"), (None, ErrorCode::BadRequest));
-        assert_eq!(code_of(r#"{"method":"PING","args":[]}"#), (None, ErrorCode::BadRequest));
-        assert_eq!(code_of(r#"{"rpcId":-1,"method":"PING","args":[]}"#), (None, ErrorCode::BadRequest));
-        assert_eq!(code_of(r#"{"rpcId":4294967296,"method":"PING","args":[]}"#), (None, ErrorCode::BadRequest));
-        assert_eq!(code_of(r#"{"rpcId":"7","method":"PING","args":[]}"#), (None, ErrorCode::BadRequest));
-        assert_eq!(code_of(r#"{"rpcId":7,"args":[]}"#), (Some(7), ErrorCode::BadRequest));
-        assert_eq!(code_of(r#"{"rpcId":7,"method":3,"args":[]}"#), (Some(7), ErrorCode::BadRequest));
-        assert_eq!(code_of(r#"{"rpcId":7,"method":"PING"}"#), (Some(7), ErrorCode::BadRequest));
-        assert_eq!(code_of(r#"{"rpcId":7,"method":"PING","args":{}}"#), (Some(7), ErrorCode::BadRequest));
-        assert_eq!(code_of(r#"{"rpcId":7,"method":"Ping","args":[]}"#), (Some(7), ErrorCode::UnknownMethod));
-        assert_eq!(code_of(r#"{"rpcId":7,"method":"getlots","args":[]}"#), (Some(7), ErrorCode::UnknownMethod));
-        assert_eq!(code_of(r#"{"rpcId":7,"method":"reserve","args":["A"]}"#), (Some(7), ErrorCode::BadArgs));
-        assert_eq!(code_of(r#"{"rpcId":7,"method":"reserve","args":["A",5]}"#), (Some(7), ErrorCode::BadArgs));
+        assert_eq!(
+            code_of(r#"{"method":"PING","args":[]}"#),
+            (None, ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":-1,"method":"PING","args":[]}"#),
+            (None, ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":4294967296,"method":"PING","args":[]}"#),
+            (None, ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":"7","method":"PING","args":[]}"#),
+            (None, ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"args":[]}"#),
+            (Some(7), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":3,"args":[]}"#),
+            (Some(7), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"PING"}"#),
+            (Some(7), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"PING","args":{}}"#),
+            (Some(7), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"Ping","args":[]}"#),
+            (Some(7), ErrorCode::UnknownMethod)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"getlots","args":[]}"#),
+            (Some(7), ErrorCode::UnknownMethod)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"reserve","args":["A"]}"#),
+            (Some(7), ErrorCode::BadArgs)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"reserve","args":["A",5]}"#),
+            (Some(7), ErrorCode::BadArgs)
+        );
         let rejected = decode_json_request(b"{\"rpcId\":1,\"method\":\"\xff\"}").unwrap_err();
         assert_eq!(rejected.error.code, ErrorCode::BadRequest);
     }
@@ -601,13 +643,31 @@ mod tests {
                 plate: "x-1".into()
             }
         );
-        assert_eq!(decode_text_request(b"").unwrap_err().code, ErrorCode::BadRequest);
-        assert_eq!(decode_text_request(b"FLY A").unwrap_err().code, ErrorCode::UnknownMethod);
-        assert_eq!(decode_text_request(b"AVAIL").unwrap_err().code, ErrorCode::BadArgs);
-        assert_eq!(decode_text_request(b"PING x").unwrap_err().code, ErrorCode::BadArgs);
-        assert_eq!(decode_text_request(b"\xff").unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            decode_text_request(b"").unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            decode_text_request(b"FLY A").unwrap_err().code,
+            ErrorCode::UnknownMethod
+        );
+        assert_eq!(
+            decode_text_request(b"AVAIL").unwrap_err().code,
+            ErrorCode::BadArgs
+        );
+        assert_eq!(
+            decode_text_request(b"PING x").unwrap_err().code,
+            ErrorCode::BadArgs
+        );
+        assert_eq!(
+            decode_text_request(b"\xff").unwrap_err().code,
+            ErrorCode::BadRequest
+        );
         // The JSON-only lowercase alias is not a text verb.
-        assert_eq!(decode_text_request(b"getLots").unwrap_err().code, ErrorCode::UnknownMethod);
+        assert_eq!(
+            decode_text_request(b"getLots").unwrap_err().code,
+            ErrorCode::UnknownMethod
+        );
     }
 
     #[test]
@@ -640,7 +700,11 @@ mod tests {
     #[test]
     fn json_replies() {
         let mut out = Vec::new();
-        encode_json_reply(&mut out, Some(42), Ok(&Reply::Reserve(ReserveReply::Exists)));
+        encode_json_reply(
+            &mut out,
+            Some(42),
+            Ok(&Reply::Reserve(ReserveReply::Exists)),
+        );
         assert_eq!(out, br#"{"rpcId":42,"result":false,"error":null}"#);
         out.clear();
         let error = WireError::new(ErrorCode::FrameTooLarge, "too big");

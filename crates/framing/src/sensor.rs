@@ -53,6 +53,8 @@ pub enum SensorErrorCode {
     BadCount,
     /// The line is over [`MAX_LINE_LEN`]; the connection is closed after this reply.
     LineTooLong,
+    /// The server is at its connection limit; the connection is closed after this reply.
+    Busy,
 }
 
 impl SensorErrorCode {
@@ -63,6 +65,7 @@ impl SensorErrorCode {
             SensorErrorCode::UnknownLot => "UNKNOWN_LOT",
             SensorErrorCode::BadCount => "BAD_COUNT",
             SensorErrorCode::LineTooLong => "LINE_TOO_LONG",
+            SensorErrorCode::Busy => "BUSY",
         }
     }
 
@@ -72,6 +75,7 @@ impl SensorErrorCode {
             SensorErrorCode::UnknownLot,
             SensorErrorCode::BadCount,
             SensorErrorCode::LineTooLong,
+            SensorErrorCode::Busy,
         ]
         .into_iter()
         .find(|candidate| candidate.as_str() == code)
@@ -135,7 +139,10 @@ pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
         .map_err(|_| SensorError::new(SensorErrorCode::UnknownCommand, "line is not UTF-8"))?;
     let mut fields = text.split_ascii_whitespace();
     let Some(verb) = fields.next() else {
-        return Err(SensorError::new(SensorErrorCode::UnknownCommand, "empty line"));
+        return Err(SensorError::new(
+            SensorErrorCode::UnknownCommand,
+            "empty line",
+        ));
     };
     if verb.eq_ignore_ascii_case("PING") {
         return match fields.next() {

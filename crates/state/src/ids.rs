@@ -36,7 +36,10 @@ impl fmt::Display for LotIdError {
         match self {
             LotIdError::Empty => write!(f, "lot id is empty"),
             LotIdError::TooLong(id) => {
-                write!(f, "lot id {id:?} is longer than {MAX_LOT_ID_LEN} characters")
+                write!(
+                    f,
+                    "lot id {id:?} is longer than {MAX_LOT_ID_LEN} characters"
+                )
             }
             LotIdError::BadCharacter(id) => write!(
                 f,
@@ -123,7 +126,10 @@ impl fmt::Display for PlateError {
         match self {
             PlateError::Empty => write!(f, "plate is empty"),
             PlateError::TooLong(plate) => {
-                write!(f, "plate {plate:?} is longer than {MAX_PLATE_LEN} characters")
+                write!(
+                    f,
+                    "plate {plate:?} is longer than {MAX_PLATE_LEN} characters"
+                )
             }
             PlateError::BadCharacter(plate) => write!(
                 f,
@@ -188,10 +194,22 @@ mod tests {
         assert_eq!(plate, Plate::parse("7ABC-12").unwrap());
         assert!(Plate::parse(&"X".repeat(16)).is_ok());
         assert_eq!(Plate::parse(""), Err(PlateError::Empty));
-        assert!(matches!(Plate::parse(&"X".repeat(17)), Err(PlateError::TooLong(_))));
-        assert!(matches!(Plate::parse("AB C"), Err(PlateError::BadCharacter(_))));
-        assert!(matches!(Plate::parse("ÄB"), Err(PlateError::BadCharacter(_))));
-        assert!(matches!(Plate::parse("A_B"), Err(PlateError::BadCharacter(_))));
+        assert!(matches!(
+            Plate::parse(&"X".repeat(17)),
+            Err(PlateError::TooLong(_))
+        ));
+        assert!(matches!(
+            Plate::parse("AB C"),
+            Err(PlateError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            Plate::parse("ÄB"),
+            Err(PlateError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            Plate::parse("A_B"),
+            Err(PlateError::BadCharacter(_))
+        ));
     }
 
     #[test]
@@ -199,8 +217,14 @@ mod tests {
         assert_eq!(LotId::new("North-1").unwrap().as_str(), "North-1");
         assert_eq!(LotId::new(""), Err(LotIdError::Empty));
         assert!(matches!(LotId::new("all"), Err(LotIdError::Reserved(_))));
-        assert!(matches!(LotId::new("a b"), Err(LotIdError::BadCharacter(_))));
-        assert!(matches!(LotId::new(&"a".repeat(33)), Err(LotIdError::TooLong(_))));
+        assert!(matches!(
+            LotId::new("a b"),
+            Err(LotIdError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            LotId::new(&"a".repeat(33)),
+            Err(LotIdError::TooLong(_))
+        ));
         let parsed: Result<LotId, _> = serde_json::from_str("\"\"");
         assert!(parsed.is_err());
     }

@@ -301,7 +301,11 @@ impl ParkingState {
             .ok_or_else(|| UnknownLot(id.to_owned()))
     }
 
-    fn with_lot<R>(&self, id: &str, op: impl FnOnce(&mut Lot, Instant) -> R) -> Result<R, UnknownLot> {
+    fn with_lot<R>(
+        &self,
+        id: &str,
+        op: impl FnOnce(&mut Lot, Instant) -> R,
+    ) -> Result<R, UnknownLot> {
         let slot = self.slot(id)?;
         Ok(self.with_slot(slot, op).0)
     }
@@ -351,8 +355,12 @@ mod tests {
     }
 
     fn state_with(clock: Arc<ManualClock>, capacity: u32) -> ParkingState {
-        ParkingState::new([spec("A", capacity), spec("B", 5)], Duration::from_secs(10), clock)
-            .unwrap()
+        ParkingState::new(
+            [spec("A", capacity), spec("B", 5)],
+            Duration::from_secs(10),
+            clock,
+        )
+        .unwrap()
     }
 
     fn recorder(state: &ParkingState) -> Arc<Mutex<Vec<(String, u32)>>> {
@@ -390,16 +398,31 @@ mod tests {
     fn reserve_cancel_and_counts() {
         let state = state_with(Arc::new(ManualClock::new()), 2);
         let events = recorder(&state);
-        assert_eq!(state.reserve("A", plate("p1")).unwrap(), ReserveOutcome::Reserved);
+        assert_eq!(
+            state.reserve("A", plate("p1")).unwrap(),
+            ReserveOutcome::Reserved
+        );
         assert_eq!(
             state.reserve("A", plate("P1")).unwrap(),
             ReserveOutcome::AlreadyReserved
         );
-        assert_eq!(state.reserve("A", plate("P2")).unwrap(), ReserveOutcome::Reserved);
-        assert_eq!(state.reserve("A", plate("P3")).unwrap(), ReserveOutcome::Full);
+        assert_eq!(
+            state.reserve("A", plate("P2")).unwrap(),
+            ReserveOutcome::Reserved
+        );
+        assert_eq!(
+            state.reserve("A", plate("P3")).unwrap(),
+            ReserveOutcome::Full
+        );
         assert_eq!(state.free("A").unwrap(), 0);
-        assert_eq!(state.cancel("A", plate("P1")).unwrap(), CancelOutcome::Cancelled);
-        assert_eq!(state.cancel("A", plate("P1")).unwrap(), CancelOutcome::NotFound);
+        assert_eq!(
+            state.cancel("A", plate("P1")).unwrap(),
+            CancelOutcome::Cancelled
+        );
+        assert_eq!(
+            state.cancel("A", plate("P1")).unwrap(),
+            CancelOutcome::NotFound
+        );
         assert_eq!(state.free("A").unwrap(), 1);
         assert_eq!(state.reserve("Z", plate("P1")), Err(UnknownLot("Z".into())));
         let a = &state.lots()[0];
@@ -423,7 +446,10 @@ mod tests {
         assert_eq!(state.lots()[0].reserved, 0);
         assert_eq!(*events.lock(), vec![("A".into(), 2), ("A".into(), 3)]);
         // The expired plate may reserve again.
-        assert_eq!(state.reserve("A", plate("P1")).unwrap(), ReserveOutcome::Reserved);
+        assert_eq!(
+            state.reserve("A", plate("P1")).unwrap(),
+            ReserveOutcome::Reserved
+        );
     }
 
     #[test]
@@ -433,7 +459,10 @@ mod tests {
         state.reserve("A", plate("P1")).unwrap();
         state.reserve("B", plate("P1")).unwrap();
         let events = recorder(&state);
-        assert_eq!(state.next_expiry(), Some(clock.now() + Duration::from_secs(10)));
+        assert_eq!(
+            state.next_expiry(),
+            Some(clock.now() + Duration::from_secs(10))
+        );
         clock.advance(Duration::from_secs(10));
         assert_eq!(state.purge_expired(), 2);
         assert_eq!(state.next_expiry(), None);
@@ -444,13 +473,31 @@ mod tests {
     fn sensor_updates_publish_only_real_changes() {
         let state = state_with(Arc::new(ManualClock::new()), 10);
         let events = recorder(&state);
-        let update = state.update_occupancy("A", OccupancyChange::Set(4)).unwrap();
-        assert_eq!(update, OccupancyUpdate { occupied: 4, free: 6, clamped: false });
-        state.update_occupancy("A", OccupancyChange::Set(4)).unwrap();
+        let update = state
+            .update_occupancy("A", OccupancyChange::Set(4))
+            .unwrap();
+        assert_eq!(
+            update,
+            OccupancyUpdate {
+                occupied: 4,
+                free: 6,
+                clamped: false
+            }
+        );
+        state
+            .update_occupancy("A", OccupancyChange::Set(4))
+            .unwrap();
         let update = state
             .update_occupancy("A", OccupancyChange::Increase(100))
             .unwrap();
-        assert_eq!(update, OccupancyUpdate { occupied: 10, free: 0, clamped: true });
+        assert_eq!(
+            update,
+            OccupancyUpdate {
+                occupied: 10,
+                free: 0,
+                clamped: true
+            }
+        );
         assert_eq!(*events.lock(), vec![("A".into(), 6), ("A".into(), 0)]);
     }
 
@@ -488,7 +535,9 @@ mod tests {
                 let state = Arc::clone(&state);
                 thread::spawn(move || {
                     for n in 0..200 {
-                        state.reserve("A", plate(&format!("T{thread}N{n}"))).unwrap();
+                        state
+                            .reserve("A", plate(&format!("T{thread}N{n}")))
+                            .unwrap();
                     }
                 })
             })

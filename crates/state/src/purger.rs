@@ -58,10 +58,10 @@ fn run(state: &ParkingState, interval: Duration, stopped: &Receiver<()>) {
 impl Drop for Purger {
     fn drop(&mut self) {
         drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("purger thread panicked");
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("purger thread panicked");
         }
     }
 }

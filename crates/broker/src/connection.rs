@@ -1,0 +1,447 @@
+//! One pub/sub connection as its notifier thread drives it: reading `SUBSCRIBE` lines,
+//! answering them, and writing queued events, all without ever blocking on the socket.
+//!
+//! The socket is non-blocking. Output goes through a pending buffer capped at
+//! [`MAX_PENDING_OUTPUT`]: what a `write` does not take stays there for the next try, and
+//! while the buffer is over the cap the connection takes nothing more from its event queue
+//! (and reads no more commands). A reader that stops reading therefore fills its bounded
+//! queue, where the publishers count the drops that eventually disconnect it; memory per
+//! connection stays bounded whatever the peer does.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use framing::line::{self, Decoded};
+use framing::pubsub::{self, PubsubError, PubsubErrorCode, Topic};
+
+use crate::registry::{Registry, Subscription};
+
+/// Most bytes waiting to be written before the connection stops taking events from its queue.
+pub(crate) const MAX_PENDING_OUTPUT: usize = 16 * 1024;
+
+/// How often a connection with work in progress (a partial line, output the socket did not
+/// take, queued events) or that is closing is polled.
+pub(crate) const BUSY_POLL: Duration = Duration::from_millis(5);
+
+/// How often a connection that has not subscribed yet is polled for its command.
+pub(crate) const UNSUBSCRIBED_POLL: Duration = Duration::from_millis(10);
+
+/// How often an idle subscriber is polled for more commands or EOF. Its events do not wait for
+/// this: the doorbell delivers them.
+pub(crate) const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 4096;
+
+/// Most `read` calls per poll, so that one chatty peer cannot hold up the notifier's others.
+const MAX_READS_PER_POLL: usize = 8;
+
+/// Most times per wake-up the pending buffer is refilled from the queue and written, for the
+/// same reason.
+const MAX_WRITE_ROUNDS: usize = 4;
+
+/// How long a connection being closed after an error reply keeps discarding input, waiting
+/// for the peer to read the reply and close first (see [`Connection::linger`]).
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// What a connection's notifier needs to run it.
+#[derive(Debug)]
+pub(crate) struct Context {
+    /// The topic lists.
+    pub(crate) registry: Arc<Registry>,
+    /// The notifier's doorbell, handed to each new subscriber.
+    pub(crate) doorbell: Sender<()>,
+    /// Longest silence allowed before the first successful `SUBSCRIBE`.
+    pub(crate) idle_timeout: Duration,
+    /// Longest time a started line may take to complete.
+    pub(crate) line_timeout: Duration,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub(crate) enum CloseReason {
+    /// The peer closed its side.
+    PeerClosed,
+    /// Reading or writing failed (reset, broken pipe...).
+    Io(io::Error),
+    /// The subscriber's queue overflowed too many times in a row.
+    SlowSubscriber {
+        /// Consecutive drops when it was disconnected.
+        drops: u32,
+    },
+    /// No `SUBSCRIBE` and no input for the idle timeout.
+    IdleTimeout,
+    /// A line was started but not finished within the line timeout.
+    LineTimeout,
+    /// Output was pending and the peer took none of it for the line timeout.
+    WriteStalled,
+    /// A line went over the limit; `ERR LINE_TOO_LONG` was sent.
+    LineTooLong,
+    /// The broker is shutting down.
+    Shutdown,
+}
+
+/// A connection that answered with an error and is on its way out.
+#[derive(Debug)]
+struct Closing {
+    reason: CloseReason,
+    deadline: Instant,
+    write_shut: bool,
+}
+
+/// One pub/sub connection, owned by one notifier thread.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Bytes received but not yet a complete line; bounded by the line limit plus one read.
+    input: Vec<u8>,
+    /// Bytes to send (replies, then events), oldest first.
+    output: Vec<u8>,
+    /// Set by the first successful `SUBSCRIBE`.
+    subscription: Option<Subscription>,
+    last_input: Instant,
+    /// When the unfinished line in `input` began, for the line timeout.
+    line_started: Option<Instant>,
+    /// Since when output has been pending with the peer taking none of it. A subscriber that
+    /// stops reading is normally cut off by its queue overflowing; this also catches one whose
+    /// lots have gone quiet, so that it does not hold its buffers forever.
+    stalled_since: Option<Instant>,
+    closing: Option<Closing>,
+    next_poll: Instant,
+}
+
+impl Connection {
+    /// Wraps an accepted, already non-blocking stream; it is due for a poll at once.
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, now: Instant) -> Self {
+        Connection {
+            stream,
+            peer,
+            input: Vec::new(),
+            output: Vec::new(),
+            subscription: None,
+            last_input: now,
+            line_started: None,
+            stalled_since: None,
+            closing: None,
+            next_poll: now,
+        }
+    }
+
+    /// The peer's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The subscription id, once subscribed.
+    pub(crate) fn subscription_id(&self) -> Option<u64> {
+        self.subscription.as_ref().map(|s| s.subscriber().id())
+    }
+
+    /// When this connection next wants [`Connection::poll`].
+    pub(crate) fn next_poll(&self) -> Instant {
+        self.next_poll
+    }
+
+    /// Does everything the connection needs: sends what is pending, reads and answers
+    /// commands, enforces the timeouts. `Err` means it must be closed, and why.
+    pub(crate) fn poll(&mut self, ctx: &Context, now: Instant) -> Result<(), CloseReason> {
+        if self.closing.is_none() {
+            // Sending first makes room for replies to the commands about to be read.
+            self.send(now)?;
+            self.handle_lines(ctx, now);
+            self.read_input(ctx, now)?;
+            self.check_timeouts(ctx, now)?;
+            if self.closing.is_none() {
+                self.send(now)?;
+            }
+        }
+        if self.closing.is_some() {
+            self.linger(now)?;
+        }
+        self.schedule(now);
+        Ok(())
+    }
+
+    /// Whether a doorbell should make this connection [`deliver`](Connection::deliver): it
+    /// has queued events and room to take them, or it must be disconnected.
+    pub(crate) fn wants_delivery(&self) -> bool {
+        self.closing.is_none()
+            && self.subscription.as_ref().is_some_and(|s| {
+                let subscriber = s.subscriber();
+                subscriber.is_doomed()
+                    || (subscriber.has_events() && self.output.len() < MAX_PENDING_OUTPUT)
+            })
+    }
+
+    /// Sends queued events without reading: the doorbell's path.
+    pub(crate) fn deliver(&mut self, now: Instant) -> Result<(), CloseReason> {
+        self.send(now)?;
+        if self.has_pending_output() {
+            self.next_poll = self.next_poll.min(now + BUSY_POLL);
+        }
+        Ok(())
+    }
+
+    /// For shutdown: stops new events from being queued; those already queued can still be
+    /// flushed.
+    pub(crate) fn end_subscription(&mut self, registry: &Registry) {
+        if let Some(subscription) = &mut self.subscription {
+            registry.unsubscribe(subscription);
+        }
+    }
+
+    /// For shutdown: writes what is pending without reading; `Ok(true)` once nothing is left.
+    pub(crate) fn flush(&mut self, now: Instant) -> Result<bool, CloseReason> {
+        if self.closing.is_some() {
+            self.write_output(now)?;
+            return Ok(self.output.is_empty());
+        }
+        self.send(now)?;
+        Ok(!self.has_pending_output())
+    }
+
+    /// Ends the connection: leaves the topic lists, makes a last attempt to send what is
+    /// pending (an error reply, typically), and closes the socket.
+    pub(crate) fn close(mut self, registry: &Registry) {
+        self.end_subscription(registry);
+        let _ = write_pending(&mut self.stream, &mut self.output);
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    fn has_pending_output(&self) -> bool {
+        !self.output.is_empty()
+            || self
+                .subscription
+                .as_ref()
+                .is_some_and(|s| s.subscriber().has_events())
+    }
+
+    /// Moves queued events to the pending buffer and writes it, until the socket is full, the
+    /// queue is empty, or the round limit is reached.
+    fn send(&mut self, now: Instant) -> Result<(), CloseReason> {
+        if let Some(subscription) = &self.subscription {
+            let subscriber = subscription.subscriber();
+            if subscriber.is_doomed() {
+                return Err(CloseReason::SlowSubscriber {
+                    drops: subscriber.consecutive_drops(),
+                });
+            }
+        }
+        for _ in 0..MAX_WRITE_ROUNDS {
+            self.fill_output();
+            if self.output.is_empty() {
+                break;
+            }
+            if !self.write_output(now)? {
+                break;
+            }
+        }
+        if let Some(subscription) = &self.subscription {
+            let subscriber = subscription.subscriber();
+            if self.output.is_empty() && !subscriber.has_events() {
+                subscriber.caught_up();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what the socket takes; `Ok(true)` if everything was written.
+    fn write_output(&mut self, now: Instant) -> Result<bool, CloseReason> {
+        let before = self.output.len();
+        let done = write_pending(&mut self.stream, &mut self.output).map_err(CloseReason::Io)?;
+        if done {
+            self.stalled_since = None;
+        } else if self.output.len() < before || self.stalled_since.is_none() {
+            self.stalled_since = Some(now);
+        }
+        Ok(done)
+    }
+
+    fn fill_output(&mut self) {
+        let Some(subscription) = &self.subscription else {
+            return;
+        };
+        while self.output.len() < MAX_PENDING_OUTPUT {
+            match subscription.subscriber().next_event() {
+                Some(line) => self.output.extend_from_slice(&line),
+                None => break,
+            }
+        }
+    }
+
+    fn read_input(&mut self, ctx: &Context, now: Instant) -> Result<(), CloseReason> {
+        let mut chunk = [0; READ_CHUNK];
+        for _ in 0..MAX_READS_PER_POLL {
+            // Over the cap, the peer is not reading its replies: stop reading its commands,
+            // so that it is its own sends that block.
+            if self.closing.is_some() || self.output.len() >= MAX_PENDING_OUTPUT {
+                break;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(n) => {
+                    self.last_input = now;
+                    self.input.extend_from_slice(&chunk[..n]);
+                    self.handle_lines(ctx, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CloseReason::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers every complete line in `input` (while there is room for the replies).
+    fn handle_lines(&mut self, ctx: &Context, now: Instant) {
+        let mut consumed_any = false;
+        while self.closing.is_none() && self.output.len() < MAX_PENDING_OUTPUT {
+            match line::decode(&self.input, pubsub::MAX_LINE_LEN) {
+                Decoded::Line { content, consumed } => {
+                    let peer = self.peer;
+                    let subscription = &mut self.subscription;
+                    let reply = pubsub::parse_command(&self.input[content]).and_then(|topic| {
+                        let id =
+                            ctx.registry
+                                .subscribe(subscription, topic, peer, &ctx.doorbell)?;
+                        let topic = match topic {
+                            Topic::All => "ALL",
+                            Topic::Lot(lot) => lot,
+                        };
+                        log::debug!("{peer} subscribed to {topic} (subscription {id})");
+                        Ok(id)
+                    });
+                    match reply {
+                        Ok(id) => pubsub::encode_subscribed(&mut self.output, id),
+                        Err(error) => pubsub::encode_error(&mut self.output, &error),
+                    }
+                    self.input.drain(..consumed);
+                    consumed_any = true;
+                }
+                Decoded::Incomplete => break,
+                Decoded::TooLong => {
+                    let error = PubsubError::new(
+                        PubsubErrorCode::LineTooLong,
+                        format!("lines are limited to {} bytes", pubsub::MAX_LINE_LEN),
+                    );
+                    pubsub::encode_error(&mut self.output, &error);
+                    self.input.clear();
+                    // Nothing more is sent but the reply, so stop queueing events at once.
+                    self.end_subscription(&ctx.registry);
+                    self.closing = Some(Closing {
+                        reason: CloseReason::LineTooLong,
+                        deadline: now + CLOSE_LINGER,
+                        write_shut: false,
+                    });
+                }
+            }
+        }
+        if self.input.is_empty() {
+            self.line_started = None;
+        } else if consumed_any || self.line_started.is_none() {
+            self.line_started = Some(now);
+        }
+    }
+
+    fn check_timeouts(&self, ctx: &Context, now: Instant) -> Result<(), CloseReason> {
+        if let Some(started) = self.line_started
+            && now.saturating_duration_since(started) >= ctx.line_timeout
+        {
+            return Err(CloseReason::LineTimeout);
+        }
+        if let Some(stalled) = self.stalled_since
+            && now.saturating_duration_since(stalled) >= ctx.line_timeout
+        {
+            return Err(CloseReason::WriteStalled);
+        }
+        // Only before the first SUBSCRIBE: a subscriber to a quiet lot may rightly say and
+        // hear nothing for hours.
+        if self.subscription.is_none()
+            && now.saturating_duration_since(self.last_input) >= ctx.idle_timeout
+        {
+            return Err(CloseReason::IdleTimeout);
+        }
+        Ok(())
+    }
+
+    /// Closing after an error reply: send the reply, then shut our sending side and discard
+    /// input until the peer closes (or [`CLOSE_LINGER`] passes). Closing a socket that still
+    /// has unread input makes the kernel send a reset, which could destroy the reply before
+    /// the peer reads it.
+    fn linger(&mut self, now: Instant) -> Result<(), CloseReason> {
+        let Some(closing) = self.closing.as_mut() else {
+            return Ok(());
+        };
+        let mut done = now >= closing.deadline;
+        if !done {
+            match write_pending(&mut self.stream, &mut self.output) {
+                Ok(true) if !closing.write_shut => {
+                    let _ = self.stream.shutdown(Shutdown::Write);
+                    closing.write_shut = true;
+                }
+                Ok(_) => {}
+                Err(_) => done = true,
+            }
+        }
+        if !done && closing.write_shut {
+            done = discard_input(&mut self.stream);
+        }
+        match self.closing.take() {
+            Some(closing) if done => Err(closing.reason),
+            closing => {
+                self.closing = closing;
+                Ok(())
+            }
+        }
+    }
+
+    fn schedule(&mut self, now: Instant) {
+        let interval =
+            if self.closing.is_some() || !self.input.is_empty() || self.has_pending_output() {
+                BUSY_POLL
+            } else if self.subscription.is_none() {
+                UNSUBSCRIBED_POLL
+            } else {
+                IDLE_POLL
+            };
+        self.next_poll = now + interval;
+    }
+}
+
+/// Writes as much of `output` as the socket takes and removes it; `Ok(true)` if all of it.
+fn write_pending(stream: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<bool> {
+    let mut written = 0;
+    let result = loop {
+        if written == output.len() {
+            break Ok(true);
+        }
+        match stream.write(&output[written..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    output.drain(..written);
+    result
+}
+
+/// Reads and throws away what the peer sent; `true` once it has closed (or failed).
+fn discard_input(stream: &mut TcpStream) -> bool {
+    let mut chunk = [0; READ_CHUNK];
+    for _ in 0..MAX_READS_PER_POLL {
+        match stream.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}

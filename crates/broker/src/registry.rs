@@ -1,0 +1,492 @@
+//! Who follows which lot, and each subscriber's bounded queue of event lines.
+//!
+//! [`Registry::publish`] is the only code that runs on the threads that change the state. It
+//! takes the topic lists' read lock, encodes the event line once (only if someone listens),
+//! and offers it to each listening subscriber's queue with `try_send`: it never blocks and
+//! never touches a socket. The write lock is taken only to edit the lists when a connection
+//! subscribes or goes away, for a few pointer moves, so readers never wait on I/O.
+//!
+//! A subscriber is in the lists at most once per change: subscribing twice to one lot is a
+//! no-op, and `SUBSCRIBE ALL` moves it from its lot lists to the ALL list (under one write
+//! lock, so no change is missed or doubled by the move).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use framing::pubsub::{self, Event, PubsubError, PubsubErrorCode, Topic};
+use parking_lot::RwLock;
+use state::{LotChange, LotId};
+
+use crate::stats::Counters;
+
+/// One encoded event line (terminator included), shared by every queue it is offered to.
+pub(crate) type EventLine = Arc<[u8]>;
+
+/// How many times a publisher tries to make room in a full queue. Publishers of different
+/// lots may race for the same subscriber's last free slot; after this many lost races the
+/// new line is dropped instead of an old one, which keeps `publish` wait-free.
+const PUSH_ATTEMPTS: usize = 4;
+
+/// One subscribed connection as the publishers see it: its queue and its overflow state. The
+/// socket itself belongs to a notifier thread, which the doorbell wakes.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    id: u64,
+    peer: SocketAddr,
+    sender: Sender<EventLine>,
+    /// Kept by the broker too, so that a publisher can discard the oldest line of a full queue.
+    receiver: Receiver<EventLine>,
+    /// Lines dropped since the notifier last caught up with this subscriber.
+    consecutive_drops: AtomicU32,
+    /// Set once `consecutive_drops` reaches the limit; publishers skip the subscriber from then
+    /// on and its notifier disconnects it.
+    doomed: AtomicBool,
+    /// The owning notifier's doorbell: a `bounded(1)` channel, so ringing never blocks and a
+    /// burst of events costs the notifier one wake-up.
+    doorbell: Sender<()>,
+}
+
+impl Subscriber {
+    /// The id sent in `OK <subId>`.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The next queued event line, if any.
+    pub(crate) fn next_event(&self) -> Option<EventLine> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// Whether event lines are waiting to be sent.
+    pub(crate) fn has_events(&self) -> bool {
+        !self.receiver.is_empty()
+    }
+
+    /// Whether the subscriber fell too far behind and must be disconnected.
+    pub(crate) fn is_doomed(&self) -> bool {
+        self.doomed.load(Ordering::Acquire)
+    }
+
+    /// Drops counted since the notifier last caught up.
+    pub(crate) fn consecutive_drops(&self) -> u32 {
+        self.consecutive_drops.load(Ordering::Relaxed)
+    }
+
+    /// Called by the notifier when the queue is empty and every byte has been written: the
+    /// subscriber is keeping up, so earlier drops no longer count towards disconnection.
+    pub(crate) fn caught_up(&self) {
+        self.consecutive_drops.store(0, Ordering::Relaxed);
+    }
+
+    /// Offers `line` to the queue. A full queue loses its OLDEST line, not the new one: a
+    /// subscriber that lags wants the latest free counts, and the lines that stay keep their
+    /// order. Each drop counts towards `max_drops`, after which the subscriber is doomed.
+    fn push(&self, line: &EventLine, max_drops: u32, counters: &Counters) {
+        counters.event_published();
+        let mut line = Arc::clone(line);
+        for _ in 0..PUSH_ATTEMPTS {
+            match self.sender.try_send(line) {
+                Ok(()) => return,
+                // Cannot happen while this struct holds the receiver; nothing to deliver to.
+                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(back)) => {
+                    line = back;
+                    if self.receiver.try_recv().is_ok() {
+                        self.record_drop(max_drops, counters);
+                    }
+                }
+            }
+        }
+        self.record_drop(max_drops, counters);
+    }
+
+    fn record_drop(&self, max_drops: u32, counters: &Counters) {
+        counters.event_dropped();
+        let drops = self.consecutive_drops.fetch_add(1, Ordering::Relaxed) + 1;
+        if drops >= max_drops {
+            self.doomed.store(true, Ordering::Release);
+        }
+    }
+
+    fn ring(&self) {
+        // Full means a wake-up is already pending, which covers this line too.
+        let _ = self.doorbell.try_send(());
+    }
+}
+
+/// What one connection is subscribed to; owned by the connection's notifier, handed to the
+/// registry to change or end it.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    subscriber: Arc<Subscriber>,
+    all: bool,
+    lots: HashSet<LotId>,
+    /// Whether the subscriber is still in the topic lists.
+    listed: bool,
+}
+
+impl Subscription {
+    /// The subscriber whose queue this subscription fills.
+    pub(crate) fn subscriber(&self) -> &Subscriber {
+        &self.subscriber
+    }
+}
+
+#[derive(Debug, Default)]
+struct Topics {
+    /// Subscribers of each known lot, ALL subscribers excluded.
+    by_lot: HashMap<LotId, Vec<Arc<Subscriber>>>,
+    /// `SUBSCRIBE ALL` subscribers, who hear about every lot, known or not.
+    all: Vec<Arc<Subscriber>>,
+}
+
+/// Every subscription of the broker, and the publishing path.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    /// The lots a client may subscribe to; fixed at start.
+    known: HashSet<LotId>,
+    topics: RwLock<Topics>,
+    /// Source of subscription ids: unique per broker, starting at 1.
+    next_id: AtomicU64,
+    queue_size: usize,
+    max_overflow_drops: u32,
+    counters: Counters,
+}
+
+impl Registry {
+    /// A registry for `lots`, with queues of `queue_size` lines (at least 1) and doom after
+    /// `max_overflow_drops` consecutive drops (0 acts as 1).
+    pub(crate) fn new(lots: Vec<LotId>, queue_size: usize, max_overflow_drops: u32) -> Self {
+        let by_lot = lots.iter().map(|lot| (lot.clone(), Vec::new())).collect();
+        Registry {
+            known: lots.into_iter().collect(),
+            topics: RwLock::new(Topics {
+                by_lot,
+                all: Vec::new(),
+            }),
+            next_id: AtomicU64::new(1),
+            queue_size: queue_size.max(1),
+            max_overflow_drops,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The broker's counters.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Adds `topic` to the connection's subscription, creating it (with a new id and queue)
+    /// on the first success. Returns the subscription id, the same for every later topic.
+    /// An unknown lot is refused and leaves `slot` as it was.
+    pub(crate) fn subscribe(
+        &self,
+        slot: &mut Option<Subscription>,
+        topic: Topic<'_>,
+        peer: SocketAddr,
+        doorbell: &Sender<()>,
+    ) -> Result<u64, PubsubError> {
+        let lot = match topic {
+            Topic::All => None,
+            Topic::Lot(text) => Some(
+                self.known
+                    .get(text)
+                    .cloned()
+                    .ok_or_else(|| PubsubError::new(PubsubErrorCode::UnknownLot, text))?,
+            ),
+        };
+        let subscription = match slot {
+            Some(subscription) => subscription,
+            None => slot.insert(self.new_subscription(peer, doorbell)),
+        };
+        let mut topics = self.topics.write();
+        match lot {
+            None if !subscription.all => {
+                for lot in subscription.lots.drain() {
+                    if let Some(list) = topics.by_lot.get_mut(&lot) {
+                        remove(list, &subscription.subscriber);
+                    }
+                }
+                topics.all.push(Arc::clone(&subscription.subscriber));
+                subscription.all = true;
+            }
+            Some(lot) if !subscription.all && !subscription.lots.contains(&lot) => {
+                if let Some(list) = topics.by_lot.get_mut(&lot) {
+                    list.push(Arc::clone(&subscription.subscriber));
+                }
+                subscription.lots.insert(lot);
+            }
+            // Already covered: subscribing again must not double the events.
+            _ => {}
+        }
+        Ok(subscription.subscriber.id)
+    }
+
+    fn new_subscription(&self, peer: SocketAddr, doorbell: &Sender<()>) -> Subscription {
+        let (sender, receiver) = crossbeam_channel::bounded(self.queue_size);
+        self.counters.subscriber_added();
+        Subscription {
+            subscriber: Arc::new(Subscriber {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                peer,
+                sender,
+                receiver,
+                consecutive_drops: AtomicU32::new(0),
+                doomed: AtomicBool::new(false),
+                doorbell: doorbell.clone(),
+            }),
+            all: false,
+            lots: HashSet::new(),
+            listed: true,
+        }
+    }
+
+    /// Takes the subscriber off every topic list, so no more lines are queued for it; lines
+    /// already queued stay readable. Idempotent. The queue is freed when the `Subscription`
+    /// is dropped.
+    pub(crate) fn unsubscribe(&self, subscription: &mut Subscription) {
+        if !subscription.listed {
+            return;
+        }
+        let mut topics = self.topics.write();
+        if subscription.all {
+            remove(&mut topics.all, &subscription.subscriber);
+        }
+        for lot in &subscription.lots {
+            if let Some(list) = topics.by_lot.get_mut(lot) {
+                remove(list, &subscription.subscriber);
+            }
+        }
+        drop(topics);
+        subscription.listed = false;
+        self.counters.subscriber_removed();
+        log::debug!(
+            "subscription {} of {} ended",
+            subscription.subscriber.id,
+            subscription.subscriber.peer
+        );
+    }
+
+    /// Queues the change for every subscriber of its lot and every ALL subscriber, then wakes
+    /// their notifiers. Never blocks and does no I/O: this runs on the thread that changed the
+    /// state. Lines of one lot are queued in the order of the calls, and the state makes those
+    /// calls in the order the changes happened, one at a time per lot.
+    pub(crate) fn publish(&self, change: &LotChange) {
+        let topics = self.topics.read();
+        let of_lot = topics
+            .by_lot
+            .get(&change.lot)
+            .map_or(&[][..], Vec::as_slice);
+        if of_lot.is_empty() && topics.all.is_empty() {
+            return;
+        }
+        let line = encode(change);
+        for subscriber in of_lot.iter().chain(&topics.all) {
+            if subscriber.is_doomed() {
+                continue;
+            }
+            subscriber.push(&line, self.max_overflow_drops, &self.counters);
+            subscriber.ring();
+        }
+    }
+}
+
+fn remove(list: &mut Vec<Arc<Subscriber>>, subscriber: &Arc<Subscriber>) {
+    if let Some(index) = list.iter().position(|s| Arc::ptr_eq(s, subscriber)) {
+        list.swap_remove(index);
+    }
+}
+
+thread_local! {
+    /// Reused for encoding, so that an event costs one allocation: its shared line.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Encodes the change's event line once, for every queue.
+fn encode(change: &LotChange) -> EventLine {
+    let event = Event {
+        lot_id: change.lot.as_str().into(),
+        free: change.free,
+        timestamp: unix_seconds(change.at),
+    };
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        pubsub::encode_event(buf, &event);
+        Arc::from(buf.as_slice())
+    })
+}
+
+/// Seconds since the Unix epoch, negative before it.
+fn unix_seconds(at: SystemTime) -> f64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(since) => since.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn lot(id: &str) -> LotId {
+        LotId::new(id).unwrap()
+    }
+
+    fn change(id: &str, free: u32) -> LotChange {
+        LotChange {
+            lot: lot(id),
+            free,
+            at: UNIX_EPOCH + Duration::from_millis(1_712_345_678_900),
+        }
+    }
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 40000))
+    }
+
+    fn registry(queue_size: usize, max_drops: u32) -> Registry {
+        Registry::new(vec![lot("A"), lot("B"), lot("C")], queue_size, max_drops)
+    }
+
+    fn queued(subscription: &Subscription) -> Vec<String> {
+        std::iter::from_fn(|| subscription.subscriber().next_event())
+            .map(|line| String::from_utf8(line.to_vec()).unwrap())
+            .collect()
+    }
+
+    fn event_line(id: &str, free: u32) -> String {
+        format!(
+            "{{\"type\":\"EVENT\",\"lotId\":\"{id}\",\"free\":{free},\"timestamp\":1712345678.9}}\n"
+        )
+    }
+
+    #[test]
+    fn full_queue_drops_the_oldest() {
+        let registry = registry(4, 100);
+        let (doorbell, rung) = crossbeam_channel::bounded(1);
+        let mut slot = None;
+        registry
+            .subscribe(&mut slot, Topic::Lot("A"), peer(), &doorbell)
+            .unwrap();
+        for free in 1..=6 {
+            registry.publish(&change("A", free));
+        }
+        let subscription = slot.unwrap();
+        assert_eq!(subscription.subscriber().consecutive_drops(), 2);
+        let stats = registry.counters().snapshot();
+        assert_eq!((stats.events_published, stats.events_dropped), (6, 2));
+        let expected: Vec<String> = (3..=6).map(|free| event_line("A", free)).collect();
+        assert_eq!(queued(&subscription), expected);
+        assert!(rung.try_recv().is_ok());
+        subscription.subscriber().caught_up();
+        assert_eq!(subscription.subscriber().consecutive_drops(), 0);
+    }
+
+    #[test]
+    fn repeated_drops_doom_the_subscriber() {
+        let registry = registry(2, 3);
+        let (doorbell, _rung) = crossbeam_channel::bounded(1);
+        let mut slot = None;
+        registry
+            .subscribe(&mut slot, Topic::All, peer(), &doorbell)
+            .unwrap();
+        let subscription = slot.unwrap();
+        for free in 0..4 {
+            registry.publish(&change("B", free));
+        }
+        assert!(!subscription.subscriber().is_doomed());
+        registry.publish(&change("B", 9));
+        assert!(subscription.subscriber().is_doomed());
+        // A doomed subscriber is skipped, so its drops stop at the limit.
+        registry.publish(&change("B", 10));
+        assert_eq!(registry.counters().snapshot().events_dropped, 3);
+    }
+
+    #[test]
+    fn topics_never_duplicate_and_share_one_id() {
+        let registry = registry(16, 10);
+        let (doorbell, _rung) = crossbeam_channel::bounded(1);
+        let mut slot = None;
+        let id = registry
+            .subscribe(&mut slot, Topic::Lot("A"), peer(), &doorbell)
+            .unwrap();
+        for topic in [
+            Topic::Lot("A"),
+            Topic::Lot("B"),
+            Topic::All,
+            Topic::Lot("C"),
+        ] {
+            assert_eq!(
+                registry.subscribe(&mut slot, topic, peer(), &doorbell),
+                Ok(id)
+            );
+        }
+        for id in ["A", "B", "C", "D"] {
+            registry.publish(&change(id, 1));
+        }
+        let mut subscription = slot.unwrap();
+        let lots: Vec<String> = queued(&subscription)
+            .iter()
+            .map(
+                |line| match pubsub::parse_server_line(line.trim_end().as_bytes()) {
+                    Ok(pubsub::ServerLine::Event(event)) => event.lot_id.into_owned(),
+                    other => panic!("not an event: {other:?}"),
+                },
+            )
+            .collect();
+        assert_eq!(lots, ["A", "B", "C", "D"]);
+        assert_eq!(registry.counters().snapshot().subscribers, 1);
+
+        registry.unsubscribe(&mut subscription);
+        registry.unsubscribe(&mut subscription);
+        registry.publish(&change("A", 2));
+        assert!(!subscription.subscriber().has_events());
+        let stats = registry.counters().snapshot();
+        assert_eq!((stats.subscribers, stats.events_published), (0, 4));
+    }
+
+    #[test]
+    fn unknown_lot_is_refused_without_subscribing() {
+        let registry = registry(16, 10);
+        let (doorbell, _rung) = crossbeam_channel::bounded(1);
+        let mut slot = None;
+        let refused = registry
+            .subscribe(&mut slot, Topic::Lot("a"), peer(), &doorbell)
+            .unwrap_err();
+        assert_eq!(refused, PubsubError::new(PubsubErrorCode::UnknownLot, "a"));
+        assert!(slot.is_none());
+        assert_eq!(registry.counters().snapshot().subscribers, 0);
+        let first = registry
+            .subscribe(&mut slot, Topic::Lot("A"), peer(), &doorbell)
+            .unwrap();
+        let mut other = None;
+        let second = registry
+            .subscribe(&mut other, Topic::All, peer(), &doorbell)
+            .unwrap();
+        assert_eq!((first, second), (1, 2));
+    }
+
+    #[test]
+    fn nothing_is_encoded_without_subscribers() {
+        let registry = registry(4, 10);
+        registry.publish(&change("A", 1));
+        assert_eq!(registry.counters().snapshot(), Default::default());
+    }
+
+    #[test]
+    fn timestamps_are_unix_seconds() {
+        assert_eq!(unix_seconds(UNIX_EPOCH + Duration::from_millis(1500)), 1.5);
+        assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_millis(500)), -0.5);
+        assert_eq!(
+            String::from_utf8(encode(&change("A", 12)).to_vec()).unwrap(),
+            event_line("A", 12)
+        );
+    }
+}

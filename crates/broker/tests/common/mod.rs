@@ -1,0 +1,157 @@
+//! A broker on a real loopback socket, and a line-oriented test client.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use broker::{Broker, BrokerConfig, BrokerStats};
+use framing::pubsub::{self, ServerLine};
+use socket2::{Domain, Protocol, Socket, Type};
+use state::{LotChange, LotId};
+
+/// How long any single wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+
+/// A broker for lots A, B and C, and a listener whose accepted sockets are attached to it.
+pub struct Harness {
+    pub broker: Broker,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Harness {
+    pub fn start(config: BrokerConfig) -> Self {
+        let lots = ["A", "B", "C"].map(|id| LotId::new(id).unwrap()).to_vec();
+        let broker = Broker::start(lots, config).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        Harness {
+            broker,
+            listener,
+            addr,
+        }
+    }
+
+    /// Connects a client and attaches the server side of the connection.
+    pub fn connect(&self) -> Client {
+        Client::new(self.connect_raw(None))
+    }
+
+    /// Connects a socket whose receive buffer is set (before connecting) to `receive_buffer`
+    /// bytes, and attaches the server side.
+    pub fn connect_raw(&self, receive_buffer: Option<usize>) -> TcpStream {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        if let Some(size) = receive_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        socket.connect(&self.addr.into()).unwrap();
+        let (server_side, peer) = self.listener.accept().unwrap();
+        self.broker.attach(server_side, peer);
+        socket.into()
+    }
+
+    /// Publishes a change of `lot`'s free count.
+    pub fn publish(&self, lot: &str, free: u32) {
+        self.broker.on_lot_change(&change(lot, free));
+    }
+
+    /// Waits until the broker's counters satisfy `condition`.
+    pub fn wait_for_stats(&self, what: &str, condition: impl Fn(&BrokerStats) -> bool) {
+        wait_until(what, || condition(&self.broker.stats()));
+    }
+}
+
+pub fn change(lot: &str, free: u32) -> LotChange {
+    LotChange {
+        lot: LotId::new(lot).unwrap(),
+        free,
+        at: SystemTime::now(),
+    }
+}
+
+/// Polls `condition` until it holds; fails the test after [`DEADLINE`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A pub/sub client speaking raw lines.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream) -> Self {
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let writer = stream.try_clone().unwrap();
+        Client {
+            reader: BufReader::new(stream),
+            writer,
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// The next line, terminator removed; fails on EOF or timeout.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        let read = self.reader.read_line(&mut line).unwrap();
+        assert!(read > 0, "connection closed while a line was expected");
+        assert!(line.ends_with('\n'), "unterminated line {line:?}");
+        line.pop();
+        line
+    }
+
+    /// Sends `SUBSCRIBE <topic>` and returns the id of the `OK` reply.
+    pub fn subscribe(&mut self, topic: &str) -> u64 {
+        self.send(format!("SUBSCRIBE {topic}\n").as_bytes());
+        let line = self.line();
+        match pubsub::parse_server_line(line.as_bytes()) {
+            Ok(ServerLine::Subscribed(id)) => id,
+            other => panic!("expected OK, got {other:?}"),
+        }
+    }
+
+    /// The next line, which must be an event: its lot and free count.
+    pub fn event(&mut self) -> (String, u32) {
+        let line = self.line();
+        match pubsub::parse_server_line(line.as_bytes()) {
+            Ok(ServerLine::Event(event)) => (event.lot_id.into_owned(), event.free),
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    /// Reads (and discards) until the server closes the connection.
+    pub fn expect_closed(&mut self) {
+        expect_closed(self.reader.get_mut());
+    }
+}
+
+/// Reads (and discards) until the peer closes `stream` (EOF or reset); fails after [`DEADLINE`].
+pub fn expect_closed(stream: &mut TcpStream) {
+    let deadline = Instant::now() + DEADLINE;
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut sink = [0; 4096];
+    loop {
+        assert!(Instant::now() < deadline, "connection still open");
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("connection still open after {DEADLINE:?}")
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Limits over real sockets: slow and stuck subscribers, the connection limit, timeouts,
+//! shutdown and the counters.
+
+// A test fails loudly on any setup error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use broker::BrokerConfig;
+use common::{DEADLINE, Harness, expect_closed};
+
+/// Events published in the stuck-subscriber test.
+const EVENTS: u32 = 20_000;
+
+/// Connects a subscriber to `lot` that reads its `OK` and then never reads again, with a
+/// small receive buffer so that it fills quickly.
+fn stuck_subscriber(harness: &Harness, lot: &str) -> std::net::TcpStream {
+    let mut stream = harness.connect_raw(Some(4096));
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream
+        .write_all(format!("SUBSCRIBE {lot}\n").as_bytes())
+        .unwrap();
+    let mut ok = String::new();
+    BufReader::new(&stream).read_line(&mut ok).unwrap();
+    assert!(ok.starts_with("OK "), "{ok:?}");
+    stream
+}
+
+#[test]
+fn a_stuck_subscriber_is_cut_off_while_a_healthy_one_gets_everything() {
+    let harness = Harness::start(BrokerConfig {
+        send_buffer: 4096,
+        ..BrokerConfig::default()
+    });
+    let mut stuck = stuck_subscriber(&harness, "A");
+    let mut healthy = harness.connect();
+    healthy.subscribe("A");
+
+    // The healthy reader reports how many events it has seen, in order.
+    let progress = Arc::new((Mutex::new(0u32), Condvar::new()));
+    let reader = {
+        let progress = Arc::clone(&progress);
+        thread::spawn(move || {
+            for expected in 0..EVENTS {
+                assert_eq!(healthy.event(), ("A".into(), expected));
+                *progress.0.lock().unwrap() = expected + 1;
+                progress.1.notify_all();
+            }
+        })
+    };
+
+    let mut slowest = Duration::ZERO;
+    for free in 0..EVENTS {
+        let start = Instant::now();
+        harness.publish("A", free);
+        slowest = slowest.max(start.elapsed());
+        // Keep the healthy reader within half its queue, as a reader that keeps up would be.
+        if free % 32 == 31 {
+            let (seen, changed) = &*progress;
+            let (seen, waited) = changed
+                .wait_timeout_while(seen.lock().unwrap(), DEADLINE, |seen| *seen + 32 < free + 1)
+                .unwrap();
+            drop(seen);
+            assert!(!waited.timed_out(), "the healthy subscriber fell behind");
+        }
+    }
+    reader.join().unwrap();
+    // A blocking publish would have hung on the stuck socket; a slow one shows here.
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a publish took {slowest:?}"
+    );
+
+    harness.wait_for_stats("the stuck subscriber to be cut off", |s| {
+        s.slow_disconnects == 1 && s.subscribers == 1 && s.connections == 1
+    });
+    let stats = harness.broker.stats();
+    // All drops were the stuck subscriber's (the healthy one received every event, in
+    // order): at least the limit's worth, more if it caught up in between early on.
+    assert!(stats.events_dropped >= 10, "{stats:?}");
+    expect_closed(&mut stuck);
+}
+
+#[test]
+fn a_subscriber_is_disconnected_after_max_overflow_drops() {
+    let harness = Harness::start(BrokerConfig {
+        queue_size: 4,
+        max_overflow_drops: 3,
+        send_buffer: 4096,
+        ..BrokerConfig::default()
+    });
+    let mut stuck = stuck_subscriber(&harness, "B");
+    let mut free = 0;
+    common::wait_until("the overflow disconnect", || {
+        for _ in 0..100 {
+            harness.publish("B", free);
+            free += 1;
+        }
+        harness.broker.stats().slow_disconnects == 1
+    });
+    harness.wait_for_stats("the subscriber to be removed", |s| {
+        s.subscribers == 0 && s.connections == 0
+    });
+    // At least the limit's worth of drops in a row (the count restarts whenever the
+    // notifier catches up, as it may while the socket buffers are still filling).
+    let dropped = harness.broker.stats().events_dropped;
+    assert!(dropped >= 3, "{dropped}");
+    // Gone from the topic lists: nothing more is offered or dropped.
+    let published = harness.broker.stats().events_published;
+    harness.publish("B", 0);
+    let stats = harness.broker.stats();
+    assert_eq!(
+        (stats.events_published, stats.events_dropped),
+        (published, dropped)
+    );
+    expect_closed(&mut stuck);
+}
+
+#[test]
+fn a_reader_that_takes_nothing_for_the_line_timeout_is_closed() {
+    let harness = Harness::start(BrokerConfig {
+        max_overflow_drops: u32::MAX,
+        line_timeout: Duration::from_millis(150),
+        send_buffer: 4096,
+        ..BrokerConfig::default()
+    });
+    let mut stuck = stuck_subscriber(&harness, "C");
+    // Enough to fill the sockets and the pending buffer, then the lot goes quiet.
+    for free in 0..2000 {
+        harness.publish("C", free);
+    }
+    harness.wait_for_stats("the stalled reader to be closed", |s| {
+        s.slow_disconnects == 1 && s.connections == 0
+    });
+    expect_closed(&mut stuck);
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused_busy() {
+    let harness = Harness::start(BrokerConfig {
+        max_connections: 2,
+        ..BrokerConfig::default()
+    });
+    let first = harness.connect();
+    let mut second = harness.connect();
+    let mut third = harness.connect();
+    assert!(third.line().starts_with("ERR BUSY "));
+    third.expect_closed();
+    assert_eq!(harness.broker.stats().connections, 2);
+
+    drop(first);
+    harness.wait_for_stats("a slot to free up", |s| s.connections == 1);
+    let mut fourth = harness.connect();
+    fourth.subscribe("A");
+    second.subscribe("A");
+    harness.publish("A", 3);
+    assert_eq!(fourth.event(), ("A".into(), 3));
+    assert_eq!(second.event(), ("A".into(), 3));
+}
+
+#[test]
+fn the_idle_timeout_closes_only_connections_that_never_subscribed() {
+    let idle = Duration::from_millis(150);
+    let harness = Harness::start(BrokerConfig {
+        idle_timeout: idle,
+        ..BrokerConfig::default()
+    });
+    let start = Instant::now();
+    let mut subscriber = harness.connect();
+    subscriber.subscribe("A");
+    let mut silent = harness.connect();
+    silent.expect_closed();
+    assert!(start.elapsed() >= idle);
+    // The subscriber has been silent just as long and is still served.
+    harness.publish("A", 9);
+    assert_eq!(subscriber.event(), ("A".into(), 9));
+    harness.wait_for_stats("the silent one to be counted out", |s| s.connections == 1);
+}
+
+#[test]
+fn an_unfinished_line_times_out_even_after_subscribing() {
+    let harness = Harness::start(BrokerConfig {
+        line_timeout: Duration::from_millis(100),
+        ..BrokerConfig::default()
+    });
+    let mut fresh = harness.connect();
+    fresh.send(b"SUBSCR");
+    let mut subscribed = harness.connect();
+    subscribed.subscribe("A");
+    subscribed.send(b"SUBSCRIBE B");
+    fresh.expect_closed();
+    subscribed.expect_closed();
+    harness.wait_for_stats("both to be counted out", |s| {
+        s.connections == 0 && s.subscribers == 0
+    });
+}
+
+#[test]
+fn counters_follow_connections_subscribers_and_events() {
+    let harness = Harness::start(BrokerConfig::default());
+    let mut one = harness.connect();
+    let mut all = harness.connect();
+    let _idle = harness.connect();
+    one.subscribe("A");
+    all.subscribe("ALL");
+    let stats = harness.broker.stats();
+    assert_eq!((stats.connections, stats.subscribers), (3, 2));
+
+    harness.publish("A", 1);
+    harness.publish("B", 2);
+    assert_eq!(one.event(), ("A".into(), 1));
+    assert_eq!(all.event(), ("A".into(), 1));
+    assert_eq!(all.event(), ("B".into(), 2));
+    let stats = harness.broker.stats();
+    assert_eq!((stats.events_published, stats.events_dropped), (3, 0));
+    assert_eq!(stats.slow_disconnects, 0);
+
+    drop(one);
+    harness.wait_for_stats("the closed subscriber to be removed", |s| {
+        s.connections == 2 && s.subscribers == 1
+    });
+    harness.publish("A", 5);
+    assert_eq!(all.event(), ("A".into(), 5));
+    assert_eq!(harness.broker.stats().events_published, 4);
+}
+
+#[test]
+fn shutdown_flushes_queued_events_then_closes() {
+    let harness = Harness::start(BrokerConfig::default());
+    let mut client = harness.connect();
+    client.subscribe("C");
+    for free in 0..20 {
+        harness.publish("C", free);
+    }
+    harness.broker.shutdown(Duration::from_secs(2));
+    for free in 0..20 {
+        assert_eq!(client.event(), ("C".into(), free));
+    }
+    client.expect_closed();
+    let stats = harness.broker.stats();
+    assert_eq!((stats.connections, stats.subscribers), (0, 0));
+}
+
+#[test]
+fn shutdown_is_bounded_by_its_grace_and_idempotent() {
+    let harness = Harness::start(BrokerConfig {
+        max_overflow_drops: u32::MAX,
+        send_buffer: 4096,
+        ..BrokerConfig::default()
+    });
+    let mut stuck = stuck_subscriber(&harness, "A");
+    let mut idle = harness.connect();
+    for free in 0..2000 {
+        harness.publish("A", free);
+    }
+    let grace = Duration::from_millis(200);
+    let start = Instant::now();
+    harness.broker.shutdown(grace);
+    let took = start.elapsed();
+    assert!(
+        took < grace + Duration::from_millis(500),
+        "shutdown took {took:?}"
+    );
+    expect_closed(&mut stuck);
+    idle.expect_closed();
+    assert_eq!(harness.broker.stats().connections, 0);
+
+    let start = Instant::now();
+    harness.broker.shutdown(grace);
+    assert!(start.elapsed() < grace, "a second shutdown waited");
+    let mut late = harness.connect();
+    assert!(late.line().starts_with("ERR BUSY "));
+    late.expect_closed();
+    assert_eq!(harness.broker.stats().connections, 0);
+}
+
+#[test]
+fn dropping_the_broker_closes_every_connection() {
+    let harness = Harness::start(BrokerConfig::default());
+    let mut subscriber = harness.connect();
+    subscriber.subscribe("B");
+    let mut fresh = harness.connect();
+    let Harness { broker, .. } = harness;
+    drop(broker);
+    subscriber.expect_closed();
+    fresh.expect_closed();
+}

@@ -1,0 +1,173 @@
+//! The pub/sub protocol over real sockets: replies, errors and which events arrive in which
+//! order.
+
+// A test fails loudly on any setup error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use broker::BrokerConfig;
+use common::Harness;
+use framing::pubsub::{self, ServerLine};
+use state::{LotChange, LotId};
+
+fn harness() -> Harness {
+    Harness::start(BrokerConfig::default())
+}
+
+#[test]
+fn lot_subscriber_gets_only_its_lot() {
+    let harness = harness();
+    let mut client = harness.connect();
+    client.subscribe("A");
+    harness.publish("B", 1);
+    harness.publish("A", 2);
+    harness.publish("C", 3);
+    harness.publish("A", 4);
+    assert_eq!(client.event(), ("A".into(), 2));
+    assert_eq!(client.event(), ("A".into(), 4));
+}
+
+#[test]
+fn all_subscriber_gets_every_lot() {
+    let harness = harness();
+    let mut client = harness.connect();
+    client.send(b"subscribe all\r\n");
+    assert!(client.line().starts_with("OK "));
+    for (free, lot) in ["A", "B", "C", "Z"].into_iter().enumerate() {
+        harness.publish(lot, free as u32);
+    }
+    for (free, lot) in ["A", "B", "C", "Z"].into_iter().enumerate() {
+        assert_eq!(client.event(), (lot.into(), free as u32));
+    }
+}
+
+#[test]
+fn unknown_lot_is_refused_and_the_connection_stays() {
+    let harness = harness();
+    let mut client = harness.connect();
+    client.send(b"SUBSCRIBE Q\n");
+    assert_eq!(client.line(), "ERR UNKNOWN_LOT Q");
+    // Ids compare exactly.
+    client.send(b"SUBSCRIBE a\n");
+    assert_eq!(client.line(), "ERR UNKNOWN_LOT a");
+    client.subscribe("A");
+    harness.publish("A", 7);
+    assert_eq!(client.event(), ("A".into(), 7));
+}
+
+#[test]
+fn bad_command_is_refused_and_the_connection_stays() {
+    let harness = harness();
+    let mut client = harness.connect();
+    for bad in [
+        &b"LISTEN A\n"[..],
+        b"SUBSCRIBE\n",
+        b"SUBSCRIBE A B\n",
+        b"\n",
+    ] {
+        client.send(bad);
+        assert!(client.line().starts_with("ERR BAD_COMMAND "), "{bad:?}");
+    }
+    client.send(b"subscribe A\r\n");
+    assert!(client.line().starts_with("OK "));
+}
+
+#[test]
+fn later_subscriptions_share_the_id_and_never_duplicate_events() {
+    let harness = harness();
+    let mut first = harness.connect();
+    let mut second = harness.connect();
+    let id = first.subscribe("A");
+    let other = second.subscribe("A");
+    assert_ne!(id, other);
+    // Pipelined in one write, answered in order.
+    first.send(b"SUBSCRIBE A\nSUBSCRIBE B\n");
+    assert_eq!(first.line(), format!("OK {id}"));
+    assert_eq!(first.line(), format!("OK {id}"));
+    assert_eq!(first.subscribe("ALL"), id);
+    assert_eq!(first.subscribe("C"), id);
+    harness.publish("A", 1);
+    harness.publish("B", 2);
+    harness.publish("C", 3);
+    harness.publish("A", 4);
+    for expected in [("A", 1), ("B", 2), ("C", 3), ("A", 4)] {
+        assert_eq!(first.event(), (expected.0.into(), expected.1));
+    }
+    assert_eq!(second.event(), ("A".into(), 1));
+    assert_eq!(second.event(), ("A".into(), 4));
+}
+
+#[test]
+fn a_line_split_across_writes_is_reassembled() {
+    let harness = harness();
+    let mut client = harness.connect();
+    client.send(b"SUBSC");
+    client.send(b"RIBE ");
+    client.send(b"B\n");
+    assert!(client.line().starts_with("OK "));
+}
+
+#[test]
+fn an_over_long_line_is_refused_and_closes() {
+    let harness = harness();
+    let mut client = harness.connect();
+    let mut line = b"SUBSCRIBE ".to_vec();
+    line.resize(pubsub::MAX_LINE_LEN + 500, b'x');
+    line.push(b'\n');
+    client.send(&line);
+    assert!(client.line().starts_with("ERR LINE_TOO_LONG "));
+    client.expect_closed();
+    // The server lingers until the client has closed too, so its reply cannot be reset away.
+    drop(client);
+    harness.wait_for_stats("the connection to be counted out", |s| s.connections == 0);
+}
+
+#[test]
+fn a_hundred_changes_arrive_in_order_with_their_timestamps() {
+    // Published in a tight loop, faster than any socket: the queue must hold the burst.
+    let harness = Harness::start(BrokerConfig {
+        queue_size: 128,
+        ..BrokerConfig::default()
+    });
+    let mut client = harness.connect();
+    client.subscribe("B");
+    let start = UNIX_EPOCH + Duration::from_secs(1_712_345_678);
+    for n in 0..100 {
+        harness.broker.on_lot_change(&LotChange {
+            lot: LotId::new("B").unwrap(),
+            free: 1000 - n,
+            at: start + Duration::from_millis(100 * u64::from(n)),
+        });
+    }
+    for n in 0..100 {
+        let line = client.line();
+        let Ok(ServerLine::Event(event)) = pubsub::parse_server_line(line.as_bytes()) else {
+            panic!("not an event: {line}");
+        };
+        assert_eq!((event.lot_id.as_ref(), event.free), ("B", 1000 - n));
+        let expected = 1_712_345_678.0 + f64::from(n) / 10.0;
+        assert!((event.timestamp - expected).abs() < 1e-6, "{line}");
+    }
+    assert_eq!(
+        harness.broker.stats().events_published,
+        100,
+        "one line per change per subscriber"
+    );
+}
+
+#[test]
+fn the_listener_publishes_like_on_lot_change() {
+    let harness = harness();
+    let mut client = harness.connect();
+    client.subscribe("C");
+    let listener = harness.broker.listener();
+    listener(&LotChange {
+        lot: LotId::new("C").unwrap(),
+        free: 5,
+        at: SystemTime::now(),
+    });
+    assert_eq!(client.event(), ("C".into(), 5));
+}

@@ -1,0 +1,198 @@
+//! The RPC port: frames in, one reply frame per request out, in order.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use framing::frame::{self, Decoded, FrameError};
+use framing::rpc::{
+    self, CancelReply, ErrorCode, LotStatus, Reply, Request, ReserveReply, WireError,
+};
+use state::{CancelOutcome, ParkingState, Plate, ReserveOutcome, UnknownLot};
+
+use crate::connection::{Protocol, Served};
+use crate::warn_limit::peer_warn;
+
+/// Answers RPC requests from the shared state.
+pub struct RpcProtocol {
+    state: Arc<ParkingState>,
+    requests: AtomicU64,
+}
+
+impl RpcProtocol {
+    /// Serves `state`.
+    pub fn new(state: Arc<ParkingState>) -> Self {
+        RpcProtocol {
+            state,
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests answered so far (errors included).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Runs one decoded request against the state.
+    fn execute(&self, request: &Request<'_>) -> Result<Reply<'static>, WireError> {
+        let unknown_lot = |UnknownLot(lot): UnknownLot| {
+            WireError::new(ErrorCode::UnknownLot, format!("no lot with id {lot:?}"))
+        };
+        let plate = |plate: &str| {
+            Plate::parse(plate).map_err(|err| WireError::new(ErrorCode::BadPlate, err.to_string()))
+        };
+        Ok(match request {
+            Request::Ping => Reply::Pong,
+            Request::GetLots => Reply::Lots(
+                self.state
+                    .lots()
+                    .into_iter()
+                    .map(|lot| LotStatus {
+                        id: Cow::Owned(lot.id.as_str().to_owned()),
+                        capacity: lot.capacity,
+                        occupied: lot.occupied,
+                        reserved: lot.reserved,
+                        free: lot.free,
+                    })
+                    .collect(),
+            ),
+            Request::GetAvailability { lot } => {
+                Reply::Free(self.state.free(lot).map_err(unknown_lot)?)
+            }
+            Request::Reserve { lot, plate: text } => {
+                let outcome = self.state.reserve(lot, plate(text)?).map_err(unknown_lot)?;
+                Reply::Reserve(match outcome {
+                    ReserveOutcome::Reserved => ReserveReply::Reserved,
+                    ReserveOutcome::Full => ReserveReply::Full,
+                    ReserveOutcome::AlreadyReserved => ReserveReply::Exists,
+                })
+            }
+            Request::Cancel { lot, plate: text } => {
+                let outcome = self.state.cancel(lot, plate(text)?).map_err(unknown_lot)?;
+                Reply::Cancel(match outcome {
+                    CancelOutcome::Cancelled => CancelReply::Cancelled,
+                    CancelOutcome::NotFound => CancelReply::NotFound,
+                })
+            }
+        })
+    }
+
+    /// Appends the reply frame for one request payload.
+    fn answer(&self, payload: &[u8], out: &mut Vec<u8>, peer: SocketAddr) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let start = frame::begin(out);
+        if rpc::is_json(payload) {
+            match rpc::decode_json_request(payload) {
+                Ok((rpc_id, request)) => {
+                    let result = self.execute(&request);
+                    log_outcome(peer, &request, result.as_ref().err());
+                    rpc::encode_json_reply(out, Some(rpc_id), result.as_ref());
+                }
+                Err(rejected) => {
+                    warn_malformed(peer, &rejected.error);
+                    rpc::encode_json_reply(out, rejected.rpc_id, Err(&rejected.error));
+                }
+            }
+        } else {
+            match rpc::decode_text_request(payload) {
+                Ok(request) => {
+                    let result = self.execute(&request);
+                    log_outcome(peer, &request, result.as_ref().err());
+                    rpc::encode_text_reply(out, result.as_ref());
+                }
+                Err(error) => {
+                    warn_malformed(peer, &error);
+                    rpc::encode_text_reply(out, Err(&error));
+                }
+            }
+        }
+        if let Err(err) = frame::finish(out, start) {
+            // Only a getLots over thousands of lots could get here; say so instead of sending
+            // a frame the peer must refuse.
+            log::error!("rpc {peer}: reply not sent: {err}");
+            let error = WireError::new(ErrorCode::BadRequest, "reply would exceed the frame limit");
+            let start = frame::begin(out);
+            rpc::encode_text_reply(out, Err(&error));
+            let _ = frame::finish(out, start);
+        }
+    }
+}
+
+fn log_outcome(peer: SocketAddr, request: &Request<'_>, error: Option<&WireError>) {
+    match error {
+        None => log::trace!("rpc {peer}: {request:?}"),
+        Some(error) => log::debug!("rpc {peer}: {request:?} refused: {error}"),
+    }
+}
+
+fn warn_malformed(peer: SocketAddr, error: &WireError) {
+    peer_warn!("rpc {peer}: malformed request: {error}");
+}
+
+impl Protocol for RpcProtocol {
+    fn name(&self) -> &'static str {
+        "rpc"
+    }
+
+    fn max_request_len(&self) -> usize {
+        frame::HEADER_LEN + framing::MAX_FRAME_LEN
+    }
+
+    fn serve(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Served {
+        let mut consumed = 0;
+        loop {
+            match frame::decode(&input[consumed..]) {
+                Ok(Decoded::Frame {
+                    payload,
+                    consumed: used,
+                }) => {
+                    let payload = &input[consumed..][payload];
+                    self.answer(payload, out, peer);
+                    consumed += used;
+                }
+                Ok(Decoded::Incomplete { .. }) => {
+                    return Served {
+                        consumed,
+                        close: false,
+                    };
+                }
+                Err(FrameError::TooLarge { len }) => {
+                    let error = WireError::new(
+                        ErrorCode::FrameTooLarge,
+                        format!(
+                            "frame of {len} bytes exceeds the {} byte limit; closing",
+                            framing::MAX_FRAME_LEN
+                        ),
+                    );
+                    peer_warn!("rpc {peer}: {error}");
+                    let start = frame::begin(out);
+                    rpc::encode_json_reply(out, None, Err(&error));
+                    let _ = frame::finish(out, start);
+                    return Served {
+                        consumed: input.len(),
+                        close: true,
+                    };
+                }
+                Err(other) => {
+                    // `decode` reports nothing else; close rather than guess.
+                    log::error!("rpc {peer}: unexpected framing error: {other}");
+                    return Served {
+                        consumed: input.len(),
+                        close: true,
+                    };
+                }
+            }
+        }
+    }
+
+    fn busy_reply(&self, out: &mut Vec<u8>, max_connections: usize) {
+        let error = WireError::new(
+            ErrorCode::Busy,
+            format!("server is at its limit of {max_connections} connections; try again later"),
+        );
+        let start = frame::begin(out);
+        rpc::encode_json_reply(out, None, Err(&error));
+        let _ = frame::finish(out, start);
+    }
+}

@@ -1,0 +1,131 @@
+//! The sensor port: one command line in, one reply line out, in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use framing::line::{self, Decoded};
+use framing::sensor::{
+    self, CountChange, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
+};
+use state::{OccupancyChange, ParkingState, UnknownLot};
+
+use crate::connection::{Protocol, Served};
+use crate::warn_limit::peer_warn;
+
+/// Applies sensor reports to the shared state.
+pub struct SensorProtocol {
+    state: Arc<ParkingState>,
+    updates: AtomicU64,
+}
+
+impl SensorProtocol {
+    /// Serves `state`.
+    pub fn new(state: Arc<ParkingState>) -> Self {
+        SensorProtocol {
+            state,
+            updates: AtomicU64::new(0),
+        }
+    }
+
+    /// Lines answered so far (errors included).
+    pub fn lines(&self) -> u64 {
+        self.updates.load(Ordering::Relaxed)
+    }
+
+    fn execute(
+        &self,
+        command: SensorCommand<'_>,
+        peer: SocketAddr,
+    ) -> Result<SensorReply, SensorError> {
+        let (lot, change) = match command {
+            SensorCommand::Ping => return Ok(SensorReply::Pong),
+            SensorCommand::Update { lot, change } => (lot, change),
+        };
+        let occupancy = match change {
+            CountChange::Set(n) => OccupancyChange::Set(n),
+            CountChange::Add(k) => OccupancyChange::Increase(k),
+            CountChange::Remove(k) => OccupancyChange::Decrease(k),
+        };
+        let update = self
+            .state
+            .update_occupancy(lot, occupancy)
+            .map_err(|UnknownLot(lot)| {
+                SensorError::new(
+                    SensorErrorCode::UnknownLot,
+                    format!("no lot with id {lot:?}"),
+                )
+            })?;
+        if update.clamped {
+            // More cars than spaces (or fewer than none) is a fact of life for counters.
+            log::debug!(
+                "sensor {peer}: UPDATE {lot} {change} clamped to occupied={}",
+                update.occupied
+            );
+        }
+        Ok(SensorReply::Updated { free: update.free })
+    }
+}
+
+impl Protocol for SensorProtocol {
+    fn name(&self) -> &'static str {
+        "sensor"
+    }
+
+    fn max_request_len(&self) -> usize {
+        // The line decoder reports a line too long once it passes this.
+        MAX_LINE_LEN + 2
+    }
+
+    fn serve(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Served {
+        let mut consumed = 0;
+        loop {
+            match line::decode(&input[consumed..], MAX_LINE_LEN) {
+                Decoded::Line {
+                    content,
+                    consumed: used,
+                } => {
+                    self.updates.fetch_add(1, Ordering::Relaxed);
+                    let text = &input[consumed..][content];
+                    let reply =
+                        sensor::parse_command(text).and_then(|command| self.execute(command, peer));
+                    if let Err(error) = &reply {
+                        if error.code == SensorErrorCode::UnknownLot {
+                            log::debug!("sensor {peer}: refused: {error}");
+                        } else {
+                            peer_warn!("sensor {peer}: malformed line: {error}");
+                        }
+                    }
+                    sensor::encode_reply(out, reply.as_ref());
+                    consumed += used;
+                }
+                Decoded::Incomplete => {
+                    return Served {
+                        consumed,
+                        close: false,
+                    };
+                }
+                Decoded::TooLong => {
+                    let error = SensorError::new(
+                        SensorErrorCode::LineTooLong,
+                        format!("line exceeds {MAX_LINE_LEN} bytes; closing"),
+                    );
+                    peer_warn!("sensor {peer}: {error}");
+                    sensor::encode_reply(out, Err(&error));
+                    return Served {
+                        consumed: input.len(),
+                        close: true,
+                    };
+                }
+            }
+        }
+    }
+
+    fn busy_reply(&self, out: &mut Vec<u8>, max_connections: usize) {
+        let error = SensorError::new(
+            SensorErrorCode::Busy,
+            format!("server is at its limit of {max_connections} connections; try again later"),
+        );
+        sensor::encode_reply(out, Err(&error));
+    }
+}

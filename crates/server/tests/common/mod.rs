@@ -1,0 +1,127 @@
+//! Shared helpers for the server's integration tests: a server on ephemeral ports and raw
+//! socket conversations with it.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use framing::frame;
+use serde_json::Value;
+use server::{Config, RunningServer, Server};
+
+/// Generous bound for anything a test waits on; only reached when the test is failing.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Starts a server on ephemeral ports after letting `tweak` adjust the test configuration.
+pub fn start_with(tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut config = Config::ephemeral();
+    tweak(&mut config);
+    Server::start(config).expect("server starts")
+}
+
+/// Starts a server with the default lots (A=100, B=50, C=200) on ephemeral ports.
+pub fn start() -> RunningServer {
+    start_with(|_| {})
+}
+
+/// Polls `condition` until it holds or [`DEADLINE`] passes.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A raw RPC connection: frames in and out, payloads as the test writes them.
+pub struct RawRpc {
+    pub stream: TcpStream,
+}
+
+impl RawRpc {
+    pub fn connect(addr: SocketAddr) -> RawRpc {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawRpc { stream }
+    }
+
+    pub fn send(&mut self, payload: &[u8]) {
+        let mut out = Vec::new();
+        frame::encode(&mut out, payload).unwrap();
+        self.stream.write_all(&out).unwrap();
+    }
+
+    pub fn recv(&mut self) -> Vec<u8> {
+        let mut payload = Vec::new();
+        assert!(
+            frame::read_frame(&mut self.stream, &mut payload).unwrap(),
+            "server closed the connection"
+        );
+        payload
+    }
+
+    pub fn json(&mut self, request: &str) -> Value {
+        self.send(request.as_bytes());
+        serde_json::from_slice(&self.recv()).unwrap()
+    }
+
+    pub fn text(&mut self, request: &str) -> String {
+        self.send(request.as_bytes());
+        String::from_utf8(self.recv()).unwrap()
+    }
+
+    /// True once the server has closed the connection (reads EOF or reset).
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+/// The JSON reply's error code, e.g. `BAD_REQUEST`.
+pub fn error_code(reply: &Value) -> String {
+    let error = reply["error"].as_str().expect("an error reply");
+    error.split(':').next().unwrap().to_owned()
+}
+
+/// A raw line-protocol connection (sensor and pub/sub ports).
+pub struct RawLines {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+}
+
+impl RawLines {
+    pub fn connect(addr: SocketAddr) -> RawLines {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        RawLines {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        let read = self.reader.read_line(&mut line).unwrap();
+        assert!(read > 0, "server closed the connection");
+        line.trim_end_matches('\n').to_owned()
+    }
+
+    pub fn call(&mut self, line: &str) -> String {
+        self.send(format!("{line}\n").as_bytes());
+        self.line()
+    }
+
+    /// True once the server has closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut line = String::new();
+        matches!(self.reader.read_line(&mut line), Ok(0) | Err(_))
+    }
+}

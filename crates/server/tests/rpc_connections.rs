@@ -1,0 +1,238 @@
+//! How the RPC port treats connections: pipelining, partial writes, oversized frames, races,
+//! expiry, idle and stalled peers, the connection limit.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{RawRpc, error_code, eventually, start, start_with};
+use framing::frame;
+use serde_json::json;
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = start();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let mut batch = Vec::new();
+    for id in 0..50u32 {
+        let request = match id % 3 {
+            0 => format!(r#"{{"rpcId": {id}, "method": "PING", "args": []}}"#),
+            1 => format!(r#"{{"rpcId": {id}, "method": "reserve", "args": ["A", "P{id}"]}}"#),
+            _ => "AVAIL A".to_owned(),
+        };
+        frame::encode(&mut batch, request.as_bytes()).unwrap();
+    }
+    rpc.stream.write_all(&batch).unwrap();
+    let mut reserved = 0;
+    for id in 0..50u32 {
+        let reply = rpc.recv();
+        match id % 3 {
+            0 => assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&reply).unwrap()["rpcId"],
+                id
+            ),
+            1 => {
+                let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+                assert_eq!(reply["rpcId"], id);
+                assert_eq!(reply["result"], true);
+                reserved += 1;
+            }
+            _ => assert_eq!(
+                String::from_utf8(reply).unwrap(),
+                (100 - reserved).to_string()
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_request_split_across_writes_is_reassembled() {
+    let server = start();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let mut bytes = Vec::new();
+    frame::encode(
+        &mut bytes,
+        br#"{"rpcId": 77, "method": "getAvailability", "args": ["C"]}"#,
+    )
+    .unwrap();
+    for piece in [&bytes[..2], &bytes[2..5], &bytes[5..20], &bytes[20..]] {
+        rpc.stream.write_all(piece).unwrap();
+        rpc.stream.flush().unwrap();
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&rpc.recv()).unwrap(),
+        json!({"rpcId": 77, "result": 200, "error": null})
+    );
+}
+
+#[test]
+fn oversized_frame_is_refused_and_closed_while_others_carry_on() {
+    let server = start();
+    let mut other = RawRpc::connect(server.rpc_addr());
+    assert_eq!(other.text("PING"), "PONG");
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let len = (framing::MAX_FRAME_LEN as u32 + 1).to_be_bytes();
+    rpc.stream.write_all(&len).unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&rpc.recv()).unwrap();
+    assert_eq!(reply["rpcId"], json!(null));
+    assert_eq!(reply["result"], json!(null));
+    assert_eq!(error_code(&reply), "FRAME_TOO_LARGE");
+    assert!(rpc.is_closed());
+    assert_eq!(other.text("AVAIL A"), "100");
+}
+
+#[test]
+fn a_frame_at_the_limit_is_accepted() {
+    let server = start();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let mut request = br#"{"rpcId": 5, "method": "PING", "args": [], "pad": ""#.to_vec();
+    request.resize(framing::MAX_FRAME_LEN - 2, b'x');
+    request.extend_from_slice(b"\"}");
+    assert_eq!(request.len(), framing::MAX_FRAME_LEN);
+    rpc.send(&request);
+    let reply: serde_json::Value = serde_json::from_slice(&rpc.recv()).unwrap();
+    assert_eq!(reply["result"], "PONG");
+}
+
+#[test]
+fn racing_reservations_never_overbook() {
+    let server = start_with(|config| {
+        config.lots = serde_json::from_value(json!([{"id": "R", "capacity": 50}])).unwrap();
+    });
+    let addr = server.rpc_addr();
+    let barrier = Arc::new(Barrier::new(32));
+    let threads: Vec<_> = (0..32)
+        .map(|thread| {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                let mut rpc = RawRpc::connect(addr);
+                barrier.wait();
+                let mut granted = 0;
+                // 100 distinct plates, each tried by every thread, in a thread-specific order.
+                for n in 0..100 {
+                    let plate = (n + thread * 3) % 100;
+                    let reply = rpc.json(&format!(
+                        r#"{{"rpcId": {n}, "method": "reserve", "args": ["R", "PLATE{plate}"]}}"#
+                    ));
+                    if reply["result"] == true {
+                        granted += 1;
+                    }
+                }
+                granted
+            })
+        })
+        .collect();
+    let granted: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(granted, 50);
+    let mut rpc = RawRpc::connect(addr);
+    assert_eq!(rpc.text("AVAIL R"), "0");
+}
+
+#[test]
+fn reservations_stop_counting_at_expiry_without_the_purge() {
+    let server = start_with(|config| {
+        config.reservation_ttl = 0.3;
+        // The purge never runs during this test; reads alone must see the expiry.
+        config.purge_interval = 3600.0;
+    });
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let reserved_at = Instant::now();
+    assert_eq!(rpc.text("RESERVE A P1"), "OK");
+    assert_eq!(rpc.text("RESERVE A P1"), "EXISTS");
+    // Still counted before the TTL has passed (the check is only meaningful if it is quick).
+    let free = rpc.text("AVAIL A");
+    if reserved_at.elapsed() < Duration::from_millis(300) {
+        assert_eq!(free, "99");
+    }
+    eventually("the reservation to expire", || rpc.text("AVAIL A") == "100");
+    assert!(reserved_at.elapsed() >= Duration::from_millis(300));
+    let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
+    assert_eq!(lots[0]["reserved"], 0);
+    assert_eq!(rpc.text("CANCEL A P1"), "NOT_FOUND");
+    assert_eq!(rpc.text("RESERVE A P1"), "OK");
+}
+
+#[test]
+fn idle_connections_do_not_lock_anyone_out() {
+    let server = start();
+    // More idle connections than workers (16), plus one that sent half a header.
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(server.rpc_addr()).unwrap())
+        .collect();
+    let mut stalled = TcpStream::connect(server.rpc_addr()).unwrap();
+    stalled.write_all(&[0, 0]).unwrap();
+    let started = Instant::now();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    assert_eq!(rpc.text("PING"), "PONG");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(1), "PING took {waited:?}");
+    // And every idle connection is still served once it speaks.
+    for stream in idle.iter().take(5) {
+        let mut rpc = RawRpc {
+            stream: stream.try_clone().unwrap(),
+        };
+        rpc.stream.set_read_timeout(Some(common::DEADLINE)).unwrap();
+        assert_eq!(rpc.text("PING"), "PONG");
+    }
+}
+
+#[test]
+fn idle_and_stalled_connections_are_closed_after_their_timeouts() {
+    let server = start_with(|config| {
+        config.idle_timeout = 0.3;
+        config.frame_timeout = 0.3;
+    });
+    let mut idle = RawRpc::connect(server.rpc_addr());
+    let mut stalled = RawRpc::connect(server.rpc_addr());
+    stalled.stream.write_all(&[0, 0, 0, 10, b'{']).unwrap();
+    let started = Instant::now();
+    assert!(idle.is_closed());
+    assert!(stalled.is_closed());
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // An active connection is not idle.
+    let mut active = RawRpc::connect(server.rpc_addr());
+    for _ in 0..6 {
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(active.text("PING"), "PONG");
+    }
+}
+
+#[test]
+fn connections_over_the_limit_get_busy() {
+    let server = start_with(|config| config.max_connections = 3);
+    let mut held: Vec<RawRpc> = (0..3).map(|_| RawRpc::connect(server.rpc_addr())).collect();
+    for rpc in &mut held {
+        assert_eq!(rpc.text("PING"), "PONG");
+    }
+    let mut extra = RawRpc::connect(server.rpc_addr());
+    let reply: serde_json::Value = serde_json::from_slice(&extra.recv()).unwrap();
+    assert_eq!(reply["rpcId"], json!(null));
+    assert_eq!(error_code(&reply), "BUSY");
+    assert!(extra.is_closed());
+    drop(held.pop());
+    // The freed slot is usable once the server has noticed the close.
+    eventually("a freed connection slot", || {
+        let mut rpc = RawRpc::connect(server.rpc_addr());
+        rpc.send(b"PING");
+        rpc.recv() == b"PONG"
+    });
+}
+
+#[test]
+fn shutdown_answers_what_was_received_and_stops() {
+    let server = start();
+    let addr = server.rpc_addr();
+    let mut rpc = RawRpc::connect(addr);
+    assert_eq!(rpc.text("PING"), "PONG");
+    let started = Instant::now();
+    let summary = server.shutdown();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(summary.rpc_requests >= 1);
+    assert!(rpc.is_closed());
+    assert!(TcpStream::connect(addr).is_err());
+}

@@ -1,0 +1,159 @@
+//! The sensor port, over real sockets: every row of its table, clamping, limits, concurrency.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{RawLines, RawRpc, start, start_with};
+use serde_json::json;
+
+#[test]
+fn every_command_row() {
+    let server = start();
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    assert_eq!(sensor.call("PING"), "PONG");
+    assert_eq!(sensor.call("ping"), "PONG");
+    assert_eq!(sensor.call("UPDATE A 10"), "OK 90");
+    assert_eq!(sensor.call("update A +5"), "OK 85");
+    assert_eq!(sensor.call("Update A -3"), "OK 88");
+    // A trailing carriage return is ignored.
+    sensor.send(b"UPDATE B 1\r\n");
+    assert_eq!(sensor.line(), "OK 49");
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
+    assert_eq!(
+        lots[0],
+        json!({"id": "A", "capacity": 100, "occupied": 12, "reserved": 0, "free": 88})
+    );
+}
+
+#[test]
+fn errors_change_nothing() {
+    let server = start();
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    assert_eq!(sensor.call("UPDATE A 10"), "OK 90");
+    for (line, code) in [
+        ("FLY A 1", "UNKNOWN_COMMAND"),
+        ("", "UNKNOWN_COMMAND"),
+        ("UPDATE A 1 2", "UNKNOWN_COMMAND"),
+        ("UPDATE Z 1", "UNKNOWN_LOT"),
+        ("UPDATE", "UNKNOWN_LOT"),
+        ("UPDATE A", "BAD_COUNT"),
+        ("UPDATE A ten", "BAD_COUNT"),
+        ("UPDATE A +-1", "BAD_COUNT"),
+        ("UPDATE A 99999999999", "BAD_COUNT"),
+    ] {
+        let reply = sensor.call(line);
+        assert!(
+            reply.starts_with(&format!("ERR {code} ")),
+            "{line:?} -> {reply:?}"
+        );
+    }
+    sensor.send(b"UPDATE \xff 1\n");
+    assert!(sensor.line().starts_with("ERR "));
+    assert_eq!(sensor.call("UPDATE A +0"), "OK 90");
+}
+
+#[test]
+fn counts_clamp_at_both_ends() {
+    let server = start_with(|config| {
+        config.lots = serde_json::from_value(json!([{"id": "S", "capacity": 10}])).unwrap();
+    });
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    assert_eq!(sensor.call("UPDATE S 25"), "OK 0");
+    assert_eq!(sensor.call("UPDATE S -3"), "OK 3");
+    assert_eq!(sensor.call("UPDATE S -4294967295"), "OK 10");
+    assert_eq!(sensor.call("UPDATE S +4294967295"), "OK 0");
+    assert_eq!(sensor.call("UPDATE S 0"), "OK 10");
+    // Reservations count against free, sensors cannot push it below zero.
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    assert_eq!(rpc.text("RESERVE S P1"), "OK");
+    assert_eq!(sensor.call("UPDATE S 10"), "OK 0");
+    assert_eq!(rpc.text("RESERVE S P2"), "FULL");
+}
+
+#[test]
+fn an_overlong_line_is_refused_and_closed() {
+    let server = start();
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    let mut line = b"UPDATE A ".to_vec();
+    line.resize(1025, b'1');
+    line.push(b'\n');
+    sensor.send(&line);
+    assert!(sensor.line().starts_with("ERR LINE_TOO_LONG "));
+    assert!(sensor.is_closed());
+    // A line of exactly 1024 bytes is fine (and malformed here, which is a different error).
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    let mut line = b"UPDATE A ".to_vec();
+    line.resize(1024, b'1');
+    line.push(b'\n');
+    sensor.send(&line);
+    assert!(sensor.line().starts_with("ERR BAD_COUNT "));
+    assert_eq!(sensor.call("PING"), "PONG");
+}
+
+#[test]
+fn a_disconnect_mid_line_changes_nothing() {
+    let server = start();
+    let mut stream = TcpStream::connect(server.sensor_addr()).unwrap();
+    stream.write_all(b"UPDATE A 50").unwrap();
+    drop(stream);
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    // Ordering: the sensor pool handles the first connection's EOF; it had no line to apply.
+    common::eventually("the first connection to close", || {
+        server.summary().sensor_connections == 2
+    });
+    assert_eq!(sensor.call("UPDATE A +0"), "OK 100");
+}
+
+#[test]
+fn fifty_sensors_at_ten_updates_a_second_are_all_served() {
+    let server = start();
+    let addr = server.sensor_addr();
+    let sensors: Vec<_> = (0..50)
+        .map(|n| {
+            thread::spawn(move || {
+                let mut sensor = RawLines::connect(addr);
+                let lot = ["A", "B", "C"][n % 3];
+                let mut latencies = Vec::new();
+                for i in 0..10 {
+                    let sent = Instant::now();
+                    let reply = sensor.call(&format!("UPDATE {lot} {}", (n + i) % 40));
+                    latencies.push(sent.elapsed());
+                    assert!(reply.starts_with("OK "), "{reply}");
+                    thread::sleep(Duration::from_millis(100).saturating_sub(sent.elapsed()));
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = sensors
+        .into_iter()
+        .flat_map(|sensor| sensor.join().unwrap())
+        .collect();
+    assert_eq!(latencies.len(), 500);
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    eprintln!(
+        "50 sensors x 10/s: median ack {:?}, p99 {:?}",
+        median,
+        latencies[latencies.len() * 99 / 100]
+    );
+    assert!(
+        median < Duration::from_millis(100),
+        "median ack latency {median:?}"
+    );
+}
+
+#[test]
+fn sensor_connections_over_the_limit_get_busy() {
+    let server = start_with(|config| config.max_connections = 1);
+    let mut first = RawLines::connect(server.sensor_addr());
+    assert_eq!(first.call("PING"), "PONG");
+    let mut extra = RawLines::connect(server.sensor_addr());
+    assert!(extra.line().starts_with("ERR BUSY "));
+    assert!(extra.is_closed());
+}
