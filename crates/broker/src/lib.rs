@@ -39,7 +39,7 @@
 //! - `notifier`: the notifier threads, their wake-ups and poll schedule.
 //! - `connection`: one connection's non-blocking reading, command handling and writing.
 //! - `stats`: the counters behind [`BrokerStats`].
-//! - `warn_limit`: rate-limited warnings about misbehaving peers.
+//! - [`warn_limit`]: rate-limited warnings about misbehaving peers (also used by the server).
 
 #![forbid(unsafe_code)]
 
@@ -47,7 +47,7 @@ mod connection;
 mod notifier;
 mod registry;
 mod stats;
-mod warn_limit;
+pub mod warn_limit;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -216,7 +216,7 @@ impl Broker {
             accepting: RwLock::new(true),
             next_notifier: AtomicUsize::new(0),
             config,
-            warnings: Mutex::new(WarnLimiter::new(Instant::now())),
+            warnings: Mutex::new(WarnLimiter::new("pub/sub", Instant::now())),
         })
     }
 

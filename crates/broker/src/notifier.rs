@@ -69,7 +69,7 @@ pub(crate) fn spawn(
             line_timeout: timeouts.line,
         },
         connections: Vec::new(),
-        warnings: WarnLimiter::new(Instant::now()),
+        warnings: WarnLimiter::new("pub/sub", Instant::now()),
     };
     let thread = thread::Builder::new()
         .name(format!("notifier-{number}"))

@@ -1,61 +1,23 @@
-//! Rate-limited warnings about misbehaving peers.
+//! Rate-limited warnings about misbehaving peers on the RPC and sensor ports.
 //!
 //! A peer that sends garbage in a loop must not be able to flood the log (or slow the server
-//! down by making it write one): at most [`MAX_PER_WINDOW`] peer warnings are logged per
-//! [`WINDOW`], and the number suppressed is reported when the next window opens.
+//! down by making it write one). All of this crate's peer warnings share one
+//! [`broker::warn_limit::WarnLimiter`], the same policy the pub/sub port uses.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::sync::LazyLock;
+use std::time::Instant;
 
+use broker::warn_limit::WarnLimiter;
 use parking_lot::Mutex;
 
-/// Length of one rate-limit window.
-pub const WINDOW: Duration = Duration::from_secs(10);
-/// Peer warnings logged per window.
-pub const MAX_PER_WINDOW: u32 = 20;
+static PEER_WARNINGS: LazyLock<Mutex<WarnLimiter>> =
+    LazyLock::new(|| Mutex::new(WarnLimiter::new("peer", Instant::now())));
 
-struct Window {
-    started: Option<Instant>,
-    logged: u32,
-    suppressed: u64,
-}
-
-static WINDOW_STATE: Mutex<Window> = Mutex::new(Window {
-    started: None,
-    logged: 0,
-    suppressed: 0,
-});
-
-/// Logs `message` at warn level unless this window's budget is spent.
+/// Logs `message` at warn level unless the current window's budget is spent.
 pub fn peer_warning(message: fmt::Arguments<'_>) {
-    if !log::log_enabled!(log::Level::Warn) {
-        return;
-    }
-    let now = Instant::now();
-    let mut window = WINDOW_STATE.lock();
-    let expired = window
-        .started
-        .is_none_or(|started| now.duration_since(started) >= WINDOW);
-    if expired {
-        if window.suppressed > 0 {
-            log::warn!(
-                "{} further peer warning(s) suppressed in the last {} s",
-                window.suppressed,
-                WINDOW.as_secs()
-            );
-        }
-        *window = Window {
-            started: Some(now),
-            logged: 0,
-            suppressed: 0,
-        };
-    }
-    if window.logged < MAX_PER_WINDOW {
-        window.logged += 1;
-        drop(window);
+    if log::log_enabled!(log::Level::Warn) && PEER_WARNINGS.lock().allow(Instant::now()) {
         log::warn!("{message}");
-    } else {
-        window.suppressed += 1;
     }
 }
 

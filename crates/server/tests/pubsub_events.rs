@@ -1,0 +1,96 @@
+//! Pub/sub through the whole server: every kind of change publishes, and only real changes do.
+
+mod common;
+
+use common::{RawLines, RawRpc, start, start_with};
+use serde_json::Value;
+
+fn subscribe(server: &server::RunningServer, topic: &str) -> RawLines {
+    let mut subscriber = RawLines::connect(server.pubsub_addr());
+    let reply = subscriber.call(&format!("SUBSCRIBE {topic}"));
+    assert!(reply.starts_with("OK "), "{reply}");
+    subscriber
+}
+
+fn next_event(subscriber: &mut RawLines) -> (String, u64) {
+    let event: Value = serde_json::from_str(&subscriber.line()).unwrap();
+    assert_eq!(event["type"], "EVENT");
+    assert!(event["timestamp"].as_f64().unwrap() > 1.7e9);
+    (
+        event["lotId"].as_str().unwrap().to_owned(),
+        event["free"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn reserve_cancel_and_sensor_updates_publish() {
+    let server = start();
+    let mut subscriber = subscribe(&server, "A");
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    assert_eq!(rpc.text("RESERVE A P1"), "OK");
+    assert_eq!(next_event(&mut subscriber), ("A".into(), 99));
+    // Refused and no-op operations publish nothing; the next event proves it.
+    assert_eq!(rpc.text("RESERVE A P1"), "EXISTS");
+    assert_eq!(rpc.text("CANCEL A P9"), "NOT_FOUND");
+    assert_eq!(sensor.call("UPDATE A 0"), "OK 99");
+    assert_eq!(rpc.text("RESERVE B P1"), "OK");
+    assert_eq!(rpc.text("CANCEL A P1"), "OK");
+    assert_eq!(next_event(&mut subscriber), ("A".into(), 100));
+    assert_eq!(sensor.call("UPDATE A +10"), "OK 90");
+    assert_eq!(next_event(&mut subscriber), ("A".into(), 90));
+    assert_eq!(sensor.call("UPDATE A 10"), "OK 90");
+    assert_eq!(sensor.call("UPDATE A -10"), "OK 100");
+    assert_eq!(next_event(&mut subscriber), ("A".into(), 100));
+}
+
+#[test]
+fn expiry_publishes_without_any_request() {
+    let server = start_with(|config| config.reservation_ttl = 0.2);
+    let mut subscriber = subscribe(&server, "ALL");
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    assert_eq!(rpc.text("RESERVE C P1"), "OK");
+    assert_eq!(next_event(&mut subscriber), ("C".into(), 199));
+    // Nobody reads: the purger publishes the expiry on its own.
+    assert_eq!(next_event(&mut subscriber), ("C".into(), 200));
+}
+
+#[test]
+fn subscribers_see_their_lots_only_and_all_sees_everything() {
+    let server = start();
+    let mut a = subscribe(&server, "A");
+    let mut all = subscribe(&server, "all");
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    for lot in ["B", "C", "A"] {
+        assert_eq!(rpc.text(&format!("RESERVE {lot} P1")), "OK");
+    }
+    assert_eq!(next_event(&mut a), ("A".into(), 99));
+    assert_eq!(next_event(&mut all), ("B".into(), 49));
+    assert_eq!(next_event(&mut all), ("C".into(), 199));
+    assert_eq!(next_event(&mut all), ("A".into(), 99));
+}
+
+#[test]
+fn a_hundred_changes_on_one_lot_arrive_in_order() {
+    let server = start_with(|config| config.subscriber_queue_size = 256);
+    let mut subscriber = subscribe(&server, "C");
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    for occupied in 1..=100 {
+        assert_eq!(sensor.call(&format!("UPDATE C {occupied}")), format!("OK {}", 200 - occupied));
+    }
+    for occupied in 1..=100 {
+        assert_eq!(next_event(&mut subscriber), ("C".into(), 200 - occupied));
+    }
+}
+
+#[test]
+fn unknown_lot_then_a_good_subscribe_on_the_same_connection() {
+    let server = start();
+    let mut subscriber = RawLines::connect(server.pubsub_addr());
+    assert!(subscriber.call("SUBSCRIBE Z").starts_with("ERR UNKNOWN_LOT "));
+    assert!(subscriber.call("HELLO").starts_with("ERR BAD_COMMAND "));
+    assert!(subscriber.call("subscribe B").starts_with("OK "));
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    assert_eq!(rpc.text("RESERVE B P1"), "OK");
+    assert_eq!(next_event(&mut subscriber), ("B".into(), 49));
+}
