@@ -1,1 +1,48 @@
-//! placeholder
+//! Typed, blocking clients for the parking server's three ports.
+//!
+//! Every tool that talks to the server goes through this crate: `parking-rpc` (the command-line
+//! RPC client), `sensor-sim` (simulated occupancy sensors), `subscriber` (prints pushed events)
+//! and `load-test`. The bytes on the wire are [`framing`]'s business; this crate adds sockets,
+//! timeouts, request ids and typed errors, so no tool hand-rolls the protocol.
+//!
+//! Each client owns one TCP connection and is used from one thread. Calls block, bounded by a
+//! timeout that applies to every wait on the socket (connecting included). Socket failures are
+//! sorted into the same three cases everywhere: the deadline passed (`Timeout`), the server went
+//! away (`Closed`), or the server was never reached (`Connect`, which names the address); the
+//! server's own refusals keep their protocol error codes.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), client::ClientError> {
+//! let mut rpc = client::ParkingClient::connect("127.0.0.1:9000")?;
+//! for lot in rpc.get_lots()? {
+//!     println!("{}: {} free", lot.id, lot.free);
+//! }
+//! if rpc.reserve("A", "7ABC123")? {
+//!     println!("reserved");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`parking`]: [`ParkingClient`] for the RPC port (JSON requests, text aliases, pipelining
+//!   with `send`/`recv`), its [`ClientError`] and [`RpcReply`].
+//! - [`sensor`]: [`SensorClient`] for the sensor port and [`SensorClientError`].
+//! - [`subscription`]: [`Subscription`] for the pub/sub port and [`SubscribeError`].
+//! - [`retry`]: [`Backoff`] for reconnecting and [`StopSignal`] for interruptible waits,
+//!   shared by the long-running tools.
+//! - `net` (private): connecting with a timeout, sorting socket errors, reading bounded lines.
+
+#![forbid(unsafe_code)]
+
+mod net;
+pub mod parking;
+pub mod retry;
+pub mod sensor;
+pub mod subscription;
+
+pub use net::MAX_REPLY_LINE_LEN;
+pub use parking::{ClientError, DEFAULT_TIMEOUT, LotInfo, ParkingClient, RpcReply};
+pub use retry::{Backoff, StopSignal};
+pub use sensor::{SensorClient, SensorClientError};
+pub use subscription::{OwnedEvent, SubscribeError, Subscription};

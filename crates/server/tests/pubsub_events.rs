@@ -1,5 +1,7 @@
 //! Pub/sub through the whole server: every kind of change publishes, and only real changes do.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{RawLines, RawRpc, start, start_with};
@@ -76,7 +78,10 @@ fn a_hundred_changes_on_one_lot_arrive_in_order() {
     let mut subscriber = subscribe(&server, "C");
     let mut sensor = RawLines::connect(server.sensor_addr());
     for occupied in 1..=100 {
-        assert_eq!(sensor.call(&format!("UPDATE C {occupied}")), format!("OK {}", 200 - occupied));
+        assert_eq!(
+            sensor.call(&format!("UPDATE C {occupied}")),
+            format!("OK {}", 200 - occupied)
+        );
     }
     for occupied in 1..=100 {
         assert_eq!(next_event(&mut subscriber), ("C".into(), 200 - occupied));
@@ -87,7 +92,11 @@ fn a_hundred_changes_on_one_lot_arrive_in_order() {
 fn unknown_lot_then_a_good_subscribe_on_the_same_connection() {
     let server = start();
     let mut subscriber = RawLines::connect(server.pubsub_addr());
-    assert!(subscriber.call("SUBSCRIBE Z").starts_with("ERR UNKNOWN_LOT "));
+    assert!(
+        subscriber
+            .call("SUBSCRIBE Z")
+            .starts_with("ERR UNKNOWN_LOT ")
+    );
     assert!(subscriber.call("HELLO").starts_with("ERR BAD_COMMAND "));
     assert!(subscriber.call("subscribe B").starts_with("OK "));
     let mut rpc = RawRpc::connect(server.rpc_addr());

@@ -1,0 +1,279 @@
+//! `parking-rpc`: the command-line client for the parking server's RPC port.
+//!
+//! `main.rs` only parses the command line and maps the outcome to an exit code; everything the
+//! tool does is here, on top of [`client::ParkingClient`], so it can be tested without a
+//! process.
+//!
+//! # Layout
+//! - this file: the command line ([`Cli`], [`Command`]), [`run`] and the error-to-exit-code
+//!   mapping ([`Exit`], [`CliError`]).
+//! - [`output`]: how results are printed, as text or JSON.
+//! - [`smoke`]: the end-to-end check behind `parking-rpc smoke`.
+
+#![forbid(unsafe_code)]
+
+pub mod output;
+pub mod smoke;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use client::{ClientError, ParkingClient};
+
+const LONG_ABOUT: &str = "\
+Query and book the parking server over its RPC port (length-prefixed JSON requests).
+
+Each invocation opens one connection, runs one command and prints the result as text, or as \
+JSON with --json.
+
+Examples:
+  parking-rpc lots
+  parking-rpc --host parking.example --port 9000 avail A
+  parking-rpc reserve A 7ABC123 && echo booked
+  parking-rpc --json smoke";
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  a negative answer: reservation refused, nothing to cancel, or a failed smoke check
+  2  usage error, or the server could not be reached or did not answer in time
+  3  the server answered with an error (unknown lot, bad plate, ...) or an unreadable reply";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "parking-rpc",
+    version,
+    about = "Query and book the parking server over its RPC port",
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Server host name or IP address.
+    #[arg(long, global = true, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The server's RPC port.
+    #[arg(long, global = true, default_value_t = 9000)]
+    pub port: u16,
+    /// Seconds to wait for the connection and for each reply.
+    #[arg(long, global = true, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    pub timeout: Duration,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// One RPC operation.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every lot with capacity, occupied, reserved and free spaces.
+    Lots,
+    /// Show a lot's free spaces.
+    Avail {
+        /// The lot's id.
+        lot: String,
+    },
+    /// Reserve a space in a lot for a plate (exit 1 if refused).
+    Reserve {
+        /// The lot's id.
+        lot: String,
+        /// The vehicle's plate.
+        plate: String,
+    },
+    /// Cancel a plate's reservation in a lot (exit 1 if there was none).
+    Cancel {
+        /// The lot's id.
+        lot: String,
+        /// The vehicle's plate.
+        plate: String,
+    },
+    /// Check that the server answers, and how fast.
+    Ping,
+    /// Send a text alias (PING, LOTS, AVAIL A, RESERVE A P, CANCEL A P) and print the reply.
+    Raw {
+        /// The command and its arguments, e.g. `AVAIL A`.
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+    },
+    /// End-to-end check: ping, list lots, reserve, check availability, cancel (exit 1 on any
+    /// mismatch).
+    Smoke,
+}
+
+/// Parses a positive, finite number of seconds (fractions allowed).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{text:?} must be a positive number of seconds"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|err| format!("{text:?}: {err}"))
+}
+
+/// How a run ended; the discriminant is the process exit code (see `--help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success.
+    Ok = 0,
+    /// A negative answer: refused, not found, or a failed smoke check.
+    Negative = 1,
+    /// The server was unreachable, too slow, or went away (and clap's usage errors).
+    Unreachable = 2,
+    /// The server answered with an error or something unreadable.
+    ServerError = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// A failure to report as one line on stderr.
+#[derive(Debug)]
+pub struct CliError {
+    /// The line to print.
+    pub message: String,
+    /// The exit code to use.
+    pub exit: Exit,
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl CliError {
+    /// Describes a client error, naming the server as `target`.
+    pub fn from_client(err: ClientError, target: &str, timeout: Duration) -> Self {
+        let (message, exit) = match err {
+            ClientError::Connect { source, .. } => (
+                format!("cannot connect to the RPC port at {target}: {source}"),
+                Exit::Unreachable,
+            ),
+            ClientError::Timeout => (
+                format!("no answer from {target} within {} s", timeout.as_secs_f64()),
+                Exit::Unreachable,
+            ),
+            ClientError::Closed => (format!("{target} closed the connection"), Exit::Unreachable),
+            ClientError::Io(err) => (
+                format!("i/o error talking to {target}: {err}"),
+                Exit::Unreachable,
+            ),
+            ClientError::Server(err) => (format!("server error {err}"), Exit::ServerError),
+            ClientError::Protocol(detail) => (
+                format!("unexpected reply from {target}: {detail}"),
+                Exit::ServerError,
+            ),
+        };
+        CliError { message, exit }
+    }
+
+    fn output(err: io::Error) -> Self {
+        CliError {
+            message: format!("cannot write the output: {err}"),
+            exit: Exit::Unreachable,
+        }
+    }
+}
+
+/// Connects to the server named by `cli`, runs its command and writes the result to `out`.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, CliError> {
+    let target = format!("{}:{}", cli.host, cli.port);
+    let fail = |err| CliError::from_client(err, &target, cli.timeout);
+    log::debug!("connecting to {target}");
+    let mut client =
+        ParkingClient::connect_with_timeout((cli.host.as_str(), cli.port), cli.timeout)
+            .map_err(fail)?;
+    let printer = output::Printer::new(cli.json);
+    let exit = match &cli.command {
+        Command::Lots => {
+            let lots = client.get_lots().map_err(fail)?;
+            printer.lots(out, &lots).map_err(CliError::output)?;
+            Exit::Ok
+        }
+        Command::Avail { lot } => {
+            let free = client.get_availability(lot).map_err(fail)?;
+            printer
+                .availability(out, lot, free)
+                .map_err(CliError::output)?;
+            Exit::Ok
+        }
+        Command::Reserve { lot, plate } => {
+            let reserved = client.reserve(lot, plate).map_err(fail)?;
+            printer
+                .reserved(out, lot, plate, reserved)
+                .map_err(CliError::output)?;
+            if reserved { Exit::Ok } else { Exit::Negative }
+        }
+        Command::Cancel { lot, plate } => {
+            let cancelled = client.cancel(lot, plate).map_err(fail)?;
+            printer
+                .cancelled(out, lot, plate, cancelled)
+                .map_err(CliError::output)?;
+            if cancelled { Exit::Ok } else { Exit::Negative }
+        }
+        Command::Ping => {
+            let start = Instant::now();
+            client.ping().map_err(fail)?;
+            printer
+                .pong(out, &target, start.elapsed())
+                .map_err(CliError::output)?;
+            Exit::Ok
+        }
+        Command::Raw { words } => {
+            let reply = client.call_text(&words.join(" ")).map_err(fail)?;
+            printer.raw(out, &reply).map_err(CliError::output)?;
+            if reply.starts_with("ERR ") {
+                Exit::ServerError
+            } else {
+                Exit::Ok
+            }
+        }
+        Command::Smoke => {
+            let plate = smoke::unique_plate();
+            let passed =
+                smoke::run(&mut client, &plate, out, cli.json).map_err(CliError::output)?;
+            if passed { Exit::Ok } else { Exit::Negative }
+        }
+    };
+    out.flush().map_err(CliError::output)?;
+    Ok(exit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_must_be_positive_numbers() {
+        assert_eq!(parse_seconds("1.5").unwrap(), Duration::from_millis(1500));
+        for bad in ["0", "-1", "x", "NaN", "inf"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = Cli::try_parse_from(["parking-rpc", "lots", "--json", "--port", "1"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.port, 1);
+        assert!(Cli::try_parse_from(["parking-rpc", "reserve", "A"]).is_err());
+    }
+}

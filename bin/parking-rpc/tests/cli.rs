@@ -1,0 +1,130 @@
+//! `parking-rpc` as a process, against a server started in-process on ephemeral ports.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Output};
+
+use server::{Config, RunningServer, Server};
+
+fn start_server() -> RunningServer {
+    let mut config = Config::ephemeral();
+    // Two cores are shared by every test; a handful of workers is plenty.
+    config.thread_pool_size = 2;
+    config.sensor_pool_size = 1;
+    config.notifier_threads = 1;
+    Server::start(config).unwrap()
+}
+
+fn parking_rpc(addr: SocketAddr, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_parking-rpc"))
+        .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[test]
+fn smoke_passes_against_a_live_server() {
+    let server = start_server();
+    let output = parking_rpc(server.rpc_addr(), &["smoke"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(!text.contains("FAIL"), "{text}");
+    assert!(text.contains("smoke: passed"), "{text}");
+
+    let output = parking_rpc(server.rpc_addr(), &["--json", "smoke"]);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(output.status.code(), Some(0));
+    server.shutdown();
+}
+
+#[test]
+fn commands_print_results_and_exit_codes() {
+    let server = start_server();
+    let addr = server.rpc_addr();
+
+    let lots = parking_rpc(addr, &["lots"]);
+    assert_eq!(lots.status.code(), Some(0));
+    let table = stdout(&lots);
+    let mut rows = table.lines();
+    assert!(rows.next().unwrap().starts_with("LOT  CAPACITY"), "{table}");
+    assert_eq!(
+        rows.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["A", "100", "0", "0", "100"]
+    );
+
+    let json = parking_rpc(addr, &["lots", "--json"]);
+    let lots: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(lots[1]["id"], "B");
+
+    assert_eq!(
+        parking_rpc(addr, &["reserve", "B", "CLI-1"]).status.code(),
+        Some(0)
+    );
+    let again = parking_rpc(addr, &["reserve", "B", "CLI-1"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stdout(&again).starts_with("refused"), "{}", stdout(&again));
+    assert_eq!(
+        stdout(&parking_rpc(addr, &["avail", "B"])),
+        "lot B: 49 free\n"
+    );
+    assert_eq!(
+        parking_rpc(addr, &["cancel", "B", "CLI-1"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        parking_rpc(addr, &["cancel", "B", "CLI-1"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(stdout(&parking_rpc(addr, &["raw", "AVAIL", "B"])), "50\n");
+
+    let unknown = parking_rpc(addr, &["avail", "NOPE"]);
+    assert_eq!(unknown.status.code(), Some(3));
+    assert!(
+        stderr(&unknown).contains("UNKNOWN_LOT"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let ping = parking_rpc(addr, &["ping"]);
+    assert!(stdout(&ping).starts_with("PONG from"), "{}", stdout(&ping));
+    server.shutdown();
+}
+
+#[test]
+fn closed_port_prints_one_line_and_exits_2() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = parking_rpc(addr, &["--timeout", "2", "ping"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", addr.port())),
+        "{message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let output = Command::new(env!("CARGO_BIN_EXE_parking-rpc"))
+        .args(["reserve", "A"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}

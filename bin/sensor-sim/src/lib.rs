@@ -1,0 +1,322 @@
+//! `sensor-sim`: simulated occupancy sensors for the parking server's sensor port.
+//!
+//! A run starts `--sensors` threads. Each owns one connection (a [`client::SensorClient`]),
+//! an equal share of the total `--rate`, and a random walk per lot it covers: cars arrive and
+//! leave a few at a time, never beyond what the sensor believes the lot holds. Every update's
+//! reply is read and counted. When the server goes away, the sensor reconnects with
+//! [`client::Backoff`] and carries on. At the end (or on Ctrl-C) the run prints one summary
+//! line, `sent=.. acked=.. errors=.. reconnects=.. rate=../s`.
+//!
+//! # Layout
+//! - this file: the command line ([`Cli`]) and [`run`], which plans and starts the sensors.
+//! - [`walk`]: the random walk and its seeded PRNG.
+//! - [`worker`]: one sensor thread, its counters and the summary line.
+
+#![forbid(unsafe_code)]
+
+pub mod walk;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use client::{ClientError, ParkingClient, StopSignal};
+
+use crate::walk::{Mode, Walk, XorShift64};
+use crate::worker::{Stats, Summary, Worker};
+
+const LONG_ABOUT: &str = "\
+Simulated occupancy sensors: streams `UPDATE <lot> <n|+k|-k>` lines to the parking server's \
+sensor port at a fixed total rate, reads every reply, and prints one summary line at the end:
+
+  sent=.. acked=.. errors=.. reconnects=.. rate=../s
+
+Each of --sensors threads owns one connection and an equal share of --rate, and walks the \
+occupancy of its lots up and down at random, within the capacity it believes each lot has \
+(learned from the RPC port with --rpc-port, else --capacity). If the server goes away, the \
+sensors reconnect with exponential backoff (100 ms doubling to 5 s) and count it. Ctrl-C ends \
+the run early with the same summary.
+
+Example:
+  sensor-sim --rate 50 --duration 10 --lots A B C --rpc-port 9000 --seed 7";
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  the run finished and at least one update was acknowledged
+  1  not a single update was acknowledged
+  2  usage error, or the RPC port given by --rpc-port could not be queried
+  3  a lot given by --lots is not on the server (with --rpc-port)";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sensor-sim",
+    version,
+    about = "Simulated occupancy sensors streaming updates to the parking server",
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Server host name or IP address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The server's sensor port.
+    #[arg(long, default_value_t = 9001)]
+    pub port: u16,
+    /// Total updates per second, shared by all sensors.
+    #[arg(long, default_value = "10", value_parser = parse_positive)]
+    pub rate: f64,
+    /// How long to run, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// The lots to report on.
+    #[arg(long, required = true, num_args = 1.., value_name = "LOT", value_parser = parse_lot)]
+    pub lots: Vec<String>,
+    /// Number of sensors (threads, each with its own connection) [default: one per lot].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub sensors: Option<u16>,
+    /// Report car movements (`+k`/`-k`) or whole counts (`n`).
+    #[arg(long, value_enum, default_value_t = Mode::Delta)]
+    pub mode: Mode,
+    /// Seed for the random walks, to repeat a run exactly [default: from the clock, logged].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Capacity assumed for every lot when --rpc-port is not given.
+    #[arg(long, default_value_t = 100)]
+    pub capacity: u32,
+    /// Learn each lot's capacity and current occupancy from getLots on this RPC port.
+    #[arg(long, value_name = "PORT")]
+    pub rpc_port: Option<u16>,
+    /// Seconds to wait for a connection and for each reply.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+/// Parses a positive, finite number.
+pub fn parse_positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("{text:?} must be a positive number")),
+    }
+}
+
+/// Longest `--duration` or `--timeout` accepted (about 31 years), so that deadlines computed
+/// from them always fit in an `Instant`.
+pub const MAX_SECONDS: f64 = 1e9;
+
+/// Parses a positive number of seconds up to [`MAX_SECONDS`] (fractions allowed).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs = parse_positive(text)?;
+    if secs > MAX_SECONDS {
+        return Err(format!("{text:?} is more than {MAX_SECONDS} seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Accepts a lot id that fits in one field of an `UPDATE` line.
+fn parse_lot(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.bytes().any(|b| b.is_ascii_whitespace()) {
+        Err(format!(
+            "{text:?} is not a lot id (it must be non-empty, without spaces)"
+        ))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+/// A failure before the sensors could start, reported as one line.
+#[derive(Debug)]
+pub struct SimError {
+    /// The line to print.
+    pub message: String,
+    /// The process exit code.
+    pub exit: u8,
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SimError {}
+
+impl Summary {
+    /// The exit code for a finished run: 0 if anything was acknowledged, else 1.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.stats.acked > 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a lot looks like to the sensors at the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LotStart {
+    capacity: u32,
+    occupied: u32,
+}
+
+/// Runs the simulation until `--duration` passes or `stop` is triggered, and returns the
+/// summary. Fails only if `--rpc-port` was given and the lots could not be learned.
+pub fn run(cli: &Cli, stop: &StopSignal) -> Result<Summary, SimError> {
+    let starts = learn_lots(cli)?;
+    let sensors = cli.sensors.map_or(cli.lots.len(), usize::from).max(1);
+    let seed = cli.seed.unwrap_or_else(clock_seed);
+    let plan = worker::assign(cli.lots.len(), sensors);
+    // How many sensors share each lot; in delta mode each one walks its share of the lot.
+    let mut sharing = vec![0u32; cli.lots.len()];
+    for lot in plan.iter().flatten() {
+        sharing[*lot] += 1;
+    }
+    // A sensor slower than once per run sends once, at the start.
+    let interval = Duration::try_from_secs_f64(sensors as f64 / cli.rate)
+        .map_or(cli.duration, |interval| interval.min(cli.duration));
+    log::info!(
+        "{sensors} sensor(s) sending {} updates/s to {}:{} for {} s ({} mode, seed {seed})",
+        cli.rate,
+        cli.host,
+        cli.port,
+        cli.duration.as_secs_f64(),
+        cli.mode.name()
+    );
+    let start = Instant::now();
+    let end = start + cli.duration;
+    let workers: Vec<Worker> = plan
+        .iter()
+        .enumerate()
+        .map(|(index, lots)| {
+            let walks = lots
+                .iter()
+                .map(|&lot| {
+                    let LotStart { capacity, occupied } = starts[lot];
+                    let share = sharing[lot].max(1);
+                    match cli.mode {
+                        Mode::Delta => {
+                            Walk::new(&cli.lots[lot], occupied / share, (capacity / share).max(1))
+                        }
+                        Mode::Absolute => Walk::new(&cli.lots[lot], occupied, capacity),
+                    }
+                })
+                .collect();
+            Worker {
+                index,
+                host: cli.host.clone(),
+                port: cli.port,
+                timeout: cli.timeout,
+                walks,
+                mode: cli.mode,
+                interval,
+                // Staggered so the sensors' updates interleave instead of arriving together.
+                first_send: start + interval.mul_f64(index as f64 / sensors as f64),
+                end,
+                rng: XorShift64::new(seed.wrapping_add(index as u64)),
+                stop: stop.clone(),
+            }
+        })
+        .collect();
+    let mut total = Stats::default();
+    thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .into_iter()
+            .map(|worker| {
+                thread::Builder::new()
+                    .name(format!("sensor-{}", worker.index))
+                    .spawn_scoped(scope, move || worker.run())
+            })
+            .collect();
+        for handle in handles {
+            match handle.map(|handle| handle.join()) {
+                Ok(Ok(stats)) => total += stats,
+                Ok(Err(_)) => log::error!("a sensor thread panicked; its counts are lost"),
+                Err(err) => log::error!("cannot start a sensor thread: {err}"),
+            }
+        }
+    });
+    Ok(Summary {
+        stats: total,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Capacities and occupancy per `--lots` entry: from the server with `--rpc-port`, else
+/// `--capacity` and empty lots.
+fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, SimError> {
+    let Some(rpc_port) = cli.rpc_port else {
+        return Ok(vec![
+            LotStart {
+                capacity: cli.capacity,
+                occupied: 0,
+            };
+            cli.lots.len()
+        ]);
+    };
+    let target = format!("{}:{rpc_port}", cli.host);
+    let unreachable = |err: ClientError| SimError {
+        message: format!("cannot learn the lots from the RPC port at {target}: {err}"),
+        exit: 2,
+    };
+    let mut rpc = ParkingClient::connect_with_timeout((cli.host.as_str(), rpc_port), cli.timeout)
+        .map_err(unreachable)?;
+    let known: HashMap<String, LotStart> = rpc
+        .get_lots()
+        .map_err(unreachable)?
+        .into_iter()
+        .map(|lot| {
+            let start = LotStart {
+                capacity: lot.capacity,
+                occupied: lot.occupied,
+            };
+            (lot.id.into_owned(), start)
+        })
+        .collect();
+    cli.lots
+        .iter()
+        .map(|lot| {
+            known.get(lot).copied().ok_or_else(|| {
+                let mut ids: Vec<&str> = known.keys().map(String::as_str).collect();
+                ids.sort_unstable();
+                SimError {
+                    message: format!(
+                        "lot {lot:?} is not on the server at {target} (it has {})",
+                        ids.join(", ")
+                    ),
+                    exit: 3,
+                }
+            })
+        })
+        .collect()
+}
+
+/// A seed from the clock, for runs without `--seed`.
+fn clock_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["sensor-sim", "--lots", "A", "B", "--rate", "2.5"]).unwrap();
+        assert_eq!(cli.lots, ["A", "B"]);
+        assert_eq!(cli.rate, 2.5);
+        assert_eq!(cli.mode, Mode::Delta);
+        assert!(Cli::try_parse_from(["sensor-sim"]).is_err());
+        assert!(Cli::try_parse_from(["sensor-sim", "--lots", "A", "--rate", "0"]).is_err());
+        assert!(Cli::try_parse_from(["sensor-sim", "--lots", "A", "--sensors", "0"]).is_err());
+        assert!(Cli::try_parse_from(["sensor-sim", "--lots", "A B"]).is_err());
+        assert!(Cli::try_parse_from(["sensor-sim", "--lots", "A", "--duration", "1e10"]).is_err());
+    }
+}

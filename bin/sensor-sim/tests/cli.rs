@@ -1,0 +1,249 @@
+//! `sensor-sim` as a process, against servers started in-process on ephemeral ports.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+
+use server::{Config, RunningServer, Server};
+
+fn start_server(sensor_port: u16) -> RunningServer {
+    start_server_with(sensor_port, |_| {})
+}
+
+fn start_server_with(sensor_port: u16, tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut config = Config::ephemeral();
+    config.sensor_port = sensor_port;
+    // Two cores are shared by every test; a handful of workers is plenty.
+    config.thread_pool_size = 2;
+    config.sensor_pool_size = 1;
+    config.notifier_threads = 1;
+    config.shutdown_grace = 0.2;
+    tweak(&mut config);
+    Server::start(config).unwrap()
+}
+
+/// Held while a child process is being started, and by a test while it restarts a server on
+/// the same port. Between fork and exec a child holds copies of every descriptor of this
+/// process, listening sockets included, and a server shut down in that window keeps its port
+/// busy until the exec; rebinding it then fails with `AddrInUse`.
+static SPAWNING: Mutex<()> = Mutex::new(());
+
+fn spawn_lock() -> MutexGuard<'static, ()> {
+    SPAWNING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn spawn(command: &mut Command) -> Child {
+    let _guard = spawn_lock();
+    command.spawn().unwrap()
+}
+
+fn run_to_end(command: &mut Command) -> Output {
+    spawn(command).wait_with_output().unwrap()
+}
+
+fn sensor_sim() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sensor-sim"));
+    command
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// The summary line's `key=value` pairs.
+fn parse_summary(stdout: &[u8]) -> HashMap<String, String> {
+    let text = String::from_utf8(stdout.to_vec()).unwrap();
+    let line = text
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no summary in {text:?}"));
+    line.split_whitespace()
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap();
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+fn count(summary: &HashMap<String, String>, key: &str) -> u64 {
+    summary[key].parse().unwrap()
+}
+
+/// Reads log lines until one contains `needle`; fails if the process ends first.
+fn wait_for_log(stderr: &mut BufReader<ChildStderr>, needle: &str) {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("sensor-sim ended before logging {needle:?}; it logged:\n{seen}");
+        }
+        if line.contains(needle) {
+            return;
+        }
+        seen.push_str(&line);
+    }
+}
+
+/// Keeps reading the rest of the log so the process never blocks on a full pipe.
+fn drain(mut stderr: BufReader<ChildStderr>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+        rest
+    })
+}
+
+#[test]
+fn two_second_run_is_acknowledged_without_errors() {
+    let server = start_server(0);
+    let output = run_to_end(
+        sensor_sim()
+            .args(["--port", &server.sensor_addr().port().to_string()])
+            .args(["--rpc-port", &server.rpc_addr().port().to_string()])
+            .args([
+                "--rate",
+                "40",
+                "--duration",
+                "2",
+                "--lots",
+                "A",
+                "B",
+                "C",
+                "--seed",
+                "1",
+            ]),
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let summary = parse_summary(&output.stdout);
+    assert!(count(&summary, "acked") > 0, "{summary:?}");
+    assert_eq!(
+        count(&summary, "acked"),
+        count(&summary, "sent"),
+        "{summary:?}"
+    );
+    assert_eq!(count(&summary, "errors"), 0, "{summary:?}\n{log}");
+    assert_eq!(count(&summary, "reconnects"), 0, "{summary:?}");
+    assert!(summary["rate"].ends_with("/s"));
+    // The walks moved cars in, and never past a lot's capacity.
+    let lots = client::ParkingClient::connect(server.rpc_addr())
+        .unwrap()
+        .get_lots()
+        .unwrap();
+    assert!(lots.iter().any(|lot| lot.occupied > 0), "{lots:?}");
+    assert!(
+        lots.iter().all(|lot| lot.occupied <= lot.capacity),
+        "{lots:?}"
+    );
+    server.shutdown();
+}
+
+#[test]
+fn survives_a_server_restart() {
+    let first = start_server(0);
+    let port = first.sensor_addr().port();
+    let mut child = spawn(
+        sensor_sim()
+            .args(["--port", &port.to_string(), "--timeout", "1"])
+            .args([
+                "--rate",
+                "40",
+                "--duration",
+                "3",
+                "--lots",
+                "A",
+                "--mode",
+                "absolute",
+            ]),
+    );
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    wait_for_log(&mut stderr, "connected to");
+    let second = {
+        let _no_fork = spawn_lock();
+        first.shutdown();
+        start_server(port)
+    };
+    wait_for_log(&mut stderr, "reconnected to");
+    let log = drain(stderr);
+    let output = child.wait_with_output().unwrap();
+    let log = log.join().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let summary = parse_summary(&output.stdout);
+    assert!(count(&summary, "reconnects") >= 1, "{summary:?}");
+    assert!(count(&summary, "acked") > 0, "{summary:?}");
+    second.shutdown();
+}
+
+#[test]
+fn interrupt_ends_the_run_with_the_summary() {
+    let server = start_server(0);
+    let mut child = spawn(
+        sensor_sim()
+            .args(["--port", &server.sensor_addr().port().to_string()])
+            .args(["--rate", "20", "--duration", "600", "--lots", "A", "B"]),
+    );
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    wait_for_log(&mut stderr, "connected to");
+    let status = spawn(Command::new("kill").args(["-INT", &child.id().to_string()]))
+        .wait()
+        .unwrap();
+    assert!(status.success());
+    let log = drain(stderr);
+    let output = child.wait_with_output().unwrap();
+    let log = log.join().unwrap();
+    let summary = parse_summary(&output.stdout);
+    assert!(summary.contains_key("sent"), "{summary:?}\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    server.shutdown();
+}
+
+#[test]
+fn unknown_lot_is_reported_when_learning_capacities() {
+    let server = start_server(0);
+    let output = run_to_end(
+        sensor_sim()
+            .args(["--port", &server.sensor_addr().port().to_string()])
+            .args(["--rpc-port", &server.rpc_addr().port().to_string()])
+            .args(["--duration", "1", "--lots", "A", "NOPE"]),
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("\"NOPE\" is not on the server"),
+        "{message}"
+    );
+    server.shutdown();
+}
+
+#[test]
+fn busy_server_is_counted_and_backed_off_from() {
+    let server = start_server_with(0, |config| config.max_connections = 1);
+    let output = run_to_end(
+        sensor_sim()
+            .args(["--port", &server.sensor_addr().port().to_string()])
+            .args([
+                "--rate",
+                "40",
+                "--duration",
+                "1",
+                "--lots",
+                "A",
+                "--sensors",
+                "2",
+            ]),
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let summary = parse_summary(&output.stdout);
+    assert!(count(&summary, "acked") > 0, "{summary:?}");
+    assert!(count(&summary, "errors") > 0, "{summary:?}");
+    assert!(
+        log.contains("busy") || log.contains("lost the connection"),
+        "{log}"
+    );
+    server.shutdown();
+}

@@ -1,0 +1,281 @@
+//! `subscriber`: prints the parking server's pushed availability events.
+//!
+//! It subscribes on the pub/sub port through a [`client::Subscription`] and prints one line per
+//! event, readable (`2026-11-23T10:00:00.123Z  A  free=12`) or as the raw JSON line. When the
+//! connection drops it says so on stderr, reconnects with [`client::Backoff`] and subscribes
+//! again; events published while it was away are not replayed (the server keeps no history).
+//!
+//! # Layout
+//! - this file: the command line ([`Cli`]) and the subscribe-print-reconnect loop ([`run`]).
+//! - [`time`]: formatting the events' Unix timestamps as UTC text.
+
+#![forbid(unsafe_code)]
+
+pub mod time;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use clap::Parser;
+use client::{Backoff, OwnedEvent, StopSignal, SubscribeError, Subscription};
+use framing::pubsub::{PubsubErrorCode, Topic};
+
+/// How often a waiting subscriber looks at the stop signal (Ctrl-C): the longest it may take
+/// to notice it while no events arrive.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+const LONG_ABOUT: &str = "\
+Subscribes to availability events on the parking server's pub/sub port and prints one line \
+per event:
+
+  2026-11-23T10:00:00.123Z  A  free=12
+
+or, with --json, each event's JSON line exactly as the server sent it. If the connection \
+drops, it reconnects with exponential backoff (100 ms doubling to 5 s) and subscribes again, \
+saying so on stderr. Ctrl-C exits cleanly.
+
+Examples:
+  subscriber --all
+  subscriber --lot A --lot B --json
+  subscriber --port 9002 --count 1   # wait for the next event, print it, exit";
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  --count events printed, or interrupted with Ctrl-C
+  1  the output could not be written
+  2  usage error, or the server could not be reached at start
+  3  the server refused the subscription (unknown lot, busy)";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "subscriber",
+    version,
+    about = "Print the parking server's availability events as they happen",
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Server host name or IP address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The server's pub/sub port.
+    #[arg(long, default_value_t = 9002)]
+    pub port: u16,
+    /// Lots to follow (repeat the flag or list several) [default: every lot].
+    #[arg(long = "lot", value_name = "LOT", num_args = 1.., value_parser = parse_lot)]
+    pub lots: Vec<String>,
+    /// Follow every lot, including lots added later (the default).
+    #[arg(long, conflicts_with = "lots")]
+    pub all: bool,
+    /// Print each event's JSON line as received.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit after printing this many events.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Seconds to wait for a connection and for the server to confirm the subscription.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+impl Cli {
+    /// The topics to subscribe to: the given lots, or every lot.
+    pub fn topics(&self) -> Vec<Topic<'_>> {
+        if self.lots.is_empty() {
+            vec![Topic::All]
+        } else {
+            self.lots.iter().map(|lot| Topic::Lot(lot)).collect()
+        }
+    }
+}
+
+/// Accepts a lot id that fits in one field of a `SUBSCRIBE` line.
+fn parse_lot(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.bytes().any(|b| b.is_ascii_whitespace()) {
+        Err(format!(
+            "{text:?} is not a lot id (it must be non-empty, without spaces)"
+        ))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+/// Parses a positive, finite number of seconds (fractions allowed).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => {
+            Duration::try_from_secs_f64(secs).map_err(|err| format!("{text:?}: {err}"))
+        }
+        _ => Err(format!("{text:?} must be a positive number of seconds")),
+    }
+}
+
+/// A reason to stop, reported as one line.
+#[derive(Debug)]
+pub struct SubscriberError {
+    /// The line to print.
+    pub message: String,
+    /// The process exit code.
+    pub exit: u8,
+}
+
+impl fmt::Display for SubscriberError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SubscriberError {}
+
+/// What went wrong, without the address (the caller's message names it already).
+fn cause(err: SubscribeError) -> String {
+    match err {
+        SubscribeError::Connect { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The readable form of an event: `2026-11-23T10:00:00.123Z  A  free=12`.
+pub fn format_event(event: &OwnedEvent) -> String {
+    format!(
+        "{}  {}  free={}",
+        time::format_utc(event.timestamp),
+        event.lot_id,
+        event.free
+    )
+}
+
+/// Subscribes and prints events to `out` until `--count` events were printed or `stop` is
+/// triggered, reconnecting whenever the connection drops.
+///
+/// Fails if the first connection cannot be made (the address is probably wrong, so retrying
+/// would only hide it), if the server refuses the subscription, or if `out` fails; a reader
+/// that went away (a closed pipe) counts as a clean end.
+pub fn run(cli: &Cli, stop: &StopSignal, out: &mut dyn Write) -> Result<(), SubscriberError> {
+    let topics = cli.topics();
+    let described = if cli.lots.is_empty() {
+        "every lot".to_owned()
+    } else {
+        format!("lot(s) {}", cli.lots.join(", "))
+    };
+    let target = format!("{}:{}", cli.host, cli.port);
+    let mut backoff = Backoff::default();
+    let mut printed = 0u64;
+    let mut subscribed_before = false;
+    while !stop.is_triggered() {
+        let mut subscription =
+            match Subscription::connect((cli.host.as_str(), cli.port), &topics, cli.timeout) {
+                Ok(subscription) => subscription,
+                Err(SubscribeError::Refused(refusal))
+                    if refusal.code == PubsubErrorCode::Busy && subscribed_before =>
+                {
+                    let delay = backoff.next_delay();
+                    log::warn!(
+                        "{target} is busy ({}); reconnecting in {} ms",
+                        refusal.detail,
+                        delay.as_millis()
+                    );
+                    stop.wait_timeout(delay);
+                    continue;
+                }
+                Err(SubscribeError::Refused(refusal)) => {
+                    return Err(SubscriberError {
+                        message: format!("{target} refused the subscription: {refusal}"),
+                        exit: 3,
+                    });
+                }
+                Err(err) if !subscribed_before => {
+                    return Err(SubscriberError {
+                        message: format!(
+                            "cannot subscribe on the pub/sub port at {target}: {}",
+                            cause(err)
+                        ),
+                        exit: 2,
+                    });
+                }
+                Err(err) => {
+                    let delay = backoff.next_delay();
+                    log::warn!(
+                        "{}; reconnecting to {target} in {} ms",
+                        cause(err),
+                        delay.as_millis()
+                    );
+                    stop.wait_timeout(delay);
+                    continue;
+                }
+            };
+        backoff.reset();
+        let id = subscription.id();
+        if subscribed_before {
+            log::warn!("reconnected: re-subscribed to {described} on {target} (subscription {id})");
+        } else {
+            log::info!("subscribed to {described} on {target} (subscription {id})");
+        }
+        subscribed_before = true;
+        while !stop.is_triggered() {
+            match subscription.next_event_timeout(STOP_POLL) {
+                Ok(Some(event)) => {
+                    let written = if cli.json {
+                        out.write_all(subscription.raw_line())
+                            .and_then(|()| out.write_all(b"\n"))
+                    } else {
+                        writeln!(out, "{}", format_event(&event))
+                    };
+                    match written.and_then(|()| out.flush()) {
+                        Ok(()) => {}
+                        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+                        Err(err) => {
+                            return Err(SubscriberError {
+                                message: format!("cannot write the output: {err}"),
+                                exit: 1,
+                            });
+                        }
+                    }
+                    printed += 1;
+                    if cli.count.is_some_and(|count| printed >= count) {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    log::warn!("lost the subscription on {target}: {err}");
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::borrow::Cow;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["subscriber", "--lot", "A", "--lot", "B", "C"]).unwrap();
+        assert_eq!(
+            cli.topics(),
+            [Topic::Lot("A"), Topic::Lot("B"), Topic::Lot("C")]
+        );
+        let cli = Cli::try_parse_from(["subscriber"]).unwrap();
+        assert_eq!(cli.topics(), [Topic::All]);
+        assert!(Cli::try_parse_from(["subscriber", "--all", "--lot", "A"]).is_err());
+        assert!(Cli::try_parse_from(["subscriber", "--count", "0"]).is_err());
+    }
+
+    #[test]
+    fn readable_event_line() {
+        let event = OwnedEvent {
+            lot_id: Cow::Borrowed("A"),
+            free: 12,
+            timestamp: 1_795_428_000.123,
+        };
+        assert_eq!(format_event(&event), "2026-11-23T10:00:00.123Z  A  free=12");
+    }
+}

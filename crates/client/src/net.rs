@@ -1,0 +1,199 @@
+//! Socket plumbing shared by the three clients: connecting with a timeout, sorting socket
+//! errors into "deadline passed" / "peer went away" / other, and reading bounded lines.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use framing::line::{self, Decoded};
+
+/// The OS reads a zero socket timeout as "no timeout" (and `connect_timeout` refuses it), so
+/// the smallest timeout a client applies is one millisecond.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Longest reply or event line the line-based clients accept, terminator excluded. Server
+/// lines are short (a count, a code and a sentence, one JSON event); the limit only bounds the
+/// memory a broken or hostile server can make a client use.
+pub const MAX_REPLY_LINE_LEN: usize = 64 * 1024;
+
+/// `timeout`, raised to the smallest one the OS honours.
+pub(crate) fn effective(timeout: Duration) -> Duration {
+    timeout.max(MIN_TIMEOUT)
+}
+
+/// A failed connection attempt: what was tried and the last error.
+pub(crate) struct ConnectFailure {
+    pub(crate) addr: String,
+    pub(crate) source: io::Error,
+}
+
+/// Resolves `addr` and tries each address in turn with `connect_timeout`, returning the first
+/// stream that connects, already configured: `TCP_NODELAY` on (requests are small and latency
+/// matters more than packet count) and `timeout` on both reads and writes.
+pub(crate) fn connect(
+    addr: impl ToSocketAddrs,
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), ConnectFailure> {
+    let timeout = effective(timeout);
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|source| ConnectFailure {
+            addr: "(unresolved address)".to_owned(),
+            source,
+        })?
+        .collect();
+    let mut last_error = None;
+    for candidate in &addrs {
+        match TcpStream::connect_timeout(candidate, timeout) {
+            Ok(stream) if is_self_connected(&stream) => {
+                // Dropping the stream frees the port again for the server we are waiting for.
+                last_error = Some(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    "connection refused (the socket connected to itself)",
+                ));
+            }
+            Ok(stream) => {
+                let configured = stream
+                    .set_nodelay(true)
+                    .and_then(|()| set_timeouts(&stream, Some(timeout)));
+                return match configured {
+                    Ok(()) => Ok((stream, *candidate)),
+                    Err(source) => Err(ConnectFailure {
+                        addr: candidate.to_string(),
+                        source,
+                    }),
+                };
+            }
+            Err(err) => last_error = Some(err),
+        }
+    }
+    let tried = addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(ConnectFailure {
+        addr: if tried.is_empty() {
+            "(no address)".to_owned()
+        } else {
+            tried
+        },
+        source: last_error.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address resolved to nothing",
+            )
+        }),
+    })
+}
+
+/// True when a connection to a local port that nobody listens on was given that same port as
+/// its source and so connected to itself (TCP simultaneous open). Reconnecting clients hit this
+/// while a local server restarts; the stray socket would also keep the server from binding its
+/// port again, so it is treated as a refused connection.
+fn is_self_connected(stream: &TcpStream) -> bool {
+    match (stream.local_addr(), stream.peer_addr()) {
+        (Ok(local), Ok(peer)) => local == peer,
+        _ => false,
+    }
+}
+
+/// Applies `timeout` (raised to the OS minimum; `None` blocks forever) to reads and writes.
+pub(crate) fn set_timeouts(stream: &TcpStream, timeout: Option<Duration>) -> io::Result<()> {
+    let timeout = timeout.map(effective);
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)
+}
+
+/// What a socket error means to a caller.
+pub(crate) enum Failure {
+    /// A read or write timeout expired.
+    Timeout,
+    /// The peer closed or reset the connection.
+    Closed,
+    /// Anything else.
+    Other(io::Error),
+}
+
+/// Sorts a socket error. A socket timeout surfaces as `WouldBlock` on Unix and `TimedOut` on
+/// Windows; a vanished peer as one of several kinds depending on timing.
+pub(crate) fn classify(err: io::Error) -> Failure {
+    match err.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout,
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::NotConnected => Failure::Closed,
+        _ => Failure::Other(err),
+    }
+}
+
+/// Why [`LineReader::read_line`] returned no line.
+pub(crate) enum LineError {
+    /// The socket failed (a timeout included); a partial line is kept for the next call.
+    Io(io::Error),
+    /// The server closed the connection (possibly in the middle of a line).
+    Closed,
+    /// The line is longer than [`MAX_REPLY_LINE_LEN`].
+    TooLong,
+}
+
+/// Reads `\n`-terminated lines from a socket through a `BufReader`, reusing one line buffer.
+///
+/// Terminator and length rules are [`framing::line`]'s. A read that fails part-way (a timeout)
+/// keeps the bytes it got, so the next call resumes the same line instead of losing it.
+#[derive(Debug)]
+pub(crate) struct LineReader {
+    reader: BufReader<TcpStream>,
+    line: Vec<u8>,
+    /// `line` holds a whole line that was already returned; clear it before reading on.
+    complete: bool,
+}
+
+impl LineReader {
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        LineReader {
+            reader: BufReader::new(stream),
+            line: Vec::with_capacity(128),
+            complete: false,
+        }
+    }
+
+    pub(crate) fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+        self.reader.get_mut()
+    }
+
+    /// Reads the next line and returns its content, terminator removed.
+    pub(crate) fn read_line(&mut self) -> Result<&[u8], LineError> {
+        if self.complete {
+            self.line.clear();
+            self.complete = false;
+        }
+        // One byte for a '\r' and one for the '\n' may follow a line of the maximum length.
+        let window = MAX_REPLY_LINE_LEN + 2;
+        let room = window.saturating_sub(self.line.len()) as u64;
+        (&mut self.reader)
+            .take(room)
+            .read_until(b'\n', &mut self.line)
+            .map_err(LineError::Io)?;
+        if self.line.last() != Some(&b'\n') {
+            return Err(if self.line.len() >= window {
+                LineError::TooLong
+            } else {
+                LineError::Closed
+            });
+        }
+        match line::decode(&self.line, MAX_REPLY_LINE_LEN) {
+            Decoded::Line { content, .. } => {
+                self.complete = true;
+                Ok(&self.line[content])
+            }
+            Decoded::TooLong | Decoded::Incomplete => Err(LineError::TooLong),
+        }
+    }
+}

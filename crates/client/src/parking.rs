@@ -1,0 +1,391 @@
+//! [`ParkingClient`]: the RPC port's typed client, and the error and reply types it returns.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::{self, BufReader, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use framing::frame::{self, FrameError};
+use framing::rpc::{self, ErrorCode, LotStatus, Request, WireError};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::net::{self, Failure};
+
+/// Per-call timeout used by [`ParkingClient::connect`], and its connect timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One lot's counts as `getLots` reports them, owning its id.
+pub type LotInfo = LotStatus<'static>;
+
+/// Why an RPC call failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No connection could be made (refused, unreachable, connect timeout, unresolvable name).
+    Connect {
+        /// The address or addresses that were tried.
+        addr: String,
+        /// The last attempt's error.
+        source: io::Error,
+    },
+    /// The server did not answer (or did not take the request) within the per-call timeout.
+    Timeout,
+    /// The server closed the connection, possibly in the middle of a reply.
+    Closed,
+    /// Any other socket error.
+    Io(io::Error),
+    /// The server answered with an error reply.
+    Server(WireError),
+    /// The reply is not what the protocol promises: malformed, with another request's
+    /// `rpcId`, or with a result of the wrong type for the method.
+    Protocol(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Connect { addr, source } => {
+                write!(f, "cannot connect to {addr}: {source}")
+            }
+            ClientError::Timeout => f.write_str("timed out waiting for the server"),
+            ClientError::Closed => f.write_str("the server closed the connection"),
+            ClientError::Io(err) => write!(f, "i/o error: {err}"),
+            ClientError::Server(err) => write!(f, "server error {err}"),
+            ClientError::Protocol(detail) => write!(f, "protocol error: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Connect { source, .. } | ClientError::Io(source) => Some(source),
+            ClientError::Server(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// Socket errors are sorted: a read/write timeout becomes [`ClientError::Timeout`], a reset or
+/// broken pipe [`ClientError::Closed`], anything else [`ClientError::Io`].
+impl From<io::Error> for ClientError {
+    fn from(err: io::Error) -> Self {
+        match net::classify(err) {
+            Failure::Timeout => ClientError::Timeout,
+            Failure::Closed => ClientError::Closed,
+            Failure::Other(err) => ClientError::Io(err),
+        }
+    }
+}
+
+impl From<WireError> for ClientError {
+    fn from(err: WireError) -> Self {
+        ClientError::Server(err)
+    }
+}
+
+impl From<net::ConnectFailure> for ClientError {
+    fn from(failure: net::ConnectFailure) -> Self {
+        ClientError::Connect {
+            addr: failure.addr,
+            source: failure.source,
+        }
+    }
+}
+
+/// A JSON reply as [`ParkingClient::recv`] read it, borrowing from the client's read buffer.
+///
+/// The caller knows which method the `rpc_id` belongs to and decodes the result accordingly
+/// with [`RpcReply::decode`].
+#[derive(Debug)]
+pub struct RpcReply<'a> {
+    rpc_id: Option<u32>,
+    result: Result<&'a RawValue, WireError>,
+}
+
+impl<'a> RpcReply<'a> {
+    /// Parses a reply payload. A payload that is not JSON but a text `ERR CODE detail` line is
+    /// accepted as an error reply without an id, since a server refusing a whole connection
+    /// (`BUSY`) may not know which syntax the client speaks.
+    fn parse(payload: &'a [u8]) -> Result<Self, ClientError> {
+        if let Some(error) = parse_text_error(payload) {
+            return Ok(RpcReply {
+                rpc_id: None,
+                result: Err(error),
+            });
+        }
+        let envelope = rpc::decode_json_reply(payload).map_err(|err| {
+            ClientError::Protocol(format!("malformed reply {}: {err}", preview(payload)))
+        })?;
+        let result = match envelope.error {
+            Some(text) => Err(WireError::parse_json_form(&text).map_err(|err| {
+                ClientError::Protocol(format!("error reply with {err}: {text:?}"))
+            })?),
+            None => Ok(envelope.result.unwrap_or(RawValue::NULL)),
+        };
+        Ok(RpcReply {
+            rpc_id: envelope.rpc_id,
+            result,
+        })
+    }
+
+    /// The echoed request id; `None` when the server could not read one (a malformed request,
+    /// an oversized frame, a refused connection).
+    pub fn rpc_id(&self) -> Option<u32> {
+        self.rpc_id
+    }
+
+    /// The raw JSON result, or the error reply.
+    pub fn result(&self) -> Result<&'a RawValue, &WireError> {
+        self.result.as_ref().copied()
+    }
+
+    /// Takes the raw JSON result, or the error reply.
+    pub fn into_result(self) -> Result<&'a RawValue, WireError> {
+        self.result
+    }
+
+    /// Decodes the result as `T`; an error reply becomes [`ClientError::Server`] and a result
+    /// of another type [`ClientError::Protocol`].
+    pub fn decode<T: Deserialize<'a>>(self) -> Result<T, ClientError> {
+        let raw = self.result?;
+        serde_json::from_str(raw.get()).map_err(|err| {
+            ClientError::Protocol(format!(
+                "unexpected result {} ({err})",
+                preview(raw.get().as_bytes())
+            ))
+        })
+    }
+}
+
+/// A text `ERR CODE detail` reply as a [`WireError`]; `None` if the payload is anything else.
+fn parse_text_error(payload: &[u8]) -> Option<WireError> {
+    let rest = std::str::from_utf8(payload).ok()?.strip_prefix("ERR ")?;
+    let (code, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+    let code: ErrorCode = code.parse().ok()?;
+    Some(WireError::new(code, detail))
+}
+
+/// The start of a payload, for error messages.
+fn preview(payload: &[u8]) -> String {
+    const MAX: usize = 120;
+    let text = String::from_utf8_lossy(&payload[..payload.len().min(MAX)]);
+    if payload.len() > MAX {
+        format!("{text:?}...")
+    } else {
+        format!("{text:?}")
+    }
+}
+
+/// A blocking client for the RPC port: one TCP connection, one request at a time with the
+/// typed methods, or pipelined with [`send`](Self::send)/[`recv`](Self::recv).
+///
+/// Every request is written with one `write`, and the encode and read buffers are reused, so a
+/// call allocates only what its result needs (this client doubles as the load generator).
+///
+/// After any error other than [`ClientError::Server`] the connection's state is unknown (a
+/// late reply may still arrive and would be taken for the next one); drop the client and
+/// connect again.
+#[derive(Debug)]
+pub struct ParkingClient {
+    reader: BufReader<TcpStream>,
+    peer: SocketAddr,
+    timeout: Duration,
+    next_id: u32,
+    /// The outgoing frame; cleared, never shrunk.
+    out: Vec<u8>,
+    /// The last reply's payload; overwritten by each read.
+    payload: Vec<u8>,
+}
+
+impl ParkingClient {
+    /// Connects with [`DEFAULT_TIMEOUT`] as connect timeout and per-call timeout.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Self, ClientError> {
+        Self::connect_with_timeout(addr, DEFAULT_TIMEOUT)
+    }
+
+    /// Connects, trying each address `addr` resolves to for at most `timeout`, and then uses
+    /// `timeout` for every call.
+    pub fn connect_with_timeout(
+        addr: impl ToSocketAddrs,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let (stream, peer) = net::connect(addr, timeout)?;
+        Ok(ParkingClient {
+            reader: BufReader::new(stream),
+            peer,
+            timeout: net::effective(timeout),
+            next_id: 1,
+            out: Vec::with_capacity(256),
+            payload: Vec::with_capacity(256),
+        })
+    }
+
+    /// Changes the per-call timeout. It bounds each wait on the socket: for the server to take
+    /// a request, and for each part of a reply to arrive.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        net::set_timeouts(self.reader.get_ref(), Some(timeout))?;
+        self.timeout = net::effective(timeout);
+        Ok(())
+    }
+
+    /// The per-call timeout in force.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// `getLots`: every lot with its counts.
+    pub fn get_lots(&mut self) -> Result<Vec<LotInfo>, ClientError> {
+        let lots: Vec<LotStatus<'_>> = self.call(&Request::GetLots)?.decode()?;
+        Ok(lots
+            .into_iter()
+            .map(|lot| LotStatus {
+                id: Cow::Owned(lot.id.into_owned()),
+                ..lot
+            })
+            .collect())
+    }
+
+    /// `getAvailability`: the lot's free spaces.
+    pub fn get_availability(&mut self, lot: &str) -> Result<u32, ClientError> {
+        self.call(&Request::GetAvailability { lot: lot.into() })?
+            .decode()
+    }
+
+    /// `reserve`: `true` if a space is now held for `plate`, `false` if the lot is full or the
+    /// plate already holds a reservation there.
+    pub fn reserve(&mut self, lot: &str, plate: &str) -> Result<bool, ClientError> {
+        self.call(&Request::Reserve {
+            lot: lot.into(),
+            plate: plate.into(),
+        })?
+        .decode()
+    }
+
+    /// `cancel`: `true` if a reservation was removed, `false` if there was none.
+    pub fn cancel(&mut self, lot: &str, plate: &str) -> Result<bool, ClientError> {
+        self.call(&Request::Cancel {
+            lot: lot.into(),
+            plate: plate.into(),
+        })?
+        .decode()
+    }
+
+    /// `PING`: succeeds when the server answers `"PONG"`.
+    pub fn ping(&mut self) -> Result<(), ClientError> {
+        let pong: Cow<'_, str> = self.call(&Request::Ping)?.decode()?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(ClientError::Protocol(format!(
+                "PING answered {pong:?}, not \"PONG\""
+            )))
+        }
+    }
+
+    /// Sends `request` and reads its reply, checking that the reply carries the request's id.
+    ///
+    /// An error reply without an id (the server refusing the connection, say) is taken as the
+    /// answer, since it is the only request in flight.
+    fn call(&mut self, request: &Request<'_>) -> Result<RpcReply<'_>, ClientError> {
+        let id = self.send(request)?;
+        let reply = self.recv()?;
+        match reply.rpc_id {
+            Some(got) if got == id => Ok(reply),
+            None if reply.result.is_err() => Ok(reply),
+            got => Err(ClientError::Protocol(format!(
+                "reply has rpcId {} but the request had {id}",
+                got.map_or_else(|| "null".to_owned(), |got| got.to_string())
+            ))),
+        }
+    }
+
+    /// Sends `request` as one JSON frame without waiting for the reply, and returns the
+    /// `rpcId` it was given. Ids increase by one per request, wrapping at `u32::MAX`.
+    pub fn send(&mut self, request: &Request<'_>) -> Result<u32, ClientError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.out.clear();
+        let start = frame::begin(&mut self.out);
+        rpc::encode_json_request(&mut self.out, id, request);
+        self.finish_and_write(start)?;
+        Ok(id)
+    }
+
+    /// Reads the next JSON reply. Replies come back in request order; matching `rpcId`s is the
+    /// caller's job here.
+    pub fn recv(&mut self) -> Result<RpcReply<'_>, ClientError> {
+        self.read_payload()?;
+        RpcReply::parse(&self.payload)
+    }
+
+    /// Sends `request` in its text alias form (`RESERVE A 7ABC123`) as one frame.
+    ///
+    /// Text aliases split on whitespace, so arguments containing whitespace are refused here
+    /// (as `Io` with kind `InvalidInput`) rather than sent as a different request.
+    pub fn send_text(&mut self, request: &Request<'_>) -> Result<(), ClientError> {
+        let has_space = |arg: &str| arg.is_empty() || arg.bytes().any(|b| b.is_ascii_whitespace());
+        let bad_arg = match request {
+            Request::GetAvailability { lot } => has_space(lot),
+            Request::Reserve { lot, plate } | Request::Cancel { lot, plate } => {
+                has_space(lot) || has_space(plate)
+            }
+            Request::GetLots | Request::Ping => false,
+        };
+        if bad_arg {
+            return Err(ClientError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "text alias arguments must be non-empty and contain no whitespace",
+            )));
+        }
+        self.out.clear();
+        let start = frame::begin(&mut self.out);
+        rpc::encode_text_request(&mut self.out, request);
+        self.finish_and_write(start)
+    }
+
+    /// Reads the next reply as text (for the text aliases: `PONG`, `12`, `OK`, a JSON array,
+    /// `ERR CODE detail`). Error replies are returned as text, not as errors.
+    pub fn recv_text(&mut self) -> Result<String, ClientError> {
+        self.read_payload()?;
+        String::from_utf8(self.payload.clone()).map_err(|_| {
+            ClientError::Protocol(format!("reply is not UTF-8: {}", preview(&self.payload)))
+        })
+    }
+
+    /// Sends `command` verbatim as one frame and returns the text reply.
+    pub fn call_text(&mut self, command: &str) -> Result<String, ClientError> {
+        self.out.clear();
+        let start = frame::begin(&mut self.out);
+        self.out.extend_from_slice(command.as_bytes());
+        self.finish_and_write(start)?;
+        self.recv_text()
+    }
+
+    /// Completes the frame started at `start` in `out` and writes it with one write.
+    fn finish_and_write(&mut self, start: usize) -> Result<(), ClientError> {
+        frame::finish(&mut self.out, start).map_err(|err| {
+            ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))
+        })?;
+        self.reader.get_mut().write_all(&self.out)?;
+        Ok(())
+    }
+
+    fn read_payload(&mut self) -> Result<(), ClientError> {
+        match frame::read_frame(&mut self.reader, &mut self.payload) {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(FrameError::Truncated { .. }) => Err(ClientError::Closed),
+            Err(FrameError::TooLarge { len }) => Err(ClientError::Protocol(format!(
+                "reply frame of {len} bytes exceeds the {}-byte limit",
+                frame::MAX_FRAME_LEN
+            ))),
+            Err(FrameError::Io(err)) => Err(err.into()),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! [`Subscription`]: a pub/sub connection that has subscribed and now receives events.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use framing::pubsub::{self, Event, PubsubError, ServerLine, Topic};
+
+use crate::net::{self, Failure, LineError, LineReader};
+
+/// A pushed event that owns its lot id.
+pub type OwnedEvent = Event<'static>;
+
+/// Why subscribing or receiving failed.
+#[derive(Debug)]
+pub enum SubscribeError {
+    /// No connection could be made (refused, unreachable, connect timeout, unresolvable name).
+    Connect {
+        /// The address or addresses that were tried.
+        addr: String,
+        /// The last attempt's error.
+        source: io::Error,
+    },
+    /// The server did not acknowledge the subscriptions within the timeout.
+    Timeout,
+    /// The server closed the connection.
+    Closed,
+    /// Any other socket error, or topics that cannot be sent (`InvalidInput`).
+    Io(io::Error),
+    /// The server refused a subscription or dropped the connection with an error line
+    /// (`ERR UNKNOWN_LOT ..`, `ERR BUSY ..`).
+    Refused(PubsubError),
+    /// A line that is not in the protocol.
+    Protocol(String),
+}
+
+impl fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubscribeError::Connect { addr, source } => {
+                write!(f, "cannot connect to {addr}: {source}")
+            }
+            SubscribeError::Timeout => f.write_str("timed out waiting for the server"),
+            SubscribeError::Closed => f.write_str("the server closed the connection"),
+            SubscribeError::Io(err) => write!(f, "i/o error: {err}"),
+            SubscribeError::Refused(err) => write!(f, "server refused: {err}"),
+            SubscribeError::Protocol(detail) => write!(f, "protocol error: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for SubscribeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SubscribeError::Connect { source, .. } | SubscribeError::Io(source) => Some(source),
+            SubscribeError::Refused(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// Socket errors are sorted as for [`ClientError`](crate::ClientError): timeouts become
+/// `Timeout`, resets and broken pipes `Closed`, anything else `Io`.
+impl From<io::Error> for SubscribeError {
+    fn from(err: io::Error) -> Self {
+        match net::classify(err) {
+            Failure::Timeout => SubscribeError::Timeout,
+            Failure::Closed => SubscribeError::Closed,
+            Failure::Other(err) => SubscribeError::Io(err),
+        }
+    }
+}
+
+impl From<PubsubError> for SubscribeError {
+    fn from(err: PubsubError) -> Self {
+        SubscribeError::Refused(err)
+    }
+}
+
+impl From<net::ConnectFailure> for SubscribeError {
+    fn from(failure: net::ConnectFailure) -> Self {
+        SubscribeError::Connect {
+            addr: failure.addr,
+            source: failure.source,
+        }
+    }
+}
+
+impl From<LineError> for SubscribeError {
+    fn from(err: LineError) -> Self {
+        match err {
+            LineError::Io(err) => err.into(),
+            LineError::Closed => SubscribeError::Closed,
+            LineError::TooLong => SubscribeError::Protocol(format!(
+                "line longer than {} bytes",
+                net::MAX_REPLY_LINE_LEN
+            )),
+        }
+    }
+}
+
+/// A subscribed pub/sub connection. Events arrive in the order the server sent them.
+#[derive(Debug)]
+pub struct Subscription {
+    lines: LineReader,
+    peer: SocketAddr,
+    id: u64,
+    /// Event lines that arrived while `connect` still waited for the acks of later topics;
+    /// delivered before anything read afterwards.
+    early: VecDeque<Vec<u8>>,
+    /// The line of the last event returned, for callers that print it verbatim.
+    raw: Vec<u8>,
+    /// The read timeout currently set on the socket, to skip redundant system calls.
+    read_timeout: Option<Duration>,
+}
+
+impl Subscription {
+    /// Connects (each address `addr` resolves to for at most `timeout`), sends one
+    /// `SUBSCRIBE` line per topic in a single write, and waits up to `timeout` for each `OK`.
+    ///
+    /// A refused topic fails the whole call with [`SubscribeError::Refused`]. `topics` must
+    /// not be empty, and a lot id must be non-empty without whitespace (else `Io` with kind
+    /// `InvalidInput`).
+    pub fn connect(
+        addr: impl ToSocketAddrs,
+        topics: &[Topic<'_>],
+        timeout: Duration,
+    ) -> Result<Self, SubscribeError> {
+        check_topics(topics)?;
+        let (stream, peer) = net::connect(addr, timeout)?;
+        let mut subscription = Subscription {
+            lines: LineReader::new(stream),
+            peer,
+            id: 0,
+            early: VecDeque::new(),
+            raw: Vec::with_capacity(128),
+            read_timeout: Some(net::effective(timeout)),
+        };
+        let mut out = Vec::with_capacity(32 * topics.len());
+        for topic in topics {
+            pubsub::encode_command(&mut out, *topic);
+        }
+        subscription.lines.stream_mut().write_all(&out)?;
+        let mut first_id = None;
+        let mut acked = 0;
+        while acked < topics.len() {
+            let line = subscription.lines.read_line()?;
+            match pubsub::parse_server_line(line) {
+                Ok(ServerLine::Subscribed(id)) => {
+                    acked += 1;
+                    first_id.get_or_insert(id);
+                }
+                Ok(ServerLine::Refused(err)) => return Err(SubscribeError::Refused(err)),
+                Ok(ServerLine::Event(_)) => subscription.early.push_back(line.to_vec()),
+                Err(malformed) => return Err(SubscribeError::Protocol(malformed.to_string())),
+            }
+        }
+        subscription.id = first_id.unwrap_or_default();
+        Ok(subscription)
+    }
+
+    /// The subscription id from the server's `OK <subId>` (the first one, if the server gave
+    /// several topics different ids).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Blocks until the next event arrives.
+    pub fn next_event(&mut self) -> Result<OwnedEvent, SubscribeError> {
+        if let Some(event) = self.take_early()? {
+            return Ok(event);
+        }
+        self.set_read_timeout(None)?;
+        self.read_event()
+    }
+
+    /// Waits at most about `timeout` for the next event; `Ok(None)` if none came. A line that
+    /// was only partly received when the time ran out is kept and completed by the next call.
+    pub fn next_event_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<OwnedEvent>, SubscribeError> {
+        if let Some(event) = self.take_early()? {
+            return Ok(Some(event));
+        }
+        self.set_read_timeout(Some(net::effective(timeout)))?;
+        match self.read_event() {
+            Ok(event) => Ok(Some(event)),
+            Err(SubscribeError::Timeout) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The JSON line (terminator removed) of the event last returned, exactly as received.
+    pub fn raw_line(&self) -> &[u8] {
+        &self.raw
+    }
+
+    fn take_early(&mut self) -> Result<Option<OwnedEvent>, SubscribeError> {
+        match self.early.pop_front() {
+            Some(line) => {
+                self.raw = line;
+                match pubsub::parse_server_line(&self.raw) {
+                    Ok(ServerLine::Event(event)) => Ok(Some(into_owned(event))),
+                    _ => Err(SubscribeError::Protocol(
+                        "buffered line is not an event".to_owned(),
+                    )),
+                }
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn read_event(&mut self) -> Result<OwnedEvent, SubscribeError> {
+        loop {
+            let line = self.lines.read_line()?;
+            match pubsub::parse_server_line(line) {
+                Ok(ServerLine::Event(event)) => {
+                    self.raw.clear();
+                    self.raw.extend_from_slice(line);
+                    return Ok(into_owned(event));
+                }
+                // A repeated acknowledgement carries nothing for the caller.
+                Ok(ServerLine::Subscribed(id)) => log::debug!("extra OK {id} from {}", self.peer),
+                Ok(ServerLine::Refused(err)) => return Err(SubscribeError::Refused(err)),
+                Err(malformed) => return Err(SubscribeError::Protocol(malformed.to_string())),
+            }
+        }
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), SubscribeError> {
+        if self.read_timeout != timeout {
+            self.lines.stream().set_read_timeout(timeout)?;
+            self.read_timeout = timeout;
+        }
+        Ok(())
+    }
+}
+
+fn check_topics(topics: &[Topic<'_>]) -> Result<(), SubscribeError> {
+    let invalid = |detail: String| {
+        Err(SubscribeError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            detail,
+        )))
+    };
+    if topics.is_empty() {
+        return invalid("no topics to subscribe to".to_owned());
+    }
+    for topic in topics {
+        match topic {
+            Topic::Lot(lot) if lot.is_empty() || lot.bytes().any(|b| b.is_ascii_whitespace()) => {
+                return invalid(format!(
+                    "lot id {lot:?} must be non-empty and contain no whitespace"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn into_owned(event: Event<'_>) -> OwnedEvent {
+    Event {
+        lot_id: Cow::Owned(event.lot_id.into_owned()),
+        free: event.free,
+        timestamp: event.timestamp,
+    }
+}
