@@ -231,19 +231,25 @@ impl Connection {
                 });
             }
         }
+        let mut progressed = false;
         for _ in 0..MAX_WRITE_ROUNDS {
             self.fill_output();
             if self.output.is_empty() {
                 break;
             }
-            if !self.write_output(now)? {
+            let before = self.output.len();
+            let done = self.write_output(now)?;
+            progressed |= self.output.len() < before;
+            if !done {
                 break;
             }
         }
         if let Some(subscription) = &self.subscription {
             let subscriber = subscription.subscriber();
-            if self.output.is_empty() && !subscriber.has_events() {
-                subscriber.caught_up();
+            if progressed || (self.output.is_empty() && !subscriber.has_events()) {
+                subscriber.reading();
+            } else if !self.output.is_empty() {
+                subscriber.not_reading();
             }
         }
         Ok(())

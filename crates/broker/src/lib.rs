@@ -15,9 +15,11 @@
 //!   (a `bounded(1)` channel, so wake-ups coalesce and ringing never waits). It does no I/O.
 //! - **Slow subscribers cost bounded memory and are eventually cut off.** Each subscriber has
 //!   a queue of [`BrokerConfig::queue_size`] lines. When it is full, the *oldest* line is
-//!   dropped (a laggard wants the latest counts) and counted; after
-//!   [`BrokerConfig::max_overflow_drops`] drops without the notifier catching up in between,
-//!   the subscriber is disconnected and logged at warn. New subscriptions are always accepted.
+//!   dropped (a laggard wants the latest counts) and counted. A subscriber whose socket stops
+//!   taking bytes is disconnected (and logged at warn) after
+//!   [`BrokerConfig::max_overflow_drops`] drops; one that reads but is briefly outpaced (its
+//!   notifier starved of CPU during a burst) loses its oldest events, counted, and stays
+//!   connected. New subscriptions are always accepted.
 //! - **No subscriber can stall another.** Sockets are non-blocking and owned by notifier
 //!   threads ([`BrokerConfig::notifier_threads`], connections assigned round-robin). Unwritten
 //!   output waits in a capped per-connection buffer; while it is over the cap the connection
@@ -78,8 +80,8 @@ pub struct BrokerConfig {
     /// Event lines each subscriber's queue holds before the oldest is dropped (at least 1;
     /// default 64). Bounds a slow subscriber's memory.
     pub queue_size: usize,
-    /// Drops in a row, with no catching up in between, after which a subscriber is
-    /// disconnected (default 10; 0 acts as 1).
+    /// Drops, while its socket takes no bytes, after which a subscriber is disconnected
+    /// (default 10; 0 acts as 1). Any write the socket accepts resets the count.
     pub max_overflow_drops: u32,
     /// Threads that own the subscriber sockets (at least 1; default 2).
     pub notifier_threads: usize,

@@ -25,6 +25,13 @@ use crate::connection::{BUSY_POLL, CloseReason, Connection, Context, IDLE_POLL};
 use crate::registry::Registry;
 use crate::warn_limit::WarnLimiter;
 
+/// Shortest time between two deliveries triggered by the doorbell. During a burst of events
+/// this batches them (at 60,000 events/s, about 15 per write) instead of waking the notifier,
+/// and writing every socket, once per event; a lone event after a quiet spell goes out at once.
+/// Short enough that a subscriber queue of the default 64 events does not overflow at rates a
+/// 2-core server can produce.
+const DELIVERY_INTERVAL: Duration = Duration::from_micros(250);
+
 /// What the broker tells a notifier.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -85,23 +92,37 @@ struct Notifier {
 
 impl Notifier {
     fn run(mut self, control: &Receiver<Command>, doorbell: &Receiver<()>) {
+        let not_now = crossbeam_channel::never();
+        let mut last_delivery = Instant::now();
         loop {
-            let wait = self.next_due().map_or(IDLE_POLL, |due| {
-                due.saturating_duration_since(Instant::now())
-            });
+            let now = Instant::now();
+            let next_delivery = last_delivery + DELIVERY_INTERVAL;
+            let mut due = self.next_due().unwrap_or(now + IDLE_POLL);
+            // Within DELIVERY_INTERVAL of the last delivery the doorbell is not listened to:
+            // a ring stays pending in the channel (costing the publisher no wake-up) and is
+            // served when the interval ends, with everything queued meanwhile in one write.
+            let bell = if now >= next_delivery {
+                doorbell
+            } else {
+                due = due.min(next_delivery);
+                &not_now
+            };
             select! {
                 recv(control) -> command => match command {
                     Ok(Command::Attach { stream, peer }) => self.adopt(stream, peer),
                     Ok(Command::Shutdown { deadline }) => return self.shut_down(control, deadline),
                     Err(_) => return self.shut_down(control, Instant::now()),
                 },
-                recv(doorbell) -> _ => self.visit(|connection, _| {
-                    if connection.wants_delivery() {
-                        connection.deliver(Instant::now())?;
-                    }
-                    Ok(())
-                }),
-                default(wait) => {}
+                recv(bell) -> _ => {
+                    last_delivery = Instant::now();
+                    self.visit(|connection, _| {
+                        if connection.wants_delivery() {
+                            connection.deliver(last_delivery)?;
+                        }
+                        Ok(())
+                    });
+                }
+                default(due.saturating_duration_since(now)) => {}
             }
             let now = Instant::now();
             self.visit(|connection, ctx| {

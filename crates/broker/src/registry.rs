@@ -41,10 +41,17 @@ pub(crate) struct Subscriber {
     sender: Sender<EventLine>,
     /// Kept by the broker too, so that a publisher can discard the oldest line of a full queue.
     receiver: Receiver<EventLine>,
-    /// Lines dropped since the notifier last caught up with this subscriber.
+    /// Lines dropped since the subscriber's socket last took any bytes.
     consecutive_drops: AtomicU32,
-    /// Set once `consecutive_drops` reaches the limit; publishers skip the subscriber from then
-    /// on and its notifier disconnects it.
+    /// Set by the notifier when the socket took none of the pending output; cleared when it
+    /// takes some. Only while it is set do drops count towards disconnection, so a subscriber
+    /// that reads but is briefly outpaced (its notifier starved of CPU during a burst, say)
+    /// loses old events but stays connected, while one that stopped reading is cut off.
+    socket_full: AtomicBool,
+    /// Drops with a full socket after which the subscriber is disconnected.
+    max_drops: u32,
+    /// Set once `consecutive_drops` reaches `max_drops` with the socket full; publishers skip
+    /// the subscriber from then on and its notifier disconnects it.
     doomed: AtomicBool,
     /// The owning notifier's doorbell: a `bounded(1)` channel, so ringing never blocks and a
     /// burst of events costs the notifier one wake-up.
@@ -72,21 +79,32 @@ impl Subscriber {
         self.doomed.load(Ordering::Acquire)
     }
 
-    /// Drops counted since the notifier last caught up.
+    /// Drops counted since the socket last took any bytes.
     pub(crate) fn consecutive_drops(&self) -> u32 {
         self.consecutive_drops.load(Ordering::Relaxed)
     }
 
-    /// Called by the notifier when the queue is empty and every byte has been written: the
-    /// subscriber is keeping up, so earlier drops no longer count towards disconnection.
-    pub(crate) fn caught_up(&self) {
+    /// Called by the notifier when the socket took bytes, or nothing was left to send: the
+    /// subscriber is reading, so earlier drops no longer count towards disconnection.
+    pub(crate) fn reading(&self) {
+        self.socket_full.store(false, Ordering::Release);
         self.consecutive_drops.store(0, Ordering::Relaxed);
+    }
+
+    /// Called by the notifier when the socket took none of the pending output: from now on
+    /// drops count towards disconnection (and those already counted do at once).
+    pub(crate) fn not_reading(&self) {
+        self.socket_full.store(true, Ordering::Release);
+        if self.consecutive_drops() >= self.max_drops {
+            self.doomed.store(true, Ordering::Release);
+        }
     }
 
     /// Offers `line` to the queue. A full queue loses its OLDEST line, not the new one: a
     /// subscriber that lags wants the latest free counts, and the lines that stay keep their
-    /// order. Each drop counts towards `max_drops`, after which the subscriber is doomed.
-    fn push(&self, line: &EventLine, max_drops: u32, counters: &Counters) {
+    /// order. Each drop counts towards `max_drops`, after which a subscriber that is not
+    /// reading is doomed.
+    fn push(&self, line: &EventLine, counters: &Counters) {
         counters.event_published();
         let mut line = Arc::clone(line);
         for _ in 0..PUSH_ATTEMPTS {
@@ -97,18 +115,18 @@ impl Subscriber {
                 Err(TrySendError::Full(back)) => {
                     line = back;
                     if self.receiver.try_recv().is_ok() {
-                        self.record_drop(max_drops, counters);
+                        self.record_drop(counters);
                     }
                 }
             }
         }
-        self.record_drop(max_drops, counters);
+        self.record_drop(counters);
     }
 
-    fn record_drop(&self, max_drops: u32, counters: &Counters) {
+    fn record_drop(&self, counters: &Counters) {
         counters.event_dropped();
         let drops = self.consecutive_drops.fetch_add(1, Ordering::Relaxed) + 1;
-        if drops >= max_drops {
+        if drops >= self.max_drops && self.socket_full.load(Ordering::Acquire) {
             self.doomed.store(true, Ordering::Release);
         }
     }
@@ -237,6 +255,8 @@ impl Registry {
                 sender,
                 receiver,
                 consecutive_drops: AtomicU32::new(0),
+                socket_full: AtomicBool::new(false),
+                max_drops: self.max_overflow_drops,
                 doomed: AtomicBool::new(false),
                 doorbell: doorbell.clone(),
             }),
@@ -290,7 +310,7 @@ impl Registry {
             if subscriber.is_doomed() {
                 continue;
             }
-            subscriber.push(&line, self.max_overflow_drops, &self.counters);
+            subscriber.push(&line, &self.counters);
             subscriber.ring();
         }
     }
@@ -385,7 +405,7 @@ mod tests {
         let expected: Vec<String> = (3..=6).map(|free| event_line("A", free)).collect();
         assert_eq!(queued(&subscription), expected);
         assert!(rung.try_recv().is_ok());
-        subscription.subscriber().caught_up();
+        subscription.subscriber().reading();
         assert_eq!(subscription.subscriber().consecutive_drops(), 0);
     }
 
@@ -398,7 +418,16 @@ mod tests {
             .subscribe(&mut slot, Topic::All, peer(), &doorbell)
             .unwrap();
         let subscription = slot.unwrap();
-        for free in 0..4 {
+        // While the socket is taking data, drops alone never doom a subscriber.
+        for free in 0..10 {
+            registry.publish(&change("B", free));
+        }
+        assert!(!subscription.subscriber().is_doomed());
+        assert_eq!(registry.counters().snapshot().events_dropped, 8);
+        // Once the socket takes nothing, the queue (still full) overflows towards the limit.
+        subscription.subscriber().reading();
+        subscription.subscriber().not_reading();
+        for free in 0..2 {
             registry.publish(&change("B", free));
         }
         assert!(!subscription.subscriber().is_doomed());
@@ -406,7 +435,7 @@ mod tests {
         assert!(subscription.subscriber().is_doomed());
         // A doomed subscriber is skipped, so its drops stop at the limit.
         registry.publish(&change("B", 10));
-        assert_eq!(registry.counters().snapshot().events_dropped, 3);
+        assert_eq!(registry.counters().snapshot().events_dropped, 8 + 3);
     }
 
     #[test]

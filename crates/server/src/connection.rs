@@ -364,7 +364,7 @@ impl<P: Protocol> Scheduler<P> {
             if self.shutdown.load(Ordering::Relaxed) {
                 return TurnEnd::Close(CloseReason::Shutdown);
             }
-            if turn_started.elapsed() >= TURN_BUDGET && self.others_waiting() {
+            if self.others_waiting() && turn_started.elapsed() >= TURN_BUDGET {
                 return TurnEnd::Yield;
             }
             if !conn.make_room(self.protocol.max_request_len()) {
