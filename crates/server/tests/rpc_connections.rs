@@ -203,23 +203,36 @@ fn idle_and_stalled_connections_are_closed_after_their_timeouts() {
 }
 
 #[test]
-fn connections_over_the_limit_get_busy() {
-    let server = start_with(|config| config.max_connections = 3);
-    let mut held: Vec<RawRpc> = (0..3).map(|_| RawRpc::connect(server.rpc_addr())).collect();
+fn connections_over_the_limit_get_busy_and_the_server_recovers() {
+    const LIMIT: usize = 100;
+    let server = start_with(|config| config.max_connections = LIMIT);
+    let mut held: Vec<RawRpc> = (0..LIMIT)
+        .map(|_| RawRpc::connect(server.rpc_addr()))
+        .collect();
     for rpc in &mut held {
         assert_eq!(rpc.text("PING"), "PONG");
     }
-    let mut extra = RawRpc::connect(server.rpc_addr());
-    let reply: serde_json::Value = serde_json::from_slice(&extra.recv()).unwrap();
-    assert_eq!(reply["rpcId"], json!(null));
-    assert_eq!(error_code(&reply), "BUSY");
-    assert!(extra.is_closed());
-    drop(held.pop());
-    // The freed slot is usable once the server has noticed the close.
-    eventually("a freed connection slot", || {
-        let mut rpc = RawRpc::connect(server.rpc_addr());
-        rpc.send(b"PING");
-        rpc.recv() == b"PONG"
+    let mut extra: Vec<RawRpc> = (0..50)
+        .map(|_| RawRpc::connect(server.rpc_addr()))
+        .collect();
+    for rpc in &mut extra {
+        let reply: serde_json::Value = serde_json::from_slice(&rpc.recv()).unwrap();
+        assert_eq!(reply["rpcId"], json!(null));
+        assert_eq!(reply["result"], json!(null));
+        assert_eq!(error_code(&reply), "BUSY");
+        assert!(rpc.is_closed());
+    }
+    assert_eq!(server.summary().refused_busy, 50);
+    drop(extra);
+    drop(held);
+    // Every slot is freed once the server has noticed the closes, and it serves again.
+    eventually("the freed connection slots", || {
+        let mut again: Vec<RawRpc> = (0..LIMIT)
+            .map(|_| RawRpc::connect(server.rpc_addr()))
+            .collect();
+        again
+            .iter_mut()
+            .all(|rpc| rpc.try_text("PING").as_deref() == Some("PONG"))
     });
 }
 

@@ -52,7 +52,8 @@ impl RawRpc {
     pub fn send(&mut self, payload: &[u8]) {
         let mut out = Vec::new();
         frame::encode(&mut out, payload).unwrap();
-        self.stream.write_all(&out).unwrap();
+        // A refused connection may already be reset; the reply (or its absence) tells.
+        let _ = self.stream.write_all(&out);
     }
 
     pub fn recv(&mut self) -> Vec<u8> {
@@ -72,6 +73,16 @@ impl RawRpc {
     pub fn text(&mut self, request: &str) -> String {
         self.send(request.as_bytes());
         String::from_utf8(self.recv()).unwrap()
+    }
+
+    /// Like [`RawRpc::text`], but `None` where the server refused or closed the connection.
+    pub fn try_text(&mut self, request: &str) -> Option<String> {
+        self.send(request.as_bytes());
+        let mut payload = Vec::new();
+        match frame::read_frame(&mut self.stream, &mut payload) {
+            Ok(true) => String::from_utf8(payload).ok(),
+            Ok(false) | Err(_) => None,
+        }
     }
 
     /// True once the server has closed the connection (reads EOF or reset).
