@@ -168,7 +168,7 @@ pub fn run(cli: &Cli, stop: &StopSignal, out: &mut dyn Write) -> Result<(), Subs
         let mut subscription =
             match Subscription::connect((cli.host.as_str(), cli.port), &topics, cli.timeout) {
                 Ok(subscription) => subscription,
-                Err(SubscribeError::Refused(refusal))
+                Err(SubscribeError::Server(refusal))
                     if refusal.code == PubsubErrorCode::Busy && subscribed_before =>
                 {
                     let delay = backoff.next_delay();
@@ -180,7 +180,7 @@ pub fn run(cli: &Cli, stop: &StopSignal, out: &mut dyn Write) -> Result<(), Subs
                     stop.wait_timeout(delay);
                     continue;
                 }
-                Err(SubscribeError::Refused(refusal)) => {
+                Err(SubscribeError::Server(refusal)) => {
                     return Err(SubscriberError {
                         message: format!("{target} refused the subscription: {refusal}"),
                         exit: 3,

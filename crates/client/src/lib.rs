@@ -25,6 +25,7 @@
 //! ```
 //!
 //! # Layout
+//! - [`error`]: [`Error`], the one error type of all three clients.
 //! - [`parking`]: [`ParkingClient`] for the RPC port (JSON requests, text aliases, pipelining
 //!   with `send`/`recv`), its [`ClientError`] and [`RpcReply`].
 //! - [`sensor`]: [`SensorClient`] for the sensor port and [`SensorClientError`].
@@ -35,12 +36,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod error;
 mod net;
 pub mod parking;
 pub mod retry;
 pub mod sensor;
 pub mod subscription;
 
+pub use error::Error;
 pub use net::MAX_REPLY_LINE_LEN;
 pub use parking::{ClientError, DEFAULT_TIMEOUT, LotInfo, ParkingClient, RpcReply};
 pub use retry::{Backoff, StopSignal};

@@ -1,7 +1,6 @@
 //! [`ParkingClient`]: the RPC port's typed client, and the error and reply types it returns.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -11,7 +10,8 @@ use framing::rpc::{self, ErrorCode, LotStatus, Request, WireError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::net::{self, Failure};
+use crate::error::Error;
+use crate::net;
 
 /// Per-call timeout used by [`ParkingClient::connect`], and its connect timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,80 +19,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One lot's counts as `getLots` reports them, owning its id.
 pub type LotInfo = LotStatus<'static>;
 
-/// Why an RPC call failed.
-#[derive(Debug)]
-pub enum ClientError {
-    /// No connection could be made (refused, unreachable, connect timeout, unresolvable name).
-    Connect {
-        /// The address or addresses that were tried.
-        addr: String,
-        /// The last attempt's error.
-        source: io::Error,
-    },
-    /// The server did not answer (or did not take the request) within the per-call timeout.
-    Timeout,
-    /// The server closed the connection, possibly in the middle of a reply.
-    Closed,
-    /// Any other socket error.
-    Io(io::Error),
-    /// The server answered with an error reply.
-    Server(WireError),
-    /// The reply is not what the protocol promises: malformed, with another request's
-    /// `rpcId`, or with a result of the wrong type for the method.
-    Protocol(String),
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Connect { addr, source } => {
-                write!(f, "cannot connect to {addr}: {source}")
-            }
-            ClientError::Timeout => f.write_str("timed out waiting for the server"),
-            ClientError::Closed => f.write_str("the server closed the connection"),
-            ClientError::Io(err) => write!(f, "i/o error: {err}"),
-            ClientError::Server(err) => write!(f, "server error {err}"),
-            ClientError::Protocol(detail) => write!(f, "protocol error: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientError::Connect { source, .. } | ClientError::Io(source) => Some(source),
-            ClientError::Server(err) => Some(err),
-            _ => None,
-        }
-    }
-}
-
-/// Socket errors are sorted: a read/write timeout becomes [`ClientError::Timeout`], a reset or
-/// broken pipe [`ClientError::Closed`], anything else [`ClientError::Io`].
-impl From<io::Error> for ClientError {
-    fn from(err: io::Error) -> Self {
-        match net::classify(err) {
-            Failure::Timeout => ClientError::Timeout,
-            Failure::Closed => ClientError::Closed,
-            Failure::Other(err) => ClientError::Io(err),
-        }
-    }
-}
-
-impl From<WireError> for ClientError {
-    fn from(err: WireError) -> Self {
-        ClientError::Server(err)
-    }
-}
-
-impl From<net::ConnectFailure> for ClientError {
-    fn from(failure: net::ConnectFailure) -> Self {
-        ClientError::Connect {
-            addr: failure.addr,
-            source: failure.source,
-        }
-    }
-}
+/// Why an RPC call failed; [`Error::Server`] carries the server's error reply.
+pub type ClientError = Error<WireError>;
 
 /// A JSON reply as [`ParkingClient::recv`] read it, borrowing from the client's read buffer.
 ///

@@ -1,102 +1,16 @@
 //! [`SensorClient`]: the sensor port's typed client, one `UPDATE`/`PING` line at a time.
 
-use std::fmt;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use framing::sensor::{self, CountChange, SensorCommand, SensorError, SensorReply};
 
-use crate::net::{self, Failure, LineError, LineReader};
+use crate::error::Error;
+use crate::net::{self, LineReader};
 
-/// Why a sensor command failed.
-#[derive(Debug)]
-pub enum SensorClientError {
-    /// No connection could be made (refused, unreachable, connect timeout, unresolvable name).
-    Connect {
-        /// The address or addresses that were tried.
-        addr: String,
-        /// The last attempt's error.
-        source: io::Error,
-    },
-    /// The server did not take the command or answer it within the timeout.
-    Timeout,
-    /// The server closed the connection.
-    Closed,
-    /// Any other socket error, or an argument that cannot be sent (`InvalidInput`).
-    Io(io::Error),
-    /// The server refused the command (`ERR CODE detail`).
-    Server(SensorError),
-    /// The reply line is not in the protocol, or not the reply this command expects.
-    Protocol(String),
-}
-
-impl fmt::Display for SensorClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SensorClientError::Connect { addr, source } => {
-                write!(f, "cannot connect to {addr}: {source}")
-            }
-            SensorClientError::Timeout => f.write_str("timed out waiting for the server"),
-            SensorClientError::Closed => f.write_str("the server closed the connection"),
-            SensorClientError::Io(err) => write!(f, "i/o error: {err}"),
-            SensorClientError::Server(err) => write!(f, "server error {err}"),
-            SensorClientError::Protocol(detail) => write!(f, "protocol error: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for SensorClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SensorClientError::Connect { source, .. } | SensorClientError::Io(source) => {
-                Some(source)
-            }
-            SensorClientError::Server(err) => Some(err),
-            _ => None,
-        }
-    }
-}
-
-/// Socket errors are sorted as for [`ClientError`](crate::ClientError): timeouts become
-/// `Timeout`, resets and broken pipes `Closed`, anything else `Io`.
-impl From<io::Error> for SensorClientError {
-    fn from(err: io::Error) -> Self {
-        match net::classify(err) {
-            Failure::Timeout => SensorClientError::Timeout,
-            Failure::Closed => SensorClientError::Closed,
-            Failure::Other(err) => SensorClientError::Io(err),
-        }
-    }
-}
-
-impl From<SensorError> for SensorClientError {
-    fn from(err: SensorError) -> Self {
-        SensorClientError::Server(err)
-    }
-}
-
-impl From<net::ConnectFailure> for SensorClientError {
-    fn from(failure: net::ConnectFailure) -> Self {
-        SensorClientError::Connect {
-            addr: failure.addr,
-            source: failure.source,
-        }
-    }
-}
-
-impl From<LineError> for SensorClientError {
-    fn from(err: LineError) -> Self {
-        match err {
-            LineError::Io(err) => err.into(),
-            LineError::Closed => SensorClientError::Closed,
-            LineError::TooLong => SensorClientError::Protocol(format!(
-                "reply line longer than {} bytes",
-                net::MAX_REPLY_LINE_LEN
-            )),
-        }
-    }
-}
+/// Why a sensor command failed; [`Error::Server`] carries the server's `ERR` reply.
+pub type SensorClientError = Error<SensorError>;
 
 /// A blocking client for the sensor port: one connection, one command and its reply at a
 /// time. Each command goes out in one write; replies are read through a buffered reader.

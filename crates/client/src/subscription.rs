@@ -2,105 +2,21 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::fmt;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use framing::pubsub::{self, Event, PubsubError, ServerLine, Topic};
 
-use crate::net::{self, Failure, LineError, LineReader};
+use crate::error::Error;
+use crate::net::{self, LineReader};
 
 /// A pushed event that owns its lot id.
 pub type OwnedEvent = Event<'static>;
 
-/// Why subscribing or receiving failed.
-#[derive(Debug)]
-pub enum SubscribeError {
-    /// No connection could be made (refused, unreachable, connect timeout, unresolvable name).
-    Connect {
-        /// The address or addresses that were tried.
-        addr: String,
-        /// The last attempt's error.
-        source: io::Error,
-    },
-    /// The server did not acknowledge the subscriptions within the timeout.
-    Timeout,
-    /// The server closed the connection.
-    Closed,
-    /// Any other socket error, or topics that cannot be sent (`InvalidInput`).
-    Io(io::Error),
-    /// The server refused a subscription or dropped the connection with an error line
-    /// (`ERR UNKNOWN_LOT ..`, `ERR BUSY ..`).
-    Refused(PubsubError),
-    /// A line that is not in the protocol.
-    Protocol(String),
-}
-
-impl fmt::Display for SubscribeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SubscribeError::Connect { addr, source } => {
-                write!(f, "cannot connect to {addr}: {source}")
-            }
-            SubscribeError::Timeout => f.write_str("timed out waiting for the server"),
-            SubscribeError::Closed => f.write_str("the server closed the connection"),
-            SubscribeError::Io(err) => write!(f, "i/o error: {err}"),
-            SubscribeError::Refused(err) => write!(f, "server refused: {err}"),
-            SubscribeError::Protocol(detail) => write!(f, "protocol error: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for SubscribeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SubscribeError::Connect { source, .. } | SubscribeError::Io(source) => Some(source),
-            SubscribeError::Refused(err) => Some(err),
-            _ => None,
-        }
-    }
-}
-
-/// Socket errors are sorted as for [`ClientError`](crate::ClientError): timeouts become
-/// `Timeout`, resets and broken pipes `Closed`, anything else `Io`.
-impl From<io::Error> for SubscribeError {
-    fn from(err: io::Error) -> Self {
-        match net::classify(err) {
-            Failure::Timeout => SubscribeError::Timeout,
-            Failure::Closed => SubscribeError::Closed,
-            Failure::Other(err) => SubscribeError::Io(err),
-        }
-    }
-}
-
-impl From<PubsubError> for SubscribeError {
-    fn from(err: PubsubError) -> Self {
-        SubscribeError::Refused(err)
-    }
-}
-
-impl From<net::ConnectFailure> for SubscribeError {
-    fn from(failure: net::ConnectFailure) -> Self {
-        SubscribeError::Connect {
-            addr: failure.addr,
-            source: failure.source,
-        }
-    }
-}
-
-impl From<LineError> for SubscribeError {
-    fn from(err: LineError) -> Self {
-        match err {
-            LineError::Io(err) => err.into(),
-            LineError::Closed => SubscribeError::Closed,
-            LineError::TooLong => SubscribeError::Protocol(format!(
-                "line longer than {} bytes",
-                net::MAX_REPLY_LINE_LEN
-            )),
-        }
-    }
-}
+/// Why subscribing or receiving failed; [`Error::Server`] carries the server's refusal
+/// (`ERR UNKNOWN_LOT ..`, `ERR BUSY ..`).
+pub type SubscribeError = Error<PubsubError>;
 
 /// A subscribed pub/sub connection. Events arrive in the order the server sent them.
 #[derive(Debug)]
@@ -121,7 +37,7 @@ impl Subscription {
     /// Connects (each address `addr` resolves to for at most `timeout`), sends one
     /// `SUBSCRIBE` line per topic in a single write, and waits up to `timeout` for each `OK`.
     ///
-    /// A refused topic fails the whole call with [`SubscribeError::Refused`]. `topics` must
+    /// A refused topic fails the whole call with [`SubscribeError::Server`]. `topics` must
     /// not be empty, and a lot id must be non-empty without whitespace (else `Io` with kind
     /// `InvalidInput`).
     pub fn connect(
@@ -153,7 +69,7 @@ impl Subscription {
                     acked += 1;
                     first_id.get_or_insert(id);
                 }
-                Ok(ServerLine::Refused(err)) => return Err(SubscribeError::Refused(err)),
+                Ok(ServerLine::Refused(err)) => return Err(SubscribeError::Server(err)),
                 Ok(ServerLine::Event(_)) => subscription.early.push_back(line.to_vec()),
                 Err(malformed) => return Err(SubscribeError::Protocol(malformed.to_string())),
             }
@@ -230,7 +146,7 @@ impl Subscription {
                 }
                 // A repeated acknowledgement carries nothing for the caller.
                 Ok(ServerLine::Subscribed(id)) => log::debug!("extra OK {id} from {}", self.peer),
-                Ok(ServerLine::Refused(err)) => return Err(SubscribeError::Refused(err)),
+                Ok(ServerLine::Refused(err)) => return Err(SubscribeError::Server(err)),
                 Err(malformed) => return Err(SubscribeError::Protocol(malformed.to_string())),
             }
         }

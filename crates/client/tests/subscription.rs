@@ -51,7 +51,7 @@ fn refused_topic_fails_the_subscription() {
         lines.write(b"OK 1\nERR UNKNOWN_LOT no lot \"Z\"\n");
     });
     match Subscription::connect(fake.addr, &[Topic::All, Topic::Lot("Z")], TIMEOUT) {
-        Err(SubscribeError::Refused(error)) => {
+        Err(SubscribeError::Server(error)) => {
             assert_eq!(error.code, PubsubErrorCode::UnknownLot);
         }
         other => panic!("expected a refusal, got {other:?}"),
