@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Compares parking-server with baseline-server (the least a correct RPC server must do) under
+# the same load-test rows, and prints the ratio parking-server / baseline for each row.
+#
+# Usage: scripts/bench.sh [-m MODES] [-w WORKERS] [-d SECS] [-u WARMUP] [-p PIPELINE] [-o DIR]
+#
+#   -m MODES     load-test modes, space separated   (env MODES,    default "ping avail reserve mixed")
+#   -w WORKERS   connection counts, space separated (env WORKERS,  default "1 4 16")
+#   -d SECS      recorded seconds per row           (env DURATION, default 10)
+#   -u SECS      warmup seconds per row             (env WARMUP,   default 1)
+#   -p N         requests in flight per connection  (env PIPELINE, default 1)
+#   -o DIR       keep every row's JSON report, table and the server logs in DIR
+#                (env OUT, default: a temporary directory, removed at the end)
+#
+# Both servers run on 127.0.0.1 with ephemeral ports, built in release mode. Rows are
+# interleaved (for each mode and connection count: parking-server, then baseline) so that
+# drift in the machine's load hits both alike. Each row is a separate load-test run, so the
+# parking-server's state carries over from row to row (as it would in production).
+#
+# Exit status: 0 if every row ran clean, 1 if any row had errors or timeouts (the table is
+# printed anyway), 2 on a usage error or if a server did not start.
+set -euo pipefail
+
+MODES=${MODES:-"ping avail reserve mixed"}
+WORKERS=${WORKERS:-"1 4 16"}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-1}
+PIPELINE=${PIPELINE:-1}
+OUT=${OUT:-}
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+while getopts "m:w:d:u:p:o:h" opt; do
+    case $opt in
+        m) MODES=$OPTARG ;;
+        w) WORKERS=$OPTARG ;;
+        d) DURATION=$OPTARG ;;
+        u) WARMUP=$OPTARG ;;
+        p) PIPELINE=$OPTARG ;;
+        o) OUT=$OPTARG ;;
+        h) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+if [ $# -gt 0 ]; then
+    usage >&2
+    exit 2
+fi
+
+HOST=127.0.0.1
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+
+cd "$ROOT"
+echo "building (release)..." >&2
+cargo build --release --quiet -p parking-server -p load-test
+
+if [ -n "$OUT" ]; then
+    mkdir -p "$OUT"
+    WORK=$(cd "$OUT" && pwd)
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
+fi
+
+PIDS=()
+cleanup() {
+    # Only the processes this script started, by their ids.
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ -z "$OUT" ]; then
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for_port FILE PATTERN PID: prints the port once FILE holds "PATTERN<port>".
+wait_for_port() {
+    local file=$1 pattern=$2 pid=$3 port
+    for _ in $(seq 100); do
+        port=$(sed -n "s/.*${pattern}\([0-9][0-9]*\).*/\1/p" "$file" 2>/dev/null | head -n 1)
+        if [ -n "$port" ]; then
+            echo "$port"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    echo "bench: server did not start; its output:" >&2
+    cat "$file" >&2
+    return 1
+}
+
+RUST_LOG=info "$BIN/parking-server" --config "$ROOT/config.json" --host "$HOST" \
+    --rpc-port 0 --sensor-port 0 --pubsub-port 0 2>"$WORK/parking-server.log" &
+pid=$!
+PIDS+=("$pid")
+SERVER_PORT=$(wait_for_port "$WORK/parking-server.log" "listening: rpc ${HOST//./\\.}:" "$pid") || exit 2
+
+"$BIN/baseline-server" --host "$HOST" --port 0 >"$WORK/baseline.log" 2>&1 &
+pid=$!
+PIDS+=("$pid")
+BASELINE_PORT=$(wait_for_port "$WORK/baseline.log" "listening on ${HOST//./\\.}:" "$pid") || exit 2
+
+echo "parking-server on $HOST:$SERVER_PORT, baseline on $HOST:$BASELINE_PORT;" \
+    "modes: $MODES; connections: $WORKERS; ${DURATION}s per row (+${WARMUP}s warmup)" >&2
+
+STATUS=0
+for mode in $MODES; do
+    for workers in $WORKERS; do
+        for server in parking baseline; do
+            if [ "$server" = parking ]; then port=$SERVER_PORT; else port=$BASELINE_PORT; fi
+            name="$mode-c$workers-$server"
+            echo "  $mode, $workers connection(s): $server" >&2
+            code=0
+            "$BIN/load-test" --host "$HOST" --port "$port" --mode "$mode" --workers "$workers" \
+                --duration "$DURATION" --warmup "$WARMUP" --pipeline "$PIPELINE" \
+                --json "$WORK/$name.json" >"$WORK/$name.txt" || code=$?
+            case $code in
+                0) ;;
+                1) STATUS=1 ;;
+                *) echo "bench: load-test failed (exit $code):" >&2
+                   cat "$WORK/$name.txt" >&2
+                   exit 2 ;;
+            esac
+        done
+    done
+done
+
+MODES=$MODES WORKERS=$WORKERS python3 - "$WORK" <<'PY'
+import json, os, sys
+
+work = sys.argv[1]
+
+def row(mode, workers, server):
+    with open(os.path.join(work, f"{mode}-c{workers}-{server}.json")) as f:
+        return json.load(f)["rows"][0]
+
+def latency(r, key):
+    lat = r.get("latency_us")
+    return None if lat is None else lat[key] / 1000.0
+
+def ratio(a, b):
+    return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+
+def num(x, fmt):
+    return "-" if x is None else format(x, fmt)
+
+head = (f"{'mode':<8} {'conns':>5} | {'req/s':>10} {'base req/s':>10} {'ratio':>6} | "
+        f"{'p50 ms':>7} {'base':>7} {'ratio':>6} | {'p99 ms':>7} {'base':>7} {'ratio':>6} | "
+        f"{'p99.9 ms':>8} {'base':>8} {'ratio':>6} | {'err+to':>6}")
+print(head)
+print("-" * len(head))
+for mode in os.environ["MODES"].split():
+    for workers in os.environ["WORKERS"].split():
+        s, b = row(mode, workers, "parking"), row(mode, workers, "baseline")
+        failures = s["errors"] + s["timeouts"] + b["errors"] + b["timeouts"]
+        cols = [f"{mode:<8} {workers:>5}"]
+        cols.append(f"{s['throughput']:>10.0f} {b['throughput']:>10.0f} "
+                    f"{ratio(s['throughput'], b['throughput']):>6}")
+        for key, w in (("p50", 7), ("p99", 7), ("p99.9", 8)):
+            a, c = latency(s, key), latency(b, key)
+            cols.append(f"{num(a, f'>{w}.3f'):>{w}} {num(c, f'>{w}.3f'):>{w}} {ratio(a, c):>6}")
+        cols.append(f"{failures:>6}")
+        print(" | ".join(cols))
+print()
+print("ratio = parking-server / baseline: below 1 for req/s and above 1 for latency mean the "
+      "parking server is slower. err+to: errors and timeouts of both rows.")
+PY
+exit $STATUS
