@@ -385,7 +385,7 @@ impl Connection {
     fn receive(&mut self, client: &mut ParkingClient, pending: Pending) -> Result<(), Failure> {
         let verdict = if self.workload.mode().is_text() {
             match client.recv_text() {
-                Ok(text) => Ok(text_verdict(pending.op, &text)),
+                Ok(text) => Ok(text_verdict(pending.op, text)),
                 Err(err) => Err(Failure::from(&err)),
             }
         } else {

@@ -279,10 +279,11 @@ impl ParkingClient {
     }
 
     /// Reads the next reply as text (for the text aliases: `PONG`, `12`, `OK`, a JSON array,
-    /// `ERR CODE detail`). Error replies are returned as text, not as errors.
-    pub fn recv_text(&mut self) -> Result<String, ClientError> {
+    /// `ERR CODE detail`), borrowing the client's read buffer so that a reply costs no
+    /// allocation. Error replies are returned as text, not as errors.
+    pub fn recv_text(&mut self) -> Result<&str, ClientError> {
         self.read_payload()?;
-        String::from_utf8(self.payload.clone()).map_err(|_| {
+        std::str::from_utf8(&self.payload).map_err(|_| {
             ClientError::Protocol(format!("reply is not UTF-8: {}", preview(&self.payload)))
         })
     }
@@ -293,7 +294,7 @@ impl ParkingClient {
         let start = frame::begin(&mut self.out);
         self.out.extend_from_slice(command.as_bytes());
         self.finish_and_write(start)?;
-        self.recv_text()
+        self.recv_text().map(str::to_owned)
     }
 
     /// Completes the frame started at `start` in `out` and writes it with one write.
