@@ -9,7 +9,9 @@
 //!
 //! Every change of a lot's free count is reported to the registered listeners (the pub/sub
 //! broker) exactly once, with the new value, *after* the lot's lock has been released, and in
-//! the order the changes happened.
+//! the order the changes happened. Changes are queued under the lot's lock; whichever thread
+//! finds no one else publishing hands the queue to the listeners, so no thread ever waits for
+//! a listener.
 //!
 //! Time comes from a [`Clock`], so tests can expire reservations without sleeping.
 //!

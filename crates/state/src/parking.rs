@@ -1,6 +1,6 @@
 //! [`ParkingState`]: the lots, shared by every worker, and the values its operations return.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -88,9 +88,9 @@ pub struct LotChange {
     pub at: SystemTime,
 }
 
-/// A callback told of every change of a lot's free count. Called with no lock of the state
-/// held, but must not call back into the state for the same lot (the lot's publish order is
-/// held while it runs), and should return quickly: it runs on the thread that made the change.
+/// A callback told of every change of a lot's free count, once per change and in order per
+/// lot. Called with no lock of the lot held, on a thread that changed the lot (not always the
+/// one that made this change), so it should return quickly.
 pub type Listener = Arc<dyn Fn(&LotChange) + Send + Sync>;
 
 /// No lot has the requested id.
@@ -134,10 +134,12 @@ impl std::error::Error for SetupError {}
 struct Slot {
     id: LotId,
     lot: Mutex<Lot>,
-    /// Taken before the lot's lock is released and held while listeners run, so that two
-    /// changes of the same lot reach listeners in the order they were made even though
-    /// listeners run outside the lot's lock.
-    publish_order: Mutex<()>,
+    /// Changes made but not yet handed to the listeners, in the order they were made (they
+    /// are queued under `lot`'s lock).
+    pending: Mutex<VecDeque<LotChange>>,
+    /// Held by the one thread handing this lot's pending changes to the listeners. Others
+    /// that find it taken leave their change to that thread instead of waiting.
+    publishing: Mutex<()>,
 }
 
 /// Every lot's occupancy and reservations, safe to share between threads.
@@ -187,7 +189,8 @@ impl ParkingState {
             slots.push(Slot {
                 id: spec.id,
                 lot: Mutex::new(Lot::new(spec.capacity)),
-                publish_order: Mutex::new(()),
+                pending: Mutex::new(VecDeque::new()),
+                publishing: Mutex::new(()),
             });
         }
         if slots.is_empty() {
@@ -314,24 +317,53 @@ impl ParkingState {
     /// the change of free count, if any, with the lock released. Returns `op`'s result and the
     /// number of reservations purged.
     fn with_slot<R>(&self, slot: &Slot, op: impl FnOnce(&mut Lot, Instant) -> R) -> (R, usize) {
-        let now = self.clock.now();
         let mut lot = slot.lot.lock();
+        // Read under the lock, so a lot sees time only move forward: its expiry queue stays
+        // sorted, which purging relies on. Read before the lock, a thread that waited for it
+        // could queue an expiry behind a later one, keeping its reservation past the TTL.
+        let now = self.clock.now();
         let purged = lot.purge(now);
         let result = op(&mut lot, now);
-        if let Some(free) = lot.take_change() {
-            let order = slot.publish_order.lock();
-            drop(lot);
-            let change = LotChange {
+        let changed = lot.take_change();
+        if let Some(free) = changed {
+            slot.pending.lock().push_back(LotChange {
                 lot: slot.id.clone(),
                 free,
                 at: self.clock.wall(),
-            };
-            for listener in self.listeners.read().iter() {
-                listener(&change);
-            }
-            drop(order);
+            });
+        }
+        drop(lot);
+        if changed.is_some() {
+            self.publish_pending(slot);
         }
         (result, purged)
+    }
+
+    /// Hands the lot's pending changes to the listeners, oldest first, unless another thread
+    /// is already doing so, in which case that thread publishes ours too. So changes reach
+    /// listeners in the order they were made, listeners never run under the lot's lock, and no
+    /// thread ever waits for another thread's listeners.
+    fn publish_pending(&self, slot: &Slot) {
+        loop {
+            let Some(publishing) = slot.publishing.try_lock() else {
+                return;
+            };
+            let listeners = self.listeners.read();
+            loop {
+                let next = slot.pending.lock().pop_front();
+                let Some(change) = next else { break };
+                for listener in listeners.iter() {
+                    listener(&change);
+                }
+            }
+            drop(listeners);
+            drop(publishing);
+            // A change queued after our last look, by a thread that then found `publishing`
+            // taken, is ours to publish.
+            if slot.pending.lock().is_empty() {
+                return;
+            }
+        }
     }
 }
 
