@@ -25,7 +25,7 @@ pub enum Decoded {
 /// Finds the first line in `buf`, allowing at most `max_len` bytes of content.
 pub fn decode(buf: &[u8], max_len: usize) -> Decoded {
     // A trailing '\r' is not content, so the terminator may sit one byte past the limit.
-    let window = &buf[..buf.len().min(max_len + 2)];
+    let window = &buf[..buf.len().min(max_len.saturating_add(2))];
     match window.iter().position(|&b| b == b'\n') {
         Some(newline) => {
             let end = if newline > 0 && buf[newline - 1] == b'\r' {
@@ -42,8 +42,8 @@ pub fn decode(buf: &[u8], max_len: usize) -> Decoded {
                 }
             }
         }
-        None if buf.len() > max_len + 1 => Decoded::TooLong,
-        None if buf.len() == max_len + 1 && buf[max_len] != b'\r' => Decoded::TooLong,
+        None if buf.len() > max_len.saturating_add(1) => Decoded::TooLong,
+        None if buf.len() == max_len.saturating_add(1) && buf[max_len] != b'\r' => Decoded::TooLong,
         None => Decoded::Incomplete,
     }
 }

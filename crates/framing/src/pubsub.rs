@@ -148,7 +148,8 @@ pub struct Event<'a> {
 /// Appends an event line, terminator included.
 pub fn encode_event(out: &mut Vec<u8>, event: &Event<'_>) {
     let mark = out.len();
-    // An f64 that is not finite cannot be written as JSON; a wall clock never produces one.
+    // serde_json writes a NaN or infinite timestamp as `null` (a wall clock produces neither);
+    // serialising this struct into a Vec cannot otherwise fail.
     if serde_json::to_writer(&mut *out, event).is_err() {
         out.truncate(mark);
         return;
@@ -179,12 +180,22 @@ impl fmt::Display for MalformedLine {
 
 impl std::error::Error for MalformedLine {}
 
+/// The JSON lines a server may push. Parsing goes through this enum rather than [`Event`]
+/// directly because serde writes a struct's `tag` but never checks it: decoded as a plain
+/// `Event`, an object with no `type`, or any other `type`, would pass for an event.
+#[derive(Deserialize)]
+#[serde(tag = "type")]
+enum Pushed<'a> {
+    #[serde(rename = "EVENT", borrow)]
+    Event(Event<'a>),
+}
+
 /// Parses a line from the server (terminator removed).
 pub fn parse_server_line(line: &[u8]) -> Result<ServerLine<'_>, MalformedLine> {
     let malformed = || MalformedLine(String::from_utf8_lossy(line).into_owned());
     if line.first() == Some(&b'{') {
         return serde_json::from_slice(line)
-            .map(ServerLine::Event)
+            .map(|Pushed::Event(event)| ServerLine::Event(event))
             .map_err(|_| malformed());
     }
     let text = std::str::from_utf8(line).map_err(|_| malformed())?;

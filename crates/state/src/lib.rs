@@ -3,9 +3,11 @@
 //!
 //! [`ParkingState`] is shared by every worker thread. Each lot sits behind its own
 //! `parking_lot::Mutex`, so a reservation in lot A never waits for one in lot B, and the
-//! check-and-set in [`ParkingState::reserve`] happens under that lock: live reservations plus
-//! occupied spaces never exceed the capacity, whatever the interleaving. (`docs/design.md`
-//! measures this against the reference design's single re-entrant lock.)
+//! check-and-set in [`ParkingState::reserve`] happens under that lock: a reservation is granted
+//! only while occupied spaces plus live reservations are below the capacity, whatever the
+//! interleaving. (Sensors report what they see, so occupied can later grow past what that
+//! leaves; free is then 0 and further reservations are refused.) `docs/design.md` measures
+//! per-lot locks against the reference design's single re-entrant lock.
 //!
 //! Every change of a lot's free count is reported to the registered listeners (the pub/sub
 //! broker) exactly once, with the new value, *after* the lot's lock has been released, and in

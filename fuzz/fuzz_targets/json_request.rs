@@ -1,0 +1,6 @@
+//! JSON requests (and, on the same bytes, JSON replies): decode, and round-trip what decodes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| parking_fuzz::check_json_payload(data));

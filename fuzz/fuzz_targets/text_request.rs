@@ -1,0 +1,6 @@
+//! Text alias requests (`RESERVE A 7ABC123`): decode, and round-trip what decodes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| parking_fuzz::check_text_payload(data));
