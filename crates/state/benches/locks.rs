@@ -3,7 +3,13 @@
 //!
 //! Run with `cargo bench -p state --bench locks`. Each configuration runs the same operation
 //! mix (70% availability reads, 20% reserves, 10% cancels, over three lots and a plate pool)
-//! on N threads and prints operations per second. Results are recorded in `docs/design.md`.
+//! on N threads and prints operations per second:
+//! - `reference`: all lots in one `ReentrantMutex<RefCell<..>>`, as the reference design does;
+//! - `per-lot`: the same lot logic, one `parking_lot::Mutex` per lot: the lock is the only
+//!   difference;
+//! - `ParkingState`: the real thing, which also keeps the expiry queue and publishes changes.
+//!
+//! Results are recorded in `docs/design.md`.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -81,6 +87,58 @@ impl ReferenceState {
 
     fn cancel(&self, id: &str, plate: Plate) -> bool {
         self.with_lot(id, |lot, _| lot.reservations.remove(&plate).is_some())
+    }
+}
+
+/// The same lots and logic as [`ReferenceState`], one `parking_lot::Mutex` per lot.
+struct PerLotState {
+    lots: Vec<(String, parking_lot::Mutex<ReferenceLot>)>,
+}
+
+impl PerLotState {
+    fn new() -> Self {
+        let lots = LOTS
+            .iter()
+            .map(|id| {
+                (
+                    id.to_string(),
+                    parking_lot::Mutex::new(ReferenceLot {
+                        capacity: 1000,
+                        occupied: 0,
+                        reservations: HashMap::new(),
+                    }),
+                )
+            })
+            .collect();
+        PerLotState { lots }
+    }
+}
+
+impl Target for PerLotState {
+    fn op(&self, step: usize, plates: &[Plate]) {
+        let id = LOTS[step % 3];
+        let plate = plates[step % plates.len()];
+        let (_, lot) = self.lots.iter().find(|(name, _)| name == id).unwrap();
+        let mut lot = lot.lock();
+        let now = Instant::now();
+        match step % 10 {
+            0..=6 => {
+                std::hint::black_box(
+                    lot.capacity
+                        .saturating_sub(lot.occupied + lot.reservations.len()),
+                );
+            }
+            7 | 8 => {
+                if !lot.reservations.contains_key(&plate)
+                    && lot.occupied + lot.reservations.len() < lot.capacity
+                {
+                    lot.reservations.insert(plate, now + TTL);
+                }
+            }
+            _ => {
+                lot.reservations.remove(&plate);
+            }
+        }
     }
 }
 
@@ -164,14 +222,15 @@ fn main() {
         thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
-        "{:>8} {:>22} {:>22} {:>7}",
-        "threads", "reference (ops/s)", "per-lot (ops/s)", "ratio"
+        "{:>8} {:>18} {:>18} {:>12} {:>20}",
+        "threads", "reference ops/s", "per-lot ops/s", "per-lot/ref", "ParkingState ops/s"
     );
     for threads in [1, 2, 4, 16] {
         let reference = run(Arc::new(ReferenceState::new()), threads);
-        let per_lot = run(per_lot_state(), threads);
+        let per_lot = run(Arc::new(PerLotState::new()), threads);
+        let state = run(per_lot_state(), threads);
         println!(
-            "{threads:>8} {reference:>22.0} {per_lot:>22.0} {:>7.2}",
+            "{threads:>8} {reference:>18.0} {per_lot:>18.0} {:>12.2} {state:>20.0}",
             per_lot / reference
         );
     }
