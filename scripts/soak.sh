@@ -6,7 +6,8 @@
 #
 # Starts, all on 127.0.0.1 and ephemeral ports: parking-server; 20 sensors (one sensor-sim with
 # --sensors 20); 20 subscribers to ALL; load-test in mixed mode on 16 connections. Everything it
-# started is stopped on exit. Exit status 0 only if every check passed.
+# started is stopped on exit. Exit status 0 only if every check passed. The final checks need
+# python3 (for its JSON parser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,10 @@ if ! [[ $minutes =~ ^[0-9]+$ ]] || (( minutes < 2 )); then
     exit 2
 fi
 seconds=$(( minutes * 60 ))
+if ! command -v python3 > /dev/null; then
+    echo "scripts/soak.sh: python3 is needed for the final checks" >&2
+    exit 2
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -95,7 +100,7 @@ sensors = open(f"{work}/sensors.out").read().strip().splitlines()
 events = sum(1 for path in glob.glob(f"{work}/subscriber-*.out") for _ in open(path))
 print("== soak summary")
 for row in rows:
-    print("load-test: " + ", ".join(f"{k}={row[k]}" for k in row if not isinstance(row[k], (list, dict))))
+    print("load-test: " + ", ".join(f"{k}={row[k]}" for k in row if row[k] is not None and not isinstance(row[k], (list, dict))))
 print("sensor-sim: " + (sensors[-1] if sensors else "(no summary)"))
 print(f"subscribers: {events} events received by 20 subscribers")
 print(f"server RSS: {rss_first} KiB after 1 min, {rss_last} KiB at the end ({growth:+.1f}%)")

@@ -359,7 +359,12 @@ fn a_server_killed_mid_run_is_counted_not_fatal() {
             json.to_str().unwrap(),
         ],
     );
-    thread::sleep(Duration::from_secs(1));
+    // Mid-run: the load test is connected and its requests are being answered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.summary().rpc_requests < 1_000 {
+        assert!(Instant::now() < deadline, "the load test never got going");
+        thread::sleep(Duration::from_millis(10));
+    }
     server.shutdown();
     let started = Instant::now();
     let output = child.wait_with_output().unwrap();

@@ -176,10 +176,13 @@ impl Notifier {
             CloseReason::Shutdown => log::debug!("{who} closed: the broker is shutting down"),
             CloseReason::SlowSubscriber { drops } => {
                 // Redis disconnects slow subscribers outright and mini-redis lets them skip;
-                // we drop their oldest events first and disconnect only after repeated drops.
+                // we drop their oldest events and disconnect only those that stopped reading.
                 counters.slow_disconnect();
                 if self.warnings.allow(now) {
-                    log::warn!("{who} disconnected: too slow, {drops} events dropped in a row");
+                    log::warn!(
+                        "{who} disconnected: not reading, {drops} events dropped while its socket \
+                         took no bytes"
+                    );
                 }
             }
             CloseReason::IdleTimeout => {

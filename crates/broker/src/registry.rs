@@ -178,7 +178,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// A registry for `lots`, with queues of `queue_size` lines (at least 1) and doom after
-    /// `max_overflow_drops` consecutive drops (0 acts as 1).
+    /// `max_overflow_drops` drops while the socket takes no bytes (0 acts as 1).
     pub(crate) fn new(lots: Vec<LotId>, queue_size: usize, max_overflow_drops: u32) -> Self {
         let by_lot = lots.iter().map(|lot| (lot.clone(), Vec::new())).collect();
         Registry {

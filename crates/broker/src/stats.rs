@@ -19,7 +19,8 @@ pub struct BrokerStats {
     /// the one discarded).
     pub events_dropped: u64,
     /// Connections closed for not keeping up: their queue overflowed `max_overflow_drops`
-    /// times in a row, or they took none of their pending output for the line timeout.
+    /// times while their socket took no bytes, or they took none of their pending output for
+    /// the line timeout.
     pub slow_disconnects: u64,
 }
 

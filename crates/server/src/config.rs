@@ -57,7 +57,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Events queued per subscriber before the oldest is dropped.
     pub subscriber_queue_size: usize,
-    /// Dropped events in a row after which a subscriber is disconnected.
+    /// Events dropped while a subscriber's socket takes no bytes, after which it is
+    /// disconnected.
     pub max_overflow_drops: u32,
     /// Threads writing events to subscriber sockets.
     pub notifier_threads: usize,
