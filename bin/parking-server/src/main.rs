@@ -48,6 +48,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // The handler goes in before the ports open: a SIGTERM that arrives as soon as the server
+    // is listening must stop it gracefully, not kill it.
+    let (stop_sender, stop_requests) = crossbeam_channel::bounded(1);
+    if let Err(err) = ctrlc::set_handler(move || {
+        // Full means a stop is already pending.
+        let _ = stop_sender.try_send(());
+    }) {
+        log::warn!("cannot install the Ctrl-C/SIGTERM handler ({err}); stop with SIGKILL");
+    }
     let running = match Server::start(config) {
         Ok(running) => running,
         Err(err) => {
@@ -55,13 +64,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
-    let shutdown = running.shutdown_handle();
-    if let Err(err) = ctrlc::set_handler(move || {
-        log::info!("shutdown requested");
-        shutdown.trigger();
-    }) {
-        log::warn!("cannot install the Ctrl-C/SIGTERM handler ({err}); stop with SIGKILL");
+    match stop_requests.recv() {
+        Ok(()) => {
+            log::info!("shutdown requested");
+            running.shutdown();
+        }
+        // No handler holds the sender: nothing here can stop the server, so it runs until killed.
+        Err(_) => {
+            running.wait();
+        }
     }
-    running.wait();
     ExitCode::SUCCESS
 }
