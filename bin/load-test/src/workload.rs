@@ -10,6 +10,8 @@ use std::fmt;
 
 use clap::ValueEnum;
 use framing::rpc::Request;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 
 /// Plates of the mixed and text modes are `LTM<n>`; those of the reserve mode `LTR<connection>`.
 /// The `LT` prefix makes load-test reservations easy to recognise in a server's state.
@@ -162,7 +164,7 @@ impl Workload {
             plates: self.plates.len().max(1),
             connection: connection as usize,
             step: 0,
-            rng: SplitMix64::new(u64::from(connection)),
+            rng: SmallRng::seed_from_u64(u64::from(connection)),
         }
     }
 
@@ -194,7 +196,7 @@ pub struct OpStream {
     plates: usize,
     connection: usize,
     step: u64,
-    rng: SplitMix64,
+    rng: SmallRng,
 }
 
 impl OpStream {
@@ -226,46 +228,23 @@ impl OpStream {
                 }
             }
             Mode::Mixed | Mode::Text => {
-                let lot = self.rng.below(self.lots);
-                let draw = self.rng.below(100) as u64;
+                let lot = self.rng.random_range(0..self.lots);
+                let draw = self.rng.random_range(0..100);
                 if draw < MIX_AVAIL_PERCENT {
                     Op::Avail { lot }
                 } else if draw < MIX_AVAIL_PERCENT + MIX_RESERVE_PERCENT {
                     Op::Reserve {
                         lot,
-                        plate: self.rng.below(self.plates),
+                        plate: self.rng.random_range(0..self.plates),
                     }
                 } else {
                     Op::Cancel {
                         lot,
-                        plate: self.rng.below(self.plates),
+                        plate: self.rng.random_range(0..self.plates),
                     }
                 }
             }
         }
-    }
-}
-
-/// SplitMix64: a tiny, fast generator, plenty for picking lots and plates (not for secrets).
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        SplitMix64(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n` > 0), by multiply-shift rather than `%` to avoid modulo bias.
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //! - this file: the command line ([`Cli`]) and [`run`], which plans and starts the sensors.
-//! - [`walk`]: the random walk and its seeded PRNG.
+//! - [`walk`]: the random walk.
 //! - [`worker`]: one sensor thread, its counters and the summary line.
 
 #![forbid(unsafe_code)]
@@ -25,8 +25,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use client::{ClientError, ParkingClient, StopSignal};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 
-use crate::walk::{Mode, Walk, XorShift64};
+use crate::walk::{Mode, Walk};
 use crate::worker::{Stats, Summary, Worker};
 
 const LONG_ABOUT: &str = "\
@@ -216,7 +218,7 @@ pub fn run(cli: &Cli, stop: &StopSignal) -> Result<Summary, SimError> {
                 // Staggered so the sensors' updates interleave instead of arriving together.
                 first_send: start + interval.mul_f64(index as f64 / sensors as f64),
                 end,
-                rng: XorShift64::new(seed.wrapping_add(index as u64)),
+                rng: SmallRng::seed_from_u64(seed.wrapping_add(index as u64)),
                 stop: stop.clone(),
             }
         })

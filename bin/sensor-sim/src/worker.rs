@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use client::{Backoff, SensorClient, SensorClientError, StopSignal};
 use framing::sensor::SensorErrorCode;
+use rand::RngExt;
+use rand::rngs::SmallRng;
 
-use crate::walk::{Mode, Walk, XorShift64};
+use crate::walk::{Mode, Walk};
 
 /// Errors logged at `warn` per sensor before the rest go to `debug`, so a server that refuses
 /// every update does not flood the terminal; the summary still counts them all.
@@ -101,7 +103,7 @@ pub struct Worker {
     /// When the run ends.
     pub end: Instant,
     /// This sensor's random stream.
-    pub rng: XorShift64,
+    pub rng: SmallRng,
     /// Set by Ctrl-C.
     pub stop: StopSignal,
 }
@@ -155,7 +157,7 @@ impl Worker {
             }
             next_send += self.interval;
 
-            let pick = self.rng.below(self.walks.len() as u32) as usize;
+            let pick = self.rng.random_range(0..self.walks.len());
             let walk = &mut self.walks[pick];
             let change = walk.step(&mut self.rng, self.mode);
             stats.sent += 1;

@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
 use state::{
     CancelOutcome, LotChange, LotId, LotSnapshot, LotSpec, OccupancyChange, ParkingState, Plate,
     ReserveOutcome, SystemClock,
@@ -35,22 +38,6 @@ fn env_u64(name: &str) -> Option<u64> {
             .parse()
             .unwrap_or_else(|_| panic!("{name} must be a whole number, got {value:?}")),
     )
-}
-
-/// xorshift64*: small, deterministic per seed, and good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
-    }
 }
 
 /// The invariants of any snapshot, at any instant.
@@ -129,11 +116,10 @@ fn sixteen_threads_never_overbook_and_the_books_balance() {
             let plates = Arc::clone(&plates);
             let tally = Arc::clone(&tally);
             thread::spawn(move || {
-                let mut rng =
-                    Rng::new(seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                let mut rng = SmallRng::seed_from_u64(seed.wrapping_add(index as u64));
                 for _ in 0..ops {
-                    let plate = plates[rng.below(PLATES as u64) as usize];
-                    match rng.below(10) {
+                    let plate = plates[rng.random_range(0..PLATES)];
+                    match rng.random_range(0..10) {
                         0..=3 => match state.reserve("A", plate).unwrap() {
                             ReserveOutcome::Reserved => {
                                 tally.reserved.fetch_add(1, Ordering::Relaxed);
@@ -151,12 +137,10 @@ fn sixteen_threads_never_overbook_and_the_books_balance() {
                         7 => {
                             // Occupancy mostly low enough to leave room for reservations, at
                             // times past capacity (clamped) or emptied.
-                            let change = match rng.below(4) {
-                                0 => {
-                                    OccupancyChange::Set(rng.below(u64::from(CAPACITY) + 3) as u32)
-                                }
-                                1 => OccupancyChange::Increase(rng.below(3) as u32),
-                                _ => OccupancyChange::Decrease(rng.below(4) as u32),
+                            let change = match rng.random_range(0..4) {
+                                0 => OccupancyChange::Set(rng.random_range(0..=CAPACITY + 2)),
+                                1 => OccupancyChange::Increase(rng.random_range(0..3)),
+                                _ => OccupancyChange::Decrease(rng.random_range(0..4)),
                             };
                             let update = state.update_occupancy("A", change).unwrap();
                             assert!(update.occupied <= CAPACITY, "{update:?}");
