@@ -632,18 +632,9 @@ fn check_line_decode(buf: &[u8], max_len: usize) -> Result<(), TestCaseError> {
 // Properties
 // ---------------------------------------------------------------------------------------------
 
-/// 256 cases per property, sized for CI; `PROPTEST_CASES` overrides it for longer runs.
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 256;
-    }
-    config
-}
-
+// Proptest's default of 256 cases per property is sized for CI; `PROPTEST_CASES` sets another
+// number for longer runs.
 proptest! {
-    #![proptest_config(config())]
-
     // --- Arbitrary bytes: never a panic, always a typed answer. ---
 
     #[test]

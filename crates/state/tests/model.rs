@@ -380,18 +380,9 @@ impl Harness {
     }
 }
 
-/// 256 cases per property, sized for CI; `PROPTEST_CASES` overrides it for longer runs.
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 256;
-    }
-    config
-}
-
+// Proptest's default of 256 cases per property is sized for CI; `PROPTEST_CASES` sets another
+// number for longer runs.
 proptest! {
-    #![proptest_config(config())]
-
     #[test]
     fn state_agrees_with_the_model((capacities, ops, read_after_each) in case()) {
         let mut harness = Harness::new(&capacities);
