@@ -54,6 +54,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 
 cd "$ROOT"
+source scripts/lib.sh
+require_python3
 echo "building (release)..." >&2
 cargo build --release --quiet -p parking-server -p load-test
 
@@ -64,15 +66,8 @@ else
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
 fi
 
-PIDS=()
 cleanup() {
-    # Only the processes this script started, by their ids.
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_started
     if [ -z "$OUT" ]; then
         rm -rf "$WORK"
     fi
@@ -80,34 +75,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_for_port FILE PATTERN PID: prints the port once FILE holds "PATTERN<port>".
-wait_for_port() {
-    local file=$1 pattern=$2 pid=$3 port
-    for _ in $(seq 100); do
-        port=$(sed -n "s/.*${pattern}\([0-9][0-9]*\).*/\1/p" "$file" 2>/dev/null | head -n 1)
-        if [ -n "$port" ]; then
-            echo "$port"
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            break
-        fi
-        sleep 0.1
-    done
-    echo "bench: server did not start; its output:" >&2
-    cat "$file" >&2
-    return 1
-}
-
 RUST_LOG=info "$BIN/parking-server" --config "$ROOT/config.json" --host "$HOST" \
     --rpc-port 0 --sensor-port 0 --pubsub-port 0 2>"$WORK/parking-server.log" &
 pid=$!
-PIDS+=("$pid")
+STARTED_PIDS+=("$pid")
 SERVER_PORT=$(wait_for_port "$WORK/parking-server.log" "listening: rpc ${HOST//./\\.}:" "$pid") || exit 2
 
 "$BIN/baseline-server" --host "$HOST" --port 0 >"$WORK/baseline.log" 2>&1 &
 pid=$!
-PIDS+=("$pid")
+STARTED_PIDS+=("$pid")
 BASELINE_PORT=$(wait_for_port "$WORK/baseline.log" "listening on ${HOST//./\\.}:" "$pid") || exit 2
 
 echo "parking-server on $HOST:$SERVER_PORT, baseline on $HOST:$BASELINE_PORT;" \

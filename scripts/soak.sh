@@ -17,17 +17,10 @@ if ! [[ $minutes =~ ^[0-9]+$ ]] || (( minutes < 2 )); then
     exit 2
 fi
 seconds=$(( minutes * 60 ))
-if ! command -v python3 > /dev/null; then
-    echo "scripts/soak.sh: python3 is needed for the final checks" >&2
-    exit 2
-fi
+source scripts/lib.sh
+require_python3
 work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap stop_started EXIT
 
 echo "building (release)..."
 cargo build --release --quiet --bin parking-server --bin sensor-sim --bin subscriber \
@@ -37,16 +30,10 @@ bin=target/release
 RUST_LOG=info "$bin/parking-server" --rpc-port 0 --sensor-port 0 --pubsub-port 0 \
     2> "$work/server.log" &
 server=$!
-pids+=("$server")
-for _ in $(seq 100); do
-    grep -q "listening:" "$work/server.log" && break
-    sleep 0.1
-done
-ports=$(grep -o 'listening: rpc [0-9.]*:[0-9]*.*sensor [0-9.]*:[0-9]*.*pubsub [0-9.]*:[0-9]*' "$work/server.log") || {
-    echo "server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
-rpc=$(sed -E 's/.*rpc [0-9.]+:([0-9]+).*/\1/' <<< "$ports")
-sensor=$(sed -E 's/.*sensor [0-9.]+:([0-9]+).*/\1/' <<< "$ports")
-pubsub=$(sed -E 's/.*pubsub [0-9.]+:([0-9]+).*/\1/' <<< "$ports")
+STARTED_PIDS+=("$server")
+rpc=$(wait_for_port "$work/server.log" "listening: rpc [0-9.]*:" "$server") || exit 1
+sensor=$(wait_for_port "$work/server.log" ", sensor [0-9.]*:" "$server") || exit 1
+pubsub=$(wait_for_port "$work/server.log" ", pubsub [0-9.]*:" "$server") || exit 1
 echo "server pid $server: rpc $rpc, sensor $sensor, pubsub $pubsub; soaking for $minutes min"
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$server/status"; }
@@ -54,16 +41,16 @@ rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$server/status"; }
 "$bin/sensor-sim" --port "$sensor" --rpc-port "$rpc" --lots A B C --sensors 20 --rate 200 \
     --duration "$seconds" > "$work/sensors.out" 2> "$work/sensors.log" &
 sensors=$!
-pids+=("$sensors")
+STARTED_PIDS+=("$sensors")
 for n in $(seq 20); do
     "$bin/subscriber" --port "$pubsub" --all --json > "$work/subscriber-$n.out" \
         2> "$work/subscriber-$n.log" &
-    pids+=("$!")
+    STARTED_PIDS+=("$!")
 done
 "$bin/load-test" --port "$rpc" --workers 16 --duration "$(( seconds - 5 ))" --warmup 0 \
     --mode mixed --json "$work/load.json" > "$work/load.out" 2> "$work/load.log" &
 load=$!
-pids+=("$load")
+STARTED_PIDS+=("$load")
 
 sleep 60
 rss_first=$(rss_kib)
