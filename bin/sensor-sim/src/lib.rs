@@ -24,6 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use client::args::{parse_lot, parse_positive, parse_seconds};
 use client::{ClientError, ParkingClient, StopSignal};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -96,38 +97,6 @@ pub struct Cli {
     /// Seconds to wait for a connection and for each reply.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: Duration,
-}
-
-/// Parses a positive, finite number.
-pub fn parse_positive(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
-        _ => Err(format!("{text:?} must be a positive number")),
-    }
-}
-
-/// Longest `--duration` or `--timeout` accepted (about 31 years), so that deadlines computed
-/// from them always fit in an `Instant`.
-pub const MAX_SECONDS: f64 = 1e9;
-
-/// Parses a positive number of seconds up to [`MAX_SECONDS`] (fractions allowed).
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs = parse_positive(text)?;
-    if secs > MAX_SECONDS {
-        return Err(format!("{text:?} is more than {MAX_SECONDS} seconds"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Accepts a lot id that fits in one field of an `UPDATE` line.
-fn parse_lot(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.bytes().any(|b| b.is_ascii_whitespace()) {
-        Err(format!(
-            "{text:?} is not a lot id (it must be non-empty, without spaces)"
-        ))
-    } else {
-        Ok(text.to_owned())
-    }
 }
 
 /// A failure before the sensors could start, reported as one line.

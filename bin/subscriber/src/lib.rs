@@ -18,6 +18,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use clap::Parser;
+use client::args::{parse_lot, parse_seconds};
 use client::{Backoff, OwnedEvent, StopSignal, SubscribeError, Subscription};
 use framing::pubsub::{PubsubErrorCode, Topic};
 
@@ -88,27 +89,6 @@ impl Cli {
         } else {
             self.lots.iter().map(|lot| Topic::Lot(lot)).collect()
         }
-    }
-}
-
-/// Accepts a lot id that fits in one field of a `SUBSCRIBE` line.
-fn parse_lot(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.bytes().any(|b| b.is_ascii_whitespace()) {
-        Err(format!(
-            "{text:?} is not a lot id (it must be non-empty, without spaces)"
-        ))
-    } else {
-        Ok(text.to_owned())
-    }
-}
-
-/// Parses a positive, finite number of seconds (fractions allowed).
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    match text.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 => {
-            Duration::try_from_secs_f64(secs).map_err(|err| format!("{text:?}: {err}"))
-        }
-        _ => Err(format!("{text:?} must be a positive number of seconds")),
     }
 }
 

@@ -25,6 +25,7 @@
 //! ```
 //!
 //! # Layout
+//! - [`args`]: command-line value parsers (seconds, lot ids) shared by the tools.
 //! - [`error`]: [`Error`], the one error type of all three clients.
 //! - [`parking`]: [`ParkingClient`] for the RPC port (JSON requests, text aliases, pipelining
 //!   with `send`/`recv`), its [`ClientError`] and [`RpcReply`].
@@ -36,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod error;
 mod net;
 pub mod parking;

@@ -1,0 +1,67 @@
+//! Command-line value parsers shared by the tools, for clap's `value_parser`: each takes the
+//! argument's text and returns the value or a one-line reason.
+
+use std::time::Duration;
+
+/// Longest number of seconds accepted (about 31 years), so that deadlines computed from a
+/// duration or timeout always fit in an `Instant`.
+pub const MAX_SECONDS: f64 = 1e9;
+
+/// Parses a positive, finite number.
+pub fn parse_positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("{text:?} must be a positive number")),
+    }
+}
+
+/// Parses a positive number of seconds up to [`MAX_SECONDS`] (fractions allowed).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs = parse_positive(text)?;
+    if secs > MAX_SECONDS {
+        return Err(format!("{text:?} is more than {MAX_SECONDS} seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Accepts a lot id that fits in one field of a sensor or pub/sub line: non-empty, no
+/// whitespace. Whether the server knows the lot is the server's answer to give.
+pub fn parse_lot(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.bytes().any(|b| b.is_ascii_whitespace()) {
+        Err(format!(
+            "{text:?} is not a lot id (it must be non-empty, without spaces)"
+        ))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_must_be_positive_numbers_within_the_bound() {
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_seconds("1e9"), Ok(Duration::from_secs(1_000_000_000)));
+        for bad in ["0", "-1", "x", "", "NaN", "inf", "1.1e9", "1e18"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn positive_numbers() {
+        assert_eq!(parse_positive("2.5"), Ok(2.5));
+        for bad in ["0", "-0.1", "x", "NaN", "inf"] {
+            assert!(parse_positive(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lot_ids_are_one_field() {
+        assert_eq!(parse_lot("A-1"), Ok("A-1".to_owned()));
+        for bad in ["", "A B", "A\t", "\n"] {
+            assert!(parse_lot(bad).is_err(), "{bad:?}");
+        }
+    }
+}
