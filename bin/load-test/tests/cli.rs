@@ -12,15 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use server::{Config, RunningServer, Server};
+use server::RunningServer;
 
 fn start_server() -> RunningServer {
-    let mut config = Config::ephemeral();
-    // Two cores are shared by every test; a couple of workers is plenty.
-    config.thread_pool_size = 2;
-    config.sensor_pool_size = 1;
-    config.notifier_threads = 1;
-    Server::start(config).unwrap()
+    testkit::start_server(|_| {})
 }
 
 fn load_test_command(addr: SocketAddr, args: &[&str]) -> Command {
@@ -276,9 +271,10 @@ fn start_stalling_server(stall_at: u64, stall: Duration) -> SocketAddr {
             }
             let (rpc_id, _) = rpc::decode_json_request(&payload).unwrap();
             out.clear();
-            let start = frame::begin(&mut out);
-            rpc::encode_json_reply(&mut out, Some(rpc_id), Ok(&Reply::Pong));
-            frame::finish(&mut out, start).unwrap();
+            frame::encode_with(&mut out, |out| {
+                rpc::encode_json_reply(out, Some(rpc_id), Ok(&Reply::Pong));
+            })
+            .unwrap();
             if writer.write_all(&out).is_err() {
                 break;
             }

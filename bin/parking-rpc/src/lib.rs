@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - this file: the command line ([`Cli`], [`Command`]), [`run`] and the error-to-exit-code
-//!   mapping ([`Exit`], [`CliError`]).
+//!   mapping ([`Exit`], and `client::Failure` for the errors).
 //! - [`output`]: how results are printed, as text or JSON.
 //! - [`smoke`]: the end-to-end check behind `parking-rpc smoke`.
 
@@ -15,14 +15,13 @@
 pub mod output;
 pub mod smoke;
 
-use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use client::args::parse_seconds;
-use client::{ClientError, ParkingClient};
+use client::cli::parse_seconds;
+use client::{ClientError, Failure, ParkingClient};
 
 const LONG_ABOUT: &str = "\
 Query and book the parking server over its RPC port (length-prefixed JSON requests).
@@ -126,61 +125,45 @@ impl From<Exit> for ExitCode {
     }
 }
 
-/// A failure to report as one line on stderr.
-#[derive(Debug)]
-pub struct CliError {
-    /// The line to print.
-    pub message: String,
-    /// The exit code to use.
-    pub exit: Exit,
-}
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+impl From<Exit> for u8 {
+    fn from(exit: Exit) -> Self {
+        exit as u8
     }
 }
 
-impl std::error::Error for CliError {}
+/// Describes a client error as the tool's failure, naming the server as `target`.
+fn client_failure(err: ClientError, target: &str, timeout: Duration) -> Failure {
+    let (exit, message) = match err {
+        ClientError::Connect { source, .. } => (
+            Exit::Unreachable,
+            format!("cannot connect to the RPC port at {target}: {source}"),
+        ),
+        ClientError::Timeout => (
+            Exit::Unreachable,
+            format!("no answer from {target} within {} s", timeout.as_secs_f64()),
+        ),
+        ClientError::Closed => (Exit::Unreachable, format!("{target} closed the connection")),
+        ClientError::Io(err) => (
+            Exit::Unreachable,
+            format!("i/o error talking to {target}: {err}"),
+        ),
+        ClientError::Server(err) => (Exit::ServerError, format!("server error {err}")),
+        ClientError::Protocol(detail) => (
+            Exit::ServerError,
+            format!("unexpected reply from {target}: {detail}"),
+        ),
+    };
+    Failure::new(exit, message)
+}
 
-impl CliError {
-    /// Describes a client error, naming the server as `target`.
-    pub fn from_client(err: ClientError, target: &str, timeout: Duration) -> Self {
-        let (message, exit) = match err {
-            ClientError::Connect { source, .. } => (
-                format!("cannot connect to the RPC port at {target}: {source}"),
-                Exit::Unreachable,
-            ),
-            ClientError::Timeout => (
-                format!("no answer from {target} within {} s", timeout.as_secs_f64()),
-                Exit::Unreachable,
-            ),
-            ClientError::Closed => (format!("{target} closed the connection"), Exit::Unreachable),
-            ClientError::Io(err) => (
-                format!("i/o error talking to {target}: {err}"),
-                Exit::Unreachable,
-            ),
-            ClientError::Server(err) => (format!("server error {err}"), Exit::ServerError),
-            ClientError::Protocol(detail) => (
-                format!("unexpected reply from {target}: {detail}"),
-                Exit::ServerError,
-            ),
-        };
-        CliError { message, exit }
-    }
-
-    fn output(err: io::Error) -> Self {
-        CliError {
-            message: format!("cannot write the output: {err}"),
-            exit: Exit::Unreachable,
-        }
-    }
+fn output_failure(err: io::Error) -> Failure {
+    Failure::new(Exit::Unreachable, format!("cannot write the output: {err}"))
 }
 
 /// Connects to the server named by `cli`, runs its command and writes the result to `out`.
-pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failure> {
     let target = format!("{}:{}", cli.host, cli.port);
-    let fail = |err| CliError::from_client(err, &target, cli.timeout);
+    let fail = |err| client_failure(err, &target, cli.timeout);
     log::debug!("connecting to {target}");
     let mut client =
         ParkingClient::connect_with_timeout((cli.host.as_str(), cli.port), cli.timeout)
@@ -189,28 +172,28 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, CliError> {
     let exit = match &cli.command {
         Command::Lots => {
             let lots = client.get_lots().map_err(fail)?;
-            printer.lots(out, &lots).map_err(CliError::output)?;
+            printer.lots(out, &lots).map_err(output_failure)?;
             Exit::Ok
         }
         Command::Avail { lot } => {
             let free = client.get_availability(lot).map_err(fail)?;
             printer
                 .availability(out, lot, free)
-                .map_err(CliError::output)?;
+                .map_err(output_failure)?;
             Exit::Ok
         }
         Command::Reserve { lot, plate } => {
             let reserved = client.reserve(lot, plate).map_err(fail)?;
             printer
                 .reserved(out, lot, plate, reserved)
-                .map_err(CliError::output)?;
+                .map_err(output_failure)?;
             if reserved { Exit::Ok } else { Exit::Negative }
         }
         Command::Cancel { lot, plate } => {
             let cancelled = client.cancel(lot, plate).map_err(fail)?;
             printer
                 .cancelled(out, lot, plate, cancelled)
-                .map_err(CliError::output)?;
+                .map_err(output_failure)?;
             if cancelled { Exit::Ok } else { Exit::Negative }
         }
         Command::Ping => {
@@ -218,12 +201,12 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, CliError> {
             client.ping().map_err(fail)?;
             printer
                 .pong(out, &target, start.elapsed())
-                .map_err(CliError::output)?;
+                .map_err(output_failure)?;
             Exit::Ok
         }
         Command::Raw { words } => {
             let reply = client.call_text(&words.join(" ")).map_err(fail)?;
-            printer.raw(out, &reply).map_err(CliError::output)?;
+            printer.raw(out, &reply).map_err(output_failure)?;
             if reply.starts_with("ERR ") {
                 Exit::ServerError
             } else {
@@ -232,12 +215,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, CliError> {
         }
         Command::Smoke => {
             let plate = smoke::unique_plate();
-            let passed =
-                smoke::run(&mut client, &plate, out, cli.json).map_err(CliError::output)?;
+            let passed = smoke::run(&mut client, &plate, out, cli.json).map_err(output_failure)?;
             if passed { Exit::Ok } else { Exit::Negative }
         }
     };
-    out.flush().map_err(CliError::output)?;
+    out.flush().map_err(output_failure)?;
     Ok(exit)
 }
 

@@ -5,15 +5,10 @@
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
 
-use server::{Config, RunningServer, Server};
+use server::RunningServer;
 
 fn start_server() -> RunningServer {
-    let mut config = Config::ephemeral();
-    // Two cores are shared by every test; a handful of workers is plenty.
-    config.thread_pool_size = 2;
-    config.sensor_pool_size = 1;
-    config.notifier_threads = 1;
-    Server::start(config).unwrap()
+    testkit::start_server(|_| {})
 }
 
 fn parking_rpc(addr: SocketAddr, args: &[&str]) -> Output {

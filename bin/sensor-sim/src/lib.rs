@@ -18,16 +18,16 @@ pub mod walk;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use client::args::{parse_lot, parse_positive, parse_seconds};
-use client::{ClientError, ParkingClient, StopSignal};
+use client::cli::{parse_lot, parse_positive, parse_seconds};
+use client::{ClientError, Failure, ParkingClient};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use shutdown::ShutdownHandle;
 
 use crate::walk::{Mode, Walk};
 use crate::worker::{Stats, Summary, Worker};
@@ -99,23 +99,6 @@ pub struct Cli {
     pub timeout: Duration,
 }
 
-/// A failure before the sensors could start, reported as one line.
-#[derive(Debug)]
-pub struct SimError {
-    /// The line to print.
-    pub message: String,
-    /// The process exit code.
-    pub exit: u8,
-}
-
-impl fmt::Display for SimError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SimError {}
-
 impl Summary {
     /// The exit code for a finished run: 0 if anything was acknowledged, else 1.
     pub fn exit_code(&self) -> ExitCode {
@@ -136,7 +119,7 @@ struct LotStart {
 
 /// Runs the simulation until `--duration` passes or `stop` is triggered, and returns the
 /// summary. Fails only if `--rpc-port` was given and the lots could not be learned.
-pub fn run(cli: &Cli, stop: &StopSignal) -> Result<Summary, SimError> {
+pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
     let starts = learn_lots(cli)?;
     let sensors = cli.sensors.map_or(cli.lots.len(), usize::from).max(1);
     let seed = cli.seed.unwrap_or_else(clock_seed);
@@ -218,7 +201,7 @@ pub fn run(cli: &Cli, stop: &StopSignal) -> Result<Summary, SimError> {
 
 /// Capacities and occupancy per `--lots` entry: from the server with `--rpc-port`, else
 /// `--capacity` and empty lots.
-fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, SimError> {
+fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, Failure> {
     let Some(rpc_port) = cli.rpc_port else {
         return Ok(vec![
             LotStart {
@@ -229,9 +212,11 @@ fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, SimError> {
         ]);
     };
     let target = format!("{}:{rpc_port}", cli.host);
-    let unreachable = |err: ClientError| SimError {
-        message: format!("cannot learn the lots from the RPC port at {target}: {err}"),
-        exit: 2,
+    let unreachable = |err: ClientError| {
+        Failure::new(
+            2,
+            format!("cannot learn the lots from the RPC port at {target}: {err}"),
+        )
     };
     let mut rpc = ParkingClient::connect_with_timeout((cli.host.as_str(), rpc_port), cli.timeout)
         .map_err(unreachable)?;
@@ -253,13 +238,13 @@ fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, SimError> {
             known.get(lot).copied().ok_or_else(|| {
                 let mut ids: Vec<&str> = known.keys().map(String::as_str).collect();
                 ids.sort_unstable();
-                SimError {
-                    message: format!(
+                Failure::new(
+                    3,
+                    format!(
                         "lot {lot:?} is not on the server at {target} (it has {})",
                         ids.join(", ")
                     ),
-                    exit: 3,
-                }
+                )
             })
         })
         .collect()

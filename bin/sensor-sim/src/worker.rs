@@ -6,10 +6,11 @@ use std::fmt;
 use std::ops::AddAssign;
 use std::time::{Duration, Instant};
 
-use client::{Backoff, SensorClient, SensorClientError, StopSignal};
+use client::{Backoff, SensorClient, SensorClientError};
 use framing::sensor::SensorErrorCode;
 use rand::RngExt;
 use rand::rngs::SmallRng;
+use shutdown::ShutdownHandle;
 
 use crate::walk::{Mode, Walk};
 
@@ -105,7 +106,7 @@ pub struct Worker {
     /// This sensor's random stream.
     pub rng: SmallRng,
     /// Set by Ctrl-C.
-    pub stop: StopSignal,
+    pub stop: ShutdownHandle,
 }
 
 impl Worker {

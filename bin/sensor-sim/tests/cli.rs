@@ -8,22 +8,17 @@ use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 
-use server::{Config, RunningServer, Server};
+use server::{Config, RunningServer};
 
 fn start_server(sensor_port: u16) -> RunningServer {
     start_server_with(sensor_port, |_| {})
 }
 
 fn start_server_with(sensor_port: u16, tweak: impl FnOnce(&mut Config)) -> RunningServer {
-    let mut config = Config::ephemeral();
-    config.sensor_port = sensor_port;
-    // Two cores are shared by every test; a handful of workers is plenty.
-    config.thread_pool_size = 2;
-    config.sensor_pool_size = 1;
-    config.notifier_threads = 1;
-    config.shutdown_grace = 0.2;
-    tweak(&mut config);
-    Server::start(config).unwrap()
+    testkit::start_server(|config| {
+        config.sensor_port = sensor_port;
+        tweak(config);
+    })
 }
 
 /// Held while a child process is being started, and by a test while it restarts a server on

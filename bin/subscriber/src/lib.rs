@@ -13,14 +13,14 @@
 
 pub mod time;
 
-use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 
 use clap::Parser;
-use client::args::{parse_lot, parse_seconds};
-use client::{Backoff, OwnedEvent, StopSignal, SubscribeError, Subscription};
+use client::cli::{parse_lot, parse_seconds};
+use client::{Backoff, Failure, OwnedEvent, SubscribeError, Subscription};
 use framing::pubsub::{PubsubErrorCode, Topic};
+use shutdown::ShutdownHandle;
 
 /// How often a waiting subscriber looks at the stop signal (Ctrl-C): the longest it may take
 /// to notice it while no events arrive.
@@ -92,23 +92,6 @@ impl Cli {
     }
 }
 
-/// A reason to stop, reported as one line.
-#[derive(Debug)]
-pub struct SubscriberError {
-    /// The line to print.
-    pub message: String,
-    /// The process exit code.
-    pub exit: u8,
-}
-
-impl fmt::Display for SubscriberError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SubscriberError {}
-
 /// What went wrong, without the address (the caller's message names it already).
 fn cause(err: SubscribeError) -> String {
     match err {
@@ -133,7 +116,7 @@ pub fn format_event(event: &OwnedEvent) -> String {
 /// Fails if the first connection cannot be made (the address is probably wrong, so retrying
 /// would only hide it), if the server refuses the subscription, or if `out` fails; a reader
 /// that went away (a closed pipe) counts as a clean end.
-pub fn run(cli: &Cli, stop: &StopSignal, out: &mut dyn Write) -> Result<(), SubscriberError> {
+pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), Failure> {
     let topics = cli.topics();
     let described = if cli.lots.is_empty() {
         "every lot".to_owned()
@@ -161,19 +144,19 @@ pub fn run(cli: &Cli, stop: &StopSignal, out: &mut dyn Write) -> Result<(), Subs
                     continue;
                 }
                 Err(SubscribeError::Server(refusal)) => {
-                    return Err(SubscriberError {
-                        message: format!("{target} refused the subscription: {refusal}"),
-                        exit: 3,
-                    });
+                    return Err(Failure::new(
+                        3,
+                        format!("{target} refused the subscription: {refusal}"),
+                    ));
                 }
                 Err(err) if !subscribed_before => {
-                    return Err(SubscriberError {
-                        message: format!(
+                    return Err(Failure::new(
+                        2,
+                        format!(
                             "cannot subscribe on the pub/sub port at {target}: {}",
                             cause(err)
                         ),
-                        exit: 2,
-                    });
+                    ));
                 }
                 Err(err) => {
                     let delay = backoff.next_delay();
@@ -207,10 +190,7 @@ pub fn run(cli: &Cli, stop: &StopSignal, out: &mut dyn Write) -> Result<(), Subs
                         Ok(()) => {}
                         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
                         Err(err) => {
-                            return Err(SubscriberError {
-                                message: format!("cannot write the output: {err}"),
-                                exit: 1,
-                            });
+                            return Err(Failure::new(1, format!("cannot write the output: {err}")));
                         }
                     }
                     printed += 1;

@@ -9,17 +9,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use client::ParkingClient;
-use server::{Config, RunningServer, Server};
+use server::RunningServer;
 
 fn start_server(pubsub_port: u16) -> RunningServer {
-    let mut config = Config::ephemeral();
-    config.pubsub_port = pubsub_port;
-    // Two cores are shared by every test; a handful of workers is plenty.
-    config.thread_pool_size = 2;
-    config.sensor_pool_size = 1;
-    config.notifier_threads = 1;
-    config.shutdown_grace = 0.2;
-    Server::start(config).unwrap()
+    testkit::start_server(|config| config.pubsub_port = pubsub_port)
 }
 
 /// Held while a child process is being started, and by a test while it restarts a server on

@@ -41,7 +41,6 @@
 //! - `notifier`: the notifier threads, their wake-ups and poll schedule.
 //! - `connection`: one connection's non-blocking reading, command handling and writing.
 //! - `stats`: the counters behind [`BrokerStats`].
-//! - [`warn_limit`]: rate-limited warnings about misbehaving peers (also used by the server).
 
 #![forbid(unsafe_code)]
 
@@ -49,7 +48,6 @@ mod connection;
 mod notifier;
 mod registry;
 mod stats;
-pub mod warn_limit;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -66,7 +64,7 @@ use state::{Listener, LotChange, LotId};
 
 use crate::notifier::{Command, Timeouts};
 use crate::registry::Registry;
-use crate::warn_limit::WarnLimiter;
+use warn_limit::peer_warn;
 
 pub use crate::stats::BrokerStats;
 
@@ -160,7 +158,6 @@ pub struct Broker {
     /// Round-robin cursor over `notifiers`.
     next_notifier: AtomicUsize,
     config: BrokerConfig,
-    warnings: Mutex<WarnLimiter>,
 }
 
 impl fmt::Debug for Broker {
@@ -218,7 +215,6 @@ impl Broker {
             accepting: RwLock::new(true),
             next_notifier: AtomicUsize::new(0),
             config,
-            warnings: Mutex::new(WarnLimiter::new("pub/sub", Instant::now())),
         })
     }
 
@@ -247,12 +243,10 @@ impl Broker {
         }
         let counters = self.registry.counters();
         if !counters.try_add_connection(self.config.max_connections) {
-            if self.warnings.lock().allow(Instant::now()) {
-                log::warn!(
-                    "refused pub/sub client {peer}: {} connections already open",
-                    self.config.max_connections
-                );
-            }
+            peer_warn!(
+                "refused pub/sub client {peer}: {} connections already open",
+                self.config.max_connections
+            );
             let detail = format!(
                 "at most {} pub/sub connections are allowed",
                 self.config.max_connections

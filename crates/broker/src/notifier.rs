@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::connection::{BUSY_POLL, CloseReason, Connection, Context, IDLE_POLL};
 use crate::registry::Registry;
-use crate::warn_limit::WarnLimiter;
+use warn_limit::peer_warn;
 
 /// Shortest time between two deliveries triggered by the doorbell. During a burst of events
 /// this batches them (at 60,000 events/s, about 15 per write) instead of waking the notifier,
@@ -76,7 +76,6 @@ pub(crate) fn spawn(
             line_timeout: timeouts.line,
         },
         connections: Vec::new(),
-        warnings: WarnLimiter::new("pub/sub", Instant::now()),
     };
     let thread = thread::Builder::new()
         .name(format!("notifier-{number}"))
@@ -87,7 +86,6 @@ pub(crate) fn spawn(
 struct Notifier {
     ctx: Context,
     connections: Vec<Connection>,
-    warnings: WarnLimiter,
 }
 
 impl Notifier {
@@ -169,7 +167,6 @@ impl Notifier {
     fn close(&mut self, connection: Connection, reason: CloseReason) {
         let who = describe(&connection);
         let counters = self.ctx.registry.counters();
-        let now = Instant::now();
         match reason {
             CloseReason::PeerClosed => log::debug!("{who} closed the connection"),
             CloseReason::Io(error) => log::debug!("{who} dropped: {error}"),
@@ -178,42 +175,32 @@ impl Notifier {
                 // Redis disconnects slow subscribers outright and mini-redis lets them skip;
                 // we drop their oldest events and disconnect only those that stopped reading.
                 counters.slow_disconnect();
-                if self.warnings.allow(now) {
-                    log::warn!(
-                        "{who} disconnected: not reading, {drops} events dropped while its socket \
+                peer_warn!(
+                    "{who} disconnected: not reading, {drops} events dropped while its socket \
                          took no bytes"
-                    );
-                }
+                );
             }
             CloseReason::IdleTimeout => {
-                if self.warnings.allow(now) {
-                    log::warn!(
-                        "{who} closed: no SUBSCRIBE within {:?}",
-                        self.ctx.idle_timeout
-                    );
-                }
+                peer_warn!(
+                    "{who} closed: no SUBSCRIBE within {:?}",
+                    self.ctx.idle_timeout
+                );
             }
             CloseReason::LineTimeout => {
-                if self.warnings.allow(now) {
-                    log::warn!(
-                        "{who} closed: a line took longer than {:?}",
-                        self.ctx.line_timeout
-                    );
-                }
+                peer_warn!(
+                    "{who} closed: a line took longer than {:?}",
+                    self.ctx.line_timeout
+                );
             }
             CloseReason::WriteStalled => {
                 counters.slow_disconnect();
-                if self.warnings.allow(now) {
-                    log::warn!(
-                        "{who} closed: read nothing of its pending output for {:?}",
-                        self.ctx.line_timeout
-                    );
-                }
+                peer_warn!(
+                    "{who} closed: read nothing of its pending output for {:?}",
+                    self.ctx.line_timeout
+                );
             }
             CloseReason::LineTooLong => {
-                if self.warnings.allow(now) {
-                    log::warn!("{who} closed: sent a line over the length limit");
-                }
+                peer_warn!("{who} closed: sent a line over the length limit");
             }
         }
         connection.close(&self.ctx.registry);

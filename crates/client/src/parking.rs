@@ -239,10 +239,7 @@ impl ParkingClient {
     pub fn send(&mut self, request: &Request<'_>) -> Result<u32, ClientError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.out.clear();
-        let start = frame::begin(&mut self.out);
-        rpc::encode_json_request(&mut self.out, id, request);
-        self.finish_and_write(start)?;
+        self.write_frame(|out| rpc::encode_json_request(out, id, request))?;
         Ok(id)
     }
 
@@ -258,24 +255,14 @@ impl ParkingClient {
     /// Text aliases split on whitespace, so arguments containing whitespace are refused here
     /// (as `Io` with kind `InvalidInput`) rather than sent as a different request.
     pub fn send_text(&mut self, request: &Request<'_>) -> Result<(), ClientError> {
-        let has_space = |arg: &str| arg.is_empty() || arg.bytes().any(|b| b.is_ascii_whitespace());
-        let bad_arg = match request {
-            Request::GetAvailability { lot } => has_space(lot),
-            Request::Reserve { lot, plate } | Request::Cancel { lot, plate } => {
-                has_space(lot) || has_space(plate)
-            }
-            Request::GetLots | Request::Ping => false,
-        };
-        if bad_arg {
+        let has_space = |arg: &&str| arg.is_empty() || arg.bytes().any(|b| b.is_ascii_whitespace());
+        if request.with_args(|args| args.iter().any(has_space)) {
             return Err(ClientError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "text alias arguments must be non-empty and contain no whitespace",
             )));
         }
-        self.out.clear();
-        let start = frame::begin(&mut self.out);
-        rpc::encode_text_request(&mut self.out, request);
-        self.finish_and_write(start)
+        self.write_frame(|out| rpc::encode_text_request(out, request))
     }
 
     /// Reads the next reply as text (for the text aliases: `PONG`, `12`, `OK`, a JSON array,
@@ -290,16 +277,14 @@ impl ParkingClient {
 
     /// Sends `command` verbatim as one frame and returns the text reply.
     pub fn call_text(&mut self, command: &str) -> Result<String, ClientError> {
-        self.out.clear();
-        let start = frame::begin(&mut self.out);
-        self.out.extend_from_slice(command.as_bytes());
-        self.finish_and_write(start)?;
+        self.write_frame(|out| out.extend_from_slice(command.as_bytes()))?;
         self.recv_text().map(str::to_owned)
     }
 
-    /// Completes the frame started at `start` in `out` and writes it with one write.
-    fn finish_and_write(&mut self, start: usize) -> Result<(), ClientError> {
-        frame::finish(&mut self.out, start).map_err(|err| {
+    /// Writes one frame whose payload `body` encodes, with one write.
+    fn write_frame(&mut self, body: impl FnOnce(&mut Vec<u8>)) -> Result<(), ClientError> {
+        self.out.clear();
+        frame::encode_with(&mut self.out, body).map_err(|err| {
             ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))
         })?;
         self.reader.get_mut().write_all(&self.out)?;

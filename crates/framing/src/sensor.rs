@@ -3,30 +3,11 @@
 use std::fmt;
 use std::io::Write;
 
+pub use state::CountChange;
+
 /// Longest accepted command line, terminator excluded; a longer one is answered
 /// `ERR LINE_TOO_LONG` and the connection is closed.
 pub const MAX_LINE_LEN: usize = 1024;
-
-/// How a sensor reports occupancy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CountChange {
-    /// `n`: the lot has exactly `n` cars (a lot-level counter).
-    Set(u32),
-    /// `+k`: `k` cars came in (a gate counter).
-    Add(u32),
-    /// `-k`: `k` cars left.
-    Remove(u32),
-}
-
-impl fmt::Display for CountChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CountChange::Set(n) => write!(f, "{n}"),
-            CountChange::Add(k) => write!(f, "+{k}"),
-            CountChange::Remove(k) => write!(f, "-{k}"),
-        }
-    }
-}
 
 /// One sensor command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

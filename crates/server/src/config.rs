@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use state::{LotId, LotSpec};
 
 /// The file read when no `--config` is given, from the current directory.
@@ -21,7 +21,12 @@ pub struct LotConfig {
     pub capacity: u32,
 }
 
-/// Every setting of the server. Durations are in seconds (fractions allowed).
+/// Longest duration any setting takes, in seconds (about 31 years), so that every deadline
+/// computed from a setting fits in an `Instant`.
+pub const MAX_SECONDS: f64 = 1e9;
+
+/// Every setting of the server. Durations are written in seconds (fractions allowed) and read
+/// into [`Duration`]s once, here.
 ///
 /// Unknown keys are an error: a misspelt key must not be silently ignored.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,15 +46,19 @@ pub struct Config {
     pub sensor_pool_size: usize,
     /// Listen backlog: connections the kernel queues before `accept`.
     pub backlog: u32,
-    /// How long a reservation lives, in seconds.
-    pub reservation_ttl: f64,
-    /// How often expired reservations are purged at the latest, in seconds.
-    pub purge_interval: f64,
-    /// A connection that sends nothing for this long is closed, in seconds.
-    pub idle_timeout: f64,
-    /// A request (frame or line) that has started must complete within this, in seconds; a
-    /// peer that stops reading replies for this long is closed too.
-    pub frame_timeout: f64,
+    /// How long a reservation lives.
+    #[serde(deserialize_with = "seconds")]
+    pub reservation_ttl: Duration,
+    /// How often expired reservations are purged at the latest.
+    #[serde(deserialize_with = "seconds")]
+    pub purge_interval: Duration,
+    /// A connection that sends nothing for this long is closed.
+    #[serde(deserialize_with = "seconds")]
+    pub idle_timeout: Duration,
+    /// A request (frame or line) that has started must complete within this; a peer that
+    /// stops reading replies for this long is closed too.
+    #[serde(deserialize_with = "seconds")]
+    pub frame_timeout: Duration,
     /// How long a worker waits on a quiet connection before serving another one that is
     /// waiting, in milliseconds. Smaller is fairer to waiting connections and costs more wake-ups.
     pub scheduling_slice_ms: u64,
@@ -65,8 +74,9 @@ pub struct Config {
     /// Kernel send buffer per subscriber socket in bytes; small, so that a subscriber that
     /// stops reading is noticed after a bounded number of events.
     pub subscriber_send_buffer: usize,
-    /// On shutdown, how long in-flight replies and queued events may take to drain, in seconds.
-    pub shutdown_grace: f64,
+    /// On shutdown, how long in-flight replies and queued events may take to drain.
+    #[serde(deserialize_with = "seconds")]
+    pub shutdown_grace: Duration,
     /// The lots, in the order `getLots` reports them.
     pub lots: Vec<LotConfig>,
 }
@@ -86,17 +96,17 @@ impl Default for Config {
             thread_pool_size: 16,
             sensor_pool_size: 4,
             backlog: 128,
-            reservation_ttl: 300.0,
-            purge_interval: 30.0,
-            idle_timeout: 300.0,
-            frame_timeout: 10.0,
+            reservation_ttl: Duration::from_secs(300),
+            purge_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            frame_timeout: Duration::from_secs(10),
             scheduling_slice_ms: 5,
             max_connections: 1024,
             subscriber_queue_size: 64,
             max_overflow_drops: 10,
             notifier_threads: 2,
             subscriber_send_buffer: 32 * 1024,
-            shutdown_grace: 2.0,
+            shutdown_grace: Duration::from_secs(2),
             lots: vec![lot("A", 100), lot("B", 50), lot("C", 200)],
         }
     }
@@ -196,11 +206,11 @@ pub struct ConfigOverrides {
     #[arg(long)]
     pub sensor_pool_size: Option<usize>,
     /// Reservation lifetime in seconds (`reservation_ttl`).
-    #[arg(long)]
-    pub reservation_ttl: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub reservation_ttl: Option<Duration>,
     /// Idle connection timeout in seconds (`idle_timeout`).
-    #[arg(long)]
-    pub idle_timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub idle_timeout: Option<Duration>,
     /// Open connections allowed per port (`max_connections`).
     #[arg(long)]
     pub max_connections: Option<usize>,
@@ -312,28 +322,33 @@ impl Config {
         if self.scheduling_slice_ms == 0 || self.scheduling_slice_ms > 1000 {
             return invalid("scheduling_slice_ms", "must be from 1 to 1000");
         }
-        for (key, seconds) in [
+        for (key, duration) in [
             ("reservation_ttl", self.reservation_ttl),
             ("purge_interval", self.purge_interval),
             ("idle_timeout", self.idle_timeout),
             ("frame_timeout", self.frame_timeout),
         ] {
-            if !(seconds.is_finite() && seconds > 0.0 && seconds <= 1e9) {
-                return invalid(
-                    key,
-                    &format!("must be a positive number of seconds, got {seconds}"),
-                );
+            if duration.is_zero() {
+                return invalid(key, "must be a positive number of seconds, got 0");
             }
         }
-        if !(self.shutdown_grace.is_finite() && (0.0..=3600.0).contains(&self.shutdown_grace)) {
+        if self.shutdown_grace > MAX_GRACE {
             return invalid("shutdown_grace", "must be from 0 to 3600 seconds");
         }
-        let ports = [self.rpc_port, self.sensor_port, self.pubsub_port];
-        for (i, port) in ports.iter().enumerate() {
-            if *port != 0 && ports[..i].contains(port) {
+        let ports = [
+            ("rpc_port", self.rpc_port),
+            ("sensor_port", self.sensor_port),
+            ("pubsub_port", self.pubsub_port),
+        ];
+        // Reported under the first key of the clashing pair; the reason names both.
+        for (i, &(key, port)) in ports.iter().enumerate() {
+            if let Some((other, _)) = ports[i + 1..]
+                .iter()
+                .find(|&&(_, p)| port != 0 && p == port)
+            {
                 return invalid(
-                    "rpc_port",
-                    &format!("port {port} is used for two protocols"),
+                    key,
+                    &format!("port {port} is used by both {key} and {other}"),
                 );
             }
         }
@@ -365,31 +380,6 @@ impl Config {
             .collect()
     }
 
-    /// `reservation_ttl` as a duration.
-    pub fn reservation_ttl(&self) -> Duration {
-        Duration::from_secs_f64(self.reservation_ttl)
-    }
-
-    /// `purge_interval` as a duration.
-    pub fn purge_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.purge_interval)
-    }
-
-    /// `idle_timeout` as a duration.
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.idle_timeout)
-    }
-
-    /// `frame_timeout` as a duration.
-    pub fn frame_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.frame_timeout)
-    }
-
-    /// `shutdown_grace` as a duration.
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs_f64(self.shutdown_grace)
-    }
-
     /// A configuration for tests and embedding: every port 0 (ephemeral) on 127.0.0.1.
     pub fn ephemeral() -> Config {
         Config {
@@ -399,6 +389,38 @@ impl Config {
             ..Config::default()
         }
     }
+}
+
+/// Longest `shutdown_grace`.
+const MAX_GRACE: Duration = Duration::from_secs(3600);
+
+/// A number of seconds as a duration, or why it cannot be one.
+fn duration_from_seconds(secs: f64) -> Result<Duration, String> {
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!(
+            "must be a non-negative number of seconds, got {secs}"
+        ));
+    }
+    if secs > MAX_SECONDS {
+        return Err(format!(
+            "{secs} seconds is too large (at most {MAX_SECONDS}, about 31 years)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Deserialises a duration written as a number of seconds.
+fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let secs = f64::deserialize(deserializer)?;
+    duration_from_seconds(secs).map_err(serde::de::Error::custom)
+}
+
+/// Parses a command-line duration in seconds (the file's rules).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    duration_from_seconds(secs)
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {
@@ -467,7 +489,56 @@ mod tests {
         );
         assert_eq!(invalid_key(r#"{"reservation_ttl": 0}"#), "reservation_ttl");
         assert_eq!(invalid_key(r#"{"rpc_port": 9001}"#), "rpc_port");
+        for (json, key, reason) in [
+            (
+                r#"{"sensor_port": 9100, "pubsub_port": 9100}"#,
+                "sensor_port",
+                "port 9100 is used by both sensor_port and pubsub_port",
+            ),
+            (
+                r#"{"rpc_port": 9100, "pubsub_port": 9100}"#,
+                "rpc_port",
+                "port 9100 is used by both rpc_port and pubsub_port",
+            ),
+        ] {
+            match Config::from_json(json) {
+                Err(ConfigError::Invalid {
+                    key: got,
+                    reason: why,
+                }) => {
+                    assert_eq!((got, why.as_str()), (key, reason), "{json}");
+                }
+                other => panic!("{json}: expected Invalid, got {other:?}"),
+            }
+        }
+        assert!(
+            Config::from_json(r#"{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0}"#).is_ok()
+        );
         assert_eq!(invalid_key(r#"{"host": " "}"#), "host");
+    }
+
+    #[test]
+    fn durations_are_seconds_within_bounds() {
+        let config = Config::from_json(r#"{"idle_timeout": 0.25, "shutdown_grace": 0}"#).unwrap();
+        assert_eq!(config.idle_timeout, Duration::from_millis(250));
+        assert_eq!(config.shutdown_grace, Duration::ZERO);
+        for (json, says) in [
+            (r#"{"idle_timeout": -1}"#, "non-negative"),
+            (r#"{"idle_timeout": 1e30}"#, "too large"),
+            (r#"{"frame_timeout": 1000000001}"#, "too large"),
+            (r#"{"reservation_ttl": "300"}"#, "invalid type"),
+        ] {
+            match Config::from_json(json) {
+                Err(err @ ConfigError::Parse { .. }) => {
+                    assert!(err.to_string().contains(says), "{json}: {err}");
+                }
+                other => panic!("{json}: expected a parse error, got {other:?}"),
+            }
+        }
+        assert_eq!(invalid_key(r#"{"shutdown_grace": 3601}"#), "shutdown_grace");
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("x").is_err());
+        assert!(parse_seconds("-2").is_err());
     }
 
     #[test]
@@ -483,12 +554,12 @@ mod tests {
         config
             .apply(&ConfigOverrides {
                 rpc_port: Some(0),
-                reservation_ttl: Some(1.5),
+                reservation_ttl: Some(Duration::from_millis(1500)),
                 ..ConfigOverrides::default()
             })
             .unwrap();
         assert_eq!(config.rpc_port, 0);
-        assert_eq!(config.reservation_ttl(), Duration::from_millis(1500));
+        assert_eq!(config.reservation_ttl, Duration::from_millis(1500));
         let bad = ConfigOverrides {
             thread_pool_size: Some(0),
             ..ConfigOverrides::default()

@@ -16,12 +16,13 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use shutdown::ShutdownHandle;
 use threadpool::ThreadPool;
 
-use crate::warn_limit::peer_warn;
+use warn_limit::peer_warn;
 
 /// Initial size of a connection's read buffer; it grows for a large request and shrinks back.
 const INITIAL_BUFFER: usize = 4 * 1024;
@@ -83,7 +84,7 @@ pub struct Scheduler<P: Protocol> {
     config: SchedulerConfig,
     pool: ThreadPool,
     stats: Arc<ConnectionStats>,
-    shutdown: Arc<AtomicBool>,
+    shutdown: ShutdownHandle,
 }
 
 /// Why a turn ended.
@@ -181,7 +182,7 @@ impl Connection {
 
 impl<P: Protocol> Scheduler<P> {
     /// A scheduler with its own pool of `config.workers` threads.
-    pub fn new(protocol: P, config: SchedulerConfig, shutdown: Arc<AtomicBool>) -> Arc<Self> {
+    pub fn new(protocol: P, config: SchedulerConfig, shutdown: ShutdownHandle) -> Arc<Self> {
         let pool = threadpool::Builder::new()
             .num_threads(config.workers)
             .thread_name(format!("{}-worker", protocol.name()))
@@ -336,7 +337,7 @@ impl<P: Protocol> Scheduler<P> {
                     }
                     Err(err) if is_timeout(&err) => {
                         let stalled = *conn.write_stalled_since.get_or_insert_with(Instant::now);
-                        if self.shutdown.load(Ordering::Relaxed)
+                        if self.shutdown.is_triggered()
                             || stalled.elapsed() >= self.config.frame_timeout
                         {
                             return TurnEnd::Close(CloseReason::WriteStalled);
@@ -361,7 +362,7 @@ impl<P: Protocol> Scheduler<P> {
             if conn.closing {
                 return TurnEnd::Close(CloseReason::Protocol);
             }
-            if self.shutdown.load(Ordering::Relaxed) {
+            if self.shutdown.is_triggered() {
                 return TurnEnd::Close(CloseReason::Shutdown);
             }
             if self.others_waiting() && turn_started.elapsed() >= TURN_BUDGET {

@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use framing::frame::{self, Decoded, FrameError};
-use framing::rpc::{
-    self, CancelReply, ErrorCode, LotStatus, Reply, Request, ReserveReply, WireError,
-};
-use state::{CancelOutcome, ParkingState, Plate, ReserveOutcome, UnknownLot};
+use framing::rpc::{self, ErrorCode, LotStatus, Reply, Request, WireError};
+use state::{ParkingState, Plate, UnknownLot};
+use warn_limit::peer_warn;
 
 use crate::connection::{Protocol, Served};
-use crate::warn_limit::peer_warn;
 
 /// Answers RPC requests from the shared state.
 pub struct RpcProtocol {
@@ -62,18 +60,11 @@ impl RpcProtocol {
             }
             Request::Reserve { lot, plate: text } => {
                 let outcome = self.state.reserve(lot, plate(text)?).map_err(unknown_lot)?;
-                Reply::Reserve(match outcome {
-                    ReserveOutcome::Reserved => ReserveReply::Reserved,
-                    ReserveOutcome::Full => ReserveReply::Full,
-                    ReserveOutcome::AlreadyReserved => ReserveReply::Exists,
-                })
+                Reply::Reserve(outcome)
             }
             Request::Cancel { lot, plate: text } => {
                 let outcome = self.state.cancel(lot, plate(text)?).map_err(unknown_lot)?;
-                Reply::Cancel(match outcome {
-                    CancelOutcome::Cancelled => CancelReply::Cancelled,
-                    CancelOutcome::NotFound => CancelReply::NotFound,
-                })
+                Reply::Cancel(outcome)
             }
         })
     }
@@ -81,40 +72,40 @@ impl RpcProtocol {
     /// Appends the reply frame for one request payload.
     fn answer(&self, payload: &[u8], out: &mut Vec<u8>, peer: SocketAddr) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let start = frame::begin(out);
-        if rpc::is_json(payload) {
-            match rpc::decode_json_request(payload) {
-                Ok((rpc_id, request)) => {
-                    let result = self.execute(&request);
-                    log_outcome(peer, &request, result.as_ref().err());
-                    rpc::encode_json_reply(out, Some(rpc_id), result.as_ref());
+        let json = rpc::is_json(payload);
+        let framed = frame::encode_with(out, |out| {
+            if json {
+                match rpc::decode_json_request(payload) {
+                    Ok((rpc_id, request)) => {
+                        let result = self.execute(&request);
+                        log_outcome(peer, &request, result.as_ref().err());
+                        rpc::encode_json_reply(out, Some(rpc_id), result.as_ref());
+                    }
+                    Err(rejected) => {
+                        warn_malformed(peer, &rejected.error);
+                        rpc::encode_json_reply(out, rejected.rpc_id, Err(&rejected.error));
+                    }
                 }
-                Err(rejected) => {
-                    warn_malformed(peer, &rejected.error);
-                    rpc::encode_json_reply(out, rejected.rpc_id, Err(&rejected.error));
+            } else {
+                match rpc::decode_text_request(payload) {
+                    Ok(request) => {
+                        let result = self.execute(&request);
+                        log_outcome(peer, &request, result.as_ref().err());
+                        rpc::encode_text_reply(out, result.as_ref());
+                    }
+                    Err(error) => {
+                        warn_malformed(peer, &error);
+                        rpc::encode_text_reply(out, Err(&error));
+                    }
                 }
             }
-        } else {
-            match rpc::decode_text_request(payload) {
-                Ok(request) => {
-                    let result = self.execute(&request);
-                    log_outcome(peer, &request, result.as_ref().err());
-                    rpc::encode_text_reply(out, result.as_ref());
-                }
-                Err(error) => {
-                    warn_malformed(peer, &error);
-                    rpc::encode_text_reply(out, Err(&error));
-                }
-            }
-        }
-        if let Err(err) = frame::finish(out, start) {
+        });
+        if let Err(err) = framed {
             // Only a getLots over thousands of lots could get here; say so instead of sending
             // a frame the peer must refuse.
             log::error!("rpc {peer}: reply not sent: {err}");
             let error = WireError::new(ErrorCode::BadRequest, "reply would exceed the frame limit");
-            let start = frame::begin(out);
-            rpc::encode_text_reply(out, Err(&error));
-            let _ = frame::finish(out, start);
+            let _ = frame::encode_with(out, |out| rpc::encode_text_reply(out, Err(&error)));
         }
     }
 }
@@ -166,9 +157,10 @@ impl Protocol for RpcProtocol {
                         ),
                     );
                     peer_warn!("rpc {peer}: {error}");
-                    let start = frame::begin(out);
-                    rpc::encode_json_reply(out, None, Err(&error));
-                    let _ = frame::finish(out, start);
+                    // A short error always fits in a frame.
+                    let _ = frame::encode_with(out, |out| {
+                        rpc::encode_json_reply(out, None, Err(&error));
+                    });
                     return Served {
                         consumed: input.len(),
                         close: true,
@@ -191,8 +183,6 @@ impl Protocol for RpcProtocol {
             ErrorCode::Busy,
             format!("server is at its limit of {max_connections} connections; try again later"),
         );
-        let start = frame::begin(out);
-        rpc::encode_json_reply(out, None, Err(&error));
-        let _ = frame::finish(out, start);
+        let _ = frame::encode_with(out, |out| rpc::encode_json_reply(out, None, Err(&error)));
     }
 }

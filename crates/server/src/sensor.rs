@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use framing::line::{self, Decoded};
 use framing::sensor::{
-    self, CountChange, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
+    self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
 };
-use state::{OccupancyChange, ParkingState, UnknownLot};
+use state::{ParkingState, UnknownLot};
+use warn_limit::peer_warn;
 
 use crate::connection::{Protocol, Served};
-use crate::warn_limit::peer_warn;
 
 /// Applies sensor reports to the shared state.
 pub struct SensorProtocol {
@@ -42,14 +42,9 @@ impl SensorProtocol {
             SensorCommand::Ping => return Ok(SensorReply::Pong),
             SensorCommand::Update { lot, change } => (lot, change),
         };
-        let occupancy = match change {
-            CountChange::Set(n) => OccupancyChange::Set(n),
-            CountChange::Add(k) => OccupancyChange::Increase(k),
-            CountChange::Remove(k) => OccupancyChange::Decrease(k),
-        };
         let update = self
             .state
-            .update_occupancy(lot, occupancy)
+            .update_occupancy(lot, change)
             .map_err(|UnknownLot(lot)| {
                 SensorError::new(
                     SensorErrorCode::UnknownLot,

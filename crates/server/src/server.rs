@@ -4,13 +4,13 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use broker::{Broker, BrokerConfig};
-use crossbeam_channel::{Receiver, Sender};
-use state::{ParkingState, Purger, SetupError, SystemClock};
+use shutdown::ShutdownHandle;
+use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 
 use crate::config::Config;
 use crate::connection::{Scheduler, SchedulerConfig};
@@ -100,38 +100,55 @@ impl fmt::Display for Summary {
     }
 }
 
-/// Raises the shutdown flag from anywhere (a signal handler, a test); cheap to clone.
-#[derive(Debug, Clone)]
-pub struct ShutdownHandle {
-    flag: Arc<AtomicBool>,
-    requested: Sender<()>,
+/// A server to start: its configuration and what the caller supplies besides.
+///
+/// ```no_run
+/// # fn main() -> Result<(), server::StartError> {
+/// let shutdown = shutdown::ShutdownHandle::new();
+/// let running = server::Server::new(server::Config::ephemeral()).start(shutdown.clone())?;
+/// // Elsewhere (a signal handler): shutdown.trigger();
+/// let summary = running.wait();
+/// # Ok(())
+/// # }
+/// ```
+pub struct Server {
+    config: Config,
+    clock: Arc<dyn Clock>,
 }
 
-impl ShutdownHandle {
-    /// Asks the server to stop; [`RunningServer::wait`] then returns. Idempotent.
-    pub fn trigger(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        // Full means a request is already pending.
-        let _ = self.requested.try_send(());
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
-/// The server's entry point.
-#[derive(Debug)]
-pub struct Server;
-
 impl Server {
-    /// Binds the three ports and starts every thread. Returns once the server is accepting.
-    pub fn start(config: Config) -> Result<RunningServer, StartError> {
+    /// A server for `config`, on the system clock.
+    pub fn new(config: Config) -> Self {
+        Server {
+            config,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Runs the state on `clock` instead of the system clock (tests of expiry use a manual
+    /// one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Binds the three ports and starts every thread; returns once the server is accepting.
+    /// Triggering `shutdown` (from a signal handler, say) makes [`RunningServer::wait`]
+    /// return after a graceful stop.
+    pub fn start(self, shutdown: ShutdownHandle) -> Result<RunningServer, StartError> {
+        let Server { config, clock } = self;
         let state = Arc::new(
-            ParkingState::new(
-                config.lot_specs(),
-                config.reservation_ttl(),
-                Arc::new(SystemClock),
-            )
-            .map_err(StartError::State)?,
+            ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::State)?,
         );
-        let shutdown = Arc::new(AtomicBool::new(false));
         let rpc_listener = listener::bind("rpc", &config.host, config.rpc_port, config.backlog)?;
         let sensor_listener =
             listener::bind("sensor", &config.host, config.sensor_port, config.backlog)?;
@@ -149,31 +166,31 @@ impl Server {
                 queue_size: config.subscriber_queue_size,
                 max_overflow_drops: config.max_overflow_drops,
                 notifier_threads: config.notifier_threads,
-                idle_timeout: config.idle_timeout(),
-                line_timeout: config.frame_timeout(),
+                idle_timeout: config.idle_timeout,
+                line_timeout: config.frame_timeout,
                 max_connections: config.max_connections,
                 send_buffer: config.subscriber_send_buffer,
             },
         )?);
         state.add_listener(broker.listener());
-        let purger = Purger::spawn(Arc::clone(&state), config.purge_interval())?;
+        let purger = Purger::spawn(Arc::clone(&state), config.purge_interval)?;
 
         let scheduler_config = |workers| SchedulerConfig {
             workers,
             slice: Duration::from_millis(config.scheduling_slice_ms),
-            idle_timeout: config.idle_timeout(),
-            frame_timeout: config.frame_timeout(),
+            idle_timeout: config.idle_timeout,
+            frame_timeout: config.frame_timeout,
             max_connections: config.max_connections,
         };
         let rpc = Scheduler::new(
             RpcProtocol::new(Arc::clone(&state)),
             scheduler_config(config.thread_pool_size),
-            Arc::clone(&shutdown),
+            shutdown.clone(),
         );
         let sensor = Scheduler::new(
             SensorProtocol::new(Arc::clone(&state)),
             scheduler_config(config.sensor_pool_size),
-            Arc::clone(&shutdown),
+            shutdown.clone(),
         );
 
         let mut accept_threads = Vec::with_capacity(3);
@@ -181,21 +198,21 @@ impl Server {
         accept_threads.push(listener::spawn_accept_loop(
             "rpc",
             rpc_listener,
-            Arc::clone(&shutdown),
+            shutdown.clone(),
             move |stream, peer| scheduler.admit(stream, peer),
         )?);
         let scheduler = Arc::clone(&sensor);
         accept_threads.push(listener::spawn_accept_loop(
             "sensor",
             sensor_listener,
-            Arc::clone(&shutdown),
+            shutdown.clone(),
             move |stream, peer| scheduler.admit(stream, peer),
         )?);
         let subscribers = Arc::clone(&broker);
         accept_threads.push(listener::spawn_accept_loop(
             "pubsub",
             pubsub_listener,
-            Arc::clone(&shutdown),
+            shutdown.clone(),
             move |stream, peer| subscribers.attach(stream, peer),
         )?);
 
@@ -214,21 +231,16 @@ impl Server {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        let (requested, shutdown_requested) = crossbeam_channel::bounded(1);
         Ok(RunningServer {
             addrs,
             state,
-            shutdown: ShutdownHandle {
-                flag: shutdown,
-                requested,
-            },
-            shutdown_requested,
+            shutdown,
             accept_threads,
             rpc,
             sensor,
             broker,
             purger: Some(purger),
-            grace: config.shutdown_grace(),
+            grace: config.shutdown_grace,
             stopped: false,
         })
     }
@@ -246,7 +258,6 @@ pub struct RunningServer {
     addrs: Addresses,
     state: Arc<ParkingState>,
     shutdown: ShutdownHandle,
-    shutdown_requested: Receiver<()>,
     accept_threads: Vec<JoinHandle<()>>,
     rpc: Arc<Scheduler<RpcProtocol>>,
     sensor: Arc<Scheduler<SensorProtocol>>,
@@ -282,14 +293,14 @@ impl RunningServer {
         &self.broker
     }
 
-    /// A handle that can stop the server from another thread.
+    /// The handle the server was started with: triggering it stops the server.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
     }
 
-    /// Blocks until a shutdown is triggered, then stops gracefully.
+    /// Blocks until the shutdown handle is triggered, then stops gracefully.
     pub fn wait(mut self) -> Summary {
-        let _ = self.shutdown_requested.recv();
+        self.shutdown.wait();
         self.stop()
     }
 
@@ -324,7 +335,7 @@ impl RunningServer {
         }
         self.stopped = true;
         let started = Instant::now();
-        self.shutdown.flag.store(true, Ordering::SeqCst);
+        self.shutdown.trigger();
         for addr in [self.addrs.rpc, self.addrs.sensor, self.addrs.pubsub] {
             listener::wake(addr);
         }

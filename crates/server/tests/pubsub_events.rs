@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{RawLines, RawRpc, start, start_with};
 use serde_json::Value;
 
@@ -48,7 +50,7 @@ fn reserve_cancel_and_sensor_updates_publish() {
 
 #[test]
 fn expiry_publishes_without_any_request() {
-    let server = start_with(|config| config.reservation_ttl = 0.2);
+    let server = start_with(|config| config.reservation_ttl = Duration::from_millis(200));
     let mut subscriber = subscribe(&server, "ALL");
     let mut rpc = RawRpc::connect(server.rpc_addr());
     assert_eq!(rpc.text("RESERVE C P1"), "OK");

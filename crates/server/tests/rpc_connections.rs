@@ -136,9 +136,9 @@ fn racing_reservations_never_overbook() {
 #[test]
 fn reservations_stop_counting_at_expiry_without_the_purge() {
     let server = start_with(|config| {
-        config.reservation_ttl = 0.3;
+        config.reservation_ttl = Duration::from_millis(300);
         // The purge never runs during this test; reads alone must see the expiry.
-        config.purge_interval = 3600.0;
+        config.purge_interval = Duration::from_secs(3600);
     });
     let mut rpc = RawRpc::connect(server.rpc_addr());
     let reserved_at = Instant::now();
@@ -184,8 +184,8 @@ fn idle_connections_do_not_lock_anyone_out() {
 #[test]
 fn idle_and_stalled_connections_are_closed_after_their_timeouts() {
     let server = start_with(|config| {
-        config.idle_timeout = 0.3;
-        config.frame_timeout = 0.3;
+        config.idle_timeout = Duration::from_millis(300);
+        config.frame_timeout = Duration::from_millis(300);
     });
     let mut idle = RawRpc::connect(server.rpc_addr());
     let mut stalled = RawRpc::connect(server.rpc_addr());

@@ -1,11 +1,15 @@
-//! One lot's counters and reservations. Not thread-safe by itself: [`crate::ParkingState`] keeps
-//! each `Lot` behind its own lock.
+//! One lot's counters and reservations, and the outcomes of the operations on it. Not
+//! thread-safe by itself: [`crate::ParkingState`] keeps each `Lot` behind its own lock.
+//!
+//! The outcome types are the product's one vocabulary for them: the wire codecs (`framing`)
+//! encode these same types, so a state outcome, a wire reply and a client result cannot
+//! drift apart.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::time::Instant;
 
 use crate::ids::Plate;
-use crate::parking::{CancelOutcome, OccupancyChange, ReserveOutcome};
 
 /// Stale expiry entries (left behind by cancels) tolerated per live reservation before the
 /// expiry queue is rebuilt; keeps memory proportional to live reservations under churn.
@@ -13,6 +17,49 @@ const STALE_ENTRY_RATIO: usize = 2;
 /// Queue length below which stale entries are never worth a rebuild.
 const MIN_COMPACT_LEN: usize = 64;
 
+/// Result of a reservation ([`crate::ParkingState::reserve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// A space is held for the plate until the TTL runs out.
+    Reserved,
+    /// Occupied plus reserved spaces already reach the capacity.
+    Full,
+    /// The plate already holds a live reservation in this lot.
+    Exists,
+}
+
+/// Result of a cancellation ([`crate::ParkingState::cancel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The plate's live reservation was removed.
+    Cancelled,
+    /// The plate held no live reservation in this lot.
+    NotFound,
+}
+
+/// A sensor's report about a lot's occupancy count; `Display` writes it as the sensor port
+/// does (`n`, `+k`, `-k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountChange {
+    /// `n`: exactly `n` spaces are occupied (a lot-level counter).
+    Set(u32),
+    /// `+k`: `k` more cars came in (a gate counter).
+    Add(u32),
+    /// `-k`: `k` cars left.
+    Remove(u32),
+}
+
+impl fmt::Display for CountChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CountChange::Set(n) => write!(f, "{n}"),
+            CountChange::Add(k) => write!(f, "+{k}"),
+            CountChange::Remove(k) => write!(f, "-{k}"),
+        }
+    }
+}
+
+/// One lot's counters and reservations.
 #[derive(Debug)]
 pub(crate) struct Lot {
     pub(crate) capacity: u32,
@@ -71,7 +118,7 @@ impl Lot {
     /// The check-and-set; the caller has purged expired reservations first.
     pub(crate) fn reserve(&mut self, plate: Plate, expires_at: Instant) -> ReserveOutcome {
         if self.reservations.contains_key(&plate) {
-            return ReserveOutcome::AlreadyReserved;
+            return ReserveOutcome::Exists;
         }
         if u64::from(self.occupied) + u64::from(self.reserved()) >= u64::from(self.capacity) {
             return ReserveOutcome::Full;
@@ -96,11 +143,11 @@ impl Lot {
     }
 
     /// Applies a sensor report, clamped to `[0, capacity]`; returns whether it was clamped.
-    pub(crate) fn apply(&mut self, change: OccupancyChange) -> bool {
+    pub(crate) fn apply(&mut self, change: CountChange) -> bool {
         let wanted = match change {
-            OccupancyChange::Set(n) => i64::from(n),
-            OccupancyChange::Increase(k) => i64::from(self.occupied) + i64::from(k),
-            OccupancyChange::Decrease(k) => i64::from(self.occupied) - i64::from(k),
+            CountChange::Set(n) => i64::from(n),
+            CountChange::Add(k) => i64::from(self.occupied) + i64::from(k),
+            CountChange::Remove(k) => i64::from(self.occupied) - i64::from(k),
         };
         let clamped = wanted.clamp(0, i64::from(self.capacity));
         // Clamped into [0, capacity], which fits in u32.
@@ -157,12 +204,12 @@ mod tests {
     #[test]
     fn sensor_updates_clamp() {
         let mut lot = Lot::new(5);
-        assert!(!lot.apply(OccupancyChange::Set(5)));
-        assert!(lot.apply(OccupancyChange::Increase(1)));
+        assert!(!lot.apply(CountChange::Set(5)));
+        assert!(lot.apply(CountChange::Add(1)));
         assert_eq!(lot.occupied, 5);
-        assert!(lot.apply(OccupancyChange::Decrease(u32::MAX)));
+        assert!(lot.apply(CountChange::Remove(u32::MAX)));
         assert_eq!(lot.occupied, 0);
-        assert!(lot.apply(OccupancyChange::Set(6)));
+        assert!(lot.apply(CountChange::Set(6)));
         assert_eq!(lot.occupied, 5);
     }
 }

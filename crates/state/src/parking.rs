@@ -9,7 +9,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::clock::Clock;
 use crate::ids::{LotId, Plate};
-use crate::lot::Lot;
+use crate::lot::{CancelOutcome, CountChange, Lot, ReserveOutcome};
 
 /// A lot as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,37 +33,6 @@ pub struct LotSnapshot {
     pub reserved: u32,
     /// `max(0, capacity - occupied - reserved)`.
     pub free: u32,
-}
-
-/// Result of [`ParkingState::reserve`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReserveOutcome {
-    /// A space is held for the plate until the TTL runs out.
-    Reserved,
-    /// Occupied plus reserved spaces already reach the capacity.
-    Full,
-    /// The plate already holds a live reservation in this lot.
-    AlreadyReserved,
-}
-
-/// Result of [`ParkingState::cancel`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The plate's live reservation was removed.
-    Cancelled,
-    /// The plate held no live reservation in this lot.
-    NotFound,
-}
-
-/// A sensor's report about a lot's occupancy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OccupancyChange {
-    /// Exactly `n` spaces are occupied.
-    Set(u32),
-    /// `k` more cars came in.
-    Increase(u32),
-    /// `k` cars left.
-    Decrease(u32),
 }
 
 /// Result of [`ParkingState::update_occupancy`].
@@ -131,7 +100,9 @@ impl fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
-struct Slot {
+/// A lot as the state shares it: the lot behind its lock, and the queue of its changes on
+/// their way to the listeners.
+struct LotEntry {
     id: LotId,
     lot: Mutex<Lot>,
     /// Changes made but not yet handed to the listeners, in the order they were made (they
@@ -145,7 +116,7 @@ struct Slot {
 /// Every lot's occupancy and reservations, safe to share between threads.
 pub struct ParkingState {
     /// In configuration order, which is the order `getLots` reports.
-    slots: Vec<Slot>,
+    entries: Vec<LotEntry>,
     index: HashMap<LotId, usize>,
     ttl: Duration,
     clock: Arc<dyn Clock>,
@@ -177,27 +148,27 @@ impl ParkingState {
         if ttl.is_zero() {
             return Err(SetupError::ZeroTtl);
         }
-        let mut slots = Vec::new();
+        let mut entries = Vec::new();
         let mut index = HashMap::new();
         for spec in lots {
             if spec.capacity == 0 {
                 return Err(SetupError::ZeroCapacity(spec.id));
             }
-            if index.insert(spec.id.clone(), slots.len()).is_some() {
+            if index.insert(spec.id.clone(), entries.len()).is_some() {
                 return Err(SetupError::DuplicateLot(spec.id));
             }
-            slots.push(Slot {
+            entries.push(LotEntry {
                 id: spec.id,
                 lot: Mutex::new(Lot::new(spec.capacity)),
                 pending: Mutex::new(VecDeque::new()),
                 publishing: Mutex::new(()),
             });
         }
-        if slots.is_empty() {
+        if entries.is_empty() {
             return Err(SetupError::NoLots);
         }
         Ok(ParkingState {
-            slots,
+            entries,
             index,
             ttl,
             clock,
@@ -217,21 +188,21 @@ impl ParkingState {
 
     /// The lot ids in configuration order.
     pub fn lot_ids(&self) -> impl Iterator<Item = &LotId> {
-        self.slots.iter().map(|slot| &slot.id)
+        self.entries.iter().map(|entry| &entry.id)
     }
 
     /// Looks up a lot id, returning the shared [`LotId`].
     pub fn lot_id(&self, id: &str) -> Result<&LotId, UnknownLot> {
-        self.slot(id).map(|slot| &slot.id)
+        self.entry(id).map(|entry| &entry.id)
     }
 
     /// Every lot's counts, in configuration order.
     pub fn lots(&self) -> Vec<LotSnapshot> {
-        self.slots
+        self.entries
             .iter()
-            .map(|slot| {
-                self.with_slot(slot, |lot, _| LotSnapshot {
-                    id: slot.id.clone(),
+            .map(|entry| {
+                self.with_entry(entry, |lot, _| LotSnapshot {
+                    id: entry.id.clone(),
                     capacity: lot.capacity,
                     occupied: lot.occupied,
                     reserved: lot.reserved(),
@@ -262,7 +233,7 @@ impl ParkingState {
     pub fn update_occupancy(
         &self,
         lot: &str,
-        change: OccupancyChange,
+        change: CountChange,
     ) -> Result<OccupancyUpdate, UnknownLot> {
         self.with_lot(lot, |lot, _| {
             let clamped = lot.apply(change);
@@ -278,17 +249,17 @@ impl ParkingState {
     /// returns how many were removed. Reads never count expired reservations whether or not
     /// this has run; it keeps memory bounded and makes expiry events timely.
     pub fn purge_expired(&self) -> usize {
-        self.slots
+        self.entries
             .iter()
-            .map(|slot| self.with_slot(slot, |_, _| ()).1)
+            .map(|entry| self.with_entry(entry, |_, _| ()).1)
             .sum()
     }
 
     /// The earliest time any reservation may expire.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.slots
+        self.entries
             .iter()
-            .filter_map(|slot| slot.lot.lock().next_expiry())
+            .filter_map(|entry| entry.lot.lock().next_expiry())
             .min()
     }
 
@@ -297,10 +268,10 @@ impl ParkingState {
         &*self.clock
     }
 
-    fn slot(&self, id: &str) -> Result<&Slot, UnknownLot> {
+    fn entry(&self, id: &str) -> Result<&LotEntry, UnknownLot> {
         self.index
             .get(id)
-            .and_then(|&index| self.slots.get(index))
+            .and_then(|&index| self.entries.get(index))
             .ok_or_else(|| UnknownLot(id.to_owned()))
     }
 
@@ -309,15 +280,19 @@ impl ParkingState {
         id: &str,
         op: impl FnOnce(&mut Lot, Instant) -> R,
     ) -> Result<R, UnknownLot> {
-        let slot = self.slot(id)?;
-        Ok(self.with_slot(slot, op).0)
+        let entry = self.entry(id)?;
+        Ok(self.with_entry(entry, op).0)
     }
 
     /// Runs `op` on the lot under its lock, after purging expired reservations, then publishes
     /// the change of free count, if any, with the lock released. Returns `op`'s result and the
     /// number of reservations purged.
-    fn with_slot<R>(&self, slot: &Slot, op: impl FnOnce(&mut Lot, Instant) -> R) -> (R, usize) {
-        let mut lot = slot.lot.lock();
+    fn with_entry<R>(
+        &self,
+        entry: &LotEntry,
+        op: impl FnOnce(&mut Lot, Instant) -> R,
+    ) -> (R, usize) {
+        let mut lot = entry.lot.lock();
         // Read under the lock, so a lot sees time only move forward: its expiry queue stays
         // sorted, which purging relies on. Read before the lock, a thread that waited for it
         // could queue an expiry behind a later one, keeping its reservation past the TTL.
@@ -326,15 +301,15 @@ impl ParkingState {
         let result = op(&mut lot, now);
         let changed = lot.take_change();
         if let Some(free) = changed {
-            slot.pending.lock().push_back(LotChange {
-                lot: slot.id.clone(),
+            entry.pending.lock().push_back(LotChange {
+                lot: entry.id.clone(),
                 free,
                 at: self.clock.wall(),
             });
         }
         drop(lot);
         if changed.is_some() {
-            self.publish_pending(slot);
+            self.publish_pending(entry);
         }
         (result, purged)
     }
@@ -343,14 +318,14 @@ impl ParkingState {
     /// is already doing so, in which case that thread publishes ours too. So changes reach
     /// listeners in the order they were made, listeners never run under the lot's lock, and no
     /// thread ever waits for another thread's listeners.
-    fn publish_pending(&self, slot: &Slot) {
+    fn publish_pending(&self, entry: &LotEntry) {
         loop {
-            let Some(publishing) = slot.publishing.try_lock() else {
+            let Some(publishing) = entry.publishing.try_lock() else {
                 return;
             };
             let listeners = self.listeners.read();
             loop {
-                let next = slot.pending.lock().pop_front();
+                let next = entry.pending.lock().pop_front();
                 let Some(change) = next else { break };
                 for listener in listeners.iter() {
                     listener(&change);
@@ -360,7 +335,7 @@ impl ParkingState {
             drop(publishing);
             // A change queued after our last look, by a thread that then found `publishing`
             // taken, is ours to publish.
-            if slot.pending.lock().is_empty() {
+            if entry.pending.lock().is_empty() {
                 return;
             }
         }
@@ -436,7 +411,7 @@ mod tests {
         );
         assert_eq!(
             state.reserve("A", plate("P1")).unwrap(),
-            ReserveOutcome::AlreadyReserved
+            ReserveOutcome::Exists
         );
         assert_eq!(
             state.reserve("A", plate("P2")).unwrap(),
@@ -505,9 +480,7 @@ mod tests {
     fn sensor_updates_publish_only_real_changes() {
         let state = state_with(Arc::new(ManualClock::new()), 10);
         let events = recorder(&state);
-        let update = state
-            .update_occupancy("A", OccupancyChange::Set(4))
-            .unwrap();
+        let update = state.update_occupancy("A", CountChange::Set(4)).unwrap();
         assert_eq!(
             update,
             OccupancyUpdate {
@@ -516,12 +489,8 @@ mod tests {
                 clamped: false
             }
         );
-        state
-            .update_occupancy("A", OccupancyChange::Set(4))
-            .unwrap();
-        let update = state
-            .update_occupancy("A", OccupancyChange::Increase(100))
-            .unwrap();
+        state.update_occupancy("A", CountChange::Set(4)).unwrap();
+        let update = state.update_occupancy("A", CountChange::Add(100)).unwrap();
         assert_eq!(
             update,
             OccupancyUpdate {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use proptest::prelude::*;
 use proptest::sample::select;
 use state::{
-    CancelOutcome, Clock, LotChange, LotId, LotSnapshot, LotSpec, ManualClock, OccupancyChange,
+    CancelOutcome, Clock, CountChange, LotChange, LotId, LotSnapshot, LotSpec, ManualClock,
     OccupancyUpdate, ParkingState, Plate, ReserveOutcome, UnknownLot,
 };
 
@@ -36,7 +36,7 @@ const PLATES: [&str; 6] = ["P1", "p1", "P2", "Q-9", "q-9", "XYZ"];
 enum Op {
     Reserve { lot: usize, plate: &'static str },
     Cancel { lot: usize, plate: &'static str },
-    Sensor { lot: usize, change: OccupancyChange },
+    Sensor { lot: usize, change: CountChange },
     Advance(Duration),
     GetLots,
     GetAvailability { lot: usize },
@@ -52,9 +52,9 @@ fn op(lots: usize) -> impl Strategy<Value = Op> {
     // Counts reach past the largest capacity (6) so that clamping happens.
     let count = prop_oneof![4 => 0u32..9, 1 => any::<u32>()];
     let change = prop_oneof![
-        count.clone().prop_map(OccupancyChange::Set),
-        count.clone().prop_map(OccupancyChange::Increase),
-        count.prop_map(OccupancyChange::Decrease),
+        count.clone().prop_map(CountChange::Set),
+        count.clone().prop_map(CountChange::Add),
+        count.prop_map(CountChange::Remove),
     ];
     let advance = prop_oneof![
         // Whole seconds hit expiry instants exactly; milliseconds land in between.
@@ -154,7 +154,7 @@ impl Model {
         let plate = plate.to_ascii_uppercase();
         self.touch(index, |lot, now| {
             if lot.reservations.contains_key(&plate) {
-                ReserveOutcome::AlreadyReserved
+                ReserveOutcome::Exists
             } else if lot.occupied + lot.live(now) >= lot.capacity {
                 ReserveOutcome::Full
             } else {
@@ -174,12 +174,12 @@ impl Model {
         .0
     }
 
-    fn sensor(&mut self, index: usize, change: OccupancyChange) -> OccupancyUpdate {
+    fn sensor(&mut self, index: usize, change: CountChange) -> OccupancyUpdate {
         self.touch(index, |lot, now| {
             let wanted = match change {
-                OccupancyChange::Set(n) => i64::from(n),
-                OccupancyChange::Increase(k) => i64::from(lot.occupied) + i64::from(k),
-                OccupancyChange::Decrease(k) => i64::from(lot.occupied) - i64::from(k),
+                CountChange::Set(n) => i64::from(n),
+                CountChange::Add(k) => i64::from(lot.occupied) + i64::from(k),
+                CountChange::Remove(k) => i64::from(lot.occupied) - i64::from(k),
             };
             let clamped = wanted < 0 || wanted > i64::from(lot.capacity);
             lot.occupied = if wanted < 0 {

@@ -19,7 +19,7 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
 use state::{
-    CancelOutcome, LotChange, LotId, LotSnapshot, LotSpec, OccupancyChange, ParkingState, Plate,
+    CancelOutcome, CountChange, LotChange, LotId, LotSnapshot, LotSpec, ParkingState, Plate,
     ReserveOutcome, SystemClock,
 };
 
@@ -127,7 +127,7 @@ fn sixteen_threads_never_overbook_and_the_books_balance() {
                             ReserveOutcome::Full => {
                                 tally.full.fetch_add(1, Ordering::Relaxed);
                             }
-                            ReserveOutcome::AlreadyReserved => {}
+                            ReserveOutcome::Exists => {}
                         },
                         4..=6 => {
                             if state.cancel("A", plate).unwrap() == CancelOutcome::Cancelled {
@@ -138,9 +138,9 @@ fn sixteen_threads_never_overbook_and_the_books_balance() {
                             // Occupancy mostly low enough to leave room for reservations, at
                             // times past capacity (clamped) or emptied.
                             let change = match rng.random_range(0..4) {
-                                0 => OccupancyChange::Set(rng.random_range(0..=CAPACITY + 2)),
-                                1 => OccupancyChange::Increase(rng.random_range(0..3)),
-                                _ => OccupancyChange::Decrease(rng.random_range(0..4)),
+                                0 => CountChange::Set(rng.random_range(0..=CAPACITY + 2)),
+                                1 => CountChange::Add(rng.random_range(0..3)),
+                                _ => CountChange::Remove(rng.random_range(0..4)),
                             };
                             let update = state.update_occupancy("A", change).unwrap();
                             assert!(update.occupied <= CAPACITY, "{update:?}");

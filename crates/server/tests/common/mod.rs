@@ -1,39 +1,28 @@
 //! Shared helpers for the server's integration tests: a server on ephemeral ports and raw
 //! socket conversations with it.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
 
 use framing::frame;
 use serde_json::Value;
-use server::{Config, RunningServer, Server};
+use server::{Config, RunningServer};
 
-/// Generous bound for anything a test waits on; only reached when the test is failing.
-pub const DEADLINE: Duration = Duration::from_secs(10);
+pub use testkit::{DEADLINE, eventually};
 
-/// Starts a server on ephemeral ports after letting `tweak` adjust the test configuration.
+/// Starts a server with the production pool sizes on ephemeral ports, after letting `tweak`
+/// adjust the configuration.
 pub fn start_with(tweak: impl FnOnce(&mut Config)) -> RunningServer {
-    let _ = env_logger::builder().is_test(true).try_init();
     let mut config = Config::ephemeral();
     tweak(&mut config);
-    Server::start(config).expect("server starts")
+    testkit::start(config)
 }
 
 /// Starts a server with the default lots (A=100, B=50, C=200) on ephemeral ports.
 pub fn start() -> RunningServer {
     start_with(|_| {})
-}
-
-/// Polls `condition` until it holds or [`DEADLINE`] passes.
-pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// A raw RPC connection: frames in and out, payloads as the test writes them.

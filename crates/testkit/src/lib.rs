@@ -1,0 +1,58 @@
+//! Support for the workspace's integration tests, so that each test file does not grow its own
+//! copy: starting a server on ephemeral ports, and waiting for a condition with a deadline
+//! instead of sleeping.
+//!
+//! Only tests depend on this crate (as a dev-dependency); it may panic, since a panic is how a
+//! test fails.
+//!
+//! # Layout
+//! Everything is in this file.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::expect_used)]
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use server::{Config, RunningServer, Server};
+use shutdown::ShutdownHandle;
+
+/// Generous bound for anything a test waits on; only reached when the test is failing.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A configuration for tests of the tools: every port ephemeral on 127.0.0.1, and pools sized
+/// for a 2-core machine that runs many tests at once.
+pub fn small_config() -> Config {
+    Config {
+        thread_pool_size: 2,
+        sensor_pool_size: 1,
+        notifier_threads: 1,
+        shutdown_grace: Duration::from_millis(200),
+        ..Config::ephemeral()
+    }
+}
+
+/// Starts a server with `config` (its shutdown handle is the server's own; drop or shut down
+/// the returned server to stop it). Logging goes to the test harness's capture.
+pub fn start(config: Config) -> RunningServer {
+    let _ = env_logger::builder().is_test(true).try_init();
+    Server::new(config)
+        .start(ShutdownHandle::new())
+        .expect("the test server starts")
+}
+
+/// Starts a server with [`small_config`], adjusted by `tweak`.
+pub fn start_server(tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut config = small_config();
+    tweak(&mut config);
+    start(config)
+}
+
+/// Polls `condition` until it holds, failing the test if [`DEADLINE`] passes first.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
