@@ -59,9 +59,9 @@ pub struct Config {
     /// stops reading replies for this long is closed too.
     #[serde(deserialize_with = "seconds")]
     pub frame_timeout: Duration,
-    /// How long a worker waits on a quiet connection before serving another one that is
-    /// waiting, in milliseconds. Smaller is fairer to waiting connections and costs more wake-ups.
-    pub scheduling_slice_ms: u64,
+    /// No longer used (connections wait in a readiness poller, not on a worker); accepted so
+    /// that older configuration files still load, with a warning.
+    pub scheduling_slice_ms: Option<u64>,
     /// Open connections allowed per port; further ones are told BUSY and closed.
     pub max_connections: usize,
     /// Events queued per subscriber before the oldest is dropped.
@@ -100,8 +100,8 @@ impl Default for Config {
             purge_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(10),
-            scheduling_slice_ms: 5,
-            max_connections: 1024,
+            scheduling_slice_ms: None,
+            max_connections: 10_000,
             subscriber_queue_size: 64,
             max_overflow_drops: 10,
             notifier_threads: 2,
@@ -251,6 +251,12 @@ impl Config {
         let (mut config, source) = Config::load(path)?;
         config.apply(overrides)?;
         log::info!("configuration: {source}");
+        if config.scheduling_slice_ms.is_some() {
+            log::warn!(
+                "{source}: `scheduling_slice_ms` is no longer used (idle connections wait in a \
+                 readiness poller, not on a worker); remove it"
+            );
+        }
         Ok(config)
     }
 
@@ -318,9 +324,6 @@ impl Config {
         }
         if self.max_overflow_drops == 0 {
             return invalid("max_overflow_drops", "must be at least 1");
-        }
-        if self.scheduling_slice_ms == 0 || self.scheduling_slice_ms > 1000 {
-            return invalid("scheduling_slice_ms", "must be from 1 to 1000");
         }
         for (key, duration) in [
             ("reservation_ttl", self.reservation_ttl),

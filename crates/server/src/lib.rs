@@ -4,8 +4,9 @@
 //! pub/sub ports, and starts:
 //! - one blocking accept loop per port (named `rpc-accept`, `sensor-accept`, `pubsub-accept`);
 //! - a pool of `thread_pool_size` workers for RPC connections and a separate pool of
-//!   `sensor_pool_size` for sensors, each run by a connection scheduler that shares its
-//!   workers fairly between any number of connections (idle and slow peers included);
+//!   `sensor_pool_size` for sensors, each with a readiness poller where connections wait
+//!   while they have nothing to say, so that any number of idle or slow peers costs no
+//!   worker;
 //! - the `broker::Broker`'s notifier threads, which push state changes to subscribers; the
 //!   state calls the broker after releasing its lock, so publishing never holds up a request;
 //! - the `state::Purger`, which expires reservations on time.
@@ -19,7 +20,13 @@
 //! # Layout
 //! - `config`: the [`Config`] struct, its defaults, loading and validation.
 //! - `listener`: binding ports and the accept loops.
-//! - `connection`: the per-port scheduler and the `Protocol` trait it serves.
+//! - `connection`: one connection and its buffers (answer what is buffered, write some, read
+//!   some), and the `Protocol` trait that answers requests.
+//! - `scheduler`: the policy sharing a port's workers between its connections, and the
+//!   ready queue.
+//! - `worker`: one worker thread: its own poll and the hot connections it keeps there.
+//! - `poller`: where connections wait while they have nothing to say, and their deadlines.
+//! - `limits`: the open-files limit and the `max_connections` it allows.
 //! - `rpc`: the RPC port's protocol: decoding requests and dispatching them to the state.
 //! - `sensor`: the sensor port's protocol.
 //! - `server`: [`Server`], [`RunningServer`] and shutdown.
@@ -28,10 +35,14 @@
 
 mod config;
 mod connection;
+mod limits;
 mod listener;
+mod poller;
 mod rpc;
+mod scheduler;
 mod sensor;
 mod server;
+mod worker;
 
 pub use config::{
     Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig, MAX_SECONDS,

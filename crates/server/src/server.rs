@@ -13,9 +13,11 @@ use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 
 use crate::config::Config;
-use crate::connection::{Scheduler, SchedulerConfig};
+use crate::connection::Timeouts;
+use crate::limits;
 use crate::listener::{self, BindError};
 use crate::rpc::RpcProtocol;
+use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::sensor::SensorProtocol;
 
 /// Why the server could not start.
@@ -160,6 +162,8 @@ impl Server {
             pubsub: pubsub_listener.local_addr()?,
         };
 
+        // Every port's connections are file descriptors; see what the process may open.
+        let max_connections = limits::fit_open_files(3, config.max_connections);
         let broker = Arc::new(Broker::start(
             state.lot_ids().cloned().collect(),
             BrokerConfig {
@@ -168,7 +172,7 @@ impl Server {
                 notifier_threads: config.notifier_threads,
                 idle_timeout: config.idle_timeout,
                 line_timeout: config.frame_timeout,
-                max_connections: config.max_connections,
+                max_connections,
                 send_buffer: config.subscriber_send_buffer,
             },
         )?);
@@ -177,21 +181,20 @@ impl Server {
 
         let scheduler_config = |workers| SchedulerConfig {
             workers,
-            slice: Duration::from_millis(config.scheduling_slice_ms),
-            idle_timeout: config.idle_timeout,
-            frame_timeout: config.frame_timeout,
-            max_connections: config.max_connections,
+            timeouts: Timeouts {
+                idle: config.idle_timeout,
+                frame: config.frame_timeout,
+            },
+            max_connections,
         };
-        let rpc = Scheduler::new(
+        let rpc = Scheduler::start(
             RpcProtocol::new(Arc::clone(&state)),
             scheduler_config(config.thread_pool_size),
-            shutdown.clone(),
-        );
-        let sensor = Scheduler::new(
+        )?;
+        let sensor = Scheduler::start(
             SensorProtocol::new(Arc::clone(&state)),
             scheduler_config(config.sensor_pool_size),
-            shutdown.clone(),
-        );
+        )?;
 
         let mut accept_threads = Vec::with_capacity(3);
         let scheduler = Arc::clone(&rpc);
@@ -318,9 +321,9 @@ impl RunningServer {
         let sensor = self.sensor.stats();
         Summary {
             rpc_connections: rpc.accepted.load(Ordering::Relaxed),
-            rpc_requests: self.rpc.protocol().requests(),
+            rpc_requests: self.rpc.protocol.requests(),
             sensor_connections: sensor.accepted.load(Ordering::Relaxed),
-            sensor_lines: self.sensor.protocol().lines(),
+            sensor_lines: self.sensor.protocol.lines(),
             refused_busy: rpc.refused_busy.load(Ordering::Relaxed)
                 + sensor.refused_busy.load(Ordering::Relaxed),
             events_published: broker.events_published,
@@ -344,8 +347,8 @@ impl RunningServer {
                 log::error!("an accept loop panicked");
             }
         }
-        self.rpc.join();
-        self.sensor.join();
+        self.rpc.stop();
+        self.sensor.stop();
         let remaining = self.grace.saturating_sub(started.elapsed());
         self.broker.shutdown(remaining);
         drop(self.purger.take());
