@@ -57,12 +57,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use framing::pubsub::{self, PubsubError, PubsubErrorCode};
 use parking_lot::{Mutex, RwLock};
 use state::{Listener, LotChange, LotId};
 
-use crate::notifier::{Command, Timeouts};
+use crate::notifier::{Command, NotifierHandle, Timeouts};
 use crate::registry::Registry;
 use warn_limit::peer_warn;
 
@@ -148,7 +147,7 @@ impl From<ConfigError> for io::Error {
 pub struct Broker {
     registry: Arc<Registry>,
     /// One control channel per notifier.
-    notifiers: Vec<Sender<Command>>,
+    notifiers: Vec<NotifierHandle>,
     /// The notifier threads; `None` once shut down.
     threads: Mutex<Option<Vec<JoinHandle<()>>>>,
     /// Whether [`Broker::attach`] still takes connections. `attach` holds the read lock while
@@ -199,7 +198,7 @@ impl Broker {
                     threads.push(thread);
                 }
                 Err(error) => {
-                    // Dropping their control channels stops the notifiers already started.
+                    // Dropping their handles stops the notifiers already started.
                     drop(notifiers);
                     for thread in threads {
                         let _ = thread.join();

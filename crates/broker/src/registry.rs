@@ -19,9 +19,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use framing::pubsub::{self, Event, PubsubError, PubsubErrorCode, Topic};
+use mio::Token;
 use parking_lot::RwLock;
 use state::{LotChange, LotId};
 
+use crate::notifier::Doorbell;
 use crate::stats::Counters;
 
 /// One encoded event line (terminator included), shared by every queue it is offered to.
@@ -53,9 +55,13 @@ pub(crate) struct Subscriber {
     /// Set once `consecutive_drops` reaches `max_drops` with the socket full; publishers skip
     /// the subscriber from then on and its notifier disconnects it.
     doomed: AtomicBool,
-    /// The owning notifier's doorbell: a `bounded(1)` channel, so ringing never blocks and a
-    /// burst of events costs the notifier one wake-up.
-    doorbell: Sender<()>,
+    /// The owning notifier's doorbell (ringing never blocks, and a burst of events costs the
+    /// notifier one wake-up), and this subscriber's connection there.
+    doorbell: Arc<Doorbell>,
+    token: Token,
+    /// Set when the doorbell has been rung for this subscriber and the notifier has not
+    /// delivered yet; further events need no ring of their own.
+    rung: AtomicBool,
 }
 
 impl Subscriber {
@@ -96,7 +102,15 @@ impl Subscriber {
     pub(crate) fn not_reading(&self) {
         self.socket_full.store(true, Ordering::Release);
         if self.consecutive_drops() >= self.max_drops {
-            self.doomed.store(true, Ordering::Release);
+            self.doom();
+        }
+    }
+
+    /// Marks the subscriber for disconnection and rings, so that its notifier, which a full
+    /// socket would never wake, comes to close it.
+    fn doom(&self) {
+        if !self.doomed.swap(true, Ordering::AcqRel) {
+            self.ring();
         }
     }
 
@@ -127,13 +141,21 @@ impl Subscriber {
         counters.event_dropped();
         let drops = self.consecutive_drops.fetch_add(1, Ordering::Relaxed) + 1;
         if drops >= self.max_drops && self.socket_full.load(Ordering::Acquire) {
-            self.doomed.store(true, Ordering::Release);
+            self.doom();
         }
     }
 
-    fn ring(&self) {
-        // Full means a wake-up is already pending, which covers this line too.
-        let _ = self.doorbell.try_send(());
+    /// Tells the notifier that events are queued, unless it has been told and not yet
+    /// delivered.
+    pub(crate) fn ring(&self) {
+        if !self.rung.swap(true, Ordering::AcqRel) {
+            self.doorbell.ring(self.token);
+        }
+    }
+
+    /// Called by the notifier before it delivers: events queued from now on ring again.
+    pub(crate) fn delivering(&self) {
+        self.rung.store(false, Ordering::Release);
     }
 }
 
@@ -207,7 +229,7 @@ impl Registry {
         slot: &mut Option<Subscription>,
         topic: Topic<'_>,
         peer: SocketAddr,
-        doorbell: &Sender<()>,
+        doorbell: (&Arc<Doorbell>, Token),
     ) -> Result<u64, PubsubError> {
         let lot = match topic {
             Topic::All => None,
@@ -245,7 +267,11 @@ impl Registry {
         Ok(subscription.subscriber.id)
     }
 
-    fn new_subscription(&self, peer: SocketAddr, doorbell: &Sender<()>) -> Subscription {
+    fn new_subscription(
+        &self,
+        peer: SocketAddr,
+        (doorbell, token): (&Arc<Doorbell>, Token),
+    ) -> Subscription {
         let (sender, receiver) = crossbeam_channel::bounded(self.queue_size);
         self.counters.subscriber_added();
         Subscription {
@@ -258,7 +284,9 @@ impl Registry {
                 socket_full: AtomicBool::new(false),
                 max_drops: self.max_overflow_drops,
                 doomed: AtomicBool::new(false),
-                doorbell: doorbell.clone(),
+                doorbell: Arc::clone(doorbell),
+                token,
+                rung: AtomicBool::new(false),
             }),
             all: false,
             lots: HashSet::new(),
@@ -390,10 +418,10 @@ mod tests {
     #[test]
     fn full_queue_drops_the_oldest() {
         let registry = registry(4, 100);
-        let (doorbell, rung) = crossbeam_channel::bounded(1);
+        let doorbell = Doorbell::detached();
         let mut slot = None;
         registry
-            .subscribe(&mut slot, Topic::Lot("A"), peer(), &doorbell)
+            .subscribe(&mut slot, Topic::Lot("A"), peer(), (&doorbell, Token(1)))
             .unwrap();
         for free in 1..=6 {
             registry.publish(&change("A", free));
@@ -404,7 +432,7 @@ mod tests {
         assert_eq!((stats.events_published, stats.events_dropped), (6, 2));
         let expected: Vec<String> = (3..=6).map(|free| event_line("A", free)).collect();
         assert_eq!(queued(&subscription), expected);
-        assert!(rung.try_recv().is_ok());
+        assert_eq!(doorbell.take(), [Token(1)], "rung once for the burst");
         subscription.subscriber().reading();
         assert_eq!(subscription.subscriber().consecutive_drops(), 0);
     }
@@ -412,10 +440,10 @@ mod tests {
     #[test]
     fn repeated_drops_doom_the_subscriber() {
         let registry = registry(2, 3);
-        let (doorbell, _rung) = crossbeam_channel::bounded(1);
+        let doorbell = Doorbell::detached();
         let mut slot = None;
         registry
-            .subscribe(&mut slot, Topic::All, peer(), &doorbell)
+            .subscribe(&mut slot, Topic::All, peer(), (&doorbell, Token(1)))
             .unwrap();
         let subscription = slot.unwrap();
         // While the socket is taking data, drops alone never doom a subscriber.
@@ -441,10 +469,10 @@ mod tests {
     #[test]
     fn topics_never_duplicate_and_share_one_id() {
         let registry = registry(16, 10);
-        let (doorbell, _rung) = crossbeam_channel::bounded(1);
+        let doorbell = Doorbell::detached();
         let mut slot = None;
         let id = registry
-            .subscribe(&mut slot, Topic::Lot("A"), peer(), &doorbell)
+            .subscribe(&mut slot, Topic::Lot("A"), peer(), (&doorbell, Token(1)))
             .unwrap();
         for topic in [
             Topic::Lot("A"),
@@ -453,7 +481,7 @@ mod tests {
             Topic::Lot("C"),
         ] {
             assert_eq!(
-                registry.subscribe(&mut slot, topic, peer(), &doorbell),
+                registry.subscribe(&mut slot, topic, peer(), (&doorbell, Token(1))),
                 Ok(id)
             );
         }
@@ -484,20 +512,20 @@ mod tests {
     #[test]
     fn unknown_lot_is_refused_without_subscribing() {
         let registry = registry(16, 10);
-        let (doorbell, _rung) = crossbeam_channel::bounded(1);
+        let doorbell = Doorbell::detached();
         let mut slot = None;
         let refused = registry
-            .subscribe(&mut slot, Topic::Lot("a"), peer(), &doorbell)
+            .subscribe(&mut slot, Topic::Lot("a"), peer(), (&doorbell, Token(1)))
             .unwrap_err();
         assert_eq!(refused, PubsubError::new(PubsubErrorCode::UnknownLot, "a"));
         assert!(slot.is_none());
         assert_eq!(registry.counters().snapshot().subscribers, 0);
         let first = registry
-            .subscribe(&mut slot, Topic::Lot("A"), peer(), &doorbell)
+            .subscribe(&mut slot, Topic::Lot("A"), peer(), (&doorbell, Token(1)))
             .unwrap();
         let mut other = None;
         let second = registry
-            .subscribe(&mut other, Topic::All, peer(), &doorbell)
+            .subscribe(&mut other, Topic::All, peer(), (&doorbell, Token(1)))
             .unwrap();
         assert_eq!((first, second), (1, 2));
     }

@@ -51,6 +51,8 @@ fn a_stuck_subscriber_is_cut_off_while_a_healthy_one_gets_everything() {
                 *progress.0.lock().unwrap() = expected + 1;
                 progress.1.notify_all();
             }
+            // Still connected: it must be counted below as the subscriber that stayed.
+            healthy
         })
     };
 
@@ -69,7 +71,7 @@ fn a_stuck_subscriber_is_cut_off_while_a_healthy_one_gets_everything() {
             assert!(!waited.timed_out(), "the healthy subscriber fell behind");
         }
     }
-    reader.join().unwrap();
+    let _healthy = reader.join().unwrap();
     // A blocking publish would have hung on the stuck socket; a slow one shows here.
     assert!(
         slowest < Duration::from_millis(500),

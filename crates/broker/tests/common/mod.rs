@@ -60,7 +60,18 @@ impl Harness {
 
     /// Waits until the broker's counters satisfy `condition`.
     pub fn wait_for_stats(&self, what: &str, condition: impl Fn(&BrokerStats) -> bool) {
-        wait_until(what, || condition(&self.broker.stats()));
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let stats = self.broker.stats();
+            if condition(&stats) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the counters are {stats:?}"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
