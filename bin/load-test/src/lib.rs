@@ -16,6 +16,7 @@
 //! - [`options`]: the command line ([`Options`]).
 //! - [`workload`]: modes, the operation stream of each connection, requests and reply checks.
 //! - [`pacing`]: intended send times for open-loop (`--rate`) runs.
+//! - [`idle`]: the `--idle` connections, held open and silent during every row.
 //! - [`runner`]: one row: connection threads, reconnection, histograms, progress line.
 //! - [`report`]: the table, the JSON report and the `.hgrm` files.
 //! - [`plot`]: the latency-by-percentile SVG chart.
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod idle;
 pub mod options;
 pub mod pacing;
 pub mod plot;
@@ -38,6 +40,7 @@ use std::sync::Arc;
 
 use client::ParkingClient;
 
+use idle::{IdleConnections, IdleError};
 pub use options::Options;
 use report::{OutputError, Report, Row};
 use runner::{RowResult, RunConfig};
@@ -49,6 +52,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ROW_FAILURES: u8 = 1;
 /// Exit code: an output file (`--json`, `--hgrm`, `--plot`) could not be written.
 pub const EXIT_OUTPUT: u8 = 3;
+/// Exit code: the `--idle` connections could not all be opened.
+pub const EXIT_IDLE: u8 = 4;
 
 /// Why a run could not complete; failures of the server under test are not among them (they
 /// are counted in the rows).
@@ -60,6 +65,8 @@ pub enum RunError {
     Output(OutputError),
     /// Writing the table to stdout failed.
     Stdout(io::Error),
+    /// The `--idle` connections could not all be opened.
+    Idle(IdleError),
 }
 
 impl fmt::Display for RunError {
@@ -68,6 +75,7 @@ impl fmt::Display for RunError {
             RunError::Histogram(err) => write!(f, "cannot create a latency histogram: {err:?}"),
             RunError::Output(err) => write!(f, "{err}"),
             RunError::Stdout(err) => write!(f, "cannot write the table: {err}"),
+            RunError::Idle(err) => write!(f, "{err}"),
         }
     }
 }
@@ -78,6 +86,7 @@ impl std::error::Error for RunError {
             RunError::Histogram(_) => None,
             RunError::Output(err) => Some(err),
             RunError::Stdout(err) => Some(err),
+            RunError::Idle(err) => Some(err),
         }
     }
 }
@@ -91,7 +100,10 @@ impl From<OutputError> for RunError {
 impl RunError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
-        EXIT_OUTPUT
+        match self {
+            RunError::Idle(_) => EXIT_IDLE,
+            RunError::Histogram(_) | RunError::Output(_) | RunError::Stdout(_) => EXIT_OUTPUT,
+        }
     }
 }
 
@@ -114,9 +126,20 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         Some(rate) => format!("open loop at {rate} req/s"),
         None => "closed loop".to_owned(),
     };
+    let idle = IdleConnections::open(
+        &config.target,
+        options.idle as usize,
+        options.timeout.duration,
+    )
+    .map_err(RunError::Idle)?;
+    let idle_note = if idle.is_empty() {
+        String::new()
+    } else {
+        format!(", {} idle connections held open", idle.len())
+    };
     writeln!(
         out,
-        "{mode} against {}: pipeline {}, {loop_kind}, warmup {}s, duration {}s",
+        "{mode} against {}: pipeline {}, {loop_kind}, warmup {}s, duration {}s{idle_note}",
         config.target, options.pipeline, options.warmup.secs, options.duration.secs
     )
     .and_then(|()| writeln!(out, "{}", report::table_header()))
@@ -130,7 +153,14 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
             Ok(workload) => runner::run_row(&config, &Arc::new(workload), connections, &template),
             Err((tally, note)) => RowResult::not_run(connections, template.clone(), tally, note),
         };
-        let row = Row::new(mode, &result, options.duration.secs);
+        let mut row = Row::new(mode, &result, options.duration.secs);
+        let closed = idle.closed_by_server();
+        if closed > 0 && row.note.is_none() {
+            row.note = Some(format!(
+                "the server closed {closed} of the {} idle connections",
+                idle.len()
+            ));
+        }
         writeln!(out, "{}", report::table_row(&row))
             .and_then(|()| out.flush())
             .map_err(RunError::Stdout)?;
@@ -147,6 +177,7 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
             warmup_secs: options.warmup.secs,
             duration_secs: options.duration.secs,
             timeout_secs: options.timeout.secs,
+            idle: options.idle,
             rows: rows.clone(),
         };
         report::write_json(path, &report)?;

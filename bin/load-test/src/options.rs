@@ -34,9 +34,11 @@ Exit codes:
   1  at least one row had errors or timeouts (server down, refused, failed mid-run, error replies)
   2  usage error
   3  an output could not be written (--json, --hgrm, --plot, or the table on stdout)
+  4  the --idle connections could not all be opened
 
 Examples:
   load-test --port 9000 --workers 1 4 8 16 --duration 30 --mode mixed
+  load-test --mode mixed --workers 16 --idle 10000
   load-test --mode avail --workers 8 --pipeline 16 --json out.json --plot out.svg
   load-test --mode ping --workers 4 --rate 20000 --hgrm hgrm/";
 
@@ -94,6 +96,12 @@ pub struct Options {
     /// connect timeout. A reply that does not come in time is counted as a timeout.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: Seconds,
+
+    /// Connections held open and silent during every row, besides the busy ones (what idle
+    /// kiosks, gates and sensors cost the server).
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub idle: u32,
 
     /// Size of the plate pool the mixed and text modes draw from.
     #[arg(long, value_name = "N", default_value_t = 1000,

@@ -39,6 +39,8 @@ pub struct Report {
     pub duration_secs: f64,
     /// Per-call timeout in seconds.
     pub timeout_secs: f64,
+    /// Connections held open and silent during every row (`--idle`).
+    pub idle: u32,
     /// One entry per `--workers` count, in the order run.
     pub rows: Vec<Row>,
 }

@@ -469,3 +469,65 @@ fn baseline_server_answers_every_mode() {
     baseline.kill().unwrap();
     baseline.wait().unwrap();
 }
+
+#[test]
+fn idle_connections_are_held_open_for_every_row_and_counted_if_closed() {
+    let server = start_server();
+    let json = scratch("idle.json");
+    let output = load_test_command(
+        server.rpc_addr(),
+        &[
+            "--mode",
+            "ping",
+            "--workers",
+            "1",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--idle",
+            "300",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let report = read_json(&json);
+    assert_clean(&output, &report);
+    assert_eq!(report["idle"], 300);
+    assert!(
+        text(&output.stdout).contains("300 idle connections held open"),
+        "{}",
+        text(&output.stdout)
+    );
+    // The server saw them all: the busy rows' connections plus the idle ones.
+    assert!(server.summary().rpc_connections >= 303);
+
+    // A server that closes idle connections: the row says so and counts as failed.
+    let strict = testkit::start_server(|config| config.idle_timeout = Duration::from_millis(100));
+    let output = load_test_command(
+        strict.rpc_addr(),
+        &[
+            "--mode",
+            "ping",
+            "--workers",
+            "1",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+            "--idle",
+            "20",
+        ],
+    )
+    .output()
+    .unwrap();
+    let table = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains("the server closed 20 of the 20 idle connections"),
+        "{table}"
+    );
+}

@@ -1,16 +1,18 @@
 //! `sensor-sim`: simulated occupancy sensors for the parking server's sensor port.
 //!
-//! A run starts `--sensors` threads. Each owns one connection (a [`client::SensorClient`]),
+//! A run simulates `--sensors` sensors. Each owns one connection (a [`client::SensorClient`]),
 //! an equal share of the total `--rate`, and a random walk per lot it covers: cars arrive and
 //! leave a few at a time, never beyond what the sensor believes the lot holds. Every update's
-//! reply is read and counted. When the server goes away, the sensor reconnects with
-//! [`client::Backoff`] and carries on. At the end (or on Ctrl-C) the run prints one summary
-//! line, `sent=.. acked=.. errors=.. reconnects=.. rate=../s`.
+//! reply is read and counted, and its latency recorded. A few threads (`--threads`) drive all
+//! the sensors, each in turn when its update is due. When the server goes away, a sensor
+//! reconnects with [`client::Backoff`] and carries on. At the end (or on Ctrl-C) the run
+//! prints one summary line, `sent=.. acked=.. errors=.. reconnects=.. rate=../s` followed by
+//! the ack latency.
 //!
 //! # Layout
 //! - this file: the command line ([`Cli`]) and [`run`], which plans and starts the sensors.
 //! - [`walk`]: the random walk.
-//! - [`worker`]: one sensor thread, its counters and the summary line.
+//! - [`worker`]: the sensors, the threads that drive them, their counters and the summary.
 
 #![forbid(unsafe_code)]
 
@@ -30,7 +32,11 @@ use rand::rngs::SmallRng;
 use shutdown::ShutdownHandle;
 
 use crate::walk::{Mode, Walk};
-use crate::worker::{Stats, Summary, Worker};
+
+/// Threads used by default, however many sensors: each thread drives its share of them, so
+/// thousands of sensors need no thread each.
+const DEFAULT_MAX_THREADS: usize = 8;
+use crate::worker::{Sensor, Stats, Summary, Target, Worker};
 
 const LONG_ABOUT: &str = "\
 Simulated occupancy sensors: streams `UPDATE <lot> <n|+k|-k>` lines to the parking server's \
@@ -38,11 +44,13 @@ sensor port at a fixed total rate, reads every reply, and prints one summary lin
 
   sent=.. acked=.. errors=.. reconnects=.. rate=../s
 
-Each of --sensors threads owns one connection and an equal share of --rate, and walks the \
+Each of --sensors sensors owns one connection and an equal share of --rate, and walks the \
 occupancy of its lots up and down at random, within the capacity it believes each lot has \
 (learned from the RPC port with --rpc-port, else --capacity). If the server goes away, the \
 sensors reconnect with exponential backoff (100 ms doubling to 5 s) and count it. Ctrl-C ends \
-the run early with the same summary.
+the run early with the same summary. A few threads (--threads, at most 8 by default) drive \
+all the sensors, each in turn when its update is due, so thousands of sensors need no thread \
+each; the summary's ack latency counts from when each update was due, so a late send shows.
 
 Example:
   sensor-sim --rate 50 --duration 10 --lots A B C --rpc-port 9000 --seed 7";
@@ -79,9 +87,12 @@ pub struct Cli {
     /// The lots to report on.
     #[arg(long, required = true, num_args = 1.., value_name = "LOT", value_parser = parse_lot)]
     pub lots: Vec<String>,
-    /// Number of sensors (threads, each with its own connection) [default: one per lot].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    pub sensors: Option<u16>,
+    /// Number of sensors, each with its own connection [default: one per lot].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sensors: Option<u32>,
+    /// Threads driving the sensors, each a share of them [default: one per sensor, at most 8].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
     /// Report car movements (`+k`/`-k`) or whole counts (`n`).
     #[arg(long, value_enum, default_value_t = Mode::Delta)]
     pub mode: Mode,
@@ -121,7 +132,7 @@ struct LotStart {
 /// summary. Fails only if `--rpc-port` was given and the lots could not be learned.
 pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
     let starts = learn_lots(cli)?;
-    let sensors = cli.sensors.map_or(cli.lots.len(), usize::from).max(1);
+    let sensors = cli.sensors.map_or(cli.lots.len(), |n| n as usize).max(1);
     let seed = cli.seed.unwrap_or_else(clock_seed);
     let plan = worker::assign(cli.lots.len(), sensors);
     // How many sensors share each lot; in delta mode each one walks its share of the lot.
@@ -141,8 +152,16 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
         cli.mode.name()
     );
     let start = Instant::now();
-    let end = start + cli.duration;
-    let workers: Vec<Worker> = plan
+    let target = Target {
+        host: cli.host.clone(),
+        port: cli.port,
+        timeout: cli.timeout,
+        mode: cli.mode,
+        interval,
+        end: start + cli.duration,
+        stop: stop.clone(),
+    };
+    let sensors_list: Vec<Sensor> = plan
         .iter()
         .enumerate()
         .map(|(index, lots)| {
@@ -159,29 +178,36 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
                     }
                 })
                 .collect();
-            Worker {
+            Sensor {
                 index,
-                host: cli.host.clone(),
-                port: cli.port,
-                timeout: cli.timeout,
                 walks,
-                mode: cli.mode,
-                interval,
                 // Staggered so the sensors' updates interleave instead of arriving together.
                 first_send: start + interval.mul_f64(index as f64 / sensors as f64),
-                end,
                 rng: SmallRng::seed_from_u64(seed.wrapping_add(index as u64)),
-                stop: stop.clone(),
             }
         })
         .collect();
+    let threads = cli
+        .threads
+        .map_or(sensors.min(DEFAULT_MAX_THREADS), |threads| threads as usize)
+        .clamp(1, sensors);
+    // Sensor `i` goes to thread `i % threads`, so each thread's sensors are spread over time.
+    let mut groups: Vec<Vec<Sensor>> = (0..threads).map(|_| Vec::new()).collect();
+    for (index, sensor) in sensors_list.into_iter().enumerate() {
+        groups[index % threads].push(sensor);
+    }
     let mut total = Stats::default();
     thread::scope(|scope| {
-        let handles: Vec<_> = workers
+        let handles: Vec<_> = groups
             .into_iter()
-            .map(|worker| {
+            .enumerate()
+            .map(|(number, sensors)| {
+                let worker = Worker {
+                    target: target.clone(),
+                    sensors,
+                };
                 thread::Builder::new()
-                    .name(format!("sensor-{}", worker.index))
+                    .name(format!("sensors-{number}"))
                     .spawn_scoped(scope, move || worker.run())
             })
             .collect();

@@ -242,3 +242,29 @@ fn busy_server_is_counted_and_backed_off_from() {
     );
     server.shutdown();
 }
+
+#[test]
+fn hundreds_of_sensors_share_two_threads_and_every_update_is_acked() {
+    let server = start_server(0);
+    let output = run_to_end(
+        sensor_sim()
+            .args(["--port", &server.sensor_addr().port().to_string()])
+            .args(["--sensors", "500", "--threads", "2", "--rate", "1000"])
+            .args(["--duration", "1", "--lots", "A", "B", "C", "--seed", "3"]),
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let summary = parse_summary(&output.stdout);
+    assert!(count(&summary, "sent") >= 500, "{summary:?}");
+    assert_eq!(
+        count(&summary, "acked"),
+        count(&summary, "sent"),
+        "{summary:?}"
+    );
+    assert_eq!(count(&summary, "errors"), 0, "{summary:?}\n{log}");
+    assert!(!summary.contains_key("never_connected"), "{summary:?}");
+    let p99: f64 = summary["ack_p99_ms"].parse().unwrap();
+    assert!(p99 > 0.0, "{summary:?}");
+    // Every sensor had a connection of its own, served by the server's one sensor worker.
+    assert_eq!(server.summary().sensor_connections, 500);
+}

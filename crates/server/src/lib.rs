@@ -48,4 +48,4 @@ pub use config::{
     Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig, MAX_SECONDS,
 };
 pub use listener::BindError;
-pub use server::{RunningServer, Server, StartError, Summary};
+pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

@@ -102,6 +102,17 @@ impl fmt::Display for Summary {
     }
 }
 
+/// Connections open at one moment, per port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenConnections {
+    /// On the RPC port.
+    pub rpc: usize,
+    /// On the sensor port.
+    pub sensor: usize,
+    /// On the pub/sub port.
+    pub pubsub: usize,
+}
+
 /// A server to start: its configuration and what the caller supplies besides.
 ///
 /// ```no_run
@@ -312,6 +323,15 @@ impl RunningServer {
     pub fn shutdown(mut self) -> Summary {
         self.shutdown.trigger();
         self.stop()
+    }
+
+    /// Connections open now on each port.
+    pub fn open_connections(&self) -> OpenConnections {
+        OpenConnections {
+            rpc: self.rpc.stats().open.load(Ordering::Relaxed),
+            sensor: self.sensor.stats().open.load(Ordering::Relaxed),
+            pubsub: self.broker.stats().connections,
+        }
     }
 
     /// What the server has done so far.
