@@ -10,9 +10,9 @@ use std::io::{self, Read};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-/// Descriptors the generator keeps for itself beyond the idle connections: one per busy
-/// connection (up to the largest `--workers`), the output files and a margin.
-const SPARE_FDS: u64 = 11_000;
+/// Descriptors the generator keeps for itself beyond the idle and busy connections: output
+/// files, the standard streams and a margin.
+const SPARE_FDS: u64 = 64;
 
 /// The idle connections of a run.
 #[derive(Debug, Default)]
@@ -49,8 +49,13 @@ impl std::error::Error for IdleError {
 
 impl IdleConnections {
     /// Opens `count` connections to `target`, each within `timeout`, raising the process's
-    /// open-files limit first if it needs to be.
-    pub fn open(target: &str, count: usize, timeout: Duration) -> Result<Self, IdleError> {
+    /// open-files limit first if it needs to be (for them and `busy` other connections).
+    pub fn open(
+        target: &str,
+        count: usize,
+        busy: usize,
+        timeout: Duration,
+    ) -> Result<Self, IdleError> {
         let fail = |opened, source| IdleError {
             wanted: count,
             opened,
@@ -59,7 +64,7 @@ impl IdleConnections {
         if count == 0 {
             return Ok(IdleConnections::default());
         }
-        let needed = count as u64 + SPARE_FDS;
+        let needed = (count + busy) as u64 + SPARE_FDS;
         let limit = rlimit::increase_nofile_limit(needed).map_err(|err| fail(0, err))?;
         if limit < needed {
             return Err(fail(

@@ -126,9 +126,11 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         Some(rate) => format!("open loop at {rate} req/s"),
         None => "closed loop".to_owned(),
     };
+    let busiest = options.workers.iter().copied().max().unwrap_or(0) as usize;
     let idle = IdleConnections::open(
         &config.target,
         options.idle as usize,
+        busiest,
         options.timeout.duration,
     )
     .map_err(RunError::Idle)?;

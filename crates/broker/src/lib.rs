@@ -270,6 +270,16 @@ impl Broker {
         }
     }
 
+    /// Refuses a connection the server as a whole has no room for (`max_total` connections
+    /// on all ports): `ERR BUSY`, then close.
+    pub fn refuse_busy(&self, stream: TcpStream, peer: SocketAddr, max_total: usize) {
+        peer_warn!("refused pub/sub client {peer}: {max_total} connections open on all ports");
+        refuse(
+            stream,
+            &format!("the server is at its limit of {max_total} connections; try again later"),
+        );
+    }
+
     /// The current counters.
     pub fn stats(&self) -> BrokerStats {
         self.registry.counters().snapshot()

@@ -121,7 +121,7 @@ pub struct ParkingClient {
     peer: SocketAddr,
     timeout: Duration,
     next_id: u32,
-    /// The outgoing frame; cleared, never shrunk.
+    /// Frames queued and not yet written; cleared, never shrunk.
     out: Vec<u8>,
     /// The last reply's payload; overwritten by each read.
     payload: Vec<u8>,
@@ -237,10 +237,37 @@ impl ParkingClient {
     /// Sends `request` as one JSON frame without waiting for the reply, and returns the
     /// `rpcId` it was given. Ids increase by one per request, wrapping at `u32::MAX`.
     pub fn send(&mut self, request: &Request<'_>) -> Result<u32, ClientError> {
+        let id = self.queue(request)?;
+        self.flush()?;
+        Ok(id)
+    }
+
+    /// Encodes `request` as a JSON frame behind any already queued, without writing it; the
+    /// next [`flush`](Self::flush) (or send) writes them all with one write. Returns its
+    /// `rpcId`. Pipelining clients queue a batch and flush once, as `redis-benchmark -P` does.
+    pub fn queue(&mut self, request: &Request<'_>) -> Result<u32, ClientError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.write_frame(|out| rpc::encode_json_request(out, id, request))?;
+        self.queue_frame(|out| rpc::encode_json_request(out, id, request))?;
         Ok(id)
+    }
+
+    /// Writes every queued request with one write.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        if !self.out.is_empty() {
+            let written = self.reader.get_mut().write_all(&self.out);
+            self.out.clear();
+            written?;
+        }
+        Ok(())
+    }
+
+    /// Whether a whole reply is already buffered, so that the next `recv` needs no read.
+    pub fn reply_ready(&self) -> bool {
+        matches!(
+            frame::decode(self.reader.buffer()),
+            Ok(frame::Decoded::Frame { .. })
+        )
     }
 
     /// Reads the next JSON reply. Replies come back in request order; matching `rpcId`s is the
@@ -255,6 +282,12 @@ impl ParkingClient {
     /// Text aliases split on whitespace, so arguments containing whitespace are refused here
     /// (as `Io` with kind `InvalidInput`) rather than sent as a different request.
     pub fn send_text(&mut self, request: &Request<'_>) -> Result<(), ClientError> {
+        self.queue_text(request)?;
+        self.flush()
+    }
+
+    /// Like [`queue`](Self::queue), for the text alias form (see [`send_text`](Self::send_text)).
+    pub fn queue_text(&mut self, request: &Request<'_>) -> Result<(), ClientError> {
         let has_space = |arg: &&str| arg.is_empty() || arg.bytes().any(|b| b.is_ascii_whitespace());
         if request.with_args(|args| args.iter().any(has_space)) {
             return Err(ClientError::Io(io::Error::new(
@@ -262,7 +295,7 @@ impl ParkingClient {
                 "text alias arguments must be non-empty and contain no whitespace",
             )));
         }
-        self.write_frame(|out| rpc::encode_text_request(out, request))
+        self.queue_frame(|out| rpc::encode_text_request(out, request))
     }
 
     /// Reads the next reply as text (for the text aliases: `PONG`, `12`, `OK`, a JSON array,
@@ -277,18 +310,16 @@ impl ParkingClient {
 
     /// Sends `command` verbatim as one frame and returns the text reply.
     pub fn call_text(&mut self, command: &str) -> Result<String, ClientError> {
-        self.write_frame(|out| out.extend_from_slice(command.as_bytes()))?;
+        self.queue_frame(|out| out.extend_from_slice(command.as_bytes()))?;
+        self.flush()?;
         self.recv_text().map(str::to_owned)
     }
 
-    /// Writes one frame whose payload `body` encodes, with one write.
-    fn write_frame(&mut self, body: impl FnOnce(&mut Vec<u8>)) -> Result<(), ClientError> {
-        self.out.clear();
+    /// Queues one frame whose payload `body` encodes.
+    fn queue_frame(&mut self, body: impl FnOnce(&mut Vec<u8>)) -> Result<(), ClientError> {
         frame::encode_with(&mut self.out, body).map_err(|err| {
             ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))
-        })?;
-        self.reader.get_mut().write_all(&self.out)?;
-        Ok(())
+        })
     }
 
     fn read_payload(&mut self) -> Result<(), ClientError> {

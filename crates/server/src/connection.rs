@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+use crate::limits::ConnectionBudget;
+
 /// Size a read buffer starts at (and shrinks back to after a large request).
 const INITIAL_BUFFER: usize = 4 * 1024;
 
@@ -55,26 +57,43 @@ pub struct ConnectionStats {
     pub open: AtomicUsize,
 }
 
-/// Keeps the open-connection count honest however a connection ends, panics included.
+/// Keeps the open-connection counts (the port's and the server-wide budget's) honest however
+/// a connection ends, panics included.
 #[derive(Debug)]
-pub(crate) struct OpenGuard(Arc<ConnectionStats>);
+pub(crate) struct OpenGuard {
+    stats: Arc<ConnectionStats>,
+    budget: Arc<ConnectionBudget>,
+}
 
 impl OpenGuard {
-    /// Counts one more open connection unless `max` are open already.
-    pub(crate) fn try_open(stats: &Arc<ConnectionStats>, max: usize) -> Option<OpenGuard> {
+    /// Counts one more open connection unless `max` are open on this port already or the
+    /// server-wide budget is spent.
+    pub(crate) fn try_open(
+        stats: &Arc<ConnectionStats>,
+        max: usize,
+        budget: &Arc<ConnectionBudget>,
+    ) -> Option<OpenGuard> {
         stats
             .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 (open < max).then_some(open + 1)
             })
-            .ok()
-            .map(|_| OpenGuard(Arc::clone(stats)))
+            .ok()?;
+        if !budget.try_take() {
+            stats.open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(OpenGuard {
+            stats: Arc::clone(stats),
+            budget: Arc::clone(budget),
+        })
     }
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.stats.open.fetch_sub(1, Ordering::AcqRel);
+        self.budget.give_back();
     }
 }
 

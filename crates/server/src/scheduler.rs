@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use warn_limit::peer_warn;
 
 use crate::connection::{CloseReason, Connection, ConnectionStats, OpenGuard, Protocol, Timeouts};
+use crate::limits::ConnectionBudget;
 use crate::poller::{Handoff, Parking};
 use crate::worker::{self, Worker};
 
@@ -52,6 +53,8 @@ pub(crate) struct SchedulerConfig {
     pub(crate) timeouts: Timeouts,
     /// Open connections allowed; more are told BUSY and closed.
     pub(crate) max_connections: usize,
+    /// What all ports may hold together (the open-files limit).
+    pub(crate) budget: Arc<ConnectionBudget>,
 }
 
 /// One port's workers, ready queue and poller.
@@ -224,7 +227,11 @@ impl<P: Protocol> Scheduler<P> {
     /// bytes reports it at once). Never blocks on the peer.
     pub(crate) fn admit(&self, stream: TcpStream, peer: SocketAddr) {
         let name = self.protocol.name();
-        let Some(open) = OpenGuard::try_open(&self.stats, self.config.max_connections) else {
+        let Some(open) = OpenGuard::try_open(
+            &self.stats,
+            self.config.max_connections,
+            &self.config.budget,
+        ) else {
             self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
             self.refuse_busy(stream, peer);
             return;
@@ -266,9 +273,13 @@ impl<P: Protocol> Scheduler<P> {
 
     fn refuse_busy(&self, mut stream: TcpStream, peer: SocketAddr) {
         peer_warn!(
-            "{} {peer}: refused, {} connections already open (max_connections)",
+            "{} {peer}: refused, {} connections already open (max_connections {}, {} of {} \
+             on all ports)",
             self.protocol.name(),
-            self.config.max_connections
+            self.stats.open.load(Ordering::Relaxed),
+            self.config.max_connections,
+            self.config.budget.open(),
+            self.config.budget.max()
         );
         let mut reply = Vec::new();
         self.protocol

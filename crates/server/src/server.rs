@@ -14,7 +14,7 @@ use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 
 use crate::config::Config;
 use crate::connection::Timeouts;
-use crate::limits;
+use crate::limits::{self, ConnectionBudget};
 use crate::listener::{self, BindError};
 use crate::rpc::RpcProtocol;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -174,7 +174,11 @@ impl Server {
         };
 
         // Every port's connections are file descriptors; see what the process may open.
-        let max_connections = limits::fit_open_files(3, config.max_connections);
+        let max_connections = config.max_connections;
+        let budget = Arc::new(ConnectionBudget::new(limits::fit_open_files(
+            3,
+            max_connections,
+        )));
         let broker = Arc::new(Broker::start(
             state.lot_ids().cloned().collect(),
             BrokerConfig {
@@ -197,6 +201,7 @@ impl Server {
                 frame: config.frame_timeout,
             },
             max_connections,
+            budget: Arc::clone(&budget),
         };
         let rpc = Scheduler::start(
             RpcProtocol::new(Arc::clone(&state)),
@@ -227,7 +232,14 @@ impl Server {
             "pubsub",
             pubsub_listener,
             shutdown.clone(),
-            move |stream, peer| subscribers.attach(stream, peer),
+            move |stream, peer| {
+                // The broker counts its own connections; the budget counts the other ports'.
+                if budget.open() + subscribers.stats().connections >= budget.max() {
+                    subscribers.refuse_busy(stream, peer, budget.max());
+                } else {
+                    subscribers.attach(stream, peer);
+                }
+            },
         )?);
 
         log::info!(
