@@ -160,7 +160,7 @@ fn survives_a_server_restart() {
     let second = {
         let _no_fork = spawn_lock();
         first.shutdown();
-        start_server(port)
+        testkit::restart_server(|config| config.sensor_port = port)
     };
     wait_for_log(&mut stderr, "reconnected to");
     let log = drain(stderr);

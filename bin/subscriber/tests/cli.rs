@@ -126,7 +126,7 @@ fn resubscribes_after_a_server_restart() {
     let second = {
         let _no_fork = spawn_lock();
         first.shutdown();
-        start_server(port)
+        testkit::restart_server(|config| config.pubsub_port = port)
     };
     wait_for_log(&mut stderr, "re-subscribed");
     let mut rpc = ParkingClient::connect(second.rpc_addr()).unwrap();

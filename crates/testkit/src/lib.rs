@@ -14,7 +14,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use server::{Config, RunningServer, Server};
+use server::{Config, RunningServer, Server, StartError};
 use shutdown::ShutdownHandle;
 
 /// Generous bound for anything a test waits on; only reached when the test is failing.
@@ -39,6 +39,26 @@ pub fn start(config: Config) -> RunningServer {
     Server::new(config)
         .start(ShutdownHandle::new())
         .expect("the test server starts")
+}
+
+/// Starts a server with [`small_config`] adjusted by `tweak`, on ports that were just in use:
+/// while a port is still taken (a reconnecting client on this machine may hold it for a
+/// moment, connected to itself), binding is retried until [`DEADLINE`].
+pub fn restart_server(tweak: impl Fn(&mut Config)) -> RunningServer {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let mut config = small_config();
+        tweak(&mut config);
+        match Server::new(config).start(ShutdownHandle::new()) {
+            Ok(running) => return running,
+            Err(StartError::Bind(err)) if Instant::now() < deadline => {
+                log::debug!("restart: {err}; retrying");
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(err) => panic!("the test server does not restart: {err}"),
+        }
+    }
 }
 
 /// Starts a server with [`small_config`], adjusted by `tweak`.
