@@ -144,6 +144,7 @@ fn reply_to(request: &Request<'_>) -> Reply<'static> {
                     id: Cow::Borrowed(id),
                     capacity,
                     occupied: 0,
+                    counted: 0,
                     reserved: 0,
                     free: capacity,
                 })

@@ -147,6 +147,7 @@ mod tests {
             id: id.to_owned().into(),
             capacity,
             occupied,
+            counted: i64::from(occupied),
             reserved,
             free,
         }

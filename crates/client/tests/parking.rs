@@ -29,6 +29,7 @@ fn typed_calls_round_trip_with_increasing_ids() {
                     id: "A".into(),
                     capacity: 100,
                     occupied: 3,
+                    counted: 3,
                     reserved: 2,
                     free: 95,
                 }]),

@@ -36,6 +36,8 @@ pub enum SensorErrorCode {
     LineTooLong,
     /// The server is at its connection limit; the connection is closed after this reply.
     Busy,
+    /// The update could not be made durable, so it was not applied; retrying later is safe.
+    Unavailable,
 }
 
 impl SensorErrorCode {
@@ -47,6 +49,7 @@ impl SensorErrorCode {
             SensorErrorCode::BadCount => "BAD_COUNT",
             SensorErrorCode::LineTooLong => "LINE_TOO_LONG",
             SensorErrorCode::Busy => "BUSY",
+            SensorErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 
@@ -57,6 +60,7 @@ impl SensorErrorCode {
             SensorErrorCode::BadCount,
             SensorErrorCode::LineTooLong,
             SensorErrorCode::Busy,
+            SensorErrorCode::Unavailable,
         ]
         .into_iter()
         .find(|candidate| candidate.as_str() == code)

@@ -192,14 +192,17 @@ const PUBSUB_ERROR_CODES: [PubsubErrorCode; 4] = [
 ];
 
 fn lot_status() -> BoxedStrategy<LotStatus<'static>> {
-    (any::<String>(), any::<[u32; 4]>())
-        .prop_map(|(id, [capacity, occupied, reserved, free])| LotStatus {
-            id: id.into(),
-            capacity,
-            occupied,
-            reserved,
-            free,
-        })
+    (any::<String>(), any::<[u32; 4]>(), any::<i64>())
+        .prop_map(
+            |(id, [capacity, occupied, reserved, free], counted)| LotStatus {
+                id: id.into(),
+                capacity,
+                occupied,
+                counted,
+                reserved,
+                free,
+            },
+        )
         .boxed()
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use framing::frame::{self, Decoded, FrameError};
 use framing::rpc::{self, ErrorCode, LotStatus, Reply, Request, WireError};
-use state::{ParkingState, Plate, UnknownLot};
+use state::{ParkingState, Plate, StateError, UnknownLot};
 use warn_limit::peer_warn;
 
 use crate::connection::{Protocol, Served};
@@ -37,6 +37,10 @@ impl RpcProtocol {
         let unknown_lot = |UnknownLot(lot): UnknownLot| {
             WireError::new(ErrorCode::UnknownLot, format!("no lot with id {lot:?}"))
         };
+        let refused = |error: StateError| match error {
+            StateError::UnknownLot(lot) => unknown_lot(lot),
+            StateError::Unavailable(why) => WireError::new(ErrorCode::Unavailable, why.to_string()),
+        };
         let plate = |plate: &str| {
             Plate::parse(plate).map_err(|err| WireError::new(ErrorCode::BadPlate, err.to_string()))
         };
@@ -50,6 +54,7 @@ impl RpcProtocol {
                         id: Cow::Owned(lot.id.as_str().to_owned()),
                         capacity: lot.capacity,
                         occupied: lot.occupied,
+                        counted: lot.counted,
                         reserved: lot.reserved,
                         free: lot.free,
                     })
@@ -59,11 +64,11 @@ impl RpcProtocol {
                 Reply::Free(self.state.free(lot).map_err(unknown_lot)?)
             }
             Request::Reserve { lot, plate: text } => {
-                let outcome = self.state.reserve(lot, plate(text)?).map_err(unknown_lot)?;
+                let outcome = self.state.reserve(lot, plate(text)?).map_err(refused)?;
                 Reply::Reserve(outcome)
             }
             Request::Cancel { lot, plate: text } => {
-                let outcome = self.state.cancel(lot, plate(text)?).map_err(unknown_lot)?;
+                let outcome = self.state.cancel(lot, plate(text)?).map_err(refused)?;
                 Reply::Cancel(outcome)
             }
         })

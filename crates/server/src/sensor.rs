@@ -8,7 +8,7 @@ use framing::line::{self, Decoded};
 use framing::sensor::{
     self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
 };
-use state::{ParkingState, UnknownLot};
+use state::{ParkingState, StateError, UnknownLot};
 use warn_limit::peer_warn;
 
 use crate::connection::{Protocol, Served};
@@ -45,11 +45,14 @@ impl SensorProtocol {
         let update = self
             .state
             .update_occupancy(lot, change)
-            .map_err(|UnknownLot(lot)| {
-                SensorError::new(
+            .map_err(|error| match error {
+                StateError::UnknownLot(UnknownLot(lot)) => SensorError::new(
                     SensorErrorCode::UnknownLot,
                     format!("no lot with id {lot:?}"),
-                )
+                ),
+                StateError::Unavailable(why) => {
+                    SensorError::new(SensorErrorCode::Unavailable, why.to_string())
+                }
             })?;
         if update.clamped {
             // More cars than spaces (or fewer than none) is a fact of life for counters.

@@ -26,7 +26,7 @@ fn every_command_row() {
     let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
     assert_eq!(
         lots[0],
-        json!({"id": "A", "capacity": 100, "occupied": 12, "reserved": 0, "free": 88})
+        json!({"id": "A", "capacity": 100, "occupied": 12, "counted": 12, "reserved": 0, "free": 88})
     );
 }
 
@@ -58,15 +58,29 @@ fn errors_change_nothing() {
 }
 
 #[test]
-fn counts_clamp_at_both_ends() {
+fn the_running_count_is_kept_and_only_what_is_reported_is_clamped() {
     let server = start_with(|config| {
         config.lots = serde_json::from_value(json!([{"id": "S", "capacity": 10}])).unwrap();
     });
     let mut sensor = RawLines::connect(server.sensor_addr());
     assert_eq!(sensor.call("UPDATE S 25"), "OK 0");
-    assert_eq!(sensor.call("UPDATE S -3"), "OK 3");
+    // 22 cars counted: still full, not 3 free.
+    assert_eq!(sensor.call("UPDATE S -3"), "OK 0");
+    assert_eq!(sensor.call("UPDATE S -16"), "OK 4");
     assert_eq!(sensor.call("UPDATE S -4294967295"), "OK 10");
-    assert_eq!(sensor.call("UPDATE S +4294967295"), "OK 0");
+    assert_eq!(sensor.call("UPDATE S +4294967295"), "OK 4");
+    assert_eq!(sensor.call("UPDATE S 0"), "OK 10");
+    // A gate counter that overshoots comes back to the true count (issue 15's drift).
+    assert_eq!(sensor.call("UPDATE S 10"), "OK 0");
+    assert_eq!(sensor.call("UPDATE S +5"), "OK 0");
+    assert_eq!(sensor.call("UPDATE S -5"), "OK 0");
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let lots = rpc.json(r#"{"rpcId": 1, "method": "getLots", "args": []}"#);
+    assert_eq!(lots["result"][0]["occupied"], 10);
+    assert_eq!(lots["result"][0]["counted"], 10);
+    assert_eq!(sensor.call("UPDATE S +3"), "OK 0");
+    let lots = rpc.json(r#"{"rpcId": 2, "method": "getLots", "args": []}"#);
+    assert_eq!(lots["result"][0]["counted"], 13);
     assert_eq!(sensor.call("UPDATE S 0"), "OK 10");
     // Reservations count against free, sensors cannot push it below zero.
     let mut rpc = RawRpc::connect(server.rpc_addr());

@@ -103,8 +103,9 @@ impl fmt::Display for LotId {
 }
 
 /// A vehicle's plate: 1 to 16 characters of `A-Z a-z 0-9 -`, stored uppercase so that plates
-/// compare case-insensitively. Stored inline: making one never allocates.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// compare case-insensitively. Stored inline: making one never allocates. Serialised as its
+/// text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Plate {
     bytes: [u8; MAX_PLATE_LEN],
     len: u8,
@@ -174,6 +175,19 @@ impl Plate {
 impl fmt::Display for Plate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Plate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Plate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Plate::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -18,6 +18,8 @@
 //! Time comes from a [`Clock`], so tests can expire reservations without sleeping.
 //!
 //! # Layout
+//! - `change`: [`Change`], the unit in which the state is made durable, and the [`Recorder`]
+//!   a durable store plugs in.
 //! - `clock`: the [`Clock`] trait, the real clock and a manual one for tests.
 //! - `ids`: validated domain values, [`LotId`] and [`Plate`].
 //! - `lot`: one lot's counters and reservations, and the outcomes of operations on it.
@@ -26,17 +28,19 @@
 
 #![forbid(unsafe_code)]
 
+mod change;
 mod clock;
 mod ids;
 mod lot;
 mod parking;
 mod purger;
 
+pub use change::{Change, Commit, Recorder, Unavailable};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{LotId, LotIdError, MAX_LOT_ID_LEN, MAX_PLATE_LEN, Plate, PlateError};
 pub use lot::{CancelOutcome, CountChange, ReserveOutcome};
 pub use parking::{
     Listener, LotChange, LotSnapshot, LotSpec, OccupancyUpdate, ParkingState, SetupError,
-    UnknownLot,
+    StateError, UnknownLot,
 };
 pub use purger::Purger;

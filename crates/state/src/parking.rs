@@ -2,14 +2,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::change::{Change, Recorder, Unavailable};
 use crate::clock::Clock;
 use crate::ids::{LotId, Plate};
-use crate::lot::{CancelOutcome, CountChange, Lot, ReserveOutcome};
+use crate::lot::{CancelOutcome, CountChange, Held, Lot, ReserveOutcome};
 
 /// A lot as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +28,10 @@ pub struct LotSnapshot {
     pub id: LotId,
     /// Total spaces.
     pub capacity: u32,
-    /// Spaces the sensors report as taken.
+    /// Spaces the sensors report as taken: their running count, clamped to `[0, capacity]`.
     pub occupied: u32,
+    /// The sensors' running count, unclamped: a gate counter that drifts shows it here.
+    pub counted: i64,
     /// Live reservations.
     pub reserved: u32,
     /// `max(0, capacity - occupied - reserved)`.
@@ -40,6 +43,8 @@ pub struct LotSnapshot {
 pub struct OccupancyUpdate {
     /// Occupied spaces after the update.
     pub occupied: u32,
+    /// The running count after the update, unclamped.
+    pub counted: i64,
     /// Free spaces after the update.
     pub free: u32,
     /// The report asked for less than 0 or more than capacity and was clamped.
@@ -73,6 +78,38 @@ impl fmt::Display for UnknownLot {
 }
 
 impl std::error::Error for UnknownLot {}
+
+/// Why an operation that changes the state failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// No lot has that id.
+    UnknownLot(UnknownLot),
+    /// The change could not be made durable, so it was not made.
+    Unavailable(Unavailable),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::UnknownLot(err) => err.fmt(f),
+            StateError::Unavailable(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+impl From<UnknownLot> for StateError {
+    fn from(err: UnknownLot) -> Self {
+        StateError::UnknownLot(err)
+    }
+}
+
+impl From<Unavailable> for StateError {
+    fn from(err: Unavailable) -> Self {
+        StateError::Unavailable(err)
+    }
+}
 
 /// Why a [`ParkingState`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +158,8 @@ pub struct ParkingState {
     ttl: Duration,
     clock: Arc<dyn Clock>,
     listeners: RwLock<Vec<Listener>>,
+    /// Where changes are made durable; unset, the state lives in memory only.
+    recorder: OnceLock<Arc<dyn Recorder>>,
 }
 
 impl fmt::Debug for ParkingState {
@@ -173,7 +212,14 @@ impl ParkingState {
             ttl,
             clock,
             listeners: RwLock::new(Vec::new()),
+            recorder: OnceLock::new(),
         })
+    }
+
+    /// Makes every later change go through `recorder` (once; a second call is refused with
+    /// the recorder handed back).
+    pub fn set_recorder(&self, recorder: Arc<dyn Recorder>) -> Result<(), Arc<dyn Recorder>> {
+        self.recorder.set(recorder)
     }
 
     /// Registers a listener for every later change of any lot's free count.
@@ -204,7 +250,8 @@ impl ParkingState {
                 self.with_entry(entry, |lot, _| LotSnapshot {
                     id: entry.id.clone(),
                     capacity: lot.capacity,
-                    occupied: lot.occupied,
+                    occupied: lot.occupied(),
+                    counted: lot.counted,
                     reserved: lot.reserved(),
                     free: lot.free(),
                 })
@@ -219,30 +266,129 @@ impl ParkingState {
     }
 
     /// Holds a space for `plate` unless the lot is full or the plate already holds one.
-    pub fn reserve(&self, lot: &str, plate: Plate) -> Result<ReserveOutcome, UnknownLot> {
+    pub fn reserve(&self, lot: &str, plate: Plate) -> Result<ReserveOutcome, StateError> {
+        self.reserve_for(lot, plate, None)
+    }
+
+    /// [`ParkingState::reserve`], on behalf of `owner` (a key id), who alone may cancel it.
+    pub fn reserve_for(
+        &self,
+        lot: &str,
+        plate: Plate,
+        owner: Option<Arc<str>>,
+    ) -> Result<ReserveOutcome, StateError> {
         let ttl = self.ttl;
-        self.with_lot(lot, |lot, now| lot.reserve(plate, now + ttl))
+        self.change_lot(lot, |id, lot, now, wall| {
+            let held = Held {
+                expires_at: now + ttl,
+                owner,
+            };
+            let outcome = lot.reserve(plate, held.clone());
+            let change = (outcome == ReserveOutcome::Reserved).then(|| {
+                (
+                    reservation(id, plate, None, wall),
+                    reservation(id, plate, Some(&held), wall),
+                )
+            });
+            (outcome, change)
+        })
     }
 
     /// Removes `plate`'s live reservation, if any.
-    pub fn cancel(&self, lot: &str, plate: Plate) -> Result<CancelOutcome, UnknownLot> {
-        self.with_lot(lot, |lot, _| lot.cancel(plate))
+    pub fn cancel(&self, lot: &str, plate: Plate) -> Result<CancelOutcome, StateError> {
+        self.cancel_if(lot, plate, |_| true)
     }
 
-    /// Applies a sensor's occupancy report, clamped to `[0, capacity]`.
+    /// Removes `plate`'s live reservation if `allowed` says so of its owner; a refused one is
+    /// reported as not found, so that nobody learns whose it is.
+    pub fn cancel_if(
+        &self,
+        lot: &str,
+        plate: Plate,
+        allowed: impl FnOnce(Option<&str>) -> bool,
+    ) -> Result<CancelOutcome, StateError> {
+        self.change_lot(lot, |id, lot, _, wall| {
+            if !lot
+                .held(&plate)
+                .is_some_and(|held| allowed(held.owner.as_deref()))
+            {
+                return (CancelOutcome::NotFound, None);
+            }
+            match lot.cancel(plate) {
+                Some(held) => (
+                    CancelOutcome::Cancelled,
+                    Some((
+                        reservation(id, plate, Some(&held), wall),
+                        reservation(id, plate, None, wall),
+                    )),
+                ),
+                None => (CancelOutcome::NotFound, None),
+            }
+        })
+    }
+
+    /// Applies a sensor's report to the lot's running count; what is reported as occupied is
+    /// that count clamped to `[0, capacity]`.
     pub fn update_occupancy(
         &self,
         lot: &str,
         change: CountChange,
-    ) -> Result<OccupancyUpdate, UnknownLot> {
-        self.with_lot(lot, |lot, _| {
-            let clamped = lot.apply(change);
-            OccupancyUpdate {
-                occupied: lot.occupied,
+    ) -> Result<OccupancyUpdate, StateError> {
+        self.change_lot(lot, |id, lot, _, _| {
+            let before = lot.counted;
+            let clamped = lot.count(change);
+            let update = OccupancyUpdate {
+                occupied: lot.occupied(),
+                counted: lot.counted,
                 free: lot.free(),
                 clamped,
-            }
+            };
+            let recorded = (lot.counted != before).then(|| {
+                (
+                    Change::Count {
+                        lot: id.clone(),
+                        counted: before,
+                    },
+                    Change::Count {
+                        lot: id.clone(),
+                        counted: lot.counted,
+                    },
+                )
+            });
+            (update, recorded)
         })
+    }
+
+    /// Sets one key of the state to the value `change` gives it, whatever it was: a journal's
+    /// replay, an undo, a change another node made. Capacity is not checked (it was, when the
+    /// reservation was granted); a reservation already past its time is dropped at once.
+    pub fn apply(&self, change: &Change) -> Result<(), UnknownLot> {
+        let entry = self.entry(change.lot().as_str())?;
+        self.with_entry(entry, |lot, now| {
+            let wall_now = unix_ms(self.clock.wall());
+            set_key(lot, change, now, wall_now);
+        });
+        Ok(())
+    }
+
+    /// Every key of the state as changes: each lot's count and its live reservations. Taken
+    /// lot by lot, each under its own lock, so it never stops the whole state; replaying the
+    /// journal from where it began on top of it gives the state as it was at the end.
+    pub fn image(&self) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for entry in &self.entries {
+            self.with_entry(entry, |lot, now| {
+                let wall = (now, unix_ms(self.clock.wall()));
+                changes.push(Change::Count {
+                    lot: entry.id.clone(),
+                    counted: lot.counted,
+                });
+                for (&plate, held) in lot.reservations() {
+                    changes.push(reservation(&entry.id, plate, Some(held), wall));
+                }
+            });
+        }
+        changes
     }
 
     /// Removes expired reservations from every lot (publishing the resulting changes);
@@ -282,6 +428,41 @@ impl ParkingState {
     ) -> Result<R, UnknownLot> {
         let entry = self.entry(id)?;
         Ok(self.with_entry(entry, op).0)
+    }
+
+    /// Runs an operation that may change the lot, as [`ParkingState::with_entry`] does, and
+    /// makes its change durable: `op` returns its result and, if it changed a key, the key's
+    /// old and new values. The change is recorded under the lot's lock (so a lot's changes
+    /// are recorded in the order they happen) and waited for after it is released (so a slow
+    /// disk holds up no one else's reads). A change the recorder refuses is undone at once.
+    fn change_lot<R>(
+        &self,
+        id: &str,
+        op: impl FnOnce(&LotId, &mut Lot, Instant, (Instant, u64)) -> (R, Option<(Change, Change)>),
+    ) -> Result<R, StateError> {
+        let entry = self.entry(id)?;
+        let recorder = self.recorder.get();
+        let ((result, commit), _) = self.with_entry(entry, |lot, now| {
+            let wall = (now, unix_ms(self.clock.wall()));
+            let (result, change) = op(&entry.id, lot, now, wall);
+            let Some((undo, redo)) = change else {
+                return (result, Ok(None));
+            };
+            let Some(recorder) = recorder else {
+                return (result, Ok(None));
+            };
+            match recorder.record(&undo, &redo) {
+                Ok(commit) => (result, Ok(Some(commit))),
+                Err(refused) => {
+                    set_key(lot, &undo, now, wall.1);
+                    (result, Err(refused))
+                }
+            }
+        });
+        if let (Some(recorder), Some(commit)) = (recorder, commit?) {
+            recorder.wait(commit)?;
+        }
+        Ok(result)
     }
 
     /// Runs `op` on the lot under its lock, after purging expired reservations, then publishes
@@ -338,6 +519,50 @@ impl ParkingState {
             if entry.pending.lock().is_empty() {
                 return;
             }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it, which no clock of ours reads).
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+/// A reservation as a change: `held` (or its absence), its expiry in wall-clock time.
+/// `wall` pairs the monotonic now with the wall-clock now, for the conversion.
+fn reservation(lot: &LotId, plate: Plate, held: Option<&Held>, wall: (Instant, u64)) -> Change {
+    let (now, wall_now) = wall;
+    Change::Reservation {
+        lot: lot.clone(),
+        plate,
+        expires_at_ms: held.map(|held| {
+            let left = held.expires_at.saturating_duration_since(now);
+            wall_now.saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+        }),
+        owner: held.and_then(|held| held.owner.as_deref().map(str::to_owned)),
+    }
+}
+
+/// Sets the key `change` names, in a lot whose lock is held.
+fn set_key(lot: &mut Lot, change: &Change, now: Instant, wall_now: u64) {
+    match change {
+        Change::Reservation {
+            plate,
+            expires_at_ms,
+            owner,
+            ..
+        } => {
+            let held = expires_at_ms.map(|ms| Held {
+                // In the past, it is due now: the next purge drops it.
+                expires_at: now + Duration::from_millis(ms.saturating_sub(wall_now)),
+                owner: owner.as_deref().map(Arc::from),
+            });
+            lot.set_held(*plate, held);
+        }
+        Change::Count { counted, .. } => {
+            lot.counted = (*counted).clamp(-crate::lot::COUNT_LIMIT, crate::lot::COUNT_LIMIT);
         }
     }
 }
@@ -431,7 +656,10 @@ mod tests {
             CancelOutcome::NotFound
         );
         assert_eq!(state.free("A").unwrap(), 1);
-        assert_eq!(state.reserve("Z", plate("P1")), Err(UnknownLot("Z".into())));
+        assert_eq!(
+            state.reserve("Z", plate("P1")),
+            Err(StateError::UnknownLot(UnknownLot("Z".into())))
+        );
         let a = &state.lots()[0];
         assert_eq!((a.capacity, a.occupied, a.reserved, a.free), (2, 0, 1, 1));
         assert_eq!(
@@ -485,6 +713,7 @@ mod tests {
             update,
             OccupancyUpdate {
                 occupied: 4,
+                counted: 4,
                 free: 6,
                 clamped: false
             }
@@ -495,11 +724,177 @@ mod tests {
             update,
             OccupancyUpdate {
                 occupied: 10,
+                counted: 104,
                 free: 0,
                 clamped: true
             }
         );
         assert_eq!(*events.lock(), vec![("A".into(), 6), ("A".into(), 0)]);
+    }
+
+    /// Records every change; refuses them all once `refuse` is set.
+    #[derive(Default)]
+    struct Journal {
+        changes: Mutex<Vec<(Change, Change)>>,
+        refuse: std::sync::atomic::AtomicBool,
+        waited: AtomicU32,
+    }
+
+    impl Recorder for Journal {
+        fn record(&self, undo: &Change, redo: &Change) -> Result<crate::Commit, Unavailable> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Unavailable("disk full".into()));
+            }
+            let mut changes = self.changes.lock();
+            changes.push((undo.clone(), redo.clone()));
+            Ok(crate::Commit(changes.len() as u64))
+        }
+
+        fn wait(&self, _commit: crate::Commit) -> Result<(), Unavailable> {
+            self.waited.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_change_is_recorded_with_its_old_value_and_waited_for() {
+        let clock = Arc::new(ManualClock::new());
+        let state = state_with(clock.clone(), 3);
+        let journal = Arc::new(Journal::default());
+        assert!(state.set_recorder(journal.clone()).is_ok());
+        assert!(state.set_recorder(journal.clone()).is_err());
+        state.reserve("A", plate("p1")).unwrap();
+        // Refusals change nothing and record nothing.
+        assert_eq!(
+            state.reserve("A", plate("P1")).unwrap(),
+            ReserveOutcome::Exists
+        );
+        assert_eq!(
+            state.cancel("A", plate("P9")).unwrap(),
+            CancelOutcome::NotFound
+        );
+        state.update_occupancy("A", CountChange::Add(2)).unwrap();
+        state.update_occupancy("A", CountChange::Add(0)).unwrap();
+        state.cancel("A", plate("P1")).unwrap();
+        let wall = unix_ms(clock.wall());
+        let a = || LotId::new("A").unwrap();
+        let held = Change::Reservation {
+            lot: a(),
+            plate: plate("P1"),
+            expires_at_ms: Some(wall + 10_000),
+            owner: None,
+        };
+        let gone = Change::Reservation {
+            lot: a(),
+            plate: plate("P1"),
+            expires_at_ms: None,
+            owner: None,
+        };
+        assert_eq!(
+            *journal.changes.lock(),
+            vec![
+                (gone.clone(), held.clone()),
+                (
+                    Change::Count {
+                        lot: a(),
+                        counted: 0
+                    },
+                    Change::Count {
+                        lot: a(),
+                        counted: 2
+                    }
+                ),
+                (held, gone),
+            ]
+        );
+        assert_eq!(journal.waited.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_refused_change_is_undone_and_reported_unavailable() {
+        let state = state_with(Arc::new(ManualClock::new()), 3);
+        let events = recorder(&state);
+        let journal = Arc::new(Journal::default());
+        let _ = state.set_recorder(journal.clone());
+        state.reserve("A", plate("KEEP")).unwrap();
+        journal
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            state.reserve("A", plate("P1")),
+            Err(StateError::Unavailable(_))
+        ));
+        assert!(matches!(
+            state.update_occupancy("A", CountChange::Set(2)),
+            Err(StateError::Unavailable(_))
+        ));
+        assert!(matches!(
+            state.cancel("A", plate("KEEP")),
+            Err(StateError::Unavailable(_))
+        ));
+        let a = &state.lots()[0];
+        assert_eq!((a.counted, a.reserved, a.free), (0, 1, 2));
+        // Nothing that was undone was ever announced.
+        assert_eq!(*events.lock(), vec![("A".into(), 2)]);
+        // Reads still work.
+        assert_eq!(state.free("A").unwrap(), 2);
+    }
+
+    #[test]
+    fn an_image_replayed_into_a_new_state_is_the_same_state_and_expiry_runs_on() {
+        let clock = Arc::new(ManualClock::new());
+        let state = state_with(clock.clone(), 5);
+        state.reserve("A", plate("P1")).unwrap();
+        clock.advance(Duration::from_secs(4));
+        state.reserve("A", plate("P2")).unwrap();
+        state.update_occupancy("B", CountChange::Set(7)).unwrap();
+        let image = state.image();
+        // A restart: a new state, the same wall clock, the monotonic clock started afresh.
+        let later = Arc::new(ManualClock::new());
+        later.advance(Duration::from_secs(4));
+        let restored = state_with(later.clone(), 5);
+        for change in &image {
+            restored.apply(change).unwrap();
+        }
+        let original: Vec<_> = state.lots();
+        assert_eq!(restored.lots(), original);
+        assert_eq!(original[1].counted, 7);
+        assert_eq!(original[1].occupied, 5);
+        // P1 had 6 s left, P2 10 s: expiry runs on from where it was.
+        later.advance(Duration::from_secs(6));
+        assert_eq!(restored.lots()[0].reserved, 1);
+        later.advance(Duration::from_secs(4));
+        assert_eq!(restored.lots()[0].reserved, 0);
+        assert!(
+            restored
+                .apply(&Change::Count {
+                    lot: LotId::new("Z").unwrap(),
+                    counted: 1,
+                })
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn only_an_allowed_owner_cancels_and_a_refusal_looks_like_nothing_there() {
+        let state = state_with(Arc::new(ManualClock::new()), 3);
+        state
+            .reserve_for("A", plate("P1"), Some(Arc::from("kiosk-1")))
+            .unwrap();
+        let mine = |owner: Option<&str>| owner == Some("kiosk-2");
+        assert_eq!(
+            state.cancel_if("A", plate("P1"), mine).unwrap(),
+            CancelOutcome::NotFound
+        );
+        assert_eq!(state.lots()[0].reserved, 1);
+        assert_eq!(
+            state
+                .cancel_if("A", plate("P1"), |owner| owner == Some("kiosk-1"))
+                .unwrap(),
+            CancelOutcome::Cancelled
+        );
+        let image = state.image();
+        assert_eq!(image.len(), 2, "two counts, no reservation: {image:?}");
     }
 
     #[test]

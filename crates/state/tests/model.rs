@@ -22,7 +22,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use state::{
     CancelOutcome, Clock, CountChange, LotChange, LotId, LotSnapshot, LotSpec, ManualClock,
-    OccupancyUpdate, ParkingState, Plate, ReserveOutcome, UnknownLot,
+    OccupancyUpdate, ParkingState, Plate, ReserveOutcome, StateError, UnknownLot,
 };
 
 const TTL: Duration = Duration::from_secs(10);
@@ -85,7 +85,9 @@ fn case() -> impl Strategy<Value = (Vec<u32>, Vec<Op>, bool)> {
 struct ModelLot {
     id: &'static str,
     capacity: u32,
-    occupied: u32,
+    /// The sensors' running count; what is reported as occupied is it clamped to
+    /// `[0, capacity]`, and it never leaves `[-2^40, 2^40]`.
+    counted: i64,
     /// Plate (uppercase) to expiry; may hold expired entries until the lot is next touched.
     reservations: BTreeMap<String, Instant>,
     /// The free count listeners last heard of.
@@ -93,6 +95,14 @@ struct ModelLot {
 }
 
 impl ModelLot {
+    fn occupied(&self) -> u32 {
+        if self.counted <= 0 {
+            0
+        } else {
+            u32::try_from(self.counted).map_or(self.capacity, |n| n.min(self.capacity))
+        }
+    }
+
     fn live(&self, now: Instant) -> u32 {
         self.reservations
             .values()
@@ -101,7 +111,8 @@ impl ModelLot {
     }
 
     fn free(&self, now: Instant) -> u32 {
-        self.capacity.saturating_sub(self.occupied + self.live(now))
+        self.capacity
+            .saturating_sub(self.occupied() + self.live(now))
     }
 }
 
@@ -137,12 +148,13 @@ impl Model {
         (result, expired)
     }
 
-    fn snapshot(&mut self, index: usize) -> (&'static str, u32, u32, u32, u32) {
+    fn snapshot(&mut self, index: usize) -> (&'static str, u32, u32, i64, u32, u32) {
         self.touch(index, |lot, now| {
             (
                 lot.id,
                 lot.capacity,
-                lot.occupied,
+                lot.occupied(),
+                lot.counted,
                 lot.live(now),
                 lot.free(now),
             )
@@ -155,7 +167,7 @@ impl Model {
         self.touch(index, |lot, now| {
             if lot.reservations.contains_key(&plate) {
                 ReserveOutcome::Exists
-            } else if lot.occupied + lot.live(now) >= lot.capacity {
+            } else if lot.occupied() + lot.live(now) >= lot.capacity {
                 ReserveOutcome::Full
             } else {
                 lot.reservations.insert(plate, now + TTL);
@@ -178,19 +190,15 @@ impl Model {
         self.touch(index, |lot, now| {
             let wanted = match change {
                 CountChange::Set(n) => i64::from(n),
-                CountChange::Add(k) => i64::from(lot.occupied) + i64::from(k),
-                CountChange::Remove(k) => i64::from(lot.occupied) - i64::from(k),
+                CountChange::Add(k) => lot.counted + i64::from(k),
+                CountChange::Remove(k) => lot.counted - i64::from(k),
             };
-            let clamped = wanted < 0 || wanted > i64::from(lot.capacity);
-            lot.occupied = if wanted < 0 {
-                0
-            } else {
-                u32::try_from(wanted).map_or(lot.capacity, |wanted| wanted.min(lot.capacity))
-            };
+            lot.counted = wanted.clamp(-(1 << 40), 1 << 40);
             OccupancyUpdate {
-                occupied: lot.occupied,
+                occupied: lot.occupied(),
+                counted: lot.counted,
                 free: lot.free(now),
-                clamped,
+                clamped: lot.counted < 0 || lot.counted > i64::from(lot.capacity),
             }
         })
         .0
@@ -240,7 +248,7 @@ impl Harness {
                 .map(|(&capacity, id)| ModelLot {
                     id,
                     capacity,
-                    occupied: 0,
+                    counted: 0,
                     reservations: BTreeMap::new(),
                     published: capacity,
                 })
@@ -270,7 +278,7 @@ impl Harness {
                 if known(lot) {
                     let (occupied, live) = {
                         let model_lot = &self.model.lots[lot];
-                        (model_lot.occupied, model_lot.live(self.model.now))
+                        (model_lot.occupied(), model_lot.live(self.model.now))
                     };
                     let expected = self.model.reserve(lot, plate);
                     prop_assert_eq!(got.clone(), Ok(expected));
@@ -280,7 +288,10 @@ impl Harness {
                         prop_assert!(occupied + live < capacity);
                     }
                 } else {
-                    prop_assert_eq!(got, Err(UnknownLot(UNKNOWN_LOT.into())));
+                    prop_assert_eq!(
+                        got,
+                        Err(StateError::UnknownLot(UnknownLot(UNKNOWN_LOT.into())))
+                    );
                 }
             }
             Op::Cancel { lot, plate } => {
@@ -290,7 +301,10 @@ impl Harness {
                 if known(lot) {
                     prop_assert_eq!(got, Ok(self.model.cancel(lot, plate)));
                 } else {
-                    prop_assert_eq!(got, Err(UnknownLot(UNKNOWN_LOT.into())));
+                    prop_assert_eq!(
+                        got,
+                        Err(StateError::UnknownLot(UnknownLot(UNKNOWN_LOT.into())))
+                    );
                 }
             }
             Op::Sensor { lot, change } => {
@@ -298,7 +312,10 @@ impl Harness {
                 if known(lot) {
                     prop_assert_eq!(got, Ok(self.model.sensor(lot, change)));
                 } else {
-                    prop_assert_eq!(got, Err(UnknownLot(UNKNOWN_LOT.into())));
+                    prop_assert_eq!(
+                        got,
+                        Err(StateError::UnknownLot(UnknownLot(UNKNOWN_LOT.into())))
+                    );
                 }
             }
             Op::Advance(by) => {
@@ -310,7 +327,7 @@ impl Harness {
             Op::GetAvailability { lot } => {
                 let got = self.state.free(self.lot_name(lot));
                 if known(lot) {
-                    prop_assert_eq!(got, Ok(self.model.snapshot(lot).4));
+                    prop_assert_eq!(got, Ok(self.model.snapshot(lot).5));
                 } else {
                     prop_assert_eq!(got, Err(UnknownLot(UNKNOWN_LOT.into())));
                 }
@@ -331,11 +348,12 @@ impl Harness {
         let got = self.state.lots();
         let expected: Vec<LotSnapshot> = (0..self.model.lots.len())
             .map(|index| {
-                let (id, capacity, occupied, reserved, free) = self.model.snapshot(index);
+                let (id, capacity, occupied, counted, reserved, free) = self.model.snapshot(index);
                 LotSnapshot {
                     id: LotId::new(id).unwrap(),
                     capacity,
                     occupied,
+                    counted,
                     reserved,
                     free,
                 }

@@ -20,11 +20,14 @@ pub enum ErrorCode {
     FrameTooLarge,
     /// The server is at its connection limit; the connection is closed after this reply.
     Busy,
+    /// The change could not be made durable (a failing disk, the database unreachable), so it
+    /// was not made; reads still work. Retrying later is safe.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, for parsing.
-    const ALL: [ErrorCode; 7] = [
+    const ALL: [ErrorCode; 8] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownMethod,
         ErrorCode::BadArgs,
@@ -32,6 +35,7 @@ impl ErrorCode {
         ErrorCode::BadPlate,
         ErrorCode::FrameTooLarge,
         ErrorCode::Busy,
+        ErrorCode::Unavailable,
     ];
 
     /// The code as written on the wire.
@@ -44,6 +48,7 @@ impl ErrorCode {
             ErrorCode::BadPlate => "BAD_PLATE",
             ErrorCode::FrameTooLarge => "FRAME_TOO_LARGE",
             ErrorCode::Busy => "BUSY",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 }

@@ -371,13 +371,14 @@ mod tests {
             id: "A".into(),
             capacity: 100,
             occupied: 3,
+            counted: 3,
             reserved: 2,
             free: 95,
         }]);
         encode_json_reply(&mut out, Some(1), Ok(&lots));
         assert_eq!(
             out,
-            br#"{"rpcId":1,"result":[{"id":"A","capacity":100,"occupied":3,"reserved":2,"free":95}],"error":null}"#
+            br#"{"rpcId":1,"result":[{"id":"A","capacity":100,"occupied":3,"counted":3,"reserved":2,"free":95}],"error":null}"#
         );
     }
 

@@ -21,6 +21,10 @@ pub struct LotStatus<'a> {
     pub capacity: u32,
     /// Spaces the sensors report as taken.
     pub occupied: u32,
+    /// The sensors' running count, unclamped (a drifting gate counter shows here); 0 from a
+    /// server that predates it.
+    #[serde(default)]
+    pub counted: i64,
     /// Live (unexpired) reservations.
     pub reserved: u32,
     /// `max(0, capacity - occupied - reserved)`.
