@@ -7,22 +7,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use framing::frame::{self, Decoded, FrameError};
 use framing::rpc::{self, ErrorCode, LotStatus, Reply, Request, WireError};
-use state::{ParkingState, Plate, StateError, UnknownLot};
+use state::{Plate, StateError, UnknownLot};
+use store::Store;
 use warn_limit::peer_warn;
 
 use crate::connection::{Protocol, Served};
 
-/// Answers RPC requests from the shared state.
+/// Answers RPC requests: reads from the store's in-memory state, writes through the store.
 pub struct RpcProtocol {
-    state: Arc<ParkingState>,
+    store: Arc<dyn Store>,
     requests: AtomicU64,
 }
 
 impl RpcProtocol {
-    /// Serves `state`.
-    pub fn new(state: Arc<ParkingState>) -> Self {
+    /// Serves `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
         RpcProtocol {
-            state,
+            store,
             requests: AtomicU64::new(0),
         }
     }
@@ -47,7 +48,8 @@ impl RpcProtocol {
         Ok(match request {
             Request::Ping => Reply::Pong,
             Request::GetLots => Reply::Lots(
-                self.state
+                self.store
+                    .state()
                     .lots()
                     .into_iter()
                     .map(|lot| LotStatus {
@@ -61,14 +63,20 @@ impl RpcProtocol {
                     .collect(),
             ),
             Request::GetAvailability { lot } => {
-                Reply::Free(self.state.free(lot).map_err(unknown_lot)?)
+                Reply::Free(self.store.state().free(lot).map_err(unknown_lot)?)
             }
             Request::Reserve { lot, plate: text } => {
-                let outcome = self.state.reserve(lot, plate(text)?).map_err(refused)?;
+                let outcome = self
+                    .store
+                    .reserve(lot, plate(text)?, None)
+                    .map_err(refused)?;
                 Reply::Reserve(outcome)
             }
             Request::Cancel { lot, plate: text } => {
-                let outcome = self.state.cancel(lot, plate(text)?).map_err(refused)?;
+                let outcome = self
+                    .store
+                    .cancel(lot, plate(text)?, &|_| true)
+                    .map_err(refused)?;
                 Reply::Cancel(outcome)
             }
         })

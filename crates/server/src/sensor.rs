@@ -8,22 +8,23 @@ use framing::line::{self, Decoded};
 use framing::sensor::{
     self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
 };
-use state::{ParkingState, StateError, UnknownLot};
+use state::{StateError, UnknownLot};
+use store::Store;
 use warn_limit::peer_warn;
 
 use crate::connection::{Protocol, Served};
 
-/// Applies sensor reports to the shared state.
+/// Applies sensor reports through the store.
 pub struct SensorProtocol {
-    state: Arc<ParkingState>,
+    store: Arc<dyn Store>,
     updates: AtomicU64,
 }
 
 impl SensorProtocol {
-    /// Serves `state`.
-    pub fn new(state: Arc<ParkingState>) -> Self {
+    /// Serves `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
         SensorProtocol {
-            state,
+            store,
             updates: AtomicU64::new(0),
         }
     }
@@ -43,7 +44,7 @@ impl SensorProtocol {
             SensorCommand::Update { lot, change } => (lot, change),
         };
         let update = self
-            .state
+            .store
             .update_occupancy(lot, change)
             .map_err(|error| match error {
                 StateError::UnknownLot(UnknownLot(lot)) => SensorError::new(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use broker::{Broker, BrokerConfig};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
+use store::{MemoryStore, Store};
 
 use crate::config::Config;
 use crate::connection::Timeouts;
@@ -127,6 +128,7 @@ pub struct OpenConnections {
 pub struct Server {
     config: Config,
     clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn Store>>,
 }
 
 impl fmt::Debug for Server {
@@ -143,7 +145,16 @@ impl Server {
         Server {
             config,
             clock: Arc::new(SystemClock),
+            store: None,
         }
+    }
+
+    /// Writes through `store` (and reads its state) instead of the one the configuration
+    /// describes; its state must have the configuration's lots. For tests that inject
+    /// faults behind the store, and for embedding.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Runs the state on `clock` instead of the system clock (tests of expiry use a manual
@@ -157,11 +168,22 @@ impl Server {
     /// Triggering `shutdown` (from a signal handler, say) makes [`RunningServer::wait`]
     /// return after a graceful stop.
     pub fn start(self, shutdown: ShutdownHandle) -> Result<RunningServer, StartError> {
-        let Server { config, clock } = self;
-        let state = Arc::new(
-            ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
-                .map_err(StartError::State)?,
-        );
+        let Server {
+            config,
+            clock,
+            store,
+        } = self;
+        let store = match store {
+            Some(store) => store,
+            None => {
+                let state = Arc::new(
+                    ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
+                        .map_err(StartError::State)?,
+                );
+                Arc::new(MemoryStore::new(state))
+            }
+        };
+        let state = Arc::clone(store.state());
         let rpc_listener = listener::bind("rpc", &config.host, config.rpc_port, config.backlog)?;
         let sensor_listener =
             listener::bind("sensor", &config.host, config.sensor_port, config.backlog)?;
@@ -204,11 +226,11 @@ impl Server {
             budget: Arc::clone(&budget),
         };
         let rpc = Scheduler::start(
-            RpcProtocol::new(Arc::clone(&state)),
+            RpcProtocol::new(Arc::clone(&store)),
             scheduler_config(config.thread_pool_size),
         )?;
         let sensor = Scheduler::start(
-            SensorProtocol::new(Arc::clone(&state)),
+            SensorProtocol::new(Arc::clone(&store)),
             scheduler_config(config.sensor_pool_size),
         )?;
 
@@ -259,7 +281,7 @@ impl Server {
         );
         Ok(RunningServer {
             addrs,
-            state,
+            store,
             shutdown,
             accept_threads,
             rpc,
@@ -282,7 +304,7 @@ struct Addresses {
 /// A started server. Dropping it stops it (gracefully, like [`RunningServer::shutdown`]).
 pub struct RunningServer {
     addrs: Addresses,
-    state: Arc<ParkingState>,
+    store: Arc<dyn Store>,
     shutdown: ShutdownHandle,
     accept_threads: Vec<JoinHandle<()>>,
     rpc: Arc<Scheduler<RpcProtocol>>,
@@ -311,7 +333,12 @@ impl RunningServer {
 
     /// The shared state, for embedding and tests.
     pub fn state(&self) -> &Arc<ParkingState> {
-        &self.state
+        self.store.state()
+    }
+
+    /// The store the server writes through.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The broker, for its statistics.
@@ -384,6 +411,8 @@ impl RunningServer {
         let remaining = self.grace.saturating_sub(started.elapsed());
         self.broker.shutdown(remaining);
         drop(self.purger.take());
+        // Nothing writes any more: what was acknowledged is made durable, and the store stops.
+        self.store.close();
         let summary = self.summary();
         log::info!("stopped in {} ms; {summary}", started.elapsed().as_millis());
         summary
