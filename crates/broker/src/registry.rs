@@ -237,7 +237,16 @@ impl Registry {
                 self.known
                     .get(text)
                     .cloned()
-                    .ok_or_else(|| PubsubError::new(PubsubErrorCode::UnknownLot, text))?,
+                    .ok_or_else(|| {
+                        // A well-formed id is echoed as it is (`ERR UNKNOWN_LOT Z`), anything
+                        // else cut short and escaped: the reply must not carry raw control
+                        // bytes or a peer's kilobytes.
+                        let detail = match LotId::new(text) {
+                            Ok(_) => text.to_owned(),
+                            Err(_) => state::shown(text).to_string(),
+                        };
+                        PubsubError::new(PubsubErrorCode::UnknownLot, detail)
+                    })?,
             ),
         };
         let subscription = match slot {

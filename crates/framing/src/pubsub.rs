@@ -6,6 +6,7 @@ use std::fmt;
 use std::io::Write;
 
 use serde::{Deserialize, Serialize};
+use state::shown;
 
 /// Longest accepted command line, terminator excluded.
 pub const MAX_LINE_LEN: usize = 1024;
@@ -104,7 +105,7 @@ pub fn parse_command(line: &[u8]) -> Result<Topic<'_>, PubsubError> {
     if !verb.eq_ignore_ascii_case("SUBSCRIBE") {
         return Err(PubsubError::new(
             PubsubErrorCode::BadCommand,
-            format!("unknown command {verb:?}; {usage}"),
+            format!("unknown command {}; {usage}", shown(verb)),
         ));
     }
     Ok(if target.eq_ignore_ascii_case("ALL") {
@@ -174,7 +175,7 @@ pub struct MalformedLine(pub String);
 
 impl fmt::Display for MalformedLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed pub/sub line {:?}", self.0)
+        write!(f, "malformed pub/sub line {}", shown(&self.0))
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use framing::frame::{self, Decoded, FrameError};
 use framing::rpc::{self, ErrorCode, LotStatus, Reply, Request, WireError};
-use state::{Plate, StateError, UnknownLot};
+use state::{Plate, StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
@@ -36,7 +36,7 @@ impl RpcProtocol {
     /// Runs one decoded request against the state.
     fn execute(&self, request: &Request<'_>) -> Result<Reply<'static>, WireError> {
         let unknown_lot = |UnknownLot(lot): UnknownLot| {
-            WireError::new(ErrorCode::UnknownLot, format!("no lot with id {lot:?}"))
+            WireError::new(ErrorCode::UnknownLot, format!("no lot with id {}", shown(&lot)))
         };
         let refused = |error: StateError| match error {
             StateError::UnknownLot(lot) => unknown_lot(lot),
@@ -126,7 +126,8 @@ impl RpcProtocol {
 fn log_outcome(peer: SocketAddr, request: &Request<'_>, error: Option<&WireError>) {
     match error {
         None => log::trace!("rpc {peer}: {request:?}"),
-        Some(error) => log::debug!("rpc {peer}: {request:?} refused: {error}"),
+        // The method name, not the arguments: those are the peer's and could be megabytes.
+        Some(error) => log::debug!("rpc {peer}: {} refused: {error}", request.method().name()),
     }
 }
 

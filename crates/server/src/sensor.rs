@@ -8,7 +8,7 @@ use framing::line::{self, Decoded};
 use framing::sensor::{
     self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
 };
-use state::{StateError, UnknownLot};
+use state::{StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
@@ -49,7 +49,7 @@ impl SensorProtocol {
             .map_err(|error| match error {
                 StateError::UnknownLot(UnknownLot(lot)) => SensorError::new(
                     SensorErrorCode::UnknownLot,
-                    format!("no lot with id {lot:?}"),
+                    format!("no lot with id {}", shown(&lot)),
                 ),
                 StateError::Unavailable(why) => {
                     SensorError::new(SensorErrorCode::Unavailable, why.to_string())

@@ -73,7 +73,7 @@ pub struct UnknownLot(pub String);
 
 impl fmt::Display for UnknownLot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no lot with id {:?}", self.0)
+        write!(f, "no lot with id {}", crate::shown::shown(&self.0))
     }
 }
 

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use state::shown;
 
 pub use error::{ErrorCode, RejectedRequest, UnknownErrorCode, WireError};
 pub use methods::{Method, Request};
@@ -85,7 +86,10 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
     let rpc_id = serde_json::from_str::<u32>(rpc_id_raw.get()).map_err(|_| {
         bad_request(
             None,
-            format!("rpcId must be an integer from 0 to 4294967295, got {rpc_id_raw}"),
+            format!(
+                "rpcId must be an integer from 0 to 4294967295, got {}",
+                shown(rpc_id_raw.get())
+            ),
         )
     })?;
     let method_raw = fields
@@ -111,7 +115,11 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
             None => {
                 return Err(rejected(WireError::new(
                     ErrorCode::BadArgs,
-                    format!("{method}: argument {index} must be a string, got {arg}"),
+                    format!(
+                        "{}: argument {index} must be a string, got {}",
+                        shown(&method),
+                        shown(arg.get())
+                    ),
                 )));
             }
         }
@@ -119,7 +127,11 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
     let known = Method::from_name(&method).ok_or_else(|| {
         rejected(WireError::new(
             ErrorCode::UnknownMethod,
-            format!("unknown method {method:?} (methods: {})", methods::names()),
+            format!(
+                "unknown method {} (methods: {})",
+                shown(&method),
+                methods::names()
+            ),
         ))
     })?;
     let request = Request::from_args(known, &method, strings).map_err(rejected)?;
@@ -137,7 +149,7 @@ pub fn decode_text_request(payload: &[u8]) -> Result<Request<'_>, WireError> {
     let method = Method::from_verb(verb).ok_or_else(|| {
         WireError::new(
             ErrorCode::UnknownMethod,
-            format!("unknown command {verb:?} (try {})", methods::verbs()),
+            format!("unknown command {} (try {})", shown(verb), methods::verbs()),
         )
     })?;
     // Errors name the method as JSON does, whatever the verb's case.
