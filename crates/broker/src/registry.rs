@@ -233,21 +233,16 @@ impl Registry {
     ) -> Result<u64, PubsubError> {
         let lot = match topic {
             Topic::All => None,
-            Topic::Lot(text) => Some(
-                self.known
-                    .get(text)
-                    .cloned()
-                    .ok_or_else(|| {
-                        // A well-formed id is echoed as it is (`ERR UNKNOWN_LOT Z`), anything
-                        // else cut short and escaped: the reply must not carry raw control
-                        // bytes or a peer's kilobytes.
-                        let detail = match LotId::new(text) {
-                            Ok(_) => text.to_owned(),
-                            Err(_) => state::shown(text).to_string(),
-                        };
-                        PubsubError::new(PubsubErrorCode::UnknownLot, detail)
-                    })?,
-            ),
+            Topic::Lot(text) => Some(self.known.get(text).cloned().ok_or_else(|| {
+                // A well-formed id is echoed as it is (`ERR UNKNOWN_LOT Z`), anything
+                // else cut short and escaped: the reply must not carry raw control
+                // bytes or a peer's kilobytes.
+                let detail = match LotId::new(text) {
+                    Ok(_) => text.to_owned(),
+                    Err(_) => state::shown(text).to_string(),
+                };
+                PubsubError::new(PubsubErrorCode::UnknownLot, detail)
+            })?),
         };
         let subscription = match slot {
             Some(subscription) => subscription,

@@ -25,6 +25,21 @@ pub struct LotConfig {
 /// computed from a setting fits in an `Instant`.
 pub const MAX_SECONDS: f64 = 1e9;
 
+/// Most lots one server serves: their `getLots` reply (about 120 bytes a lot at most) must
+/// fit in one 4 MiB frame, with room to spare for the fields later versions add.
+pub const MAX_LOTS: usize = 10_000;
+
+/// Bounds of the counts: past these a setting is a typo, and some (threads) would crash the
+/// process at start rather than fail cleanly.
+const COUNT_BOUNDS: [(&str, usize); 6] = [
+    ("thread_pool_size", 1024),
+    ("sensor_pool_size", 1024),
+    ("notifier_threads", 256),
+    ("max_connections", 1_000_000),
+    ("subscriber_queue_size", 1 << 16),
+    ("backlog", 65_535),
+];
+
 /// Every setting of the server. Durations are written in seconds (fractions allowed) and read
 /// into [`Duration`]s once, here.
 ///
@@ -150,6 +165,11 @@ pub enum ConfigError {
         /// What serde found, with line and column.
         source: serde_json::Error,
     },
+    /// The file is not a JSON object (`{ ... }`).
+    NotAnObject {
+        /// The file.
+        path: PathBuf,
+    },
     /// The values are well-formed but unusable.
     Invalid {
         /// The offending key.
@@ -168,6 +188,12 @@ impl fmt::Display for ConfigError {
             ConfigError::Parse { path, source } => {
                 write!(f, "invalid config file {}: {source}", path.display())
             }
+            ConfigError::NotAnObject { path } => write!(
+                f,
+                "invalid config file {}: the configuration must be a JSON object \
+                 ({{\"key\": value, ...}})",
+                path.display()
+            ),
             ConfigError::Invalid { key, reason } => write!(f, "invalid config `{key}`: {reason}"),
         }
     }
@@ -178,7 +204,7 @@ impl std::error::Error for ConfigError {
         match self {
             ConfigError::Read { source, .. } => Some(source),
             ConfigError::Parse { source, .. } => Some(source),
-            ConfigError::Invalid { .. } => None,
+            ConfigError::NotAnObject { .. } | ConfigError::Invalid { .. } => None,
         }
     }
 }
@@ -238,6 +264,7 @@ impl Config {
                 path: path.clone(),
                 source,
             },
+            ConfigError::NotAnObject { .. } => ConfigError::NotAnObject { path: path.clone() },
             other => other,
         })?;
         Ok((config, ConfigSource::File(path)))
@@ -262,6 +289,13 @@ impl Config {
 
     /// Parses and validates a configuration from JSON text.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        // serde would read a struct from an array too, positionally (`[]` meaning all
+        // defaults, `["127.0.0.1", 19100]` a host and a port); a configuration is an object.
+        if !text.trim_start().starts_with('{') {
+            return Err(ConfigError::NotAnObject {
+                path: PathBuf::from("<text>"),
+            });
+        }
         let config: Config = serde_json::from_str(text).map_err(|source| ConfigError::Parse {
             path: PathBuf::from("<text>"),
             source,
@@ -308,19 +342,28 @@ impl Config {
         if self.host.trim().is_empty() {
             return invalid("host", "must not be empty");
         }
-        for (key, value) in [
-            ("thread_pool_size", self.thread_pool_size),
-            ("sensor_pool_size", self.sensor_pool_size),
-            ("max_connections", self.max_connections),
-            ("subscriber_queue_size", self.subscriber_queue_size),
-            ("notifier_threads", self.notifier_threads),
-        ] {
-            if value == 0 {
-                return invalid(key, "must be at least 1");
+        for (key, max) in COUNT_BOUNDS {
+            let value = match key {
+                "thread_pool_size" => self.thread_pool_size,
+                "sensor_pool_size" => self.sensor_pool_size,
+                "notifier_threads" => self.notifier_threads,
+                "max_connections" => self.max_connections,
+                "subscriber_queue_size" => self.subscriber_queue_size,
+                _ => self.backlog as usize,
+            };
+            if value == 0 || value > max {
+                return invalid(key, &format!("must be from 1 to {max}, got {value}"));
             }
         }
-        if self.backlog == 0 {
-            return invalid("backlog", "must be at least 1");
+        if self.subscriber_send_buffer > 64 << 20 {
+            return invalid(
+                "subscriber_send_buffer",
+                &format!(
+                    "must be at most {} bytes (64 MiB), got {}",
+                    64 << 20,
+                    self.subscriber_send_buffer
+                ),
+            );
         }
         if self.max_overflow_drops == 0 {
             return invalid("max_overflow_drops", "must be at least 1");
@@ -358,11 +401,21 @@ impl Config {
         if self.lots.is_empty() {
             return invalid("lots", "at least one lot is needed");
         }
-        for (i, lot) in self.lots.iter().enumerate() {
+        if self.lots.len() > MAX_LOTS {
+            return invalid(
+                "lots",
+                &format!(
+                    "at most {MAX_LOTS} lots (so that getLots fits in one reply), got {}",
+                    self.lots.len()
+                ),
+            );
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.lots.len());
+        for lot in &self.lots {
             if lot.capacity == 0 {
                 return invalid("lots", &format!("lot {:?} has capacity 0", lot.id.as_str()));
             }
-            if self.lots[..i].iter().any(|other| other.id == lot.id) {
+            if !seen.insert(&lot.id) {
                 return invalid(
                     "lots",
                     &format!("lot id {:?} appears twice", lot.id.as_str()),
@@ -518,6 +571,62 @@ mod tests {
             Config::from_json(r#"{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0}"#).is_ok()
         );
         assert_eq!(invalid_key(r#"{"host": " "}"#), "host");
+    }
+
+    #[test]
+    fn the_top_level_must_be_an_object() {
+        for json in ["[]", r#"["127.0.0.1", 19100]"#, "  7", "\"x\"", ""] {
+            assert!(
+                matches!(
+                    Config::from_json(json),
+                    Err(ConfigError::NotAnObject { .. })
+                ),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_have_bounds_and_say_so() {
+        for (json, key) in [
+            (r#"{"thread_pool_size": 20000}"#, "thread_pool_size"),
+            (r#"{"sensor_pool_size": 5000}"#, "sensor_pool_size"),
+            (r#"{"notifier_threads": 100000}"#, "notifier_threads"),
+            (r#"{"max_connections": 2000000}"#, "max_connections"),
+            (
+                r#"{"subscriber_queue_size": 100000000}"#,
+                "subscriber_queue_size",
+            ),
+            (r#"{"backlog": 0}"#, "backlog"),
+            (
+                r#"{"subscriber_send_buffer": 1000000000}"#,
+                "subscriber_send_buffer",
+            ),
+        ] {
+            assert_eq!(invalid_key(json), key, "{json}");
+        }
+        match Config::from_json(r#"{"thread_pool_size": 20000}"#) {
+            Err(err) => assert!(err.to_string().contains("from 1 to 1024"), "{err}"),
+            Ok(_) => panic!("accepted"),
+        }
+        assert!(
+            Config::from_json(r#"{"thread_pool_size": 1024, "notifier_threads": 256}"#).is_ok()
+        );
+    }
+
+    #[test]
+    fn lots_are_capped_and_checked_in_linear_time() {
+        let lots = |n: usize| {
+            let list: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"id": "L{i}", "capacity": 1}}"#))
+                .collect();
+            format!(r#"{{"lots": [{}]}}"#, list.join(","))
+        };
+        assert_eq!(
+            Config::from_json(&lots(MAX_LOTS)).unwrap().lots.len(),
+            MAX_LOTS
+        );
+        assert_eq!(invalid_key(&lots(MAX_LOTS + 1)), "lots");
     }
 
     #[test]

@@ -36,7 +36,10 @@ impl RpcProtocol {
     /// Runs one decoded request against the state.
     fn execute(&self, request: &Request<'_>) -> Result<Reply<'static>, WireError> {
         let unknown_lot = |UnknownLot(lot): UnknownLot| {
-            WireError::new(ErrorCode::UnknownLot, format!("no lot with id {}", shown(&lot)))
+            WireError::new(
+                ErrorCode::UnknownLot,
+                format!("no lot with id {}", shown(&lot)),
+            )
         };
         let refused = |error: StateError| match error {
             StateError::UnknownLot(lot) => unknown_lot(lot),

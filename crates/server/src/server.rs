@@ -272,12 +272,7 @@ impl Server {
             config.sensor_pool_size,
             addrs.pubsub,
             config.notifier_threads,
-            config
-                .lots
-                .iter()
-                .map(|lot| format!("{}={}", lot.id, lot.capacity))
-                .collect::<Vec<_>>()
-                .join(" ")
+            lots_line(&config)
         );
         Ok(RunningServer {
             addrs,
@@ -292,6 +287,27 @@ impl Server {
             stopped: false,
         })
     }
+}
+
+/// Lots shown by name in the start-up line; a city's thousand lots are counted instead.
+const LOTS_LOGGED: usize = 10;
+
+/// `A=100 B=50 C=200`, or the first [`LOTS_LOGGED`] of them and how many more.
+fn lots_line(config: &Config) -> String {
+    let mut line: Vec<String> = config
+        .lots
+        .iter()
+        .take(LOTS_LOGGED)
+        .map(|lot| format!("{}={}", lot.id, lot.capacity))
+        .collect();
+    if config.lots.len() > LOTS_LOGGED {
+        line.push(format!(
+            "and {} more ({} in all)",
+            config.lots.len() - LOTS_LOGGED,
+            config.lots.len()
+        ));
+    }
+    line.join(" ")
 }
 
 #[derive(Debug, Clone, Copy)]
