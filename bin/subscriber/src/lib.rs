@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use client::cli::{parse_lot, parse_seconds};
-use client::{Backoff, Failure, OwnedEvent, SubscribeError, Subscription};
+use client::{Backoff, Failure, OwnedEvent, SubscribeError, Subscription, Update};
 use framing::pubsub::{PubsubErrorCode, Topic};
 use shutdown::ShutdownHandle;
 
@@ -32,9 +32,10 @@ per event:
 
   2026-11-23T10:00:00.123Z  A  free=12
 
-or, with --json, each event's JSON line exactly as the server sent it. If the connection \
-drops, it reconnects with exponential backoff (100 ms doubling to 5 s) and subscribes again, \
-saying so on stderr. Ctrl-C exits cleanly.
+or, with --json, each event's JSON line exactly as the server sent it. Right after \
+subscribing the server sends each lot's current value, printed marked `(current)` (a \
+SNAPSHOT line in JSON). If the connection drops, it reconnects with exponential backoff \
+(100 ms doubling to 5 s) and subscribes again, saying so on stderr. Ctrl-C exits cleanly.
 
 Examples:
   subscriber --all
@@ -43,8 +44,9 @@ Examples:
 
 const AFTER_HELP: &str = "\
 Exit codes:
-  0  --count events printed, or interrupted with Ctrl-C
-  1  the output could not be written
+  0  --count events printed (snapshots are not counted), interrupted with Ctrl-C, or the
+     reader of the output went away (a closed pipe, as with `| head`)
+  1  the output could not be written (any other write error)
   2  usage error, or the server could not be reached at start
   3  the server refused the subscription (unknown lot, busy)";
 
@@ -108,6 +110,15 @@ pub fn format_event(event: &OwnedEvent) -> String {
         event.lot_id,
         event.free
     )
+}
+
+/// The readable form of an update: an event as [`format_event`] writes it, a snapshot (the
+/// lot's value when the subscription began) marked as such.
+pub fn format_update(update: &Update) -> String {
+    match update {
+        Update::Event(event) => format_event(event),
+        Update::Snapshot(event) => format!("{}  (current)", format_event(event)),
+    }
 }
 
 /// Subscribes and prints events to `out` until `--count` events were printed or `stop` is
@@ -178,13 +189,13 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
         }
         subscribed_before = true;
         while !stop.is_triggered() {
-            match subscription.next_event_timeout(STOP_POLL) {
-                Ok(Some(event)) => {
+            match subscription.next_update_timeout(STOP_POLL) {
+                Ok(Some(update)) => {
                     let written = if cli.json {
                         out.write_all(subscription.raw_line())
                             .and_then(|()| out.write_all(b"\n"))
                     } else {
-                        writeln!(out, "{}", format_event(&event))
+                        writeln!(out, "{}", format_update(&update))
                     };
                     match written.and_then(|()| out.flush()) {
                         Ok(()) => {}
@@ -192,6 +203,10 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
                         Err(err) => {
                             return Err(Failure::new(1, format!("cannot write the output: {err}")));
                         }
+                    }
+                    // --count counts changes; the snapshots after subscribing come on top.
+                    if let Update::Snapshot(_) = update {
+                        continue;
                     }
                     printed += 1;
                     if cli.count.is_some_and(|count| printed >= count) {

@@ -21,7 +21,7 @@ use mio::Token;
 use mio::net::TcpStream;
 
 use crate::notifier::Doorbell;
-use crate::registry::{Registry, Subscription};
+use crate::registry::{Registry, Subscription, event_of};
 
 /// Most bytes waiting to be written before the connection stops taking events from its queue.
 pub(crate) const MAX_PENDING_OUTPUT: usize = 16 * 1024;
@@ -343,7 +343,7 @@ impl Connection {
                     let token = self.token;
                     let subscription = &mut self.subscription;
                     let reply = pubsub::parse_command(&self.input[content]).and_then(|topic| {
-                        let id = ctx.registry.subscribe(
+                        let subscribed = ctx.registry.subscribe(
                             subscription,
                             topic,
                             peer,
@@ -353,11 +353,21 @@ impl Connection {
                             Topic::All => "ALL",
                             Topic::Lot(lot) => lot,
                         };
-                        log::debug!("{peer} subscribed to {topic} (subscription {id})");
-                        Ok(id)
+                        log::debug!(
+                            "{peer} subscribed to {topic} (subscription {})",
+                            subscribed.0
+                        );
+                        Ok(subscribed)
                     });
                     match reply {
-                        Ok(id) => pubsub::encode_subscribed(&mut self.output, id),
+                        Ok((id, snapshots)) => {
+                            pubsub::encode_subscribed(&mut self.output, id);
+                            // The current values come before any event the queue holds, so
+                            // a sign is right at once, not at the lot's next change.
+                            for current in &snapshots {
+                                pubsub::encode_snapshot(&mut self.output, &event_of(current));
+                            }
+                        }
                         Err(error) => pubsub::encode_error(&mut self.output, &error),
                     }
                     self.input.drain(..consumed);

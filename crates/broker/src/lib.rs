@@ -27,6 +27,9 @@
 //! - **Order and uniqueness.** A subscriber receives one lot's events in the order the changes
 //!   happened (FIFO queue, one publisher at a time per lot), and each change at most once,
 //!   however its subscriptions overlap (a lot twice, or a lot plus `ALL`).
+//! - **Snapshots.** Right after `OK`, a subscriber gets the last published value of every lot
+//!   its subscription newly covers (`SNAPSHOT` lines, from [`Broker::seed`] until the first
+//!   change); a change is either in the snapshot or among the events after it, never both.
 //! - **Limits.** At most [`BrokerConfig::max_connections`] connections (more get `ERR BUSY`);
 //!   command lines of at most [`framing::pubsub::MAX_LINE_LEN`] bytes (longer: `ERR
 //!   LINE_TOO_LONG`, then close); [`BrokerConfig::line_timeout`] to finish a line, and for a
@@ -222,6 +225,12 @@ impl Broker {
     pub fn listener(&self) -> Listener {
         let registry = Arc::clone(&self.registry);
         Arc::new(move |change: &LotChange| registry.publish(change))
+    }
+
+    /// Records each lot's current value before anything changes (the state at start), so
+    /// that subscribers get a `SNAPSHOT` of every lot they subscribe to, changed yet or not.
+    pub fn seed(&self, current: &[LotChange]) {
+        self.registry.seed(current);
     }
 
     /// Queues an event for every subscriber of `change.lot` and every `ALL` subscriber. Never

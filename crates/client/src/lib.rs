@@ -51,4 +51,4 @@ pub use net::MAX_REPLY_LINE_LEN;
 pub use parking::{ClientError, DEFAULT_TIMEOUT, LotInfo, ParkingClient, RpcReply};
 pub use retry::Backoff;
 pub use sensor::{SensorClient, SensorClientError};
-pub use subscription::{OwnedEvent, SubscribeError, Subscription};
+pub use subscription::{OwnedEvent, SubscribeError, Subscription, Update};

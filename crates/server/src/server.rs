@@ -213,6 +213,7 @@ impl Server {
                 send_buffer: config.subscriber_send_buffer,
             },
         )?);
+        broker.seed(&state.published());
         state.add_listener(broker.listener());
         let purger = Purger::spawn(Arc::clone(&state), config.purge_interval)?;
 

@@ -58,6 +58,10 @@ pub struct LotChange {
     pub lot: LotId,
     /// Its free count after the change.
     pub free: u32,
+    /// The change's number in its lot, from 1 up: listeners see each lot's changes with
+    /// increasing numbers, so one that joins late can tell which changes a snapshot already
+    /// covers.
+    pub seq: u64,
     /// When the change happened.
     pub at: SystemTime,
 }
@@ -240,6 +244,25 @@ impl ParkingState {
     /// Looks up a lot id, returning the shared [`LotId`].
     pub fn lot_id(&self, id: &str) -> Result<&LotId, UnknownLot> {
         self.entry(id).map(|entry| &entry.id)
+    }
+
+    /// Every lot's free count as listeners last heard it, with that change's number (0 for
+    /// a lot that has not changed since start): where a listener that joins now starts.
+    pub fn published(&self) -> Vec<LotChange> {
+        let at = self.clock.wall();
+        self.entries
+            .iter()
+            .map(|entry| {
+                let lot = entry.lot.lock();
+                let (free, seq) = lot.published();
+                LotChange {
+                    lot: entry.id.clone(),
+                    free,
+                    seq,
+                    at,
+                }
+            })
+            .collect()
     }
 
     /// Every lot's counts, in configuration order.
@@ -481,10 +504,11 @@ impl ParkingState {
         let purged = lot.purge(now);
         let result = op(&mut lot, now);
         let changed = lot.take_change();
-        if let Some(free) = changed {
+        if let Some((free, seq)) = changed {
             entry.pending.lock().push_back(LotChange {
                 lot: entry.id.clone(),
                 free,
+                seq,
                 at: self.clock.wall(),
             });
         }
