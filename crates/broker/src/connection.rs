@@ -20,6 +20,7 @@ use framing::pubsub::{self, PubsubError, PubsubErrorCode, Topic};
 use mio::Token;
 use mio::net::TcpStream;
 
+use crate::Held;
 use crate::notifier::Doorbell;
 use crate::registry::{Registry, Subscription, event_of};
 
@@ -110,11 +111,19 @@ pub(crate) struct Connection {
     /// unread (at the per-step cap, or while output is over its cap) is not reported again.
     unread_input: bool,
     closing: Option<Closing>,
+    /// The caller's hold on this connection, let go when it is dropped.
+    _held: Held,
 }
 
 impl Connection {
     /// Wraps an accepted, non-blocking stream known to its notifier as `token`.
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, token: Token, now: Instant) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        token: Token,
+        now: Instant,
+        held: Held,
+    ) -> Self {
         Connection {
             stream,
             peer,
@@ -128,6 +137,7 @@ impl Connection {
             // A new connection's SUBSCRIBE often arrives with it.
             unread_input: true,
             closing: None,
+            _held: held,
         }
     }
 

@@ -70,6 +70,27 @@ use warn_limit::peer_warn;
 
 pub use crate::stats::BrokerStats;
 
+/// Something the caller keeps alive while a connection is open and lets go when it closes,
+/// such as its place in a server-wide connection count.
+pub struct Held {
+    _value: Box<dyn Send>,
+}
+
+impl Held {
+    /// Holds `value` until the connection closes.
+    pub fn new(value: impl Send + 'static) -> Self {
+        Held {
+            _value: Box::new(value),
+        }
+    }
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Held")
+    }
+}
+
 /// Longest grace [`Broker::shutdown`] honours; longer ones are cut to it (it keeps the
 /// deadline computable for any `Duration`).
 const MAX_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -244,6 +265,12 @@ impl Broker {
     /// non-blocking and handed to a notifier. Over [`BrokerConfig::max_connections`], or after
     /// shutdown, the peer gets `ERR BUSY <detail>` and the socket is closed instead.
     pub fn attach(&self, stream: TcpStream, peer: SocketAddr) {
+        self.attach_holding(stream, peer, Held::new(()));
+    }
+
+    /// [`Broker::attach`], keeping `held` until the connection closes (it is dropped after
+    /// the connection is uncounted, so a count it releases never runs ahead of the broker's).
+    pub fn attach_holding(&self, stream: TcpStream, peer: SocketAddr, held: Held) {
         let accepting = self.accepting.read();
         if !*accepting {
             refuse(stream, "the server is shutting down");
@@ -269,7 +296,7 @@ impl Broker {
         }
         let index = self.next_notifier.fetch_add(1, Ordering::Relaxed) % self.notifiers.len();
         if self.notifiers[index]
-            .send(Command::Attach { stream, peer })
+            .send(Command::Attach { stream, peer, held })
             .is_err()
         {
             // The notifier is gone (it can only have panicked); the socket closes with the
@@ -279,14 +306,9 @@ impl Broker {
         }
     }
 
-    /// Refuses a connection the server as a whole has no room for (`max_total` connections
-    /// on all ports): `ERR BUSY`, then close.
-    pub fn refuse_busy(&self, stream: TcpStream, peer: SocketAddr, max_total: usize) {
-        peer_warn!("refused pub/sub client {peer}: {max_total} connections open on all ports");
-        refuse(
-            stream,
-            &format!("the server is at its limit of {max_total} connections; try again later"),
-        );
+    /// Refuses a connection the caller has no room for: `ERR BUSY <detail>`, then close.
+    pub fn refuse_busy(&self, stream: TcpStream, detail: &str) {
+        refuse(stream, detail);
     }
 
     /// The current counters.

@@ -79,6 +79,10 @@ pub struct Config {
     pub scheduling_slice_ms: Option<u64>,
     /// Open connections allowed per port; further ones are told BUSY and closed.
     pub max_connections: usize,
+    /// Open connections one client address may hold per port, so that one client cannot
+    /// take every place; 0 for no limit (behind a proxy, through which every client shares
+    /// one address).
+    pub max_connections_per_address: usize,
     /// Events queued per subscriber before the oldest is dropped.
     pub subscriber_queue_size: usize,
     /// Events dropped while a subscriber's socket takes no bytes, after which it is
@@ -117,6 +121,7 @@ impl Default for Config {
             frame_timeout: Duration::from_secs(10),
             scheduling_slice_ms: None,
             max_connections: 10_000,
+            max_connections_per_address: 1_000,
             subscriber_queue_size: 64,
             max_overflow_drops: 10,
             notifier_threads: 2,
@@ -240,6 +245,10 @@ pub struct ConfigOverrides {
     /// Open connections allowed per port (`max_connections`).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Open connections one client address may hold per port, 0 for no limit
+    /// (`max_connections_per_address`).
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Config {
@@ -316,6 +325,7 @@ impl Config {
             reservation_ttl,
             idle_timeout,
             max_connections,
+            max_connections_per_address,
         } = overrides;
         if let Some(host) = host {
             self.host.clone_from(host);
@@ -326,6 +336,10 @@ impl Config {
         set(&mut self.thread_pool_size, *thread_pool_size);
         set(&mut self.sensor_pool_size, *sensor_pool_size);
         set(&mut self.max_connections, *max_connections);
+        set(
+            &mut self.max_connections_per_address,
+            *max_connections_per_address,
+        );
         set(&mut self.reservation_ttl, *reservation_ttl);
         set(&mut self.idle_timeout, *idle_timeout);
         self.validate()
@@ -354,6 +368,15 @@ impl Config {
             if value == 0 || value > max {
                 return invalid(key, &format!("must be from 1 to {max}, got {value}"));
             }
+        }
+        if self.max_connections_per_address > COUNT_BOUNDS[3].1 {
+            return invalid(
+                "max_connections_per_address",
+                &format!(
+                    "must be from 0 (no limit) to {}, got {}",
+                    COUNT_BOUNDS[3].1, self.max_connections_per_address
+                ),
+            );
         }
         if self.subscriber_send_buffer > 64 << 20 {
             return invalid(
@@ -593,6 +616,10 @@ mod tests {
             (r#"{"sensor_pool_size": 5000}"#, "sensor_pool_size"),
             (r#"{"notifier_threads": 100000}"#, "notifier_threads"),
             (r#"{"max_connections": 2000000}"#, "max_connections"),
+            (
+                r#"{"max_connections_per_address": 2000000}"#,
+                "max_connections_per_address",
+            ),
             (
                 r#"{"subscriber_queue_size": 100000000}"#,
                 "subscriber_queue_size",

@@ -13,13 +13,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-use crate::limits::ConnectionBudget;
+use crate::limits::Ticket;
 
 /// Size a read buffer starts at (and shrinks back to after a large request).
 const INITIAL_BUFFER: usize = 4 * 1024;
@@ -42,8 +41,9 @@ pub trait Protocol: Send + Sync + 'static {
     fn max_request_len(&self) -> usize;
     /// Handles every complete request at the front of `input`, appending the replies to `out`.
     fn serve(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Served;
-    /// Appends the reply sent to a connection refused because the port is at its limit.
-    fn busy_reply(&self, out: &mut Vec<u8>, max_connections: usize);
+    /// Appends the `BUSY` reply sent to a connection refused at a connection limit, `detail`
+    /// saying which.
+    fn busy_reply(&self, out: &mut Vec<u8>, detail: &str);
 }
 
 /// Counters kept per port.
@@ -51,50 +51,6 @@ pub trait Protocol: Send + Sync + 'static {
 pub struct ConnectionStats {
     /// Connections accepted and served.
     pub accepted: AtomicU64,
-    /// Connections refused for being over the limit.
-    pub refused_busy: AtomicU64,
-    /// Connections open now.
-    pub open: AtomicUsize,
-}
-
-/// Keeps the open-connection counts (the port's and the server-wide budget's) honest however
-/// a connection ends, panics included.
-#[derive(Debug)]
-pub(crate) struct OpenGuard {
-    stats: Arc<ConnectionStats>,
-    budget: Arc<ConnectionBudget>,
-}
-
-impl OpenGuard {
-    /// Counts one more open connection unless `max` are open on this port already or the
-    /// server-wide budget is spent.
-    pub(crate) fn try_open(
-        stats: &Arc<ConnectionStats>,
-        max: usize,
-        budget: &Arc<ConnectionBudget>,
-    ) -> Option<OpenGuard> {
-        stats
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < max).then_some(open + 1)
-            })
-            .ok()?;
-        if !budget.try_take() {
-            stats.open.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(OpenGuard {
-            stats: Arc::clone(stats),
-            budget: Arc::clone(budget),
-        })
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.stats.open.fetch_sub(1, Ordering::AcqRel);
-        self.budget.give_back();
-    }
 }
 
 /// Why a connection was closed.
@@ -161,12 +117,13 @@ pub(crate) struct Connection {
     stalled_since: Option<Instant>,
     /// A fatal error was answered: close once the replies are out.
     closing: bool,
-    _open: OpenGuard,
+    /// The connection's place under the port's limits, given back when it is dropped.
+    _ticket: Ticket,
 }
 
 impl Connection {
     /// Wraps an accepted, non-blocking socket.
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, open: OpenGuard) -> Self {
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, ticket: Ticket) -> Self {
         Connection {
             stream,
             peer,
@@ -179,7 +136,7 @@ impl Connection {
             partial_since: None,
             stalled_since: None,
             closing: false,
-            _open: open,
+            _ticket: ticket,
         }
     }
 

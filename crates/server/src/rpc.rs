@@ -195,11 +195,8 @@ impl Protocol for RpcProtocol {
         }
     }
 
-    fn busy_reply(&self, out: &mut Vec<u8>, max_connections: usize) {
-        let error = WireError::new(
-            ErrorCode::Busy,
-            format!("server is at its limit of {max_connections} connections; try again later"),
-        );
+    fn busy_reply(&self, out: &mut Vec<u8>, detail: &str) {
+        let error = WireError::new(ErrorCode::Busy, detail);
         let _ = frame::encode_with(out, |out| rpc::encode_json_reply(out, None, Err(&error)));
     }
 }

@@ -120,11 +120,8 @@ impl Protocol for SensorProtocol {
         }
     }
 
-    fn busy_reply(&self, out: &mut Vec<u8>, max_connections: usize) {
-        let error = SensorError::new(
-            SensorErrorCode::Busy,
-            format!("server is at its limit of {max_connections} connections; try again later"),
-        );
+    fn busy_reply(&self, out: &mut Vec<u8>, detail: &str) {
+        let error = SensorError::new(SensorErrorCode::Busy, detail);
         sensor::encode_reply(out, Err(&error));
     }
 }

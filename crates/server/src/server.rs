@@ -8,14 +8,15 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use broker::{Broker, BrokerConfig};
+use broker::{Broker, BrokerConfig, Held};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 use store::{MemoryStore, Store};
+use warn_limit::peer_warn;
 
 use crate::config::Config;
 use crate::connection::Timeouts;
-use crate::limits::{self, ConnectionBudget};
+use crate::limits::{self, Admission, ConnectionBudget};
 use crate::listener::{self, BindError};
 use crate::rpc::RpcProtocol;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -75,7 +76,7 @@ pub struct Summary {
     pub sensor_connections: u64,
     /// Sensor lines answered.
     pub sensor_lines: u64,
-    /// Connections refused at `max_connections` on the RPC and sensor ports.
+    /// Connections refused at a connection limit, on every port.
     pub refused_busy: u64,
     /// Events queued for subscribers.
     pub events_published: u64,
@@ -217,14 +218,20 @@ impl Server {
         state.add_listener(broker.listener());
         let purger = Purger::spawn(Arc::clone(&state), config.purge_interval)?;
 
+        let admission = || {
+            Admission::new(
+                max_connections,
+                config.max_connections_per_address,
+                Arc::clone(&budget),
+            )
+        };
         let scheduler_config = |workers| SchedulerConfig {
             workers,
             timeouts: Timeouts {
                 idle: config.idle_timeout,
                 frame: config.frame_timeout,
             },
-            max_connections,
-            budget: Arc::clone(&budget),
+            admission: admission(),
         };
         let rpc = Scheduler::start(
             RpcProtocol::new(Arc::clone(&store)),
@@ -251,16 +258,17 @@ impl Server {
             move |stream, peer| scheduler.admit(stream, peer),
         )?);
         let subscribers = Arc::clone(&broker);
+        let pubsub_admission = admission();
+        let admitted = Arc::clone(&pubsub_admission);
         accept_threads.push(listener::spawn_accept_loop(
             "pubsub",
             pubsub_listener,
             shutdown.clone(),
-            move |stream, peer| {
-                // The broker counts its own connections; the budget counts the other ports'.
-                if budget.open() + subscribers.stats().connections >= budget.max() {
-                    subscribers.refuse_busy(stream, peer, budget.max());
-                } else {
-                    subscribers.attach(stream, peer);
+            move |stream, peer| match admitted.admit(peer) {
+                Ok(ticket) => subscribers.attach_holding(stream, peer, Held::new(ticket)),
+                Err(refusal) => {
+                    peer_warn!("pubsub {peer}: refused: {refusal}");
+                    subscribers.refuse_busy(stream, &format!("{refusal}; try again later"));
                 }
             },
         )?);
@@ -283,6 +291,7 @@ impl Server {
             rpc,
             sensor,
             broker,
+            pubsub_admission,
             purger: Some(purger),
             grace: config.shutdown_grace,
             stopped: false,
@@ -327,6 +336,8 @@ pub struct RunningServer {
     rpc: Arc<Scheduler<RpcProtocol>>,
     sensor: Arc<Scheduler<SensorProtocol>>,
     broker: Arc<Broker>,
+    /// Who may connect to the pub/sub port (the broker holds each admitted one's ticket).
+    pubsub_admission: Arc<Admission>,
     purger: Option<Purger>,
     grace: Duration,
     stopped: bool,
@@ -384,8 +395,8 @@ impl RunningServer {
     /// Connections open now on each port.
     pub fn open_connections(&self) -> OpenConnections {
         OpenConnections {
-            rpc: self.rpc.stats().open.load(Ordering::Relaxed),
-            sensor: self.sensor.stats().open.load(Ordering::Relaxed),
+            rpc: self.rpc.config.admission.open(),
+            sensor: self.sensor.config.admission.open(),
             pubsub: self.broker.stats().connections,
         }
     }
@@ -400,8 +411,9 @@ impl RunningServer {
             rpc_requests: self.rpc.protocol.requests(),
             sensor_connections: sensor.accepted.load(Ordering::Relaxed),
             sensor_lines: self.sensor.protocol.lines(),
-            refused_busy: rpc.refused_busy.load(Ordering::Relaxed)
-                + sensor.refused_busy.load(Ordering::Relaxed),
+            refused_busy: self.rpc.config.admission.refused()
+                + self.sensor.config.admission.refused()
+                + self.pubsub_admission.refused(),
             events_published: broker.events_published,
             events_dropped: broker.events_dropped,
             slow_disconnects: broker.slow_disconnects,

@@ -46,7 +46,11 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 #[test]
 fn two_thousand_idle_connections_on_two_workers_do_not_hold_up_a_ping() {
-    let server = start_with(|config| config.thread_pool_size = 2);
+    let server = start_with(|config| {
+        config.thread_pool_size = 2;
+        // All of them come from one address.
+        config.max_connections_per_address = 0;
+    });
     let idle: Vec<TcpStream> = (0..2000).map(|_| connect(server.rpc_addr())).collect();
     // Some of them have spoken once, so they sit in the workers' hot sets and the poller.
     let mut spoken: Vec<RawRpc> = (0..BEYOND_HOT)

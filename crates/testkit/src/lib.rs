@@ -1,6 +1,7 @@
 //! Support for the workspace's integration tests, so that each test file does not grow its own
 //! copy: starting a server on ephemeral ports, and waiting for a condition with a deadline
-//! instead of sleeping.
+//! instead of sleeping, and connecting from a chosen local address (another 127.0.0.0/8
+//! address stands for another client machine).
 //!
 //! Only tests depend on this crate (as a dev-dependency); it may panic, since a panic is how a
 //! test fails.
@@ -11,11 +12,13 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used)]
 
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use server::{Config, RunningServer, Server, StartError};
 use shutdown::ShutdownHandle;
+use socket2::{Domain, Socket, Type};
 
 /// Generous bound for anything a test waits on; only reached when the test is failing.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -75,4 +78,15 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Connects to `addr` from the local address `from` (for example `127.0.0.2`), which
+/// `std::net` cannot do: it always lets the kernel pick the source address.
+pub fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("a socket");
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .expect("binds to the local address");
+    socket.connect(&addr.into()).expect("connects");
+    socket.into()
 }
