@@ -1,10 +1,11 @@
-//! The sensor port's line protocol: `UPDATE <lotId> <n|+k|-k>` and `PING`, one reply line each.
+//! The sensor port's line protocol: `UPDATE <lotId> <n|+k|-k>`, the gate's
+//! `ENTER|EXIT <lotId> <plate>`, and `PING`; one reply line each.
 
 use std::fmt;
 use std::io::Write;
 
-pub use state::CountChange;
 use state::shown;
+pub use state::{CountChange, Passage};
 
 /// Longest accepted command line, terminator excluded; a longer one is answered
 /// `ERR LINE_TOO_LONG` and the connection is closed.
@@ -19,6 +20,15 @@ pub enum SensorCommand<'a> {
         lot: &'a str,
         /// The reported change.
         change: CountChange,
+    },
+    /// `ENTER <lotId> <plate>` or `EXIT <lotId> <plate>`: a car through the lot's gate.
+    Gate {
+        /// The lot the gate belongs to.
+        lot: &'a str,
+        /// The car's plate, as read (validated by the server).
+        plate: &'a str,
+        /// In or out.
+        passage: Passage,
     },
     /// `PING`.
     Ping,
@@ -39,6 +49,8 @@ pub enum SensorErrorCode {
     Busy,
     /// The update could not be made durable, so it was not applied; retrying later is safe.
     Unavailable,
+    /// A gate line's plate is missing or breaks the plate rules.
+    BadPlate,
 }
 
 impl SensorErrorCode {
@@ -51,6 +63,7 @@ impl SensorErrorCode {
             SensorErrorCode::LineTooLong => "LINE_TOO_LONG",
             SensorErrorCode::Busy => "BUSY",
             SensorErrorCode::Unavailable => "UNAVAILABLE",
+            SensorErrorCode::BadPlate => "BAD_PLATE",
         }
     }
 
@@ -62,6 +75,7 @@ impl SensorErrorCode {
             SensorErrorCode::LineTooLong,
             SensorErrorCode::Busy,
             SensorErrorCode::Unavailable,
+            SensorErrorCode::BadPlate,
         ]
         .into_iter()
         .find(|candidate| candidate.as_str() == code)
@@ -142,11 +156,21 @@ pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
             )),
         };
     }
+    let passage = if verb.eq_ignore_ascii_case("ENTER") {
+        Some(Passage::Enter)
+    } else if verb.eq_ignore_ascii_case("EXIT") {
+        Some(Passage::Exit)
+    } else {
+        None
+    };
+    if let Some(passage) = passage {
+        return parse_gate(fields, passage);
+    }
     if !verb.eq_ignore_ascii_case("UPDATE") {
         return Err(SensorError::new(
             SensorErrorCode::UnknownCommand,
             format!(
-                "unknown command {} (try UPDATE <lotId> <n|+k|-k> or PING)",
+                "unknown command {} (try UPDATE <lotId> <n|+k|-k>, ENTER|EXIT <lotId> <plate> or PING)",
                 shown(verb)
             ),
         ));
@@ -167,22 +191,71 @@ pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
     Ok(SensorCommand::Update { lot, change })
 }
 
+/// The fields after `ENTER` or `EXIT`: `<lotId> <plate>`.
+fn parse_gate<'a>(
+    mut fields: impl Iterator<Item = &'a str>,
+    passage: Passage,
+) -> Result<SensorCommand<'a>, SensorError> {
+    let verb = passage_verb(passage);
+    let lot = fields.next().ok_or_else(|| {
+        SensorError::new(
+            SensorErrorCode::UnknownLot,
+            format!("{verb} needs a lot id"),
+        )
+    })?;
+    let plate = fields.next().ok_or_else(|| {
+        SensorError::new(SensorErrorCode::BadPlate, format!("{verb} needs a plate"))
+    })?;
+    if fields.next().is_some() {
+        return Err(SensorError::new(
+            SensorErrorCode::UnknownCommand,
+            format!("{verb} takes exactly two fields: <lotId> <plate>"),
+        ));
+    }
+    Ok(SensorCommand::Gate {
+        lot,
+        plate,
+        passage,
+    })
+}
+
+/// The verb of a gate line.
+fn passage_verb(passage: Passage) -> &'static str {
+    match passage {
+        Passage::Enter => "ENTER",
+        Passage::Exit => "EXIT",
+    }
+}
+
 /// Appends a command line, terminator included.
 pub fn encode_command(out: &mut Vec<u8>, command: &SensorCommand<'_>) {
     // Writing to a Vec cannot fail.
     let _ = match command {
         SensorCommand::Update { lot, change } => writeln!(out, "UPDATE {lot} {change}"),
+        SensorCommand::Gate {
+            lot,
+            plate,
+            passage,
+        } => writeln!(out, "{} {lot} {plate}", passage_verb(*passage)),
         SensorCommand::Ping => writeln!(out, "PING"),
     };
 }
 
 /// A successful reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SensorReply {
     /// `OK <free>`: the update was applied; the lot now has `free` free spaces.
     Updated {
         /// Free spaces after the update.
         free: u32,
+    },
+    /// `OK <free>` or `OK <free> BOOKING <id>`: a car passed the gate; it checked in to
+    /// (`ENTER`) or completed (`EXIT`) booking `id`.
+    Passed {
+        /// Free spaces afterwards.
+        free: u32,
+        /// The booking it checked in to or completed, if any.
+        booking: Option<String>,
     },
     /// `PONG`.
     Pong,
@@ -191,7 +264,15 @@ pub enum SensorReply {
 /// Appends a reply line, terminator included.
 pub fn encode_reply(out: &mut Vec<u8>, reply: Result<&SensorReply, &SensorError>) {
     let _ = match reply {
-        Ok(SensorReply::Updated { free }) => writeln!(out, "OK {free}"),
+        Ok(SensorReply::Updated { free })
+        | Ok(SensorReply::Passed {
+            free,
+            booking: None,
+        }) => writeln!(out, "OK {free}"),
+        Ok(SensorReply::Passed {
+            free,
+            booking: Some(booking),
+        }) => writeln!(out, "OK {free} BOOKING {booking}"),
         Ok(SensorReply::Pong) => writeln!(out, "PONG"),
         Err(error) => writeln!(out, "ERR {error}"),
     };
@@ -216,11 +297,24 @@ pub fn parse_reply(line: &[u8]) -> Result<Result<SensorReply, SensorError>, Malf
     if text == "PONG" {
         return Ok(Ok(SensorReply::Pong));
     }
-    if let Some(free) = text.strip_prefix("OK ") {
-        return free
-            .parse()
-            .map(|free| Ok(SensorReply::Updated { free }))
-            .map_err(|_| malformed());
+    if let Some(rest) = text.strip_prefix("OK ") {
+        // `OK <free>` answers an update and a gate line alike; the caller knows which it sent.
+        return match rest.split_once(" BOOKING ") {
+            None => rest
+                .parse()
+                .map(|free| Ok(SensorReply::Updated { free }))
+                .map_err(|_| malformed()),
+            Some((free, booking)) if !booking.is_empty() && !booking.contains(' ') => free
+                .parse()
+                .map(|free| {
+                    Ok(SensorReply::Passed {
+                        free,
+                        booking: Some(booking.to_owned()),
+                    })
+                })
+                .map_err(|_| malformed()),
+            Some(_) => Err(malformed()),
+        };
     }
     if let Some(rest) = text.strip_prefix("ERR ") {
         let (code, detail) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -262,6 +356,22 @@ mod tests {
             }
         );
         assert_eq!(parse_command(b"ping").unwrap(), SensorCommand::Ping);
+        assert_eq!(
+            parse_command(b"enter A 7abc").unwrap(),
+            SensorCommand::Gate {
+                lot: "A",
+                plate: "7abc",
+                passage: Passage::Enter
+            }
+        );
+        assert_eq!(
+            parse_command(b"EXIT  B  X").unwrap(),
+            SensorCommand::Gate {
+                lot: "B",
+                plate: "X",
+                passage: Passage::Exit
+            }
+        );
     }
 
     #[test]
@@ -278,6 +388,9 @@ mod tests {
         assert_eq!(code("UPDATE A 4294967296"), SensorErrorCode::BadCount);
         assert_eq!(code("UPDATE A 1 2"), SensorErrorCode::UnknownCommand);
         assert_eq!(code("PING now"), SensorErrorCode::UnknownCommand);
+        assert_eq!(code("ENTER"), SensorErrorCode::UnknownLot);
+        assert_eq!(code("ENTER A"), SensorErrorCode::BadPlate);
+        assert_eq!(code("EXIT A P Q"), SensorErrorCode::UnknownCommand);
         assert_eq!(
             parse_command(b"\xffUPDATE").unwrap_err().code,
             SensorErrorCode::UnknownCommand
@@ -292,6 +405,11 @@ mod tests {
                 lot: "A",
                 change: CountChange::Remove(4),
             },
+            SensorCommand::Gate {
+                lot: "A",
+                plate: "P-1",
+                passage: Passage::Exit,
+            },
         ] {
             let mut out = Vec::new();
             encode_command(&mut out, &command);
@@ -302,6 +420,10 @@ mod tests {
         for reply in [
             Ok(SensorReply::Pong),
             Ok(SensorReply::Updated { free: 7 }),
+            Ok(SensorReply::Passed {
+                free: 3,
+                booking: Some("A.17".into()),
+            }),
             Err(error),
         ] {
             let mut out = Vec::new();
@@ -309,6 +431,8 @@ mod tests {
             assert_eq!(parse_reply(&out[..out.len() - 1]).unwrap(), reply);
         }
         assert!(parse_reply(b"OK x").is_err());
+        assert!(parse_reply(b"OK 1 BOOKING ").is_err());
+        assert!(parse_reply(b"OK x BOOKING A.1").is_err());
         assert!(parse_reply(b"ERR NOPE x").is_err());
     }
 }

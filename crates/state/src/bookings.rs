@@ -487,9 +487,9 @@ fn next_due(booking: &Booking, rules: &BookingRules, holding: bool) -> u64 {
         BookingStatus::Confirmed if holding => no_show,
         BookingStatus::Confirmed => window.start.min(no_show),
         BookingStatus::CheckedIn => window.end,
-        BookingStatus::Completed if booking.inside && !booking.overstay => window
-            .end
-            .saturating_add(rules.checkin_grace.as_secs()),
+        BookingStatus::Completed if booking.inside && !booking.overstay => {
+            window.end.saturating_add(rules.checkin_grace.as_secs())
+        }
         _ => window.end.saturating_add(rules.retention.as_secs()),
     }
 }
@@ -545,7 +545,11 @@ mod tests {
         bookings
     }
 
-    fn book(bookings: &mut LotBookings, spot: Option<&str>, w: Window) -> Result<u64, BookingError> {
+    fn book(
+        bookings: &mut LotBookings,
+        spot: Option<&str>,
+        w: Window,
+    ) -> Result<u64, BookingError> {
         bookings
             .book(&lot(), spot, plate("P"), w, None, NOW, 10)
             .map(|booking| booking.id.seq())
@@ -613,7 +617,10 @@ mod tests {
         let seq = book(&mut lot, None, window(start + 2000, start + 2100)).unwrap();
         assert!(lot.pass(plate("P"), Passage::Enter, start + 1949).is_none());
         let (_, entered) = lot.pass(plate("P"), Passage::Enter, start + 1950).unwrap();
-        assert_eq!((entered.status, entered.inside), (BookingStatus::CheckedIn, true));
+        assert_eq!(
+            (entered.status, entered.inside),
+            (BookingStatus::CheckedIn, true)
+        );
         lot.advance(start + 2100);
         assert_eq!(lot.get(seq).unwrap().status, BookingStatus::Completed);
         assert!(!lot.get(seq).unwrap().overstay);

@@ -337,11 +337,7 @@ pub struct BookingIdError(pub String);
 
 impl fmt::Display for BookingIdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "booking id {} is not <lotId>.<number>",
-            shown(&self.0)
-        )
+        write!(f, "booking id {} is not <lotId>.<number>", shown(&self.0))
     }
 }
 
@@ -446,11 +442,11 @@ mod tests {
     #[test]
     fn names_and_booking_ids_validate() {
         assert_eq!(SpotId::new("A-EV1").unwrap().as_str(), "A-EV1");
-        assert_eq!(Label::new("covered", "feature").unwrap().to_string(), "covered");
         assert_eq!(
-            SpotId::new("").unwrap_err().to_string(),
-            "spot id is empty"
+            Label::new("covered", "feature").unwrap().to_string(),
+            "covered"
         );
+        assert_eq!(SpotId::new("").unwrap_err().to_string(), "spot id is empty");
         assert_eq!(
             Label::new("ev charger", "feature").unwrap_err().to_string(),
             "feature \"ev charger\" must be 1 to 32 characters of A-Z a-z 0-9 _ -"
@@ -467,7 +463,18 @@ mod tests {
             serde_json::from_str::<BookingId>("\"A.0\"").unwrap(),
             BookingId::new(LotId::new("A").unwrap(), 0)
         );
-        for bad in ["", "A", "A.", ".1", "A.1.2", "A.x", "A.-1", "A.+1", "ALL.1", "A.99999999999999999999"] {
+        for bad in [
+            "",
+            "A",
+            "A.",
+            ".1",
+            "A.1.2",
+            "A.x",
+            "A.-1",
+            "A.+1",
+            "ALL.1",
+            "A.99999999999999999999",
+        ] {
             assert!(BookingId::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(

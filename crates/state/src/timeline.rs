@@ -129,7 +129,11 @@ mod tests {
                 .map(|t| live.iter().filter(|(s, e)| *s <= t && t < *e).count() as u32)
                 .max()
                 .unwrap_or(0);
-            assert_eq!(line.peak(start, end), counted, "[{start}, {end}) of {live:?}");
+            assert_eq!(
+                line.peak(start, end),
+                counted,
+                "[{start}, {end}) of {live:?}"
+            );
         }
         // Never more than two breakpoints an interval.
         assert!(line.steps.len() <= 2 * live.len());

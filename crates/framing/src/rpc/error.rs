@@ -23,11 +23,26 @@ pub enum ErrorCode {
     /// The change could not be made durable (a failing disk, the database unreachable), so it
     /// was not made; reads still work. Retrying later is safe.
     Unavailable,
+    /// The lot has no bookable space over the window (or, for a window that includes now,
+    /// no free space now).
+    Full,
+    /// The named spot is booked at some time in the window.
+    SpotTaken,
+    /// The window breaks the booking rules (empty, in the past, too long, too far ahead).
+    BadWindow,
+    /// The lot has no spot with that id.
+    UnknownSpot,
+    /// No booking has that id.
+    UnknownBooking,
+    /// Check-in is not open yet.
+    NotDue,
+    /// The booking's status does not allow it (a check-in of a cancelled one, say).
+    BadState,
 }
 
 impl ErrorCode {
     /// Every code, for parsing.
-    const ALL: [ErrorCode; 8] = [
+    const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownMethod,
         ErrorCode::BadArgs,
@@ -36,6 +51,13 @@ impl ErrorCode {
         ErrorCode::FrameTooLarge,
         ErrorCode::Busy,
         ErrorCode::Unavailable,
+        ErrorCode::Full,
+        ErrorCode::SpotTaken,
+        ErrorCode::BadWindow,
+        ErrorCode::UnknownSpot,
+        ErrorCode::UnknownBooking,
+        ErrorCode::NotDue,
+        ErrorCode::BadState,
     ];
 
     /// The code as written on the wire.
@@ -49,6 +71,13 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "FRAME_TOO_LARGE",
             ErrorCode::Busy => "BUSY",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Full => "FULL",
+            ErrorCode::SpotTaken => "SPOT_TAKEN",
+            ErrorCode::BadWindow => "BAD_WINDOW",
+            ErrorCode::UnknownSpot => "UNKNOWN_SPOT",
+            ErrorCode::UnknownBooking => "UNKNOWN_BOOKING",
+            ErrorCode::NotDue => "NOT_DUE",
+            ErrorCode::BadState => "BAD_STATE",
         }
     }
 }

@@ -13,11 +13,7 @@ use crate::lot::{CancelOutcome, CountChange};
 use crate::parking::{ParkingState, StateError, UnknownLot, reservation, unix_ms};
 
 /// A booking's change from `old` to `new` (either absent), as a recorded change.
-fn booking_change(
-    id: &BookingId,
-    old: Option<Booking>,
-    new: Option<Booking>,
-) -> (Change, Change) {
+fn booking_change(id: &BookingId, old: Option<Booking>, new: Option<Booking>) -> (Change, Change) {
     (
         Change::Booking {
             id: id.clone(),
@@ -86,9 +82,11 @@ impl ParkingState {
     /// The booking with id `id`.
     pub fn booking(&self, id: &BookingId) -> Result<Booking, BookingError> {
         let unknown = || BookingError::UnknownBooking(id.to_string());
-        self.with_lot(id.lot().as_str(), |lot, _| lot.bookings.get(id.seq()).cloned())
-            .map_err(|_| unknown())?
-            .ok_or_else(unknown)
+        self.with_lot(id.lot().as_str(), |lot, _| {
+            lot.bookings.get(id.seq()).cloned()
+        })
+        .map_err(|_| unknown())?
+        .ok_or_else(unknown)
     }
 
     /// Cancels a confirmed booking if `allowed` says so of its owner; anything else
