@@ -9,7 +9,8 @@
 //!   worker;
 //! - the `broker::Broker`'s notifier threads, which push state changes to subscribers; the
 //!   state calls the broker after releasing its lock, so publishing never holds up a request;
-//! - the `state::Purger`, which expires reservations on time.
+//! - the `state::Purger`, which does what is due on time: expires reservations, and holds,
+//!   releases (no-shows) and completes bookings.
 //!
 //! The caller creates the [`shutdown::ShutdownHandle`] and passes it to [`Server::start`];
 //! triggering it (from a signal handler) stops everything gracefully.
@@ -45,7 +46,8 @@ mod server;
 mod worker;
 
 pub use config::{
-    Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig, MAX_SECONDS,
+    Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig,
+    MAX_FEATURES, MAX_SECONDS, MAX_SPOTS, SpotConfig,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

@@ -6,8 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use framing::frame::{self, Decoded, FrameError};
-use framing::rpc::{self, ErrorCode, LotStatus, Reply, Request, WireError};
-use state::{Plate, StateError, UnknownLot, shown};
+use framing::rpc::{
+    self, CancelOutcome, ErrorCode, LotFilter, LotStatus, Reply, Request, WireError,
+};
+use state::{
+    BookingError, BookingId, BookingRequest, LotQuery, Plate, StateError, UnknownLot, Window, shown,
+};
 use store::Store;
 use warn_limit::peer_warn;
 
@@ -61,6 +65,7 @@ impl RpcProtocol {
                         occupied: lot.occupied,
                         counted: lot.counted,
                         reserved: lot.reserved,
+                        booked: lot.booked,
                         free: lot.free,
                     })
                     .collect(),
@@ -81,6 +86,80 @@ impl RpcProtocol {
                     .cancel(lot, plate(text)?, &|_| true)
                     .map_err(refused)?;
                 Reply::Cancel(outcome)
+            }
+            Request::Book {
+                lot,
+                plate: text,
+                start,
+                end,
+                spot,
+            } => {
+                let request = BookingRequest {
+                    lot,
+                    spot: spot.as_deref(),
+                    plate: plate(text)?,
+                    window: Window {
+                        start: *start,
+                        end: *end,
+                    },
+                };
+                // Until access control is in, anyone books, and for no one in particular.
+                Reply::Booking(self.store.book(request, None).map_err(booking_error)?)
+            }
+            Request::GetBooking { booking } => {
+                let id = booking_id(booking)?;
+                Reply::Booking(self.store.state().booking(&id).map_err(booking_error)?)
+            }
+            Request::CancelBooking { booking } => match BookingId::parse(booking) {
+                // Not one of ours: there is nothing to cancel.
+                Err(_) => Reply::Cancel(CancelOutcome::NotFound),
+                Ok(id) => {
+                    Reply::Cancel(self.store.cancel_booking(&id, &|_| true).map_err(refused)?)
+                }
+            },
+            Request::CheckIn { booking } => {
+                let id = booking_id(booking)?;
+                Reply::Booking(self.store.check_in(&id, &|_| true).map_err(booking_error)?)
+            }
+            Request::ListBookings { lot, start, end } => {
+                let window = Window {
+                    start: *start,
+                    end: *end,
+                };
+                if window.end <= window.start {
+                    return Err(WireError::new(
+                        ErrorCode::BadWindow,
+                        "the window must end after it starts",
+                    ));
+                }
+                Reply::Bookings(
+                    self.store
+                        .state()
+                        .list_bookings(lot, window)
+                        .map_err(unknown_lot)?,
+                )
+            }
+            Request::FindLots { query } => {
+                let LotFilter {
+                    zone,
+                    feature,
+                    start,
+                    end,
+                } = query;
+                let query = LotQuery {
+                    zone: zone.as_deref(),
+                    feature: feature.as_deref(),
+                    window: Window {
+                        start: *start,
+                        end: *end,
+                    },
+                };
+                Reply::Offers(
+                    self.store
+                        .state()
+                        .find_lots(&query)
+                        .map_err(|err| WireError::new(ErrorCode::BadWindow, err.to_string()))?,
+                )
             }
         })
     }
@@ -124,6 +203,32 @@ impl RpcProtocol {
             let _ = frame::encode_with(out, |out| rpc::encode_text_reply(out, Err(&error)));
         }
     }
+}
+
+/// A booking id from the wire; one that is not `<lotId>.<n>` names no booking of ours.
+fn booking_id(text: &str) -> Result<BookingId, WireError> {
+    BookingId::parse(text).map_err(|_| {
+        WireError::new(
+            ErrorCode::UnknownBooking,
+            format!("no booking with id {}", shown(text)),
+        )
+    })
+}
+
+/// A refused booking operation as its wire error.
+fn booking_error(error: BookingError) -> WireError {
+    let code = match &error {
+        BookingError::UnknownLot(_) => ErrorCode::UnknownLot,
+        BookingError::UnknownSpot { .. } => ErrorCode::UnknownSpot,
+        BookingError::UnknownBooking(_) => ErrorCode::UnknownBooking,
+        BookingError::BadWindow(_) => ErrorCode::BadWindow,
+        BookingError::Full { .. } | BookingError::NoSpaceNow => ErrorCode::Full,
+        BookingError::SpotTaken => ErrorCode::SpotTaken,
+        BookingError::NotDue { .. } => ErrorCode::NotDue,
+        BookingError::BadState(_) => ErrorCode::BadState,
+        BookingError::Unavailable(_) => ErrorCode::Unavailable,
+    };
+    WireError::new(code, error.to_string())
 }
 
 fn log_outcome(peer: SocketAddr, request: &Request<'_>, error: Option<&WireError>) {

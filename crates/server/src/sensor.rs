@@ -8,7 +8,7 @@ use framing::line::{self, Decoded};
 use framing::sensor::{
     self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
 };
-use state::{StateError, UnknownLot, shown};
+use state::{Plate, StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
@@ -39,22 +39,36 @@ impl SensorProtocol {
         command: SensorCommand<'_>,
         peer: SocketAddr,
     ) -> Result<SensorReply, SensorError> {
+        let refused = |error| match error {
+            StateError::UnknownLot(UnknownLot(lot)) => SensorError::new(
+                SensorErrorCode::UnknownLot,
+                format!("no lot with id {}", shown(&lot)),
+            ),
+            StateError::Unavailable(why) => {
+                SensorError::new(SensorErrorCode::Unavailable, why.to_string())
+            }
+        };
         let (lot, change) = match command {
             SensorCommand::Ping => return Ok(SensorReply::Pong),
             SensorCommand::Update { lot, change } => (lot, change),
-        };
-        let update = self
-            .store
-            .update_occupancy(lot, change)
-            .map_err(|error| match error {
-                StateError::UnknownLot(UnknownLot(lot)) => SensorError::new(
-                    SensorErrorCode::UnknownLot,
-                    format!("no lot with id {}", shown(&lot)),
-                ),
-                StateError::Unavailable(why) => {
-                    SensorError::new(SensorErrorCode::Unavailable, why.to_string())
+            SensorCommand::Gate {
+                lot,
+                plate,
+                passage,
+            } => {
+                let plate = Plate::parse(plate)
+                    .map_err(|err| SensorError::new(SensorErrorCode::BadPlate, err.to_string()))?;
+                let outcome = self.store.pass_gate(lot, plate, passage).map_err(refused)?;
+                if outcome.consumed_reservation {
+                    log::debug!("sensor {peer}: {plate} entered {lot} on its reservation");
                 }
-            })?;
+                return Ok(SensorReply::Passed {
+                    free: outcome.free,
+                    booking: outcome.booking.map(|id| id.to_string()),
+                });
+            }
+        };
+        let update = self.store.update_occupancy(lot, change).map_err(refused)?;
         if update.clamped {
             // More cars than spaces (or fewer than none) is a fact of life for counters.
             log::debug!(
@@ -89,7 +103,12 @@ impl Protocol for SensorProtocol {
                     let reply =
                         sensor::parse_command(text).and_then(|command| self.execute(command, peer));
                     if let Err(error) = &reply {
-                        if error.code == SensorErrorCode::UnknownLot {
+                        // A lot or plate the server does not know is a fact of life for a
+                        // gate camera, not a malformed line.
+                        if matches!(
+                            error.code,
+                            SensorErrorCode::UnknownLot | SensorErrorCode::BadPlate
+                        ) {
                             log::debug!("sensor {peer}: refused: {error}");
                         } else {
                             peer_warn!("sensor {peer}: malformed line: {error}");

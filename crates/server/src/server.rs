@@ -177,10 +177,7 @@ impl Server {
         let store = match store {
             Some(store) => store,
             None => {
-                let state = Arc::new(
-                    ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
-                        .map_err(StartError::State)?,
-                );
+                let state = Arc::new(config.state(clock).map_err(StartError::State)?);
                 Arc::new(MemoryStore::new(state))
             }
         };

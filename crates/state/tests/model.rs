@@ -355,6 +355,7 @@ impl Harness {
                     occupied,
                     counted,
                     reserved,
+                    booked: 0,
                     free,
                 }
             })
