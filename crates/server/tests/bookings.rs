@@ -311,9 +311,15 @@ fn a_booking_holds_its_space_from_its_start_and_a_no_show_releases_it() {
     assert_eq!(rpc.status(&id), "NO_SHOW");
     assert_eq!(rpc.refused("checkIn", json!([id])), "BAD_STATE");
     assert_eq!(rpc.ok("cancelBooking", json!([id])), false);
-    // The rest of its window is bookable again (bookable is 1).
+    // The rest of its window is bookable again (bookable is 1). Made for now, it holds a
+    // space at once, and cancelling it gives the space back: both are published.
     let now = unix_now(&clock);
-    rpc.ok("book", json!(["L", "P2", now, start + 3600]));
+    let id = rpc.ok("book", json!(["L", "P2", now, start + 3600]))["id"].clone();
+    let event: Value = serde_json::from_str(&events.line()).unwrap();
+    assert_eq!(event["free"], 2);
+    assert_eq!(rpc.ok("cancelBooking", json!([id])), true);
+    let event: Value = serde_json::from_str(&events.line()).unwrap();
+    assert_eq!(event["free"], 3);
 }
 
 #[test]
@@ -577,4 +583,61 @@ fn find_lots_answers_what_can_take_a_booking_over_the_window() {
     );
     assert_eq!(rpc.refused("findLots", json!([{"start": t}])), "BAD_ARGS");
     assert!(rpc.raw.text("FIND zone=south").starts_with("ERR BAD_ARGS "));
+}
+
+/// A journal whose disk has failed: it refuses every change.
+struct FailedDisk;
+
+impl state::Recorder for FailedDisk {
+    fn record(
+        &self,
+        _undo: &state::Change,
+        _redo: &state::Change,
+    ) -> Result<state::Commit, state::Unavailable> {
+        Err(state::Unavailable("disk failed".into()))
+    }
+
+    fn wait(&self, _commit: state::Commit) -> Result<(), state::Unavailable> {
+        Ok(())
+    }
+}
+
+#[test]
+fn booking_changes_that_cannot_be_made_durable_are_not_made() {
+    let clock = Arc::new(ManualClock::new());
+    let mut config = testkit::small_config();
+    config.lots = serde_json::from_value(json!([{"id": "L", "capacity": 4}])).unwrap();
+    let state = Arc::new(config.state(clock.clone()).unwrap());
+    let now = unix_now(&clock);
+    // Made before the disk failed.
+    let made = state
+        .book(state::BookingRequest {
+            lot: "L",
+            spot: None,
+            plate: state::Plate::parse("P1").unwrap(),
+            window: state::Window {
+                start: now + 10,
+                end: now + 600,
+            },
+        })
+        .unwrap();
+    assert!(state.set_recorder(Arc::new(FailedDisk)).is_ok());
+    let server = server::Server::new(config)
+        .with_clock(clock.clone())
+        .with_store(Arc::new(store::MemoryStore::new(state)))
+        .start(shutdown::ShutdownHandle::new())
+        .unwrap();
+    let mut rpc = Rpc::connect(&server);
+    let mut gate = RawLines::connect(server.sensor_addr());
+    assert_eq!(
+        rpc.refused("book", json!(["L", "P2", now + 10, now + 20])),
+        "UNAVAILABLE"
+    );
+    assert_eq!(rpc.refused("checkIn", json!([made.id.to_string()])), "UNAVAILABLE");
+    assert_eq!(rpc.refused("cancelBooking", json!([made.id.to_string()])), "UNAVAILABLE");
+    assert!(gate.call("ENTER L P1").starts_with("ERR UNAVAILABLE "));
+    // Nothing moved: the count, the booking.
+    assert_eq!(rpc.lot("L")["counted"], 0);
+    assert_eq!(rpc.status(&json!(made.id.to_string())), "CONFIRMED");
+    assert_eq!(rpc.ok("listBookings", json!(["L", now, now + 600])).as_array().unwrap().len(), 1);
 }
