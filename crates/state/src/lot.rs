@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::booking::BookingRules;
 use crate::bookings::LotBookings;
 use crate::ids::Plate;
+use crate::waitlist::LotWaitlist;
 
 /// Stale expiry entries (left behind by cancels) tolerated per live reservation before the
 /// expiry queue is rebuilt; keeps memory proportional to live reservations under churn.
@@ -96,6 +97,8 @@ pub(crate) struct Lot {
     published_seq: u64,
     /// Bookings of time windows; those holding a space now count like reservations.
     pub(crate) bookings: LotBookings,
+    /// Drivers waiting for room in the lot, and the offers made to them.
+    pub(crate) waitlist: LotWaitlist,
 }
 
 impl Lot {
@@ -108,6 +111,7 @@ impl Lot {
             published_free: capacity,
             published_seq: 0,
             bookings: LotBookings::new(capacity, BookingRules::default()),
+            waitlist: LotWaitlist::default(),
         }
     }
 
