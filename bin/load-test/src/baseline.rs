@@ -156,6 +156,7 @@ fn booking(lot: &str, plate: &str, start: u64, end: u64) -> Result<Reply<'static
         owner: None,
         overstay: false,
         inside: false,
+        offered_until: None,
     }))
 }
 
