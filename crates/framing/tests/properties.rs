@@ -329,6 +329,7 @@ fn booking() -> BoxedStrategy<Booking> {
         BookingStatus::Completed,
         BookingStatus::Cancelled,
         BookingStatus::NoShow,
+        BookingStatus::Offered,
     ];
     (
         (
@@ -343,10 +344,14 @@ fn booking() -> BoxedStrategy<Booking> {
             select(statuses),
             option::of(".{0,8}"),
             any::<[bool; 2]>(),
+            option::of(any::<u64>()),
         ),
     )
         .prop_map(
-            |((lot, seq, spot, plate), (start, length, status, owner, [overstay, inside]))| {
+            |(
+                (lot, seq, spot, plate),
+                (start, length, status, owner, [overstay, inside], offered_until),
+            )| {
                 Booking {
                     id: BookingId::new(LotId::new(&lot).unwrap(), seq),
                     spot: spot.map(|spot| SpotId::new(&spot).unwrap()),
@@ -359,6 +364,7 @@ fn booking() -> BoxedStrategy<Booking> {
                     owner,
                     overstay,
                     inside,
+                    offered_until,
                 }
             },
         )
