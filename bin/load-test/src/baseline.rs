@@ -194,6 +194,16 @@ fn reply_to(request: &Request<'_>) -> Result<Reply<'static>, WireError> {
         }
         Request::ListBookings { .. } => Reply::Bookings(Vec::new()),
         Request::FindLots { .. } => Reply::Offers(Vec::new()),
+        // Nothing is ever full here, so nobody waits.
+        Request::JoinWaitlist { .. } => {
+            return Err(WireError::new(ErrorCode::NotFull, "book it instead"));
+        }
+        Request::AcceptOffer { .. } => {
+            return Err(WireError::new(ErrorCode::UnknownEntry, "no entries here"));
+        }
+        Request::LeaveWaitlist { .. } => Reply::Cancel(CancelOutcome::NotFound),
+        Request::MyBookings { .. } => Reply::Bookings(Vec::new()),
+        Request::MyWaitlist { .. } => Reply::Entries(Vec::new()),
         Request::Ping => Reply::Pong,
     })
 }

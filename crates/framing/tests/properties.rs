@@ -31,7 +31,8 @@ use proptest::prelude::*;
 use proptest::{collection::vec, option, sample::select};
 use serde_json::Value;
 use state::{
-    Booking, BookingId, BookingStatus, Label, LotId, LotOffer, Plate, SpotId, SpotOffer, Window,
+    Booking, BookingId, BookingStatus, Label, LotId, LotOffer, Offer, Plate, SpotId, SpotOffer,
+    WaitEntry, WaitId, Window,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -123,6 +124,7 @@ fn requests(
     plate: BoxedStrategy<String>,
 ) -> BoxedStrategy<Request<'static>> {
     let booking = (lot.clone(), any::<u64>()).prop_map(|(lot, n)| format!("{lot}.{n}"));
+    let entry = (lot.clone(), any::<u64>()).prop_map(|(lot, n)| format!("{lot}.w{n}"));
     prop_oneof![
         Just(Request::GetLots),
         Just(Request::Ping),
@@ -134,6 +136,31 @@ fn requests(
         }),
         (lot.clone(), plate.clone()).prop_map(|(lot, plate)| Request::Cancel {
             lot: lot.into(),
+            plate: plate.into()
+        }),
+        (
+            lot.clone(),
+            plate.clone(),
+            any::<[u64; 2]>(),
+            option::of(lot.clone())
+        )
+            .prop_map(|(lot, plate, [start, end], spot)| Request::JoinWaitlist {
+                lot: lot.into(),
+                plate: plate.into(),
+                start,
+                end,
+                spot: spot.map(Into::into),
+            }),
+        entry.clone().prop_map(|entry| Request::AcceptOffer {
+            entry: entry.into()
+        }),
+        entry.prop_map(|entry| Request::LeaveWaitlist {
+            entry: entry.into()
+        }),
+        plate.clone().prop_map(|plate| Request::MyBookings {
+            plate: plate.into()
+        }),
+        plate.clone().prop_map(|plate| Request::MyWaitlist {
             plate: plate.into()
         }),
         (
@@ -270,7 +297,7 @@ fn json_object(fields: &[(String, Value)], separator: &str) -> String {
     format!("{{{}}}", members.join(separator))
 }
 
-const ERROR_CODES: [ErrorCode; 15] = [
+const ERROR_CODES: [ErrorCode; 20] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownMethod,
     ErrorCode::BadArgs,
@@ -286,6 +313,11 @@ const ERROR_CODES: [ErrorCode; 15] = [
     ErrorCode::UnknownBooking,
     ErrorCode::NotDue,
     ErrorCode::BadState,
+    ErrorCode::NotFull,
+    ErrorCode::AlreadyWaiting,
+    ErrorCode::WaitlistFull,
+    ErrorCode::UnknownEntry,
+    ErrorCode::NoOffer,
 ];
 
 const SENSOR_ERROR_CODES: [SensorErrorCode; 7] = [
@@ -316,6 +348,46 @@ fn lot_status() -> BoxedStrategy<LotStatus<'static>> {
                 reserved,
                 booked: free / 2,
                 free,
+            },
+        )
+        .boxed()
+}
+
+/// A valid waitlist entry, with or without an offer.
+fn entry() -> BoxedStrategy<WaitEntry> {
+    (
+        (
+            subscribable_lot_id(),
+            any::<u64>(),
+            option::of("[A-Z0-9-]{1,8}"),
+            plate(),
+        ),
+        (
+            any::<u64>(),
+            1u64..100_000,
+            option::of(".{0,8}"),
+            any::<u64>(),
+        ),
+        option::of((any::<u64>(), any::<u64>())),
+    )
+        .prop_map(
+            |((lot, seq, spot, plate), (start, length, owner, joined_at), offer)| {
+                let lot = LotId::new(&lot).unwrap();
+                WaitEntry {
+                    id: WaitId::new(lot.clone(), seq),
+                    spot: spot.map(|spot| SpotId::new(&spot).unwrap()),
+                    plate: Plate::parse(&plate).unwrap(),
+                    window: Window {
+                        start: start / 2,
+                        end: start / 2 + length,
+                    },
+                    owner,
+                    joined_at,
+                    offer: offer.map(|(booking, expires_at)| Offer {
+                        booking: BookingId::new(lot, booking),
+                        expires_at,
+                    }),
+                }
             },
         )
         .boxed()
@@ -400,6 +472,8 @@ fn reply() -> BoxedStrategy<Reply<'static>> {
     prop_oneof![
         booking().prop_map(Reply::Booking),
         vec(booking(), 0..3).prop_map(Reply::Bookings),
+        entry().prop_map(Reply::Entry),
+        vec(entry(), 0..3).prop_map(Reply::Entries),
         vec(offer(), 0..3).prop_map(Reply::Offers),
         vec(lot_status(), 0..4).prop_map(Reply::Lots),
         any::<u32>().prop_map(Reply::Free),
@@ -606,6 +680,10 @@ fn kinds(method: Method) -> &'static [Kind] {
         Method::GetBooking | Method::CancelBooking | Method::CheckIn => &[Text],
         Method::ListBookings => &[Text, Seconds, Seconds],
         Method::FindLots => &[Query],
+        Method::JoinWaitlist => &[Text, Text, Seconds, Seconds, OptText],
+        Method::AcceptOffer | Method::LeaveWaitlist | Method::MyBookings | Method::MyWaitlist => {
+            &[Text]
+        }
     }
 }
 
@@ -1373,6 +1451,8 @@ proptest! {
             Reply::Booking(booking) => prop_assert_eq!(&serde_json::from_str::<Booking>(result).unwrap(), booking),
             Reply::Bookings(bookings) => prop_assert_eq!(&serde_json::from_str::<Vec<Booking>>(result).unwrap(), bookings),
             Reply::Offers(offers) => prop_assert_eq!(&serde_json::from_str::<Vec<LotOffer>>(result).unwrap(), offers),
+            Reply::Entry(entry) => prop_assert_eq!(&serde_json::from_str::<WaitEntry>(result).unwrap(), entry),
+            Reply::Entries(entries) => prop_assert_eq!(&serde_json::from_str::<Vec<WaitEntry>>(result).unwrap(), entries),
             Reply::Pong => prop_assert_eq!(serde_json::from_str::<String>(result).unwrap(), "PONG"),
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use state::{
     BookingRules, Clock, Label, LotId, LotSpec, LotTerms, ParkingState, SetupError, SpotId,
-    SpotSpec,
+    SpotSpec, WaitlistRules,
 };
 
 /// The file read when no `--config` is given, from the current directory.
@@ -159,6 +159,14 @@ pub struct Config {
     /// How long a finished booking (completed, cancelled, no-show) stays readable after its
     /// window, in days; then it is forgotten, so memory follows live bookings.
     pub booking_retention_days: u32,
+    /// How long a waitlist offer holds its space for the driver it is offered to, in
+    /// minutes; not accepted by then, it passes to the next entry.
+    pub offer_minutes: u32,
+    /// Most entries one lot's waitlist keeps: offers are looked for by walking them, under
+    /// the lot's lock.
+    pub max_waitlist_per_lot: usize,
+    /// Most drivers' accounts the server keeps.
+    pub max_accounts: usize,
     /// The lots, in the order `getLots` reports them.
     pub lots: Vec<LotConfig>,
 }
@@ -195,6 +203,9 @@ impl Default for Config {
             early_checkin_minutes: 15,
             checkin_grace: Duration::from_secs(900),
             booking_retention_days: 7,
+            offer_minutes: 10,
+            max_waitlist_per_lot: 1000,
+            max_accounts: state::DEFAULT_MAX_ACCOUNTS,
             lots: vec![lot("A", 100), lot("B", 50), lot("C", 200)],
         }
     }
@@ -573,6 +584,20 @@ impl Config {
         if self.checkin_grace > MAX_CHECKIN_GRACE {
             return invalid("checkin_grace", "must be from 0 to 86400 seconds (a day)");
         }
+        if self.offer_minutes == 0 || self.offer_minutes > 24 * 60 {
+            return invalid(
+                "offer_minutes",
+                &format!("must be from 1 to 1440, got {}", self.offer_minutes),
+            );
+        }
+        for (key, value, max) in [
+            ("max_waitlist_per_lot", self.max_waitlist_per_lot, 100_000),
+            ("max_accounts", self.max_accounts, 10_000_000),
+        ] {
+            if value > max {
+                return invalid(key, &format!("must be from 0 to {max}, got {value}"));
+            }
+        }
         Ok(())
     }
 
@@ -585,6 +610,14 @@ impl Config {
             early_checkin: Duration::from_secs(u64::from(self.early_checkin_minutes) * 60),
             checkin_grace: self.checkin_grace,
             retention: hours(self.booking_retention_days) * 24,
+        }
+    }
+
+    /// How waitlists work, from the settings.
+    pub fn waitlist_rules(&self) -> WaitlistRules {
+        WaitlistRules {
+            offer_for: Duration::from_secs(u64::from(self.offer_minutes) * 60),
+            max_entries: self.max_waitlist_per_lot,
         }
     }
 
@@ -612,8 +645,11 @@ impl Config {
     /// The state the configuration describes, every lot empty, on `clock`: what a store
     /// starts from.
     pub fn state(&self, clock: Arc<dyn Clock>) -> Result<ParkingState, SetupError> {
-        ParkingState::new(self.lot_specs(), self.reservation_ttl, clock)?
-            .with_bookings(self.booking_rules(), self.lot_terms())
+        Ok(
+            ParkingState::new(self.lot_specs(), self.reservation_ttl, clock)?
+                .with_bookings(self.booking_rules(), self.lot_terms())?
+                .with_waitlist(self.waitlist_rules(), self.max_accounts),
+        )
     }
 
     /// The lots as the state wants them.
@@ -868,6 +904,12 @@ mod tests {
         assert_eq!(rules.horizon, Duration::from_secs(30 * 86_400));
         assert_eq!(rules.checkin_grace, Duration::from_secs(60));
         assert!(config.state(Arc::new(state::SystemClock)).is_ok());
+        let waitlist = Config::from_json(r#"{"offer_minutes": 3}"#).unwrap();
+        assert_eq!(
+            waitlist.waitlist_rules().offer_for,
+            Duration::from_secs(180)
+        );
+        assert_eq!(Config::default().waitlist_rules().offer_for.as_secs(), 600);
         // Without terms, every space is bookable.
         assert_eq!(Config::default().lot_terms()[0].bookable, 100);
         for json in [
@@ -888,6 +930,13 @@ mod tests {
                 "early_checkin_minutes",
             ),
             (r#"{"checkin_grace": 90000}"#, "checkin_grace"),
+            (r#"{"offer_minutes": 0}"#, "offer_minutes"),
+            (r#"{"offer_minutes": 1441}"#, "offer_minutes"),
+            (
+                r#"{"max_waitlist_per_lot": 100001}"#,
+                "max_waitlist_per_lot",
+            ),
+            (r#"{"max_accounts": 10000001}"#, "max_accounts"),
         ] {
             assert_eq!(invalid_key(json), key, "{json}");
         }

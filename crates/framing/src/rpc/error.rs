@@ -38,11 +38,21 @@ pub enum ErrorCode {
     NotDue,
     /// The booking's status does not allow it (a check-in of a cancelled one, say).
     BadState,
+    /// `joinWaitlist` for a window that can be booked now: book it instead.
+    NotFull,
+    /// The plate already waits for an overlapping window (the detail names the entry).
+    AlreadyWaiting,
+    /// The lot's waitlist holds `max_waitlist_per_lot` entries already.
+    WaitlistFull,
+    /// No waitlist entry has that id (an entry whose offer ran out is gone).
+    UnknownEntry,
+    /// The entry has no live offer to accept yet.
+    NoOffer,
 }
 
 impl ErrorCode {
     /// Every code, for parsing.
-    const ALL: [ErrorCode; 15] = [
+    const ALL: [ErrorCode; 20] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownMethod,
         ErrorCode::BadArgs,
@@ -58,6 +68,11 @@ impl ErrorCode {
         ErrorCode::UnknownBooking,
         ErrorCode::NotDue,
         ErrorCode::BadState,
+        ErrorCode::NotFull,
+        ErrorCode::AlreadyWaiting,
+        ErrorCode::WaitlistFull,
+        ErrorCode::UnknownEntry,
+        ErrorCode::NoOffer,
     ];
 
     /// The code as written on the wire.
@@ -78,6 +93,11 @@ impl ErrorCode {
             ErrorCode::UnknownBooking => "UNKNOWN_BOOKING",
             ErrorCode::NotDue => "NOT_DUE",
             ErrorCode::BadState => "BAD_STATE",
+            ErrorCode::NotFull => "NOT_FULL",
+            ErrorCode::AlreadyWaiting => "ALREADY_WAITING",
+            ErrorCode::WaitlistFull => "WAITLIST_FULL",
+            ErrorCode::UnknownEntry => "UNKNOWN_ENTRY",
+            ErrorCode::NoOffer => "NO_OFFER",
         }
     }
 }
