@@ -12,6 +12,7 @@
 //! can make tokens expire without waiting.
 //!
 //! # Layout
+//! - `drivers`: [`Drivers`]: registration, login (limited) and token checks together.
 //! - `password`: [`Passwords`] (Argon2id with the OWASP parameters), the password rules.
 //! - `token`: [`Tokens`], [`Claims`], [`Issued`], [`TokenError`].
 //! - `secret`: [`JwtSecret`]: read from `auth.jwt_secret_file`, or generated into the data
@@ -20,11 +21,13 @@
 
 #![forbid(unsafe_code)]
 
+mod drivers;
 mod limiter;
 mod password;
 mod secret;
 mod token;
 
+pub use drivers::{Drivers, LoginError, RegisterError};
 pub use limiter::{
     FAILURE_WINDOW, FAILURES_PER_ADDRESS, FAILURES_PER_USERNAME, LoginLimiter, MAX_TRACKED,
     RetryAfter,
