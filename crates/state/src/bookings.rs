@@ -14,6 +14,7 @@ use crate::booking::{
     SpotOffer, SpotSpec, Window,
 };
 use crate::ids::{BookingId, Label, LotId, Plate};
+use crate::notice::Notice;
 use crate::timeline::Timeline;
 
 /// Due-queue entries tolerated per booking before the queue is rebuilt (as for the expiry
@@ -63,6 +64,8 @@ pub(crate) struct LotBookings {
     /// an offer gone): the lot's waitlist looks for a space to offer only after this moves
     /// or the lot's free count grows, since nothing else can make room.
     released: u64,
+    /// Notices for owners, waiting to be handed to the state's notice listeners.
+    pub(crate) notices: Vec<Notice>,
 }
 
 impl LotBookings {
@@ -83,6 +86,7 @@ impl LotBookings {
             due: BinaryHeap::new(),
             holding: 0,
             released: 0,
+            notices: Vec::new(),
         }
     }
 
@@ -138,10 +142,17 @@ impl LotBookings {
     /// booking, a change, an undo, a replay. Limits are not checked (they were, when the
     /// booking was made).
     pub(crate) fn set(&mut self, seq: u64, booking: Option<Booking>, now: u64) {
-        let queued = self.entries.remove(&seq).map(|old| {
-            self.unlink(seq, &old);
-            old.due
-        });
+        let old = self.entries.remove(&seq);
+        if let Some(old) = &old {
+            self.unlink(seq, old);
+        }
+        if let Some(notice) = booking
+            .as_ref()
+            .and_then(|new| Notice::of_booking(old.as_ref().map(|old| &old.booking), new))
+        {
+            self.notices.push(notice);
+        }
+        let queued = old.map(|old| old.due);
         self.next_seq = self.next_seq.max(seq.saturating_add(1));
         let Some(booking) = booking else {
             self.compact();

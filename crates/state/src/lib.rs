@@ -43,6 +43,7 @@
 //! - `ids`: validated domain values: [`LotId`], [`Plate`], [`SpotId`], [`Label`],
 //!   [`BookingId`].
 //! - `lot`: one lot's counters and reservations, and the outcomes of operations on it.
+//! - `notice`: [`Notice`], what owners are told about their bookings and entries.
 //! - `parking`: [`ParkingState`], the lots shared between threads, and what reads return;
 //!   `parking/bookings.rs` holds its booking operations.
 //! - `purger`: the background thread that does what is due on time: expiries, and the
@@ -61,6 +62,7 @@ mod change;
 mod clock;
 mod ids;
 mod lot;
+mod notice;
 mod parking;
 mod purger;
 mod shown;
@@ -80,6 +82,7 @@ pub use ids::{
     Username, UsernameError, WaitId, WaitIdError,
 };
 pub use lot::{CancelOutcome, CountChange, ReserveOutcome};
+pub use notice::{Notice, NoticeListener};
 pub use parking::{
     DEFAULT_MAX_ACCOUNTS, Listener, LotChange, LotSnapshot, LotSpec, OccupancyUpdate, ParkingState,
     SetupError, StateError, UnknownLot,

@@ -24,6 +24,7 @@ use crate::change::{Change, Recorder, Unavailable};
 use crate::clock::Clock;
 use crate::ids::{LotId, Plate};
 use crate::lot::{CancelOutcome, CountChange, Held, Lot, ReserveOutcome};
+use crate::notice::{Notice, NoticeListener};
 use crate::waitlist::WaitlistRules;
 
 /// A lot as configured.
@@ -182,10 +183,16 @@ struct LotEntry {
     lot: Mutex<Lot>,
     /// Changes made but not yet handed to the listeners, in the order they were made (they
     /// are queued under `lot`'s lock).
-    pending: Mutex<VecDeque<LotChange>>,
+    pending: Mutex<VecDeque<Published>>,
     /// Held by the one thread handing this lot's pending changes to the listeners. Others
     /// that find it taken leave their change to that thread instead of waiting.
     publishing: Mutex<()>,
+}
+
+/// What a lot hands to listeners: a change of its free count, or an owner's notice.
+enum Published {
+    Free(LotChange),
+    Notice(Notice),
 }
 
 /// Every lot's occupancy and reservations, safe to share between threads.
@@ -196,6 +203,7 @@ pub struct ParkingState {
     ttl: Duration,
     clock: Arc<dyn Clock>,
     listeners: RwLock<Vec<Listener>>,
+    notice_listeners: RwLock<Vec<NoticeListener>>,
     /// Where changes are made durable; unset, the state lives in memory only.
     recorder: OnceLock<Arc<dyn Recorder>>,
     /// What booking windows must keep.
@@ -260,6 +268,7 @@ impl ParkingState {
             ttl,
             clock,
             listeners: RwLock::new(Vec::new()),
+            notice_listeners: RwLock::new(Vec::new()),
             recorder: OnceLock::new(),
             rules: BookingRules::default(),
             waker: Mutex::new(None),
@@ -335,6 +344,12 @@ impl ParkingState {
     /// Registers a listener for every later change of any lot's free count.
     pub fn add_listener(&self, listener: Listener) {
         self.listeners.write().push(listener);
+    }
+
+    /// Registers a listener for every later notice to an owner (their bookings' changes,
+    /// their waitlist offers and offers run out).
+    pub fn add_notice_listener(&self, listener: NoticeListener) {
+        self.notice_listeners.write().push(listener);
     }
 
     /// How long a reservation lives.
@@ -732,13 +747,24 @@ impl ParkingState {
         }
         let due = (!offered.is_empty()).then(|| next_due(&lot)).flatten();
         let changed = lot.take_change();
-        if let Some((free, seq)) = changed {
-            entry.pending.lock().push_back(LotChange {
-                lot: entry.id.clone(),
-                free,
-                seq,
-                at: self.clock.wall(),
-            });
+        let mut notices = std::mem::take(&mut lot.bookings.notices);
+        notices.append(&mut lot.waitlist.notices);
+        // Owned bookings are rare on the hot path; the listeners are looked at only then.
+        if !notices.is_empty() && self.notice_listeners.read().is_empty() {
+            notices.clear();
+        }
+        let publish = changed.is_some() || !notices.is_empty();
+        if publish {
+            let mut pending = entry.pending.lock();
+            if let Some((free, seq)) = changed {
+                pending.push_back(Published::Free(LotChange {
+                    lot: entry.id.clone(),
+                    free,
+                    seq,
+                    at: self.clock.wall(),
+                }));
+            }
+            pending.extend(notices.into_iter().map(Published::Notice));
         }
         drop(lot);
         if let Some(recorder) = self.recorder.get() {
@@ -751,7 +777,7 @@ impl ParkingState {
             }
         }
         self.nudge(due);
-        if changed.is_some() {
+        if publish {
             self.publish_pending(entry);
         }
         (result, purged)
@@ -767,13 +793,24 @@ impl ParkingState {
                 return;
             };
             let listeners = self.listeners.read();
+            let notice_listeners = self.notice_listeners.read();
             loop {
                 let next = entry.pending.lock().pop_front();
-                let Some(change) = next else { break };
-                for listener in listeners.iter() {
-                    listener(&change);
+                match next {
+                    None => break,
+                    Some(Published::Free(change)) => {
+                        for listener in listeners.iter() {
+                            listener(&change);
+                        }
+                    }
+                    Some(Published::Notice(notice)) => {
+                        for listener in notice_listeners.iter() {
+                            listener(&notice);
+                        }
+                    }
                 }
             }
+            drop(notice_listeners);
             drop(listeners);
             drop(publishing);
             // A change queued after our last look, by a thread that then found `publishing`

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::booking::{BookingError, Window, WindowError};
 use crate::change::{Change, Unavailable};
 use crate::ids::{BookingId, LotId, Plate, SpotId, WaitId};
+use crate::notice::Notice;
 use crate::parking::{StateError, UnknownLot};
 use crate::shown::shown;
 
@@ -278,6 +279,8 @@ pub(crate) struct LotWaitlist {
     /// The free count and the bookings' release count when offers were last looked for;
     /// until one of them moves, nothing new can fit (see `LotBookings::released`).
     looked_at: Option<(u32, u64)>,
+    /// Notices for owners (offers made, offers run out), waiting to be handed on.
+    pub(crate) notices: Vec<Notice>,
 }
 
 impl LotWaitlist {
@@ -388,6 +391,9 @@ impl LotWaitlist {
             };
             self.set(seq, None);
             if entry.offer.is_some() {
+                if entry.owner.is_some() {
+                    self.notices.push(Notice::OfferExpired(entry.clone()));
+                }
                 expired.push(entry);
             }
         }

@@ -12,8 +12,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use parking_lot::Mutex;
 use state::{
     Account, AccountError, Booking, BookingRequest, BookingRules, BookingStatus, CancelOutcome,
-    Change, Clock, Commit, LotId, LotSpec, LotTerms, ManualClock, ParkingState, Plate, Recorder,
-    SpotId, SpotSpec, Unavailable, Username, WaitEntry, WaitlistError, WaitlistRules, Window,
+    Change, Clock, Commit, LotId, LotSpec, LotTerms, ManualClock, Notice, ParkingState, Plate,
+    Recorder, SpotId, SpotSpec, Unavailable, Username, WaitEntry, WaitlistError, WaitlistRules,
+    Window,
 };
 
 /// Records every change; refuses them all while `refuse` is set, and every one from number
@@ -443,6 +444,52 @@ fn accounts_are_kept_once_per_name_up_to_the_limit_and_durable() {
         restored.account(&Username::new("alice").unwrap()),
         Some(account("alice"))
     );
+}
+
+#[test]
+fn owners_are_told_of_their_bookings_offers_and_offers_run_out_in_order() {
+    let clock = Arc::new(ManualClock::new());
+    let state = state(clock.clone());
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&heard);
+    state.add_notice_listener(Arc::new(move |notice: &Notice| {
+        sink.lock().push(format!(
+            "{} {} {}",
+            notice.owner().unwrap_or("-"),
+            notice.event(),
+            match notice {
+                Notice::Booking(booking) => booking.status.to_string(),
+                Notice::WaitlistOffer(entry) | Notice::OfferExpired(entry) => entry.id.to_string(),
+            }
+        ));
+    }));
+    let window = later(&clock, 3600, 7200);
+    let taken = state
+        .book_for(request("B1", window, None), Some("carol"))
+        .unwrap();
+    // Nobody's booking: nobody to tell.
+    book(&state, "X1", later(&clock, 9000, 9100));
+    join(&state, "P1", window, "alice");
+    join(&state, "P2", window, "bob");
+    cancel(&state, &taken);
+    clock.advance(Duration::from_secs(OFFER_SECS));
+    assert_eq!(state.lots().len(), 1);
+    state.accept_offer_if(&wait_id("A.w2"), |_| true).unwrap();
+    assert_eq!(
+        *heard.lock(),
+        [
+            "carol booking CONFIRMED",
+            "carol booking CANCELLED",
+            "alice waitlist_offer A.w1",
+            "alice offer_expired A.w1",
+            "bob waitlist_offer A.w2",
+            "bob booking CONFIRMED",
+        ]
+    );
+}
+
+fn wait_id(text: &str) -> state::WaitId {
+    state::WaitId::parse(text).unwrap()
 }
 
 /// The race the issue names: two drivers in line for one space, each accepting as fast as it

@@ -275,6 +275,11 @@ impl ParkingState {
                 ..entry.clone()
             };
             lot.waitlist.set(seq, Some(updated.clone()));
+            if updated.owner.is_some() {
+                lot.waitlist
+                    .notices
+                    .push(crate::Notice::WaitlistOffer(updated.clone()));
+            }
             offered.insert(driver);
             offers.extend(batch(
                 id,
