@@ -133,6 +133,10 @@ impl LotBookings {
             // Marks the queue entry as used, so that `set` queues the next due time even if
             // it is the same.
             entry.due = u64::MAX;
+            if at == reminder_at(&entry.booking) && entry.booking.status == BookingStatus::Confirmed
+            {
+                self.notices.push(Notice::Reminder(entry.booking.clone()));
+            }
             let settled = settle(&entry.booking, &self.rules, now);
             self.set(seq, settled, now);
         }
@@ -180,7 +184,14 @@ impl LotBookings {
         if booking.status == BookingStatus::Confirmed || booking.inside {
             self.by_plate.entry(booking.plate).or_default().push(seq);
         }
-        let due = next_due(&booking, &self.rules, holding);
+        let mut due = next_due(&booking, &self.rules, holding);
+        // An owned booking's reminder comes first, unless its time has passed.
+        if booking.status == BookingStatus::Confirmed && booking.owner.is_some() {
+            let remind = reminder_at(&booking);
+            if now < remind {
+                due = due.min(remind);
+            }
+        }
         if queued != Some(due) {
             self.due.push(Reverse((due, seq)));
         }
@@ -585,6 +596,14 @@ fn settle(booking: &Booking, rules: &BookingRules, now: u64) -> Option<Booking> 
     }
     let forget_at = window.end.saturating_add(rules.retention.as_secs());
     (booking.status.is_active() || now < forget_at).then_some(booking)
+}
+
+/// How long before its start an owned booking's owner is reminded of it.
+pub(crate) const REMINDER_LEAD_SECS: u64 = 15 * 60;
+
+/// When the owner of `booking` is reminded of it.
+fn reminder_at(booking: &Booking) -> u64 {
+    booking.window.start.saturating_sub(REMINDER_LEAD_SECS)
 }
 
 /// When `booking` next has something due; `holding` says whether it holds a space now.

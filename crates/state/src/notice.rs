@@ -16,23 +16,27 @@ pub enum Notice {
     WaitlistOffer(WaitEntry),
     /// An offer ran out before it was accepted; the entry, which has left the list.
     OfferExpired(WaitEntry),
+    /// A confirmed booking starts in 15 minutes.
+    Reminder(Booking),
 }
 
 impl Notice {
     /// Whose it is: the booking's or entry's owner.
     pub fn owner(&self) -> Option<&str> {
         match self {
-            Notice::Booking(booking) => booking.owner.as_deref(),
+            Notice::Booking(booking) | Notice::Reminder(booking) => booking.owner.as_deref(),
             Notice::WaitlistOffer(entry) | Notice::OfferExpired(entry) => entry.owner.as_deref(),
         }
     }
 
-    /// The event name a stream gives it: `booking`, `waitlist_offer`, `offer_expired`.
+    /// The event name a stream gives it: `booking`, `waitlist_offer`, `offer_expired`,
+    /// `reminder`.
     pub fn event(&self) -> &'static str {
         match self {
             Notice::Booking(_) => "booking",
             Notice::WaitlistOffer(_) => "waitlist_offer",
             Notice::OfferExpired(_) => "offer_expired",
+            Notice::Reminder(_) => "reminder",
         }
     }
 

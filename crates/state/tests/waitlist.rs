@@ -13,8 +13,8 @@ use parking_lot::Mutex;
 use state::{
     Account, AccountError, Booking, BookingRequest, BookingRules, BookingStatus, CancelOutcome,
     Change, Clock, Commit, LotId, LotSpec, LotTerms, ManualClock, Notice, ParkingState, Plate,
-    Recorder, SpotId, SpotSpec, Unavailable, Username, WaitEntry, WaitlistError, WaitlistRules,
-    Window,
+    Purger, Recorder, SpotId, SpotSpec, Unavailable, Username, WaitEntry, WaitlistError,
+    WaitlistRules, Window,
 };
 
 /// Records every change; refuses them all while `refuse` is set, and every one from number
@@ -447,6 +447,52 @@ fn accounts_are_kept_once_per_name_up_to_the_limit_and_durable() {
 }
 
 #[test]
+fn an_owner_is_reminded_fifteen_minutes_before_the_start_by_the_due_time_thread() {
+    let clock = Arc::new(ManualClock::new());
+    let state = Arc::new(state(clock.clone()));
+    let (tx, rx) = crossbeam_channel::unbounded();
+    state.add_notice_listener(Arc::new(move |notice: &Notice| {
+        let _ = tx.send(notice.event());
+    }));
+    let _purger = Purger::spawn(Arc::clone(&state), Duration::from_secs(3600)).unwrap();
+    state
+        .book_for(
+            request("B1", later(&clock, 3600, 7200), None),
+            Some("alice"),
+        )
+        .unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok("booking"));
+    clock.advance(Duration::from_secs(3600 - 15 * 60 - 1));
+    assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+    clock.advance(Duration::from_secs(1));
+    // Nobody reads: the due-time thread sends it.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok("reminder"));
+}
+
+#[test]
+fn an_offer_is_passed_on_on_time_by_the_due_time_thread_without_a_read() {
+    let clock = Arc::new(ManualClock::new());
+    let state = Arc::new(state(clock.clone()));
+    let (tx, rx) = crossbeam_channel::unbounded();
+    state.add_notice_listener(Arc::new(move |notice: &Notice| {
+        let _ = tx.send((notice.event(), notice.owner().unwrap_or("-").to_owned()));
+    }));
+    let _purger = Purger::spawn(Arc::clone(&state), Duration::from_secs(3600)).unwrap();
+    let window = later(&clock, 3600, 7200);
+    let taken = book(&state, "B1", window);
+    join(&state, "P1", window, "alice");
+    join(&state, "P2", window, "bob");
+    cancel(&state, &taken);
+    let heard = |rx: &crossbeam_channel::Receiver<(&'static str, String)>| {
+        rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    };
+    assert_eq!(heard(&rx), ("waitlist_offer", "alice".into()));
+    clock.advance(Duration::from_secs(OFFER_SECS));
+    assert_eq!(heard(&rx), ("offer_expired", "alice".into()));
+    assert_eq!(heard(&rx), ("waitlist_offer", "bob".into()));
+}
+
+#[test]
 fn owners_are_told_of_their_bookings_offers_and_offers_run_out_in_order() {
     let clock = Arc::new(ManualClock::new());
     let state = state(clock.clone());
@@ -458,7 +504,7 @@ fn owners_are_told_of_their_bookings_offers_and_offers_run_out_in_order() {
             notice.owner().unwrap_or("-"),
             notice.event(),
             match notice {
-                Notice::Booking(booking) => booking.status.to_string(),
+                Notice::Booking(booking) | Notice::Reminder(booking) => booking.status.to_string(),
                 Notice::WaitlistOffer(entry) | Notice::OfferExpired(entry) => entry.id.to_string(),
             }
         ));
