@@ -56,6 +56,17 @@ LANGUAGE sql IMMUTABLE AS $$
                               'expires_at_ms', parking_ms(p_expires_at), 'owner', p_owner)
 $$;
 
+-- Why a reserve of `p_plate` in the lot `p_row` is refused ('exists' or 'full'), or NULL.
+CREATE FUNCTION parking_refusal(p_row parking_lots, p_plate text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM parking_reservations r
+                         WHERE r.lot = p_row.id AND r.plate = p_plate) THEN 'exists'
+        WHEN greatest(0, least(p_row.counted, p_row.capacity)) + p_row.reserved >= p_row.capacity
+            THEN 'full'
+    END
+$$;
+
 -- Holds a space in `p_lot` for `p_plate` for `p_ttl_ms`, unless the plate holds one there
 -- already ('exists') or occupied plus reserved spaces reach the capacity ('full'). A
 -- reservation past its time still counts until parking_expire removes it, which every node
@@ -67,18 +78,23 @@ DECLARE
     lot parking_lots%ROWTYPE;
     until timestamptz := now() + p_ttl_ms * interval '1 millisecond';
 BEGIN
-    -- The lot's row lock orders this reserve with every other change of the lot.
-    SELECT * INTO lot FROM parking_lots WHERE id = p_lot FOR UPDATE;
+    -- Looked at without a lock first: a refusal is then a read-only transaction, which
+    -- commits without a WAL flush (a full lot refuses many), and is right as of the
+    -- moment it read.
+    SELECT * INTO lot FROM parking_lots WHERE id = p_lot;
     IF NOT FOUND THEN
         outcome := 'unknown_lot';
         RETURN;
     END IF;
-    IF EXISTS (SELECT 1 FROM parking_reservations r WHERE r.lot = p_lot AND r.plate = p_plate) THEN
-        outcome := 'exists';
+    outcome := parking_refusal(lot, p_plate);
+    IF outcome IS NOT NULL THEN
         RETURN;
     END IF;
-    IF greatest(0, least(lot.counted, lot.capacity)) + lot.reserved >= lot.capacity THEN
-        outcome := 'full';
+    -- The lot's row lock orders this reserve with every other change of the lot; what was
+    -- read before it may have changed meanwhile, so it is read again under it.
+    SELECT * INTO lot FROM parking_lots WHERE id = p_lot FOR UPDATE;
+    outcome := parking_refusal(lot, p_plate);
+    IF outcome IS NOT NULL THEN
         RETURN;
     END IF;
     INSERT INTO parking_reservations (lot, plate, expires_at, owner)
@@ -134,10 +150,20 @@ DECLARE
     lot parking_lots%ROWTYPE;
     limit_ bigint := 1099511627776;
 BEGIN
-    SELECT * INTO lot FROM parking_lots WHERE id = p_lot FOR UPDATE;
+    -- As in parking_reserve: a report that changes nothing (a sensor repeating its count)
+    -- is answered without a lock, as a read-only transaction.
+    SELECT * INTO lot FROM parking_lots WHERE id = p_lot;
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    IF (p_set IS NOT NULL AND lot.counted = greatest(-limit_, least(limit_, p_set)))
+       OR (p_set IS NULL AND p_add = 0) THEN
+        counted := lot.counted;
+        capacity := lot.capacity;
+        reserved := lot.reserved;
+        RETURN;
+    END IF;
+    SELECT * INTO lot FROM parking_lots WHERE id = p_lot FOR UPDATE;
     counted := greatest(-limit_, least(limit_, coalesce(p_set, lot.counted + p_add)));
     capacity := lot.capacity;
     reserved := lot.reserved;
