@@ -11,7 +11,7 @@ use state::{Plate, StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
-use crate::connection::{Protocol, Served};
+use crate::connection::{Protocol, Step};
 
 /// Answers RPC requests: reads from the store's in-memory state, writes through the store.
 pub struct RpcProtocol {
@@ -147,50 +147,32 @@ impl Protocol for RpcProtocol {
         frame::HEADER_LEN + framing::MAX_FRAME_LEN
     }
 
-    fn serve(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Served {
-        let mut consumed = 0;
-        loop {
-            match frame::decode(&input[consumed..]) {
-                Ok(Decoded::Frame {
-                    payload,
-                    consumed: used,
-                }) => {
-                    let payload = &input[consumed..][payload];
-                    self.answer(payload, out, peer);
-                    consumed += used;
-                }
-                Ok(Decoded::Incomplete { .. }) => {
-                    return Served {
-                        consumed,
-                        close: false,
-                    };
-                }
-                Err(FrameError::TooLarge { len }) => {
-                    let error = WireError::new(
-                        ErrorCode::FrameTooLarge,
-                        format!(
-                            "frame of {len} bytes exceeds the {} byte limit; closing",
-                            framing::MAX_FRAME_LEN
-                        ),
-                    );
-                    peer_warn!("rpc {peer}: {error}");
-                    // A short error always fits in a frame.
-                    let _ = frame::encode_with(out, |out| {
-                        rpc::encode_json_reply(out, None, Err(&error));
-                    });
-                    return Served {
-                        consumed: input.len(),
-                        close: true,
-                    };
-                }
-                Err(other) => {
-                    // `decode` reports nothing else; close rather than guess.
-                    log::error!("rpc {peer}: unexpected framing error: {other}");
-                    return Served {
-                        consumed: input.len(),
-                        close: true,
-                    };
-                }
+    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step {
+        match frame::decode(input) {
+            Ok(Decoded::Frame { payload, consumed }) => {
+                self.answer(&input[payload], out, peer);
+                Step::Answered { consumed }
+            }
+            Ok(Decoded::Incomplete { .. }) => Step::Incomplete,
+            Err(FrameError::TooLarge { len }) => {
+                let error = WireError::new(
+                    ErrorCode::FrameTooLarge,
+                    format!(
+                        "frame of {len} bytes exceeds the {} byte limit; closing",
+                        framing::MAX_FRAME_LEN
+                    ),
+                );
+                peer_warn!("rpc {peer}: {error}");
+                // A short error always fits in a frame.
+                let _ = frame::encode_with(out, |out| {
+                    rpc::encode_json_reply(out, None, Err(&error));
+                });
+                Step::Fatal
+            }
+            Err(other) => {
+                // `decode` reports nothing else; close rather than guess.
+                log::error!("rpc {peer}: unexpected framing error: {other}");
+                Step::Fatal
             }
         }
     }

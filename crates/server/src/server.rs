@@ -16,7 +16,7 @@ use warn_limit::peer_warn;
 
 use crate::config::Config;
 use crate::connection::Timeouts;
-use crate::limits::{self, Admission, ConnectionBudget};
+use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
 use crate::listener::{self, BindError};
 use crate::rpc::RpcProtocol;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -225,6 +225,7 @@ impl Server {
                 Arc::clone(&budget),
             )
         };
+        let buffers = BufferBudget::new(config.max_buffered_bytes);
         let scheduler_config = |workers| SchedulerConfig {
             workers,
             timeouts: Timeouts {
@@ -232,6 +233,7 @@ impl Server {
                 frame: config.frame_timeout,
             },
             admission: admission(),
+            buffers: Arc::clone(&buffers),
         };
         let rpc = Scheduler::start(
             RpcProtocol::new(Arc::clone(&store)),
@@ -292,6 +294,7 @@ impl Server {
             sensor,
             broker,
             pubsub_admission,
+            buffers,
             purger: Some(purger),
             grace: config.shutdown_grace,
             stopped: false,
@@ -338,6 +341,8 @@ pub struct RunningServer {
     broker: Arc<Broker>,
     /// Who may connect to the pub/sub port (the broker holds each admitted one's ticket).
     pubsub_admission: Arc<Admission>,
+    /// What RPC and sensor connections buffer beyond their free allowance.
+    buffers: Arc<BufferBudget>,
     purger: Option<Purger>,
     grace: Duration,
     stopped: bool,
@@ -390,6 +395,12 @@ impl RunningServer {
     pub fn shutdown(mut self) -> Summary {
         self.shutdown.trigger();
         self.stop()
+    }
+
+    /// Bytes RPC and sensor connections hold now in unfinished requests and unsent replies,
+    /// beyond the 4 KiB each may use freely (what `max_buffered_bytes` limits).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffers.held()
     }
 
     /// Connections open now on each port.
