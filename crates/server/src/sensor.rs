@@ -77,6 +77,16 @@ impl Protocol for SensorProtocol {
     }
 
     fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step {
+        if line::starts_like_a_frame(input) {
+            let error = SensorError::new(
+                SensorErrorCode::UnknownCommand,
+                "this is the sensor port, which takes text lines; the bytes look like an RPC \
+                 frame (use the RPC port); closing",
+            );
+            peer_warn!("sensor {peer}: sent an RPC frame to the sensor port");
+            sensor::encode_reply(out, Err(&error));
+            return Step::Fatal;
+        }
         match line::decode(input, MAX_LINE_LEN) {
             Decoded::Line { content, consumed } => {
                 self.updates.fetch_add(1, Ordering::Relaxed);

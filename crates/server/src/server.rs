@@ -78,7 +78,9 @@ pub struct Summary {
     pub sensor_lines: u64,
     /// Connections refused at a connection limit, on every port.
     pub refused_busy: u64,
-    /// Events queued for subscribers.
+    /// Changes of a lot's free count published.
+    pub changes_published: u64,
+    /// Event lines queued for subscribers: one per subscriber per change it follows.
     pub events_published: u64,
     /// Events dropped because a subscriber fell behind.
     pub events_dropped: u64,
@@ -91,12 +93,14 @@ impl fmt::Display for Summary {
         write!(
             f,
             "rpc: {} connection(s), {} request(s); sensor: {} connection(s), {} line(s); \
-             {} refused busy; pub/sub: {} event(s) published, {} dropped, {} slow subscriber(s) disconnected",
+             {} refused busy; pub/sub: {} change(s) published, {} event line(s) queued for \
+             subscribers, {} dropped, {} slow subscriber(s) disconnected",
             self.rpc_connections,
             self.rpc_requests,
             self.sensor_connections,
             self.sensor_lines,
             self.refused_busy,
+            self.changes_published,
             self.events_published,
             self.events_dropped,
             self.slow_disconnects
@@ -425,6 +429,7 @@ impl RunningServer {
             refused_busy: self.rpc.config.admission.refused()
                 + self.sensor.config.admission.refused()
                 + self.pubsub_admission.refused(),
+            changes_published: broker.changes_published,
             events_published: broker.events_published,
             events_dropped: broker.events_dropped,
             slow_disconnects: broker.slow_disconnects,

@@ -168,3 +168,48 @@ fn pipelined_requests_with_large_replies_are_all_answered_in_order() {
         server.buffered_bytes() == 0
     });
 }
+
+#[test]
+fn an_rpc_frame_on_a_line_port_is_answered_at_once_and_closed() {
+    let server = start();
+    let mut frame = Vec::new();
+    framing::frame::encode(&mut frame, br#"{"rpcId":1,"method":"ping","args":[]}"#).unwrap();
+    for (addr, expected) in [
+        (
+            server.sensor_addr(),
+            "ERR UNKNOWN_COMMAND this is the sensor port",
+        ),
+        (
+            server.pubsub_addr(),
+            "ERR BAD_COMMAND this is the pub/sub port",
+        ),
+    ] {
+        let mut port = RawLines::connect(addr);
+        // No newline follows: the port must not wait for one.
+        port.send(&frame);
+        let line = port.line();
+        assert!(line.starts_with(expected), "{line}");
+        assert!(line.contains("RPC frame"), "{line}");
+        assert!(port.is_closed());
+    }
+}
+
+#[test]
+fn the_summary_counts_changes_published_apart_from_lines_queued() {
+    let server = start();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    // Nobody subscribes: the changes are published, and no line is queued.
+    assert_eq!(rpc.text("RESERVE A P1"), "OK");
+    assert_eq!(rpc.text("RESERVE B P1"), "OK");
+    let summary = server.summary();
+    assert_eq!(
+        (summary.changes_published, summary.events_published),
+        (2, 0)
+    );
+    assert!(
+        summary
+            .to_string()
+            .contains("2 change(s) published, 0 event line(s) queued"),
+        "{summary}"
+    );
+}
