@@ -36,6 +36,7 @@ pub mod workload;
 
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use client::ParkingClient;
@@ -119,6 +120,11 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         timeout: options.timeout.duration,
         progress: io::stderr().is_terminal(),
     };
+    let files: Vec<&Path> = [&options.json, &options.plot]
+        .into_iter()
+        .filter_map(|path| path.as_deref())
+        .collect();
+    report::check_writable(&files, options.hgrm.as_deref())?;
     let template = runner::new_histogram().map_err(RunError::Histogram)?;
     let mode = options.mode;
 

@@ -531,3 +531,33 @@ fn idle_connections_are_held_open_for_every_row_and_counted_if_closed() {
         "{table}"
     );
 }
+
+#[test]
+fn an_output_that_cannot_be_written_fails_before_the_run() {
+    let server = start_server();
+    let output = load_test_command(
+        server.rpc_addr(),
+        &[
+            "--mode",
+            "avail",
+            "--workers",
+            "1",
+            // A run this long would hang the test if it ran.
+            "--duration",
+            "600",
+            "--plot",
+            "/nonexistent/x.svg",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("cannot write /nonexistent/x.svg"),
+        "{}",
+        text(&output.stderr)
+    );
+    // Nothing ran: no table row was printed.
+    assert_eq!(text(&output.stdout), "");
+    server.shutdown();
+}
