@@ -264,7 +264,7 @@ impl Connection {
                 break;
             }
             let mut client = match ParkingClient::connect_with_timeout(
-                &self.config.target.rotated(self.index as usize),
+                self.config.target.rotated(self.index as usize),
                 self.config.timeout,
             ) {
                 Ok(client) => client,

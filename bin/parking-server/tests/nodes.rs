@@ -218,7 +218,7 @@ fn reserve_until(endpoints: Endpoints, prefix: String, stop: Arc<AtomicBool>) ->
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
         let Some(connected) = client.as_mut() else {
-            match ParkingClient::connect_with_timeout(&endpoints.rotated(first), TIMEOUT) {
+            match ParkingClient::connect_with_timeout(endpoints.rotated(first), TIMEOUT) {
                 Ok(fresh) => client = Some(fresh),
                 Err(_) => thread::sleep(Duration::from_millis(20)),
             }

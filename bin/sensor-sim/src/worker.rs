@@ -251,7 +251,7 @@ impl Running {
         let id = self.sensor.index;
         let Some(client) = self.connection.as_mut() else {
             let address = target.endpoints.to_string();
-            return match SensorClient::connect(&target.endpoints.rotated(id), target.timeout) {
+            return match SensorClient::connect(target.endpoints.rotated(id), target.timeout) {
                 Ok(client) => {
                     let address = client.peer_addr();
                     if self.connected_before {

@@ -145,7 +145,7 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
     let mut first = 0;
     while !stop.is_triggered() {
         let mut subscription =
-            match Subscription::connect(&endpoints.rotated(first), &topics, cli.timeout) {
+            match Subscription::connect(endpoints.rotated(first), &topics, cli.timeout) {
                 Ok(subscription) => subscription,
                 Err(SubscribeError::Server(refusal))
                     if refusal.code == PubsubErrorCode::Busy && subscribed_before =>

@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //! - this file: servers, waiting, connecting from another address.
-//! - [`pg`]: [`pg::TempPostgres`].
+//! - `pg`: [`pg::TempPostgres`].
 
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used)]
