@@ -90,6 +90,9 @@ fn run_clean_in_parallel(runs: &[(SocketAddr, &str, &[&str])]) {
             table.contains("req/s") && table.contains("p99.9 ms"),
             "{table}"
         );
+        if ["reserve", "mixed", "text", "pipelined"].contains(&name.as_str()) {
+            assert!(table.contains("cleanup: cancelled "), "{name}: {table}");
+        }
     }
 }
 
@@ -114,9 +117,12 @@ fn every_mode_runs_clean_against_a_live_server() {
         (addr, "text", &["--mode", "text"]),
         (addr, "pipelined", &["--mode", "mixed", "--pipeline", "8"]),
     ]);
-    // Every reservation the reserve mode made, it cancelled.
-    let lots = reserve_server.state().lots();
-    assert!(lots.iter().all(|lot| lot.reserved == 0), "{lots:?}");
+    // Every reservation the runs made, they cancelled: the reserve mode as it went, the
+    // mixed and text modes in their cleanup after the last row.
+    for server in [&server, &reserve_server] {
+        let lots = server.state().lots();
+        assert!(lots.iter().all(|lot| lot.reserved == 0), "{lots:?}");
+    }
     reserve_server.shutdown();
     server.shutdown();
 }
