@@ -12,9 +12,10 @@ use broker::{Broker, BrokerConfig, Held};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 use store::{MemoryStore, Store};
+use store_pg::{PgOptions, PgStore};
 use warn_limit::peer_warn;
 
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::connection::Timeouts;
 use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
 use crate::listener::{self, BindError};
@@ -31,6 +32,8 @@ pub enum StartError {
     Bind(BindError),
     /// A thread could not be started.
     Spawn(io::Error),
+    /// The PostgreSQL store could not be opened.
+    Postgres(store_pg::OpenError),
 }
 
 impl fmt::Display for StartError {
@@ -39,6 +42,7 @@ impl fmt::Display for StartError {
             StartError::State(err) => write!(f, "invalid lots: {err}"),
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
+            StartError::Postgres(err) => write!(f, "{err}"),
         }
     }
 }
@@ -49,6 +53,7 @@ impl std::error::Error for StartError {
             StartError::State(err) => Some(err),
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
+            StartError::Postgres(err) => Some(err),
         }
     }
 }
@@ -180,13 +185,7 @@ impl Server {
         } = self;
         let store = match store {
             Some(store) => store,
-            None => {
-                let state = Arc::new(
-                    ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
-                        .map_err(StartError::State)?,
-                );
-                Arc::new(MemoryStore::new(state))
-            }
+            None => open_store(&config, clock)?,
         };
         let state = Arc::clone(store.state());
         let rpc_listener = listener::bind("rpc", &config.host, config.rpc_port, config.backlog)?;
@@ -304,6 +303,27 @@ impl Server {
             stopped: false,
         })
     }
+}
+
+/// The store the configuration describes.
+fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match &config.store {
+        StoreConfig::Embedded {} => {
+            let state = ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::State)?;
+            Arc::new(MemoryStore::new(Arc::new(state)))
+        }
+        StoreConfig::Postgres(pg) => {
+            let options = PgOptions {
+                url: pg.url.clone(),
+                pool_size: pg.pool_size,
+                timeout: pg.timeout,
+            };
+            let store = PgStore::open(&options, config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::Postgres)?;
+            Arc::new(store)
+        }
+    })
 }
 
 /// Lots shown by name in the start-up line; a city's thousand lots are counted instead.
