@@ -198,7 +198,10 @@ fn main() {
     }
     let listed = rpc.list_bookings("A", now, now + 31 * 86_400).unwrap();
     let active = listed.iter().filter(|b| b.status.is_active()).count();
-    println!("\nlot A at the end: {active} active bookings, {} kept in all", listed.len());
+    println!(
+        "\nlot A at the end: {active} active bookings, {} kept in all",
+        listed.len()
+    );
     ratios.sort_by(f64::total_cmp);
     println!(
         "avail with/without bookings: median ratio {:.2} (min {:.2}, max {:.2})",

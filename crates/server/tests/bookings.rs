@@ -633,11 +633,23 @@ fn booking_changes_that_cannot_be_made_durable_are_not_made() {
         rpc.refused("book", json!(["L", "P2", now + 10, now + 20])),
         "UNAVAILABLE"
     );
-    assert_eq!(rpc.refused("checkIn", json!([made.id.to_string()])), "UNAVAILABLE");
-    assert_eq!(rpc.refused("cancelBooking", json!([made.id.to_string()])), "UNAVAILABLE");
+    assert_eq!(
+        rpc.refused("checkIn", json!([made.id.to_string()])),
+        "UNAVAILABLE"
+    );
+    assert_eq!(
+        rpc.refused("cancelBooking", json!([made.id.to_string()])),
+        "UNAVAILABLE"
+    );
     assert!(gate.call("ENTER L P1").starts_with("ERR UNAVAILABLE "));
     // Nothing moved: the count, the booking.
     assert_eq!(rpc.lot("L")["counted"], 0);
     assert_eq!(rpc.status(&json!(made.id.to_string())), "CONFIRMED");
-    assert_eq!(rpc.ok("listBookings", json!(["L", now, now + 600])).as_array().unwrap().len(), 1);
+    assert_eq!(
+        rpc.ok("listBookings", json!(["L", now, now + 600]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
