@@ -78,6 +78,12 @@ pub const MAX_SECONDS: f64 = 1e9;
 /// fit in one 4 MiB frame, with room to spare for the fields later versions add.
 pub const MAX_LOTS: usize = 10_000;
 
+/// Least `max_buffered_bytes`: one request of the largest size must fit.
+const MIN_BUFFERED_BYTES: usize = 4 << 20;
+
+/// Most `max_buffered_bytes`: past this it is a typo.
+const MAX_BUFFERED_BYTES: usize = 1 << 40;
+
 /// Bounds of the counts: past these a setting is a typo, and some (threads) would crash the
 /// process at start rather than fail cleanly.
 const COUNT_BOUNDS: [(&str, usize); 6] = [
@@ -128,6 +134,9 @@ pub struct Config {
     pub scheduling_slice_ms: Option<u64>,
     /// Open connections allowed per port; further ones are told BUSY and closed.
     pub max_connections: usize,
+    /// Bytes all RPC and sensor connections may buffer together in unfinished requests and
+    /// unsent replies, beyond 4 KiB each; a request that needs more is refused (BUSY).
+    pub max_buffered_bytes: usize,
     /// Open connections one client address may hold per port, so that one client cannot
     /// take every place; 0 for no limit (behind a proxy, through which every client shares
     /// one address).
@@ -169,6 +178,68 @@ pub struct Config {
     pub max_accounts: usize,
     /// The lots, in the order `getLots` reports them.
     pub lots: Vec<LotConfig>,
+    /// Where the state is kept: on this node (the default) or in PostgreSQL, shared by
+    /// several nodes.
+    pub store: StoreConfig,
+}
+
+/// Where the state is kept: the `store` key, `{"kind": "embedded"}` (the default) or
+/// `{"kind": "postgres", "url": ..., "pool_size": 16, "timeout": 2}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// On this node, in its own process. (Written with braces so that a stray key next to
+    /// `"kind": "embedded"` is refused, not ignored.)
+    Embedded {},
+    /// In PostgreSQL, which decides every write; several nodes may share it
+    /// (docs/scaling.md).
+    Postgres(PostgresConfig),
+}
+
+/// Most connections one node keeps to PostgreSQL: past this a setting is a typo (the
+/// server's own `max_connections` defaults to 100 for all its clients).
+pub const MAX_POOL_SIZE: u32 = 1024;
+
+/// The `store` key's settings for PostgreSQL.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The database, as a URL (`postgres://user:password@host:5432/db`) or libpq key-value
+    /// string. The password is never logged.
+    pub url: String,
+    /// Connections kept for writes, shared by the RPC and sensor workers (default 16: one
+    /// per RPC worker).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Longest a write waits for the database before it answers `UNAVAILABLE`, in seconds
+    /// (default 2): a connection from the pool, a connect, a statement.
+    #[serde(default = "default_pg_timeout", deserialize_with = "seconds")]
+    pub timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Embedded {}
+    }
+}
+
+fn default_pool_size() -> u32 {
+    16
+}
+
+fn default_pg_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Configurations get printed (`{:?}` in a test, a log); the password must not be.
+        f.debug_struct("PostgresConfig")
+            .field("url", &store_pg::redacted(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -193,6 +264,7 @@ impl Default for Config {
             scheduling_slice_ms: None,
             max_connections: 10_000,
             max_connections_per_address: 1_000,
+            max_buffered_bytes: 256 << 20,
             subscriber_queue_size: 64,
             max_overflow_drops: 10,
             notifier_threads: 2,
@@ -207,6 +279,7 @@ impl Default for Config {
             max_waitlist_per_lot: 1000,
             max_accounts: state::DEFAULT_MAX_ACCOUNTS,
             lots: vec![lot("A", 100), lot("B", 50), lot("C", 200)],
+            store: StoreConfig::Embedded {},
         }
     }
 }
@@ -457,6 +530,16 @@ impl Config {
                 ),
             );
         }
+        if !(MIN_BUFFERED_BYTES..=MAX_BUFFERED_BYTES).contains(&self.max_buffered_bytes) {
+            return invalid(
+                "max_buffered_bytes",
+                &format!(
+                    "must be from {MIN_BUFFERED_BYTES} (one largest request) to \
+                     {MAX_BUFFERED_BYTES} (1 TiB), got {}",
+                    self.max_buffered_bytes
+                ),
+            );
+        }
         if self.subscriber_send_buffer > 64 << 20 {
             return invalid(
                 "subscriber_send_buffer",
@@ -511,6 +594,23 @@ impl Config {
                     self.lots.len()
                 ),
             );
+        }
+        if let StoreConfig::Postgres(pg) = &self.store {
+            if pg.url.trim().is_empty() {
+                return invalid("store.url", "must name the database");
+            }
+            if pg.pool_size == 0 || pg.pool_size > MAX_POOL_SIZE {
+                return invalid(
+                    "store.pool_size",
+                    &format!("must be from 1 to {MAX_POOL_SIZE}, got {}", pg.pool_size),
+                );
+            }
+            if pg.timeout.is_zero() {
+                return invalid(
+                    "store.timeout",
+                    "must be a positive number of seconds, got 0",
+                );
+            }
         }
         let mut seen = std::collections::HashSet::with_capacity(self.lots.len());
         let mut spots = 0;
@@ -732,6 +832,59 @@ mod tests {
         let (config, source) = Config::load(Some(&path)).unwrap();
         assert_eq!(source, ConfigSource::File(path));
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn the_store_is_embedded_unless_postgres_is_named() {
+        assert_eq!(
+            Config::from_json(r#"{"store": {"kind": "embedded"}}"#).unwrap(),
+            Config::default()
+        );
+        let config = Config::from_json(
+            r#"{"store": {"kind": "postgres", "url": "postgres://u:secret@db/parking"}}"#,
+        )
+        .unwrap();
+        let StoreConfig::Postgres(pg) = &config.store else {
+            panic!("{config:?}")
+        };
+        assert_eq!((pg.pool_size, pg.timeout), (16, Duration::from_secs(2)));
+        assert!(!format!("{config:?}").contains("secret"));
+        let config = Config::from_json(
+            r#"{"store": {"kind": "postgres", "url": "host=/tmp", "pool_size": 4, "timeout": 0.5}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            config.store,
+            StoreConfig::Postgres(PostgresConfig { pool_size: 4, .. })
+        ));
+        for json in [
+            r#"{"store": {"kind": "postgres"}}"#,
+            r#"{"store": {"kind": "postgres", "url": "x", "pool": 4}}"#,
+            r#"{"store": {"kind": "embedded", "url": "x"}}"#,
+            r#"{"store": {"kind": "mysql"}}"#,
+            r#"{"store": "postgres"}"#,
+        ] {
+            assert!(
+                matches!(Config::from_json(json), Err(ConfigError::Parse { .. })),
+                "{json}"
+            );
+        }
+        for (json, key) in [
+            (
+                r#"{"store": {"kind": "postgres", "url": " "}}"#,
+                "store.url",
+            ),
+            (
+                r#"{"store": {"kind": "postgres", "url": "x", "pool_size": 0}}"#,
+                "store.pool_size",
+            ),
+            (
+                r#"{"store": {"kind": "postgres", "url": "x", "timeout": 0}}"#,
+                "store.timeout",
+            ),
+        ] {
+            assert_eq!(invalid_key(json), key, "{json}");
+        }
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! - the `state::Purger`, which does what is due on time: expires reservations, and holds,
 //!   releases (no-shows) and completes bookings.
 //!
+//! Writes go through the `store::Store` the `store` setting names: the state in this
+//! process, or `store_pg::PgStore`, where PostgreSQL decides every write and several nodes
+//! share one database (`docs/scaling.md`).
+//!
 //! The caller creates the [`shutdown::ShutdownHandle`] and passes it to [`Server::start`];
 //! triggering it (from a signal handler) stops everything gracefully.
 //!
@@ -47,7 +51,7 @@ mod worker;
 
 pub use config::{
     Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig,
-    MAX_FEATURES, MAX_SECONDS, MAX_SPOTS, SpotConfig,
+    MAX_FEATURES, MAX_POOL_SIZE, MAX_SECONDS, MAX_SPOTS, PostgresConfig, SpotConfig, StoreConfig,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

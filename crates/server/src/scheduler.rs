@@ -36,7 +36,7 @@ use parking_lot::Mutex;
 use warn_limit::peer_warn;
 
 use crate::connection::{CloseReason, Connection, ConnectionStats, Protocol, Timeouts};
-use crate::limits::{Admission, Refusal};
+use crate::limits::{Admission, BufferBudget, Refusal};
 use crate::poller::{Handoff, Parking};
 use crate::worker::{self, Worker};
 
@@ -53,6 +53,8 @@ pub(crate) struct SchedulerConfig {
     pub(crate) timeouts: Timeouts,
     /// Who may connect; the refused are told BUSY and closed.
     pub(crate) admission: Arc<Admission>,
+    /// What connections may buffer beyond their free allowance (shared with other ports).
+    pub(crate) buffers: Arc<BufferBudget>,
 }
 
 /// One port's workers, ready queue and poller.
@@ -238,7 +240,12 @@ impl<P: Protocol> Scheduler<P> {
         }
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         log::debug!("{name} {peer}: connected");
-        let connection = Connection::new(mio::net::TcpStream::from_std(stream), peer, ticket);
+        let connection = Connection::new(
+            mio::net::TcpStream::from_std(stream),
+            peer,
+            ticket,
+            Arc::clone(&self.config.buffers),
+        );
         self.park(connection, Interest::READABLE);
     }
 

@@ -12,11 +12,12 @@ use broker::{Broker, BrokerConfig, Held};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 use store::{MemoryStore, Store};
+use store_pg::{PgOptions, PgStore};
 use warn_limit::peer_warn;
 
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::connection::Timeouts;
-use crate::limits::{self, Admission, ConnectionBudget};
+use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
 use crate::listener::{self, BindError};
 use crate::rpc::RpcProtocol;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -31,6 +32,8 @@ pub enum StartError {
     Bind(BindError),
     /// A thread could not be started.
     Spawn(io::Error),
+    /// The PostgreSQL store could not be opened.
+    Postgres(store_pg::OpenError),
 }
 
 impl fmt::Display for StartError {
@@ -39,6 +42,7 @@ impl fmt::Display for StartError {
             StartError::State(err) => write!(f, "invalid lots: {err}"),
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
+            StartError::Postgres(err) => write!(f, "{err}"),
         }
     }
 }
@@ -49,6 +53,7 @@ impl std::error::Error for StartError {
             StartError::State(err) => Some(err),
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
+            StartError::Postgres(err) => Some(err),
         }
     }
 }
@@ -78,7 +83,9 @@ pub struct Summary {
     pub sensor_lines: u64,
     /// Connections refused at a connection limit, on every port.
     pub refused_busy: u64,
-    /// Events queued for subscribers.
+    /// Changes of a lot's free count published.
+    pub changes_published: u64,
+    /// Event lines queued for subscribers: one per subscriber per change it follows.
     pub events_published: u64,
     /// Events dropped because a subscriber fell behind.
     pub events_dropped: u64,
@@ -91,12 +98,14 @@ impl fmt::Display for Summary {
         write!(
             f,
             "rpc: {} connection(s), {} request(s); sensor: {} connection(s), {} line(s); \
-             {} refused busy; pub/sub: {} event(s) published, {} dropped, {} slow subscriber(s) disconnected",
+             {} refused busy; pub/sub: {} change(s) published, {} event line(s) queued for \
+             subscribers, {} dropped, {} slow subscriber(s) disconnected",
             self.rpc_connections,
             self.rpc_requests,
             self.sensor_connections,
             self.sensor_lines,
             self.refused_busy,
+            self.changes_published,
             self.events_published,
             self.events_dropped,
             self.slow_disconnects
@@ -176,10 +185,7 @@ impl Server {
         } = self;
         let store = match store {
             Some(store) => store,
-            None => {
-                let state = Arc::new(config.state(clock).map_err(StartError::State)?);
-                Arc::new(MemoryStore::new(state))
-            }
+            None => open_store(&config, clock)?,
         };
         let state = Arc::clone(store.state());
         let rpc_listener = listener::bind("rpc", &config.host, config.rpc_port, config.backlog)?;
@@ -222,6 +228,7 @@ impl Server {
                 Arc::clone(&budget),
             )
         };
+        let buffers = BufferBudget::new(config.max_buffered_bytes);
         let scheduler_config = |workers| SchedulerConfig {
             workers,
             timeouts: Timeouts {
@@ -229,6 +236,7 @@ impl Server {
                 frame: config.frame_timeout,
             },
             admission: admission(),
+            buffers: Arc::clone(&buffers),
         };
         let rpc = Scheduler::start(
             RpcProtocol::new(Arc::clone(&store)),
@@ -289,11 +297,32 @@ impl Server {
             sensor,
             broker,
             pubsub_admission,
+            buffers,
             purger: Some(purger),
             grace: config.shutdown_grace,
             stopped: false,
         })
     }
+}
+
+/// The store the configuration describes.
+fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match &config.store {
+        StoreConfig::Embedded {} => {
+            let state = config.state(clock).map_err(StartError::State)?;
+            Arc::new(MemoryStore::new(Arc::new(state)))
+        }
+        StoreConfig::Postgres(pg) => {
+            let options = PgOptions {
+                url: pg.url.clone(),
+                pool_size: pg.pool_size,
+                timeout: pg.timeout,
+            };
+            let store = PgStore::open(&options, config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::Postgres)?;
+            Arc::new(store)
+        }
+    })
 }
 
 /// Lots shown by name in the start-up line; a city's thousand lots are counted instead.
@@ -335,6 +364,8 @@ pub struct RunningServer {
     broker: Arc<Broker>,
     /// Who may connect to the pub/sub port (the broker holds each admitted one's ticket).
     pubsub_admission: Arc<Admission>,
+    /// What RPC and sensor connections buffer beyond their free allowance.
+    buffers: Arc<BufferBudget>,
     purger: Option<Purger>,
     grace: Duration,
     stopped: bool,
@@ -389,6 +420,12 @@ impl RunningServer {
         self.stop()
     }
 
+    /// Bytes RPC and sensor connections hold now in unfinished requests and unsent replies,
+    /// beyond the 4 KiB each may use freely (what `max_buffered_bytes` limits).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffers.held()
+    }
+
     /// Connections open now on each port.
     pub fn open_connections(&self) -> OpenConnections {
         OpenConnections {
@@ -411,6 +448,7 @@ impl RunningServer {
             refused_busy: self.rpc.config.admission.refused()
                 + self.sensor.config.admission.refused()
                 + self.pubsub_admission.refused(),
+            changes_published: broker.changes_published,
             events_published: broker.events_published,
             events_dropped: broker.events_dropped,
             slow_disconnects: broker.slow_disconnects,

@@ -216,6 +216,9 @@ pub struct ParkingState {
     wakes_at_ms: AtomicU64,
     /// Drivers' accounts; in no lot, so behind their own lock.
     accounts: Mutex<Accounts>,
+    /// Set for a copy of a state decided elsewhere ([`ParkingState::follower`]): nothing
+    /// expires by this state's clock.
+    follower: bool,
 }
 
 impl fmt::Debug for ParkingState {
@@ -277,6 +280,7 @@ impl ParkingState {
                 max: DEFAULT_MAX_ACCOUNTS,
                 ..Accounts::default()
             }),
+            follower: false,
         })
     }
 
@@ -333,6 +337,19 @@ impl ParkingState {
     /// The rules booking windows must keep.
     pub fn booking_rules(&self) -> &BookingRules {
         &self.rules
+    }
+
+    /// Makes this state a follower: a copy of a state that something else decides (a
+    /// database that several nodes share), changed only through [`ParkingState::apply_all`].
+    /// A follower never expires a reservation by its own clock: every node would do so at a
+    /// slightly different moment, interleaved differently with the changes other nodes make,
+    /// and their subscribers would hear different sequences of events. It holds each
+    /// reservation until an applied change removes it, so expiry is decided once, where
+    /// every other change is. (Its deciding operations, `reserve` and the like, still work
+    /// on the copy but must not be used: they would decide locally.)
+    pub fn follower(mut self) -> Self {
+        self.follower = true;
+        self
     }
 
     /// Makes every later change go through `recorder` (once; a second call is refused with
@@ -507,7 +524,8 @@ impl ParkingState {
     /// Sets one key of the state to the value `change` gives it, whatever it was: a journal's
     /// replay, an undo, a change another node made. Capacity is not checked (it was, when the
     /// reservation or booking was made); a reservation already past its time is dropped at
-    /// once, and a booking is brought up to date with the clock (a no-show, a completion).
+    /// once (by a follower, kept until a change removes it), and a booking is brought up to
+    /// date with the clock (a no-show, a completion).
     pub fn apply(&self, change: &Change) -> Result<(), UnknownLot> {
         if let Change::Batch { lot, changes } = change
             && changes.iter().any(|change| change.lot() != Some(lot))
@@ -515,25 +533,54 @@ impl ParkingState {
             // Never written by this state; applied key by key rather than refused.
             return changes.iter().try_for_each(|change| self.apply(change));
         }
-        let Some(lot) = change.lot() else {
-            if let Change::Account { username, account } = change {
-                self.accounts.lock().set(username, account.clone());
-            }
-            return Ok(());
+        self.apply_all(std::slice::from_ref(change))
+    }
+
+    /// [`ParkingState::apply`] for several changes at once: each run of consecutive changes
+    /// of one lot is applied under one lock, so listeners hear of at most one change of that
+    /// lot's free count for the whole run. A transaction that another node committed
+    /// (expiring three reservations, say) then reaches subscribers as the one event it is,
+    /// not as the intermediate counts nobody else saw. Stops at the first unknown lot.
+    pub fn apply_all(&self, changes: &[Change]) -> Result<(), UnknownLot> {
+        let mixed = |change: &Change| {
+            matches!(change, Change::Batch { lot, changes }
+                if changes.iter().any(|change| change.lot() != Some(lot)))
         };
-        let entry = self.entry(lot.as_str())?;
-        // No offers are derived while changes are applied: the journal (or the node that
-        // made them) has the offers that were made, and one derived here could hold a
-        // space a later change hands to someone else.
-        let due = self
-            .with_entry_as(entry, false, |lot, now| {
-                let wall_now = unix_ms(self.clock.wall());
-                set_key(lot, change, now, wall_now);
-                advance(lot, wall_now / 1000);
-                next_due(lot)
-            })
-            .0;
-        self.nudge(due);
+        if changes.iter().any(mixed) {
+            // A batch across lots is never written by this state; applied key by key.
+            return changes.iter().try_for_each(|change| self.apply(change));
+        }
+        for run in changes.chunk_by(|a, b| a.lot() == b.lot()) {
+            let Some(first) = run.first() else { continue };
+            let Some(lot) = first.lot() else {
+                // Accounts, which are in no lot.
+                let mut accounts = self.accounts.lock();
+                for change in run {
+                    if let Change::Account { username, account } = change {
+                        accounts.set(username, account.clone());
+                    }
+                }
+                continue;
+            };
+            let entry = self.entry(lot.as_str())?;
+            // No offers are derived while changes are applied: the journal (or the node
+            // that made them) has the offers that were made, and one derived here could hold
+            // a space a later change hands to someone else.
+            let due = self
+                .with_entry_as(entry, false, |lot, now| {
+                    let wall_now = unix_ms(self.clock.wall());
+                    for change in run {
+                        set_key(lot, change, now, wall_now);
+                    }
+                    if self.follower {
+                        return None;
+                    }
+                    advance(lot, wall_now / 1000);
+                    next_due(lot)
+                })
+                .0;
+            self.nudge(due);
+        }
         Ok(())
     }
 
@@ -593,7 +640,8 @@ impl ParkingState {
     /// reservations, and moves bookings on (holding a space from their start, no-shows,
     /// completions, overstays). Returns how many reservations were removed. Reads never count
     /// an expired reservation or a released booking whether or not this has run; it keeps
-    /// memory bounded and makes the events timely.
+    /// memory bounded and makes the events timely. A follower removes and moves on nothing:
+    /// what it holds changes only through the changes applied to it.
     pub fn purge_expired(&self) -> usize {
         self.entries
             .iter()
@@ -603,6 +651,10 @@ impl ParkingState {
 
     /// The earliest time any reservation may expire.
     pub fn next_expiry(&self) -> Option<Instant> {
+        if self.follower {
+            // Nothing expires here (see `follower`), so there is nothing to wake up for.
+            return None;
+        }
         self.entries
             .iter()
             .filter_map(|entry| entry.lot.lock().next_expiry())
@@ -731,10 +783,12 @@ impl ParkingState {
         // sorted, which purging relies on. Read before the lock, a thread that waited for it
         // could queue an expiry behind a later one, keeping its reservation past the TTL.
         let now = self.clock.now();
-        let purged = lot.purge(now);
+        let purged = if self.follower { 0 } else { lot.purge(now) };
         // With no bookings or waitlist in the lot this is two comparisons; the wall clock
-        // is read only when they exist.
-        if next_due(&lot).is_some() {
+        // is read only when they exist. A follower's bookings move on only through applied
+        // changes, and it makes no offers: the node that decides does.
+        let offers = offers && !self.follower;
+        if !self.follower && next_due(&lot).is_some() {
             advance(&mut lot, unix_ms(self.clock.wall()) / 1000);
         }
         let mut offered = Vec::new();
@@ -1227,6 +1281,47 @@ mod tests {
                 })
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_follower_applies_a_run_as_one_event_and_expires_nothing_itself() {
+        let clock = Arc::new(ManualClock::new());
+        let state = state_with(clock.clone(), 5).follower();
+        let events = recorder(&state);
+        let wall = unix_ms(clock.wall());
+        let held = |name: &str, expires_at_ms| Change::Reservation {
+            lot: LotId::new("A").unwrap(),
+            plate: plate(name),
+            expires_at_ms,
+            owner: None,
+        };
+        state
+            .apply_all(&[
+                held("P1", Some(wall + 1_000)),
+                held("P2", Some(wall + 1_000)),
+                Change::Count {
+                    lot: LotId::new("B").unwrap(),
+                    counted: 2,
+                },
+                held("P3", Some(wall)),
+            ])
+            .unwrap();
+        // Three runs (A, B, A): three events, not four.
+        assert_eq!(
+            *events.lock(),
+            vec![("A".into(), 3), ("B".into(), 3), ("A".into(), 2)]
+        );
+        // Past their time, the reservations stay until a change removes them.
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(state.purge_expired(), 0);
+        assert_eq!(state.next_expiry(), None);
+        assert_eq!(state.lots()[0].reserved, 3);
+        state
+            .apply_all(&[held("P1", None), held("P2", None), held("P3", None)])
+            .unwrap();
+        assert_eq!(state.lots()[0].free, 5);
+        assert_eq!(events.lock().last(), Some(&("A".into(), 5)));
+        assert_eq!(events.lock().len(), 4);
     }
 
     #[test]
