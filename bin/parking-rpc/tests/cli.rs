@@ -56,7 +56,7 @@ fn commands_print_results_and_exit_codes() {
     assert!(rows.next().unwrap().starts_with("LOT  CAPACITY"), "{table}");
     assert_eq!(
         rows.next().unwrap().split_whitespace().collect::<Vec<_>>(),
-        ["A", "100", "0", "0", "100"]
+        ["A", "100", "0", "0", "0", "100"]
     );
 
     let json = parking_rpc(addr, &["lots", "--json"]);
