@@ -54,6 +54,8 @@ pub const EXIT_ROW_FAILURES: u8 = 1;
 pub const EXIT_OUTPUT: u8 = 3;
 /// Exit code: the `--idle` connections could not all be opened.
 pub const EXIT_IDLE: u8 = 4;
+/// Exit code for a usage error (clap's, and an unusable `--ca`).
+pub const EXIT_USAGE: u8 = 2;
 
 /// Why a run could not complete; failures of the server under test are not among them (they
 /// are counted in the rows).
@@ -67,6 +69,8 @@ pub enum RunError {
     Stdout(io::Error),
     /// The `--idle` connections could not all be opened.
     Idle(IdleError),
+    /// `--tls`/`--ca` cannot be used.
+    Access(client::Failure),
 }
 
 impl fmt::Display for RunError {
@@ -76,6 +80,7 @@ impl fmt::Display for RunError {
             RunError::Output(err) => write!(f, "{err}"),
             RunError::Stdout(err) => write!(f, "cannot write the table: {err}"),
             RunError::Idle(err) => write!(f, "{err}"),
+            RunError::Access(err) => write!(f, "{err}"),
         }
     }
 }
@@ -87,6 +92,7 @@ impl std::error::Error for RunError {
             RunError::Output(err) => Some(err),
             RunError::Stdout(err) => Some(err),
             RunError::Idle(err) => Some(err),
+            RunError::Access(err) => Some(err),
         }
     }
 }
@@ -102,6 +108,7 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Idle(_) => EXIT_IDLE,
+            RunError::Access(_) => EXIT_USAGE,
             RunError::Histogram(_) | RunError::Output(_) | RunError::Stdout(_) => EXIT_OUTPUT,
         }
     }
@@ -112,6 +119,12 @@ impl RunError {
 pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError> {
     let config = RunConfig {
         target: options.target(),
+        host: options.host.clone(),
+        port: options.port,
+        access: options
+            .access
+            .access(EXIT_USAGE)
+            .map_err(RunError::Access)?,
         pipeline: options.pipeline,
         rate: options.rate,
         warmup: options.warmup.duration,
@@ -215,9 +228,10 @@ fn row_workload(
 ) -> Result<Workload, (runner::Tally, String)> {
     let mode = options.mode;
     if mode.needs_lots() && lots.is_none() {
-        let found = ParkingClient::connect_with_timeout(config.target.as_str(), config.timeout)
-            .and_then(|mut client| client.get_lots())
-            .map_err(|err| (runner::failed_call(&err), format!("getLots failed: {err}")))?;
+        let found =
+            ParkingClient::connect_with(&config.host, config.port, config.timeout, &config.access)
+                .and_then(|mut client| client.get_lots())
+                .map_err(|err| (runner::failed_call(&err), format!("getLots failed: {err}")))?;
         *lots = Some(found.into_iter().map(|lot| lot.id.into_owned()).collect());
     }
     let lot_ids = lots.clone().unwrap_or_default();

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client::{Backoff, ClientError, ParkingClient};
+use client::{Access, Backoff, ClientError, ParkingClient};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -49,8 +49,14 @@ const PROGRESS_TICK: Duration = Duration::from_millis(100);
 /// What every row of a run shares.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// `host:port` of the server's RPC port.
+    /// `host:port` of the server's RPC port, for reports.
     pub target: String,
+    /// The RPC port's host.
+    pub host: String,
+    /// The RPC port.
+    pub port: u16,
+    /// TLS and the token each connection authenticates with (once, when it connects).
+    pub access: Access,
     /// Requests in flight per connection (at least 1).
     pub pipeline: u32,
     /// Total requests per second in open-loop mode; `None` for closed loop.
@@ -262,9 +268,11 @@ impl Connection {
             if now >= self.window.end {
                 break;
             }
-            let mut client = match ParkingClient::connect_with_timeout(
-                self.config.target.as_str(),
+            let mut client = match ParkingClient::connect_with(
+                &self.config.host,
+                self.config.port,
                 self.config.timeout,
+                &self.config.access,
             ) {
                 Ok(client) => client,
                 Err(err) => {

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use client::cli::parse_seconds;
+use client::cli::{AccessArgs, parse_seconds};
 use client::{ClientError, Failure, ParkingClient};
 
 const LONG_ABOUT: &str = "\
@@ -33,7 +33,8 @@ Examples:
   parking-rpc lots
   parking-rpc --host parking.example --port 9000 avail A
   parking-rpc reserve A 7ABC123 && echo booked
-  parking-rpc --json smoke";
+  parking-rpc --json smoke
+  PARKING_TOKEN=... parking-rpc --tls --ca ca.pem --host parking.example lots";
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -64,6 +65,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// TLS and the key's token.
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -165,9 +169,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failure> {
     let target = format!("{}:{}", cli.host, cli.port);
     let fail = |err| client_failure(err, &target, cli.timeout);
     log::debug!("connecting to {target}");
+    let access = cli.access.access(Exit::Unreachable.into())?;
     let mut client =
-        ParkingClient::connect_with_timeout((cli.host.as_str(), cli.port), cli.timeout)
-            .map_err(fail)?;
+        ParkingClient::connect_with(&cli.host, cli.port, cli.timeout, &access).map_err(fail)?;
     let printer = output::Printer::new(cli.json);
     let exit = match &cli.command {
         Command::Lots => {

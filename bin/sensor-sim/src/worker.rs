@@ -9,7 +9,7 @@ use std::fmt;
 use std::ops::AddAssign;
 use std::time::{Duration, Instant};
 
-use client::{Backoff, SensorClient, SensorClientError};
+use client::{Access, Backoff, SensorClient, SensorClientError};
 use framing::sensor::SensorErrorCode;
 use hdrhistogram::Histogram;
 use rand::RngExt;
@@ -145,6 +145,8 @@ pub struct Target {
     pub port: u16,
     /// Connect and reply timeout.
     pub timeout: Duration,
+    /// TLS and the token.
+    pub access: Access,
     /// How updates are reported.
     pub mode: Mode,
     /// Time between two updates of one sensor.
@@ -252,8 +254,12 @@ impl Running {
         let id = self.sensor.index;
         let address = format!("{}:{}", target.host, target.port);
         let Some(client) = self.connection.as_mut() else {
-            return match SensorClient::connect((target.host.as_str(), target.port), target.timeout)
-            {
+            return match SensorClient::connect_with(
+                &target.host,
+                target.port,
+                target.timeout,
+                &target.access,
+            ) {
                 Ok(client) => {
                     if self.connected_before {
                         stats.reconnects += 1;

@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use clap::Parser;
-use client::cli::{parse_lot, parse_seconds};
+use client::cli::{AccessArgs, parse_lot, parse_seconds};
 use client::{Backoff, Failure, OwnedEvent, SubscribeError, Subscription, Update};
 use framing::pubsub::{PubsubErrorCode, Topic};
 use shutdown::ShutdownHandle;
@@ -81,6 +81,9 @@ pub struct Cli {
     /// Seconds to wait for a connection and for the server to confirm the subscription.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: Duration,
+    /// TLS and the key's token.
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 impl Cli {
@@ -138,9 +141,10 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
     let mut backoff = Backoff::default();
     let mut printed = 0u64;
     let mut subscribed_before = false;
+    let access = cli.access.access(2)?;
     while !stop.is_triggered() {
         let mut subscription =
-            match Subscription::connect((cli.host.as_str(), cli.port), &topics, cli.timeout) {
+            match Subscription::connect_with(&cli.host, cli.port, &topics, cli.timeout, &access) {
                 Ok(subscription) => subscription,
                 Err(SubscribeError::Server(refusal))
                     if refusal.code == PubsubErrorCode::Busy && subscribed_before =>

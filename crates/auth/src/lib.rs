@@ -28,7 +28,7 @@
 //!   per-address failure window behind it.
 //! - `access`: [`Identity`], [`Action`] and the role table; [`Session`], one connection's
 //!   state (not yet authenticated, authenticated, failures so far).
-//! - `token`: [`generate_token`] and [`token_hash`], for `parking-server keygen`.
+//! - `token`: [`generate_token`], [`token_hash`] and [`new_key`], for `parking-server keygen`.
 
 #![forbid(unsafe_code)]
 
@@ -40,4 +40,4 @@ mod token;
 pub use access::{Action, Denied, Identity, MAX_FAILURES, Session};
 pub use authenticator::{AuthFailure, Authenticator, FAILURE_WINDOW, FAILURES_PER_ADDRESS};
 pub use key::{AuthConfig, KeyConfig, KeyError, KeyId, MAX_KEY_ID_LEN, Role};
-pub use token::{generate_token, token_hash};
+pub use token::{generate_token, new_key, token_hash};

@@ -3,6 +3,9 @@
 use std::fmt::Write;
 
 use base64::Engine;
+use state::LotId;
+
+use crate::key::{KeyConfig, KeyId, Role};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
@@ -16,6 +19,23 @@ pub fn generate_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0; TOKEN_BYTES];
     getrandom::fill(&mut bytes)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A new key: a fresh token (to hand to its holder, once) and the configuration entry that
+/// stores only its hash. `lots` are for a sensor key.
+pub fn new_key(
+    id: KeyId,
+    role: Role,
+    lots: Vec<LotId>,
+) -> Result<(String, KeyConfig), getrandom::Error> {
+    let token = generate_token()?;
+    let key = KeyConfig {
+        id,
+        role,
+        lots: (role == Role::Sensor || !lots.is_empty()).then_some(lots),
+        sha256: token_hash(&token),
+    };
+    Ok((token, key))
 }
 
 /// The SHA-256 of `token` as 64 lowercase hex digits: what a key's `sha256` holds.

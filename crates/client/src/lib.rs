@@ -25,6 +25,8 @@
 //! ```
 //!
 //! # Layout
+//! - `access`: [`Access`] (TLS and a token) and [`TlsClient`], for servers with access
+//!   control or TLS on; every client has a `connect_with` that takes them.
 //! - [`cli`]: what the command-line tools share: value parsers (seconds, lot ids) and
 //!   [`Failure`], the one-line error they exit with.
 //! - `error`: [`Error`], the one error type of all three clients.
@@ -37,6 +39,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 pub mod cli;
 mod error;
 mod net;
@@ -45,6 +48,7 @@ mod retry;
 mod sensor;
 mod subscription;
 
+pub use access::{Access, TlsClient, TlsSetupError};
 pub use cli::Failure;
 pub use error::Error;
 pub use net::MAX_REPLY_LINE_LEN;

@@ -9,14 +9,18 @@
 //!
 //! Memory: a connection that waits with nothing buffered gives its buffers back
 //! ([`Connection::release_buffers`]), so an idle connection costs this struct and the kernel's
-//! socket, nothing else.
+//! socket, nothing else (and, on a TLS port, its rustls session).
+//!
+//! The bytes go through a `transport::Stream`, plain TCP or TLS; the connection also keeps the
+//! peer's `auth::Session`, which the protocol consults and updates for every request.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use auth::Session;
+use transport::Stream;
 
 use crate::limits::Ticket;
 
@@ -39,8 +43,15 @@ pub trait Protocol: Send + Sync + 'static {
     /// Most bytes one request may occupy in the buffer; the protocol must refuse (and ask to
     /// close) before a request grows past it.
     fn max_request_len(&self) -> usize;
-    /// Handles every complete request at the front of `input`, appending the replies to `out`.
-    fn serve(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Served;
+    /// Handles every complete request at the front of `input`, appending the replies to `out`;
+    /// `session` is the connection's access (which `auth` requests change).
+    fn serve(
+        &self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        session: &mut Session,
+    ) -> Served;
     /// Appends the `BUSY` reply sent to a connection refused at a connection limit, `detail`
     /// saying which.
     fn busy_reply(&self, out: &mut Vec<u8>, detail: &str);
@@ -62,6 +73,8 @@ pub(crate) enum CloseReason {
     Protocol,
     /// Nothing arrived for `idle_timeout`.
     IdleTimeout,
+    /// Keys are configured and the peer did not authenticate within `auth_timeout`.
+    AuthTimeout,
     /// A started request stayed incomplete for `frame_timeout`.
     RequestTimeout,
     /// The peer took none of its replies for `frame_timeout`.
@@ -94,13 +107,18 @@ pub(crate) struct Timeouts {
     pub(crate) idle: Duration,
     /// Longest a started request may take to arrive, and a peer may leave replies unread.
     pub(crate) frame: Duration,
+    /// Longest a connection may go unauthenticated, once keys are configured.
+    pub(crate) auth: Duration,
 }
 
 /// An accepted connection with everything buffered for it.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
+    /// Who the peer authenticated as, if keys are configured.
+    session: Session,
+    connected: Instant,
     /// `input[start..end]` holds received bytes not yet answered: at most one incomplete
     /// request once [`Connection::answer`] has run. Empty and unallocated while the
     /// connection waits with nothing buffered.
@@ -122,17 +140,20 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Wraps an accepted, non-blocking socket.
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, ticket: Ticket) -> Self {
+    /// Wraps an accepted, non-blocking stream.
+    pub(crate) fn new(stream: Stream, peer: SocketAddr, ticket: Ticket, session: Session) -> Self {
+        let now = Instant::now();
         Connection {
             stream,
             peer,
+            session,
+            connected: now,
             input: Vec::new(),
             start: 0,
             end: 0,
             output: Vec::new(),
             written: 0,
-            last_read: Instant::now(),
+            last_read: now,
             partial_since: None,
             stalled_since: None,
             closing: false,
@@ -145,14 +166,14 @@ impl Connection {
         self.peer
     }
 
-    /// The socket, to register with a poller.
-    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+    /// The stream, to register with a poller.
+    pub(crate) fn stream_mut(&mut self) -> &mut Stream {
         &mut self.stream
     }
 
-    /// Whether replies are waiting for the socket to take them.
+    /// Whether replies (or TLS records) are waiting for the socket to take them.
     pub(crate) fn has_output(&self) -> bool {
-        self.written < self.output.len()
+        self.written < self.output.len() || self.stream.has_pending()
     }
 
     /// Whether a fatal error has been answered and the connection must close once flushed.
@@ -174,6 +195,7 @@ impl Connection {
             &self.input[self.start..self.end],
             &mut self.output,
             self.peer,
+            &mut self.session,
         );
         self.closing |= served.close;
         self.start += served.consumed;
@@ -211,6 +233,11 @@ impl Connection {
         }
         self.output.clear();
         self.written = 0;
+        // TLS records the socket did not take yet (a plain stream has none).
+        if !self.stream.flush_pending()? {
+            self.stalled_since.get_or_insert(now);
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -226,7 +253,10 @@ impl Connection {
                 Ok(n) => {
                     self.end += n;
                     self.last_read = now;
-                    Ok(ReadOutcome::Data { drained: n < room })
+                    // A TLS read returns a record's worth at most, so a short one says nothing
+                    // about what the socket still holds: read on until it would block.
+                    let drained = n < room && !self.stream.is_tls();
+                    Ok(ReadOutcome::Data { drained })
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -284,11 +314,15 @@ impl Connection {
                 deadline = (since + timeouts.frame, kind);
             }
         }
+        if self.session.needs_auth() && self.connected + timeouts.auth < deadline.0 {
+            deadline = (self.connected + timeouts.auth, DeadlineKind::Auth);
+        }
         deadline
     }
 
-    /// Closes the socket. The replies already written stay on their way.
-    pub(crate) fn close(self) {
+    /// Closes the socket (a TLS session with its `close_notify`). The replies already
+    /// written stay on their way.
+    pub(crate) fn close(mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
@@ -302,6 +336,8 @@ pub(crate) enum DeadlineKind {
     Request,
     /// `frame_timeout` since the peer last took any output.
     Write,
+    /// `auth_timeout` since the connection opened, while it has not authenticated.
+    Auth,
 }
 
 impl DeadlineKind {
@@ -311,6 +347,7 @@ impl DeadlineKind {
             DeadlineKind::Idle => CloseReason::IdleTimeout,
             DeadlineKind::Request => CloseReason::RequestTimeout,
             DeadlineKind::Write => CloseReason::WriteStalled,
+            DeadlineKind::Auth => CloseReason::AuthTimeout,
         }
     }
 }

@@ -4,9 +4,11 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
+use auth::{Action, AuthFailure, Denied, Session};
 use framing::frame::{self, Decoded, FrameError};
-use framing::rpc::{self, ErrorCode, LotStatus, Reply, Request, WireError};
+use framing::rpc::{self, ErrorCode, KeyGrant, LotStatus, Reply, Request, WireError};
 use state::{Plate, StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
@@ -33,8 +35,44 @@ impl RpcProtocol {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// Runs one decoded request against the state.
-    fn execute(&self, request: &Request<'_>) -> Result<Reply<'static>, WireError> {
+    /// Runs one decoded request against the state, as `session` allows. A failed `auth`
+    /// that closes the connection sets `close`.
+    fn execute(
+        &self,
+        request: &Request<'_>,
+        session: &mut Session,
+        peer: SocketAddr,
+        close: &mut bool,
+    ) -> Result<Reply<'static>, WireError> {
+        let action = match request {
+            Request::Ping => return Ok(Reply::Pong),
+            Request::Auth { token } => {
+                return match session.authenticate(token.expose(), "rpc", peer, Instant::now()) {
+                    Ok(identity) => Ok(Reply::Authenticated(KeyGrant {
+                        id: Cow::Owned(identity.id().as_str().to_owned()),
+                        role: Cow::Borrowed(identity.role().as_str()),
+                    })),
+                    Err(failure) => {
+                        *close = failure.closes();
+                        let code = match failure {
+                            AuthFailure::NotConfigured => ErrorCode::BadRequest,
+                            _ => ErrorCode::Unauthorized,
+                        };
+                        Err(WireError::new(code, failure.to_string()))
+                    }
+                };
+            }
+            Request::GetLots | Request::GetAvailability { .. } => Action::Read,
+            Request::Reserve { .. } => Action::Reserve,
+            Request::Cancel { .. } => Action::Cancel,
+        };
+        session.check(action).map_err(|denied| match denied {
+            Denied::Unauthenticated => WireError::new(
+                ErrorCode::Unauthorized,
+                "authenticate first: method auth with args [token] (text: AUTH <token>)",
+            ),
+            forbidden => WireError::new(ErrorCode::Forbidden, forbidden.to_string()),
+        })?;
         let unknown_lot = |UnknownLot(lot): UnknownLot| {
             WireError::new(
                 ErrorCode::UnknownLot,
@@ -49,7 +87,8 @@ impl RpcProtocol {
             Plate::parse(plate).map_err(|err| WireError::new(ErrorCode::BadPlate, err.to_string()))
         };
         Ok(match request {
-            Request::Ping => Reply::Pong,
+            // Answered above.
+            Request::Ping | Request::Auth { .. } => Reply::Pong,
             Request::GetLots => Reply::Lots(
                 self.store
                     .state()
@@ -71,29 +110,38 @@ impl RpcProtocol {
             Request::Reserve { lot, plate: text } => {
                 let outcome = self
                     .store
-                    .reserve(lot, plate(text)?, None)
+                    .reserve(lot, plate(text)?, session.owner())
                     .map_err(refused)?;
                 Reply::Reserve(outcome)
             }
             Request::Cancel { lot, plate: text } => {
+                // Another key's reservation is "not found": who holds what is not told.
                 let outcome = self
                     .store
-                    .cancel(lot, plate(text)?, &|_| true)
+                    .cancel(lot, plate(text)?, &|owner| session.may_cancel(owner))
                     .map_err(refused)?;
                 Reply::Cancel(outcome)
             }
         })
     }
 
-    /// Appends the reply frame for one request payload.
-    fn answer(&self, payload: &[u8], out: &mut Vec<u8>, peer: SocketAddr) {
+    /// Appends the reply frame for one request payload; true if the connection must close
+    /// after it.
+    fn answer(
+        &self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        session: &mut Session,
+    ) -> bool {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut close = false;
         let json = rpc::is_json(payload);
         let framed = frame::encode_with(out, |out| {
             if json {
                 match rpc::decode_json_request(payload) {
                     Ok((rpc_id, request)) => {
-                        let result = self.execute(&request);
+                        let result = self.execute(&request, session, peer, &mut close);
                         log_outcome(peer, &request, result.as_ref().err());
                         rpc::encode_json_reply(out, Some(rpc_id), result.as_ref());
                     }
@@ -105,7 +153,7 @@ impl RpcProtocol {
             } else {
                 match rpc::decode_text_request(payload) {
                     Ok(request) => {
-                        let result = self.execute(&request);
+                        let result = self.execute(&request, session, peer, &mut close);
                         log_outcome(peer, &request, result.as_ref().err());
                         rpc::encode_text_reply(out, result.as_ref());
                     }
@@ -123,6 +171,7 @@ impl RpcProtocol {
             let error = WireError::new(ErrorCode::BadRequest, "reply would exceed the frame limit");
             let _ = frame::encode_with(out, |out| rpc::encode_text_reply(out, Err(&error)));
         }
+        close
     }
 }
 
@@ -147,7 +196,13 @@ impl Protocol for RpcProtocol {
         frame::HEADER_LEN + framing::MAX_FRAME_LEN
     }
 
-    fn serve(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Served {
+    fn serve(
+        &self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        session: &mut Session,
+    ) -> Served {
         let mut consumed = 0;
         loop {
             match frame::decode(&input[consumed..]) {
@@ -156,7 +211,13 @@ impl Protocol for RpcProtocol {
                     consumed: used,
                 }) => {
                     let payload = &input[consumed..][payload];
-                    self.answer(payload, out, peer);
+                    if self.answer(payload, out, peer, session) {
+                        // Too many wrong tokens: what follows is not answered.
+                        return Served {
+                            consumed: input.len(),
+                            close: true,
+                        };
+                    }
                     consumed += used;
                 }
                 Ok(Decoded::Incomplete { .. }) => {
