@@ -182,3 +182,48 @@ fn sigterm_under_load_answers_cleanly_and_exits_zero() {
     ParkingClient::connect(again.rpc).unwrap().ping().unwrap();
     assert!(again.terminate().success());
 }
+
+#[test]
+fn protected_mode_an_open_server_beyond_loopback_exits_2() {
+    let (status, stderr) = run_to_end(&[
+        "--host",
+        "0.0.0.0",
+        "--rpc-port",
+        "0",
+        "--sensor-port",
+        "0",
+        "--pubsub-port",
+        "0",
+    ]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("protected mode"), "{stderr}");
+    assert!(stderr.contains("\"protected_mode\": false"), "{stderr}");
+    assert!(stderr.contains("keygen"), "{stderr}");
+}
+
+#[test]
+fn keygen_prints_a_token_and_the_entry_that_accepts_it() {
+    let output = Command::new(BINARY)
+        .args([
+            "keygen", "--id", "gate-A", "--role", "sensor", "--lots", "A,B",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    let token = lines[1];
+    assert!(token.len() >= 22, "{token}");
+    let entry: serde_json::Value = serde_json::from_str(lines[3]).unwrap();
+    assert_eq!(entry["id"], "gate-A");
+    assert_eq!(entry["role"], "sensor");
+    assert_eq!(entry["lots"], serde_json::json!(["A", "B"]));
+    assert_eq!(entry["sha256"], auth::token_hash(token));
+    assert!(!stdout.contains(&auth::token_hash("x")));
+
+    let (status, stderr) = run_to_end(&["keygen", "--id", "gate-A", "--role", "sensor"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("--lots"), "{stderr}");
+    let (status, _) = run_to_end(&["keygen", "--id", "1x", "--role", "viewer"]);
+    assert_eq!(status.code(), Some(2));
+}

@@ -106,13 +106,15 @@ impl Stream {
         }
     }
 
-    /// Shuts the socket down; shutting down writing ends a TLS session with its
+    /// Shuts the socket down; shutting down writing ends an established TLS session with its
     /// `close_notify` first (sent if the socket takes it).
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         match self {
             Stream::Plain(tcp) => tcp.shutdown(how),
             Stream::Tls(tls) => {
-                if how != Shutdown::Read {
+                // Before the handshake is done there is no session to end (and a plain-text
+                // peer must get nothing but the close).
+                if how != Shutdown::Read && !tls.tls.is_handshaking() {
                     tls.tls.send_close_notify();
                     let _ = tls.push_records();
                 }
