@@ -20,12 +20,14 @@
 //! - [`runner`]: one row: connection threads, reconnection, histograms, progress line.
 //! - [`report`]: the table, the JSON report and the `.hgrm` files.
 //! - [`plot`]: the latency-by-percentile SVG chart.
+//! - [`cleanup`]: cancelling what the run left reserved.
 //! - [`baseline`]: the baseline server behind the `baseline-server` binary.
 //! - this file: [`run`], which ties them together, and the exit codes.
 
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod cleanup;
 pub mod idle;
 pub mod options;
 pub mod pacing;
@@ -36,6 +38,7 @@ pub mod workload;
 
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use client::ParkingClient;
@@ -132,6 +135,11 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         timeout: options.timeout.duration,
         progress: io::stderr().is_terminal(),
     };
+    let files: Vec<&Path> = [&options.json, &options.plot]
+        .into_iter()
+        .filter_map(|path| path.as_deref())
+        .collect();
+    report::check_writable(&files, options.hgrm.as_deref())?;
     let template = runner::new_histogram().map_err(RunError::Histogram)?;
     let mode = options.mode;
 
@@ -183,6 +191,13 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         rows.push(row);
     }
 
+    if let Some(lot_ids) = lots {
+        let note = cleanup_note(options, &config, lot_ids, busiest);
+        if let Some(note) = note {
+            writeln!(out, "{note}").map_err(RunError::Stdout)?;
+        }
+    }
+
     if let Some(path) = &options.json {
         let report = Report {
             target: config.target.clone(),
@@ -208,6 +223,33 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         plot::write_svg(path, &title, &rows)?;
     }
     Ok(rows)
+}
+
+/// Cancels what the run may have left reserved and describes it in one line (none when the
+/// mode reserves nothing).
+fn cleanup_note(
+    options: &Options,
+    config: &RunConfig,
+    lots: Vec<String>,
+    busiest: usize,
+) -> Option<String> {
+    let connections = u32::try_from(busiest).unwrap_or(u32::MAX);
+    let workload = Workload::new(options.mode, lots, options.plates, connections)?;
+    match cleanup::cancel_leftovers(config, &workload) {
+        Ok(cleanup::Cleanup::NotNeeded) => None,
+        Ok(cleanup::Cleanup::Done { sent, cancelled }) => Some(format!(
+            "cleanup: cancelled {cancelled} reservation(s) the run left ({sent} cancels sent)"
+        )),
+        Ok(cleanup::Cleanup::Skipped { pairs }) => Some(format!(
+            "cleanup: skipped ({pairs} lot and plate pairs, over {}); the run's \
+             reservations expire after the server's reservation_ttl",
+            cleanup::MAX_CANCELS
+        )),
+        Err(err) => Some(format!(
+            "cleanup: failed ({err}); the run's reservations expire after the server's \
+             reservation_ttl"
+        )),
+    }
 }
 
 /// The exit code for a run that produced `rows`.

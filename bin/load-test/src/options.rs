@@ -71,8 +71,8 @@ pub struct Options {
     )]
     pub workers: Vec<u32>,
 
-    /// Recorded seconds per row.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    /// Recorded seconds per row (more than 0).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_duration)]
     pub duration: Seconds,
 
     /// Unrecorded seconds before each row's recording starts (connections warm up, caches fill).
@@ -163,6 +163,15 @@ fn parse_seconds(text: &str) -> Result<Seconds, String> {
     Ok(Seconds { secs, duration })
 }
 
+/// [`parse_seconds`], above zero: a row that records nothing measures nothing.
+fn parse_duration(text: &str) -> Result<Seconds, String> {
+    let seconds = parse_seconds(text)?;
+    if seconds.duration.is_zero() {
+        return Err(format!("{text} records nothing: give more than 0 seconds"));
+    }
+    Ok(seconds)
+}
+
 fn parse_rate(text: &str) -> Result<f64, String> {
     let rate: f64 = text
         .trim()
@@ -216,6 +225,7 @@ mod tests {
         for args in [
             &["load-test", "--workers", "0"][..],
             &["load-test", "--duration", "-1"],
+            &["load-test", "--duration", "0"],
             &["load-test", "--duration", "NaN"],
             &["load-test", "--rate", "0"],
             &["load-test", "--rate", "inf"],

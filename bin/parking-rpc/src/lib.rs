@@ -135,41 +135,84 @@ impl From<Exit> for u8 {
     }
 }
 
+/// A failed run: what to print and exit with, and a short code for `--json` output.
+struct Failed {
+    /// The server's error code (`UNKNOWN_LOT`), or what went wrong on our side
+    /// (`UNREACHABLE`, `TIMEOUT`, `CLOSED`, `IO`, `BAD_REPLY`, `OUTPUT`).
+    code: String,
+    failure: Failure,
+}
+
 /// Describes a client error as the tool's failure, naming the server as `target`.
-fn client_failure(err: ClientError, target: &str, timeout: Duration) -> Failure {
-    let (exit, message) = match err {
+fn client_failure(err: ClientError, target: &str, timeout: Duration) -> Failed {
+    let (code, exit, message) = match err {
         ClientError::Connect { source, .. } => (
+            "UNREACHABLE".to_owned(),
             Exit::Unreachable,
             format!("cannot connect to the RPC port at {target}: {source}"),
         ),
         ClientError::Timeout => (
+            "TIMEOUT".to_owned(),
             Exit::Unreachable,
             format!("no answer from {target} within {} s", timeout.as_secs_f64()),
         ),
-        ClientError::Closed => (Exit::Unreachable, format!("{target} closed the connection")),
+        ClientError::Closed => (
+            "CLOSED".to_owned(),
+            Exit::Unreachable,
+            format!("{target} closed the connection"),
+        ),
         ClientError::Io(err) => (
+            "IO".to_owned(),
             Exit::Unreachable,
             format!("i/o error talking to {target}: {err}"),
         ),
-        ClientError::Server(err) => (Exit::ServerError, format!("server error {err}")),
+        ClientError::Server(err) => (
+            err.code.to_string(),
+            Exit::ServerError,
+            format!("server error {err}"),
+        ),
         ClientError::Protocol(detail) => (
+            "BAD_REPLY".to_owned(),
             Exit::ServerError,
             format!("unexpected reply from {target}: {detail}"),
         ),
     };
-    Failure::new(exit, message)
+    Failed {
+        code,
+        failure: Failure::new(exit, message),
+    }
 }
 
-fn output_failure(err: io::Error) -> Failure {
-    Failure::new(Exit::Unreachable, format!("cannot write the output: {err}"))
+fn output_failure(err: io::Error) -> Failed {
+    Failed {
+        code: "OUTPUT".to_owned(),
+        failure: Failure::new(Exit::Unreachable, format!("cannot write the output: {err}")),
+    }
 }
 
 /// Connects to the server named by `cli`, runs its command and writes the result to `out`.
+/// With `--json`, a failure is also written to `out` as `{"error", "detail"}`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failure> {
+    execute(cli, out).map_err(|failed| {
+        // Best effort: stdout may be what failed.
+        let _ = output::Printer::new(cli.json)
+            .failure(out, &failed.code, &failed.failure.message)
+            .and_then(|()| out.flush());
+        failed.failure
+    })
+}
+
+fn execute(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failed> {
     let target = format!("{}:{}", cli.host, cli.port);
     let fail = |err| client_failure(err, &target, cli.timeout);
     log::debug!("connecting to {target}");
-    let access = cli.access.access(Exit::Unreachable.into())?;
+    let access = cli
+        .access
+        .access(Exit::Unreachable.into())
+        .map_err(|failure| Failed {
+            code: "TLS".to_owned(),
+            failure,
+        })?;
     let mut client =
         ParkingClient::connect_with(&cli.host, cli.port, cli.timeout, &access).map_err(fail)?;
     let printer = output::Printer::new(cli.json);

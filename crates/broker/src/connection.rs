@@ -82,6 +82,8 @@ pub(crate) enum CloseReason {
     WriteStalled,
     /// A line went over the limit; `ERR LINE_TOO_LONG` was sent.
     LineTooLong,
+    /// The peer sent an RPC frame, not a line; `ERR BAD_COMMAND` was sent.
+    NotALine,
     /// The broker is shutting down.
     Shutdown,
 }
@@ -368,6 +370,15 @@ impl Connection {
     fn handle_lines(&mut self, ctx: &Context, now: Instant) {
         let mut consumed_any = false;
         while self.closing.is_none() && self.output.len() < MAX_PENDING_OUTPUT {
+            if line::starts_like_a_frame(&self.input) {
+                let error = PubsubError::new(
+                    PubsubErrorCode::BadCommand,
+                    "this is the pub/sub port, which takes text lines; the bytes look like an \
+                     RPC frame (use the RPC port)",
+                );
+                self.refuse(ctx, &error, CloseReason::NotALine, now);
+                break;
+            }
             match line::decode(&self.input, pubsub::MAX_LINE_LEN) {
                 Decoded::Line { content, consumed } => {
                     let peer = self.peer;
@@ -460,15 +471,7 @@ impl Connection {
                         PubsubErrorCode::LineTooLong,
                         format!("lines are limited to {} bytes", pubsub::MAX_LINE_LEN),
                     );
-                    pubsub::encode_error(&mut self.output, &error);
-                    self.input.clear();
-                    // Nothing more is sent but the reply, so stop queueing events at once.
-                    self.end_subscription(&ctx.registry);
-                    self.closing = Some(Closing {
-                        reason: CloseReason::LineTooLong,
-                        deadline: now + CLOSE_LINGER,
-                        write_shut: false,
-                    });
+                    self.refuse(ctx, &error, CloseReason::LineTooLong, now);
                 }
             }
         }
@@ -477,6 +480,19 @@ impl Connection {
         } else if consumed_any || self.line_started.is_none() {
             self.line_started = Some(now);
         }
+    }
+
+    /// Answers a fatal `error` and closes for `reason` once it is written.
+    fn refuse(&mut self, ctx: &Context, error: &PubsubError, reason: CloseReason, now: Instant) {
+        pubsub::encode_error(&mut self.output, error);
+        self.input.clear();
+        // Nothing more is sent but the reply, so stop queueing events at once.
+        self.end_subscription(&ctx.registry);
+        self.closing = Some(Closing {
+            reason,
+            deadline: now + CLOSE_LINGER,
+            write_shut: false,
+        });
     }
 
     fn check_timeouts(&self, ctx: &Context, now: Instant) -> Result<(), CloseReason> {

@@ -359,7 +359,9 @@ impl Broker {
         }
         let stats = self.stats();
         log::info!(
-            "pub/sub broker stopped: {} events published, {} dropped, {} slow subscribers disconnected",
+            "pub/sub broker stopped: {} changes published, {} event lines queued for subscribers, \
+             {} dropped, {} slow subscribers disconnected",
+            stats.changes_published,
             stats.events_published,
             stats.events_dropped,
             stats.slow_disconnects

@@ -434,6 +434,9 @@ impl Notifier {
             CloseReason::LineTooLong => {
                 peer_warn!("{who} closed: sent a line over the length limit");
             }
+            CloseReason::NotALine => {
+                peer_warn!("{who} closed: sent an RPC frame to the pub/sub port");
+            }
         }
         connection.close(&self.ctx.registry);
         counters.connection_closed();

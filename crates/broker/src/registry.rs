@@ -363,6 +363,7 @@ impl Registry {
     /// state. Lines of one lot are queued in the order of the calls, and the state makes those
     /// calls in the order the changes happened, one at a time per lot.
     pub(crate) fn publish(&self, change: &LotChange) {
+        self.counters.change_published();
         let topics = self.topics.read();
         if let Some(latest) = self.latest.get(&change.lot) {
             *latest.lock() = Some(change.clone());
@@ -427,6 +428,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::BrokerStats;
 
     fn lot(id: &str) -> LotId {
         LotId::new(id).unwrap()
@@ -622,7 +624,14 @@ mod tests {
     fn nothing_is_encoded_without_subscribers() {
         let registry = registry(4, 10);
         registry.publish(&change("A", 1));
-        assert_eq!(registry.counters().snapshot(), Default::default());
+        // The change is counted; no line was made or queued.
+        assert_eq!(
+            registry.counters().snapshot(),
+            BrokerStats {
+                changes_published: 1,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub const MAX_SECONDS: f64 = 1e9;
 /// fit in one 4 MiB frame, with room to spare for the fields later versions add.
 pub const MAX_LOTS: usize = 10_000;
 
+/// Least `max_buffered_bytes`: one request of the largest size must fit.
+const MIN_BUFFERED_BYTES: usize = 4 << 20;
+
+/// Most `max_buffered_bytes`: past this it is a typo.
+const MAX_BUFFERED_BYTES: usize = 1 << 40;
+
 /// Bounds of the counts: past these a setting is a typo, and some (threads) would crash the
 /// process at start rather than fail cleanly.
 const COUNT_BOUNDS: [(&str, usize); 6] = [
@@ -103,6 +109,9 @@ pub struct Config {
     pub scheduling_slice_ms: Option<u64>,
     /// Open connections allowed per port; further ones are told BUSY and closed.
     pub max_connections: usize,
+    /// Bytes all RPC and sensor connections may buffer together in unfinished requests and
+    /// unsent replies, beyond 4 KiB each; a request that needs more is refused (BUSY).
+    pub max_buffered_bytes: usize,
     /// Open connections one client address may hold per port, so that one client cannot
     /// take every place; 0 for no limit (behind a proxy, through which every client shares
     /// one address).
@@ -162,6 +171,7 @@ impl Default for Config {
             scheduling_slice_ms: None,
             max_connections: 10_000,
             max_connections_per_address: 1_000,
+            max_buffered_bytes: 256 << 20,
             subscriber_queue_size: 64,
             max_overflow_drops: 10,
             notifier_threads: 2,
@@ -435,6 +445,16 @@ impl Config {
                 &format!(
                     "must be from 0 (no limit) to {}, got {}",
                     COUNT_BOUNDS[3].1, self.max_connections_per_address
+                ),
+            );
+        }
+        if !(MIN_BUFFERED_BYTES..=MAX_BUFFERED_BYTES).contains(&self.max_buffered_bytes) {
+            return invalid(
+                "max_buffered_bytes",
+                &format!(
+                    "must be from {MIN_BUFFERED_BYTES} (one largest request) to \
+                     {MAX_BUFFERED_BYTES} (1 TiB), got {}",
+                    self.max_buffered_bytes
                 ),
             );
         }

@@ -1,3 +1,7 @@
+//! Resource limits: who may connect ([`Admission`]), how many connections the open-files
+//! limit allows ([`ConnectionBudget`]), and how many bytes connections may buffer
+//! ([`BufferBudget`]).
+//!
 //! The open-files limit: how many connections the process can really hold.
 //!
 //! Every connection is a file descriptor, so `max_connections` per port is only true if the
@@ -222,6 +226,91 @@ impl Drop for Ticket {
     }
 }
 
+/// The bytes all connections of the RPC and sensor ports may buffer together beyond each
+/// one's free allowance: unfinished requests and unsent replies (`max_buffered_bytes`).
+/// Without it, a few hundred peers each sending the start of a 4 MiB frame hold gigabytes.
+#[derive(Debug)]
+pub(crate) struct BufferBudget {
+    max: usize,
+    held: AtomicUsize,
+}
+
+impl BufferBudget {
+    /// A budget of `max` bytes.
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(BufferBudget {
+            max,
+            held: AtomicUsize::new(0),
+        })
+    }
+
+    /// The most bytes held together.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Bytes held now.
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
+/// One connection's share of the [`BufferBudget`], given back when it is dropped.
+#[derive(Debug)]
+pub(crate) struct BufferCharge {
+    budget: Arc<BufferBudget>,
+    held: usize,
+}
+
+impl BufferCharge {
+    /// A charge of nothing yet against `budget`.
+    pub(crate) fn new(budget: Arc<BufferBudget>) -> Self {
+        BufferCharge { budget, held: 0 }
+    }
+
+    /// Raises the charge to `bytes` if the budget has room for the difference (lowering it
+    /// always succeeds); false, and nothing changed, if it has not.
+    pub(crate) fn try_raise(&mut self, bytes: usize) -> bool {
+        if bytes <= self.held {
+            self.force(bytes);
+            return true;
+        }
+        let more = bytes - self.held;
+        let raised = self
+            .budget
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(more)
+                    .filter(|&total| total <= self.budget.max)
+            })
+            .is_ok();
+        if raised {
+            self.held = bytes;
+        }
+        raised
+    }
+
+    /// Sets the charge to `bytes`, over the budget if need be (for memory already in use).
+    pub(crate) fn force(&mut self, bytes: usize) {
+        if bytes > self.held {
+            self.budget
+                .held
+                .fetch_add(bytes - self.held, Ordering::AcqRel);
+        } else {
+            self.budget
+                .held
+                .fetch_sub(self.held - bytes, Ordering::AcqRel);
+        }
+        self.held = bytes;
+    }
+}
+
+impl Drop for BufferCharge {
+    fn drop(&mut self) {
+        self.force(0);
+    }
+}
+
 /// Raises the open-files limit for `ports` ports of `max_connections` each, and returns
 /// how many connections all ports may hold together, warning when that is fewer than every
 /// port full.
@@ -337,5 +426,25 @@ mod tests {
         drop(a);
         assert_eq!((rpc.open(), budget.open(), rpc.addresses()), (1, 2, 1));
         let _d = sensor.admit(peer("10.0.0.4")).unwrap();
+    }
+
+    #[test]
+    fn the_buffer_budget_refuses_growth_past_it_and_counts_what_is_in_use() {
+        let budget = BufferBudget::new(100);
+        let mut big = BufferCharge::new(Arc::clone(&budget));
+        let mut small = BufferCharge::new(Arc::clone(&budget));
+        assert!(big.try_raise(80));
+        assert!(!small.try_raise(30));
+        assert_eq!(budget.held(), 80);
+        assert!(small.try_raise(20));
+        // Memory already in use is counted even past the budget, and refuses more growth.
+        small.force(40);
+        assert_eq!(budget.held(), 120);
+        assert!(!big.try_raise(81));
+        assert!(big.try_raise(10));
+        drop(small);
+        assert_eq!(budget.held(), 10);
+        drop(big);
+        assert_eq!(budget.held(), 0);
     }
 }

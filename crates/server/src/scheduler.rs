@@ -38,7 +38,7 @@ use transport::{Stream, TlsAcceptor};
 use warn_limit::peer_warn;
 
 use crate::connection::{CloseReason, Connection, ConnectionStats, Protocol, Timeouts};
-use crate::limits::{Admission, Refusal};
+use crate::limits::{Admission, BufferBudget, Refusal};
 use crate::poller::{Handoff, Parking};
 use crate::worker::{self, Worker};
 
@@ -55,6 +55,8 @@ pub(crate) struct SchedulerConfig {
     pub(crate) timeouts: Timeouts,
     /// Who may connect; the refused are told BUSY and closed.
     pub(crate) admission: Arc<Admission>,
+    /// What connections may buffer beyond their free allowance (shared with other ports).
+    pub(crate) buffers: Arc<BufferBudget>,
     /// The key table, when access control is on.
     pub(crate) auth: Option<Arc<Authenticator>>,
     /// The certificate, when the port speaks TLS.
@@ -255,7 +257,13 @@ impl<P: Protocol> Scheduler<P> {
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         log::debug!("{name} {peer}: connected");
         let session = Session::new(self.config.auth.as_ref());
-        let connection = Connection::new(stream, peer, ticket, session);
+        let connection = Connection::new(
+            stream,
+            peer,
+            ticket,
+            Arc::clone(&self.config.buffers),
+            session,
+        );
         self.park(connection, Interest::READABLE);
     }
 

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use auth::{Action, AuthFailure, Denied, Session};
+
 use framing::line::{self, Decoded};
 use framing::sensor::{
     self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
@@ -14,7 +15,7 @@ use state::{StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
-use crate::connection::{Protocol, Served};
+use crate::connection::{Protocol, Step};
 
 /// Applies sensor reports through the store.
 pub struct SensorProtocol {
@@ -106,65 +107,57 @@ impl Protocol for SensorProtocol {
         MAX_LINE_LEN + 2
     }
 
-    fn serve(
+    fn serve_one(
         &self,
         input: &[u8],
         out: &mut Vec<u8>,
         peer: SocketAddr,
         session: &mut Session,
-    ) -> Served {
-        let mut consumed = 0;
-        loop {
-            match line::decode(&input[consumed..], MAX_LINE_LEN) {
-                Decoded::Line {
-                    content,
-                    consumed: used,
-                } => {
-                    self.updates.fetch_add(1, Ordering::Relaxed);
-                    let text = &input[consumed..][content];
-                    let mut close = false;
-                    let reply = sensor::parse_command(text)
-                        .and_then(|command| self.execute(command, peer, session, &mut close));
-                    if let Err(error) = &reply {
-                        match error.code {
-                            SensorErrorCode::UnknownLot => {
-                                log::debug!("sensor {peer}: refused: {error}");
-                            }
-                            // Authentication failures are logged where they are counted.
-                            SensorErrorCode::Unauthorized => {}
-                            SensorErrorCode::Forbidden => {
-                                peer_warn!("sensor {peer}: refused: {error}");
-                            }
-                            _ => peer_warn!("sensor {peer}: malformed line: {error}"),
+    ) -> Step {
+        if line::starts_like_a_frame(input) {
+            let error = SensorError::new(
+                SensorErrorCode::UnknownCommand,
+                "this is the sensor port, which takes text lines; the bytes look like an RPC \
+                 frame (use the RPC port); closing",
+            );
+            peer_warn!("sensor {peer}: sent an RPC frame to the sensor port");
+            sensor::encode_reply(out, Err(&error));
+            return Step::Fatal;
+        }
+        match line::decode(input, MAX_LINE_LEN) {
+            Decoded::Line { content, consumed } => {
+                self.updates.fetch_add(1, Ordering::Relaxed);
+                let mut close = false;
+                let reply = sensor::parse_command(&input[content])
+                    .and_then(|command| self.execute(command, peer, session, &mut close));
+                if let Err(error) = &reply {
+                    match error.code {
+                        SensorErrorCode::UnknownLot => {
+                            log::debug!("sensor {peer}: refused: {error}");
                         }
-                    }
-                    sensor::encode_reply(out, reply.as_ref());
-                    consumed += used;
-                    if close {
-                        return Served {
-                            consumed: input.len(),
-                            close: true,
-                        };
+                        // Authentication failures are logged where they are counted.
+                        SensorErrorCode::Unauthorized => {}
+                        SensorErrorCode::Forbidden => {
+                            peer_warn!("sensor {peer}: refused: {error}");
+                        }
+                        _ => peer_warn!("sensor {peer}: malformed line: {error}"),
                     }
                 }
-                Decoded::Incomplete => {
-                    return Served {
-                        consumed,
-                        close: false,
-                    };
+                sensor::encode_reply(out, reply.as_ref());
+                if close {
+                    return Step::Fatal;
                 }
-                Decoded::TooLong => {
-                    let error = SensorError::new(
-                        SensorErrorCode::LineTooLong,
-                        format!("line exceeds {MAX_LINE_LEN} bytes; closing"),
-                    );
-                    peer_warn!("sensor {peer}: {error}");
-                    sensor::encode_reply(out, Err(&error));
-                    return Served {
-                        consumed: input.len(),
-                        close: true,
-                    };
-                }
+                Step::Answered { consumed }
+            }
+            Decoded::Incomplete => Step::Incomplete,
+            Decoded::TooLong => {
+                let error = SensorError::new(
+                    SensorErrorCode::LineTooLong,
+                    format!("line exceeds {MAX_LINE_LEN} bytes; closing"),
+                );
+                peer_warn!("sensor {peer}: {error}");
+                sensor::encode_reply(out, Err(&error));
+                Step::Fatal
             }
         }
     }

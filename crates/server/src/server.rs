@@ -18,7 +18,7 @@ use warn_limit::peer_warn;
 
 use crate::config::{Config, ConfigError, PortName};
 use crate::connection::Timeouts;
-use crate::limits::{self, Admission, ConnectionBudget};
+use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
 use crate::listener::{self, BindError};
 use crate::rpc::RpcProtocol;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -88,7 +88,9 @@ pub struct Summary {
     pub sensor_lines: u64,
     /// Connections refused at a connection limit, on every port.
     pub refused_busy: u64,
-    /// Events queued for subscribers.
+    /// Changes of a lot's free count published.
+    pub changes_published: u64,
+    /// Event lines queued for subscribers: one per subscriber per change it follows.
     pub events_published: u64,
     /// Events dropped because a subscriber fell behind.
     pub events_dropped: u64,
@@ -101,12 +103,14 @@ impl fmt::Display for Summary {
         write!(
             f,
             "rpc: {} connection(s), {} request(s); sensor: {} connection(s), {} line(s); \
-             {} refused busy; pub/sub: {} event(s) published, {} dropped, {} slow subscriber(s) disconnected",
+             {} refused busy; pub/sub: {} change(s) published, {} event line(s) queued for \
+             subscribers, {} dropped, {} slow subscriber(s) disconnected",
             self.rpc_connections,
             self.rpc_requests,
             self.sensor_connections,
             self.sensor_lines,
             self.refused_busy,
+            self.changes_published,
             self.events_published,
             self.events_dropped,
             self.slow_disconnects
@@ -258,6 +262,7 @@ impl Server {
                 Arc::clone(&budget),
             )
         };
+        let buffers = BufferBudget::new(config.max_buffered_bytes);
         let scheduler_config = |workers, port| SchedulerConfig {
             workers,
             timeouts: Timeouts {
@@ -266,6 +271,7 @@ impl Server {
                 auth: config.auth_timeout,
             },
             admission: admission(),
+            buffers: Arc::clone(&buffers),
             auth: auth.clone(),
             tls: tls_for(port),
         };
@@ -337,6 +343,7 @@ impl Server {
             sensor,
             broker,
             pubsub_admission,
+            buffers,
             purger: Some(purger),
             grace: config.shutdown_grace,
             stopped: false,
@@ -383,6 +390,8 @@ pub struct RunningServer {
     broker: Arc<Broker>,
     /// Who may connect to the pub/sub port (the broker holds each admitted one's ticket).
     pubsub_admission: Arc<Admission>,
+    /// What RPC and sensor connections buffer beyond their free allowance.
+    buffers: Arc<BufferBudget>,
     purger: Option<Purger>,
     grace: Duration,
     stopped: bool,
@@ -437,6 +446,12 @@ impl RunningServer {
         self.stop()
     }
 
+    /// Bytes RPC and sensor connections hold now in unfinished requests and unsent replies,
+    /// beyond the 4 KiB each may use freely (what `max_buffered_bytes` limits).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffers.held()
+    }
+
     /// Connections open now on each port.
     pub fn open_connections(&self) -> OpenConnections {
         OpenConnections {
@@ -459,6 +474,7 @@ impl RunningServer {
             refused_busy: self.rpc.config.admission.refused()
                 + self.sensor.config.admission.refused()
                 + self.pubsub_admission.refused(),
+            changes_published: broker.changes_published,
             events_published: broker.events_published,
             events_dropped: broker.events_dropped,
             slow_disconnects: broker.slow_disconnects,

@@ -135,7 +135,9 @@ fn peers_that_stop_reading_are_parked_and_closed_at_the_frame_timeout() {
     for _ in 0..100_000 {
         frame::encode(&mut batch, b"LOTS").unwrap();
     }
-    let mut stuck: Vec<TcpStream> = (0..8)
+    // More stuck peers than workers, and few enough that filling their kernel buffers (a few
+    // MB each, in a debug build on a loaded machine) stays well inside the deadline.
+    let mut stuck: Vec<TcpStream> = (0..4)
         .map(|_| {
             let stream = connect(server.rpc_addr());
             SockRef::from(&stream).set_recv_buffer_size(4096).unwrap();

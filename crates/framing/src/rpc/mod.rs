@@ -44,14 +44,23 @@ pub fn is_json(payload: &[u8]) -> bool {
 
 /// The three fields a request object must have, left raw so that a mistyped `method` or `args`
 /// can still be answered with the request's `rpcId`. Other fields are ignored.
+///
+/// A field written as `null` is present (and mistyped), not missing: serde's `Option` would
+/// read it as absent, hence `present`.
 #[derive(Deserialize)]
 struct RequestFields<'a> {
-    #[serde(rename = "rpcId", borrow, default)]
+    #[serde(rename = "rpcId", borrow, default, deserialize_with = "present")]
     rpc_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     method: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     args: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 fn bad_request(rpc_id: Option<u32>, detail: impl Into<String>) -> RejectedRequest {
@@ -237,6 +246,24 @@ mod tests {
     }
 
     #[test]
+    fn a_null_field_is_mistyped_not_missing() {
+        let detail = |payload: &str| json(payload).unwrap_err().error.detail;
+        assert_eq!(
+            detail(r#"{"rpcId":null,"method":"ping","args":[]}"#),
+            r#"rpcId must be an integer from 0 to 4294967295, got "null""#
+        );
+        assert_eq!(detail(r#"{"method":"ping","args":[]}"#), "rpcId is missing");
+        assert_eq!(
+            detail(r#"{"rpcId":1,"method":null,"args":[]}"#),
+            "method must be a string"
+        );
+        assert_eq!(
+            detail(r#"{"rpcId":1,"method":"ping","args":null}"#),
+            "args must be an array"
+        );
+    }
+
+    #[test]
     fn error_codes_and_echoed_ids() {
         assert_eq!(code_of("{"), (None, ErrorCode::BadRequest));
         assert_eq!(code_of("[1]"), (None, ErrorCode::BadRequest));
@@ -365,7 +392,40 @@ mod tests {
             Some(42),
             Ok(&Reply::Reserve(ReserveOutcome::Exists)),
         );
-        assert_eq!(out, br#"{"rpcId":42,"result":false,"error":null}"#);
+        assert_eq!(
+            out,
+            br#"{"rpcId":42,"result":false,"error":null,"reason":"EXISTS"}"#
+        );
+        assert_eq!(
+            decode_json_reply(&out).unwrap().reason.as_deref(),
+            Some("EXISTS")
+        );
+        for (reply, json) in [
+            (
+                Reply::Reserve(ReserveOutcome::Full),
+                &br#"{"rpcId":1,"result":false,"error":null,"reason":"FULL"}"#[..],
+            ),
+            (
+                Reply::Cancel(CancelOutcome::NotFound),
+                br#"{"rpcId":1,"result":false,"error":null,"reason":"NOT_FOUND"}"#,
+            ),
+            // A success has no reason.
+            (
+                Reply::Reserve(ReserveOutcome::Reserved),
+                br#"{"rpcId":1,"result":true,"error":null}"#,
+            ),
+            (
+                Reply::Cancel(CancelOutcome::Cancelled),
+                br#"{"rpcId":1,"result":true,"error":null}"#,
+            ),
+        ] {
+            out.clear();
+            encode_json_reply(&mut out, Some(1), Ok(&reply));
+            assert_eq!(out, json, "{reply:?}");
+        }
+        // A server that predates `reason` is still read.
+        let old = decode_json_reply(br#"{"rpcId":1,"result":false,"error":null}"#).unwrap();
+        assert_eq!(old.reason, None);
         out.clear();
         let error = WireError::new(ErrorCode::FrameTooLarge, "too big");
         encode_json_reply(&mut out, None, Err(&error));
