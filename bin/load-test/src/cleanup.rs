@@ -33,7 +33,8 @@ pub enum Cleanup {
 }
 
 /// Sends a `cancel` for every lot and plate `workload` may have reserved, pipelined on one
-/// connection to `config`'s server, as its key (whose reservations they are).
+/// connection to `config`'s servers (the first node that answers: they all share the
+/// reservations), as its key (whose reservations they are).
 pub fn cancel_leftovers(config: &RunConfig, workload: &Workload) -> Result<Cleanup, ClientError> {
     let pairs = workload.reservable_pairs();
     if pairs == 0 {
@@ -42,8 +43,7 @@ pub fn cancel_leftovers(config: &RunConfig, workload: &Workload) -> Result<Clean
     if pairs > MAX_CANCELS {
         return Ok(Cleanup::Skipped { pairs });
     }
-    let mut client =
-        ParkingClient::connect_with(&config.host, config.port, config.timeout, &config.access)?;
+    let mut client = ParkingClient::connect_with(&config.target, config.timeout, &config.access)?;
     let cancels: Vec<_> = workload.cancels().collect();
     let mut cancelled = 0;
     for batch in cancels.chunks(BATCH) {

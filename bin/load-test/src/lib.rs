@@ -122,8 +122,6 @@ impl RunError {
 pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError> {
     let config = RunConfig {
         target: options.target(),
-        host: options.host.clone(),
-        port: options.port,
         access: options
             .access
             .access(EXIT_USAGE)
@@ -149,7 +147,7 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
     };
     let busiest = options.workers.iter().copied().max().unwrap_or(0) as usize;
     let idle = IdleConnections::open(
-        &config.target,
+        config.target.get(0),
         options.idle as usize,
         busiest,
         options.timeout.duration,
@@ -200,7 +198,7 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
 
     if let Some(path) = &options.json {
         let report = Report {
-            target: config.target.clone(),
+            target: config.target.to_string(),
             mode,
             pipeline: options.pipeline,
             rate: options.rate,
@@ -270,10 +268,9 @@ fn row_workload(
 ) -> Result<Workload, (runner::Tally, String)> {
     let mode = options.mode;
     if mode.needs_lots() && lots.is_none() {
-        let found =
-            ParkingClient::connect_with(&config.host, config.port, config.timeout, &config.access)
-                .and_then(|mut client| client.get_lots())
-                .map_err(|err| (runner::failed_call(&err), format!("getLots failed: {err}")))?;
+        let found = ParkingClient::connect_with(&config.target, config.timeout, &config.access)
+            .and_then(|mut client| client.get_lots())
+            .map_err(|err| (runner::failed_call(&err), format!("getLots failed: {err}")))?;
         *lots = Some(found.into_iter().map(|lot| lot.id.into_owned()).collect());
     }
     let lot_ids = lots.clone().unwrap_or_default();

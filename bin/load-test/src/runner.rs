@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client::{Access, Backoff, ClientError, ParkingClient};
+use client::{Access, Backoff, ClientError, Endpoints, ParkingClient};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -49,12 +49,9 @@ const PROGRESS_TICK: Duration = Duration::from_millis(100);
 /// What every row of a run shares.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// `host:port` of the server's RPC port, for reports.
-    pub target: String,
-    /// The RPC port's host.
-    pub host: String,
-    /// The RPC port.
-    pub port: u16,
+    /// The servers' RPC ports; connection `i` starts with the `i`th, so connections spread
+    /// over several nodes.
+    pub target: Endpoints,
     /// TLS and the token each connection authenticates with (once, when it connects).
     pub access: Access,
     /// Requests in flight per connection (at least 1).
@@ -269,8 +266,7 @@ impl Connection {
                 break;
             }
             let mut client = match ParkingClient::connect_with(
-                &self.config.host,
-                self.config.port,
+                &self.config.target.rotated(self.index as usize),
                 self.config.timeout,
                 &self.config.access,
             ) {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use client::cli::{AccessArgs, parse_lot, parse_seconds};
-use client::{Backoff, Failure, OwnedEvent, SubscribeError, Subscription, Update};
+use client::{Backoff, Failure, Hosts, OwnedEvent, SubscribeError, Subscription, Update};
 use framing::pubsub::{PubsubErrorCode, Topic};
 use shutdown::ShutdownHandle;
 
@@ -60,9 +60,10 @@ Exit codes:
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Server host name or IP address.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Server host name or IP address; several nodes comma-separated (`a:9002,b:9002`, a
+    /// host without a port takes --port): a lost connection resumes on the next one.
+    #[arg(long, default_value = "127.0.0.1", value_parser = Hosts::parse)]
+    pub host: Hosts,
     /// The server's pub/sub port.
     #[arg(long, default_value_t = 9002)]
     pub port: u16,
@@ -137,59 +138,68 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
     } else {
         format!("lot(s) {}", cli.lots.join(", "))
     };
-    let target = format!("{}:{}", cli.host, cli.port);
+    let endpoints = cli.host.on(cli.port);
+    let target = endpoints.to_string();
     let mut backoff = Backoff::default();
     let mut printed = 0u64;
     let mut subscribed_before = false;
     let access = cli.access.access(2)?;
+    // Which node to try first: after a lost connection, the next one (the lost one is
+    // likely down, and its subscribers all move at once).
+    let mut first = 0;
     while !stop.is_triggered() {
-        let mut subscription =
-            match Subscription::connect_with(&cli.host, cli.port, &topics, cli.timeout, &access) {
-                Ok(subscription) => subscription,
-                Err(SubscribeError::Server(refusal))
-                    if refusal.code == PubsubErrorCode::Busy && subscribed_before =>
-                {
-                    let delay = backoff.next_delay();
-                    log::warn!(
-                        "{target} is busy ({}); reconnecting in {} ms",
-                        refusal.detail,
-                        delay.as_millis()
-                    );
-                    stop.wait_timeout(delay);
-                    continue;
-                }
-                Err(SubscribeError::Server(refusal)) => {
-                    return Err(Failure::new(
-                        3,
-                        format!("{target} refused the subscription: {refusal}"),
-                    ));
-                }
-                Err(err) if !subscribed_before => {
-                    return Err(Failure::new(
-                        2,
-                        format!(
-                            "cannot subscribe on the pub/sub port at {target}: {}",
-                            cause(err)
-                        ),
-                    ));
-                }
-                Err(err) => {
-                    let delay = backoff.next_delay();
-                    log::warn!(
-                        "{}; reconnecting to {target} in {} ms",
-                        cause(err),
-                        delay.as_millis()
-                    );
-                    stop.wait_timeout(delay);
-                    continue;
-                }
-            };
+        let mut subscription = match Subscription::connect_with(
+            &endpoints.rotated(first),
+            &topics,
+            cli.timeout,
+            &access,
+        ) {
+            Ok(subscription) => subscription,
+            Err(SubscribeError::Server(refusal))
+                if refusal.code == PubsubErrorCode::Busy && subscribed_before =>
+            {
+                let delay = backoff.next_delay();
+                log::warn!(
+                    "{target} is busy ({}); reconnecting in {} ms",
+                    refusal.detail,
+                    delay.as_millis()
+                );
+                stop.wait_timeout(delay);
+                continue;
+            }
+            Err(SubscribeError::Server(refusal)) => {
+                return Err(Failure::new(
+                    3,
+                    format!("{target} refused the subscription: {refusal}"),
+                ));
+            }
+            Err(err) if !subscribed_before => {
+                return Err(Failure::new(
+                    2,
+                    format!(
+                        "cannot subscribe on the pub/sub port at {target}: {}",
+                        cause(err)
+                    ),
+                ));
+            }
+            Err(err) => {
+                let delay = backoff.next_delay();
+                log::warn!(
+                    "{}; reconnecting to {target} in {} ms",
+                    cause(err),
+                    delay.as_millis()
+                );
+                stop.wait_timeout(delay);
+                continue;
+            }
+        };
         backoff.reset();
         let id = subscription.id();
+        let peer = subscription.peer_addr();
         if subscribed_before {
-            log::warn!("reconnected: re-subscribed to {described} on {target} (subscription {id})");
+            log::warn!("reconnected: re-subscribed to {described} on {peer} (subscription {id})");
         } else {
-            log::info!("subscribed to {described} on {target} (subscription {id})");
+            log::info!("subscribed to {described} on {peer} (subscription {id})");
         }
         subscribed_before = true;
         while !stop.is_triggered() {
@@ -219,7 +229,8 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    log::warn!("lost the subscription on {target}: {err}");
+                    log::warn!("lost the subscription on {peer}: {err}");
+                    first += 1;
                     break;
                 }
             }

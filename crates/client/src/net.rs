@@ -8,7 +8,8 @@ use std::time::Duration;
 use framing::line::{self, Decoded};
 use rustls::{ClientConnection, StreamOwned};
 
-use crate::access::Access;
+use crate::access::{Access, TlsClient};
+use crate::endpoints::Endpoints;
 
 /// A connection to the server: plain TCP, or TLS over it. Blocking, with the socket's
 /// timeouts.
@@ -53,28 +54,47 @@ impl Write for Conn {
     }
 }
 
-/// Connects to `host:port` as [`connect`] does and, with TLS in `access`, completes the
-/// handshake (checking the certificate against `host`) before returning, so that a wrong
-/// certificate is a connection failure that says so.
+/// Connects to the first of `endpoints` that answers, as [`connect`] does, and, with TLS in
+/// `access`, completes the handshake (checking the certificate against the name that endpoint
+/// was given by) before returning, so that a wrong certificate is a connection failure that
+/// says so. With TLS each endpoint is tried by itself (the name to verify is its own), and one
+/// whose handshake fails is passed over for the next, as one that does not answer is.
 pub(crate) fn connect_with(
-    host: &str,
-    port: u16,
+    endpoints: &Endpoints,
     timeout: Duration,
     access: &Access,
 ) -> Result<(Conn, SocketAddr), ConnectFailure> {
-    let (tcp, peer) = connect(
-        (host.trim_start_matches('[').trim_end_matches(']'), port),
-        timeout,
-    )?;
     let Some(tls) = &access.tls else {
+        let (tcp, peer) = connect(endpoints, timeout)?;
         return Ok((Conn::Plain(tcp), peer));
     };
+    let mut last = None;
+    for n in 0..endpoints.len() {
+        let attempt = connect(endpoints.get(n), timeout)
+            .and_then(|(tcp, peer)| handshake(tcp, peer, endpoints.host(n), tls));
+        match attempt {
+            Ok(connected) => return Ok(connected),
+            Err(failure) => last = Some(failure),
+        }
+    }
+    Err(last.unwrap_or_else(|| ConnectFailure {
+        addr: "(no address)".to_owned(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to"),
+    }))
+}
+
+/// Runs the TLS handshake with `peer` over `tcp`, verifying the certificate against `host`.
+fn handshake(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    host: &str,
+    tls: &TlsClient,
+) -> Result<(Conn, SocketAddr), ConnectFailure> {
     let failure = |detail: String| ConnectFailure {
         addr: peer.to_string(),
         source: io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {detail}")),
     };
     let mut session = tls.session(host).map_err(failure)?;
-    let mut tcp = tcp;
     while session.is_handshaking() {
         if let Err(err) = session.complete_io(&mut tcp) {
             return Err(match classify(err) {

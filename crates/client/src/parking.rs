@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::access::Access;
+use crate::endpoints::Endpoints;
 use crate::error::Error;
 use crate::net::{self, Conn};
 
@@ -145,16 +146,15 @@ impl ParkingClient {
         Ok(Self::over(Conn::Plain(stream), peer, timeout))
     }
 
-    /// Connects to `host`:`port` as `access` says: over TLS if it has TLS, and authenticated
+    /// Connects to the first of `endpoints` that answers, as `access` says: over TLS if it has TLS, and authenticated
     /// with its token if it has one (a refused token is [`ClientError::Server`] with code
     /// `UNAUTHORIZED`). `timeout` bounds the connection, the handshake and every call.
     pub fn connect_with(
-        host: &str,
-        port: u16,
+        endpoints: &Endpoints,
         timeout: Duration,
         access: &Access,
     ) -> Result<Self, ClientError> {
-        let (stream, peer) = net::connect_with(host, port, timeout, access)?;
+        let (stream, peer) = net::connect_with(endpoints, timeout, access)?;
         let mut client = Self::over(stream, peer, timeout);
         if let Some(token) = access.token() {
             client.auth(token)?;

@@ -8,6 +8,7 @@ use framing::Secret;
 use framing::sensor::{self, CountChange, SensorCommand, SensorError, SensorReply};
 
 use crate::access::Access;
+use crate::endpoints::Endpoints;
 use crate::error::Error;
 use crate::net::{self, Conn, LineReader};
 
@@ -38,15 +39,14 @@ impl SensorClient {
         })
     }
 
-    /// Connects to `host`:`port` as `access` says (TLS, then `AUTH <token>`), with `timeout`
+    /// Connects to the first of `endpoints` that answers, as `access` says (TLS, then `AUTH <token>`), with `timeout`
     /// for the connection, the handshake and every command.
     pub fn connect_with(
-        host: &str,
-        port: u16,
+        endpoints: &Endpoints,
         timeout: Duration,
         access: &Access,
     ) -> Result<Self, SensorClientError> {
-        let (stream, peer) = net::connect_with(host, port, timeout, access)?;
+        let (stream, peer) = net::connect_with(endpoints, timeout, access)?;
         let mut client = SensorClient {
             lines: LineReader::new(stream),
             peer,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use framing::pubsub::{self, Event, PubsubError, ServerLine, Topic};
 
 use crate::access::Access;
+use crate::endpoints::Endpoints;
 use crate::error::Error;
 use crate::net::{self, Conn, LineReader};
 
@@ -60,18 +61,17 @@ impl Subscription {
         Self::subscribe(Conn::Plain(stream), peer, topics, timeout, &Access::none())
     }
 
-    /// Like [`connect`](Self::connect), to `host`:`port` as `access` says: over TLS, and with
-    /// `AUTH <token>` sent ahead of the `SUBSCRIBE` lines (in the same write) when it has a
-    /// token. A refused token fails the call with [`SubscribeError::Server`].
+    /// Like [`connect`](Self::connect), to the first of `endpoints` that answers, as `access`
+    /// says: over TLS, and with `AUTH <token>` sent ahead of the `SUBSCRIBE` lines (in the same
+    /// write) when it has a token. A refused token fails the call with [`SubscribeError::Server`].
     pub fn connect_with(
-        host: &str,
-        port: u16,
+        endpoints: &Endpoints,
         topics: &[Topic<'_>],
         timeout: Duration,
         access: &Access,
     ) -> Result<Self, SubscribeError> {
         check_topics(topics)?;
-        let (stream, peer) = net::connect_with(host, port, timeout, access)?;
+        let (stream, peer) = net::connect_with(endpoints, timeout, access)?;
         Self::subscribe(stream, peer, topics, timeout, access)
     }
 

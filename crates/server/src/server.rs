@@ -13,10 +13,11 @@ use broker::{Broker, BrokerConfig, Held};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 use store::{MemoryStore, Store};
+use store_pg::{PgOptions, PgStore};
 use transport::{TlsAcceptor, TlsError};
 use warn_limit::peer_warn;
 
-use crate::config::{Config, ConfigError, PortName};
+use crate::config::{Config, ConfigError, PortName, StoreConfig};
 use crate::connection::Timeouts;
 use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
 use crate::listener::{self, BindError};
@@ -37,6 +38,8 @@ pub enum StartError {
     Config(ConfigError),
     /// The TLS certificate or key cannot be used.
     Tls(TlsError),
+    /// The PostgreSQL store could not be opened.
+    Postgres(store_pg::OpenError),
 }
 
 impl fmt::Display for StartError {
@@ -47,6 +50,7 @@ impl fmt::Display for StartError {
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
             StartError::Config(err) => write!(f, "{err}"),
             StartError::Tls(err) => write!(f, "{err}"),
+            StartError::Postgres(err) => write!(f, "{err}"),
         }
     }
 }
@@ -59,6 +63,7 @@ impl std::error::Error for StartError {
             StartError::Spawn(err) => Some(err),
             StartError::Config(err) => Some(err),
             StartError::Tls(err) => Some(err),
+            StartError::Postgres(err) => Some(err),
         }
     }
 }
@@ -188,18 +193,9 @@ impl Server {
             clock,
             store,
         } = self;
-        let store = match store {
-            Some(store) => store,
-            None => {
-                let state = Arc::new(
-                    ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
-                        .map_err(StartError::State)?,
-                );
-                Arc::new(MemoryStore::new(state))
-            }
-        };
         // Checked here too, not only when the file is loaded: an embedding caller builds its
-        // `Config` in code.
+        // `Config` in code. Before the store opens, so that a refused configuration never
+        // touches the database.
         if let Some(err) = config.protected_mode_violation() {
             return Err(StartError::Config(err));
         }
@@ -216,6 +212,10 @@ impl Server {
                 Some(TlsAcceptor::from_pem_files(&tls.cert, &tls.key).map_err(StartError::Tls)?)
             }
             None => None,
+        };
+        let store = match store {
+            Some(store) => store,
+            None => open_store(&config, clock)?,
         };
         let tls_for = |port| acceptor.clone().filter(|_| config.tls_on(port));
         let state = Arc::clone(store.state());
@@ -349,6 +349,27 @@ impl Server {
             stopped: false,
         })
     }
+}
+
+/// The store the configuration describes.
+fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match &config.store {
+        StoreConfig::Embedded {} => {
+            let state = ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::State)?;
+            Arc::new(MemoryStore::new(Arc::new(state)))
+        }
+        StoreConfig::Postgres(pg) => {
+            let options = PgOptions {
+                url: pg.url.clone(),
+                pool_size: pg.pool_size,
+                timeout: pg.timeout,
+            };
+            let store = PgStore::open(&options, config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::Postgres)?;
+            Arc::new(store)
+        }
+    })
 }
 
 /// Lots shown by name in the start-up line; a city's thousand lots are counted instead.

@@ -1,6 +1,7 @@
 //! Access control over real sockets, on every port: the role table row by row, each error
 //! code, five wrong tokens closing the connection, `auth_timeout`, reservation ownership (and
-//! that it survives the state being rebuilt from its changes), and a server without keys.
+//! that it survives the state being rebuilt from its changes, and a restart over PostgreSQL),
+//! and a server without keys.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,10 +12,11 @@ use std::time::Duration;
 
 use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
 use common::{RawLines, RawRpc, error_code};
-use server::{Config, RunningServer, Server};
+use server::{Config, PostgresConfig, RunningServer, Server, StoreConfig};
 use shutdown::ShutdownHandle;
 use state::{LotId, ParkingState, SystemClock};
 use store::MemoryStore;
+use testkit::pg::TempPostgres;
 
 /// Every key of the tests: id, role, and for the sensor its lot. Each key's token is
 /// `token-<id>`.
@@ -327,6 +329,38 @@ fn ownership_survives_rebuilding_the_state_from_its_changes() {
     assert_eq!(kiosk2.text("CANCEL B KEEP1"), "NOT_FOUND");
     let mut kiosk1 = rpc_as(&second, "kiosk-1");
     assert_eq!(kiosk1.text("CANCEL B KEEP1"), "OK");
+}
+
+/// Over PostgreSQL the owner is stored with the reservation: another node sees it, and so
+/// does a node started after every node that was running has stopped (a restart).
+#[test]
+fn ownership_is_stored_in_postgres_across_nodes_and_a_restart() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let on_pg = |config: &mut Config| {
+        config.store = StoreConfig::Postgres(PostgresConfig {
+            url: pg.url(),
+            pool_size: 2,
+            timeout: Duration::from_secs(5),
+        });
+    };
+    let first = start_keyed(on_pg);
+    let second = start_keyed(on_pg);
+    let mut kiosk1 = rpc_as(&first, "kiosk-1");
+    assert_eq!(kiosk1.text("RESERVE A PG1"), "OK");
+    assert_eq!(kiosk1.text("RESERVE A PG2"), "OK");
+    let mut kiosk2 = rpc_as(&second, "kiosk-2");
+    assert_eq!(kiosk2.text("CANCEL A PG1"), "NOT_FOUND");
+    drop((kiosk1, kiosk2, first, second));
+
+    let restarted = start_keyed(on_pg);
+    let mut kiosk2 = rpc_as(&restarted, "kiosk-2");
+    assert_eq!(kiosk2.text("CANCEL A PG1"), "NOT_FOUND");
+    let mut kiosk1 = rpc_as(&restarted, "kiosk-1");
+    assert_eq!(kiosk1.text("CANCEL A PG1"), "OK");
+    let mut ops = rpc_as(&restarted, "ops");
+    assert_eq!(ops.text("CANCEL A PG2"), "OK");
 }
 
 #[test]

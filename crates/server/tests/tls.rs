@@ -7,10 +7,11 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
-use client::{Access, ParkingClient, SensorClient, Subscription, TlsClient, Update};
+use client::{Access, Endpoints, ParkingClient, SensorClient, Subscription, TlsClient, Update};
 use framing::pubsub::Topic;
 use framing::sensor::CountChange;
 use server::{PortName, RunningServer};
@@ -28,6 +29,11 @@ fn start_tls(cert: &TestCert, tweak: impl FnOnce(&mut server::Config)) -> Runnin
     })
 }
 
+/// `host` on `addr`'s port: the name a TLS client checks the certificate against.
+fn at(host: &str, addr: SocketAddr) -> Endpoints {
+    Endpoints::parse(&format!("{host}:{}", addr.port()), 0).unwrap()
+}
+
 fn tls(cert: &TestCert) -> Access {
     Access::none().with_tls(TlsClient::from_ca_pem(cert.pem.as_bytes()).unwrap())
 }
@@ -38,8 +44,7 @@ fn every_port_speaks_tls() {
     let server = start_tls(&cert, |_| {});
     let access = tls(&cert);
     let mut rpc =
-        ParkingClient::connect_with("localhost", server.rpc_addr().port(), TIMEOUT, &access)
-            .unwrap();
+        ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &access).unwrap();
     rpc.ping().unwrap();
     assert_eq!(rpc.get_lots().unwrap().len(), 3);
     // Pipelined requests cross TLS records in both directions.
@@ -52,8 +57,7 @@ fn every_port_speaks_tls() {
         rpc.recv().unwrap();
     }
     let mut subscription = Subscription::connect_with(
-        "127.0.0.1",
-        server.pubsub_addr().port(),
+        &at("127.0.0.1", server.pubsub_addr()),
         &[Topic::Lot("A")],
         TIMEOUT,
         &access,
@@ -64,7 +68,7 @@ fn every_port_speaks_tls() {
         Some(Update::Snapshot(_))
     ));
     let mut sensor =
-        SensorClient::connect_with("localhost", server.sensor_addr().port(), TIMEOUT, &access)
+        SensorClient::connect_with(&at("localhost", server.sensor_addr()), TIMEOUT, &access)
             .unwrap();
     sensor.ping().unwrap();
     assert_eq!(sensor.update("A", CountChange::Set(10)).unwrap(), 90);
@@ -87,23 +91,21 @@ fn tls_and_keys_together() {
     });
     let access = tls(&cert).with_token("secret-ops");
     let mut rpc =
-        ParkingClient::connect_with("localhost", server.rpc_addr().port(), TIMEOUT, &access)
-            .unwrap();
+        ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &access).unwrap();
     assert!(rpc.reserve("A", "TLS1").unwrap());
     let mut sensor =
-        SensorClient::connect_with("localhost", server.sensor_addr().port(), TIMEOUT, &access)
+        SensorClient::connect_with(&at("localhost", server.sensor_addr()), TIMEOUT, &access)
             .unwrap();
     sensor.update("B", CountChange::Add(1)).unwrap();
     Subscription::connect_with(
-        "localhost",
-        server.pubsub_addr().port(),
+        &at("localhost", server.pubsub_addr()),
         &[Topic::All],
         TIMEOUT,
         &access,
     )
     .unwrap();
     let wrong = tls(&cert).with_token("nope");
-    match ParkingClient::connect_with("localhost", server.rpc_addr().port(), TIMEOUT, &wrong) {
+    match ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &wrong) {
         Err(client::ClientError::Server(err)) => {
             assert_eq!(err.code, framing::rpc::ErrorCode::Unauthorized);
         }
@@ -145,7 +147,7 @@ fn plain_text_on_a_tls_port_is_refused_at_once() {
     );
     // And the server still serves TLS clients.
     let mut rpc =
-        ParkingClient::connect_with("localhost", server.rpc_addr().port(), TIMEOUT, &tls(&cert))
+        ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &tls(&cert))
             .unwrap();
     rpc.ping().unwrap();
 }
@@ -156,26 +158,20 @@ fn a_tls_client_refuses_a_certificate_it_does_not_trust_and_a_plain_port() {
     let other = TestCert::new();
     let server = start_tls(&cert, |config| config.tls_ports = Some(vec![PortName::Rpc]));
     let untrusted = tls(&other);
-    let err =
-        ParkingClient::connect_with("localhost", server.rpc_addr().port(), TIMEOUT, &untrusted)
-            .unwrap_err();
+    let err = ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &untrusted)
+        .unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
     // tls_ports: only RPC speaks TLS; the sensor port stays plain.
     let mut sensor = SensorClient::connect_with(
-        "localhost",
-        server.sensor_addr().port(),
+        &at("localhost", server.sensor_addr()),
         TIMEOUT,
         &Access::none(),
     )
     .unwrap();
     sensor.ping().unwrap();
-    let err = SensorClient::connect_with(
-        "localhost",
-        server.sensor_addr().port(),
-        TIMEOUT,
-        &tls(&cert),
-    )
-    .unwrap_err();
+    let err =
+        SensorClient::connect_with(&at("localhost", server.sensor_addr()), TIMEOUT, &tls(&cert))
+            .unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
 }
 
@@ -189,4 +185,26 @@ fn a_tls_connection_that_never_handshakes_is_closed_by_the_idle_timeout() {
     silent.set_read_timeout(Some(testkit::DEADLINE)).unwrap();
     let mut byte = [0; 1];
     assert!(matches!(silent.read(&mut byte), Ok(0)));
+}
+
+/// With several nodes, a TLS client checks each one's certificate against the name that node
+/// was given by, and fails over from one that is down to the next.
+#[test]
+fn a_tls_client_fails_over_between_nodes() {
+    let cert = TestCert::new();
+    let server = start_tls(&cert, |_| {});
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let nodes = Endpoints::parse(
+        &format!(
+            "127.0.0.1:{dead_port},localhost:{}",
+            server.rpc_addr().port()
+        ),
+        0,
+    )
+    .unwrap();
+    let mut rpc = ParkingClient::connect_with(&nodes, TIMEOUT, &tls(&cert)).unwrap();
+    rpc.ping().unwrap();
+    assert_eq!(rpc.peer_addr(), server.rpc_addr());
 }
