@@ -82,8 +82,11 @@ trap 'exit 130' INT TERM
 "$BIN/parking-server" keygen --id bench --role operator > "$WORK/key.txt"
 TOKEN=$(sed -n 2p "$WORK/key.txt" | tr -d ' ')
 ENTRY=$(sed -n 4p "$WORK/key.txt")
+# CA:FALSE: openssl marks a self-signed certificate as a CA by default, and rustls refuses a
+# CA certificate as a server's own (CaUsedAsEndEntity).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
     -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -addext "basicConstraints=critical,CA:FALSE" \
     -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2> "$WORK/openssl.log"
 
 ENTRY=$ENTRY WORK=$WORK python3 - "$ROOT/config.json" <<'PY'
@@ -97,6 +100,11 @@ variants = {
 }
 for name, extra in variants.items():
     json.dump({**base, **extra}, open(f"{work}/{name}.json", "w"))
+# An older binary refuses keys it does not know (deny_unknown_fields): give it the
+# configuration without the access-control ones.
+access_keys = {"auth", "auth_timeout", "protected_mode", "tls", "tls_ports"}
+before = {key: value for key, value in base.items() if key not in access_keys}
+json.dump(before, open(f"{work}/before.json", "w"))
 PY
 
 VARIANTS="off auth tls"
@@ -114,8 +122,7 @@ for variant in $VARIANTS; do
     start_server "$variant" "$BIN/parking-server" "$WORK/$variant.json"
 done
 if [ -n "$BASE_SERVER" ]; then
-    # An older binary may not know the new keys: give it the plain configuration.
-    start_server before "$BASE_SERVER" "$ROOT/config.json"
+    start_server before "$BASE_SERVER" "$WORK/before.json"
     VARIANTS="before $VARIANTS"
 fi
 
