@@ -10,8 +10,8 @@
 //! Every port uses the same pieces, so the rules are written once:
 //! - the RPC, sensor and pub/sub ports keep one [`Session`] per connection, authenticate it
 //!   with the peer's `auth`/`AUTH <token>` and check each request's [`Action`] against it;
-//! - the HTTP port checks `Authorization: Bearer <token>` on each request with
-//!   [`Authenticator::verify`] and the returned [`Identity`], without a session.
+//! - an HTTP port (issue 16, not built yet) checks `Authorization: Bearer <token>` on each
+//!   request with [`Authenticator::verify`] and the returned [`Identity`], without a session.
 //!
 //! The role table (docs/protocol.md has the normative copy):
 //!
