@@ -194,6 +194,11 @@ fn reply_to(request: &Request<'_>) -> Result<Reply<'static>, WireError> {
         Request::ListBookings { .. } => Reply::Bookings(Vec::new()),
         Request::FindLots { .. } => Reply::Offers(Vec::new()),
         Request::Ping => Reply::Pong,
+        // Any token is good: the baseline measures the network path, not access control.
+        Request::Auth { .. } => Reply::Authenticated(rpc::KeyGrant {
+            id: Cow::Borrowed("baseline"),
+            role: Cow::Borrowed("operator"),
+        }),
     })
 }
 

@@ -38,11 +38,16 @@ pub enum ErrorCode {
     NotDue,
     /// The booking's status does not allow it (a check-in of a cancelled one, say).
     BadState,
+    /// Keys are configured and the connection has not authenticated (or sent a wrong token);
+    /// after 5 wrong tokens the connection is closed after this reply.
+    Unauthorized,
+    /// The connection's key may not call this method.
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, for parsing.
-    const ALL: [ErrorCode; 15] = [
+    const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownMethod,
         ErrorCode::BadArgs,
@@ -58,6 +63,8 @@ impl ErrorCode {
         ErrorCode::UnknownBooking,
         ErrorCode::NotDue,
         ErrorCode::BadState,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
     ];
 
     /// The code as written on the wire.
@@ -78,6 +85,8 @@ impl ErrorCode {
             ErrorCode::UnknownBooking => "UNKNOWN_BOOKING",
             ErrorCode::NotDue => "NOT_DUE",
             ErrorCode::BadState => "BAD_STATE",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
         }
     }
 }
