@@ -205,6 +205,11 @@ fn reply_to(request: &Request<'_>) -> Result<Reply<'static>, WireError> {
         Request::MyBookings { .. } => Reply::Bookings(Vec::new()),
         Request::MyWaitlist { .. } => Reply::Entries(Vec::new()),
         Request::Ping => Reply::Pong,
+        // Any token is good: the baseline measures the network path, not access control.
+        Request::Auth { .. } => Reply::Authenticated(rpc::KeyGrant {
+            id: Cow::Borrowed("baseline"),
+            role: Cow::Borrowed("operator"),
+        }),
     })
 }
 

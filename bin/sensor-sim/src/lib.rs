@@ -29,8 +29,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use client::cli::{parse_lot, parse_positive, parse_seconds};
-use client::{ClientError, Failure, Hosts, ParkingClient};
+use client::cli::{AccessArgs, parse_lot, parse_positive, parse_seconds};
+use client::{Access, ClientError, Failure, Hosts, ParkingClient};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use shutdown::ShutdownHandle;
@@ -125,6 +125,10 @@ pub struct Cli {
     /// Seconds to wait for a connection and for each reply.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: Duration,
+    /// TLS and the key's token (a sensor key for the lots given; --rpc-port needs one that
+    /// may read, and --book one that may also book and pass the gate: an operator's).
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 impl Summary {
@@ -154,8 +158,9 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
             "--book needs --mode gate and --rpc-port (the bookings are made over the RPC port)",
         ));
     }
-    let starts = learn_lots(cli)?;
-    let booked = book_plates(cli)?;
+    let access = cli.access.access(2)?;
+    let starts = learn_lots(cli, &access)?;
+    let booked = book_plates(cli, &access)?;
     let sensors = cli.sensors.map_or(cli.lots.len(), |n| n as usize).max(1);
     let seed = cli.seed.unwrap_or_else(clock_seed);
     let plan = worker::assign(cli.lots.len(), sensors);
@@ -190,6 +195,7 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
     let target = Target {
         endpoints: cli.host.on(cli.port),
         timeout: cli.timeout,
+        access,
         mode: cli.mode,
         interval,
         end: start + cli.duration,
@@ -267,7 +273,7 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
 
 /// Capacities and occupancy per `--lots` entry: from the server with `--rpc-port`, else
 /// `--capacity` and empty lots.
-fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, Failure> {
+fn learn_lots(cli: &Cli, access: &Access) -> Result<Vec<LotStart>, Failure> {
     let Some(rpc_port) = cli.rpc_port else {
         return Ok(vec![
             LotStart {
@@ -285,7 +291,7 @@ fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, Failure> {
         )
     };
     let mut rpc =
-        ParkingClient::connect_with_timeout(&endpoints, cli.timeout).map_err(unreachable)?;
+        ParkingClient::connect_with(&endpoints, cli.timeout, access).map_err(unreachable)?;
     let known: HashMap<String, LotStart> = rpc
         .get_lots()
         .map_err(unreachable)?
@@ -319,7 +325,7 @@ fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, Failure> {
 /// Books `--book` windows per lot, from now to the end of the run, for plates
 /// `BK<lot>-<n>`; returns the plates booked per lot. A refused booking (the lot full) is
 /// logged and its car left out.
-fn book_plates(cli: &Cli) -> Result<Vec<Vec<String>>, Failure> {
+fn book_plates(cli: &Cli, access: &Access) -> Result<Vec<Vec<String>>, Failure> {
     let mut booked = vec![Vec::new(); cli.lots.len()];
     let Some(rpc_port) = cli.rpc_port.filter(|_| cli.book > 0) else {
         return Ok(booked);
@@ -331,7 +337,7 @@ fn book_plates(cli: &Cli) -> Result<Vec<Vec<String>>, Failure> {
             format!("cannot book on the RPC port at {endpoints}: {err}"),
         )
     };
-    let mut rpc = ParkingClient::connect_with_timeout(&endpoints, cli.timeout).map_err(failed)?;
+    let mut rpc = ParkingClient::connect_with(&endpoints, cli.timeout, access).map_err(failed)?;
     let start = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());

@@ -1,5 +1,5 @@
 //! The sensor port's line protocol: `UPDATE <lotId> <n|+k|-k>`, the gate's
-//! `ENTER|EXIT <lotId> <plate>`, and `PING`; one reply line each.
+//! `ENTER|EXIT <lotId> <plate>`, `PING` and `AUTH <token>`; one reply line each.
 
 use std::fmt;
 use std::io::Write;
@@ -7,12 +7,14 @@ use std::io::Write;
 use state::shown;
 pub use state::{CountChange, Passage};
 
+use crate::Secret;
+
 /// Longest accepted command line, terminator excluded; a longer one is answered
 /// `ERR LINE_TOO_LONG` and the connection is closed.
 pub const MAX_LINE_LEN: usize = 1024;
 
 /// One sensor command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SensorCommand<'a> {
     /// `UPDATE <lotId> <count>`.
     Update {
@@ -32,6 +34,11 @@ pub enum SensorCommand<'a> {
     },
     /// `PING`.
     Ping,
+    /// `AUTH <token>`.
+    Auth {
+        /// The key's token.
+        token: Secret<'a>,
+    },
 }
 
 /// The sensor protocol's error codes; `Display` prints the wire form.
@@ -51,6 +58,11 @@ pub enum SensorErrorCode {
     Unavailable,
     /// A gate line's plate is missing or breaks the plate rules.
     BadPlate,
+    /// Keys are configured and the connection has not authenticated (or sent a wrong token);
+    /// after 5 wrong tokens the connection is closed after this reply.
+    Unauthorized,
+    /// The connection's key may not do this (update another lot, say).
+    Forbidden,
 }
 
 impl SensorErrorCode {
@@ -64,6 +76,8 @@ impl SensorErrorCode {
             SensorErrorCode::Busy => "BUSY",
             SensorErrorCode::Unavailable => "UNAVAILABLE",
             SensorErrorCode::BadPlate => "BAD_PLATE",
+            SensorErrorCode::Unauthorized => "UNAUTHORIZED",
+            SensorErrorCode::Forbidden => "FORBIDDEN",
         }
     }
 
@@ -76,6 +90,8 @@ impl SensorErrorCode {
             SensorErrorCode::Busy,
             SensorErrorCode::Unavailable,
             SensorErrorCode::BadPlate,
+            SensorErrorCode::Unauthorized,
+            SensorErrorCode::Forbidden,
         ]
         .into_iter()
         .find(|candidate| candidate.as_str() == code)
@@ -166,11 +182,22 @@ pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
     if let Some(passage) = passage {
         return parse_gate(fields, passage);
     }
+    if verb.eq_ignore_ascii_case("AUTH") {
+        return match (fields.next(), fields.next()) {
+            (Some(token), None) => Ok(SensorCommand::Auth {
+                token: Secret::new(token),
+            }),
+            _ => Err(SensorError::new(
+                SensorErrorCode::UnknownCommand,
+                "AUTH takes exactly one field: <token>",
+            )),
+        };
+    }
     if !verb.eq_ignore_ascii_case("UPDATE") {
         return Err(SensorError::new(
             SensorErrorCode::UnknownCommand,
             format!(
-                "unknown command {} (try UPDATE <lotId> <n|+k|-k>, ENTER|EXIT <lotId> <plate> or PING)",
+                "unknown command {} (try UPDATE <lotId> <n|+k|-k>, ENTER|EXIT <lotId> <plate>, PING or AUTH <token>)",
                 shown(verb)
             ),
         ));
@@ -238,6 +265,7 @@ pub fn encode_command(out: &mut Vec<u8>, command: &SensorCommand<'_>) {
             passage,
         } => writeln!(out, "{} {lot} {plate}", passage_verb(*passage)),
         SensorCommand::Ping => writeln!(out, "PING"),
+        SensorCommand::Auth { token } => writeln!(out, "AUTH {}", token.expose()),
     };
 }
 
@@ -259,6 +287,12 @@ pub enum SensorReply {
     },
     /// `PONG`.
     Pong,
+    /// `OK <keyId>`: the connection is now this key (key ids start with a letter, counts
+    /// are digits).
+    Authenticated {
+        /// The key's id.
+        id: String,
+    },
 }
 
 /// Appends a reply line, terminator included.
@@ -274,6 +308,7 @@ pub fn encode_reply(out: &mut Vec<u8>, reply: Result<&SensorReply, &SensorError>
             booking: Some(booking),
         }) => writeln!(out, "OK {free} BOOKING {booking}"),
         Ok(SensorReply::Pong) => writeln!(out, "PONG"),
+        Ok(SensorReply::Authenticated { id }) => writeln!(out, "OK {id}"),
         Err(error) => writeln!(out, "ERR {error}"),
     };
 }
@@ -298,7 +333,13 @@ pub fn parse_reply(line: &[u8]) -> Result<Result<SensorReply, SensorError>, Malf
         return Ok(Ok(SensorReply::Pong));
     }
     if let Some(rest) = text.strip_prefix("OK ") {
-        // `OK <free>` answers an update and a gate line alike; the caller knows which it sent.
+        // `OK <keyId>` answers `AUTH` (key ids start with a letter); `OK <free>` answers an
+        // update and a gate line alike: the caller knows which it sent.
+        if rest.starts_with(|c: char| c.is_ascii_alphabetic()) && !rest.contains(' ') {
+            return Ok(Ok(SensorReply::Authenticated {
+                id: rest.to_owned(),
+            }));
+        }
         return match rest.split_once(" BOOKING ") {
             None => rest
                 .parse()
@@ -372,6 +413,12 @@ mod tests {
                 passage: Passage::Exit
             }
         );
+        assert_eq!(
+            parse_command(b"auth  s3cret ").unwrap(),
+            SensorCommand::Auth {
+                token: Secret::new("s3cret")
+            }
+        );
     }
 
     #[test]
@@ -391,6 +438,8 @@ mod tests {
         assert_eq!(code("ENTER"), SensorErrorCode::UnknownLot);
         assert_eq!(code("ENTER A"), SensorErrorCode::BadPlate);
         assert_eq!(code("EXIT A P Q"), SensorErrorCode::UnknownCommand);
+        assert_eq!(code("AUTH"), SensorErrorCode::UnknownCommand);
+        assert_eq!(code("AUTH a b"), SensorErrorCode::UnknownCommand);
         assert_eq!(
             parse_command(b"\xffUPDATE").unwrap_err().code,
             SensorErrorCode::UnknownCommand
@@ -410,6 +459,9 @@ mod tests {
                 plate: "P-1",
                 passage: Passage::Exit,
             },
+            SensorCommand::Auth {
+                token: Secret::new("t"),
+            },
         ] {
             let mut out = Vec::new();
             encode_command(&mut out, &command);
@@ -424,15 +476,19 @@ mod tests {
                 free: 3,
                 booking: Some("A.17".into()),
             }),
+            Ok(SensorReply::Authenticated {
+                id: "gate-A".into(),
+            }),
             Err(error),
         ] {
             let mut out = Vec::new();
             encode_reply(&mut out, reply.as_ref());
             assert_eq!(parse_reply(&out[..out.len() - 1]).unwrap(), reply);
         }
-        assert!(parse_reply(b"OK x").is_err());
         assert!(parse_reply(b"OK 1 BOOKING ").is_err());
         assert!(parse_reply(b"OK x BOOKING A.1").is_err());
+        assert!(parse_reply(b"OK 1x").is_err());
+        assert!(parse_reply(b"OK a b").is_err());
         assert!(parse_reply(b"ERR NOPE x").is_err());
     }
 }

@@ -196,12 +196,6 @@ fn main() {
             booking.per_second / reserving.per_second,
         );
     }
-    let listed = rpc.list_bookings("A", now, now + 31 * 86_400).unwrap();
-    let active = listed.iter().filter(|b| b.status.is_active()).count();
-    println!(
-        "\nlot A at the end: {active} active bookings, {} kept in all",
-        listed.len()
-    );
     ratios.sort_by(f64::total_cmp);
     println!(
         "avail with/without bookings: median ratio {:.2} (min {:.2}, max {:.2})",

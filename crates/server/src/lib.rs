@@ -51,7 +51,8 @@ mod worker;
 
 pub use config::{
     Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig,
-    MAX_FEATURES, MAX_POOL_SIZE, MAX_SECONDS, MAX_SPOTS, PostgresConfig, SpotConfig, StoreConfig,
+    MAX_FEATURES, MAX_POOL_SIZE, MAX_SECONDS, MAX_SPOTS, PortName, PostgresConfig, SpotConfig,
+    StoreConfig, TlsConfig,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use auth::{Action, AuthFailure, Denied, Session};
 
 use framing::line::{self, Decoded};
 use framing::sensor::{
@@ -34,11 +37,22 @@ impl SensorProtocol {
         self.updates.load(Ordering::Relaxed)
     }
 
+    /// Carries out one command as `session` allows; a failed `AUTH` that closes the
+    /// connection sets `close`.
     fn execute(
         &self,
         command: SensorCommand<'_>,
         peer: SocketAddr,
+        session: &mut Session,
+        close: &mut bool,
     ) -> Result<SensorReply, SensorError> {
+        let denied = |denied: Denied| {
+            let code = match denied {
+                Denied::Unauthenticated => SensorErrorCode::Unauthorized,
+                Denied::Forbidden { .. } => SensorErrorCode::Forbidden,
+            };
+            SensorError::new(code, denied.to_string())
+        };
         let refused = |error| match error {
             StateError::UnknownLot(UnknownLot(lot)) => SensorError::new(
                 SensorErrorCode::UnknownLot,
@@ -50,12 +64,30 @@ impl SensorProtocol {
         };
         let (lot, change) = match command {
             SensorCommand::Ping => return Ok(SensorReply::Pong),
+            SensorCommand::Auth { token } => {
+                return match session.authenticate(token.expose(), "sensor", peer, Instant::now()) {
+                    Ok(identity) => Ok(SensorReply::Authenticated {
+                        id: identity.id().as_str().to_owned(),
+                    }),
+                    Err(failure) => {
+                        *close = failure.closes();
+                        let code = match failure {
+                            AuthFailure::NotConfigured => SensorErrorCode::UnknownCommand,
+                            _ => SensorErrorCode::Unauthorized,
+                        };
+                        Err(SensorError::new(code, failure.to_string()))
+                    }
+                };
+            }
             SensorCommand::Update { lot, change } => (lot, change),
             SensorCommand::Gate {
                 lot,
                 plate,
                 passage,
             } => {
+                // Access first: a peer that may not pass this lot's gate learns nothing of
+                // the lot or the plate.
+                session.check(Action::PassGate { lot }).map_err(denied)?;
                 let plate = Plate::parse(plate)
                     .map_err(|err| SensorError::new(SensorErrorCode::BadPlate, err.to_string()))?;
                 let outcome = self.store.pass_gate(lot, plate, passage).map_err(refused)?;
@@ -68,6 +100,9 @@ impl SensorProtocol {
                 });
             }
         };
+        session
+            .check(Action::UpdateOccupancy { lot })
+            .map_err(denied)?;
         let update = self.store.update_occupancy(lot, change).map_err(refused)?;
         if update.clamped {
             // More cars than spaces (or fewer than none) is a fact of life for counters.
@@ -90,7 +125,13 @@ impl Protocol for SensorProtocol {
         MAX_LINE_LEN + 2
     }
 
-    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step {
+    fn serve_one(
+        &self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        session: &mut Session,
+    ) -> Step {
         if line::starts_like_a_frame(input) {
             let error = SensorError::new(
                 SensorErrorCode::UnknownCommand,
@@ -104,21 +145,28 @@ impl Protocol for SensorProtocol {
         match line::decode(input, MAX_LINE_LEN) {
             Decoded::Line { content, consumed } => {
                 self.updates.fetch_add(1, Ordering::Relaxed);
+                let mut close = false;
                 let reply = sensor::parse_command(&input[content])
-                    .and_then(|command| self.execute(command, peer));
+                    .and_then(|command| self.execute(command, peer, session, &mut close));
                 if let Err(error) = &reply {
-                    // A lot or plate the server does not know is a fact of life for a gate
-                    // camera, not a malformed line.
-                    if matches!(
-                        error.code,
-                        SensorErrorCode::UnknownLot | SensorErrorCode::BadPlate
-                    ) {
-                        log::debug!("sensor {peer}: refused: {error}");
-                    } else {
-                        peer_warn!("sensor {peer}: malformed line: {error}");
+                    match error.code {
+                        // A lot or plate the server does not know is a fact of life for a
+                        // gate camera, not a malformed line.
+                        SensorErrorCode::UnknownLot | SensorErrorCode::BadPlate => {
+                            log::debug!("sensor {peer}: refused: {error}");
+                        }
+                        // Authentication failures are logged where they are counted.
+                        SensorErrorCode::Unauthorized => {}
+                        SensorErrorCode::Forbidden => {
+                            peer_warn!("sensor {peer}: refused: {error}");
+                        }
+                        _ => peer_warn!("sensor {peer}: malformed line: {error}"),
                     }
                 }
                 sensor::encode_reply(out, reply.as_ref());
+                if close {
+                    return Step::Fatal;
+                }
                 Step::Answered { consumed }
             }
             Decoded::Incomplete => Step::Incomplete,

@@ -653,3 +653,42 @@ fn booking_changes_that_cannot_be_made_durable_are_not_made() {
         1
     );
 }
+
+#[test]
+fn a_node_over_postgresql_refuses_bookings_and_gate_lines_with_the_reason() {
+    let Some(pg) = testkit::pg::TempPostgres::start() else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new());
+    let now = unix_now(&clock);
+    let server = start_on_clock(clock, |config| {
+        config.store = server::StoreConfig::Postgres(server::PostgresConfig {
+            url: pg.url(),
+            pool_size: 2,
+            timeout: Duration::from_secs(1),
+        });
+    });
+    let mut rpc = Rpc::connect(&server);
+    let reply = rpc.reply("book", json!(["A", "P1", now + 60, now + 3600]));
+    assert_eq!(error_code(&reply), "UNAVAILABLE", "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("not supported with the PostgreSQL store"),
+        "{reply}"
+    );
+    assert_eq!(rpc.refused("checkIn", json!(["A.1"])), "UNAVAILABLE");
+    assert_eq!(rpc.refused("cancelBooking", json!(["A.1"])), "UNAVAILABLE");
+    let mut gate = RawLines::connect(server.sensor_addr());
+    let refused = gate.call("ENTER A P1");
+    assert!(
+        refused
+            .starts_with("ERR UNAVAILABLE storage: bookings, gate lines (ENTER/EXIT), waitlists"),
+        "{refused}"
+    );
+    // Count lines and reservations still go through the database.
+    assert_eq!(gate.call("UPDATE A +1"), "OK 99");
+    assert_eq!(rpc.ok("reserve", json!(["A", "P1"])), json!(true));
+    assert_eq!(rpc.lot("A")["counted"], 1);
+}

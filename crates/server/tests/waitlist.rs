@@ -217,3 +217,68 @@ fn two_drivers_racing_for_one_chain_of_offers_never_both_get_it() {
         }
     }
 }
+
+/// With keys, an entry and its offer belong to the key that joined: another client cannot
+/// accept or leave it, nor see it in `myBookings` / `myWaitlist`; a viewer may not join.
+#[test]
+fn with_access_control_entries_and_offers_are_their_owner_s() {
+    use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
+    let keys = [
+        ("kiosk-1", Role::Client),
+        ("kiosk-2", Role::Client),
+        ("signs", Role::Viewer),
+        ("ops", Role::Operator),
+    ];
+    let clock = Arc::new(ManualClock::new());
+    let server = start_on_clock(Arc::clone(&clock), |config: &mut Config| {
+        config.lots =
+            serde_json::from_value(json!([{"id": "L", "capacity": 2, "bookable": 1}])).unwrap();
+        config.auth = AuthConfig {
+            keys: keys
+                .iter()
+                .map(|&(id, role)| KeyConfig {
+                    id: KeyId::new(id).unwrap(),
+                    role,
+                    lots: None,
+                    sha256: token_hash(&format!("token-{id}")),
+                })
+                .collect(),
+        };
+    });
+    let connect = |id: &str| {
+        let mut raw = RawRpc::connect(server.rpc_addr());
+        assert!(raw.text(&format!("AUTH token-{id}")).starts_with("OK "));
+        raw
+    };
+    let (mut one, mut two, mut signs, mut ops) = (
+        connect("kiosk-1"),
+        connect("kiosk-2"),
+        connect("signs"),
+        connect("ops"),
+    );
+    let now = unix_now(&clock);
+    let (start, end) = (now + 3600, now + 7200);
+    assert!(
+        one.text(&format!("BOOK L B1 {start} {end}"))
+            .contains("CONFIRMED")
+    );
+    let entry = one.text(&format!("WAIT L P1 {start} {end}"));
+    assert!(entry.contains(r#""owner":"kiosk-1""#), "{entry}");
+    assert!(
+        signs
+            .text(&format!("WAIT L P3 {start} {end}"))
+            .starts_with("ERR FORBIDDEN ")
+    );
+    assert!(signs.text("MYBOOKINGS P1").starts_with("ERR FORBIDDEN "));
+    assert_eq!(one.text("CANCELBOOKING L.1"), "OK");
+    // The offer is kiosk-1's: kiosk-2 finds nothing there.
+    assert!(two.text("ACCEPT L.w1").starts_with("ERR UNKNOWN_ENTRY "));
+    assert_eq!(two.text("LEAVE L.w1"), "NOT_FOUND");
+    assert_eq!(two.text("MYBOOKINGS P1"), "[]");
+    assert_eq!(two.text("MYWAITLIST P1"), "[]");
+    assert!(one.text("MYBOOKINGS P1").contains(r#""status":"OFFERED""#));
+    assert!(ops.text("MYWAITLIST P1").contains(r#""id":"L.w1""#));
+    let booking = one.text("ACCEPT L.w1");
+    assert!(booking.contains(r#""owner":"kiosk-1""#), "{booking}");
+    assert!(booking.contains(r#""status":"CONFIRMED""#), "{booking}");
+}

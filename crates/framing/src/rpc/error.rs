@@ -48,11 +48,16 @@ pub enum ErrorCode {
     UnknownEntry,
     /// The entry has no live offer to accept yet.
     NoOffer,
+    /// Keys are configured and the connection has not authenticated (or sent a wrong token);
+    /// after 5 wrong tokens the connection is closed after this reply.
+    Unauthorized,
+    /// The connection's key may not call this method.
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, for parsing.
-    const ALL: [ErrorCode; 20] = [
+    const ALL: [ErrorCode; 22] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownMethod,
         ErrorCode::BadArgs,
@@ -73,6 +78,8 @@ impl ErrorCode {
         ErrorCode::WaitlistFull,
         ErrorCode::UnknownEntry,
         ErrorCode::NoOffer,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
     ];
 
     /// The code as written on the wire.
@@ -98,6 +105,8 @@ impl ErrorCode {
             ErrorCode::WaitlistFull => "WAITLIST_FULL",
             ErrorCode::UnknownEntry => "UNKNOWN_ENTRY",
             ErrorCode::NoOffer => "NO_OFFER",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
         }
     }
 }

@@ -35,6 +35,9 @@ pub(crate) mod kind {
     pub type OptText<'a> = Option<Cow<'a, str>>;
     /// A lot query (`findLots`). A JSON object, or a text field `start=..&end=..&zone=..`.
     pub type Query<'a> = super::LotFilter<'a>;
+    /// A token: a string on the wire, [`crate::Secret`] in the request, so that it never
+    /// shows in a log of the request.
+    pub type Secret<'a> = crate::Secret<'a>;
 }
 
 /// What `findLots` asks: lots in `zone` (if given) that can take a booking with `feature`
@@ -273,6 +276,28 @@ impl<'a> ArgKind<'a> for Option<Cow<'a, str>> {
 
     fn into_static(self) -> Self::Static {
         self.map(|text| Cow::Owned(text.into_owned()))
+    }
+}
+
+impl<'a> ArgKind<'a> for crate::Secret<'a> {
+    type Static = crate::Secret<'static>;
+    const EXPECTED: &'static str = "a string";
+
+    fn from_json(raw: &'a RawValue) -> Option<Self> {
+        super::json_str(raw).map(crate::Secret::from)
+    }
+
+    fn from_text(field: &'a str) -> Option<Self> {
+        Some(crate::Secret::new(field))
+    }
+
+    fn arg(&self) -> Option<Arg<'_>> {
+        // Only the encoder sees it: `Request`'s `Debug` shows the `Secret`, not this.
+        Some(Arg::Text(self.expose()))
+    }
+
+    fn into_static(self) -> Self::Static {
+        self.into_owned()
     }
 }
 
@@ -578,6 +603,11 @@ rpc_methods! {
     } = "myWaitlist", verb "MYWAITLIST";
     /// `PING`: liveness check (JSON also accepts `ping`).
     Ping = "PING" | "ping", verb "PING";
+    /// `auth` / `AUTH`: authenticate the connection with a key's token.
+    Auth {
+        /// The key's token.
+        token: Secret "token",
+    } = "auth", verb "AUTH";
 }
 
 impl Method {
@@ -689,6 +719,12 @@ mod tests {
         );
         assert_eq!(Method::Reserve.usage(), "[lotId, plate]");
         assert_eq!(Request::Ping.with_args(|args| args.len()), 0);
+        let auth = Request::Auth {
+            token: crate::Secret::new("t0k"),
+        };
+        assert!(!format!("{auth:?}").contains("t0k"));
+        assert_eq!(auth.with_args(|args| args.to_vec()), [Arg::Text("t0k")]);
+        assert_eq!(auth.clone().into_owned(), auth);
         let built = Request::from_args(Method::Reserve, "reserve", Args::Text(vec!["A", "P"]));
         assert_eq!(built, Ok(request));
         let short = Request::from_args(Method::Cancel, "cancel", Args::Text(vec!["A"]));

@@ -58,6 +58,19 @@ pub enum Reply<'a> {
     Offers(Vec<LotOffer>),
     /// `PING`.
     Pong,
+    /// `auth`: the connection is now this key.
+    Authenticated(KeyGrant<'a>),
+}
+
+/// Who an `auth` made the connection: `{"id": "kiosk-1", "role": "client"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGrant<'a> {
+    /// The key's id.
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// Its role: `viewer`, `client`, `sensor` or `operator`.
+    #[serde(borrow)]
+    pub role: Cow<'a, str>,
 }
 
 impl Reply<'_> {
@@ -92,6 +105,7 @@ impl Serialize for Reply<'_> {
             Reply::Entries(entries) => entries.serialize(serializer),
             Reply::Offers(offers) => offers.serialize(serializer),
             Reply::Pong => serializer.serialize_str("PONG"),
+            Reply::Authenticated(grant) => grant.serialize(serializer),
         }
     }
 }
@@ -143,8 +157,8 @@ pub fn encode_json_reply(
     write_json(out, &JsonReply { rpc_id, result });
 }
 
-/// Appends a text reply (`PONG`, `12`, `OK`, `FULL`, `ERR BAD_PLATE ...`; a lot list, a
-/// booking, a waitlist entry or a list of them as their JSON) to `out`.
+/// Appends a text reply (`PONG`, `12`, `OK`, `FULL`, `OK kiosk-1 client`, `ERR BAD_PLATE ...`;
+/// a lot list, a booking, a waitlist entry or a list of them as their JSON) to `out`.
 pub fn encode_text_reply(out: &mut Vec<u8>, result: Result<&Reply<'_>, &WireError>) {
     let word: &[u8] = match result {
         Ok(Reply::Lots(lots)) => return write_json(out, lots),
@@ -165,6 +179,10 @@ pub fn encode_text_reply(out: &mut Vec<u8>, result: Result<&Reply<'_>, &WireErro
             refused.reason().unwrap_or_default().as_bytes()
         }
         Ok(Reply::Pong) => b"PONG",
+        Ok(Reply::Authenticated(KeyGrant { id, role })) => {
+            let _ = write!(out, "OK {id} {role}");
+            return;
+        }
         Err(error) => {
             let _ = write!(out, "ERR {} {}", error.code, error.detail);
             return;
