@@ -70,6 +70,13 @@ impl JwtSecret {
         (bytes.len() >= MIN_SECRET_LEN).then_some(JwtSecret(bytes))
     }
 
+    /// A fresh random secret, kept nowhere: tokens signed with it die with the process.
+    pub fn random() -> Result<Self, SecretError> {
+        let mut random = [0; GENERATED_BYTES];
+        getrandom::fill(&mut random).map_err(|err| SecretError::Random(err.to_string()))?;
+        Ok(JwtSecret(random.to_vec()))
+    }
+
     /// The secret's bytes, to sign and verify with.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0

@@ -200,6 +200,8 @@ pub struct Config {
     pub max_waitlist_per_lot: usize,
     /// Most drivers' accounts the server keeps.
     pub max_accounts: usize,
+    /// How long a driver's login token (JWT) lives, in hours.
+    pub jwt_ttl_hours: u32,
     /// Access control: `{"keys": [...]}`, each key an id, a role, for a sensor its lots, and
     /// the SHA-256 of its token. With no keys every port is open to whoever can reach it, which
     /// protected mode limits to loopback.
@@ -318,6 +320,7 @@ impl Default for Config {
             offer_minutes: 10,
             max_waitlist_per_lot: 1000,
             max_accounts: state::DEFAULT_MAX_ACCOUNTS,
+            jwt_ttl_hours: 24,
             auth: AuthConfig::default(),
             auth_timeout: Duration::from_secs(10),
             protected_mode: true,
@@ -745,6 +748,12 @@ impl Config {
         if self.checkin_grace > MAX_CHECKIN_GRACE {
             return invalid("checkin_grace", "must be from 0 to 86400 seconds (a day)");
         }
+        if self.jwt_ttl_hours == 0 || self.jwt_ttl_hours > 24 * 366 {
+            return invalid(
+                "jwt_ttl_hours",
+                &format!("must be from 1 to 8784, got {}", self.jwt_ttl_hours),
+            );
+        }
         if self.offer_minutes == 0 || self.offer_minutes > 24 * 60 {
             return invalid(
                 "offer_minutes",
@@ -966,7 +975,8 @@ mod tests {
             panic!("{config:?}")
         };
         assert_eq!((pg.pool_size, pg.timeout), (16, Duration::from_secs(2)));
-        assert!(!format!("{config:?}").contains("secret"));
+        // The password, not the word (`auth.jwt_secret_file` is a key of the config).
+        assert!(!format!("{config:?}").contains("u:secret"));
         let config = Config::from_json(
             r#"{"store": {"kind": "postgres", "url": "host=/tmp", "pool_size": 4, "timeout": 0.5}}"#,
         )
@@ -1271,6 +1281,7 @@ mod tests {
             ),
             (r#"{"checkin_grace": 90000}"#, "checkin_grace"),
             (r#"{"offer_minutes": 0}"#, "offer_minutes"),
+            (r#"{"jwt_ttl_hours": 0}"#, "jwt_ttl_hours"),
             (r#"{"offer_minutes": 1441}"#, "offer_minutes"),
             (
                 r#"{"max_waitlist_per_lot": 100001}"#,

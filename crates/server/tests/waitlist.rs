@@ -16,7 +16,7 @@ use common::{RawRpc, start_on_clock, unix_now};
 use framing::rpc::{BookingStatus, ErrorCode};
 use serde_json::json;
 use server::{Config, RunningServer};
-use state::ManualClock;
+use state::{Clock, ManualClock};
 
 /// A server on a manual clock with lot `L` (2 spaces, 1 bookable, spot S1) and lot `M`;
 /// offers last 10 minutes.
@@ -234,6 +234,7 @@ fn with_access_control_entries_and_offers_are_their_owner_s() {
         config.lots =
             serde_json::from_value(json!([{"id": "L", "capacity": 2, "bookable": 1}])).unwrap();
         config.auth = AuthConfig {
+            jwt_secret_file: None,
             keys: keys
                 .iter()
                 .map(|&(id, role)| KeyConfig {
@@ -281,4 +282,75 @@ fn with_access_control_entries_and_offers_are_their_owner_s() {
     let booking = one.text("ACCEPT L.w1");
     assert!(booking.contains(r#""owner":"kiosk-1""#), "{booking}");
     assert!(booking.contains(r#""status":"CONFIRMED""#), "{booking}");
+}
+
+/// A driver's login token is a bearer token with role `driver` on the `auth` seam: it
+/// authenticates as `@<username>`, may book and wait in line (not reserve, not list a lot's
+/// bookings), owns what it makes, and stops working when it runs out.
+#[test]
+fn a_driver_s_login_token_authenticates_as_the_driver_with_its_rights() {
+    use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
+    let clock = Arc::new(ManualClock::new());
+    let server = start_on_clock(Arc::clone(&clock), |config: &mut Config| {
+        config.lots =
+            serde_json::from_value(json!([{"id": "L", "capacity": 2, "bookable": 1}])).unwrap();
+        config.jwt_ttl_hours = 1;
+        config.auth = AuthConfig {
+            jwt_secret_file: None,
+            keys: vec![KeyConfig {
+                id: KeyId::new("kiosk-1").unwrap(),
+                role: Role::Client,
+                lots: None,
+                sha256: token_hash("token-kiosk-1"),
+            }],
+        };
+    });
+    let drivers = server.drivers();
+    let store = server.store().as_ref();
+    drivers
+        .register(store, "alice", "correct horse", clock.wall())
+        .unwrap();
+    let peer = "127.0.0.1".parse().unwrap();
+    let token = drivers
+        .login(
+            store,
+            "alice",
+            "correct horse",
+            peer,
+            clock.now(),
+            clock.wall(),
+        )
+        .unwrap()
+        .token;
+    let mut alice = RawRpc::connect(server.rpc_addr());
+    assert_eq!(alice.text(&format!("AUTH {token}")), "OK @alice driver");
+    let now = unix_now(&clock);
+    let (start, end) = (now + 3600, now + 7200);
+    let booking = alice.text(&format!("BOOK L A1 {start} {end}"));
+    assert!(booking.contains(r#""owner":"@alice""#), "{booking}");
+    assert!(alice.text("RESERVE L A1").starts_with("ERR FORBIDDEN "));
+    assert!(
+        alice
+            .text(&format!("BOOKINGS L {start} {end}"))
+            .starts_with("ERR FORBIDDEN ")
+    );
+    let mut kiosk = RawRpc::connect(server.rpc_addr());
+    assert_eq!(kiosk.text("AUTH token-kiosk-1"), "OK kiosk-1 client");
+    assert!(
+        kiosk
+            .text(&format!("WAIT L K1 {start} {end}"))
+            .contains("L.w1")
+    );
+    // Alice's booking is hers alone; the kiosk's entry is the kiosk's.
+    assert_eq!(kiosk.text("CANCELBOOKING L.1"), "NOT_FOUND");
+    assert_eq!(alice.text("MYWAITLIST K1"), "[]");
+    assert_eq!(alice.text("CANCELBOOKING L.1"), "OK");
+    assert!(kiosk.text("MYWAITLIST K1").contains("OFFERED"));
+    // An hour later the token has run out: a new connection cannot authenticate with it.
+    clock.advance(Duration::from_secs(3600));
+    let mut late = RawRpc::connect(server.rpc_addr());
+    assert!(
+        late.text(&format!("AUTH {token}"))
+            .starts_with("ERR UNAUTHORIZED ")
+    );
 }
