@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{RawRpc, error_code, eventually, start, start_with};
+use common::{DEADLINE, RawRpc, error_code, eventually, start, start_with};
 use framing::frame;
 use serde_json::json;
 
@@ -82,7 +82,7 @@ fn oversized_frame_is_refused_and_closed_while_others_carry_on() {
     assert_eq!(reply["rpcId"], json!(null));
     assert_eq!(reply["result"], json!(null));
     assert_eq!(error_code(&reply), "FRAME_TOO_LARGE");
-    assert!(rpc.is_closed());
+    rpc.expect_closed(DEADLINE);
     assert_eq!(other.text("AVAIL A"), "100");
 }
 
@@ -176,7 +176,7 @@ fn idle_connections_do_not_lock_anyone_out() {
         let mut rpc = RawRpc {
             stream: stream.try_clone().unwrap(),
         };
-        rpc.stream.set_read_timeout(Some(common::DEADLINE)).unwrap();
+        rpc.stream.set_read_timeout(Some(DEADLINE)).unwrap();
         assert_eq!(rpc.text("PING"), "PONG");
     }
 }
@@ -187,12 +187,12 @@ fn idle_and_stalled_connections_are_closed_after_their_timeouts() {
         config.idle_timeout = 0.3;
         config.frame_timeout = 0.3;
     });
-    let mut idle = RawRpc::connect(server.rpc_addr());
+    let idle = RawRpc::connect(server.rpc_addr());
     let mut stalled = RawRpc::connect(server.rpc_addr());
     stalled.stream.write_all(&[0, 0, 0, 10, b'{']).unwrap();
     let started = Instant::now();
-    assert!(idle.is_closed());
-    assert!(stalled.is_closed());
+    idle.expect_closed(DEADLINE);
+    stalled.expect_closed(DEADLINE);
     assert!(started.elapsed() >= Duration::from_millis(250));
     // An active connection is not idle.
     let mut active = RawRpc::connect(server.rpc_addr());
@@ -220,7 +220,7 @@ fn connections_over_the_limit_get_busy_and_the_server_recovers() {
         assert_eq!(reply["rpcId"], json!(null));
         assert_eq!(reply["result"], json!(null));
         assert_eq!(error_code(&reply), "BUSY");
-        assert!(rpc.is_closed());
+        rpc.expect_closed(DEADLINE);
     }
     assert_eq!(server.summary().refused_busy, 50);
     drop(extra);
@@ -246,6 +246,6 @@ fn shutdown_answers_what_was_received_and_stops() {
     let summary = server.shutdown();
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(summary.rpc_requests >= 1);
-    assert!(rpc.is_closed());
+    rpc.expect_closed(DEADLINE);
     assert!(TcpStream::connect(addr).is_err());
 }

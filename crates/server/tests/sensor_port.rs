@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{RawLines, RawRpc, start, start_with};
+use common::{DEADLINE, RawLines, RawRpc, start, start_with};
 use serde_json::json;
 
 #[test]
@@ -84,7 +84,7 @@ fn an_overlong_line_is_refused_and_closed() {
     line.push(b'\n');
     sensor.send(&line);
     assert!(sensor.line().starts_with("ERR LINE_TOO_LONG "));
-    assert!(sensor.is_closed());
+    sensor.expect_closed(DEADLINE);
     // A line of exactly 1024 bytes is fine (and malformed here, which is a different error).
     let mut sensor = RawLines::connect(server.sensor_addr());
     let mut line = b"UPDATE A ".to_vec();
@@ -155,5 +155,5 @@ fn sensor_connections_over_the_limit_get_busy() {
     assert_eq!(first.call("PING"), "PONG");
     let mut extra = RawLines::connect(server.sensor_addr());
     assert!(extra.line().starts_with("ERR BUSY "));
-    assert!(extra.is_closed());
+    extra.expect_closed(DEADLINE);
 }

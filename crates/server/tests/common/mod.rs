@@ -3,7 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -85,10 +85,9 @@ impl RawRpc {
         }
     }
 
-    /// True once the server has closed the connection (reads EOF or reset).
-    pub fn is_closed(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    /// See [`expect_closed`].
+    pub fn expect_closed(&self, within: Duration) -> Duration {
+        expect_closed(&self.stream, within)
     }
 }
 
@@ -130,9 +129,49 @@ impl RawLines {
         self.line()
     }
 
-    /// True once the server has closed the connection.
-    pub fn is_closed(&mut self) -> bool {
-        let mut line = String::new();
-        matches!(self.reader.read_line(&mut line), Ok(0) | Err(_))
+    /// See [`expect_closed`]; lines already buffered are discarded too.
+    pub fn expect_closed(&self, within: Duration) -> Duration {
+        expect_closed(self.reader.get_ref(), within)
+    }
+}
+
+/// Whether a socket error means the peer closed the connection (a reset, typically because it
+/// closed with our bytes still unread).
+fn is_closed_error(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+    )
+}
+
+fn is_timeout(err: &std::io::Error) -> bool {
+    matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// Waits for the server to close `stream` and returns how long that took. Only an end of
+/// stream or a reset counts; bytes that arrive meanwhile are discarded. Fails if the
+/// connection is still open after `within`: a read that times out is not a close, so a server
+/// that never closes fails here instead of passing.
+pub fn expect_closed(stream: &TcpStream, within: Duration) -> Duration {
+    let started = Instant::now();
+    let deadline = started + within;
+    let mut sink = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "the connection is still open after {within:?}"
+        );
+        stream.set_read_timeout(Some(left)).unwrap();
+        match (&mut &*stream).read(&mut sink) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => {}
+            Err(err) if is_timeout(&err) => {
+                panic!("the connection is still open after {within:?}")
+            }
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) if is_closed_error(&err) => return started.elapsed(),
+            Err(err) => panic!("reading from the server failed: {err}"),
+        }
     }
 }
