@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, RawRpc, error_code, eventually, start, start_with};
+use common::{DEADLINE, Port, RawRpc, error_code, eventually, start, start_with};
 use framing::frame;
 use serde_json::json;
 
@@ -182,24 +182,18 @@ fn idle_connections_do_not_lock_anyone_out() {
 }
 
 #[test]
-fn idle_and_stalled_connections_are_closed_after_their_timeouts() {
-    let server = start_with(|config| {
-        config.idle_timeout = 0.3;
-        config.frame_timeout = 0.3;
-    });
-    let idle = RawRpc::connect(server.rpc_addr());
-    let mut stalled = RawRpc::connect(server.rpc_addr());
-    stalled.stream.write_all(&[0, 0, 0, 10, b'{']).unwrap();
-    let started = Instant::now();
-    idle.expect_closed(DEADLINE);
-    stalled.expect_closed(DEADLINE);
-    assert!(started.elapsed() >= Duration::from_millis(250));
-    // An active connection is not idle.
-    let mut active = RawRpc::connect(server.rpc_addr());
-    for _ in 0..6 {
-        thread::sleep(Duration::from_millis(100));
-        assert_eq!(active.text("PING"), "PONG");
-    }
+fn an_idle_connection_is_closed_after_idle_timeout() {
+    common::check_idle_timeout(Port::Rpc);
+}
+
+#[test]
+fn a_request_that_trickles_in_is_closed_after_frame_timeout() {
+    common::check_frame_timeout(Port::Rpc);
+}
+
+#[test]
+fn a_peer_that_stops_reading_replies_is_closed_while_others_are_served() {
+    common::check_write_stall(Port::Rpc);
 }
 
 #[test]

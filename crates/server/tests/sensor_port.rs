@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, RawLines, RawRpc, start, start_with};
+use common::{DEADLINE, Port, RawLines, RawRpc, start, start_with};
 use serde_json::json;
 
 #[test]
@@ -156,4 +156,19 @@ fn sensor_connections_over_the_limit_get_busy() {
     let mut extra = RawLines::connect(server.sensor_addr());
     assert!(extra.line().starts_with("ERR BUSY "));
     extra.expect_closed(DEADLINE);
+}
+
+#[test]
+fn an_idle_sensor_is_closed_after_idle_timeout() {
+    common::check_idle_timeout(Port::Sensor);
+}
+
+#[test]
+fn a_line_that_trickles_in_is_closed_after_frame_timeout() {
+    common::check_frame_timeout(Port::Sensor);
+}
+
+#[test]
+fn a_sensor_that_stops_reading_acks_is_closed_while_others_are_served() {
+    common::check_write_stall(Port::Sensor);
 }

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use framing::frame;
@@ -174,4 +175,243 @@ pub fn expect_closed(stream: &TcpStream, within: Duration) -> Duration {
             Err(err) => panic!("reading from the server failed: {err}"),
         }
     }
+}
+
+/// A connection whose receive buffer is set small before connecting, so that a peer that
+/// stops reading fills it (and then the server's send buffer) after a few kilobytes.
+pub fn connect_small_buffer(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
+/// Sends `bytes` one at a time, one every `every`, never completing a request, and returns
+/// how long after the first byte the server closed the connection (end of stream or reset).
+/// Fails if the server answers, if it is still open after `within`, or if `bytes` run out
+/// first. The peer is never silent for long, so only a rule about unfinished requests can
+/// close it.
+pub fn trickle_until_closed(
+    stream: &TcpStream,
+    bytes: &[u8],
+    every: Duration,
+    within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(every)).unwrap();
+    let mut reply = [0u8; 256];
+    for byte in bytes {
+        assert!(
+            started.elapsed() < within,
+            "the connection is still open after {within:?} of trickling"
+        );
+        match (&mut &*stream).write_all(std::slice::from_ref(byte)) {
+            Ok(()) => {}
+            Err(err) if is_closed_error(&err) => return started.elapsed(),
+            Err(err) => panic!("writing to the server failed: {err}"),
+        }
+        match (&mut &*stream).read(&mut reply) {
+            Ok(0) => return started.elapsed(),
+            Ok(n) => panic!(
+                "the server answered an unfinished request: {:?}",
+                String::from_utf8_lossy(&reply[..n])
+            ),
+            Err(err) if is_timeout(&err) => {}
+            Err(err) if is_closed_error(&err) => return started.elapsed(),
+            Err(err) => panic!("reading from the server failed: {err}"),
+        }
+    }
+    panic!(
+        "sent all {} bytes and the connection is still open",
+        bytes.len()
+    );
+}
+
+/// Writes `batch` (pipelined requests) again and again without reading a reply, until a
+/// write has waited 50 ms without going through: the server has stopped reading this
+/// connection because it cannot write the replies. Fails after `within`.
+pub fn flood_until_blocked(stream: &TcpStream, batch: &[u8], within: Duration) {
+    let started = Instant::now();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    loop {
+        assert!(
+            started.elapsed() < within,
+            "the server kept reading for {within:?} although nothing was read back"
+        );
+        match (&mut &*stream).write(batch) {
+            Ok(_) => {}
+            Err(err) if is_timeout(&err) => return,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => panic!("the connection failed before it stalled: {err}"),
+        }
+    }
+}
+
+/// Whether the server still has the connection open, asked without reading: a write either
+/// goes through or waits (open), or fails (closed or reset).
+pub fn still_open(stream: &TcpStream) -> bool {
+    stream
+        .set_write_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    match (&mut &*stream).write(b"\0") {
+        Ok(written) => written > 0,
+        Err(err) => is_timeout(&err) || err.kind() == ErrorKind::Interrupted,
+    }
+}
+
+/// The two ports served by the connection scheduler, which share its rules (timeouts, stalled
+/// peers, the connection limit).
+#[derive(Debug, Clone, Copy)]
+pub enum Port {
+    Rpc,
+    Sensor,
+}
+
+/// Far longer than the timeout under test in the timeout tests, so that only the rule under
+/// test can close the connection within [`CLOSE_BOUND`].
+pub const OTHER_TIMEOUT: f64 = 30.0;
+/// How long a timeout test waits for the close it expects (the timeouts are 0.3 s).
+pub const CLOSE_BOUND: Duration = Duration::from_secs(5);
+
+impl Port {
+    pub fn addr(self, server: &RunningServer) -> SocketAddr {
+        match self {
+            Port::Rpc => server.rpc_addr(),
+            Port::Sensor => server.sensor_addr(),
+        }
+    }
+
+    /// Pipelined requests whose replies are many times their size (`LOTS`, or empty sensor
+    /// lines answered with an error), so that a peer that does not read them fills the
+    /// server's socket buffers (which the kernel grows to megabytes) quickly.
+    pub fn flood(self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Port::Rpc => {
+                for _ in 0..256 {
+                    frame::encode(&mut out, b"LOTS").unwrap();
+                }
+            }
+            Port::Sensor => out.resize(4096, b'\n'),
+        }
+        out
+    }
+
+    /// Over 100 bytes of a request that is never finished (and never over the size limit).
+    pub fn unfinished_request(self) -> Vec<u8> {
+        match self {
+            Port::Rpc => {
+                let mut bytes = vec![0, 0, 1, 0];
+                bytes.resize(4 + 200, b' ');
+                bytes
+            }
+            Port::Sensor => {
+                let mut bytes = b"UPDATE A ".to_vec();
+                bytes.resize(200, b'1');
+                bytes
+            }
+        }
+    }
+
+    /// Sends one PING on `stream` and checks the PONG.
+    pub fn ping(self, stream: &TcpStream) {
+        match self {
+            Port::Rpc => {
+                let mut rpc = RawRpc {
+                    stream: stream.try_clone().unwrap(),
+                };
+                rpc.stream.set_read_timeout(Some(DEADLINE)).unwrap();
+                assert_eq!(rpc.text("PING"), "PONG");
+            }
+            Port::Sensor => {
+                let mut lines = RawLines {
+                    writer: stream.try_clone().unwrap(),
+                    reader: BufReader::new(stream.try_clone().unwrap()),
+                };
+                lines
+                    .reader
+                    .get_ref()
+                    .set_read_timeout(Some(DEADLINE))
+                    .unwrap();
+                assert_eq!(lines.call("PING"), "PONG");
+            }
+        }
+    }
+}
+
+/// `idle_timeout`: a connection that sends nothing is closed, not before the timeout; one that
+/// keeps sending requests is not.
+pub fn check_idle_timeout(port: Port) {
+    let server = start_with(|config| {
+        config.idle_timeout = 0.3;
+        config.frame_timeout = OTHER_TIMEOUT;
+    });
+    let idle = TcpStream::connect(port.addr(&server)).unwrap();
+    let waited = expect_closed(&idle, CLOSE_BOUND);
+    assert!(
+        waited >= Duration::from_millis(300),
+        "closed after {waited:?}"
+    );
+    let active = TcpStream::connect(port.addr(&server)).unwrap();
+    for _ in 0..6 {
+        thread::sleep(Duration::from_millis(100));
+        port.ping(&active);
+    }
+}
+
+/// `frame_timeout`: a request whose bytes trickle in (so the connection is never idle) is
+/// closed once it has been incomplete for the timeout.
+pub fn check_frame_timeout(port: Port) {
+    let server = start_with(|config| {
+        config.idle_timeout = OTHER_TIMEOUT;
+        config.frame_timeout = 0.3;
+    });
+    let stream = TcpStream::connect(port.addr(&server)).unwrap();
+    let waited = trickle_until_closed(
+        &stream,
+        &port.unfinished_request(),
+        Duration::from_millis(100),
+        CLOSE_BOUND,
+    );
+    assert!(
+        waited >= Duration::from_millis(300),
+        "closed after {waited:?}"
+    );
+}
+
+/// A peer that stops reading its replies is closed after `frame_timeout`, and meanwhile holds
+/// the port's only worker for at most a slice at a time: another connection is answered
+/// throughout. (The test allows 0.5 s, a hundred slices, between two answers; a worker that
+/// stayed with the stalled connection would answer nothing for the whole second before the
+/// close.)
+pub fn check_write_stall(port: Port) {
+    let frame_timeout = Duration::from_secs(1);
+    let server = start_with(|config| {
+        config.thread_pool_size = 1;
+        config.sensor_pool_size = 1;
+        config.idle_timeout = OTHER_TIMEOUT;
+        config.frame_timeout = frame_timeout.as_secs_f64();
+    });
+    let stalled = connect_small_buffer(port.addr(&server));
+    let flooding = Instant::now();
+    flood_until_blocked(&stalled, &port.flood(), DEADLINE);
+    let other = TcpStream::connect(port.addr(&server)).unwrap();
+    let mut longest_wait = Duration::ZERO;
+    let mut last_answer = Instant::now();
+    while still_open(&stalled) {
+        assert!(
+            flooding.elapsed() < DEADLINE,
+            "the server did not close the stalled connection within {DEADLINE:?}"
+        );
+        port.ping(&other);
+        longest_wait = longest_wait.max(last_answer.elapsed());
+        last_answer = Instant::now();
+    }
+    assert!(flooding.elapsed() >= frame_timeout);
+    assert!(
+        longest_wait < Duration::from_millis(500),
+        "the other connection waited {longest_wait:?} for an answer"
+    );
 }
