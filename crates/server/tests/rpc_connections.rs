@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -166,11 +166,10 @@ fn idle_connections_do_not_lock_anyone_out() {
         .collect();
     let mut stalled = TcpStream::connect(server.rpc_addr()).unwrap();
     stalled.write_all(&[0, 0]).unwrap();
-    let started = Instant::now();
+    // Answered while all of them stay open: a worker that kept a connection until it closed
+    // would leave this one waiting for `idle_timeout` (300 s), far past the read timeout.
     let mut rpc = RawRpc::connect(server.rpc_addr());
     assert_eq!(rpc.text("PING"), "PONG");
-    let waited = started.elapsed();
-    assert!(waited < Duration::from_secs(1), "PING took {waited:?}");
     // And every idle connection is still served once it speaks.
     for stream in idle.iter().take(5) {
         let mut rpc = RawRpc {
@@ -231,15 +230,20 @@ fn connections_over_the_limit_get_busy_and_the_server_recovers() {
 }
 
 #[test]
-fn shutdown_answers_what_was_received_and_stops() {
+fn shutdown_closes_open_connections_and_stops_in_bounded_time() {
     let server = start();
     let addr = server.rpc_addr();
     let mut rpc = RawRpc::connect(addr);
     assert_eq!(rpc.text("PING"), "PONG");
-    let started = Instant::now();
-    let summary = server.shutdown();
-    assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(summary.rpc_requests >= 1);
+    let (stopped, summary) = mpsc::channel();
+    thread::spawn(move || stopped.send(server.shutdown()));
+    // The documented bound (design.md, Shutdown): `shutdown_grace` (2 s by default) plus a
+    // slice; the test allows a second on top. A worker that ignored the shutdown would hold
+    // this idle connection, and the stop, until `idle_timeout` (300 s).
+    let summary = summary
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the shutdown did not finish");
+    assert_eq!(summary.rpc_requests, 1);
     rpc.expect_closed(DEADLINE);
     assert!(TcpStream::connect(addr).is_err());
 }
