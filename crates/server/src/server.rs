@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use broker::{Broker, BrokerConfig};
 use crossbeam_channel::{Receiver, Sender};
-use state::{ParkingState, Purger, SetupError, SystemClock};
+use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 
 use crate::config::Config;
 use crate::connection::{Scheduler, SchedulerConfig};
@@ -123,13 +123,19 @@ pub struct Server;
 impl Server {
     /// Binds the three ports and starts every thread. Returns once the server is accepting.
     pub fn start(config: Config) -> Result<RunningServer, StartError> {
+        Server::start_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// [`Server::start`], with reservation expiry and event timestamps taken from `clock`
+    /// instead of the system clock: tests pass a [`state::ManualClock`] to expire reservations
+    /// at an exact instant without waiting. Timeouts on sockets still use real time.
+    pub fn start_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RunningServer, StartError> {
         let state = Arc::new(
-            ParkingState::new(
-                config.lot_specs(),
-                config.reservation_ttl(),
-                Arc::new(SystemClock),
-            )
-            .map_err(StartError::State)?,
+            ParkingState::new(config.lot_specs(), config.reservation_ttl(), clock)
+                .map_err(StartError::State)?,
         );
         let shutdown = Arc::new(AtomicBool::new(false));
         let rpc_listener = listener::bind("rpc", &config.host, config.rpc_port, config.backlog)?;

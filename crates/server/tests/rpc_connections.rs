@@ -7,11 +7,12 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{DEADLINE, Port, RawRpc, error_code, eventually, start, start_with};
+use common::{DEADLINE, Port, RawRpc, error_code, eventually, start, start_with, start_with_clock};
 use framing::frame;
 use serde_json::json;
+use state::ManualClock;
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
@@ -134,27 +135,32 @@ fn racing_reservations_never_overbook() {
 }
 
 #[test]
-fn reservations_stop_counting_at_expiry_without_the_purge() {
-    let server = start_with(|config| {
-        config.reservation_ttl = 0.3;
-        // The purge never runs during this test; reads alone must see the expiry.
+fn reservations_stop_counting_exactly_at_the_ttl_without_the_purge() {
+    let clock = Arc::new(ManualClock::new());
+    let ttl = Duration::from_secs(10);
+    let server = start_with_clock(clock.clone(), |config| {
+        config.lots = serde_json::from_value(json!([{"id": "S", "capacity": 1}])).unwrap();
+        config.reservation_ttl = ttl.as_secs_f64();
+        // The purger sleeps min(purge_interval, reservation_ttl) of real time between purges,
+        // so it never wakes during this test: only the requests can notice the expiry.
         config.purge_interval = 3600.0;
     });
     let mut rpc = RawRpc::connect(server.rpc_addr());
-    let reserved_at = Instant::now();
-    assert_eq!(rpc.text("RESERVE A P1"), "OK");
-    assert_eq!(rpc.text("RESERVE A P1"), "EXISTS");
-    // Still counted before the TTL has passed (the check is only meaningful if it is quick).
-    let free = rpc.text("AVAIL A");
-    if reserved_at.elapsed() < Duration::from_millis(300) {
-        assert_eq!(free, "99");
-    }
-    eventually("the reservation to expire", || rpc.text("AVAIL A") == "100");
-    assert!(reserved_at.elapsed() >= Duration::from_millis(300));
+    assert_eq!(rpc.text("RESERVE S P1"), "OK");
+    assert_eq!(rpc.text("RESERVE S P1"), "EXISTS");
+    clock.advance(ttl - Duration::from_nanos(1));
+    assert_eq!(rpc.text("AVAIL S"), "0");
+    assert_eq!(rpc.text("RESERVE S P2"), "FULL");
+    // At the TTL exactly, reserve purges the lot before checking its capacity.
+    clock.advance(Duration::from_nanos(1));
+    assert_eq!(rpc.text("RESERVE S P2"), "OK");
+    assert_eq!(rpc.text("CANCEL S P1"), "NOT_FOUND");
     let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
-    assert_eq!(lots[0]["reserved"], 0);
-    assert_eq!(rpc.text("CANCEL A P1"), "NOT_FOUND");
-    assert_eq!(rpc.text("RESERVE A P1"), "OK");
+    assert_eq!(lots[0]["reserved"], 1);
+    // And a read alone sees P2 expire.
+    clock.advance(ttl);
+    assert_eq!(rpc.text("AVAIL S"), "1");
+    assert_eq!(rpc.text("RESERVE S P1"), "OK");
 }
 
 #[test]

@@ -5,22 +5,29 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use framing::frame;
 use serde_json::Value;
 use server::{Config, RunningServer, Server};
+use state::{Clock, SystemClock};
 
 /// Generous bound for anything a test waits on; only reached when the test is failing.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Starts a server on ephemeral ports after letting `tweak` adjust the test configuration.
 pub fn start_with(tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    start_with_clock(Arc::new(SystemClock), tweak)
+}
+
+/// [`start_with`], with reservations timed by `clock` (a `ManualClock`, typically).
+pub fn start_with_clock(clock: Arc<dyn Clock>, tweak: impl FnOnce(&mut Config)) -> RunningServer {
     let _ = env_logger::builder().is_test(true).try_init();
     let mut config = Config::ephemeral();
     tweak(&mut config);
-    Server::start(config).expect("server starts")
+    Server::start_with_clock(config, clock).expect("server starts")
 }
 
 /// Starts a server with the default lots (A=100, B=50, C=200) on ephemeral ports.
