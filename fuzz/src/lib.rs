@@ -231,15 +231,14 @@ pub fn check_sensor_stream(data: &[u8]) {
     }
 }
 
-/// serde_json's default float parser may land 1-2 ULPs away from the f64 it reads back.
+/// Equality of server lines, with events' timestamps compared bit for bit: `framing` enables
+/// serde_json's `float_roundtrip`, so a timestamp must come back as exactly the same f64.
 fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
     match (a, b) {
         (ServerLine::Event(a), ServerLine::Event(b)) => {
             a.lot_id == b.lot_id
                 && a.free == b.free
-                && (a.timestamp == b.timestamp
-                    || (a.timestamp.is_sign_negative() == b.timestamp.is_sign_negative()
-                        && a.timestamp.to_bits().abs_diff(b.timestamp.to_bits()) <= 2))
+                && a.timestamp.to_bits() == b.timestamp.to_bits()
         }
         _ => a == b,
     }

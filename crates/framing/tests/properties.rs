@@ -551,20 +551,15 @@ fn check_sensor_reply(line: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// True when two timestamps are the same f64 or within 2 ULPs of each other. serde_json's
-/// default float parser (its `float_roundtrip` feature is off) does not always return the f64
-/// whose shortest representation it reads; 2 ULPs is the largest error seen (see
-/// `docs/robustness.md`).
-fn close_timestamps(a: f64, b: f64) -> bool {
-    a == b
-        || (a.is_sign_negative() == b.is_sign_negative() && a.to_bits().abs_diff(b.to_bits()) <= 2)
-}
-
-/// Equality of server lines, with [`close_timestamps`] for events.
+/// Equality of server lines, with events' timestamps compared bit for bit: `framing` enables
+/// serde_json's `float_roundtrip`, so a timestamp must come back as exactly the same f64 (and
+/// `-0.0` as `-0.0`), not merely a neighbour of it.
 fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
     match (a, b) {
         (ServerLine::Event(a), ServerLine::Event(b)) => {
-            a.lot_id == b.lot_id && a.free == b.free && close_timestamps(a.timestamp, b.timestamp)
+            a.lot_id == b.lot_id
+                && a.free == b.free
+                && a.timestamp.to_bits() == b.timestamp.to_bits()
         }
         _ => a == b,
     }
@@ -908,7 +903,7 @@ proptest! {
                 if kind == "EVENT" => free
                     .as_u64()
                     .and_then(|free| u32::try_from(free).ok())
-                    // What serde_json reads from those digits (see `close_timestamps`).
+                    // What serde_json reads from those digits.
                     .zip(serde_json::from_str::<f64>(&timestamp.to_string()).ok())
                     .map(|(free, timestamp)| Event { lot_id: lot.clone().into(), free, timestamp }),
             _ => None,
