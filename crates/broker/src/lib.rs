@@ -277,6 +277,11 @@ impl Broker {
         }
     }
 
+    /// The limits and sizes it was started with.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
     /// The current counters.
     pub fn stats(&self) -> BrokerStats {
         self.registry.counters().snapshot()

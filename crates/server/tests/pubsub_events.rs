@@ -4,25 +4,7 @@
 
 mod common;
 
-use common::{RawLines, RawRpc, start, start_with};
-use serde_json::Value;
-
-fn subscribe(server: &server::RunningServer, topic: &str) -> RawLines {
-    let mut subscriber = RawLines::connect(server.pubsub_addr());
-    let reply = subscriber.call(&format!("SUBSCRIBE {topic}"));
-    assert!(reply.starts_with("OK "), "{reply}");
-    subscriber
-}
-
-fn next_event(subscriber: &mut RawLines) -> (String, u64) {
-    let event: Value = serde_json::from_str(&subscriber.line()).unwrap();
-    assert_eq!(event["type"], "EVENT");
-    assert!(event["timestamp"].as_f64().unwrap() > 1.7e9);
-    (
-        event["lotId"].as_str().unwrap().to_owned(),
-        event["free"].as_u64().unwrap(),
-    )
-}
+use common::{RawLines, RawRpc, next_event, start, start_with, subscribe};
 
 #[test]
 fn reserve_cancel_and_sensor_updates_publish() {

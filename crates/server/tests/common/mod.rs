@@ -143,6 +143,25 @@ impl RawLines {
     }
 }
 
+/// A pub/sub connection that has subscribed to `topic`.
+pub fn subscribe(server: &RunningServer, topic: &str) -> RawLines {
+    let mut subscriber = RawLines::connect(server.pubsub_addr());
+    let reply = subscriber.call(&format!("SUBSCRIBE {topic}"));
+    assert!(reply.starts_with("OK "), "{reply}");
+    subscriber
+}
+
+/// The next line, which must be an event: its lot and free count.
+pub fn next_event(subscriber: &mut RawLines) -> (String, u64) {
+    let event: Value = serde_json::from_str(&subscriber.line()).unwrap();
+    assert_eq!(event["type"], "EVENT");
+    assert!(event["timestamp"].as_f64().unwrap() > 1.7e9);
+    (
+        event["lotId"].as_str().unwrap().to_owned(),
+        event["free"].as_u64().unwrap(),
+    )
+}
+
 /// Whether a socket error means the peer closed the connection (a reset, typically because it
 /// closed with our bytes still unread).
 fn is_closed_error(err: &std::io::Error) -> bool {
