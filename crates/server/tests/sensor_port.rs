@@ -53,8 +53,31 @@ fn errors_change_nothing() {
         );
     }
     sensor.send(b"UPDATE \xff 1\n");
-    assert!(sensor.line().starts_with("ERR "));
+    let reply = sensor.line();
+    assert!(reply.starts_with("ERR UNKNOWN_COMMAND "), "{reply:?}");
     assert_eq!(sensor.call("UPDATE A +0"), "OK 90");
+}
+
+#[test]
+fn pipelined_lines_are_answered_in_order_one_reply_each() {
+    let server = start();
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    sensor.send(b"UPDATE A 10\nPING\nFLY\nUPDATE A +5\r\n\nUPDATE Z 1\nUPDATE A -15\n");
+    let replies: Vec<String> = (0..7).map(|_| sensor.line()).collect();
+    assert_eq!(replies[..2], ["OK 90", "PONG"]);
+    assert!(
+        replies[2].starts_with("ERR UNKNOWN_COMMAND "),
+        "{replies:?}"
+    );
+    assert_eq!(replies[3], "OK 85");
+    assert!(
+        replies[4].starts_with("ERR UNKNOWN_COMMAND "),
+        "{replies:?}"
+    );
+    assert!(replies[5].starts_with("ERR UNKNOWN_LOT "), "{replies:?}");
+    assert_eq!(replies[6], "OK 100");
+    // Nothing more was sent: the next reply is to the next line.
+    assert_eq!(sensor.call("PING"), "PONG");
 }
 
 #[test]
