@@ -131,6 +131,9 @@ fn a_disconnect_mid_line_changes_nothing() {
     assert_eq!(sensor.call("UPDATE A +0"), "OK 100");
 }
 
+/// Issue 4's requirement, which is also the bound asserted: 50 sensors at 10 updates a second
+/// each, on the sensor port's 4 workers, all acked, with a median ack under 100 ms. The
+/// measured figure (about 2 ms) is in docs/benchmarks.md, with the command that prints it.
 #[test]
 fn fifty_sensors_at_ten_updates_a_second_are_all_served() {
     let server = start();
