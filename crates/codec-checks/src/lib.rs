@@ -1,9 +1,17 @@
-//! The checks behind the fuzz targets in `fuzz_targets/`, one function per target.
+//! The checks behind the fuzz targets in `fuzz/fuzz_targets/`, one function per target, and
+//! [`TARGETS`], which names them.
 //!
-//! Each decodes the fuzzer's bytes with the `framing` crate and, for whatever decodes,
-//! re-encodes the value and decodes it again. Any disagreement panics, which libFuzzer reports
-//! as a crash and saves under `fuzz/artifacts/<target>/`. The same properties, on generated
-//! rather than mutated inputs, are in `crates/framing/tests/properties.rs`.
+//! Each decodes its bytes with the `framing` crate and, for whatever decodes, re-encodes the
+//! value and decodes it again. Any disagreement panics, which libFuzzer reports as a crash and
+//! saves under `fuzz/artifacts/<target>/`. The checks live in this workspace crate rather than
+//! in `fuzz/` (a workspace of its own, built with cargo-fuzz) so that `cargo test` can replay
+//! the committed seed corpus through exactly the same code (`tests/seeds.rs`), and so that a
+//! change to `framing` that breaks them fails CI. The same properties, on generated rather than
+//! mutated inputs, are in `crates/framing/tests/properties.rs`.
+
+#![forbid(unsafe_code)]
+// A check's only way to report a disagreement is to panic, as libFuzzer expects.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{self, Read};
 
@@ -269,3 +277,16 @@ pub fn check_pubsub_stream(data: &[u8]) {
         }
     }
 }
+
+/// A fuzz target's check of one input; it panics on any disagreement.
+pub type Check = fn(&[u8]);
+
+/// Every fuzz target by name (the name of its file in `fuzz/fuzz_targets/` and of its seed
+/// directory in `fuzz/seeds/`), with its check.
+pub const TARGETS: [(&str, Check); 5] = [
+    ("frame_decode", check_frames),
+    ("json_request", check_json_payload),
+    ("text_request", check_text_payload),
+    ("sensor_line", check_sensor_stream),
+    ("pubsub_command", check_pubsub_stream),
+];
