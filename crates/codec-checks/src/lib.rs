@@ -56,18 +56,36 @@ fn walk_frames(data: &[u8]) -> (Vec<&[u8]>, FramesEnd) {
 }
 
 /// Read sizes for the chunked and short-read runs, taken from the input so that the fuzzer
-/// explores them too; 0 stands for an `Interrupted` read.
+/// explores them too; 0 stands for an `Interrupted` read (and a chunk of one byte).
 fn read_sizes(data: &[u8]) -> Vec<usize> {
-    let mut sizes: Vec<usize> = data.iter().take(8).map(|&b| usize::from(b % 9)).collect();
-    // Progress in every cycle, whatever the bytes.
-    sizes.push(1);
-    sizes
+    data.iter().take(8).map(|&b| usize::from(b % 9)).collect()
 }
 
-struct ShortReads<'a> {
+/// A reader over `data` that returns at most `sizes[i]` bytes on its i-th call (cycling), and
+/// `ErrorKind::Interrupted` for a size of 0, like a socket under load. Shared with the
+/// `framing` property tests.
+pub struct ShortReads<'a> {
     data: &'a [u8],
     sizes: Vec<usize>,
     calls: usize,
+}
+
+impl<'a> ShortReads<'a> {
+    /// Reads `data` in pieces of the given sizes.
+    pub fn new(data: &'a [u8], mut sizes: Vec<usize>) -> Self {
+        // A non-zero size in every cycle, so the reader always makes progress.
+        sizes.push(1);
+        ShortReads {
+            data,
+            sizes,
+            calls: 0,
+        }
+    }
+
+    /// The bytes not read yet.
+    pub fn unread(&self) -> &'a [u8] {
+        self.data
+    }
 }
 
 impl Read for ShortReads<'_> {
@@ -135,11 +153,7 @@ pub fn check_frames(data: &[u8]) {
     assert_eq!(chunked_end, end);
 
     // A blocking reader with short and interrupted reads.
-    let mut reader = ShortReads {
-        data,
-        sizes,
-        calls: 0,
-    };
+    let mut reader = ShortReads::new(data, sizes);
     let mut payload = Vec::new();
     let mut read = Vec::new();
     let outcome = loop {
@@ -240,8 +254,9 @@ pub fn check_sensor_stream(data: &[u8]) {
 }
 
 /// Equality of server lines, with events' timestamps compared bit for bit: `framing` enables
-/// serde_json's `float_roundtrip`, so a timestamp must come back as exactly the same f64.
-fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
+/// serde_json's `float_roundtrip`, so a timestamp must come back as exactly the same f64 (and
+/// `-0.0` as `-0.0`), not merely a neighbour of it. Shared with the `framing` property tests.
+pub fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
     match (a, b) {
         (ServerLine::Event(a), ServerLine::Event(b)) => {
             a.lot_id == b.lot_id

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use broker::BrokerConfig;
 use client::{ParkingClient, SensorClient};
 use common::{
-    CLOSE_BOUND, DEADLINE, OTHER_TIMEOUT, RawLines, RawRpc, connect_small_buffer, eventually,
-    expect_closed, next_event, start_with, subscribe, trickle_until_closed,
+    CLOSE_BOUND, DEADLINE, OTHER_TIMEOUT, Port, RawLines, check_still_served, connect_small_buffer,
+    eventually, expect_closed, next_event, start_with, subscribe,
 };
 use framing::sensor::CountChange;
 use serde_json::json;
@@ -226,9 +226,7 @@ fn the_pubsub_port_refuses_connections_over_max_connections() {
     let mut extra = RawLines::connect(server.pubsub_addr());
     assert!(extra.line().starts_with("ERR BUSY "));
     extra.expect_closed(DEADLINE);
-    let mut rpc = RawRpc::connect(server.rpc_addr());
-    assert_eq!(rpc.text("RESERVE A P1"), "OK");
-    assert_eq!(next_event(&mut first), ("A".into(), 99));
+    check_still_served(&server, &mut first);
 }
 
 #[test]
@@ -246,25 +244,12 @@ fn idle_timeout_applies_only_until_a_successful_subscribe() {
     refused.expect_closed(CLOSE_BOUND);
     assert!(started.elapsed() >= Duration::from_millis(300));
     // The subscriber has been silent for longer still, and is served.
-    let mut rpc = RawRpc::connect(server.rpc_addr());
-    assert_eq!(rpc.text("RESERVE A P1"), "OK");
-    assert_eq!(next_event(&mut subscribed), ("A".into(), 99));
+    check_still_served(&server, &mut subscribed);
 }
 
 #[test]
 fn a_subscribe_line_that_trickles_in_is_closed_after_frame_timeout() {
-    let server = start_with(|config| {
-        config.idle_timeout = OTHER_TIMEOUT;
-        config.frame_timeout = 0.3;
-    });
-    let stream = TcpStream::connect(server.pubsub_addr()).unwrap();
-    let mut line = b"SUBSCRIBE ".to_vec();
-    line.resize(200, b'A');
-    let waited = trickle_until_closed(&stream, &line, Duration::from_millis(100), CLOSE_BOUND);
-    assert!(
-        waited >= Duration::from_millis(300),
-        "closed after {waited:?}"
-    );
+    common::check_frame_timeout(Port::Pubsub);
 }
 
 #[test]
@@ -283,7 +268,5 @@ fn a_subscribe_line_of_1024_bytes_is_accepted_and_a_longer_one_closes() {
     over.send(&padded(1025));
     assert!(over.line().starts_with("ERR LINE_TOO_LONG "));
     over.expect_closed(DEADLINE);
-    let mut rpc = RawRpc::connect(server.rpc_addr());
-    assert_eq!(rpc.text("RESERVE A P1"), "OK");
-    assert_eq!(next_event(&mut at_limit), ("A".into(), 99));
+    check_still_served(&server, &mut at_limit);
 }

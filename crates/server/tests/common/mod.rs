@@ -162,6 +162,14 @@ pub fn next_event(subscriber: &mut RawLines) -> (String, u64) {
     )
 }
 
+/// Makes a change to lot A (a reservation of a fresh plate) and checks that `subscriber`
+/// hears it: it is still connected and served.
+pub fn check_still_served(server: &RunningServer, subscriber: &mut RawLines) {
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    assert_eq!(rpc.text("RESERVE A STILL-SERVED"), "OK");
+    assert_eq!(next_event(subscriber), ("A".into(), 99));
+}
+
 /// Whether a socket error means the peer closed the connection (a reset, typically because it
 /// closed with our bytes still unread).
 fn is_closed_error(err: &std::io::Error) -> bool {
@@ -287,12 +295,13 @@ pub fn still_open(stream: &TcpStream) -> bool {
     }
 }
 
-/// The two ports served by the connection scheduler, which share its rules (timeouts, stalled
-/// peers, the connection limit).
+/// The server's ports, for the rules they share: timeouts on all three; stalled peers and
+/// requests ([`Port::flood`], [`Port::ping`]) on the two served by the connection scheduler.
 #[derive(Debug, Clone, Copy)]
 pub enum Port {
     Rpc,
     Sensor,
+    Pubsub,
 }
 
 /// Far longer than the timeout under test in the timeout tests, so that only the rule under
@@ -306,6 +315,7 @@ impl Port {
         match self {
             Port::Rpc => server.rpc_addr(),
             Port::Sensor => server.sensor_addr(),
+            Port::Pubsub => server.pubsub_addr(),
         }
     }
 
@@ -321,6 +331,7 @@ impl Port {
                 }
             }
             Port::Sensor => out.resize(4096, b'\n'),
+            Port::Pubsub => panic!("the pub/sub port answers no requests"),
         }
         out
     }
@@ -336,6 +347,11 @@ impl Port {
             Port::Sensor => {
                 let mut bytes = b"UPDATE A ".to_vec();
                 bytes.resize(200, b'1');
+                bytes
+            }
+            Port::Pubsub => {
+                let mut bytes = b"SUBSCRIBE ".to_vec();
+                bytes.resize(200, b'A');
                 bytes
             }
         }
@@ -363,6 +379,7 @@ impl Port {
                     .unwrap();
                 assert_eq!(lines.call("PING"), "PONG");
             }
+            Port::Pubsub => panic!("the pub/sub port answers no requests"),
         }
     }
 }
