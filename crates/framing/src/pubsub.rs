@@ -274,6 +274,9 @@ mod tests {
             ServerLine::Refused(error)
         );
         assert!(parse_server_line(b"{\"type\":\"OTHER\"}").is_err());
-        assert!(parse_server_line(b"HELLO").is_err());
+        assert_eq!(
+            parse_server_line(b"HELLO").unwrap_err().to_string(),
+            "malformed pub/sub line \"HELLO\""
+        );
     }
 }

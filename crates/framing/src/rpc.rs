@@ -630,6 +630,12 @@ mod tests {
         );
         let rejected = decode_json_request(b"{\"rpcId\":1,\"method\":\"\xff\"}").unwrap_err();
         assert_eq!(rejected.error.code, ErrorCode::BadRequest);
+        assert_eq!(
+            WireError::parse_json_form("NOPE: x")
+                .unwrap_err()
+                .to_string(),
+            "unknown error code \"NOPE\""
+        );
     }
 
     #[test]

@@ -316,7 +316,10 @@ mod tests {
             encode_reply(&mut out, reply.as_ref());
             assert_eq!(parse_reply(&out[..out.len() - 1]).unwrap(), reply);
         }
-        assert!(parse_reply(b"OK x").is_err());
+        assert_eq!(
+            parse_reply(b"OK x").unwrap_err().to_string(),
+            "malformed sensor reply \"OK x\""
+        );
         assert!(parse_reply(b"ERR NOPE x").is_err());
     }
 }
