@@ -378,6 +378,31 @@ mod tests {
                 .and_then(|e| e.downcast_ref::<ConfigError>());
             assert_eq!(inner, Some(&expected));
         }
+        assert_eq!(
+            ConfigError::ZeroQueueSize.to_string(),
+            "the pub/sub queue size must be at least 1"
+        );
+        assert_eq!(
+            ConfigError::ZeroNotifierThreads.to_string(),
+            "at least one pub/sub notifier thread is needed"
+        );
+    }
+
+    #[test]
+    fn the_broker_keeps_its_configuration() {
+        let config = BrokerConfig {
+            queue_size: 3,
+            notifier_threads: 1,
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::start(Vec::new(), config.clone()).unwrap();
+        assert_eq!(broker.config(), &config);
+        let debug = format!("{broker:?}");
+        assert!(
+            debug.starts_with("Broker { config: BrokerConfig { queue_size: 3,")
+                && debug.contains("stats: BrokerStats {"),
+            "{debug}"
+        );
     }
 
     #[test]
