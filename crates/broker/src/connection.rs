@@ -451,3 +451,115 @@ fn discard_input(stream: &mut TcpStream) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::SystemTime;
+
+    use socket2::SockRef;
+    use state::{LotChange, LotId};
+
+    use super::*;
+
+    const QUEUE: usize = 4;
+    const MAX_DROPS: u32 = 3;
+
+    /// A subscribed connection over a real loopback socket whose both buffers are small, the
+    /// peer's end (which reads only when told to), and the context the connection runs in.
+    fn subscribed() -> (Connection, TcpStream, Context) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        SockRef::from(&stream).set_send_buffer_size(4096).unwrap();
+        let registry = Arc::new(Registry::new(
+            vec![LotId::new("A").unwrap()],
+            QUEUE,
+            MAX_DROPS,
+        ));
+        let (doorbell, _rung) = crossbeam_channel::bounded(1);
+        let ctx = Context {
+            registry,
+            doorbell,
+            idle_timeout: Duration::from_secs(60),
+            line_timeout: Duration::from_secs(60),
+        };
+        let mut connection = Connection::new(stream, peer, Instant::now());
+        ctx.registry
+            .subscribe(
+                &mut connection.subscription,
+                Topic::Lot("A"),
+                peer,
+                &ctx.doorbell,
+            )
+            .unwrap();
+        (connection, socket.into(), ctx)
+    }
+
+    fn publish(ctx: &Context, free: u32) {
+        ctx.registry.publish(&LotChange {
+            lot: LotId::new("A").unwrap(),
+            free,
+            at: SystemTime::now(),
+        });
+    }
+
+    fn drops(ctx: &Context) -> u64 {
+        ctx.registry.counters().snapshot().events_dropped
+    }
+
+    /// Drops count towards disconnection only while the socket takes nothing: a send that gets
+    /// some bytes through, however few, clears the count, and `max_overflow_drops` drops with
+    /// the socket full doom the subscriber, one fewer does not.
+    #[test]
+    fn drops_count_only_while_the_socket_takes_nothing() {
+        let (mut connection, mut peer, ctx) = subscribed();
+        let now = Instant::now();
+        // Publish and send until the pending output is at its cap and the queue starts to drop.
+        let mut free = 0;
+        while drops(&ctx) == 0 {
+            assert!(free < 100_000, "the queue never overflowed");
+            publish(&ctx, free);
+            free += 1;
+            connection.send(now).unwrap();
+        }
+        // A send through a socket that takes nothing marks the subscriber as not reading.
+        connection.send(now).unwrap();
+        let subscriber = connection.subscription.as_ref().unwrap().subscriber();
+        publish(&ctx, free);
+        assert_eq!(subscriber.consecutive_drops(), 2);
+        assert!(!subscriber.is_doomed());
+        // The peer takes a little: the next send gets bytes through and clears the count, with
+        // plenty still pending.
+        let mut some = [0; 1024];
+        peer.read_exact(&mut some).unwrap();
+        connection.send(now).unwrap();
+        assert!(!connection.output.is_empty());
+        let subscriber = connection.subscription.as_ref().unwrap().subscriber();
+        assert_eq!(subscriber.consecutive_drops(), 0);
+        // Full again: the drops with nothing taken doom it at the third, and not before.
+        while connection.output.len() < MAX_PENDING_OUTPUT {
+            publish(&ctx, free);
+            free += 1;
+            connection.send(now).unwrap();
+        }
+        connection.send(now).unwrap();
+        let subscriber = connection.subscription.as_ref().unwrap().subscriber();
+        while !subscriber.is_doomed() {
+            assert!(subscriber.consecutive_drops() < MAX_DROPS);
+            publish(&ctx, free);
+            free += 1;
+        }
+        assert_eq!(subscriber.consecutive_drops(), MAX_DROPS);
+        assert!(matches!(
+            connection.send(now),
+            Err(CloseReason::SlowSubscriber { drops: MAX_DROPS })
+        ));
+    }
+}
