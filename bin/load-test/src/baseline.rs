@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use framing::frame::{self, Decoded, FrameError};
 use framing::rpc::{
-    self, CancelReply, ErrorCode, LotStatus, Reply, Request, ReserveReply, WireError,
+    self, CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome, WireError,
 };
 
 /// The lots `getLots` reports: the parking server's default lots, with nothing taken.
@@ -96,9 +96,9 @@ fn serve_connection(stream: TcpStream) -> Result<(), FrameError> {
                         frame::MAX_FRAME_LEN
                     ),
                 );
-                let start = frame::begin(&mut out);
-                rpc::encode_json_reply(&mut out, None, Err(&error));
-                frame::finish(&mut out, start)?;
+                frame::encode_with(&mut out, |out| {
+                    rpc::encode_json_reply(out, None, Err(&error))
+                })?;
                 writer.write_all(&out)?;
                 return Ok(());
             }
@@ -116,21 +116,23 @@ fn serve_connection(stream: TcpStream) -> Result<(), FrameError> {
 
 /// Appends the framed reply to `payload`, a request frame's payload, to `out`.
 pub fn answer(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let start = frame::begin(out);
-    if rpc::is_json(payload) {
-        match rpc::decode_json_request(payload) {
-            Ok((rpc_id, request)) => {
-                rpc::encode_json_reply(out, Some(rpc_id), Ok(&reply_to(&request)));
+    frame::encode_with(out, |out| {
+        if rpc::is_json(payload) {
+            match rpc::decode_json_request(payload) {
+                Ok((rpc_id, request)) => {
+                    rpc::encode_json_reply(out, Some(rpc_id), Ok(&reply_to(&request)));
+                }
+                Err(rejected) => {
+                    rpc::encode_json_reply(out, rejected.rpc_id, Err(&rejected.error));
+                }
             }
-            Err(rejected) => rpc::encode_json_reply(out, rejected.rpc_id, Err(&rejected.error)),
+        } else {
+            match rpc::decode_text_request(payload) {
+                Ok(request) => rpc::encode_text_reply(out, Ok(&reply_to(&request))),
+                Err(error) => rpc::encode_text_reply(out, Err(&error)),
+            }
         }
-    } else {
-        match rpc::decode_text_request(payload) {
-            Ok(request) => rpc::encode_text_reply(out, Ok(&reply_to(&request))),
-            Err(error) => rpc::encode_text_reply(out, Err(&error)),
-        }
-    }
-    frame::finish(out, start)
+    })
 }
 
 /// The constant answer to `request`.
@@ -142,14 +144,15 @@ fn reply_to(request: &Request<'_>) -> Reply<'static> {
                     id: Cow::Borrowed(id),
                     capacity,
                     occupied: 0,
+                    counted: 0,
                     reserved: 0,
                     free: capacity,
                 })
                 .collect(),
         ),
         Request::GetAvailability { .. } => Reply::Free(AVAILABILITY),
-        Request::Reserve { .. } => Reply::Reserve(ReserveReply::Reserved),
-        Request::Cancel { .. } => Reply::Cancel(CancelReply::Cancelled),
+        Request::Reserve { .. } => Reply::Reserve(ReserveOutcome::Reserved),
+        Request::Cancel { .. } => Reply::Cancel(CancelOutcome::Cancelled),
         Request::Ping => Reply::Pong,
     }
 }

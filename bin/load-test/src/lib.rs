@@ -16,15 +16,19 @@
 //! - [`options`]: the command line ([`Options`]).
 //! - [`workload`]: modes, the operation stream of each connection, requests and reply checks.
 //! - [`pacing`]: intended send times for open-loop (`--rate`) runs.
+//! - [`idle`]: the `--idle` connections, held open and silent during every row.
 //! - [`runner`]: one row: connection threads, reconnection, histograms, progress line.
 //! - [`report`]: the table, the JSON report and the `.hgrm` files.
 //! - [`plot`]: the latency-by-percentile SVG chart.
+//! - [`cleanup`]: cancelling what the run left reserved.
 //! - [`baseline`]: the baseline server behind the `baseline-server` binary.
 //! - this file: [`run`], which ties them together, and the exit codes.
 
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod cleanup;
+pub mod idle;
 pub mod options;
 pub mod pacing;
 pub mod plot;
@@ -34,10 +38,12 @@ pub mod workload;
 
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use client::ParkingClient;
 
+use idle::{IdleConnections, IdleError};
 pub use options::Options;
 use report::{OutputError, Report, Row};
 use runner::{RowResult, RunConfig};
@@ -49,6 +55,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ROW_FAILURES: u8 = 1;
 /// Exit code: an output file (`--json`, `--hgrm`, `--plot`) could not be written.
 pub const EXIT_OUTPUT: u8 = 3;
+/// Exit code: the `--idle` connections could not all be opened.
+pub const EXIT_IDLE: u8 = 4;
 
 /// Why a run could not complete; failures of the server under test are not among them (they
 /// are counted in the rows).
@@ -60,6 +68,8 @@ pub enum RunError {
     Output(OutputError),
     /// Writing the table to stdout failed.
     Stdout(io::Error),
+    /// The `--idle` connections could not all be opened.
+    Idle(IdleError),
 }
 
 impl fmt::Display for RunError {
@@ -68,6 +78,7 @@ impl fmt::Display for RunError {
             RunError::Histogram(err) => write!(f, "cannot create a latency histogram: {err:?}"),
             RunError::Output(err) => write!(f, "{err}"),
             RunError::Stdout(err) => write!(f, "cannot write the table: {err}"),
+            RunError::Idle(err) => write!(f, "{err}"),
         }
     }
 }
@@ -78,6 +89,7 @@ impl std::error::Error for RunError {
             RunError::Histogram(_) => None,
             RunError::Output(err) => Some(err),
             RunError::Stdout(err) => Some(err),
+            RunError::Idle(err) => Some(err),
         }
     }
 }
@@ -91,7 +103,10 @@ impl From<OutputError> for RunError {
 impl RunError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
-        EXIT_OUTPUT
+        match self {
+            RunError::Idle(_) => EXIT_IDLE,
+            RunError::Histogram(_) | RunError::Output(_) | RunError::Stdout(_) => EXIT_OUTPUT,
+        }
     }
 }
 
@@ -107,6 +122,11 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         timeout: options.timeout.duration,
         progress: io::stderr().is_terminal(),
     };
+    let files: Vec<&Path> = [&options.json, &options.plot]
+        .into_iter()
+        .filter_map(|path| path.as_deref())
+        .collect();
+    report::check_writable(&files, options.hgrm.as_deref())?;
     let template = runner::new_histogram().map_err(RunError::Histogram)?;
     let mode = options.mode;
 
@@ -114,9 +134,22 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         Some(rate) => format!("open loop at {rate} req/s"),
         None => "closed loop".to_owned(),
     };
+    let busiest = options.workers.iter().copied().max().unwrap_or(0) as usize;
+    let idle = IdleConnections::open(
+        config.target.get(0),
+        options.idle as usize,
+        busiest,
+        options.timeout.duration,
+    )
+    .map_err(RunError::Idle)?;
+    let idle_note = if idle.is_empty() {
+        String::new()
+    } else {
+        format!(", {} idle connections held open", idle.len())
+    };
     writeln!(
         out,
-        "{mode} against {}: pipeline {}, {loop_kind}, warmup {}s, duration {}s",
+        "{mode} against {}: pipeline {}, {loop_kind}, warmup {}s, duration {}s{idle_note}",
         config.target, options.pipeline, options.warmup.secs, options.duration.secs
     )
     .and_then(|()| writeln!(out, "{}", report::table_header()))
@@ -130,7 +163,14 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
             Ok(workload) => runner::run_row(&config, &Arc::new(workload), connections, &template),
             Err((tally, note)) => RowResult::not_run(connections, template.clone(), tally, note),
         };
-        let row = Row::new(mode, &result, options.duration.secs);
+        let mut row = Row::new(mode, &result, options.duration.secs);
+        let closed = idle.closed_by_server();
+        if closed > 0 && row.note.is_none() {
+            row.note = Some(format!(
+                "the server closed {closed} of the {} idle connections",
+                idle.len()
+            ));
+        }
         writeln!(out, "{}", report::table_row(&row))
             .and_then(|()| out.flush())
             .map_err(RunError::Stdout)?;
@@ -138,15 +178,23 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         rows.push(row);
     }
 
+    if let Some(lot_ids) = lots {
+        let note = cleanup_note(options, &config, lot_ids, busiest);
+        if let Some(note) = note {
+            writeln!(out, "{note}").map_err(RunError::Stdout)?;
+        }
+    }
+
     if let Some(path) = &options.json {
         let report = Report {
-            target: config.target.clone(),
+            target: config.target.to_string(),
             mode,
             pipeline: options.pipeline,
             rate: options.rate,
             warmup_secs: options.warmup.secs,
             duration_secs: options.duration.secs,
             timeout_secs: options.timeout.secs,
+            idle: options.idle,
             rows: rows.clone(),
         };
         report::write_json(path, &report)?;
@@ -162,6 +210,33 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         plot::write_svg(path, &title, &rows)?;
     }
     Ok(rows)
+}
+
+/// Cancels what the run may have left reserved and describes it in one line (none when the
+/// mode reserves nothing).
+fn cleanup_note(
+    options: &Options,
+    config: &RunConfig,
+    lots: Vec<String>,
+    busiest: usize,
+) -> Option<String> {
+    let connections = u32::try_from(busiest).unwrap_or(u32::MAX);
+    let workload = Workload::new(options.mode, lots, options.plates, connections)?;
+    match cleanup::cancel_leftovers(&config.target, config.timeout, &workload) {
+        Ok(cleanup::Cleanup::NotNeeded) => None,
+        Ok(cleanup::Cleanup::Done { sent, cancelled }) => Some(format!(
+            "cleanup: cancelled {cancelled} reservation(s) the run left ({sent} cancels sent)"
+        )),
+        Ok(cleanup::Cleanup::Skipped { pairs }) => Some(format!(
+            "cleanup: skipped ({pairs} lot and plate pairs, over {}); the run's \
+             reservations expire after the server's reservation_ttl",
+            cleanup::MAX_CANCELS
+        )),
+        Err(err) => Some(format!(
+            "cleanup: failed ({err}); the run's reservations expire after the server's \
+             reservation_ttl"
+        )),
+    }
 }
 
 /// The exit code for a run that produced `rows`.
@@ -182,7 +257,7 @@ fn row_workload(
 ) -> Result<Workload, (runner::Tally, String)> {
     let mode = options.mode;
     if mode.needs_lots() && lots.is_none() {
-        let found = ParkingClient::connect_with_timeout(config.target.as_str(), config.timeout)
+        let found = ParkingClient::connect_with_timeout(&config.target, config.timeout)
             .and_then(|mut client| client.get_lots())
             .map_err(|err| (runner::failed_call(&err), format!("getLots failed: {err}")))?;
         *lots = Some(found.into_iter().map(|lot| lot.id.into_owned()).collect());

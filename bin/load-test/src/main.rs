@@ -5,16 +5,14 @@ use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
+use client::{Failure, cli};
 use load_test::Options;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    cli::init_logging("warn");
     let options = Options::parse();
     match load_test::run(&options, &mut io::stdout().lock()) {
         Ok(rows) => ExitCode::from(load_test::exit_code(&rows)),
-        Err(err) => {
-            eprintln!("load-test: {err}");
-            ExitCode::from(err.exit_code())
-        }
+        Err(err) => Failure::new(err.exit_code(), err.to_string()).report("load-test"),
     }
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client::{Backoff, ClientError, ParkingClient};
+use client::{Backoff, ClientError, Endpoints, ParkingClient};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -49,8 +49,9 @@ const PROGRESS_TICK: Duration = Duration::from_millis(100);
 /// What every row of a run shares.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// `host:port` of the server's RPC port.
-    pub target: String,
+    /// The servers' RPC ports; connection `i` starts with the `i`th, so connections spread
+    /// over several nodes.
+    pub target: Endpoints,
     /// Requests in flight per connection (at least 1).
     pub pipeline: u32,
     /// Total requests per second in open-loop mode; `None` for closed loop.
@@ -263,7 +264,7 @@ impl Connection {
                 break;
             }
             let mut client = match ParkingClient::connect_with_timeout(
-                self.config.target.as_str(),
+                self.config.target.rotated(self.index as usize),
                 self.config.timeout,
             ) {
                 Ok(client) => client,
@@ -330,12 +331,34 @@ impl Connection {
                 return Ok(());
             };
             self.receive(client, pending)?;
+            // Replies already buffered are taken before refilling, so that a pipelined
+            // connection sends its next batch with one write instead of one per request.
+            while client.reply_ready() {
+                let Some(pending) = self.in_flight.pop_front() else {
+                    break;
+                };
+                self.receive(client, pending)?;
+            }
         }
     }
 
     /// Sends until the pipeline is full, the row's sending time is over, or (open loop) the
-    /// next request is not due yet while others are still in flight.
+    /// next request is not due yet while others are still in flight; everything queued goes
+    /// out with one write.
     fn fill(&mut self, client: &mut ParkingClient) -> Result<(), Failure> {
+        let queued = self.queue_requests(client);
+        let flushed = client.flush().map_err(|err| Failure::from(&err));
+        match (queued, flushed) {
+            (Err(failure), _) | (Ok(()), Err(failure)) => {
+                self.lose_in_flight(failure);
+                Err(failure)
+            }
+            (Ok(()), Ok(())) => Ok(()),
+        }
+    }
+
+    /// Queues requests until the pipeline is full (see [`Connection::fill`]).
+    fn queue_requests(&mut self, client: &mut ParkingClient) -> Result<(), Failure> {
         let pipeline = self.config.pipeline as usize;
         while self.in_flight.len() < pipeline {
             let now = Instant::now();
@@ -358,23 +381,21 @@ impl Connection {
             };
             let op = self.ops.next_op();
             let request = self.workload.request(op);
-            let sent = if self.workload.mode().is_text() {
-                client.send_text(&request).map(|()| None)
+            let queued = if self.workload.mode().is_text() {
+                client.queue_text(&request).map(|()| None)
             } else {
-                client.send(&request).map(Some)
+                client.queue(&request).map(Some)
             };
             let pending = Pending {
                 op,
                 rpc_id: None,
                 intended,
             };
-            match sent {
+            match queued {
                 Ok(rpc_id) => self.in_flight.push_back(Pending { rpc_id, ..pending }),
                 Err(err) => {
-                    let failure = Failure::from(&err);
                     self.in_flight.push_back(pending);
-                    self.lose_in_flight(failure);
-                    return Err(failure);
+                    return Err(Failure::from(&err));
                 }
             }
         }

@@ -12,15 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use server::{Config, RunningServer, Server};
+use server::RunningServer;
 
 fn start_server() -> RunningServer {
-    let mut config = Config::ephemeral();
-    // Two cores are shared by every test; a couple of workers is plenty.
-    config.thread_pool_size = 2;
-    config.sensor_pool_size = 1;
-    config.notifier_threads = 1;
-    Server::start(config).unwrap()
+    testkit::start_server(|_| {})
 }
 
 fn load_test_command(addr: SocketAddr, args: &[&str]) -> Command {
@@ -95,6 +90,9 @@ fn run_clean_in_parallel(runs: &[(SocketAddr, &str, &[&str])]) {
             table.contains("req/s") && table.contains("p99.9 ms"),
             "{table}"
         );
+        if ["reserve", "mixed", "text", "pipelined"].contains(&name.as_str()) {
+            assert!(table.contains("cleanup: cancelled "), "{name}: {table}");
+        }
     }
 }
 
@@ -119,9 +117,12 @@ fn every_mode_runs_clean_against_a_live_server() {
         (addr, "text", &["--mode", "text"]),
         (addr, "pipelined", &["--mode", "mixed", "--pipeline", "8"]),
     ]);
-    // Every reservation the reserve mode made, it cancelled.
-    let lots = reserve_server.state().lots();
-    assert!(lots.iter().all(|lot| lot.reserved == 0), "{lots:?}");
+    // Every reservation the runs made, they cancelled: the reserve mode as it went, the
+    // mixed and text modes in their cleanup after the last row.
+    for server in [&server, &reserve_server] {
+        let lots = server.state().lots();
+        assert!(lots.iter().all(|lot| lot.reserved == 0), "{lots:?}");
+    }
     reserve_server.shutdown();
     server.shutdown();
 }
@@ -276,9 +277,10 @@ fn start_stalling_server(stall_at: u64, stall: Duration) -> SocketAddr {
             }
             let (rpc_id, _) = rpc::decode_json_request(&payload).unwrap();
             out.clear();
-            let start = frame::begin(&mut out);
-            rpc::encode_json_reply(&mut out, Some(rpc_id), Ok(&Reply::Pong));
-            frame::finish(&mut out, start).unwrap();
+            frame::encode_with(&mut out, |out| {
+                rpc::encode_json_reply(out, Some(rpc_id), Ok(&Reply::Pong));
+            })
+            .unwrap();
             if writer.write_all(&out).is_err() {
                 break;
             }
@@ -472,4 +474,96 @@ fn baseline_server_answers_every_mode() {
     ]);
     baseline.kill().unwrap();
     baseline.wait().unwrap();
+}
+
+#[test]
+fn idle_connections_are_held_open_for_every_row_and_counted_if_closed() {
+    let server = start_server();
+    let json = scratch("idle.json");
+    let output = load_test_command(
+        server.rpc_addr(),
+        &[
+            "--mode",
+            "ping",
+            "--workers",
+            "1",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--idle",
+            "300",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let report = read_json(&json);
+    assert_clean(&output, &report);
+    assert_eq!(report["idle"], 300);
+    assert!(
+        text(&output.stdout).contains("300 idle connections held open"),
+        "{}",
+        text(&output.stdout)
+    );
+    // The server saw them all: the busy rows' connections plus the idle ones.
+    assert!(server.summary().rpc_connections >= 303);
+
+    // A server that closes idle connections: the row says so and counts as failed.
+    let strict = testkit::start_server(|config| config.idle_timeout = Duration::from_millis(100));
+    let output = load_test_command(
+        strict.rpc_addr(),
+        &[
+            "--mode",
+            "ping",
+            "--workers",
+            "1",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+            "--idle",
+            "20",
+        ],
+    )
+    .output()
+    .unwrap();
+    let table = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains("the server closed 20 of the 20 idle connections"),
+        "{table}"
+    );
+}
+
+#[test]
+fn an_output_that_cannot_be_written_fails_before_the_run() {
+    let server = start_server();
+    let output = load_test_command(
+        server.rpc_addr(),
+        &[
+            "--mode",
+            "avail",
+            "--workers",
+            "1",
+            // A run this long would hang the test if it ran.
+            "--duration",
+            "600",
+            "--plot",
+            "/nonexistent/x.svg",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("cannot write /nonexistent/x.svg"),
+        "{}",
+        text(&output.stderr)
+    );
+    // Nothing ran: no table row was printed.
+    assert_eq!(text(&output.stdout), "");
+    server.shutdown();
 }

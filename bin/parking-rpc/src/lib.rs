@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - this file: the command line ([`Cli`], [`Command`]), [`run`] and the error-to-exit-code
-//!   mapping ([`Exit`], [`CliError`]).
+//!   mapping ([`Exit`], and `client::Failure` for the errors).
 //! - [`output`]: how results are printed, as text or JSON.
 //! - [`smoke`]: the end-to-end check behind `parking-rpc smoke`.
 
@@ -15,14 +15,13 @@
 pub mod output;
 pub mod smoke;
 
-use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use client::args::parse_seconds;
-use client::{ClientError, ParkingClient};
+use client::cli::parse_seconds;
+use client::{ClientError, Failure, Hosts, ParkingClient};
 
 const LONG_ABOUT: &str = "\
 Query and book the parking server over its RPC port (length-prefixed JSON requests).
@@ -53,9 +52,10 @@ Exit codes:
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Server host name or IP address.
-    #[arg(long, global = true, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Server host name or IP address; several nodes comma-separated (`a:9000,b:9000`, a
+    /// host without a port takes --port) are tried in turn.
+    #[arg(long, global = true, default_value = "127.0.0.1", value_parser = Hosts::parse)]
+    pub host: Hosts,
     /// The server's RPC port.
     #[arg(long, global = true, default_value_t = 9000)]
     pub port: u16,
@@ -126,91 +126,111 @@ impl From<Exit> for ExitCode {
     }
 }
 
-/// A failure to report as one line on stderr.
-#[derive(Debug)]
-pub struct CliError {
-    /// The line to print.
-    pub message: String,
-    /// The exit code to use.
-    pub exit: Exit,
-}
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+impl From<Exit> for u8 {
+    fn from(exit: Exit) -> Self {
+        exit as u8
     }
 }
 
-impl std::error::Error for CliError {}
+/// A failed run: what to print and exit with, and a short code for `--json` output.
+struct Failed {
+    /// The server's error code (`UNKNOWN_LOT`), or what went wrong on our side
+    /// (`UNREACHABLE`, `TIMEOUT`, `CLOSED`, `IO`, `BAD_REPLY`, `OUTPUT`).
+    code: String,
+    failure: Failure,
+}
 
-impl CliError {
-    /// Describes a client error, naming the server as `target`.
-    pub fn from_client(err: ClientError, target: &str, timeout: Duration) -> Self {
-        let (message, exit) = match err {
-            ClientError::Connect { source, .. } => (
-                format!("cannot connect to the RPC port at {target}: {source}"),
-                Exit::Unreachable,
-            ),
-            ClientError::Timeout => (
-                format!("no answer from {target} within {} s", timeout.as_secs_f64()),
-                Exit::Unreachable,
-            ),
-            ClientError::Closed => (format!("{target} closed the connection"), Exit::Unreachable),
-            ClientError::Io(err) => (
-                format!("i/o error talking to {target}: {err}"),
-                Exit::Unreachable,
-            ),
-            ClientError::Server(err) => (format!("server error {err}"), Exit::ServerError),
-            ClientError::Protocol(detail) => (
-                format!("unexpected reply from {target}: {detail}"),
-                Exit::ServerError,
-            ),
-        };
-        CliError { message, exit }
+/// Describes a client error as the tool's failure, naming the server as `target`.
+fn client_failure(err: ClientError, target: &str, timeout: Duration) -> Failed {
+    let (code, exit, message) = match err {
+        ClientError::Connect { source, .. } => (
+            "UNREACHABLE".to_owned(),
+            Exit::Unreachable,
+            format!("cannot connect to the RPC port at {target}: {source}"),
+        ),
+        ClientError::Timeout => (
+            "TIMEOUT".to_owned(),
+            Exit::Unreachable,
+            format!("no answer from {target} within {} s", timeout.as_secs_f64()),
+        ),
+        ClientError::Closed => (
+            "CLOSED".to_owned(),
+            Exit::Unreachable,
+            format!("{target} closed the connection"),
+        ),
+        ClientError::Io(err) => (
+            "IO".to_owned(),
+            Exit::Unreachable,
+            format!("i/o error talking to {target}: {err}"),
+        ),
+        ClientError::Server(err) => (
+            err.code.to_string(),
+            Exit::ServerError,
+            format!("server error {err}"),
+        ),
+        ClientError::Protocol(detail) => (
+            "BAD_REPLY".to_owned(),
+            Exit::ServerError,
+            format!("unexpected reply from {target}: {detail}"),
+        ),
+    };
+    Failed {
+        code,
+        failure: Failure::new(exit, message),
     }
+}
 
-    fn output(err: io::Error) -> Self {
-        CliError {
-            message: format!("cannot write the output: {err}"),
-            exit: Exit::Unreachable,
-        }
+fn output_failure(err: io::Error) -> Failed {
+    Failed {
+        code: "OUTPUT".to_owned(),
+        failure: Failure::new(Exit::Unreachable, format!("cannot write the output: {err}")),
     }
 }
 
 /// Connects to the server named by `cli`, runs its command and writes the result to `out`.
-pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, CliError> {
-    let target = format!("{}:{}", cli.host, cli.port);
-    let fail = |err| CliError::from_client(err, &target, cli.timeout);
+/// With `--json`, a failure is also written to `out` as `{"error", "detail"}`.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failure> {
+    execute(cli, out).map_err(|failed| {
+        // Best effort: stdout may be what failed.
+        let _ = output::Printer::new(cli.json)
+            .failure(out, &failed.code, &failed.failure.message)
+            .and_then(|()| out.flush());
+        failed.failure
+    })
+}
+
+fn execute(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failed> {
+    let endpoints = cli.host.on(cli.port);
+    let target = endpoints.to_string();
+    let fail = |err| client_failure(err, &target, cli.timeout);
     log::debug!("connecting to {target}");
-    let mut client =
-        ParkingClient::connect_with_timeout((cli.host.as_str(), cli.port), cli.timeout)
-            .map_err(fail)?;
+    let mut client = ParkingClient::connect_with_timeout(&endpoints, cli.timeout).map_err(fail)?;
     let printer = output::Printer::new(cli.json);
     let exit = match &cli.command {
         Command::Lots => {
             let lots = client.get_lots().map_err(fail)?;
-            printer.lots(out, &lots).map_err(CliError::output)?;
+            printer.lots(out, &lots).map_err(output_failure)?;
             Exit::Ok
         }
         Command::Avail { lot } => {
             let free = client.get_availability(lot).map_err(fail)?;
             printer
                 .availability(out, lot, free)
-                .map_err(CliError::output)?;
+                .map_err(output_failure)?;
             Exit::Ok
         }
         Command::Reserve { lot, plate } => {
             let reserved = client.reserve(lot, plate).map_err(fail)?;
             printer
                 .reserved(out, lot, plate, reserved)
-                .map_err(CliError::output)?;
+                .map_err(output_failure)?;
             if reserved { Exit::Ok } else { Exit::Negative }
         }
         Command::Cancel { lot, plate } => {
             let cancelled = client.cancel(lot, plate).map_err(fail)?;
             printer
                 .cancelled(out, lot, plate, cancelled)
-                .map_err(CliError::output)?;
+                .map_err(output_failure)?;
             if cancelled { Exit::Ok } else { Exit::Negative }
         }
         Command::Ping => {
@@ -218,12 +238,12 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, CliError> {
             client.ping().map_err(fail)?;
             printer
                 .pong(out, &target, start.elapsed())
-                .map_err(CliError::output)?;
+                .map_err(output_failure)?;
             Exit::Ok
         }
         Command::Raw { words } => {
             let reply = client.call_text(&words.join(" ")).map_err(fail)?;
-            printer.raw(out, &reply).map_err(CliError::output)?;
+            printer.raw(out, &reply).map_err(output_failure)?;
             if reply.starts_with("ERR ") {
                 Exit::ServerError
             } else {
@@ -232,12 +252,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, CliError> {
         }
         Command::Smoke => {
             let plate = smoke::unique_plate();
-            let passed =
-                smoke::run(&mut client, &plate, out, cli.json).map_err(CliError::output)?;
+            let passed = smoke::run(&mut client, &plate, out, cli.json).map_err(output_failure)?;
             if passed { Exit::Ok } else { Exit::Negative }
         }
     };
-    out.flush().map_err(CliError::output)?;
+    out.flush().map_err(output_failure)?;
     Ok(exit)
 }
 

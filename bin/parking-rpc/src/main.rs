@@ -6,16 +6,14 @@ use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
+use client::cli;
 use parking_rpc::{Cli, run};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run(&cli, &mut io::stdout().lock()) {
+    let args = Cli::parse();
+    cli::init_logging("info");
+    match run(&args, &mut io::stdout().lock()) {
         Ok(exit) => exit.into(),
-        Err(err) => {
-            eprintln!("parking-rpc: {err}");
-            err.exit.into()
-        }
+        Err(failure) => failure.report("parking-rpc"),
     }
 }

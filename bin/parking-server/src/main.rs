@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use client::cli;
 use server::{Config, ConfigOverrides, Server};
 
 /// Exit code for a configuration that cannot be used.
@@ -39,7 +40,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    cli::init_logging("info");
     let args = Args::parse();
     let config = match Config::load_with_overrides(args.config.as_deref(), &args.overrides) {
         Ok(config) => config,
@@ -50,29 +51,14 @@ fn main() -> ExitCode {
     };
     // The handler goes in before the ports open: a SIGTERM that arrives as soon as the server
     // is listening must stop it gracefully, not kill it.
-    let (stop_sender, stop_requests) = crossbeam_channel::bounded(1);
-    if let Err(err) = ctrlc::set_handler(move || {
-        // Full means a stop is already pending.
-        let _ = stop_sender.try_send(());
-    }) {
-        log::warn!("cannot install the Ctrl-C/SIGTERM handler ({err}); stop with SIGKILL");
-    }
-    let running = match Server::start(config) {
+    let shutdown = cli::stop_on_signal("stop it with SIGKILL");
+    let running = match Server::new(config).start(shutdown) {
         Ok(running) => running,
         Err(err) => {
             log::error!("cannot start: {err}");
             return ExitCode::from(EXIT_START);
         }
     };
-    match stop_requests.recv() {
-        Ok(()) => {
-            log::info!("shutdown requested");
-            running.shutdown();
-        }
-        // No handler holds the sender: nothing here can stop the server, so it runs until killed.
-        Err(_) => {
-            running.wait();
-        }
-    }
+    running.wait();
     ExitCode::SUCCESS
 }

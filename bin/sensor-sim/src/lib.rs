@@ -1,16 +1,18 @@
 //! `sensor-sim`: simulated occupancy sensors for the parking server's sensor port.
 //!
-//! A run starts `--sensors` threads. Each owns one connection (a [`client::SensorClient`]),
+//! A run simulates `--sensors` sensors. Each owns one connection (a [`client::SensorClient`]),
 //! an equal share of the total `--rate`, and a random walk per lot it covers: cars arrive and
 //! leave a few at a time, never beyond what the sensor believes the lot holds. Every update's
-//! reply is read and counted. When the server goes away, the sensor reconnects with
-//! [`client::Backoff`] and carries on. At the end (or on Ctrl-C) the run prints one summary
-//! line, `sent=.. acked=.. errors=.. reconnects=.. rate=../s`.
+//! reply is read and counted, and its latency recorded. A few threads (`--threads`) drive all
+//! the sensors, each in turn when its update is due. When the server goes away, a sensor
+//! reconnects with [`client::Backoff`] and carries on. At the end (or on Ctrl-C) the run
+//! prints one summary line, `sent=.. acked=.. errors=.. reconnects=.. rate=../s` followed by
+//! the ack latency.
 //!
 //! # Layout
 //! - this file: the command line ([`Cli`]) and [`run`], which plans and starts the sensors.
 //! - [`walk`]: the random walk.
-//! - [`worker`]: one sensor thread, its counters and the summary line.
+//! - [`worker`]: the sensors, the threads that drive them, their counters and the summary.
 
 #![forbid(unsafe_code)]
 
@@ -18,19 +20,23 @@ pub mod walk;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use client::args::{parse_lot, parse_positive, parse_seconds};
-use client::{ClientError, ParkingClient, StopSignal};
+use client::cli::{parse_lot, parse_positive, parse_seconds};
+use client::{ClientError, Failure, Hosts, ParkingClient};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use shutdown::ShutdownHandle;
 
 use crate::walk::{Mode, Walk};
-use crate::worker::{Stats, Summary, Worker};
+
+/// Threads used by default, however many sensors: each thread drives its share of them, so
+/// thousands of sensors need no thread each.
+const DEFAULT_MAX_THREADS: usize = 8;
+use crate::worker::{Sensor, Stats, Summary, Target, Worker};
 
 const LONG_ABOUT: &str = "\
 Simulated occupancy sensors: streams `UPDATE <lot> <n|+k|-k>` lines to the parking server's \
@@ -38,11 +44,13 @@ sensor port at a fixed total rate, reads every reply, and prints one summary lin
 
   sent=.. acked=.. errors=.. reconnects=.. rate=../s
 
-Each of --sensors threads owns one connection and an equal share of --rate, and walks the \
+Each of --sensors sensors owns one connection and an equal share of --rate, and walks the \
 occupancy of its lots up and down at random, within the capacity it believes each lot has \
 (learned from the RPC port with --rpc-port, else --capacity). If the server goes away, the \
 sensors reconnect with exponential backoff (100 ms doubling to 5 s) and count it. Ctrl-C ends \
-the run early with the same summary.
+the run early with the same summary. A few threads (--threads, at most 8 by default) drive \
+all the sensors, each in turn when its update is due, so thousands of sensors need no thread \
+each; the summary's ack latency counts from when each update was due, so a late send shows.
 
 Example:
   sensor-sim --rate 50 --duration 10 --lots A B C --rpc-port 9000 --seed 7";
@@ -64,9 +72,11 @@ Exit codes:
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Server host name or IP address.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Server host name or IP address; several nodes comma-separated (`a:9001,b:9001`, a
+    /// host without a port takes --port): sensors spread over them and move to the next
+    /// when theirs is lost.
+    #[arg(long, default_value = "127.0.0.1", value_parser = Hosts::parse)]
+    pub host: Hosts,
     /// The server's sensor port.
     #[arg(long, default_value_t = 9001)]
     pub port: u16,
@@ -79,9 +89,12 @@ pub struct Cli {
     /// The lots to report on.
     #[arg(long, required = true, num_args = 1.., value_name = "LOT", value_parser = parse_lot)]
     pub lots: Vec<String>,
-    /// Number of sensors (threads, each with its own connection) [default: one per lot].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    pub sensors: Option<u16>,
+    /// Number of sensors, each with its own connection [default: one per lot].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sensors: Option<u32>,
+    /// Threads driving the sensors, each a share of them [default: one per sensor, at most 8].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
     /// Report car movements (`+k`/`-k`) or whole counts (`n`).
     #[arg(long, value_enum, default_value_t = Mode::Delta)]
     pub mode: Mode,
@@ -98,23 +111,6 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: Duration,
 }
-
-/// A failure before the sensors could start, reported as one line.
-#[derive(Debug)]
-pub struct SimError {
-    /// The line to print.
-    pub message: String,
-    /// The process exit code.
-    pub exit: u8,
-}
-
-impl fmt::Display for SimError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SimError {}
 
 impl Summary {
     /// The exit code for a finished run: 0 if anything was acknowledged, else 1.
@@ -136,9 +132,9 @@ struct LotStart {
 
 /// Runs the simulation until `--duration` passes or `stop` is triggered, and returns the
 /// summary. Fails only if `--rpc-port` was given and the lots could not be learned.
-pub fn run(cli: &Cli, stop: &StopSignal) -> Result<Summary, SimError> {
+pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
     let starts = learn_lots(cli)?;
-    let sensors = cli.sensors.map_or(cli.lots.len(), usize::from).max(1);
+    let sensors = cli.sensors.map_or(cli.lots.len(), |n| n as usize).max(1);
     let seed = cli.seed.unwrap_or_else(clock_seed);
     let plan = worker::assign(cli.lots.len(), sensors);
     // How many sensors share each lot; in delta mode each one walks its share of the lot.
@@ -150,16 +146,22 @@ pub fn run(cli: &Cli, stop: &StopSignal) -> Result<Summary, SimError> {
     let interval = Duration::try_from_secs_f64(sensors as f64 / cli.rate)
         .map_or(cli.duration, |interval| interval.min(cli.duration));
     log::info!(
-        "{sensors} sensor(s) sending {} updates/s to {}:{} for {} s ({} mode, seed {seed})",
+        "{sensors} sensor(s) sending {} updates/s to {} for {} s ({} mode, seed {seed})",
         cli.rate,
-        cli.host,
-        cli.port,
+        cli.host.on(cli.port),
         cli.duration.as_secs_f64(),
         cli.mode.name()
     );
     let start = Instant::now();
-    let end = start + cli.duration;
-    let workers: Vec<Worker> = plan
+    let target = Target {
+        endpoints: cli.host.on(cli.port),
+        timeout: cli.timeout,
+        mode: cli.mode,
+        interval,
+        end: start + cli.duration,
+        stop: stop.clone(),
+    };
+    let sensors_list: Vec<Sensor> = plan
         .iter()
         .enumerate()
         .map(|(index, lots)| {
@@ -176,29 +178,36 @@ pub fn run(cli: &Cli, stop: &StopSignal) -> Result<Summary, SimError> {
                     }
                 })
                 .collect();
-            Worker {
+            Sensor {
                 index,
-                host: cli.host.clone(),
-                port: cli.port,
-                timeout: cli.timeout,
                 walks,
-                mode: cli.mode,
-                interval,
                 // Staggered so the sensors' updates interleave instead of arriving together.
                 first_send: start + interval.mul_f64(index as f64 / sensors as f64),
-                end,
                 rng: SmallRng::seed_from_u64(seed.wrapping_add(index as u64)),
-                stop: stop.clone(),
             }
         })
         .collect();
+    let threads = cli
+        .threads
+        .map_or(sensors.min(DEFAULT_MAX_THREADS), |threads| threads as usize)
+        .clamp(1, sensors);
+    // Sensor `i` goes to thread `i % threads`, so each thread's sensors are spread over time.
+    let mut groups: Vec<Vec<Sensor>> = (0..threads).map(|_| Vec::new()).collect();
+    for (index, sensor) in sensors_list.into_iter().enumerate() {
+        groups[index % threads].push(sensor);
+    }
     let mut total = Stats::default();
     thread::scope(|scope| {
-        let handles: Vec<_> = workers
+        let handles: Vec<_> = groups
             .into_iter()
-            .map(|worker| {
+            .enumerate()
+            .map(|(number, sensors)| {
+                let worker = Worker {
+                    target: target.clone(),
+                    sensors,
+                };
                 thread::Builder::new()
-                    .name(format!("sensor-{}", worker.index))
+                    .name(format!("sensors-{number}"))
                     .spawn_scoped(scope, move || worker.run())
             })
             .collect();
@@ -218,7 +227,7 @@ pub fn run(cli: &Cli, stop: &StopSignal) -> Result<Summary, SimError> {
 
 /// Capacities and occupancy per `--lots` entry: from the server with `--rpc-port`, else
 /// `--capacity` and empty lots.
-fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, SimError> {
+fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, Failure> {
     let Some(rpc_port) = cli.rpc_port else {
         return Ok(vec![
             LotStart {
@@ -228,13 +237,15 @@ fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, SimError> {
             cli.lots.len()
         ]);
     };
-    let target = format!("{}:{rpc_port}", cli.host);
-    let unreachable = |err: ClientError| SimError {
-        message: format!("cannot learn the lots from the RPC port at {target}: {err}"),
-        exit: 2,
+    let endpoints = cli.host.all_on(rpc_port);
+    let unreachable = |err: ClientError| {
+        Failure::new(
+            2,
+            format!("cannot learn the lots from the RPC port at {endpoints}: {err}"),
+        )
     };
-    let mut rpc = ParkingClient::connect_with_timeout((cli.host.as_str(), rpc_port), cli.timeout)
-        .map_err(unreachable)?;
+    let mut rpc =
+        ParkingClient::connect_with_timeout(&endpoints, cli.timeout).map_err(unreachable)?;
     let known: HashMap<String, LotStart> = rpc
         .get_lots()
         .map_err(unreachable)?
@@ -253,13 +264,13 @@ fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, SimError> {
             known.get(lot).copied().ok_or_else(|| {
                 let mut ids: Vec<&str> = known.keys().map(String::as_str).collect();
                 ids.sort_unstable();
-                SimError {
-                    message: format!(
-                        "lot {lot:?} is not on the server at {target} (it has {})",
+                Failure::new(
+                    3,
+                    format!(
+                        "lot {lot:?} is not on the server at {endpoints} (it has {})",
                         ids.join(", ")
                     ),
-                    exit: 3,
-                }
+                )
             })
         })
         .collect()

@@ -1,19 +1,24 @@
-//! One simulated sensor: a thread with its own connection, its share of the rate and its own
-//! random walks, which keeps sending until the run ends and reconnects when the server goes
-//! away.
+//! The sensors and the threads that drive them. A sensor is a connection, its share of the
+//! rate and its own random walks; a worker thread drives a group of sensors, each in turn
+//! when its next update is due, so thousands of sensors need only a few threads. A sensor
+//! whose connection is lost reconnects with its own backoff while the others carry on.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::ops::AddAssign;
 use std::time::{Duration, Instant};
 
-use client::{Backoff, SensorClient, SensorClientError, StopSignal};
+use client::{Backoff, Endpoints, SensorClient, SensorClientError};
 use framing::sensor::SensorErrorCode;
+use hdrhistogram::Histogram;
 use rand::RngExt;
 use rand::rngs::SmallRng;
+use shutdown::ShutdownHandle;
 
 use crate::walk::{Mode, Walk};
 
-/// Errors logged at `warn` per sensor before the rest go to `debug`, so a server that refuses
+/// Errors logged at `warn` per worker before the rest go to `debug`, so a server that refuses
 /// every update does not flood the terminal; the summary still counts them all.
 const LOGGED_ERRORS: u64 = 5;
 
@@ -21,8 +26,11 @@ const LOGGED_ERRORS: u64 = 5;
 /// anything older is skipped rather than sent as a burst.
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
 
-/// What one sensor (or the whole run, once added up) did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Longest ack latency the histogram records exactly, in microseconds (a minute).
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// What the sensors (one worker's, or the whole run's once added up) did.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     /// `UPDATE` lines written.
     pub sent: u64,
@@ -32,6 +40,20 @@ pub struct Stats {
     pub errors: u64,
     /// Connections made after a lost one (the first connection is not counted).
     pub reconnects: u64,
+    /// Sensors that never got a connection.
+    pub never_connected: u64,
+    /// Time from each update's due time to its `OK`, in microseconds: the server's ack
+    /// latency, plus any delay in sending it (so a late send is not hidden).
+    pub ack_latency: Option<Histogram<u64>>,
+}
+
+impl Stats {
+    fn record_ack(&mut self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        if let Some(histogram) = &mut self.ack_latency {
+            histogram.saturating_record(micros.clamp(1, MAX_LATENCY_US));
+        }
+    }
 }
 
 impl AddAssign for Stats {
@@ -40,11 +62,23 @@ impl AddAssign for Stats {
         self.acked += other.acked;
         self.errors += other.errors;
         self.reconnects += other.reconnects;
+        self.never_connected += other.never_connected;
+        match (&mut self.ack_latency, other.ack_latency) {
+            (Some(mine), Some(theirs)) => {
+                let _ = mine.add(theirs);
+            }
+            (mine @ None, theirs) => *mine = theirs,
+            (_, None) => {}
+        }
     }
 }
 
+fn new_histogram() -> Option<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).ok()
+}
+
 /// The run's one summary line.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     /// The counts, over every sensor.
     pub stats: Stats,
@@ -62,9 +96,16 @@ impl Summary {
             0.0
         }
     }
+
+    /// An ack latency percentile in milliseconds, `None` before any ack.
+    pub fn ack_ms(&self, quantile: f64) -> Option<f64> {
+        let histogram = self.stats.ack_latency.as_ref()?;
+        (!histogram.is_empty()).then(|| histogram.value_at_quantile(quantile) as f64 / 1000.0)
+    }
 }
 
-/// `sent=.. acked=.. errors=.. reconnects=.. rate=../s`: scripts and tests parse these keys.
+/// `sent=.. acked=.. errors=.. reconnects=.. rate=../s`, then the ack latency and, if any,
+/// sensors that never connected: scripts and tests parse these keys.
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Stats {
@@ -72,139 +113,235 @@ impl fmt::Display for Summary {
             acked,
             errors,
             reconnects,
+            never_connected,
+            ..
         } = self.stats;
         write!(
             f,
             "sent={sent} acked={acked} errors={errors} reconnects={reconnects} rate={:.1}/s",
             self.rate()
-        )
+        )?;
+        if let (Some(p50), Some(p99), Some(max)) =
+            (self.ack_ms(0.5), self.ack_ms(0.99), self.ack_ms(1.0))
+        {
+            write!(
+                f,
+                " ack_p50_ms={p50:.3} ack_p99_ms={p99:.3} ack_max_ms={max:.3}"
+            )?;
+        }
+        if never_connected > 0 {
+            write!(f, " never_connected={never_connected}")?;
+        }
+        Ok(())
     }
 }
 
-/// Everything a sensor thread needs.
-#[derive(Debug)]
-pub struct Worker {
-    /// The sensor's number, for log lines.
-    pub index: usize,
-    /// Sensor port host.
-    pub host: String,
-    /// Sensor port.
-    pub port: u16,
+/// Where every sensor of a run sends, and how.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The servers' sensor ports; each sensor starts with a different one, so sensors
+    /// spread over the nodes, and fails over to the next.
+    pub endpoints: Endpoints,
     /// Connect and reply timeout.
     pub timeout: Duration,
-    /// The lots this sensor reports on.
-    pub walks: Vec<Walk>,
     /// How updates are reported.
     pub mode: Mode,
-    /// Time between two updates of this sensor.
+    /// Time between two updates of one sensor.
     pub interval: Duration,
-    /// When the first update is due (staggered across sensors).
-    pub first_send: Instant,
     /// When the run ends.
     pub end: Instant,
+    /// Set by Ctrl-C.
+    pub stop: ShutdownHandle,
+}
+
+/// One simulated sensor.
+#[derive(Debug)]
+pub struct Sensor {
+    /// The sensor's number, for log lines.
+    pub index: usize,
+    /// The lots this sensor reports on.
+    pub walks: Vec<Walk>,
+    /// When its first update is due (staggered across sensors).
+    pub first_send: Instant,
     /// This sensor's random stream.
     pub rng: SmallRng,
-    /// Set by Ctrl-C.
-    pub stop: StopSignal,
+}
+
+/// What a worker has logged at info or warn already, to keep the log short.
+#[derive(Debug, Default)]
+struct Logged {
+    /// A first connection was logged.
+    connected: bool,
+    /// Refused updates logged at warn.
+    errors: u64,
+}
+
+/// A sensor while it runs: its connection, its pacing and its backoff.
+#[derive(Debug)]
+struct Running {
+    sensor: Sensor,
+    connection: Option<SensorClient>,
+    connected_before: bool,
+    backoff: Backoff,
+    /// When its next update is due.
+    next_send: Instant,
+}
+
+/// Drives a group of sensors from one thread.
+#[derive(Debug)]
+pub struct Worker {
+    /// Where and how they send.
+    pub target: Target,
+    /// The sensors.
+    pub sensors: Vec<Sensor>,
 }
 
 impl Worker {
-    /// Sends updates until `end` or `stop`, and returns what it did.
-    pub fn run(mut self) -> Stats {
-        let mut stats = Stats::default();
-        let mut backoff = Backoff::default();
-        let mut connection: Option<SensorClient> = None;
-        let mut connected_before = false;
-        let mut next_send = self.first_send;
-        let target = format!("{}:{}", self.host, self.port);
-        let id = self.index;
-        while !self.stop.is_triggered() && Instant::now() < self.end && !self.walks.is_empty() {
-            let Some(client) = connection.as_mut() else {
-                match SensorClient::connect((self.host.as_str(), self.port), self.timeout) {
-                    Ok(client) => {
-                        if connected_before {
-                            stats.reconnects += 1;
-                            log::info!("sensor {id}: reconnected to {target}");
-                        } else {
-                            log::info!("sensor {id}: connected to {target}");
-                        }
-                        connected_before = true;
-                        connection = Some(client);
-                    }
-                    Err(err) => {
-                        let delay = backoff.next_delay();
-                        // The address is in the message already; keep only the cause.
-                        let cause = match err {
-                            SensorClientError::Connect { source, .. } => source.to_string(),
-                            other => other.to_string(),
-                        };
-                        log::warn!(
-                            "sensor {id}: {cause}; reconnecting to {target} in {} ms",
-                            delay.as_millis()
-                        );
-                        self.stop.wait_until((Instant::now() + delay).min(self.end));
-                    }
-                }
-                continue;
-            };
-            let now = Instant::now();
-            if next_send > now {
-                if self.stop.wait_until(next_send.min(self.end)) || Instant::now() >= self.end {
-                    break;
-                }
-            } else if now - next_send > MAX_CATCH_UP {
-                next_send = now;
+    /// Runs the sensors until the end of the run or `stop`; returns what they did.
+    pub fn run(self) -> Stats {
+        let Worker { target, sensors } = self;
+        let mut stats = Stats {
+            ack_latency: new_histogram(),
+            ..Stats::default()
+        };
+        let mut running: Vec<Running> = sensors
+            .into_iter()
+            .filter(|sensor| !sensor.walks.is_empty())
+            .map(|sensor| Running {
+                next_send: sensor.first_send,
+                sensor,
+                connection: None,
+                connected_before: false,
+                backoff: Backoff::default(),
+            })
+            .collect();
+        // The sensor due soonest comes first.
+        let mut due: BinaryHeap<Reverse<(Instant, usize)>> = running
+            .iter()
+            .enumerate()
+            .map(|(slot, sensor)| Reverse((sensor.next_send, slot)))
+            .collect();
+        let mut logged = Logged::default();
+        while let Some(Reverse((at, slot))) = due.pop() {
+            if target.stop.wait_until(at.min(target.end)) || Instant::now() >= target.end {
+                break;
             }
-            next_send += self.interval;
+            let sensor = &mut running[slot];
+            let next = sensor.step(&target, at, &mut stats, &mut logged);
+            due.push(Reverse((next, slot)));
+        }
+        stats.never_connected += running
+            .iter()
+            .filter(|sensor| !sensor.connected_before)
+            .count() as u64;
+        stats
+    }
+}
 
-            let pick = self.rng.random_range(0..self.walks.len());
-            let walk = &mut self.walks[pick];
-            let change = walk.step(&mut self.rng, self.mode);
-            stats.sent += 1;
-            match client.update(&walk.lot, change) {
-                Ok(free) => {
-                    // Success is an acknowledged update, not just a connection: a server that
-                    // accepts and then refuses (BUSY) must still be backed off from.
-                    backoff.reset();
-                    stats.acked += 1;
-                    log::debug!("sensor {id}: UPDATE {} {change} -> {free} free", walk.lot);
-                }
-                Err(SensorClientError::Server(refused))
-                    if refused.code == SensorErrorCode::Busy =>
-                {
-                    // The server is at its connection limit and closes this connection.
-                    stats.errors += 1;
-                    connection = None;
-                    let delay = backoff.next_delay();
-                    log::warn!(
-                        "sensor {id}: {target} is busy; reconnecting in {} ms",
-                        delay.as_millis()
-                    );
-                    self.stop.wait_until((Instant::now() + delay).min(self.end));
-                }
-                Err(SensorClientError::Server(refused)) => {
-                    stats.errors += 1;
-                    if stats.errors <= LOGGED_ERRORS {
-                        log::warn!(
-                            "sensor {id}: UPDATE {} {change} refused: {refused}",
-                            walk.lot
-                        );
+impl Running {
+    /// Does what is due at `due` (connect, or send one update and read its reply); returns
+    /// when this sensor is due next.
+    fn step(
+        &mut self,
+        target: &Target,
+        due: Instant,
+        stats: &mut Stats,
+        logged: &mut Logged,
+    ) -> Instant {
+        let id = self.sensor.index;
+        let Some(client) = self.connection.as_mut() else {
+            let address = target.endpoints.to_string();
+            return match SensorClient::connect(target.endpoints.rotated(id), target.timeout) {
+                Ok(client) => {
+                    let address = client.peer_addr();
+                    if self.connected_before {
+                        stats.reconnects += 1;
+                        log::info!("sensor {id}: reconnected to {address}");
+                    } else if !logged.connected {
+                        // One line per thread, not one per sensor (there may be thousands).
+                        logged.connected = true;
+                        log::info!("sensor {id}: connected to {address}");
                     } else {
-                        log::debug!(
-                            "sensor {id}: UPDATE {} {change} refused: {refused}",
-                            walk.lot
-                        );
+                        log::debug!("sensor {id}: connected to {address}");
                     }
+                    self.connected_before = true;
+                    self.connection = Some(client);
+                    // Send the update that was due at once.
+                    due
                 }
                 Err(err) => {
-                    // The update may or may not have been applied; its ack is lost either way.
-                    stats.errors += 1;
-                    log::warn!("sensor {id}: lost the connection to {target}: {err}");
-                    connection = None;
+                    let delay = self.backoff.next_delay();
+                    // The address is in the message already; keep only the cause.
+                    let cause = match err {
+                        SensorClientError::Connect { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    };
+                    log::warn!(
+                        "sensor {id}: {cause}; reconnecting to {address} in {} ms",
+                        delay.as_millis()
+                    );
+                    Instant::now() + delay
                 }
+            };
+        };
+        let address = client.peer_addr();
+        let now = Instant::now();
+        if now.saturating_duration_since(self.next_send) > MAX_CATCH_UP {
+            self.next_send = now;
+        }
+        // Latency counts from when the update was due, so a late send is not hidden.
+        let intended = self.next_send;
+        self.next_send += target.interval;
+
+        let pick = self.sensor.rng.random_range(0..self.sensor.walks.len());
+        let walk = &mut self.sensor.walks[pick];
+        let change = walk.step(&mut self.sensor.rng, target.mode);
+        stats.sent += 1;
+        match client.update(&walk.lot, change) {
+            Ok(free) => {
+                // Success is an acknowledged update, not just a connection: a server that
+                // accepts and then refuses (BUSY) must still be backed off from.
+                self.backoff.reset();
+                stats.acked += 1;
+                stats.record_ack(intended.elapsed());
+                log::debug!("sensor {id}: UPDATE {} {change} -> {free} free", walk.lot);
+                self.next_send
+            }
+            Err(SensorClientError::Server(refused)) if refused.code == SensorErrorCode::Busy => {
+                // The server is at its connection limit and closes this connection.
+                stats.errors += 1;
+                self.connection = None;
+                let delay = self.backoff.next_delay();
+                log::warn!(
+                    "sensor {id}: {address} is busy; reconnecting in {} ms",
+                    delay.as_millis()
+                );
+                Instant::now() + delay
+            }
+            Err(SensorClientError::Server(refused)) => {
+                stats.errors += 1;
+                logged.errors += 1;
+                if logged.errors <= LOGGED_ERRORS {
+                    log::warn!(
+                        "sensor {id}: UPDATE {} {change} refused: {refused}",
+                        walk.lot
+                    );
+                } else {
+                    log::debug!(
+                        "sensor {id}: UPDATE {} {change} refused: {refused}",
+                        walk.lot
+                    );
+                }
+                self.next_send
+            }
+            Err(err) => {
+                // The update may or may not have been applied; its ack is lost either way.
+                stats.errors += 1;
+                log::warn!("sensor {id}: lost the connection to {address}: {err}");
+                self.connection = None;
+                self.next_send
             }
         }
-        stats
     }
 }
 
@@ -244,18 +381,32 @@ mod tests {
 
     #[test]
     fn summary_has_the_documented_keys() {
+        let mut stats = Stats {
+            sent: 21,
+            acked: 20,
+            errors: 1,
+            reconnects: 1,
+            never_connected: 0,
+            ack_latency: new_histogram(),
+        };
         let summary = Summary {
-            stats: Stats {
-                sent: 21,
-                acked: 20,
-                errors: 1,
-                reconnects: 1,
-            },
+            stats: stats.clone(),
             elapsed: Duration::from_secs(2),
         };
         assert_eq!(
             summary.to_string(),
             "sent=21 acked=20 errors=1 reconnects=1 rate=10.0/s"
+        );
+        stats.record_ack(Duration::from_millis(2));
+        stats.never_connected = 3;
+        let summary = Summary {
+            stats,
+            elapsed: Duration::from_secs(2),
+        };
+        assert_eq!(
+            summary.to_string(),
+            "sent=21 acked=20 errors=1 reconnects=1 rate=10.0/s \
+             ack_p50_ms=2.000 ack_p99_ms=2.000 ack_max_ms=2.000 never_connected=3"
         );
     }
 }

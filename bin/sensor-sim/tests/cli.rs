@@ -11,22 +11,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use server::{Config, RunningServer, Server};
+use server::{Config, RunningServer};
 
 fn start_server(sensor_port: u16) -> RunningServer {
     start_server_with(sensor_port, |_| {})
 }
 
 fn start_server_with(sensor_port: u16, tweak: impl FnOnce(&mut Config)) -> RunningServer {
-    let mut config = Config::ephemeral();
-    config.sensor_port = sensor_port;
-    // Two cores are shared by every test; a handful of workers is plenty.
-    config.thread_pool_size = 2;
-    config.sensor_pool_size = 1;
-    config.notifier_threads = 1;
-    config.shutdown_grace = 0.2;
-    tweak(&mut config);
-    Server::start(config).unwrap()
+    testkit::start_server(|config| {
+        config.sensor_port = sensor_port;
+        tweak(config);
+    })
 }
 
 /// Held while a child process is being started, and by a test while it restarts a server on
@@ -168,7 +163,7 @@ fn survives_a_server_restart() {
     let second = {
         let _no_fork = spawn_lock();
         first.shutdown();
-        start_server(port)
+        testkit::restart_server(|config| config.sensor_port = port)
     };
     wait_for_log(&mut stderr, "reconnected to");
     let log = drain(stderr);
@@ -341,4 +336,52 @@ fn busy_server_is_counted_and_backed_off_from() {
         "{log}"
     );
     server.shutdown();
+}
+
+#[test]
+fn hundreds_of_sensors_share_two_threads_and_every_update_is_acked() {
+    let server = start_server(0);
+    let output = run_to_end(
+        sensor_sim()
+            .args(["--port", &server.sensor_addr().port().to_string()])
+            .args(["--sensors", "500", "--threads", "2", "--rate", "1000"])
+            .args(["--duration", "1", "--lots", "A", "B", "C", "--seed", "3"]),
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let summary = parse_summary(&output.stdout);
+    assert!(count(&summary, "sent") >= 500, "{summary:?}");
+    assert_eq!(
+        count(&summary, "acked"),
+        count(&summary, "sent"),
+        "{summary:?}"
+    );
+    assert_eq!(count(&summary, "errors"), 0, "{summary:?}\n{log}");
+    assert!(!summary.contains_key("never_connected"), "{summary:?}");
+    let p99: f64 = summary["ack_p99_ms"].parse().unwrap();
+    assert!(p99 > 0.0, "{summary:?}");
+    // Every sensor had a connection of its own, served by the server's one sensor worker.
+    assert_eq!(server.summary().sensor_connections, 500);
+}
+
+#[test]
+fn sensors_that_never_connect_are_reported_and_the_run_fails() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = run_to_end(sensor_sim().args(["--port", &closed.to_string()]).args([
+        "--sensors",
+        "3",
+        "--duration",
+        "0.5",
+        "--lots",
+        "A",
+    ]));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    let summary = parse_summary(&output.stdout);
+    assert_eq!(count(&summary, "acked"), 0, "{summary:?}");
+    assert_eq!(count(&summary, "never_connected"), 3, "{summary:?}");
 }

@@ -6,22 +6,15 @@ use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
-use client::StopSignal;
+use client::cli;
 use subscriber::{Cli, run};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let stop = StopSignal::new();
-    let on_interrupt = stop.clone();
-    if let Err(err) = ctrlc::set_handler(move || on_interrupt.trigger()) {
-        log::warn!("Ctrl-C will end the process without cleanup: {err}");
-    }
-    match run(&cli, &stop, &mut io::stdout().lock()) {
+    let args = Cli::parse();
+    cli::init_logging("info");
+    let stop = cli::stop_on_signal("Ctrl-C will end the process without cleanup");
+    match run(&args, &stop, &mut io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("subscriber: {err}");
-            ExitCode::from(err.exit)
-        }
+        Err(failure) => failure.report("subscriber"),
     }
 }

@@ -1,45 +1,40 @@
 //! One pub/sub connection as its notifier thread drives it: reading `SUBSCRIBE` lines,
 //! answering them, and writing queued events, all without ever blocking on the socket.
 //!
-//! The socket is non-blocking. Output goes through a pending buffer capped at
-//! [`MAX_PENDING_OUTPUT`]: what a `write` does not take stays there for the next try, and
-//! while the buffer is over the cap the connection takes nothing more from its event queue
-//! (and reads no more commands). A reader that stops reading therefore fills its bounded
-//! queue, where the publishers count the drops that eventually disconnect it; memory per
-//! connection stays bounded whatever the peer does.
+//! The socket is non-blocking and registered (edge-triggered) with the notifier's poll, which
+//! calls [`Connection::step`] when it becomes readable or writable, and
+//! [`Connection::deliver`] when the doorbell says events were queued for it. Output goes
+//! through a pending buffer capped at [`MAX_PENDING_OUTPUT`]: what a `write` does not take
+//! stays there until the socket is writable again, and while the buffer is over the cap the
+//! connection takes nothing more from its event queue (and reads no more commands). A reader
+//! that stops reading therefore fills its bounded queue, where the publishers count the drops
+//! that eventually disconnect it; memory per connection stays bounded whatever the peer does.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use framing::line::{self, Decoded};
 use framing::pubsub::{self, PubsubError, PubsubErrorCode, Topic};
+use mio::Token;
+use mio::net::TcpStream;
 
-use crate::registry::{Registry, Subscription};
+use crate::Held;
+use crate::notifier::Doorbell;
+use crate::registry::{Registry, Subscription, event_of};
 
 /// Most bytes waiting to be written before the connection stops taking events from its queue.
 pub(crate) const MAX_PENDING_OUTPUT: usize = 16 * 1024;
 
-/// How often a connection with work in progress (a partial line, output the socket did not
-/// take, queued events) or that is closing is polled.
-pub(crate) const BUSY_POLL: Duration = Duration::from_millis(5);
-
-/// How often a connection that has not subscribed yet is polled for its command.
-pub(crate) const UNSUBSCRIBED_POLL: Duration = Duration::from_millis(10);
-
-/// How often an idle subscriber is polled for more commands or EOF. Its events do not wait for
-/// this: the doorbell delivers them.
-pub(crate) const IDLE_POLL: Duration = Duration::from_millis(100);
-
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 4096;
 
-/// Most `read` calls per poll, so that one chatty peer cannot hold up the notifier's others.
-const MAX_READS_PER_POLL: usize = 8;
+/// Most `read` calls per step, so that one chatty peer cannot hold up the notifier's others;
+/// a connection stopped by this is stepped again at once, without waiting for readiness.
+const MAX_READS_PER_STEP: usize = 8;
 
-/// Most times per wake-up the pending buffer is refilled from the queue and written, for the
+/// Most times per step the pending buffer is refilled from the queue and written, for the
 /// same reason.
 const MAX_WRITE_ROUNDS: usize = 4;
 
@@ -53,7 +48,7 @@ pub(crate) struct Context {
     /// The topic lists.
     pub(crate) registry: Arc<Registry>,
     /// The notifier's doorbell, handed to each new subscriber.
-    pub(crate) doorbell: Sender<()>,
+    pub(crate) doorbell: Arc<Doorbell>,
     /// Longest silence allowed before the first successful `SUBSCRIBE`.
     pub(crate) idle_timeout: Duration,
     /// Longest time a started line may take to complete.
@@ -80,6 +75,8 @@ pub(crate) enum CloseReason {
     WriteStalled,
     /// A line went over the limit; `ERR LINE_TOO_LONG` was sent.
     LineTooLong,
+    /// The peer sent an RPC frame, not a line; `ERR BAD_COMMAND` was sent.
+    NotALine,
     /// The broker is shutting down.
     Shutdown,
 }
@@ -97,6 +94,8 @@ struct Closing {
 pub(crate) struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
+    /// The notifier's name for this connection, given to its subscriber for the doorbell.
+    token: Token,
     /// Bytes received but not yet a complete line; bounded by the line limit plus one read.
     input: Vec<u8>,
     /// Bytes to send (replies, then events), oldest first.
@@ -110,24 +109,37 @@ pub(crate) struct Connection {
     /// stops reading is normally cut off by its queue overflowing; this also catches one whose
     /// lots have gone quiet, so that it does not hold its buffers forever.
     stalled_since: Option<Instant>,
+    /// The socket may hold input not read yet: readiness is edge-triggered, so input left
+    /// unread (at the per-step cap, or while output is over its cap) is not reported again.
+    unread_input: bool,
     closing: Option<Closing>,
-    next_poll: Instant,
+    /// The caller's hold on this connection, let go when it is dropped.
+    _held: Held,
 }
 
 impl Connection {
-    /// Wraps an accepted, already non-blocking stream; it is due for a poll at once.
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, now: Instant) -> Self {
+    /// Wraps an accepted, non-blocking stream known to its notifier as `token`.
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        token: Token,
+        now: Instant,
+        held: Held,
+    ) -> Self {
         Connection {
             stream,
             peer,
+            token,
             input: Vec::new(),
             output: Vec::new(),
             subscription: None,
             last_input: now,
             line_started: None,
             stalled_since: None,
+            // A new connection's SUBSCRIBE often arrives with it.
+            unread_input: true,
             closing: None,
-            next_poll: now,
+            _held: held,
         }
     }
 
@@ -136,19 +148,25 @@ impl Connection {
         self.peer
     }
 
+    /// The socket, to register with the notifier's poll.
+    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
     /// The subscription id, once subscribed.
     pub(crate) fn subscription_id(&self) -> Option<u64> {
         self.subscription.as_ref().map(|s| s.subscriber().id())
     }
 
-    /// When this connection next wants [`Connection::poll`].
-    pub(crate) fn next_poll(&self) -> Instant {
-        self.next_poll
-    }
-
-    /// Does everything the connection needs: sends what is pending, reads and answers
+    /// Does everything the connection can do now: sends what is pending, reads and answers
     /// commands, enforces the timeouts. `Err` means it must be closed, and why.
-    pub(crate) fn poll(&mut self, ctx: &Context, now: Instant) -> Result<(), CloseReason> {
+    pub(crate) fn step(
+        &mut self,
+        ctx: &Context,
+        readable: bool,
+        now: Instant,
+    ) -> Result<(), CloseReason> {
+        self.unread_input |= readable;
         if self.closing.is_none() {
             // Sending first makes room for replies to the commands about to be read.
             self.send(now)?;
@@ -162,28 +180,43 @@ impl Connection {
         if self.closing.is_some() {
             self.linger(now)?;
         }
-        self.schedule(now);
         Ok(())
     }
 
-    /// Whether a doorbell should make this connection [`deliver`](Connection::deliver): it
-    /// has queued events and room to take them, or it must be disconnected.
-    pub(crate) fn wants_delivery(&self) -> bool {
-        self.closing.is_none()
-            && self.subscription.as_ref().is_some_and(|s| {
-                let subscriber = s.subscriber();
-                subscriber.is_doomed()
-                    || (subscriber.has_events() && self.output.len() < MAX_PENDING_OUTPUT)
-            })
+    /// Whether the connection has work it can do at once, without a readiness event: input
+    /// left unread while it could be read.
+    pub(crate) fn wants_step(&self) -> bool {
+        self.unread_input && self.output.len() < MAX_PENDING_OUTPUT
     }
 
     /// Sends queued events without reading: the doorbell's path.
     pub(crate) fn deliver(&mut self, now: Instant) -> Result<(), CloseReason> {
-        self.send(now)?;
-        if self.has_pending_output() {
-            self.next_poll = self.next_poll.min(now + BUSY_POLL);
+        if let Some(subscription) = &self.subscription {
+            // Before the queue is drained: an event queued after this rings again.
+            subscription.subscriber().delivering();
         }
-        Ok(())
+        if self.closing.is_some() {
+            return Ok(());
+        }
+        self.send(now)
+    }
+
+    /// When the connection must be looked at even if its socket stays quiet: a timeout, or
+    /// the end of its closing linger. `None` for a subscriber with nothing pending.
+    pub(crate) fn deadline(&self, ctx: &Context) -> Option<Instant> {
+        if let Some(closing) = &self.closing {
+            return Some(closing.deadline);
+        }
+        [
+            self.line_started.map(|at| at + ctx.line_timeout),
+            self.stalled_since.map(|at| at + ctx.line_timeout),
+            self.subscription
+                .is_none()
+                .then(|| self.last_input + ctx.idle_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// For shutdown: stops new events from being queued; those already queued can still be
@@ -232,6 +265,7 @@ impl Connection {
             }
         }
         let mut progressed = false;
+        let mut more = false;
         for _ in 0..MAX_WRITE_ROUNDS {
             self.fill_output();
             if self.output.is_empty() {
@@ -243,6 +277,7 @@ impl Connection {
             if !done {
                 break;
             }
+            more = true;
         }
         if let Some(subscription) = &self.subscription {
             let subscriber = subscription.subscriber();
@@ -250,6 +285,11 @@ impl Connection {
                 subscriber.reading();
             } else if !self.output.is_empty() {
                 subscriber.not_reading();
+            }
+            // The round limit stopped a socket that still takes bytes: ring again, so that
+            // the rest goes out after the notifier's other connections had their turn.
+            if more && self.output.is_empty() && subscriber.has_events() {
+                subscriber.ring();
             }
         }
         Ok(())
@@ -281,11 +321,14 @@ impl Connection {
 
     fn read_input(&mut self, ctx: &Context, now: Instant) -> Result<(), CloseReason> {
         let mut chunk = [0; READ_CHUNK];
-        for _ in 0..MAX_READS_PER_POLL {
+        for _ in 0..MAX_READS_PER_STEP {
             // Over the cap, the peer is not reading its replies: stop reading its commands,
             // so that it is its own sends that block.
-            if self.closing.is_some() || self.output.len() >= MAX_PENDING_OUTPUT {
-                break;
+            if !self.unread_input
+                || self.closing.is_some()
+                || self.output.len() >= MAX_PENDING_OUTPUT
+            {
+                return Ok(());
             }
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(CloseReason::PeerClosed),
@@ -294,7 +337,7 @@ impl Connection {
                     self.input.extend_from_slice(&chunk[..n]);
                     self.handle_lines(ctx, now);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.unread_input = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(CloseReason::Io(e)),
             }
@@ -306,23 +349,46 @@ impl Connection {
     fn handle_lines(&mut self, ctx: &Context, now: Instant) {
         let mut consumed_any = false;
         while self.closing.is_none() && self.output.len() < MAX_PENDING_OUTPUT {
+            if line::starts_like_a_frame(&self.input) {
+                let error = PubsubError::new(
+                    PubsubErrorCode::BadCommand,
+                    "this is the pub/sub port, which takes text lines; the bytes look like an \
+                     RPC frame (use the RPC port)",
+                );
+                self.refuse(ctx, &error, CloseReason::NotALine, now);
+                break;
+            }
             match line::decode(&self.input, pubsub::MAX_LINE_LEN) {
                 Decoded::Line { content, consumed } => {
                     let peer = self.peer;
+                    let token = self.token;
                     let subscription = &mut self.subscription;
                     let reply = pubsub::parse_command(&self.input[content]).and_then(|topic| {
-                        let id =
-                            ctx.registry
-                                .subscribe(subscription, topic, peer, &ctx.doorbell)?;
+                        let subscribed = ctx.registry.subscribe(
+                            subscription,
+                            topic,
+                            peer,
+                            (&ctx.doorbell, token),
+                        )?;
                         let topic = match topic {
                             Topic::All => "ALL",
                             Topic::Lot(lot) => lot,
                         };
-                        log::debug!("{peer} subscribed to {topic} (subscription {id})");
-                        Ok(id)
+                        log::debug!(
+                            "{peer} subscribed to {topic} (subscription {})",
+                            subscribed.0
+                        );
+                        Ok(subscribed)
                     });
                     match reply {
-                        Ok(id) => pubsub::encode_subscribed(&mut self.output, id),
+                        Ok((id, snapshots)) => {
+                            pubsub::encode_subscribed(&mut self.output, id);
+                            // The current values come before any event the queue holds, so
+                            // a sign is right at once, not at the lot's next change.
+                            for current in &snapshots {
+                                pubsub::encode_snapshot(&mut self.output, &event_of(current));
+                            }
+                        }
                         Err(error) => pubsub::encode_error(&mut self.output, &error),
                     }
                     self.input.drain(..consumed);
@@ -334,15 +400,7 @@ impl Connection {
                         PubsubErrorCode::LineTooLong,
                         format!("lines are limited to {} bytes", pubsub::MAX_LINE_LEN),
                     );
-                    pubsub::encode_error(&mut self.output, &error);
-                    self.input.clear();
-                    // Nothing more is sent but the reply, so stop queueing events at once.
-                    self.end_subscription(&ctx.registry);
-                    self.closing = Some(Closing {
-                        reason: CloseReason::LineTooLong,
-                        deadline: now + CLOSE_LINGER,
-                        write_shut: false,
-                    });
+                    self.refuse(ctx, &error, CloseReason::LineTooLong, now);
                 }
             }
         }
@@ -351,6 +409,19 @@ impl Connection {
         } else if consumed_any || self.line_started.is_none() {
             self.line_started = Some(now);
         }
+    }
+
+    /// Answers a fatal `error` and closes for `reason` once it is written.
+    fn refuse(&mut self, ctx: &Context, error: &PubsubError, reason: CloseReason, now: Instant) {
+        pubsub::encode_error(&mut self.output, error);
+        self.input.clear();
+        // Nothing more is sent but the reply, so stop queueing events at once.
+        self.end_subscription(&ctx.registry);
+        self.closing = Some(Closing {
+            reason,
+            deadline: now + CLOSE_LINGER,
+            write_shut: false,
+        });
     }
 
     fn check_timeouts(&self, ctx: &Context, now: Instant) -> Result<(), CloseReason> {
@@ -404,18 +475,6 @@ impl Connection {
             }
         }
     }
-
-    fn schedule(&mut self, now: Instant) {
-        let interval =
-            if self.closing.is_some() || !self.input.is_empty() || self.has_pending_output() {
-                BUSY_POLL
-            } else if self.subscription.is_none() {
-                UNSUBSCRIBED_POLL
-            } else {
-                IDLE_POLL
-            };
-        self.next_poll = now + interval;
-    }
 }
 
 /// Writes as much of `output` as the socket takes and removes it; `Ok(true)` if all of it.
@@ -437,10 +496,11 @@ fn write_pending(stream: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<boo
     result
 }
 
-/// Reads and throws away what the peer sent; `true` once it has closed (or failed).
+/// Reads and throws away what the peer sent, until the socket would block; `true` once the
+/// peer has closed (or the socket failed).
 fn discard_input(stream: &mut TcpStream) -> bool {
     let mut chunk = [0; READ_CHUNK];
-    for _ in 0..MAX_READS_PER_POLL {
+    loop {
         match stream.read(&mut chunk) {
             Ok(0) => return true,
             Ok(_) => {}
@@ -449,7 +509,6 @@ fn discard_input(stream: &mut TcpStream) -> bool {
             Err(_) => return true,
         }
     }
-    false
 }
 
 #[cfg(test)]
@@ -467,7 +526,7 @@ mod tests {
 
     /// A subscribed connection over a real loopback socket whose both buffers are small, the
     /// peer's end (which reads only when told to), and the context the connection runs in.
-    fn subscribed() -> (Connection, TcpStream, Context) {
+    fn subscribed() -> (Connection, std::net::TcpStream, Context) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let socket =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -483,20 +542,26 @@ mod tests {
             QUEUE,
             MAX_DROPS,
         ));
-        let (doorbell, _rung) = crossbeam_channel::bounded(1);
         let ctx = Context {
             registry,
-            doorbell,
+            doorbell: Doorbell::detached(),
             idle_timeout: Duration::from_secs(60),
             line_timeout: Duration::from_secs(60),
         };
-        let mut connection = Connection::new(stream, peer, Instant::now());
+        let token = Token(1);
+        let mut connection = Connection::new(
+            TcpStream::from_std(stream),
+            peer,
+            token,
+            Instant::now(),
+            Held::new(()),
+        );
         ctx.registry
             .subscribe(
                 &mut connection.subscription,
                 Topic::Lot("A"),
                 peer,
-                &ctx.doorbell,
+                (&ctx.doorbell, token),
             )
             .unwrap();
         (connection, socket.into(), ctx)
@@ -506,6 +571,7 @@ mod tests {
         ctx.registry.publish(&LotChange {
             lot: LotId::new("A").unwrap(),
             free,
+            seq: u64::from(free) + 1,
             at: SystemTime::now(),
         });
     }

@@ -27,6 +27,9 @@
 //! - **Order and uniqueness.** A subscriber receives one lot's events in the order the changes
 //!   happened (FIFO queue, one publisher at a time per lot), and each change at most once,
 //!   however its subscriptions overlap (a lot twice, or a lot plus `ALL`).
+//! - **Snapshots.** Right after `OK`, a subscriber gets the last published value of every lot
+//!   its subscription newly covers (`SNAPSHOT` lines, from [`Broker::seed`] until the first
+//!   change); a change is either in the snapshot or among the events after it, never both.
 //! - **Limits.** At most [`BrokerConfig::max_connections`] connections (more get `ERR BUSY`);
 //!   command lines of at most [`framing::pubsub::MAX_LINE_LEN`] bytes (longer: `ERR
 //!   LINE_TOO_LONG`, then close); [`BrokerConfig::line_timeout`] to finish a line, and for a
@@ -41,7 +44,6 @@
 //! - `notifier`: the notifier threads, their wake-ups and poll schedule.
 //! - `connection`: one connection's non-blocking reading, command handling and writing.
 //! - `stats`: the counters behind [`BrokerStats`].
-//! - [`warn_limit`]: rate-limited warnings about misbehaving peers (also used by the server).
 
 #![forbid(unsafe_code)]
 
@@ -49,7 +51,6 @@ mod connection;
 mod notifier;
 mod registry;
 mod stats;
-pub mod warn_limit;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -59,16 +60,36 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use framing::pubsub::{self, PubsubError, PubsubErrorCode};
 use parking_lot::{Mutex, RwLock};
 use state::{Listener, LotChange, LotId};
 
-use crate::notifier::{Command, Timeouts};
+use crate::notifier::{Command, NotifierHandle, Timeouts};
 use crate::registry::Registry;
-use crate::warn_limit::WarnLimiter;
+use warn_limit::peer_warn;
 
 pub use crate::stats::BrokerStats;
+
+/// Something the caller keeps alive while a connection is open and lets go when it closes,
+/// such as its place in a server-wide connection count.
+pub struct Held {
+    _value: Box<dyn Send>,
+}
+
+impl Held {
+    /// Holds `value` until the connection closes.
+    pub fn new(value: impl Send + 'static) -> Self {
+        Held {
+            _value: Box::new(value),
+        }
+    }
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Held")
+    }
+}
 
 /// Longest grace [`Broker::shutdown`] honours; longer ones are cut to it (it keeps the
 /// deadline computable for any `Duration`).
@@ -150,7 +171,7 @@ impl From<ConfigError> for io::Error {
 pub struct Broker {
     registry: Arc<Registry>,
     /// One control channel per notifier.
-    notifiers: Vec<Sender<Command>>,
+    notifiers: Vec<NotifierHandle>,
     /// The notifier threads; `None` once shut down.
     threads: Mutex<Option<Vec<JoinHandle<()>>>>,
     /// Whether [`Broker::attach`] still takes connections. `attach` holds the read lock while
@@ -160,7 +181,6 @@ pub struct Broker {
     /// Round-robin cursor over `notifiers`.
     next_notifier: AtomicUsize,
     config: BrokerConfig,
-    warnings: Mutex<WarnLimiter>,
 }
 
 impl fmt::Debug for Broker {
@@ -202,7 +222,7 @@ impl Broker {
                     threads.push(thread);
                 }
                 Err(error) => {
-                    // Dropping their control channels stops the notifiers already started.
+                    // Dropping their handles stops the notifiers already started.
                     drop(notifiers);
                     for thread in threads {
                         let _ = thread.join();
@@ -218,7 +238,6 @@ impl Broker {
             accepting: RwLock::new(true),
             next_notifier: AtomicUsize::new(0),
             config,
-            warnings: Mutex::new(WarnLimiter::new("pub/sub", Instant::now())),
         })
     }
 
@@ -227,6 +246,12 @@ impl Broker {
     pub fn listener(&self) -> Listener {
         let registry = Arc::clone(&self.registry);
         Arc::new(move |change: &LotChange| registry.publish(change))
+    }
+
+    /// Records each lot's current value before anything changes (the state at start), so
+    /// that subscribers get a `SNAPSHOT` of every lot they subscribe to, changed yet or not.
+    pub fn seed(&self, current: &[LotChange]) {
+        self.registry.seed(current);
     }
 
     /// Queues an event for every subscriber of `change.lot` and every `ALL` subscriber. Never
@@ -240,6 +265,12 @@ impl Broker {
     /// non-blocking and handed to a notifier. Over [`BrokerConfig::max_connections`], or after
     /// shutdown, the peer gets `ERR BUSY <detail>` and the socket is closed instead.
     pub fn attach(&self, stream: TcpStream, peer: SocketAddr) {
+        self.attach_holding(stream, peer, Held::new(()));
+    }
+
+    /// [`Broker::attach`], keeping `held` until the connection closes (it is dropped after
+    /// the connection is uncounted, so a count it releases never runs ahead of the broker's).
+    pub fn attach_holding(&self, stream: TcpStream, peer: SocketAddr, held: Held) {
         let accepting = self.accepting.read();
         if !*accepting {
             refuse(stream, "the server is shutting down");
@@ -247,12 +278,10 @@ impl Broker {
         }
         let counters = self.registry.counters();
         if !counters.try_add_connection(self.config.max_connections) {
-            if self.warnings.lock().allow(Instant::now()) {
-                log::warn!(
-                    "refused pub/sub client {peer}: {} connections already open",
-                    self.config.max_connections
-                );
-            }
+            peer_warn!(
+                "refused pub/sub client {peer}: {} connections already open",
+                self.config.max_connections
+            );
             let detail = format!(
                 "at most {} pub/sub connections are allowed",
                 self.config.max_connections
@@ -267,7 +296,7 @@ impl Broker {
         }
         let index = self.next_notifier.fetch_add(1, Ordering::Relaxed) % self.notifiers.len();
         if self.notifiers[index]
-            .send(Command::Attach { stream, peer })
+            .send(Command::Attach { stream, peer, held })
             .is_err()
         {
             // The notifier is gone (it can only have panicked); the socket closes with the
@@ -280,6 +309,11 @@ impl Broker {
     /// The limits and sizes it was started with.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// Refuses a connection the caller has no room for: `ERR BUSY <detail>`, then close.
+    pub fn refuse_busy(&self, stream: TcpStream, detail: &str) {
+        refuse(stream, detail);
     }
 
     /// The current counters.
@@ -307,7 +341,9 @@ impl Broker {
         }
         let stats = self.stats();
         log::info!(
-            "pub/sub broker stopped: {} events published, {} dropped, {} slow subscribers disconnected",
+            "pub/sub broker stopped: {} changes published, {} event lines queued for subscribers, \
+             {} dropped, {} slow subscribers disconnected",
+            stats.changes_published,
             stats.events_published,
             stats.events_dropped,
             stats.slow_disconnects

@@ -1,29 +1,30 @@
 //! The notifier threads. Each owns the sockets of the connections assigned to it and is the
 //! only thread that reads or writes them.
 //!
-//! A notifier sleeps in a crossbeam `select!` on three things: its control channel (new
-//! connections, shutdown), its doorbell (rung by publishers when they queue an event for one
-//! of its subscribers), and a timeout that is the earliest time one of its connections wants
-//! polling. A doorbell makes it write queued events to the connections that have some, without
-//! reading any socket; reads (more `SUBSCRIBE` lines, EOF) happen on each connection's own
-//! poll schedule: every [`BUSY_POLL`] while a line, output or a close is in progress, every
-//! [`UNSUBSCRIBED_POLL`] before the first `SUBSCRIBE`, every [`IDLE_POLL`] after it.
-//!
-//! [`BUSY_POLL`]: crate::connection::BUSY_POLL
-//! [`UNSUBSCRIBED_POLL`]: crate::connection::UNSUBSCRIBED_POLL
-//! [`IDLE_POLL`]: crate::connection::IDLE_POLL
+//! A notifier sleeps in its own `mio::Poll` until one of three things happens: a socket it
+//! owns becomes readable (more `SUBSCRIBE` lines, or EOF) or writable again (after a write
+//! that would have blocked); its [`Doorbell`] is rung, because publishers queued events for
+//! some of its subscribers (or the broker sent a command); or the earliest deadline of its
+//! connections passes (a timeout, the end of a closing linger). Nothing wakes it on a timer
+//! to look for work, and a doorbell makes it visit only the subscribers that have events.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::Mutex;
+use warn_limit::peer_warn;
 
-use crate::connection::{BUSY_POLL, CloseReason, Connection, Context, IDLE_POLL};
+use crate::Held;
+use crate::connection::{CloseReason, Connection, Context};
 use crate::registry::Registry;
-use crate::warn_limit::WarnLimiter;
 
 /// Shortest time between two deliveries triggered by the doorbell. During a burst of events
 /// this batches them (at 60,000 events/s, about 15 per write) instead of waking the notifier,
@@ -31,6 +32,12 @@ use crate::warn_limit::WarnLimiter;
 /// Short enough that a subscriber queue of the default 64 events does not overflow at rates a
 /// 2-core server can produce.
 const DELIVERY_INTERVAL: Duration = Duration::from_micros(250);
+
+/// Token of the notifier's waker (its doorbell and its control channel).
+const WAKE: Token = Token(0);
+
+/// Readiness events taken per wait.
+const EVENTS_PER_WAIT: usize = 1024;
 
 /// What the broker tells a notifier.
 #[derive(Debug)]
@@ -41,6 +48,8 @@ pub(crate) enum Command {
         stream: TcpStream,
         /// The peer's address, for logs.
         peer: SocketAddr,
+        /// Kept until the connection closes.
+        held: Held,
     },
     /// Flush pending output until `deadline`, close every connection and exit.
     Shutdown {
@@ -58,118 +67,303 @@ pub(crate) struct Timeouts {
     pub(crate) line: Duration,
 }
 
+/// How publishers (and the broker) wake a notifier. Ringing never blocks: it records which
+/// connection has events and makes one `eventfd` write per wake-up, however many rings it
+/// covers.
+#[derive(Debug)]
+pub(crate) struct Doorbell {
+    waker: Waker,
+    /// Set by the first ring after the notifier last looked; later rings skip the wake-up.
+    rung: AtomicBool,
+    /// Connections whose subscriber queued events since the notifier last looked.
+    pending: Mutex<Vec<Token>>,
+}
+
+impl Doorbell {
+    /// Says that connection `token` has events queued.
+    pub(crate) fn ring(&self, token: Token) {
+        self.pending.lock().push(token);
+        self.wake();
+    }
+
+    /// Wakes the notifier unless a wake-up is already pending.
+    fn wake(&self) {
+        if !self.rung.swap(true, Ordering::AcqRel)
+            && let Err(err) = self.waker.wake()
+        {
+            log::error!("cannot wake a pub/sub notifier: {err}");
+        }
+    }
+
+    /// A doorbell whose notifier is gone, for tests of the publishing side.
+    #[cfg(test)]
+    pub(crate) fn detached() -> Arc<Doorbell> {
+        #[allow(clippy::expect_used)]
+        let poll = Poll::new().expect("a test poll");
+        #[allow(clippy::expect_used)]
+        let waker = Waker::new(poll.registry(), WAKE).expect("a test waker");
+        Arc::new(Doorbell {
+            waker,
+            rung: AtomicBool::new(false),
+            pending: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The connections rung for since the last call. The flag is cleared first, so a ring
+    /// that comes while the list is being taken wakes the notifier again.
+    pub(crate) fn take(&self) -> Vec<Token> {
+        self.rung.store(false, Ordering::Release);
+        std::mem::take(&mut *self.pending.lock())
+    }
+}
+
+/// The broker's side of a notifier: its control channel and its doorbell.
+#[derive(Debug)]
+pub(crate) struct NotifierHandle {
+    control: Sender<Command>,
+    doorbell: Arc<Doorbell>,
+}
+
+impl NotifierHandle {
+    /// Sends a command and wakes the notifier to read it.
+    pub(crate) fn send(&self, command: Command) -> Result<(), Command> {
+        self.control.send(command).map_err(|err| err.into_inner())?;
+        self.doorbell.wake();
+        Ok(())
+    }
+}
+
+impl Drop for NotifierHandle {
+    /// A notifier whose handle is gone stops at once (after a proper shutdown, it already has).
+    fn drop(&mut self) {
+        let _ = self.send(Command::Shutdown {
+            deadline: Instant::now(),
+        });
+    }
+}
+
 /// Starts notifier number `number` (its thread is named `notifier-<number>`); returns its
-/// control channel and thread. Dropping the control channel's last sender also shuts it down,
-/// with no grace.
+/// handle and thread. Dropping the handle's control channel also shuts it down, with no
+/// grace.
 pub(crate) fn spawn(
     number: usize,
     registry: Arc<Registry>,
     timeouts: Timeouts,
-) -> io::Result<(Sender<Command>, JoinHandle<()>)> {
+) -> io::Result<(NotifierHandle, JoinHandle<()>)> {
+    let poll = Poll::new()?;
+    let doorbell = Arc::new(Doorbell {
+        waker: Waker::new(poll.registry(), WAKE)?,
+        rung: AtomicBool::new(false),
+        pending: Mutex::new(Vec::new()),
+    });
     let (control_sender, control) = crossbeam_channel::unbounded();
-    let (doorbell_sender, doorbell) = crossbeam_channel::bounded(1);
     let notifier = Notifier {
         ctx: Context {
             registry,
-            doorbell: doorbell_sender,
+            doorbell: Arc::clone(&doorbell),
             idle_timeout: timeouts.idle,
             line_timeout: timeouts.line,
         },
-        connections: Vec::new(),
-        warnings: WarnLimiter::new("pub/sub", Instant::now()),
+        poll,
+        connections: HashMap::new(),
+        next_token: WAKE.0 + 1,
+        deadlines: BinaryHeap::new(),
+        undelivered: Vec::new(),
+        last_delivery: Instant::now(),
+        busy: Vec::new(),
     };
     let thread = thread::Builder::new()
         .name(format!("notifier-{number}"))
-        .spawn(move || notifier.run(&control, &doorbell))?;
-    Ok((control_sender, thread))
+        .spawn(move || notifier.run(&control))?;
+    Ok((
+        NotifierHandle {
+            control: control_sender,
+            doorbell,
+        },
+        thread,
+    ))
+}
+
+/// A connection and the deadline the heap holds for it.
+struct Entry {
+    connection: Connection,
+    /// The deadline last pushed to the heap; a new one is pushed only if it is earlier.
+    scheduled: Option<Instant>,
 }
 
 struct Notifier {
     ctx: Context,
-    connections: Vec<Connection>,
-    warnings: WarnLimiter,
+    poll: Poll,
+    connections: HashMap<Token, Entry>,
+    /// Tokens are never reused, so a late event or ring cannot reach another connection.
+    next_token: usize,
+    /// Connections' deadlines, earliest first; stale entries are checked and skipped.
+    deadlines: BinaryHeap<Reverse<(Instant, Token)>>,
+    /// Rung connections whose delivery waits for the batching interval to end.
+    undelivered: Vec<Token>,
+    last_delivery: Instant,
+    /// Connections that can make progress without a readiness event (input left unread).
+    busy: Vec<Token>,
 }
 
 impl Notifier {
-    fn run(mut self, control: &Receiver<Command>, doorbell: &Receiver<()>) {
-        let not_now = crossbeam_channel::never();
-        let mut last_delivery = Instant::now();
+    fn run(mut self, control: &Receiver<Command>) {
+        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         loop {
             let now = Instant::now();
-            let next_delivery = last_delivery + DELIVERY_INTERVAL;
-            let mut due = self.next_due().unwrap_or(now + IDLE_POLL);
-            // Within DELIVERY_INTERVAL of the last delivery the doorbell is not listened to:
-            // a ring stays pending in the channel (costing the publisher no wake-up) and is
-            // served when the interval ends, with everything queued meanwhile in one write.
-            let bell = if now >= next_delivery {
-                doorbell
+            let timeout = if self.busy.is_empty() {
+                let next_delivery =
+                    (!self.undelivered.is_empty()).then(|| self.last_delivery + DELIVERY_INTERVAL);
+                let next_deadline = self.deadlines.peek().map(|&Reverse((at, _))| at);
+                [next_delivery, next_deadline]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|at| at.saturating_duration_since(now))
             } else {
-                due = due.min(next_delivery);
-                &not_now
+                Some(Duration::ZERO)
             };
-            select! {
-                recv(control) -> command => match command {
-                    Ok(Command::Attach { stream, peer }) => self.adopt(stream, peer),
-                    Ok(Command::Shutdown { deadline }) => return self.shut_down(control, deadline),
-                    Err(_) => return self.shut_down(control, Instant::now()),
-                },
-                recv(bell) -> _ => {
-                    last_delivery = Instant::now();
-                    self.visit(|connection, _| {
-                        if connection.wants_delivery() {
-                            connection.deliver(last_delivery)?;
-                        }
-                        Ok(())
-                    });
+            if let Err(err) = self.poll.poll(&mut events, timeout) {
+                if err.kind() != io::ErrorKind::Interrupted {
+                    log::error!("pub/sub notifier: poll failed: {err}");
+                    thread::sleep(Duration::from_millis(10));
                 }
-                default(due.saturating_duration_since(now)) => {}
+                continue;
             }
             let now = Instant::now();
-            self.visit(|connection, ctx| {
-                if connection.next_poll() <= now {
-                    connection.poll(ctx, now)?;
-                }
-                Ok(())
-            });
-        }
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.connections.iter().map(Connection::next_poll).min()
-    }
-
-    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr) {
-        log::debug!("{peer} connected to the pub/sub port");
-        let now = Instant::now();
-        let mut connection = Connection::new(stream, peer, now);
-        // Read at once: the SUBSCRIBE line often arrives with the connection.
-        match connection.poll(&self.ctx, now) {
-            Ok(()) => self.connections.push(connection),
-            Err(reason) => self.close(connection, reason),
-        }
-    }
-
-    /// Runs `step` on every connection, closing those for which it fails.
-    fn visit(
-        &mut self,
-        mut step: impl FnMut(&mut Connection, &Context) -> Result<(), CloseReason>,
-    ) {
-        let mut index = 0;
-        while index < self.connections.len() {
-            match step(&mut self.connections[index], &self.ctx) {
-                Ok(()) => index += 1,
-                Err(reason) => {
-                    let connection = self.connections.swap_remove(index);
-                    self.close(connection, reason);
+            for event in events.iter() {
+                if event.token() == WAKE {
+                    if let Some(deadline) = self.take_commands(control) {
+                        return self.shut_down(control, deadline);
+                    }
+                    let rung = self.ctx.doorbell.take();
+                    self.undelivered.extend(rung);
+                } else {
+                    self.step(event.token(), event.is_readable(), now);
                 }
             }
+            for token in std::mem::take(&mut self.busy) {
+                self.step(token, false, now);
+            }
+            if !self.undelivered.is_empty() && now >= self.last_delivery + DELIVERY_INTERVAL {
+                self.deliver(now);
+            }
+            self.expire(now);
         }
+    }
+
+    /// Handles the broker's commands; returns the deadline if one was to shut down.
+    fn take_commands(&mut self, control: &Receiver<Command>) -> Option<Instant> {
+        loop {
+            match control.try_recv() {
+                Ok(Command::Attach { stream, peer, held }) => self.adopt(stream, peer, held),
+                Ok(Command::Shutdown { deadline }) => return Some(deadline),
+                Err(crossbeam_channel::TryRecvError::Empty) => return None,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return Some(Instant::now()),
+            }
+        }
+    }
+
+    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, held: Held) {
+        log::debug!("{peer} connected to the pub/sub port");
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        let now = Instant::now();
+        let mut connection = Connection::new(
+            mio::net::TcpStream::from_std(stream),
+            peer,
+            token,
+            now,
+            held,
+        );
+        if let Err(err) = self.poll.registry().register(
+            connection.stream_mut(),
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            return self.close(connection, CloseReason::Io(err));
+        }
+        self.connections.insert(
+            token,
+            Entry {
+                connection,
+                scheduled: None,
+            },
+        );
+        // Read at once: the SUBSCRIBE line often arrives with the connection.
+        self.step(token, true, now);
+    }
+
+    /// Lets connection `token` do what it can, then closes it or updates its deadline.
+    fn step(&mut self, token: Token, readable: bool, now: Instant) {
+        self.with(token, |connection, ctx| connection.step(ctx, readable, now));
+    }
+
+    /// Writes queued events to every connection rung for.
+    fn deliver(&mut self, now: Instant) {
+        self.last_delivery = now;
+        let mut rung = std::mem::take(&mut self.undelivered);
+        rung.sort_unstable();
+        rung.dedup();
+        for token in rung {
+            self.with(token, |connection, _| connection.deliver(now));
+        }
+    }
+
+    /// Runs `action` on connection `token` (if it is still open), then closes it if the
+    /// action failed, or reschedules it.
+    fn with(
+        &mut self,
+        token: Token,
+        action: impl FnOnce(&mut Connection, &Context) -> Result<(), CloseReason>,
+    ) {
+        let Some(entry) = self.connections.get_mut(&token) else {
+            return;
+        };
+        if let Err(reason) = action(&mut entry.connection, &self.ctx) {
+            if let Some(entry) = self.remove(token) {
+                self.close(entry.connection, reason);
+            }
+            return;
+        }
+        if entry.connection.wants_step() && !self.busy.contains(&token) {
+            self.busy.push(token);
+        }
+        if let Some(deadline) = entry.connection.deadline(&self.ctx)
+            && entry.scheduled.is_none_or(|scheduled| deadline < scheduled)
+        {
+            entry.scheduled = Some(deadline);
+            self.deadlines.push(Reverse((deadline, token)));
+        }
+    }
+
+    /// Steps every connection whose deadline has come; a deadline that moved later is
+    /// pushed again.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&Reverse((at, token))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            if let Some(entry) = self.connections.get_mut(&token) {
+                entry.scheduled = None;
+                self.step(token, false, now);
+            }
+        }
+    }
+
+    fn remove(&mut self, token: Token) -> Option<Entry> {
+        let mut entry = self.connections.remove(&token)?;
+        let _ = self
+            .poll
+            .registry()
+            .deregister(entry.connection.stream_mut());
+        Some(entry)
     }
 
     fn close(&mut self, connection: Connection, reason: CloseReason) {
         let who = describe(&connection);
         let counters = self.ctx.registry.counters();
-        let now = Instant::now();
         match reason {
             CloseReason::PeerClosed => log::debug!("{who} closed the connection"),
             CloseReason::Io(error) => log::debug!("{who} dropped: {error}"),
@@ -178,42 +372,35 @@ impl Notifier {
                 // Redis disconnects slow subscribers outright and mini-redis lets them skip;
                 // we drop their oldest events and disconnect only those that stopped reading.
                 counters.slow_disconnect();
-                if self.warnings.allow(now) {
-                    log::warn!(
-                        "{who} disconnected: not reading, {drops} events dropped while its socket \
-                         took no bytes"
-                    );
-                }
+                peer_warn!(
+                    "{who} disconnected: not reading, {drops} events dropped while its socket \
+                     took no bytes"
+                );
             }
             CloseReason::IdleTimeout => {
-                if self.warnings.allow(now) {
-                    log::warn!(
-                        "{who} closed: no SUBSCRIBE within {:?}",
-                        self.ctx.idle_timeout
-                    );
-                }
+                peer_warn!(
+                    "{who} closed: no SUBSCRIBE within {:?}",
+                    self.ctx.idle_timeout
+                );
             }
             CloseReason::LineTimeout => {
-                if self.warnings.allow(now) {
-                    log::warn!(
-                        "{who} closed: a line took longer than {:?}",
-                        self.ctx.line_timeout
-                    );
-                }
+                peer_warn!(
+                    "{who} closed: a line took longer than {:?}",
+                    self.ctx.line_timeout
+                );
             }
             CloseReason::WriteStalled => {
                 counters.slow_disconnect();
-                if self.warnings.allow(now) {
-                    log::warn!(
-                        "{who} closed: read nothing of its pending output for {:?}",
-                        self.ctx.line_timeout
-                    );
-                }
+                peer_warn!(
+                    "{who} closed: read nothing of its pending output for {:?}",
+                    self.ctx.line_timeout
+                );
             }
             CloseReason::LineTooLong => {
-                if self.warnings.allow(now) {
-                    log::warn!("{who} closed: sent a line over the length limit");
-                }
+                peer_warn!("{who} closed: sent a line over the length limit");
+            }
+            CloseReason::NotALine => {
+                peer_warn!("{who} closed: sent an RPC frame to the pub/sub port");
             }
         }
         connection.close(&self.ctx.registry);
@@ -221,33 +408,49 @@ impl Notifier {
     }
 
     /// Takes every subscriber off the topic lists (so the work is finite), writes what is
-    /// queued or pending until `deadline`, then closes everything.
+    /// queued or pending until `deadline`, waiting for sockets to become writable, then
+    /// closes everything.
     fn shut_down(mut self, control: &Receiver<Command>, deadline: Instant) {
-        for connection in &mut self.connections {
-            connection.end_subscription(&self.ctx.registry);
+        for entry in self.connections.values_mut() {
+            entry.connection.end_subscription(&self.ctx.registry);
         }
+        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         loop {
-            let mut pending = false;
-            self.visit(|connection, _| {
-                pending |= !connection.flush(Instant::now())?;
-                Ok(())
-            });
             let now = Instant::now();
+            let mut failed = Vec::new();
+            for (&token, entry) in &mut self.connections {
+                match entry.connection.flush(now) {
+                    Ok(true) => {}
+                    Ok(false) => failed.push((token, None)),
+                    Err(reason) => failed.push((token, Some(reason))),
+                }
+            }
+            let pending = failed.iter().any(|(_, reason)| reason.is_none());
+            for (token, reason) in failed {
+                if let Some(reason) = reason
+                    && let Some(entry) = self.remove(token)
+                {
+                    self.close(entry.connection, reason);
+                }
+            }
             if !pending || now >= deadline {
                 break;
             }
-            // Waiting for sockets to drain; there is no readiness API without a poller, so
-            // retry on the busy-poll period.
-            thread::sleep(BUSY_POLL.min(deadline - now));
+            // Wait for a socket to take more, or the deadline.
+            let _ = self.poll.poll(&mut events, Some(deadline - now));
         }
-        for connection in std::mem::take(&mut self.connections) {
-            self.close(connection, CloseReason::Shutdown);
+        let tokens: Vec<Token> = self.connections.keys().copied().collect();
+        for token in tokens {
+            if let Some(entry) = self.remove(token) {
+                self.close(entry.connection, CloseReason::Shutdown);
+            }
         }
         // The broker stops sending before it shuts notifiers down; anything still here
         // was counted as a connection and must be uncounted.
         while let Ok(command) = control.try_recv() {
-            if let Command::Attach { .. } = command {
+            if let Command::Attach { held, .. } = command {
                 self.ctx.registry.counters().connection_closed();
+                drop(held);
             }
         }
     }

@@ -7,7 +7,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -54,15 +56,20 @@ fn a_stuck_subscriber_is_cut_off_while_a_healthy_one_gets_everything() {
                 *progress.0.lock().unwrap() = expected + 1;
                 progress.1.notify_all();
             }
+            // Still connected: it must be counted below as the subscriber that stayed.
+            healthy
         })
     };
 
-    let (finished, published) = mpsc::channel();
+    let (finished, done) = mpsc::channel();
+    let published = Arc::new(AtomicU32::new(0));
     {
         let (harness, progress) = (Arc::clone(&harness), Arc::clone(&progress));
+        let published = Arc::clone(&published);
         thread::spawn(move || {
             for free in 0..EVENTS {
                 harness.publish("A", free);
+                published.store(free + 1, Ordering::SeqCst);
                 // Keep the healthy reader within half its queue, as a reader that keeps up is.
                 if free % 32 == 31 {
                     let (seen, changed) = &*progress;
@@ -78,11 +85,23 @@ fn a_stuck_subscriber_is_cut_off_while_a_healthy_one_gets_everything() {
             finished.send(()).unwrap();
         });
     }
-    // A publish that waited for the stuck socket would never finish.
-    published
-        .recv_timeout(DEADLINE)
-        .expect("publishing stalled, or the healthy subscriber fell behind");
-    reader.join().unwrap();
+    // A publish that waited for the stuck socket would never finish: the test fails when a
+    // whole DEADLINE passes without one (not on a slow but moving run).
+    let mut seen = 0;
+    loop {
+        match done.recv_timeout(DEADLINE) {
+            Ok(()) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                let now = published.load(Ordering::SeqCst);
+                assert!(now > seen, "publishing stalled after {now} events");
+                seen = now;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("the publisher failed: the healthy subscriber fell behind")
+            }
+        }
+    }
+    let _healthy = reader.join().unwrap();
 
     harness.wait_for_stats("the stuck subscriber to be cut off", |s| {
         s.slow_disconnects == 1 && s.subscribers == 1 && s.connections == 1
@@ -271,9 +290,11 @@ fn shutdown_is_bounded_by_its_grace_and_idempotent() {
     let start = Instant::now();
     harness.broker.shutdown(grace);
     let took = start.elapsed();
-    // The documented bound: about the grace, plus one poll period (5 ms); 500 ms of slack.
+    // Without the grace the stuck subscriber (never cut off: max_overflow_drops is
+    // u32::MAX) would hold the shutdown for good. Documented: about the grace; the bound is
+    // generous so that a loaded machine does not fail it.
     assert!(
-        took < grace + Duration::from_millis(500),
+        took < grace + Duration::from_secs(2),
         "shutdown took {took:?}"
     );
     expect_closed(&mut stuck);

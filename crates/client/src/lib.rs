@@ -25,29 +25,36 @@
 //! ```
 //!
 //! # Layout
-//! - [`args`]: command-line value parsers (seconds, lot ids) shared by the tools.
-//! - [`error`]: [`Error`], the one error type of all three clients.
-//! - [`parking`]: [`ParkingClient`] for the RPC port (JSON requests, text aliases, pipelining
+//! - [`cli`]: what the command-line tools share: value parsers (seconds, lot ids) and
+//!   [`Failure`], the one-line error they exit with.
+//! - `endpoints`: [`Hosts`] (a tool's `--host a:9000,b:9000`) and the [`Endpoints`] they
+//!   make; every
+//!   client's `connect` takes them and tries each in turn, which is how the tools fail over
+//!   between nodes.
+//! - `error`: [`Error`], the one error type of all three clients.
+//! - `parking`: [`ParkingClient`] for the RPC port (JSON requests, text aliases, pipelining
 //!   with `send`/`recv`), its [`ClientError`] and [`RpcReply`].
-//! - [`sensor`]: [`SensorClient`] for the sensor port and [`SensorClientError`].
-//! - [`subscription`]: [`Subscription`] for the pub/sub port and [`SubscribeError`].
-//! - [`retry`]: [`Backoff`] for reconnecting and [`StopSignal`] for interruptible waits,
-//!   shared by the long-running tools.
+//! - `sensor`: [`SensorClient`] for the sensor port and [`SensorClientError`].
+//! - `subscription`: [`Subscription`] for the pub/sub port and [`SubscribeError`].
+//! - `retry`: [`Backoff`] for reconnecting, shared by the long-running tools.
 //! - `net` (private): connecting with a timeout, sorting socket errors, reading bounded lines.
 
 #![forbid(unsafe_code)]
 
-pub mod args;
-pub mod error;
+pub mod cli;
+mod endpoints;
+mod error;
 mod net;
-pub mod parking;
-pub mod retry;
-pub mod sensor;
-pub mod subscription;
+mod parking;
+mod retry;
+mod sensor;
+mod subscription;
 
+pub use cli::Failure;
+pub use endpoints::{Endpoints, Hosts};
 pub use error::Error;
 pub use net::MAX_REPLY_LINE_LEN;
 pub use parking::{ClientError, DEFAULT_TIMEOUT, LotInfo, ParkingClient, RpcReply};
-pub use retry::{Backoff, StopSignal};
+pub use retry::Backoff;
 pub use sensor::{SensorClient, SensorClientError};
-pub use subscription::{OwnedEvent, SubscribeError, Subscription};
+pub use subscription::{OwnedEvent, SubscribeError, Subscription, Update};

@@ -121,7 +121,7 @@ pub struct ParkingClient {
     peer: SocketAddr,
     timeout: Duration,
     next_id: u32,
-    /// The outgoing frame; cleared, never shrunk.
+    /// Frames queued and not yet written; cleared, never shrunk.
     out: Vec<u8>,
     /// The last reply's payload; overwritten by each read.
     payload: Vec<u8>,
@@ -237,13 +237,37 @@ impl ParkingClient {
     /// Sends `request` as one JSON frame without waiting for the reply, and returns the
     /// `rpcId` it was given. Ids increase by one per request, wrapping at `u32::MAX`.
     pub fn send(&mut self, request: &Request<'_>) -> Result<u32, ClientError> {
+        let id = self.queue(request)?;
+        self.flush()?;
+        Ok(id)
+    }
+
+    /// Encodes `request` as a JSON frame behind any already queued, without writing it; the
+    /// next [`flush`](Self::flush) (or send) writes them all with one write. Returns its
+    /// `rpcId`. Pipelining clients queue a batch and flush once, as `redis-benchmark -P` does.
+    pub fn queue(&mut self, request: &Request<'_>) -> Result<u32, ClientError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.out.clear();
-        let start = frame::begin(&mut self.out);
-        rpc::encode_json_request(&mut self.out, id, request);
-        self.finish_and_write(start)?;
+        self.queue_frame(|out| rpc::encode_json_request(out, id, request))?;
         Ok(id)
+    }
+
+    /// Writes every queued request with one write.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        if !self.out.is_empty() {
+            let written = self.reader.get_mut().write_all(&self.out);
+            self.out.clear();
+            written?;
+        }
+        Ok(())
+    }
+
+    /// Whether a whole reply is already buffered, so that the next `recv` needs no read.
+    pub fn reply_ready(&self) -> bool {
+        matches!(
+            frame::decode(self.reader.buffer()),
+            Ok(frame::Decoded::Frame { .. })
+        )
     }
 
     /// Reads the next JSON reply. Replies come back in request order; matching `rpcId`s is the
@@ -258,24 +282,20 @@ impl ParkingClient {
     /// Text aliases split on whitespace, so arguments containing whitespace are refused here
     /// (as `Io` with kind `InvalidInput`) rather than sent as a different request.
     pub fn send_text(&mut self, request: &Request<'_>) -> Result<(), ClientError> {
-        let has_space = |arg: &str| arg.is_empty() || arg.bytes().any(|b| b.is_ascii_whitespace());
-        let bad_arg = match request {
-            Request::GetAvailability { lot } => has_space(lot),
-            Request::Reserve { lot, plate } | Request::Cancel { lot, plate } => {
-                has_space(lot) || has_space(plate)
-            }
-            Request::GetLots | Request::Ping => false,
-        };
-        if bad_arg {
+        self.queue_text(request)?;
+        self.flush()
+    }
+
+    /// Like [`queue`](Self::queue), for the text alias form (see [`send_text`](Self::send_text)).
+    pub fn queue_text(&mut self, request: &Request<'_>) -> Result<(), ClientError> {
+        let has_space = |arg: &&str| arg.is_empty() || arg.bytes().any(|b| b.is_ascii_whitespace());
+        if request.with_args(|args| args.iter().any(has_space)) {
             return Err(ClientError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "text alias arguments must be non-empty and contain no whitespace",
             )));
         }
-        self.out.clear();
-        let start = frame::begin(&mut self.out);
-        rpc::encode_text_request(&mut self.out, request);
-        self.finish_and_write(start)
+        self.queue_frame(|out| rpc::encode_text_request(out, request))
     }
 
     /// Reads the next reply as text (for the text aliases: `PONG`, `12`, `OK`, a JSON array,
@@ -290,30 +310,40 @@ impl ParkingClient {
 
     /// Sends `command` verbatim as one frame and returns the text reply.
     pub fn call_text(&mut self, command: &str) -> Result<String, ClientError> {
-        self.out.clear();
-        let start = frame::begin(&mut self.out);
-        self.out.extend_from_slice(command.as_bytes());
-        self.finish_and_write(start)?;
+        self.queue_frame(|out| out.extend_from_slice(command.as_bytes()))?;
+        self.flush()?;
         self.recv_text().map(str::to_owned)
     }
 
-    /// Completes the frame started at `start` in `out` and writes it with one write.
-    fn finish_and_write(&mut self, start: usize) -> Result<(), ClientError> {
-        frame::finish(&mut self.out, start).map_err(|err| {
+    /// Queues one frame whose payload `body` encodes.
+    fn queue_frame(&mut self, body: impl FnOnce(&mut Vec<u8>)) -> Result<(), ClientError> {
+        frame::encode_with(&mut self.out, body).map_err(|err| {
             ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))
-        })?;
-        self.reader.get_mut().write_all(&self.out)?;
-        Ok(())
+        })
     }
 
     fn read_payload(&mut self) -> Result<(), ClientError> {
         match frame::read_frame(&mut self.reader, &mut self.payload) {
             Ok(true) => Ok(()),
             Ok(false) | Err(FrameError::Truncated { .. }) => Err(ClientError::Closed),
-            Err(FrameError::TooLarge { len }) => Err(ClientError::Protocol(format!(
-                "reply frame of {len} bytes exceeds the {}-byte limit",
-                frame::MAX_FRAME_LEN
-            ))),
+            Err(FrameError::TooLarge { len }) => {
+                let header = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+                // A line port's reply (`ERR ...`, `OK ...`) read as a frame header is text.
+                Err(ClientError::Protocol(
+                    if header.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                        format!(
+                            "got a text line starting {:?} instead of a frame: is this the RPC \
+                         port? (the sensor and pub/sub ports speak lines)",
+                            String::from_utf8_lossy(&header)
+                        )
+                    } else {
+                        format!(
+                            "reply frame of {len} bytes exceeds the {}-byte limit",
+                            frame::MAX_FRAME_LEN
+                        )
+                    },
+                ))
+            }
             Err(FrameError::Io(err)) => Err(err.into()),
         }
     }

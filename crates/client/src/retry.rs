@@ -1,10 +1,8 @@
-//! Helpers for long-running clients that must survive a server restart: [`Backoff`] spaces out
-//! reconnection attempts, and [`StopSignal`] lets Ctrl-C (or a deadline) cut any wait short.
+//! [`Backoff`]: how long-running clients space out their reconnection attempts, so that they
+//! survive a server restart without hammering it. (Their waits are cut short by a
+//! `shutdown::ShutdownHandle`.)
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex};
+use std::time::Duration;
 
 /// Exponential backoff between reconnection attempts: [`Backoff::INITIAL`], doubling after each
 /// failure up to [`Backoff::MAX`], back to the start after a success.
@@ -53,66 +51,9 @@ impl Default for Backoff {
     }
 }
 
-/// A one-way "stop now" flag that threads can also wait on. Clones share the flag.
-///
-/// Waiting on it instead of sleeping is what lets Ctrl-C end a run at once, even in the middle
-/// of a backoff delay or of the pause between two paced updates.
-#[derive(Debug, Clone, Default)]
-pub struct StopSignal {
-    inner: Arc<(Mutex<bool>, Condvar)>,
-}
-
-impl StopSignal {
-    /// A signal that has not been triggered.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the flag and wakes every waiter. Triggering twice is harmless.
-    pub fn trigger(&self) {
-        let (flag, wake) = &*self.inner;
-        *flag.lock() = true;
-        wake.notify_all();
-    }
-
-    /// Whether [`trigger`](Self::trigger) has been called.
-    pub fn is_triggered(&self) -> bool {
-        *self.inner.0.lock()
-    }
-
-    /// Waits until `deadline` or until the signal is triggered, whichever comes first;
-    /// returns `true` if it was triggered.
-    pub fn wait_until(&self, deadline: Instant) -> bool {
-        let (flag, wake) = &*self.inner;
-        let mut stopped = flag.lock();
-        while !*stopped {
-            if wake.wait_until(&mut stopped, deadline).timed_out() {
-                break;
-            }
-        }
-        *stopped
-    }
-
-    /// Waits for `timeout` or until the signal is triggered; returns `true` if it was.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.wait_until(deadline),
-            None => {
-                let (flag, wake) = &*self.inner;
-                let mut stopped = flag.lock();
-                while !*stopped {
-                    wake.wait(&mut stopped);
-                }
-                true
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::thread;
 
     #[test]
     fn backoff_doubles_to_the_cap_and_resets() {
@@ -126,21 +67,5 @@ mod tests {
         let mut odd = Backoff::new(Duration::from_secs(2), Duration::from_secs(1));
         assert_eq!(odd.next_delay(), Duration::from_secs(2));
         assert_eq!(odd.next_delay(), Duration::from_secs(2));
-    }
-
-    #[test]
-    fn stop_signal_wakes_waiters_and_expires() {
-        let stop = StopSignal::new();
-        assert!(!stop.wait_until(Instant::now()));
-        assert!(!stop.wait_timeout(Duration::from_millis(1)));
-        let waiter = {
-            let stop = stop.clone();
-            // Would wait an hour if the trigger did not wake it.
-            thread::spawn(move || stop.wait_timeout(Duration::from_secs(3600)))
-        };
-        stop.trigger();
-        assert!(waiter.join().unwrap());
-        assert!(stop.is_triggered());
-        assert!(stop.wait_timeout(Duration::MAX));
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use client::{ClientError, ParkingClient};
 use common::{Fake, closed_port, read_payload, read_request, write_payload, write_reply};
-use framing::rpc::{CancelReply, ErrorCode, LotStatus, Reply, Request, ReserveReply, WireError};
+use framing::rpc::{
+    CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome, WireError,
+};
 
 const SHORT: Duration = Duration::from_millis(100);
 
@@ -27,6 +29,7 @@ fn typed_calls_round_trip_with_increasing_ids() {
                     id: "A".into(),
                     capacity: 100,
                     occupied: 3,
+                    counted: 3,
                     reserved: 2,
                     free: 95,
                 }]),
@@ -36,9 +39,9 @@ fn typed_calls_round_trip_with_increasing_ids() {
                 }
                 Request::Reserve { lot, plate } => {
                     assert_eq!((&*lot, &*plate), ("A", "7ABC123"));
-                    Reply::Reserve(ReserveReply::Reserved)
+                    Reply::Reserve(ReserveOutcome::Reserved)
                 }
-                Request::Cancel { .. } => Reply::Cancel(CancelReply::NotFound),
+                Request::Cancel { .. } => Reply::Cancel(CancelOutcome::NotFound),
                 Request::Ping => Reply::Pong,
             };
             write_reply(&mut stream, Some(id), Ok(&reply));

@@ -258,7 +258,8 @@ pub fn check_sensor_stream(data: &[u8]) {
 /// `-0.0` as `-0.0`), not merely a neighbour of it. Shared with the `framing` property tests.
 pub fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
     match (a, b) {
-        (ServerLine::Event(a), ServerLine::Event(b)) => {
+        (ServerLine::Event(a), ServerLine::Event(b))
+        | (ServerLine::Snapshot(a), ServerLine::Snapshot(b)) => {
             a.lot_id == b.lot_id
                 && a.free == b.free
                 && a.timestamp.to_bits() == b.timestamp.to_bits()
@@ -282,6 +283,7 @@ pub fn check_pubsub_stream(data: &[u8]) {
                 ServerLine::Subscribed(id) => pubsub::encode_subscribed(&mut again, *id),
                 ServerLine::Refused(error) => pubsub::encode_error(&mut again, error),
                 ServerLine::Event(event) => pubsub::encode_event(&mut again, event),
+                ServerLine::Snapshot(event) => pubsub::encode_snapshot(&mut again, event),
             }
             assert_eq!(again.pop(), Some(b'\n'));
             let reparsed = pubsub::parse_server_line(&again).unwrap();

@@ -2,8 +2,8 @@
 //!
 //! Two ways in: [`decode`] looks at bytes a connection has already buffered (the server's
 //! path, which must never block on a half-sent frame), and [`read_frame`] reads one frame from
-//! any blocking [`Read`] (the client's path). Writing goes through [`begin`]/[`finish`], which
-//! let a caller serialise a payload straight into its output buffer and patch the length in
+//! any blocking [`Read`] (the client's path). Writing goes through [`encode_with`], which lets a
+//! caller serialise a payload straight into its output buffer and patches the length in
 //! afterwards, so a reply costs no extra copy.
 
 use std::fmt;
@@ -155,18 +155,16 @@ pub fn read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> Result<bool,
     Ok(true)
 }
 
-/// Starts a frame at the end of `out` by reserving its header; returns the frame's start, to be
-/// passed to [`finish`] once the payload has been appended.
-pub fn begin(out: &mut Vec<u8>) -> usize {
+/// Appends one frame to `out` whose payload is whatever `body` appends, serialised straight
+/// into `out` with the length patched in afterwards, so a payload costs no extra copy. This is
+/// the one place a frame header is written.
+///
+/// A payload over [`MAX_FRAME_LEN`] is removed again (`out` is as it was) and reported as
+/// [`FrameError::TooLarge`].
+pub fn encode_with(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) -> Result<(), FrameError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    start
-}
-
-/// Completes the frame started at `start` by writing its length into the reserved header.
-///
-/// A payload over [`MAX_FRAME_LEN`] is removed again and reported as [`FrameError::TooLarge`].
-pub fn finish(out: &mut Vec<u8>, start: usize) -> Result<(), FrameError> {
+    body(out);
     let len = out.len() - start - HEADER_LEN;
     if len > MAX_FRAME_LEN {
         out.truncate(start);
@@ -179,9 +177,7 @@ pub fn finish(out: &mut Vec<u8>, start: usize) -> Result<(), FrameError> {
 
 /// Appends `payload` to `out` as one frame.
 pub fn encode(out: &mut Vec<u8>, payload: &[u8]) -> Result<(), FrameError> {
-    let start = begin(out);
-    out.extend_from_slice(payload);
-    finish(out, start)
+    encode_with(out, |out| out.extend_from_slice(payload))
 }
 
 /// Writes `payload` as one frame with a single `write_all`, so a frame never leaves in two
@@ -377,11 +373,9 @@ mod tests {
     }
 
     #[test]
-    fn finish_takes_a_payload_at_the_limit() {
+    fn encode_with_takes_a_payload_at_the_limit() {
         let mut out = Vec::new();
-        let start = begin(&mut out);
-        out.resize(out.len() + MAX_FRAME_LEN, b'x');
-        finish(&mut out, start).unwrap();
+        encode_with(&mut out, |out| out.resize(out.len() + MAX_FRAME_LEN, b'x')).unwrap();
         assert_eq!(out.len(), HEADER_LEN + MAX_FRAME_LEN);
         assert_eq!(
             BigEndian::read_u32(&out[..HEADER_LEN]) as usize,
@@ -390,14 +384,12 @@ mod tests {
     }
 
     #[test]
-    fn finish_refuses_oversized_payload() {
+    fn oversized_payload_is_removed_again() {
         let mut out = b"keep".to_vec();
-        let start = begin(&mut out);
-        out.resize(out.len() + MAX_FRAME_LEN + 1, b'x');
-        assert!(matches!(
-            finish(&mut out, start),
-            Err(FrameError::TooLarge { .. })
-        ));
+        let result = encode_with(&mut out, |out| {
+            out.resize(out.len() + MAX_FRAME_LEN + 1, b'x')
+        });
+        assert!(matches!(result, Err(FrameError::TooLarge { .. })));
         assert_eq!(out, b"keep");
     }
 }

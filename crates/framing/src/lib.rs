@@ -3,8 +3,10 @@
 //! The server speaks three protocols (see `docs/protocol.md`, the normative copy):
 //! length-prefixed RPC frames on the RPC port, newline-terminated lines on the sensor and
 //! pub/sub ports. This crate turns bytes into typed values and typed values into bytes, and does
-//! nothing else: no sockets, no state. Both the server and the client crate use it, so the two
-//! sides of every exchange are written once.
+//! nothing else: no sockets, no shared state. Both the server and the client crate use it, so
+//! the two sides of every exchange are written once. The domain's own vocabulary (what a
+//! reserve or a cancel can answer, a sensor's count change) comes from the `state` crate and is
+//! encoded as it is, so the words on the wire are the state's words.
 //!
 //! Decoders work on byte slices that the caller has already buffered and never panic on any
 //! input; they either return a typed value, report that more bytes are needed, or return a

@@ -3,30 +3,12 @@
 use std::fmt;
 use std::io::Write;
 
+pub use state::CountChange;
+use state::shown;
+
 /// Longest accepted command line, terminator excluded; a longer one is answered
 /// `ERR LINE_TOO_LONG` and the connection is closed.
 pub const MAX_LINE_LEN: usize = 1024;
-
-/// How a sensor reports occupancy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CountChange {
-    /// `n`: the lot has exactly `n` cars (a lot-level counter).
-    Set(u32),
-    /// `+k`: `k` cars came in (a gate counter).
-    Add(u32),
-    /// `-k`: `k` cars left.
-    Remove(u32),
-}
-
-impl fmt::Display for CountChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CountChange::Set(n) => write!(f, "{n}"),
-            CountChange::Add(k) => write!(f, "+{k}"),
-            CountChange::Remove(k) => write!(f, "-{k}"),
-        }
-    }
-}
 
 /// One sensor command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +37,8 @@ pub enum SensorErrorCode {
     LineTooLong,
     /// The server is at its connection limit; the connection is closed after this reply.
     Busy,
+    /// The update could not be made durable, so it was not applied; retrying later is safe.
+    Unavailable,
 }
 
 impl SensorErrorCode {
@@ -66,6 +50,7 @@ impl SensorErrorCode {
             SensorErrorCode::BadCount => "BAD_COUNT",
             SensorErrorCode::LineTooLong => "LINE_TOO_LONG",
             SensorErrorCode::Busy => "BUSY",
+            SensorErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 
@@ -76,6 +61,7 @@ impl SensorErrorCode {
             SensorErrorCode::BadCount,
             SensorErrorCode::LineTooLong,
             SensorErrorCode::Busy,
+            SensorErrorCode::Unavailable,
         ]
         .into_iter()
         .find(|candidate| candidate.as_str() == code)
@@ -124,7 +110,10 @@ fn parse_count(field: &str) -> Result<CountChange, SensorError> {
     let bad = || {
         SensorError::new(
             SensorErrorCode::BadCount,
-            format!("count must be n, +k or -k with whole numbers below 2^32, got {field:?}"),
+            format!(
+                "count must be n, +k or -k with whole numbers below 2^32, got {}",
+                shown(field)
+            ),
         )
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -156,7 +145,10 @@ pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
     if !verb.eq_ignore_ascii_case("UPDATE") {
         return Err(SensorError::new(
             SensorErrorCode::UnknownCommand,
-            format!("unknown command {verb:?} (try UPDATE <lotId> <n|+k|-k> or PING)"),
+            format!(
+                "unknown command {} (try UPDATE <lotId> <n|+k|-k> or PING)",
+                shown(verb)
+            ),
         ));
     }
     let lot = fields
@@ -211,7 +203,7 @@ pub struct MalformedReply(pub String);
 
 impl fmt::Display for MalformedReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed sensor reply {:?}", self.0)
+        write!(f, "malformed sensor reply {}", shown(&self.0))
     }
 }
 

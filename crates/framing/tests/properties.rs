@@ -21,7 +21,7 @@ use codec_checks::{ShortReads, same_server_line};
 use framing::frame::{self, FrameError, HEADER_LEN, MAX_FRAME_LEN};
 use framing::pubsub::{self, Event, PubsubError, PubsubErrorCode, ServerLine, Topic};
 use framing::rpc::{
-    self, CancelReply, ErrorCode, LotStatus, Reply, Request, ReserveReply, WireError,
+    self, CancelOutcome, ErrorCode, LotStatus, Method, Reply, Request, ReserveOutcome, WireError,
 };
 use framing::sensor::{
     self, CountChange, SensorCommand, SensorError, SensorErrorCode, SensorReply,
@@ -49,6 +49,50 @@ fn subscribable_lot_id() -> BoxedStrategy<String> {
 
 fn plate() -> BoxedStrategy<String> {
     "[A-Za-z0-9-]{1,16}".boxed()
+}
+
+/// Every JSON method name and alias, and near misses: other cases, verbs used as names.
+fn method_names() -> Vec<String> {
+    Method::ALL
+        .iter()
+        .flat_map(|method| {
+            let name = method.name();
+            let mut near = name.to_owned();
+            // Flip the case of the first letter: `Ping`, `GetLots`.
+            near.replace_range(..1, &flip_case(&name[..1]));
+            [name.to_owned(), near, method.verb().to_owned()]
+                .into_iter()
+                .chain(method.aliases().iter().map(|alias| (*alias).to_owned()))
+        })
+        .collect()
+}
+
+/// Every text verb in several cases, and JSON names used as verbs.
+fn method_verbs() -> Vec<String> {
+    Method::ALL
+        .iter()
+        .flat_map(|method| {
+            let verb = method.verb();
+            [
+                verb.to_owned(),
+                verb.to_ascii_lowercase(),
+                flip_case(&verb[..1]) + &verb[1..].to_ascii_lowercase(),
+                method.name().to_owned(),
+            ]
+        })
+        .collect()
+}
+
+fn flip_case(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_uppercase() {
+                c.to_ascii_lowercase()
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
+        .collect()
 }
 
 /// A field of a whitespace-separated line: anything but the ASCII whitespace
@@ -149,14 +193,17 @@ const PUBSUB_ERROR_CODES: [PubsubErrorCode; 4] = [
 ];
 
 fn lot_status() -> BoxedStrategy<LotStatus<'static>> {
-    (any::<String>(), any::<[u32; 4]>())
-        .prop_map(|(id, [capacity, occupied, reserved, free])| LotStatus {
-            id: id.into(),
-            capacity,
-            occupied,
-            reserved,
-            free,
-        })
+    (any::<String>(), any::<[u32; 4]>(), any::<i64>())
+        .prop_map(
+            |(id, [capacity, occupied, reserved, free], counted)| LotStatus {
+                id: id.into(),
+                capacity,
+                occupied,
+                counted,
+                reserved,
+                free,
+            },
+        )
         .boxed()
 }
 
@@ -165,12 +212,12 @@ fn reply() -> BoxedStrategy<Reply<'static>> {
         vec(lot_status(), 0..4).prop_map(Reply::Lots),
         any::<u32>().prop_map(Reply::Free),
         select(vec![
-            ReserveReply::Reserved,
-            ReserveReply::Full,
-            ReserveReply::Exists
+            ReserveOutcome::Reserved,
+            ReserveOutcome::Full,
+            ReserveOutcome::Exists
         ])
         .prop_map(Reply::Reserve),
-        select(vec![CancelReply::Cancelled, CancelReply::NotFound]).prop_map(Reply::Cancel),
+        select(vec![CancelOutcome::Cancelled, CancelOutcome::NotFound]).prop_map(Reply::Cancel),
         Just(Reply::Pong),
     ]
     .boxed()
@@ -284,10 +331,19 @@ fn lines_in_chunks(stream: &[u8], sizes: &[usize], max_len: usize) -> (Vec<Vec<u
 // Reference models of the grammars
 // ---------------------------------------------------------------------------------------------
 
+/// A decoded request as the models describe it: the id, the method and the arguments as text.
+type ModelRequest = (u32, Method, Vec<String>);
+
+/// `request` in the models' terms.
+fn as_model(rpc_id: u32, request: &Request<'_>) -> ModelRequest {
+    let args = request.with_args(|args| args.iter().map(|arg| (*arg).to_owned()).collect());
+    (rpc_id, request.method(), args)
+}
+
 /// What `decode_json_request` must answer for an object with these (distinct) members.
 fn expected_json_request(
     fields: &[(String, Value)],
-) -> Result<(u32, Request<'static>), (Option<u32>, ErrorCode)> {
+) -> Result<ModelRequest, (Option<u32>, ErrorCode)> {
     let get = |name: &str| {
         fields
             .iter()
@@ -313,57 +369,39 @@ fn expected_json_request(
     else {
         return fail(ErrorCode::BadArgs);
     };
-    build_expected(rpc_id, method, args)
+    // Names are exact: the method's own name or one of its listed aliases.
+    let Some(&known) = Method::ALL
+        .iter()
+        .find(|known| known.name() == method || known.aliases().contains(&method.as_str()))
+    else {
+        return fail(ErrorCode::UnknownMethod);
+    };
+    expected_arity(rpc_id, known, args).map_err(|code| (Some(rpc_id), code))
 }
 
-fn build_expected(
+fn expected_arity(
     rpc_id: u32,
-    method: &str,
+    method: Method,
     args: Vec<String>,
-) -> Result<(u32, Request<'static>), (Option<u32>, ErrorCode)> {
-    let arity = match method {
-        "getLots" | "PING" | "ping" => 0,
-        "getAvailability" => 1,
-        "reserve" | "cancel" => 2,
-        _ => return Err((Some(rpc_id), ErrorCode::UnknownMethod)),
-    };
-    if args.len() != arity {
-        return Err((Some(rpc_id), ErrorCode::BadArgs));
+) -> Result<ModelRequest, ErrorCode> {
+    if args.len() == method.arg_names().len() {
+        Ok((rpc_id, method, args))
+    } else {
+        Err(ErrorCode::BadArgs)
     }
-    let mut args = args.into_iter().map(Cow::Owned);
-    let mut next = || args.next().unwrap();
-    let request = match method {
-        "getLots" => Request::GetLots,
-        "getAvailability" => Request::GetAvailability { lot: next() },
-        "reserve" => Request::Reserve {
-            lot: next(),
-            plate: next(),
-        },
-        "cancel" => Request::Cancel {
-            lot: next(),
-            plate: next(),
-        },
-        _ => Request::Ping,
-    };
-    Ok((rpc_id, request))
 }
 
 /// What `decode_text_request` must answer for a line with these fields.
-fn expected_text_request(fields: &[String]) -> Result<Request<'static>, ErrorCode> {
+fn expected_text_request(fields: &[String]) -> Result<ModelRequest, ErrorCode> {
     let Some((verb, args)) = fields.split_first() else {
         return Err(ErrorCode::BadRequest);
     };
-    let method = match verb.to_ascii_uppercase().as_str() {
-        "PING" => "PING",
-        "LOTS" => "getLots",
-        "AVAIL" => "getAvailability",
-        "RESERVE" => "reserve",
-        "CANCEL" => "cancel",
-        _ => return Err(ErrorCode::UnknownMethod),
+    // Verbs match in any ASCII case.
+    let upper = verb.to_ascii_uppercase();
+    let Some(&method) = Method::ALL.iter().find(|method| method.verb() == upper) else {
+        return Err(ErrorCode::UnknownMethod);
     };
-    build_expected(0, method, args.to_vec())
-        .map(|(_, request)| request)
-        .map_err(|(_, code)| code)
+    expected_arity(0, method, args.to_vec())
 }
 
 /// What a sensor count field must parse to, computed without `str::parse::<u32>`.
@@ -523,6 +561,7 @@ fn encode_server_line(out: &mut Vec<u8>, line: &ServerLine<'_>) {
         ServerLine::Subscribed(id) => pubsub::encode_subscribed(out, *id),
         ServerLine::Refused(error) => pubsub::encode_error(out, error),
         ServerLine::Event(event) => pubsub::encode_event(out, event),
+        ServerLine::Snapshot(event) => pubsub::encode_snapshot(out, event),
     }
 }
 
@@ -685,8 +724,7 @@ proptest! {
     fn json_requests_get_the_right_answer(
         rpc_id in option::weighted(0.9, prop_oneof![3 => any::<u32>().prop_map(Value::from), 1 => json_value()]),
         method in option::weighted(0.9, prop_oneof![
-            4 => select(vec!["getLots", "getAvailability", "reserve", "cancel", "PING", "ping", "Ping", "getlots", "RESERVE"])
-                .prop_map(Value::from),
+            4 => select(method_names()).prop_map(Value::from),
             1 => "[a-zA-Z]{0,10}".prop_map(Value::from),
             1 => json_value(),
         ]),
@@ -713,6 +751,7 @@ proptest! {
         }
         let payload = format!("{lead}{}", json_object(&fields, separator));
         let got = rpc::decode_json_request(payload.as_bytes())
+            .map(|(rpc_id, request)| as_model(rpc_id, &request))
             .map_err(|rejected| (rejected.rpc_id, rejected.error.code));
         prop_assert_eq!(got, expected_json_request(&fields), "payload {}", payload);
         check_json_request(payload.as_bytes())?;
@@ -734,8 +773,7 @@ proptest! {
     #[test]
     fn text_requests_get_the_right_answer(
         verb in prop_oneof![
-            3 => select(vec!["PING", "LOTS", "AVAIL", "RESERVE", "CANCEL"]).prop_map(str::to_owned),
-            3 => select(vec!["ping", "lots", "Avail", "reSERVE", "cancel", "getLots"]).prop_map(str::to_owned),
+            6 => select(method_verbs()),
             1 => token(),
         ],
         args in vec(prop_oneof![lot_id(), plate(), token()], 0..4),
@@ -745,7 +783,9 @@ proptest! {
     ) {
         let fields: Vec<String> = std::iter::once(verb).chain(args).collect();
         let payload = join_fields(&fields, &separators, &lead, &trail);
-        let got = rpc::decode_text_request(payload.as_bytes()).map_err(|error| error.code);
+        let got = rpc::decode_text_request(payload.as_bytes())
+            .map(|request| as_model(0, &request))
+            .map_err(|error| error.code);
         prop_assert_eq!(got, expected_text_request(&fields), "payload {:?}", payload);
         check_text_request(payload.as_bytes())?;
     }
@@ -948,11 +988,11 @@ proptest! {
             // `reserve` and `cancel` collapse to booleans on the JSON wire.
             Reply::Reserve(outcome) => prop_assert_eq!(
                 serde_json::from_str::<bool>(result).unwrap(),
-                *outcome == ReserveReply::Reserved
+                *outcome == ReserveOutcome::Reserved
             ),
             Reply::Cancel(outcome) => prop_assert_eq!(
                 serde_json::from_str::<bool>(result).unwrap(),
-                *outcome == CancelReply::Cancelled
+                *outcome == CancelOutcome::Cancelled
             ),
             Reply::Pong => prop_assert_eq!(serde_json::from_str::<String>(result).unwrap(), "PONG"),
         }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use client::{ParkingClient, Subscription};
 use framing::pubsub::Topic;
 use hdrhistogram::Histogram;
-use server::{Config, Server};
+use server::Config;
 use socket2::{Domain, Socket, Type};
 
 const RPC_CONNECTIONS: usize = 8;
@@ -95,7 +95,7 @@ fn main() {
         thread::available_parallelism().map_or(0, usize::from)
     );
 
-    let quiet = Server::start(Config::ephemeral()).unwrap();
+    let quiet = testkit::start(Config::ephemeral());
     let baseline = storm(quiet.rpc_addr());
     drop(quiet);
     row("no subscribers", &baseline.latency);
@@ -104,7 +104,7 @@ fn main() {
     if let Some(bytes) = std::env::var("SNDBUF").ok().and_then(|n| n.parse().ok()) {
         config.subscriber_send_buffer = bytes;
     }
-    let server = Server::start(config).unwrap();
+    let server = testkit::start(config);
     let stuck_count: usize = std::env::var("STUCK")
         .ok()
         .and_then(|n| n.parse().ok())

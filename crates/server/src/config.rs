@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use state::{LotId, LotSpec};
 
 /// The file read when no `--config` is given, from the current directory.
@@ -21,7 +21,33 @@ pub struct LotConfig {
     pub capacity: u32,
 }
 
-/// Every setting of the server. Durations are in seconds (fractions allowed).
+/// Longest duration any setting takes, in seconds (about 31 years), so that every deadline
+/// computed from a setting fits in an `Instant`.
+pub const MAX_SECONDS: f64 = 1e9;
+
+/// Most lots one server serves: their `getLots` reply (about 120 bytes a lot at most) must
+/// fit in one 4 MiB frame, with room to spare for the fields later versions add.
+pub const MAX_LOTS: usize = 10_000;
+
+/// Least `max_buffered_bytes`: one request of the largest size must fit.
+const MIN_BUFFERED_BYTES: usize = 4 << 20;
+
+/// Most `max_buffered_bytes`: past this it is a typo.
+const MAX_BUFFERED_BYTES: usize = 1 << 40;
+
+/// Bounds of the counts: past these a setting is a typo, and some (threads) would crash the
+/// process at start rather than fail cleanly.
+const COUNT_BOUNDS: [(&str, usize); 6] = [
+    ("thread_pool_size", 1024),
+    ("sensor_pool_size", 1024),
+    ("notifier_threads", 256),
+    ("max_connections", 1_000_000),
+    ("subscriber_queue_size", 1 << 16),
+    ("backlog", 65_535),
+];
+
+/// Every setting of the server. Durations are written in seconds (fractions allowed) and read
+/// into [`Duration`]s once, here.
 ///
 /// Unknown keys are an error: a misspelt key must not be silently ignored.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,20 +67,31 @@ pub struct Config {
     pub sensor_pool_size: usize,
     /// Listen backlog: connections the kernel queues before `accept`.
     pub backlog: u32,
-    /// How long a reservation lives, in seconds.
-    pub reservation_ttl: f64,
-    /// How often expired reservations are purged at the latest, in seconds.
-    pub purge_interval: f64,
-    /// A connection that sends nothing for this long is closed, in seconds.
-    pub idle_timeout: f64,
-    /// A request (frame or line) that has started must complete within this, in seconds; a
-    /// peer that stops reading replies for this long is closed too.
-    pub frame_timeout: f64,
-    /// How long a worker waits on a quiet connection before serving another one that is
-    /// waiting, in milliseconds. Smaller is fairer to waiting connections and costs more wake-ups.
-    pub scheduling_slice_ms: u64,
+    /// How long a reservation lives.
+    #[serde(deserialize_with = "seconds")]
+    pub reservation_ttl: Duration,
+    /// How often expired reservations are purged at the latest.
+    #[serde(deserialize_with = "seconds")]
+    pub purge_interval: Duration,
+    /// A connection that sends nothing for this long is closed.
+    #[serde(deserialize_with = "seconds")]
+    pub idle_timeout: Duration,
+    /// A request (frame or line) that has started must complete within this; a peer that
+    /// stops reading replies for this long is closed too.
+    #[serde(deserialize_with = "seconds")]
+    pub frame_timeout: Duration,
+    /// No longer used (connections wait in a readiness poller, not on a worker); accepted so
+    /// that older configuration files still load, with a warning.
+    pub scheduling_slice_ms: Option<u64>,
     /// Open connections allowed per port; further ones are told BUSY and closed.
     pub max_connections: usize,
+    /// Bytes all RPC and sensor connections may buffer together in unfinished requests and
+    /// unsent replies, beyond 4 KiB each; a request that needs more is refused (BUSY).
+    pub max_buffered_bytes: usize,
+    /// Open connections one client address may hold per port, so that one client cannot
+    /// take every place; 0 for no limit (behind a proxy, through which every client shares
+    /// one address).
+    pub max_connections_per_address: usize,
     /// Events queued per subscriber before the oldest is dropped.
     pub subscriber_queue_size: usize,
     /// Events dropped while a subscriber's socket takes no bytes, after which it is
@@ -65,10 +102,73 @@ pub struct Config {
     /// Kernel send buffer per subscriber socket in bytes; small, so that a subscriber that
     /// stops reading is noticed after a bounded number of events.
     pub subscriber_send_buffer: usize,
-    /// On shutdown, how long in-flight replies and queued events may take to drain, in seconds.
-    pub shutdown_grace: f64,
+    /// On shutdown, how long in-flight replies and queued events may take to drain.
+    #[serde(deserialize_with = "seconds")]
+    pub shutdown_grace: Duration,
     /// The lots, in the order `getLots` reports them.
     pub lots: Vec<LotConfig>,
+    /// Where the state is kept: on this node (the default) or in PostgreSQL, shared by
+    /// several nodes.
+    pub store: StoreConfig,
+}
+
+/// Where the state is kept: the `store` key, `{"kind": "embedded"}` (the default) or
+/// `{"kind": "postgres", "url": ..., "pool_size": 16, "timeout": 2}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// On this node, in its own process. (Written with braces so that a stray key next to
+    /// `"kind": "embedded"` is refused, not ignored.)
+    Embedded {},
+    /// In PostgreSQL, which decides every write; several nodes may share it
+    /// (docs/scaling.md).
+    Postgres(PostgresConfig),
+}
+
+/// Most connections one node keeps to PostgreSQL: past this a setting is a typo (the
+/// server's own `max_connections` defaults to 100 for all its clients).
+pub const MAX_POOL_SIZE: u32 = 1024;
+
+/// The `store` key's settings for PostgreSQL.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The database, as a URL (`postgres://user:password@host:5432/db`) or libpq key-value
+    /// string. The password is never logged.
+    pub url: String,
+    /// Connections kept for writes, shared by the RPC and sensor workers (default 16: one
+    /// per RPC worker).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Longest a write waits for the database before it answers `UNAVAILABLE`, in seconds
+    /// (default 2): a connection from the pool, a connect, a statement.
+    #[serde(default = "default_pg_timeout", deserialize_with = "seconds")]
+    pub timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Embedded {}
+    }
+}
+
+fn default_pool_size() -> u32 {
+    16
+}
+
+fn default_pg_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Configurations get printed (`{:?}` in a test, a log); the password must not be.
+        f.debug_struct("PostgresConfig")
+            .field("url", &store_pg::redacted(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -86,18 +186,21 @@ impl Default for Config {
             thread_pool_size: 16,
             sensor_pool_size: 4,
             backlog: 128,
-            reservation_ttl: 300.0,
-            purge_interval: 30.0,
-            idle_timeout: 300.0,
-            frame_timeout: 10.0,
-            scheduling_slice_ms: 5,
-            max_connections: 1024,
+            reservation_ttl: Duration::from_secs(300),
+            purge_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            frame_timeout: Duration::from_secs(10),
+            scheduling_slice_ms: None,
+            max_connections: 10_000,
+            max_connections_per_address: 1_000,
+            max_buffered_bytes: 256 << 20,
             subscriber_queue_size: 64,
             max_overflow_drops: 10,
             notifier_threads: 2,
             subscriber_send_buffer: 32 * 1024,
-            shutdown_grace: 2.0,
+            shutdown_grace: Duration::from_secs(2),
             lots: vec![lot("A", 100), lot("B", 50), lot("C", 200)],
+            store: StoreConfig::Embedded {},
         }
     }
 }
@@ -140,6 +243,11 @@ pub enum ConfigError {
         /// What serde found, with line and column.
         source: serde_json::Error,
     },
+    /// The file is not a JSON object (`{ ... }`).
+    NotAnObject {
+        /// The file.
+        path: PathBuf,
+    },
     /// The values are well-formed but unusable.
     Invalid {
         /// The offending key.
@@ -158,6 +266,12 @@ impl fmt::Display for ConfigError {
             ConfigError::Parse { path, source } => {
                 write!(f, "invalid config file {}: {source}", path.display())
             }
+            ConfigError::NotAnObject { path } => write!(
+                f,
+                "invalid config file {}: the configuration must be a JSON object \
+                 ({{\"key\": value, ...}})",
+                path.display()
+            ),
             ConfigError::Invalid { key, reason } => write!(f, "invalid config `{key}`: {reason}"),
         }
     }
@@ -168,7 +282,7 @@ impl std::error::Error for ConfigError {
         match self {
             ConfigError::Read { source, .. } => Some(source),
             ConfigError::Parse { source, .. } => Some(source),
-            ConfigError::Invalid { .. } => None,
+            ConfigError::NotAnObject { .. } | ConfigError::Invalid { .. } => None,
         }
     }
 }
@@ -196,14 +310,18 @@ pub struct ConfigOverrides {
     #[arg(long)]
     pub sensor_pool_size: Option<usize>,
     /// Reservation lifetime in seconds (`reservation_ttl`).
-    #[arg(long)]
-    pub reservation_ttl: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub reservation_ttl: Option<Duration>,
     /// Idle connection timeout in seconds (`idle_timeout`).
-    #[arg(long)]
-    pub idle_timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub idle_timeout: Option<Duration>,
     /// Open connections allowed per port (`max_connections`).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Open connections one client address may hold per port, 0 for no limit
+    /// (`max_connections_per_address`).
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Config {
@@ -228,6 +346,7 @@ impl Config {
                 path: path.clone(),
                 source,
             },
+            ConfigError::NotAnObject { .. } => ConfigError::NotAnObject { path: path.clone() },
             other => other,
         })?;
         Ok((config, ConfigSource::File(path)))
@@ -241,11 +360,24 @@ impl Config {
         let (mut config, source) = Config::load(path)?;
         config.apply(overrides)?;
         log::info!("configuration: {source}");
+        if config.scheduling_slice_ms.is_some() {
+            log::warn!(
+                "{source}: `scheduling_slice_ms` is no longer used (idle connections wait in a \
+                 readiness poller, not on a worker); remove it"
+            );
+        }
         Ok(config)
     }
 
     /// Parses and validates a configuration from JSON text.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        // serde would read a struct from an array too, positionally (`[]` meaning all
+        // defaults, `["127.0.0.1", 19100]` a host and a port); a configuration is an object.
+        if !text.trim_start().starts_with('{') {
+            return Err(ConfigError::NotAnObject {
+                path: PathBuf::from("<text>"),
+            });
+        }
         let config: Config = serde_json::from_str(text).map_err(|source| ConfigError::Parse {
             path: PathBuf::from("<text>"),
             source,
@@ -266,6 +398,7 @@ impl Config {
             reservation_ttl,
             idle_timeout,
             max_connections,
+            max_connections_per_address,
         } = overrides;
         if let Some(host) = host {
             self.host.clone_from(host);
@@ -276,6 +409,10 @@ impl Config {
         set(&mut self.thread_pool_size, *thread_pool_size);
         set(&mut self.sensor_pool_size, *sensor_pool_size);
         set(&mut self.max_connections, *max_connections);
+        set(
+            &mut self.max_connections_per_address,
+            *max_connections_per_address,
+        );
         set(&mut self.reservation_ttl, *reservation_ttl);
         set(&mut self.idle_timeout, *idle_timeout);
         self.validate()
@@ -292,59 +429,116 @@ impl Config {
         if self.host.trim().is_empty() {
             return invalid("host", "must not be empty");
         }
-        for (key, value) in [
-            ("thread_pool_size", self.thread_pool_size),
-            ("sensor_pool_size", self.sensor_pool_size),
-            ("max_connections", self.max_connections),
-            ("subscriber_queue_size", self.subscriber_queue_size),
-            ("notifier_threads", self.notifier_threads),
-        ] {
-            if value == 0 {
-                return invalid(key, "must be at least 1");
+        for (key, max) in COUNT_BOUNDS {
+            let value = match key {
+                "thread_pool_size" => self.thread_pool_size,
+                "sensor_pool_size" => self.sensor_pool_size,
+                "notifier_threads" => self.notifier_threads,
+                "max_connections" => self.max_connections,
+                "subscriber_queue_size" => self.subscriber_queue_size,
+                _ => self.backlog as usize,
+            };
+            if value == 0 || value > max {
+                return invalid(key, &format!("must be from 1 to {max}, got {value}"));
             }
         }
-        if self.backlog == 0 {
-            return invalid("backlog", "must be at least 1");
+        if self.max_connections_per_address > COUNT_BOUNDS[3].1 {
+            return invalid(
+                "max_connections_per_address",
+                &format!(
+                    "must be from 0 (no limit) to {}, got {}",
+                    COUNT_BOUNDS[3].1, self.max_connections_per_address
+                ),
+            );
+        }
+        if !(MIN_BUFFERED_BYTES..=MAX_BUFFERED_BYTES).contains(&self.max_buffered_bytes) {
+            return invalid(
+                "max_buffered_bytes",
+                &format!(
+                    "must be from {MIN_BUFFERED_BYTES} (one largest request) to \
+                     {MAX_BUFFERED_BYTES} (1 TiB), got {}",
+                    self.max_buffered_bytes
+                ),
+            );
+        }
+        if self.subscriber_send_buffer > 64 << 20 {
+            return invalid(
+                "subscriber_send_buffer",
+                &format!(
+                    "must be at most {} bytes (64 MiB), got {}",
+                    64 << 20,
+                    self.subscriber_send_buffer
+                ),
+            );
         }
         if self.max_overflow_drops == 0 {
             return invalid("max_overflow_drops", "must be at least 1");
         }
-        if self.scheduling_slice_ms == 0 || self.scheduling_slice_ms > 1000 {
-            return invalid("scheduling_slice_ms", "must be from 1 to 1000");
-        }
-        for (key, seconds) in [
+        for (key, duration) in [
             ("reservation_ttl", self.reservation_ttl),
             ("purge_interval", self.purge_interval),
             ("idle_timeout", self.idle_timeout),
             ("frame_timeout", self.frame_timeout),
         ] {
-            if !(seconds.is_finite() && seconds > 0.0 && seconds <= 1e9) {
-                return invalid(
-                    key,
-                    &format!("must be a positive number of seconds, got {seconds}"),
-                );
+            if duration.is_zero() {
+                return invalid(key, "must be a positive number of seconds, got 0");
             }
         }
-        if !(self.shutdown_grace.is_finite() && (0.0..=3600.0).contains(&self.shutdown_grace)) {
+        if self.shutdown_grace > MAX_GRACE {
             return invalid("shutdown_grace", "must be from 0 to 3600 seconds");
         }
-        let ports = [self.rpc_port, self.sensor_port, self.pubsub_port];
-        for (i, port) in ports.iter().enumerate() {
-            if *port != 0 && ports[..i].contains(port) {
+        let ports = [
+            ("rpc_port", self.rpc_port),
+            ("sensor_port", self.sensor_port),
+            ("pubsub_port", self.pubsub_port),
+        ];
+        // Reported under the first key of the clashing pair; the reason names both.
+        for (i, &(key, port)) in ports.iter().enumerate() {
+            if let Some((other, _)) = ports[i + 1..]
+                .iter()
+                .find(|&&(_, p)| port != 0 && p == port)
+            {
                 return invalid(
-                    "rpc_port",
-                    &format!("port {port} is used for two protocols"),
+                    key,
+                    &format!("port {port} is used by both {key} and {other}"),
                 );
             }
         }
         if self.lots.is_empty() {
             return invalid("lots", "at least one lot is needed");
         }
-        for (i, lot) in self.lots.iter().enumerate() {
+        if self.lots.len() > MAX_LOTS {
+            return invalid(
+                "lots",
+                &format!(
+                    "at most {MAX_LOTS} lots (so that getLots fits in one reply), got {}",
+                    self.lots.len()
+                ),
+            );
+        }
+        if let StoreConfig::Postgres(pg) = &self.store {
+            if pg.url.trim().is_empty() {
+                return invalid("store.url", "must name the database");
+            }
+            if pg.pool_size == 0 || pg.pool_size > MAX_POOL_SIZE {
+                return invalid(
+                    "store.pool_size",
+                    &format!("must be from 1 to {MAX_POOL_SIZE}, got {}", pg.pool_size),
+                );
+            }
+            if pg.timeout.is_zero() {
+                return invalid(
+                    "store.timeout",
+                    "must be a positive number of seconds, got 0",
+                );
+            }
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.lots.len());
+        for lot in &self.lots {
             if lot.capacity == 0 {
                 return invalid("lots", &format!("lot {:?} has capacity 0", lot.id.as_str()));
             }
-            if self.lots[..i].iter().any(|other| other.id == lot.id) {
+            if !seen.insert(&lot.id) {
                 return invalid(
                     "lots",
                     &format!("lot id {:?} appears twice", lot.id.as_str()),
@@ -365,31 +559,6 @@ impl Config {
             .collect()
     }
 
-    /// `reservation_ttl` as a duration.
-    pub fn reservation_ttl(&self) -> Duration {
-        Duration::from_secs_f64(self.reservation_ttl)
-    }
-
-    /// `purge_interval` as a duration.
-    pub fn purge_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.purge_interval)
-    }
-
-    /// `idle_timeout` as a duration.
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.idle_timeout)
-    }
-
-    /// `frame_timeout` as a duration.
-    pub fn frame_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.frame_timeout)
-    }
-
-    /// `shutdown_grace` as a duration.
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs_f64(self.shutdown_grace)
-    }
-
     /// A configuration for tests and embedding: every port 0 (ephemeral) on 127.0.0.1.
     pub fn ephemeral() -> Config {
         Config {
@@ -399,6 +568,38 @@ impl Config {
             ..Config::default()
         }
     }
+}
+
+/// Longest `shutdown_grace`.
+const MAX_GRACE: Duration = Duration::from_secs(3600);
+
+/// A number of seconds as a duration, or why it cannot be one.
+fn duration_from_seconds(secs: f64) -> Result<Duration, String> {
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!(
+            "must be a non-negative number of seconds, got {secs}"
+        ));
+    }
+    if secs > MAX_SECONDS {
+        return Err(format!(
+            "{secs} seconds is too large (at most {MAX_SECONDS}, about 31 years)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Deserialises a duration written as a number of seconds.
+fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let secs = f64::deserialize(deserializer)?;
+    duration_from_seconds(secs).map_err(serde::de::Error::custom)
+}
+
+/// Parses a command-line duration in seconds (the file's rules).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    duration_from_seconds(secs)
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {
@@ -424,6 +625,59 @@ mod tests {
         let (config, source) = Config::load(Some(&path)).unwrap();
         assert_eq!(source, ConfigSource::File(path));
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn the_store_is_embedded_unless_postgres_is_named() {
+        assert_eq!(
+            Config::from_json(r#"{"store": {"kind": "embedded"}}"#).unwrap(),
+            Config::default()
+        );
+        let config = Config::from_json(
+            r#"{"store": {"kind": "postgres", "url": "postgres://u:secret@db/parking"}}"#,
+        )
+        .unwrap();
+        let StoreConfig::Postgres(pg) = &config.store else {
+            panic!("{config:?}")
+        };
+        assert_eq!((pg.pool_size, pg.timeout), (16, Duration::from_secs(2)));
+        assert!(!format!("{config:?}").contains("secret"));
+        let config = Config::from_json(
+            r#"{"store": {"kind": "postgres", "url": "host=/tmp", "pool_size": 4, "timeout": 0.5}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            config.store,
+            StoreConfig::Postgres(PostgresConfig { pool_size: 4, .. })
+        ));
+        for json in [
+            r#"{"store": {"kind": "postgres"}}"#,
+            r#"{"store": {"kind": "postgres", "url": "x", "pool": 4}}"#,
+            r#"{"store": {"kind": "embedded", "url": "x"}}"#,
+            r#"{"store": {"kind": "mysql"}}"#,
+            r#"{"store": "postgres"}"#,
+        ] {
+            assert!(
+                matches!(Config::from_json(json), Err(ConfigError::Parse { .. })),
+                "{json}"
+            );
+        }
+        for (json, key) in [
+            (
+                r#"{"store": {"kind": "postgres", "url": " "}}"#,
+                "store.url",
+            ),
+            (
+                r#"{"store": {"kind": "postgres", "url": "x", "pool_size": 0}}"#,
+                "store.pool_size",
+            ),
+            (
+                r#"{"store": {"kind": "postgres", "url": "x", "timeout": 0}}"#,
+                "store.timeout",
+            ),
+        ] {
+            assert_eq!(invalid_key(json), key, "{json}");
+        }
     }
 
     #[test]
@@ -467,7 +721,116 @@ mod tests {
         );
         assert_eq!(invalid_key(r#"{"reservation_ttl": 0}"#), "reservation_ttl");
         assert_eq!(invalid_key(r#"{"rpc_port": 9001}"#), "rpc_port");
+        for (json, key, reason) in [
+            (
+                r#"{"sensor_port": 9100, "pubsub_port": 9100}"#,
+                "sensor_port",
+                "port 9100 is used by both sensor_port and pubsub_port",
+            ),
+            (
+                r#"{"rpc_port": 9100, "pubsub_port": 9100}"#,
+                "rpc_port",
+                "port 9100 is used by both rpc_port and pubsub_port",
+            ),
+        ] {
+            match Config::from_json(json) {
+                Err(ConfigError::Invalid {
+                    key: got,
+                    reason: why,
+                }) => {
+                    assert_eq!((got, why.as_str()), (key, reason), "{json}");
+                }
+                other => panic!("{json}: expected Invalid, got {other:?}"),
+            }
+        }
+        assert!(
+            Config::from_json(r#"{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0}"#).is_ok()
+        );
         assert_eq!(invalid_key(r#"{"host": " "}"#), "host");
+    }
+
+    #[test]
+    fn the_top_level_must_be_an_object() {
+        for json in ["[]", r#"["127.0.0.1", 19100]"#, "  7", "\"x\"", ""] {
+            assert!(
+                matches!(
+                    Config::from_json(json),
+                    Err(ConfigError::NotAnObject { .. })
+                ),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_have_bounds_and_say_so() {
+        for (json, key) in [
+            (r#"{"thread_pool_size": 20000}"#, "thread_pool_size"),
+            (r#"{"sensor_pool_size": 5000}"#, "sensor_pool_size"),
+            (r#"{"notifier_threads": 100000}"#, "notifier_threads"),
+            (r#"{"max_connections": 2000000}"#, "max_connections"),
+            (
+                r#"{"max_connections_per_address": 2000000}"#,
+                "max_connections_per_address",
+            ),
+            (
+                r#"{"subscriber_queue_size": 100000000}"#,
+                "subscriber_queue_size",
+            ),
+            (r#"{"backlog": 0}"#, "backlog"),
+            (
+                r#"{"subscriber_send_buffer": 1000000000}"#,
+                "subscriber_send_buffer",
+            ),
+        ] {
+            assert_eq!(invalid_key(json), key, "{json}");
+        }
+        match Config::from_json(r#"{"thread_pool_size": 20000}"#) {
+            Err(err) => assert!(err.to_string().contains("from 1 to 1024"), "{err}"),
+            Ok(_) => panic!("accepted"),
+        }
+        assert!(
+            Config::from_json(r#"{"thread_pool_size": 1024, "notifier_threads": 256}"#).is_ok()
+        );
+    }
+
+    #[test]
+    fn lots_are_capped_and_checked_in_linear_time() {
+        let lots = |n: usize| {
+            let list: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"id": "L{i}", "capacity": 1}}"#))
+                .collect();
+            format!(r#"{{"lots": [{}]}}"#, list.join(","))
+        };
+        assert_eq!(
+            Config::from_json(&lots(MAX_LOTS)).unwrap().lots.len(),
+            MAX_LOTS
+        );
+        assert_eq!(invalid_key(&lots(MAX_LOTS + 1)), "lots");
+    }
+
+    #[test]
+    fn durations_are_seconds_within_bounds() {
+        let config = Config::from_json(r#"{"idle_timeout": 0.25, "shutdown_grace": 0}"#).unwrap();
+        assert_eq!(config.idle_timeout, Duration::from_millis(250));
+        assert_eq!(config.shutdown_grace, Duration::ZERO);
+        for (json, says) in [
+            (r#"{"idle_timeout": -1}"#, "non-negative"),
+            (r#"{"idle_timeout": 1e30}"#, "too large"),
+            (r#"{"frame_timeout": 1000000001}"#, "too large"),
+            (r#"{"reservation_ttl": "300"}"#, "invalid type"),
+        ] {
+            match Config::from_json(json) {
+                Err(err @ ConfigError::Parse { .. }) => {
+                    assert!(err.to_string().contains(says), "{json}: {err}");
+                }
+                other => panic!("{json}: expected a parse error, got {other:?}"),
+            }
+        }
+        assert_eq!(invalid_key(r#"{"shutdown_grace": 3601}"#), "shutdown_grace");
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("x").is_err());
+        assert!(parse_seconds("-2").is_err());
     }
 
     #[test]
@@ -483,12 +846,12 @@ mod tests {
         config
             .apply(&ConfigOverrides {
                 rpc_port: Some(0),
-                reservation_ttl: Some(1.5),
+                reservation_ttl: Some(Duration::from_millis(1500)),
                 ..ConfigOverrides::default()
             })
             .unwrap();
         assert_eq!(config.rpc_port, 0);
-        assert_eq!(config.reservation_ttl(), Duration::from_millis(1500));
+        assert_eq!(config.reservation_ttl, Duration::from_millis(1500));
         let bad = ConfigOverrides {
             thread_pool_size: Some(0),
             ..ConfigOverrides::default()

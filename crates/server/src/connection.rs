@@ -1,125 +1,203 @@
-//! Connection scheduling: many connections, a few blocking workers, nobody locked out.
+//! One connection of the RPC or sensor port: its socket and its buffers, and the three things
+//! a worker does with it: answer what is buffered, write some, read some.
 //!
-//! Each port has a fixed pool of worker threads (`threadpool`) and blocking sockets. A worker
-//! takes a connection from the pool's queue and serves it for a *turn*: it answers every
-//! complete request in the connection's buffer, writes the replies with one `write`, and reads
-//! again. Reads and writes time out after a short *slice* (`scheduling_slice_ms`). When a slice
-//! passes with nothing to do, or the worker has just answered, and other connections are waiting
-//! in the queue, the worker puts this connection (with its buffers) at the back of the queue and
-//! takes the next one. When nobody waits, it keeps the connection, so with no more connections
-//! than workers each connection effectively has its own thread and pays no scheduling cost.
+//! The socket is non-blocking. A worker serving a connection reads what has arrived, answers
+//! every complete request, and writes the replies; when the socket has nothing more to give
+//! (or will take nothing more), the connection goes back to wait, in the scheduler's poller or
+//! on the worker itself, and never holds a worker while it waits for a slow peer. The
+//! scheduler (`scheduler.rs`) holds the policy; this file holds the mechanics.
 //!
-//! So an idle or half-sent connection holds a worker for at most one slice at a time while
-//! others wait, and `docs/design.md` explains the trade-off in full. The same scheduler serves
-//! the RPC and the sensor ports; a [`Protocol`] supplies the parsing and the answers.
+//! Memory: a connection that waits with nothing buffered gives its buffers back
+//! ([`Connection::release_buffers`]), so an idle connection costs this struct and the kernel's
+//! socket, nothing else.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use threadpool::ThreadPool;
+use memmap2::MmapMut;
+use mio::net::TcpStream;
 
-use crate::warn_limit::peer_warn;
+use crate::limits::{BufferBudget, BufferCharge, Ticket};
 
-/// Initial size of a connection's read buffer; it grows for a large request and shrinks back.
+/// Size a read buffer starts at (and shrinks back to after a large request).
 const INITIAL_BUFFER: usize = 4 * 1024;
-/// While nobody waits, a busy connection keeps its worker; once somebody does, it yields after
-/// at most this long even if it always has requests ready.
-const TURN_BUDGET: Duration = Duration::from_millis(2);
 
-/// What a protocol did with the bytes it was given.
+/// Unsent replies at which a connection stops answering until they are written: a peer
+/// that pipelines many requests with large replies (`getLots` over thousands of lots) holds
+/// at most this much plus one reply, however many requests it has sent.
+pub(crate) const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+/// What a protocol did with the request at the front of its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Served {
-    /// Bytes of complete requests handled; the rest is an incomplete request.
-    pub consumed: usize,
-    /// Close the connection once the replies are written (after a fatal protocol error).
-    pub close: bool,
+pub enum Step {
+    /// One request of `consumed` bytes was answered.
+    Answered {
+        /// Its length in the input.
+        consumed: usize,
+    },
+    /// The input holds only the start of a request.
+    Incomplete,
+    /// A fatal protocol error was answered (frame or line too large): close once the
+    /// replies are written.
+    Fatal,
 }
 
-/// A request/reply protocol served by the [`Scheduler`].
+/// A request/reply protocol served by the scheduler.
 pub trait Protocol: Send + Sync + 'static {
-    /// Short name for logs, e.g. `rpc`.
+    /// Short name for logs and thread names, e.g. `rpc`.
     fn name(&self) -> &'static str;
     /// Most bytes one request may occupy in the buffer; the protocol must refuse (and ask to
     /// close) before a request grows past it.
     fn max_request_len(&self) -> usize;
-    /// Handles every complete request at the front of `input`, appending the replies to `out`.
-    fn serve(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Served;
-    /// Appends the reply sent to a connection refused because the port is at its limit.
-    fn busy_reply(&self, out: &mut Vec<u8>, max_connections: usize);
+    /// Handles the request at the front of `input`, if it is complete, appending its reply to
+    /// `out`.
+    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step;
+    /// Appends the `BUSY` reply sent to a connection refused at a connection limit, `detail`
+    /// saying which.
+    fn busy_reply(&self, out: &mut Vec<u8>, detail: &str);
 }
 
-/// Limits and timing of one port's scheduler.
-#[derive(Debug, Clone)]
-pub struct SchedulerConfig {
-    /// Worker threads.
-    pub workers: usize,
-    /// Longest a worker blocks on one connection before checking whether others wait.
-    pub slice: Duration,
-    /// A connection that sends nothing for this long is closed.
-    pub idle_timeout: Duration,
-    /// A started request must complete, and a stalled reply must drain, within this.
-    pub frame_timeout: Duration,
-    /// Open connections allowed; more are told BUSY and closed.
-    pub max_connections: usize,
-}
-
-/// Counters kept by a scheduler.
+/// Counters kept per port.
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
     /// Connections accepted and served.
     pub accepted: AtomicU64,
-    /// Connections refused for being over the limit.
-    pub refused_busy: AtomicU64,
-    /// Connections open now.
-    pub open: AtomicUsize,
 }
 
-/// One port's worker pool and the rules for sharing it among connections.
-pub struct Scheduler<P: Protocol> {
-    protocol: P,
-    config: SchedulerConfig,
-    pool: ThreadPool,
-    stats: Arc<ConnectionStats>,
-    shutdown: Arc<AtomicBool>,
-}
-
-/// Why a turn ended.
-enum TurnEnd {
-    /// Others are waiting; the connection goes to the back of the queue.
-    Yield,
-    /// The connection is finished.
-    Close(CloseReason),
-}
-
+/// Why a connection was closed.
 #[derive(Debug)]
-enum CloseReason {
+pub(crate) enum CloseReason {
+    /// The peer closed its side; `mid_request` if it left an incomplete request behind.
     PeerClosed { mid_request: bool },
+    /// A fatal protocol error was answered (frame or line too large).
     Protocol,
+    /// Nothing arrived for `idle_timeout`.
     IdleTimeout,
+    /// A started request stayed incomplete for `frame_timeout`.
     RequestTimeout,
+    /// The peer took none of its replies for `frame_timeout`.
     WriteStalled,
+    /// The server is shutting down.
     Shutdown,
+    /// Reading or writing failed.
     Io(io::Error),
 }
 
-/// Keeps the open-connection count honest however a connection ends, panics included.
-struct OpenSlot(Arc<ConnectionStats>);
+/// What one read found.
+pub(crate) enum ReadOutcome {
+    /// Bytes arrived; `drained` when the read did not fill the buffer, which on a TCP socket
+    /// means nothing else was waiting (Netty's rule for edge-triggered reads), so no
+    /// readiness event is lost by not reading again.
+    Data { drained: bool },
+    /// Nothing to read now.
+    WouldBlock,
+    /// The peer closed its side.
+    Eof,
+    /// The buffer holds `max_request_len` bytes without a complete request; the protocol
+    /// should have refused it already.
+    Full,
+    /// The request needs a bigger buffer than the server-wide buffer budget has room for.
+    OverBudget,
+}
 
-impl Drop for OpenSlot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+/// Size from which an input buffer gets a memory map of its own.
+const MAPPED_FROM: usize = 256 * 1024;
+
+/// A connection's input buffer: on the heap while small, in an anonymous memory map of its
+/// own when large, so that a large request's memory goes back to the system the moment the
+/// buffer is dropped. On the heap it would not: glibc keeps freed memory for reuse and
+/// raises its mmap threshold after each large free, so that 48 peers sending 4 MiB requests
+/// left the server holding 1.2 GB (docs/robustness.md, "Memory under attack").
+#[derive(Debug, Default)]
+enum InputBuffer {
+    #[default]
+    Empty,
+    Heap(Vec<u8>),
+    Mapped(MmapMut),
+}
+
+impl InputBuffer {
+    /// A buffer of the initial size.
+    fn new() -> Self {
+        InputBuffer::Heap(vec![0; INITIAL_BUFFER])
+    }
+
+    /// Grows the buffer to `len` bytes, keeping its first `keep`.
+    fn grow(&mut self, len: usize, keep: usize) -> io::Result<()> {
+        if len < MAPPED_FROM
+            && let InputBuffer::Heap(bytes) = self
+        {
+            bytes.resize(len, 0);
+            return Ok(());
+        }
+        let mut grown = if len < MAPPED_FROM {
+            InputBuffer::Heap(vec![0; len])
+        } else {
+            InputBuffer::Mapped(MmapMut::map_anon(len)?)
+        };
+        grown[..keep].copy_from_slice(&self[..keep]);
+        *self = grown;
+        Ok(())
     }
 }
 
-/// A connection between turns: the socket and everything buffered for it.
-struct Connection {
+impl Deref for InputBuffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            InputBuffer::Empty => &[],
+            InputBuffer::Heap(bytes) => bytes,
+            InputBuffer::Mapped(map) => map,
+        }
+    }
+}
+
+impl DerefMut for InputBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            InputBuffer::Empty => &mut [],
+            InputBuffer::Heap(bytes) => bytes,
+            InputBuffer::Mapped(map) => map,
+        }
+    }
+}
+
+/// What making room in the input buffer came to.
+enum Room {
+    Made,
+    Full,
+    OverBudget,
+}
+
+/// The bytes of a buffer of `len` that count against the buffer budget: every connection
+/// may use [`INITIAL_BUFFER`] freely (a connection that waits gives even that back).
+fn charged(len: usize) -> usize {
+    len.saturating_sub(INITIAL_BUFFER)
+}
+
+/// The timeouts a connection lives by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Longest silence.
+    pub(crate) idle: Duration,
+    /// Longest a started request may take to arrive, and a peer may leave replies unread.
+    pub(crate) frame: Duration,
+}
+
+/// An accepted connection with everything buffered for it.
+#[derive(Debug)]
+pub(crate) struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
-    /// `input[start..end]` holds received bytes not yet consumed.
-    input: Vec<u8>,
+    /// `input[start..end]` holds received bytes not yet answered: at most one incomplete
+    /// request once [`Connection::answer`] has run. Empty and unallocated while the
+    /// connection waits with nothing buffered.
+    input: InputBuffer,
     start: usize,
     end: usize,
     /// Replies not yet written; `output[written..]` is still to go.
@@ -128,278 +206,297 @@ struct Connection {
     last_read: Instant,
     /// Since when an incomplete request has been waiting for the rest of its bytes.
     partial_since: Option<Instant>,
-    /// Since when the peer has not taken any of our pending output.
-    write_stalled_since: Option<Instant>,
+    /// Since when the peer has taken none of our pending output.
+    stalled_since: Option<Instant>,
+    /// A fatal error was answered: close once the replies are out.
     closing: bool,
-    _slot: OpenSlot,
-}
-
-fn is_timeout(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    /// The last answer stopped at the output high-water mark with requests left.
+    paused: bool,
+    /// What the buffers hold beyond their free allowance, counted in the server's budget.
+    charge: BufferCharge,
+    /// The connection's place under the port's limits, given back when it is dropped.
+    _ticket: Ticket,
 }
 
 impl Connection {
-    fn consume(&mut self, consumed: usize, now: Instant) {
-        self.start += consumed;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            if self.input.len() > INITIAL_BUFFER {
-                self.input.truncate(INITIAL_BUFFER);
-                self.input.shrink_to_fit();
-            }
-            self.partial_since = None;
-        } else if consumed > 0 {
-            self.partial_since = Some(now);
-        } else {
-            self.partial_since.get_or_insert(now);
+    /// Wraps an accepted, non-blocking socket.
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        ticket: Ticket,
+        budget: Arc<BufferBudget>,
+    ) -> Self {
+        Connection {
+            stream,
+            peer,
+            input: InputBuffer::default(),
+            start: 0,
+            end: 0,
+            output: Vec::new(),
+            written: 0,
+            last_read: Instant::now(),
+            partial_since: None,
+            stalled_since: None,
+            closing: false,
+            paused: false,
+            charge: BufferCharge::new(budget),
+            _ticket: ticket,
         }
     }
 
-    /// Makes room at the end of the buffer: compacts, or grows up to `max`.
-    fn make_room(&mut self, max: usize) -> bool {
+    /// The peer's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The socket, to register with a poller.
+    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Whether replies are waiting for the socket to take them.
+    pub(crate) fn has_output(&self) -> bool {
+        self.written < self.output.len()
+    }
+
+    /// Whether a fatal error has been answered and the connection must close once flushed.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether an incomplete request is buffered.
+    pub(crate) fn mid_request(&self) -> bool {
+        self.start < self.end
+    }
+
+    /// Answers the complete requests in the buffer, appending the replies to the output,
+    /// until none is left or [`OUTPUT_HIGH_WATER`] bytes of replies wait to be written
+    /// ([`Connection::paused`]).
+    pub(crate) fn answer(&mut self, protocol: &impl Protocol, now: Instant) {
+        let began = self.start;
+        self.paused = false;
+        while !self.closing && self.start < self.end {
+            if self.output.len() - self.written >= OUTPUT_HIGH_WATER {
+                self.paused = true;
+                break;
+            }
+            match protocol.serve_one(
+                &self.input[self.start..self.end],
+                &mut self.output,
+                self.peer,
+            ) {
+                Step::Answered { consumed } => self.start += consumed,
+                Step::Incomplete => break,
+                Step::Fatal => self.closing = true,
+            }
+        }
+        if self.start == self.end || self.closing {
+            self.start = 0;
+            self.end = 0;
+            self.partial_since = None;
+            if self.input.len() > INITIAL_BUFFER {
+                // A large request is answered: do not keep its buffer for the small ones.
+                self.input = InputBuffer::new();
+            }
+        } else if self.paused {
+            // What is left is requests waiting for their turn, not a slow one arriving.
+            self.partial_since = None;
+        } else if self.start > began || self.partial_since.is_none() {
+            // The incomplete request at the front is a new one: its clock starts now.
+            self.partial_since = Some(now);
+        }
+        self.charge_buffers();
+    }
+
+    /// Whether the last [`Connection::answer`] stopped at [`OUTPUT_HIGH_WATER`] with
+    /// complete requests still buffered: answer again once the output is written.
+    pub(crate) fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Refuses the connection for want of buffer memory: `BUSY`, then close once written.
+    pub(crate) fn refuse_over_budget(&mut self, protocol: &impl Protocol, budget: &BufferBudget) {
+        protocol.busy_reply(
+            &mut self.output,
+            &format!(
+                "the server is at its limit of {} bytes buffered for requests and replies \
+                 (max_buffered_bytes); try again later",
+                budget.max()
+            ),
+        );
+        self.closing = true;
+        self.start = 0;
+        self.end = 0;
+        self.input = InputBuffer::default();
+        self.charge_buffers();
+    }
+
+    /// Brings the buffer charge up to date with what the buffers hold now. Only growth of
+    /// the input buffer may be refused ([`Connection::read_some`]); replies already made are
+    /// counted in any case, since their requests have been applied.
+    fn charge_buffers(&mut self) {
+        let held = charged(self.input.len()) + charged(self.output.capacity());
+        self.charge.force(held);
+    }
+
+    /// Writes pending output; `Ok(true)` once all of it is written, `Ok(false)` if the socket
+    /// took what it could and would block.
+    pub(crate) fn write_some(&mut self, now: Instant) -> io::Result<bool> {
+        while self.written < self.output.len() {
+            match self.stream.write(&self.output[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    self.stalled_since = None;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.stalled_since.get_or_insert(now);
+                    return Ok(false);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        self.output.clear();
+        self.written = 0;
+        if self.output.capacity() > INITIAL_BUFFER {
+            // A burst of large replies is written: do not keep its buffer.
+            self.output = Vec::new();
+            self.charge_buffers();
+        }
+        Ok(true)
+    }
+
+    /// Reads once into the buffer, growing it (up to `max`, and as the buffer budget allows)
+    /// for a request larger than it.
+    pub(crate) fn read_some(&mut self, max: usize, now: Instant) -> io::Result<ReadOutcome> {
+        match self.make_room(max) {
+            Room::Made => {}
+            Room::Full => return Ok(ReadOutcome::Full),
+            Room::OverBudget => return Ok(ReadOutcome::OverBudget),
+        }
+        let room = self.input.len() - self.end;
+        loop {
+            return match self.stream.read(&mut self.input[self.end..]) {
+                Ok(0) => Ok(ReadOutcome::Eof),
+                Ok(n) => {
+                    self.end += n;
+                    self.last_read = now;
+                    Ok(ReadOutcome::Data { drained: n < room })
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => Err(err),
+            };
+        }
+    }
+
+    /// Makes room at the end of the buffer: allocates it, compacts it, or grows it up to
+    /// `max` if the buffer budget has room for the growth.
+    fn make_room(&mut self, max: usize) -> Room {
+        if self.input.is_empty() {
+            self.input = InputBuffer::new();
+        }
         if self.end < self.input.len() {
-            return true;
+            return Room::Made;
         }
         if self.start > 0 {
             self.input.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            return true;
+            return Room::Made;
         }
         if self.input.len() >= max {
-            return false;
+            return Room::Full;
         }
         let grown = (self.input.len() * 2).min(max);
-        self.input.resize(grown, 0);
-        true
+        // Charged before it is allocated: a connection growing a large request is the one
+        // refused when the budget is spent, never one sending small requests.
+        let held = charged(grown) + charged(self.output.capacity());
+        if !self.charge.try_raise(held) {
+            return Room::OverBudget;
+        }
+        if let Err(err) = self.input.grow(grown, self.end) {
+            log::warn!("cannot map a {grown}-byte request buffer: {err}");
+            return Room::OverBudget;
+        }
+        Room::Made
+    }
+
+    /// Gives back the buffers that hold nothing, before the connection waits.
+    pub(crate) fn release_buffers(&mut self) {
+        if self.start == self.end {
+            self.input = InputBuffer::default();
+            self.start = 0;
+            self.end = 0;
+        }
+        if !self.has_output() {
+            self.output = Vec::new();
+            self.written = 0;
+        }
+        self.charge_buffers();
+    }
+
+    /// When this connection must be closed if nothing happens before, and why.
+    pub(crate) fn deadline(&self, timeouts: Timeouts) -> (Instant, DeadlineKind) {
+        let mut deadline = (self.last_read + timeouts.idle, DeadlineKind::Idle);
+        for (since, kind) in [
+            (self.partial_since, DeadlineKind::Request),
+            (self.stalled_since, DeadlineKind::Write),
+        ] {
+            if let Some(since) = since
+                && since + timeouts.frame < deadline.0
+            {
+                deadline = (since + timeouts.frame, kind);
+            }
+        }
+        deadline
+    }
+
+    /// Closes the socket. The replies already written stay on their way.
+    pub(crate) fn close(self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
 
-impl<P: Protocol> Scheduler<P> {
-    /// A scheduler with its own pool of `config.workers` threads.
-    pub fn new(protocol: P, config: SchedulerConfig, shutdown: Arc<AtomicBool>) -> Arc<Self> {
-        let pool = threadpool::Builder::new()
-            .num_threads(config.workers)
-            .thread_name(format!("{}-worker", protocol.name()))
-            .build();
-        Arc::new(Scheduler {
-            protocol,
-            config,
-            pool,
-            stats: Arc::new(ConnectionStats::default()),
-            shutdown,
-        })
-    }
+/// Which timeout a deadline enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeadlineKind {
+    /// `idle_timeout` since the last byte read.
+    Idle,
+    /// `frame_timeout` since an incomplete request began.
+    Request,
+    /// `frame_timeout` since the peer last took any output.
+    Write,
+}
 
-    /// The protocol served.
-    pub fn protocol(&self) -> &P {
-        &self.protocol
-    }
-
-    /// Connection counters.
-    pub fn stats(&self) -> &ConnectionStats {
-        &self.stats
-    }
-
-    /// Takes a freshly accepted connection: refuses it if the port is full, otherwise queues
-    /// it for a worker. Never blocks on the peer.
-    pub fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let open = self.stats.open.fetch_add(1, Ordering::Relaxed);
-        let slot = OpenSlot(Arc::clone(&self.stats));
-        if open >= self.config.max_connections {
-            drop(slot);
-            self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-            self.refuse_busy(stream, peer);
-            return;
-        }
-        let configured = stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(Some(self.config.slice)))
-            .and_then(|()| stream.set_write_timeout(Some(self.config.slice)));
-        if let Err(err) = configured {
-            log::debug!(
-                "{} {peer}: cannot configure socket: {err}",
-                self.protocol.name()
-            );
-            return;
-        }
-        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        log::debug!("{} {peer}: connected", self.protocol.name());
-        let now = Instant::now();
-        self.schedule(Connection {
-            stream,
-            peer,
-            input: vec![0; INITIAL_BUFFER],
-            start: 0,
-            end: 0,
-            output: Vec::with_capacity(INITIAL_BUFFER),
-            written: 0,
-            last_read: now,
-            partial_since: None,
-            write_stalled_since: None,
-            closing: false,
-            _slot: slot,
-        });
-    }
-
-    fn refuse_busy(&self, mut stream: TcpStream, peer: SocketAddr) {
-        peer_warn!(
-            "{} {peer}: refused, {} connections already open (max_connections)",
-            self.protocol.name(),
-            self.config.max_connections
-        );
-        let mut reply = Vec::new();
-        self.protocol
-            .busy_reply(&mut reply, self.config.max_connections);
-        // A fresh socket's send buffer is empty, so this cannot block for long; the timeout
-        // only guards against the impossible.
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-        let _ = stream.write_all(&reply);
-        let _ = stream.shutdown(Shutdown::Both);
-    }
-
-    /// Waits until every queued and running turn has finished. Call after raising the
-    /// shutdown flag, which makes every connection close at its next check.
-    pub fn join(&self) {
-        self.pool.join();
-    }
-
-    fn schedule(self: &Arc<Self>, connection: Connection) {
-        let scheduler = Arc::clone(self);
-        self.pool.execute(move || scheduler.run_turn(connection));
-    }
-
-    fn others_waiting(&self) -> bool {
-        self.pool.queued_count() > 0
-    }
-
-    fn run_turn(self: Arc<Self>, mut connection: Connection) {
-        match self.serve_turn(&mut connection) {
-            TurnEnd::Yield => self.schedule(connection),
-            TurnEnd::Close(reason) => self.log_close(&connection, reason),
+impl DeadlineKind {
+    /// The close reason for a deadline that passed.
+    pub(crate) fn reason(self) -> CloseReason {
+        match self {
+            DeadlineKind::Idle => CloseReason::IdleTimeout,
+            DeadlineKind::Request => CloseReason::RequestTimeout,
+            DeadlineKind::Write => CloseReason::WriteStalled,
         }
     }
+}
 
-    fn log_close(&self, connection: &Connection, reason: CloseReason) {
-        let name = self.protocol.name();
-        let peer = connection.peer;
-        match reason {
-            CloseReason::PeerClosed { mid_request: false } => {
-                log::debug!("{name} {peer}: closed by peer");
-            }
-            CloseReason::PeerClosed { mid_request: true } => {
-                log::debug!("{name} {peer}: closed by peer in the middle of a request; ignored it");
-            }
-            CloseReason::Protocol => log::debug!("{name} {peer}: closed after a fatal error"),
-            CloseReason::Shutdown => log::debug!("{name} {peer}: closed for shutdown"),
-            CloseReason::IdleTimeout => log::debug!(
-                "{name} {peer}: closed after {:?} without a request (idle_timeout)",
-                self.config.idle_timeout
-            ),
-            CloseReason::RequestTimeout => peer_warn!(
-                "{name} {peer}: closed, a request stayed incomplete for {:?} (frame_timeout)",
-                self.config.frame_timeout
-            ),
-            CloseReason::WriteStalled => peer_warn!(
-                "{name} {peer}: closed, it stopped reading replies for {:?} (frame_timeout)",
-                self.config.frame_timeout
-            ),
-            CloseReason::Io(err) => log::debug!("{name} {peer}: closed on i/o error: {err}"),
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn serve_turn(&self, conn: &mut Connection) -> TurnEnd {
-        let turn_started = Instant::now();
-        loop {
-            if conn.written == conn.output.len() && conn.start < conn.end && !conn.closing {
-                conn.output.clear();
-                conn.written = 0;
-                let served = self.protocol.serve(
-                    &conn.input[conn.start..conn.end],
-                    &mut conn.output,
-                    conn.peer,
-                );
-                conn.consume(served.consumed, Instant::now());
-                conn.closing |= served.close;
-            }
-
-            if conn.written < conn.output.len() {
-                match conn.stream.write(&conn.output[conn.written..]) {
-                    Ok(0) => return TurnEnd::Close(CloseReason::PeerClosed { mid_request: false }),
-                    Ok(written) => {
-                        conn.written += written;
-                        conn.write_stalled_since = None;
-                    }
-                    Err(err) if is_timeout(&err) => {
-                        let stalled = *conn.write_stalled_since.get_or_insert_with(Instant::now);
-                        if self.shutdown.load(Ordering::Relaxed)
-                            || stalled.elapsed() >= self.config.frame_timeout
-                        {
-                            return TurnEnd::Close(CloseReason::WriteStalled);
-                        }
-                        if self.others_waiting() {
-                            return TurnEnd::Yield;
-                        }
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) => return TurnEnd::Close(CloseReason::Io(err)),
-                }
-                if conn.written < conn.output.len() {
-                    continue;
-                }
-                // Everything answered: let a waiting connection have the worker.
-                if self.others_waiting() && conn.start == conn.end && !conn.closing {
-                    return TurnEnd::Yield;
-                }
-                continue;
-            }
-
-            if conn.closing {
-                return TurnEnd::Close(CloseReason::Protocol);
-            }
-            if self.shutdown.load(Ordering::Relaxed) {
-                return TurnEnd::Close(CloseReason::Shutdown);
-            }
-            if self.others_waiting() && turn_started.elapsed() >= TURN_BUDGET {
-                return TurnEnd::Yield;
-            }
-            if !conn.make_room(self.protocol.max_request_len()) {
-                // The protocol refuses oversized requests before this; never buffer past it.
-                return TurnEnd::Close(CloseReason::Protocol);
-            }
-            let end = conn.end;
-            match conn.stream.read(&mut conn.input[end..]) {
-                Ok(0) => {
-                    return TurnEnd::Close(CloseReason::PeerClosed {
-                        mid_request: conn.start < conn.end,
-                    });
-                }
-                Ok(read) => {
-                    conn.end += read;
-                    conn.last_read = Instant::now();
-                }
-                Err(err) if is_timeout(&err) => {
-                    let now = Instant::now();
-                    if conn
-                        .partial_since
-                        .is_some_and(|since| now.duration_since(since) >= self.config.frame_timeout)
-                    {
-                        return TurnEnd::Close(CloseReason::RequestTimeout);
-                    }
-                    if now.duration_since(conn.last_read) >= self.config.idle_timeout {
-                        return TurnEnd::Close(CloseReason::IdleTimeout);
-                    }
-                    if self.others_waiting() {
-                        return TurnEnd::Yield;
-                    }
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return TurnEnd::Close(CloseReason::Io(err)),
-            }
-        }
+    #[test]
+    fn a_growing_input_buffer_keeps_its_bytes_and_moves_to_a_map_when_large() {
+        let mut buffer = InputBuffer::new();
+        buffer[..5].copy_from_slice(b"hello");
+        buffer.grow(MAPPED_FROM / 2, 5).unwrap();
+        assert!(matches!(buffer, InputBuffer::Heap(_)));
+        buffer.grow(MAPPED_FROM * 2, 5).unwrap();
+        assert!(matches!(buffer, InputBuffer::Mapped(_)));
+        assert_eq!(buffer.len(), MAPPED_FROM * 2);
+        assert_eq!(&buffer[..5], b"hello");
+        buffer.grow(MAPPED_FROM * 4, 5).unwrap();
+        assert_eq!(&buffer[..5], b"hello");
+        assert!(InputBuffer::default().is_empty());
     }
 }

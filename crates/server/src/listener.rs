@@ -3,14 +3,13 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use shutdown::ShutdownHandle;
 use socket2::{Domain, Socket, Type};
 
-use crate::warn_limit::peer_warn;
+use warn_limit::peer_warn;
 
 /// After an accept error that is not about one peer (out of file descriptors, say), wait this
 /// long before trying again rather than spinning.
@@ -109,7 +108,7 @@ pub fn bind(
 pub fn spawn_accept_loop(
     port_name: &'static str,
     listener: TcpListener,
-    shutdown: Arc<AtomicBool>,
+    shutdown: ShutdownHandle,
     mut handle: impl FnMut(TcpStream, SocketAddr) + Send + 'static,
 ) -> io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
@@ -117,7 +116,7 @@ pub fn spawn_accept_loop(
         .spawn(move || {
             loop {
                 let accepted = listener.accept();
-                if shutdown.load(Ordering::SeqCst) {
+                if shutdown.is_triggered() {
                     break;
                 }
                 match accepted {

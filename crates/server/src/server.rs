@@ -4,18 +4,23 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use broker::{Broker, BrokerConfig};
-use crossbeam_channel::{Receiver, Sender};
+use broker::{Broker, BrokerConfig, Held};
+use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
+use store::{MemoryStore, Store};
+use store_pg::{PgOptions, PgStore};
+use warn_limit::peer_warn;
 
-use crate::config::Config;
-use crate::connection::{Scheduler, SchedulerConfig};
+use crate::config::{Config, StoreConfig};
+use crate::connection::Timeouts;
+use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
 use crate::listener::{self, BindError};
 use crate::rpc::RpcProtocol;
+use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::sensor::SensorProtocol;
 
 /// Why the server could not start.
@@ -27,6 +32,8 @@ pub enum StartError {
     Bind(BindError),
     /// A thread could not be started.
     Spawn(io::Error),
+    /// The PostgreSQL store could not be opened.
+    Postgres(store_pg::OpenError),
 }
 
 impl fmt::Display for StartError {
@@ -35,6 +42,7 @@ impl fmt::Display for StartError {
             StartError::State(err) => write!(f, "invalid lots: {err}"),
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
+            StartError::Postgres(err) => write!(f, "{err}"),
         }
     }
 }
@@ -45,6 +53,7 @@ impl std::error::Error for StartError {
             StartError::State(err) => Some(err),
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
+            StartError::Postgres(err) => Some(err),
         }
     }
 }
@@ -72,9 +81,11 @@ pub struct Summary {
     pub sensor_connections: u64,
     /// Sensor lines answered.
     pub sensor_lines: u64,
-    /// Connections refused at `max_connections` on the RPC and sensor ports.
+    /// Connections refused at a connection limit, on every port.
     pub refused_busy: u64,
-    /// Events queued for subscribers.
+    /// Changes of a lot's free count published.
+    pub changes_published: u64,
+    /// Event lines queued for subscribers: one per subscriber per change it follows.
     pub events_published: u64,
     /// Events dropped because a subscriber fell behind.
     pub events_dropped: u64,
@@ -87,12 +98,14 @@ impl fmt::Display for Summary {
         write!(
             f,
             "rpc: {} connection(s), {} request(s); sensor: {} connection(s), {} line(s); \
-             {} refused busy; pub/sub: {} event(s) published, {} dropped, {} slow subscriber(s) disconnected",
+             {} refused busy; pub/sub: {} change(s) published, {} event line(s) queued for \
+             subscribers, {} dropped, {} slow subscriber(s) disconnected",
             self.rpc_connections,
             self.rpc_requests,
             self.sensor_connections,
             self.sensor_lines,
             self.refused_busy,
+            self.changes_published,
             self.events_published,
             self.events_dropped,
             self.slow_disconnects
@@ -100,44 +113,81 @@ impl fmt::Display for Summary {
     }
 }
 
-/// Raises the shutdown flag from anywhere (a signal handler, a test); cheap to clone.
-#[derive(Debug, Clone)]
-pub struct ShutdownHandle {
-    flag: Arc<AtomicBool>,
-    requested: Sender<()>,
+/// Connections open at one moment, per port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenConnections {
+    /// On the RPC port.
+    pub rpc: usize,
+    /// On the sensor port.
+    pub sensor: usize,
+    /// On the pub/sub port.
+    pub pubsub: usize,
 }
 
-impl ShutdownHandle {
-    /// Asks the server to stop; [`RunningServer::wait`] then returns. Idempotent.
-    pub fn trigger(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        // Full means a request is already pending.
-        let _ = self.requested.try_send(());
+/// A server to start: its configuration and what the caller supplies besides.
+///
+/// ```no_run
+/// # fn main() -> Result<(), server::StartError> {
+/// let shutdown = shutdown::ShutdownHandle::new();
+/// let running = server::Server::new(server::Config::ephemeral()).start(shutdown.clone())?;
+/// // Elsewhere (a signal handler): shutdown.trigger();
+/// let summary = running.wait();
+/// # Ok(())
+/// # }
+/// ```
+pub struct Server {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
-
-/// The server's entry point.
-#[derive(Debug)]
-pub struct Server;
 
 impl Server {
-    /// Binds the three ports and starts every thread. Returns once the server is accepting.
-    pub fn start(config: Config) -> Result<RunningServer, StartError> {
-        Server::start_with_clock(config, Arc::new(SystemClock))
+    /// A server for `config`, on the system clock.
+    pub fn new(config: Config) -> Self {
+        Server {
+            config,
+            clock: Arc::new(SystemClock),
+            store: None,
+        }
     }
 
-    /// [`Server::start`], with reservation expiry and event timestamps taken from `clock`
-    /// instead of the system clock: tests pass a [`state::ManualClock`] to expire reservations
-    /// at an exact instant without waiting. Timeouts on sockets still use real time.
-    pub fn start_with_clock(
-        config: Config,
-        clock: Arc<dyn Clock>,
-    ) -> Result<RunningServer, StartError> {
-        let state = Arc::new(
-            ParkingState::new(config.lot_specs(), config.reservation_ttl(), clock)
-                .map_err(StartError::State)?,
-        );
-        let shutdown = Arc::new(AtomicBool::new(false));
+    /// Writes through `store` (and reads its state) instead of the one the configuration
+    /// describes; its state must have the configuration's lots. For tests that inject
+    /// faults behind the store, and for embedding.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Runs the state on `clock` instead of the system clock (tests of expiry use a manual
+    /// one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Binds the three ports and starts every thread; returns once the server is accepting.
+    /// Triggering `shutdown` (from a signal handler, say) makes [`RunningServer::wait`]
+    /// return after a graceful stop.
+    pub fn start(self, shutdown: ShutdownHandle) -> Result<RunningServer, StartError> {
+        let Server {
+            config,
+            clock,
+            store,
+        } = self;
+        let store = match store {
+            Some(store) => store,
+            None => open_store(&config, clock)?,
+        };
+        let state = Arc::clone(store.state());
         let rpc_listener = listener::bind("rpc", &config.host, config.rpc_port, config.backlog)?;
         let sensor_listener =
             listener::bind("sensor", &config.host, config.sensor_port, config.backlog)?;
@@ -149,60 +199,83 @@ impl Server {
             pubsub: pubsub_listener.local_addr()?,
         };
 
+        // Every port's connections are file descriptors; see what the process may open.
+        let max_connections = config.max_connections;
+        let budget = Arc::new(ConnectionBudget::new(limits::fit_open_files(
+            3,
+            max_connections,
+        )));
         let broker = Arc::new(Broker::start(
             state.lot_ids().cloned().collect(),
             BrokerConfig {
                 queue_size: config.subscriber_queue_size,
                 max_overflow_drops: config.max_overflow_drops,
                 notifier_threads: config.notifier_threads,
-                idle_timeout: config.idle_timeout(),
-                line_timeout: config.frame_timeout(),
-                max_connections: config.max_connections,
+                idle_timeout: config.idle_timeout,
+                line_timeout: config.frame_timeout,
+                max_connections,
                 send_buffer: config.subscriber_send_buffer,
             },
         )?);
+        broker.seed(&state.published());
         state.add_listener(broker.listener());
-        let purger = Purger::spawn(Arc::clone(&state), config.purge_interval())?;
+        let purger = Purger::spawn(Arc::clone(&state), config.purge_interval)?;
 
+        let admission = || {
+            Admission::new(
+                max_connections,
+                config.max_connections_per_address,
+                Arc::clone(&budget),
+            )
+        };
+        let buffers = BufferBudget::new(config.max_buffered_bytes);
         let scheduler_config = |workers| SchedulerConfig {
             workers,
-            slice: Duration::from_millis(config.scheduling_slice_ms),
-            idle_timeout: config.idle_timeout(),
-            frame_timeout: config.frame_timeout(),
-            max_connections: config.max_connections,
+            timeouts: Timeouts {
+                idle: config.idle_timeout,
+                frame: config.frame_timeout,
+            },
+            admission: admission(),
+            buffers: Arc::clone(&buffers),
         };
-        let rpc = Scheduler::new(
-            RpcProtocol::new(Arc::clone(&state)),
+        let rpc = Scheduler::start(
+            RpcProtocol::new(Arc::clone(&store)),
             scheduler_config(config.thread_pool_size),
-            Arc::clone(&shutdown),
-        );
-        let sensor = Scheduler::new(
-            SensorProtocol::new(Arc::clone(&state)),
+        )?;
+        let sensor = Scheduler::start(
+            SensorProtocol::new(Arc::clone(&store)),
             scheduler_config(config.sensor_pool_size),
-            Arc::clone(&shutdown),
-        );
+        )?;
 
         let mut accept_threads = Vec::with_capacity(3);
         let scheduler = Arc::clone(&rpc);
         accept_threads.push(listener::spawn_accept_loop(
             "rpc",
             rpc_listener,
-            Arc::clone(&shutdown),
+            shutdown.clone(),
             move |stream, peer| scheduler.admit(stream, peer),
         )?);
         let scheduler = Arc::clone(&sensor);
         accept_threads.push(listener::spawn_accept_loop(
             "sensor",
             sensor_listener,
-            Arc::clone(&shutdown),
+            shutdown.clone(),
             move |stream, peer| scheduler.admit(stream, peer),
         )?);
         let subscribers = Arc::clone(&broker);
+        let pubsub_admission = admission();
+        let admitted = Arc::clone(&pubsub_admission);
         accept_threads.push(listener::spawn_accept_loop(
             "pubsub",
             pubsub_listener,
-            Arc::clone(&shutdown),
-            move |stream, peer| subscribers.attach(stream, peer),
+            shutdown.clone(),
+            move |stream, peer| match admitted.admit(peer) {
+                Ok(ticket) => subscribers.attach_holding(stream, peer, Held::new(ticket)),
+                Err(refusal) => {
+                    peer_warn!("pubsub {peer}: refused: {refusal}");
+                    subscribers.refuse_busy(stream, &format!("{refusal}; try again later"));
+                }
+            },
         )?);
 
         log::info!(
@@ -213,31 +286,65 @@ impl Server {
             config.sensor_pool_size,
             addrs.pubsub,
             config.notifier_threads,
-            config
-                .lots
-                .iter()
-                .map(|lot| format!("{}={}", lot.id, lot.capacity))
-                .collect::<Vec<_>>()
-                .join(" ")
+            lots_line(&config)
         );
-        let (requested, shutdown_requested) = crossbeam_channel::bounded(1);
         Ok(RunningServer {
             addrs,
-            state,
-            shutdown: ShutdownHandle {
-                flag: shutdown,
-                requested,
-            },
-            shutdown_requested,
+            store,
+            shutdown,
             accept_threads,
             rpc,
             sensor,
             broker,
+            pubsub_admission,
+            buffers,
             purger: Some(purger),
-            grace: config.shutdown_grace(),
+            grace: config.shutdown_grace,
             stopped: false,
         })
     }
+}
+
+/// The store the configuration describes.
+fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match &config.store {
+        StoreConfig::Embedded {} => {
+            let state = ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::State)?;
+            Arc::new(MemoryStore::new(Arc::new(state)))
+        }
+        StoreConfig::Postgres(pg) => {
+            let options = PgOptions {
+                url: pg.url.clone(),
+                pool_size: pg.pool_size,
+                timeout: pg.timeout,
+            };
+            let store = PgStore::open(&options, config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::Postgres)?;
+            Arc::new(store)
+        }
+    })
+}
+
+/// Lots shown by name in the start-up line; a city's thousand lots are counted instead.
+const LOTS_LOGGED: usize = 10;
+
+/// `A=100 B=50 C=200`, or the first [`LOTS_LOGGED`] of them and how many more.
+fn lots_line(config: &Config) -> String {
+    let mut line: Vec<String> = config
+        .lots
+        .iter()
+        .take(LOTS_LOGGED)
+        .map(|lot| format!("{}={}", lot.id, lot.capacity))
+        .collect();
+    if config.lots.len() > LOTS_LOGGED {
+        line.push(format!(
+            "and {} more ({} in all)",
+            config.lots.len() - LOTS_LOGGED,
+            config.lots.len()
+        ));
+    }
+    line.join(" ")
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -250,13 +357,16 @@ struct Addresses {
 /// A started server. Dropping it stops it (gracefully, like [`RunningServer::shutdown`]).
 pub struct RunningServer {
     addrs: Addresses,
-    state: Arc<ParkingState>,
+    store: Arc<dyn Store>,
     shutdown: ShutdownHandle,
-    shutdown_requested: Receiver<()>,
     accept_threads: Vec<JoinHandle<()>>,
     rpc: Arc<Scheduler<RpcProtocol>>,
     sensor: Arc<Scheduler<SensorProtocol>>,
     broker: Arc<Broker>,
+    /// Who may connect to the pub/sub port (the broker holds each admitted one's ticket).
+    pubsub_admission: Arc<Admission>,
+    /// What RPC and sensor connections buffer beyond their free allowance.
+    buffers: Arc<BufferBudget>,
     purger: Option<Purger>,
     grace: Duration,
     stopped: bool,
@@ -280,7 +390,12 @@ impl RunningServer {
 
     /// The shared state, for embedding and tests.
     pub fn state(&self) -> &Arc<ParkingState> {
-        &self.state
+        self.store.state()
+    }
+
+    /// The store the server writes through.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The broker, for its statistics.
@@ -288,14 +403,14 @@ impl RunningServer {
         &self.broker
     }
 
-    /// A handle that can stop the server from another thread.
+    /// The handle the server was started with: triggering it stops the server.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
     }
 
-    /// Blocks until a shutdown is triggered, then stops gracefully.
+    /// Blocks until the shutdown handle is triggered, then stops gracefully.
     pub fn wait(mut self) -> Summary {
-        let _ = self.shutdown_requested.recv();
+        self.shutdown.wait();
         self.stop()
     }
 
@@ -306,6 +421,21 @@ impl RunningServer {
         self.stop()
     }
 
+    /// Bytes RPC and sensor connections hold now in unfinished requests and unsent replies,
+    /// beyond the 4 KiB each may use freely (what `max_buffered_bytes` limits).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffers.held()
+    }
+
+    /// Connections open now on each port.
+    pub fn open_connections(&self) -> OpenConnections {
+        OpenConnections {
+            rpc: self.rpc.config.admission.open(),
+            sensor: self.sensor.config.admission.open(),
+            pubsub: self.broker.stats().connections,
+        }
+    }
+
     /// What the server has done so far.
     pub fn summary(&self) -> Summary {
         let broker = self.broker.stats();
@@ -313,11 +443,13 @@ impl RunningServer {
         let sensor = self.sensor.stats();
         Summary {
             rpc_connections: rpc.accepted.load(Ordering::Relaxed),
-            rpc_requests: self.rpc.protocol().requests(),
+            rpc_requests: self.rpc.protocol.requests(),
             sensor_connections: sensor.accepted.load(Ordering::Relaxed),
-            sensor_lines: self.sensor.protocol().lines(),
-            refused_busy: rpc.refused_busy.load(Ordering::Relaxed)
-                + sensor.refused_busy.load(Ordering::Relaxed),
+            sensor_lines: self.sensor.protocol.lines(),
+            refused_busy: self.rpc.config.admission.refused()
+                + self.sensor.config.admission.refused()
+                + self.pubsub_admission.refused(),
+            changes_published: broker.changes_published,
             events_published: broker.events_published,
             events_dropped: broker.events_dropped,
             slow_disconnects: broker.slow_disconnects,
@@ -330,7 +462,7 @@ impl RunningServer {
         }
         self.stopped = true;
         let started = Instant::now();
-        self.shutdown.flag.store(true, Ordering::SeqCst);
+        self.shutdown.trigger();
         for addr in [self.addrs.rpc, self.addrs.sensor, self.addrs.pubsub] {
             listener::wake(addr);
         }
@@ -339,11 +471,13 @@ impl RunningServer {
                 log::error!("an accept loop panicked");
             }
         }
-        self.rpc.join();
-        self.sensor.join();
+        self.rpc.stop();
+        self.sensor.stop();
         let remaining = self.grace.saturating_sub(started.elapsed());
         self.broker.shutdown(remaining);
         drop(self.purger.take());
+        // Nothing writes any more: what was acknowledged is made durable, and the store stops.
+        self.store.close();
         let summary = self.summary();
         log::info!("stopped in {} ms; {summary}", started.elapsed().as_millis());
         summary

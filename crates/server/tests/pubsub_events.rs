@@ -4,7 +4,43 @@
 
 mod common;
 
-use common::{RawLines, RawRpc, next_event, start, start_with, subscribe};
+use std::time::Duration;
+
+use common::{RawLines, RawRpc, expect_snapshots, next_event, start, start_with, subscribe};
+use serde_json::Value;
+
+#[test]
+fn a_new_subscriber_hears_the_current_value_first_then_the_changes() {
+    let server = start();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    assert_eq!(rpc.text("RESERVE A P1"), "OK");
+    assert_eq!(rpc.text("RESERVE C P1"), "OK");
+    // A sign that reconnects after the change is right at once, not at the next change.
+    let mut subscriber = RawLines::connect(server.pubsub_addr());
+    assert!(subscriber.call("SUBSCRIBE C").starts_with("OK "));
+    let snapshot: Value = serde_json::from_str(&subscriber.line()).unwrap();
+    assert_eq!(snapshot["type"], "SNAPSHOT");
+    assert_eq!(
+        (snapshot["lotId"].as_str(), snapshot["free"].as_u64()),
+        (Some("C"), Some(199))
+    );
+    // Adding ALL snapshots the lots newly covered (A and B), not C again.
+    assert!(subscriber.call("SUBSCRIBE ALL").starts_with("OK "));
+    let mut more: Vec<(String, u64)> = (0..2)
+        .map(|_| {
+            let line: Value = serde_json::from_str(&subscriber.line()).unwrap();
+            assert_eq!(line["type"], "SNAPSHOT");
+            (
+                line["lotId"].as_str().unwrap().to_owned(),
+                line["free"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    more.sort();
+    assert_eq!(more, [("A".to_owned(), 99), ("B".to_owned(), 50)]);
+    assert_eq!(rpc.text("CANCEL C P1"), "OK");
+    assert_eq!(next_event(&mut subscriber), ("C".into(), 200));
+}
 
 #[test]
 fn reserve_cancel_and_sensor_updates_publish() {
@@ -30,7 +66,7 @@ fn reserve_cancel_and_sensor_updates_publish() {
 
 #[test]
 fn expiry_publishes_without_any_request() {
-    let server = start_with(|config| config.reservation_ttl = 0.2);
+    let server = start_with(|config| config.reservation_ttl = Duration::from_millis(200));
     let mut subscriber = subscribe(&server, "ALL");
     let mut rpc = RawRpc::connect(server.rpc_addr());
     assert_eq!(rpc.text("RESERVE C P1"), "OK");
@@ -81,6 +117,7 @@ fn unknown_lot_then_a_good_subscribe_on_the_same_connection() {
     );
     assert!(subscriber.call("HELLO").starts_with("ERR BAD_COMMAND "));
     assert!(subscriber.call("subscribe B").starts_with("OK "));
+    expect_snapshots(&server, &mut subscriber, "B");
     let mut rpc = RawRpc::connect(server.rpc_addr());
     assert_eq!(rpc.text("RESERVE B P1"), "OK");
     assert_eq!(next_event(&mut subscriber), ("B".into(), 49));

@@ -16,7 +16,7 @@ use broker::BrokerConfig;
 use client::{ParkingClient, SensorClient};
 use common::{
     CLOSE_BOUND, DEADLINE, OTHER_TIMEOUT, Port, RawLines, check_still_served, connect_small_buffer,
-    eventually, expect_closed, next_event, start_with, subscribe,
+    eventually, expect_closed, expect_snapshots, next_event, start_with, subscribe,
 };
 use framing::sensor::CountChange;
 use serde_json::json;
@@ -38,8 +38,8 @@ fn the_broker_runs_with_the_configured_pubsub_limits() {
         config.subscriber_queue_size = 7;
         config.max_overflow_drops = 5;
         config.notifier_threads = 3;
-        config.idle_timeout = 12.5;
-        config.frame_timeout = 3.5;
+        config.idle_timeout = Duration::from_millis(12_500);
+        config.frame_timeout = Duration::from_millis(3_500);
         config.max_connections = 99;
         config.subscriber_send_buffer = 12_345;
     });
@@ -132,6 +132,8 @@ fn stuck_subscribers_never_delay_replies_acks_or_other_subscribers() {
     let reader = thread::spawn(move || {
         // Ends at the marker below: free 50, which the storm itself never produces.
         while next_event(&mut healthy).1 != 50 {}
+        // Still connected: it must be counted below as the subscriber that stayed.
+        healthy
     });
     let rpc = server.rpc_addr();
     let storm: Vec<_> = (0..4)
@@ -155,7 +157,7 @@ fn stuck_subscribers_never_delay_replies_acks_or_other_subscribers() {
         client.join().unwrap();
     }
     assert_eq!(sensor.update("A", CountChange::Set(50)).unwrap(), 50);
-    reader.join().unwrap();
+    let _healthy = reader.join().unwrap();
     eventually("every stuck subscriber to be cut off", || {
         server.broker().stats().slow_disconnects == STUCK as u64
     });
@@ -232,7 +234,7 @@ fn the_pubsub_port_refuses_connections_over_max_connections() {
 #[test]
 fn idle_timeout_applies_only_until_a_successful_subscribe() {
     let server = start_with(|config| {
-        config.idle_timeout = 0.3;
+        config.idle_timeout = Duration::from_millis(300);
         config.frame_timeout = OTHER_TIMEOUT;
     });
     let mut subscribed = subscribe(&server, "A");
@@ -264,6 +266,7 @@ fn a_subscribe_line_of_1024_bytes_is_accepted_and_a_longer_one_closes() {
     let mut at_limit = RawLines::connect(server.pubsub_addr());
     at_limit.send(&padded(1024));
     assert!(at_limit.line().starts_with("OK "));
+    expect_snapshots(&server, &mut at_limit, "A");
     let mut over = RawLines::connect(server.pubsub_addr());
     over.send(&padded(1025));
     assert!(over.line().starts_with("ERR LINE_TOO_LONG "));

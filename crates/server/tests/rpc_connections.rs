@@ -140,10 +140,10 @@ fn reservations_stop_counting_exactly_at_the_ttl_without_the_purge() {
     let ttl = Duration::from_secs(10);
     let server = start_with_clock(clock.clone(), |config| {
         config.lots = serde_json::from_value(json!([{"id": "S", "capacity": 1}])).unwrap();
-        config.reservation_ttl = ttl.as_secs_f64();
+        config.reservation_ttl = ttl;
         // The purger sleeps min(purge_interval, reservation_ttl) of real time between purges,
         // so it never wakes during this test: only the requests can notice the expiry.
-        config.purge_interval = 3600.0;
+        config.purge_interval = Duration::from_secs(3600);
     });
     let mut rpc = RawRpc::connect(server.rpc_addr());
     assert_eq!(rpc.text("RESERVE S P1"), "OK");

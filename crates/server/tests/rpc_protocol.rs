@@ -23,8 +23,8 @@ fn json_methods() {
     );
     // Plates compare case-insensitively: the same plate again is refused.
     assert_eq!(
-        rpc.json(r#"{"rpcId": 4, "method": "reserve", "args": ["A", "7ABC123"]}"#)["result"],
-        false
+        rpc.json(r#"{"rpcId": 4, "method": "reserve", "args": ["A", "7ABC123"]}"#),
+        json!({"rpcId": 4, "result": false, "error": null, "reason": "EXISTS"})
     );
     assert_eq!(
         rpc.json(r#"{"rpcId": 5, "method": "getAvailability", "args": ["A"]}"#)["result"],
@@ -33,9 +33,9 @@ fn json_methods() {
     assert_eq!(
         rpc.json(r#"{"rpcId": 6, "method": "getLots", "args": []}"#),
         json!({"rpcId": 6, "error": null, "result": [
-            {"id": "A", "capacity": 100, "occupied": 0, "reserved": 1, "free": 99},
-            {"id": "B", "capacity": 50, "occupied": 0, "reserved": 0, "free": 50},
-            {"id": "C", "capacity": 200, "occupied": 0, "reserved": 0, "free": 200},
+            {"id": "A", "capacity": 100, "occupied": 0, "counted": 0, "reserved": 1, "free": 99},
+            {"id": "B", "capacity": 50, "occupied": 0, "counted": 0, "reserved": 0, "free": 50},
+            {"id": "C", "capacity": 200, "occupied": 0, "counted": 0, "reserved": 0, "free": 200},
         ]})
     );
     assert_eq!(
@@ -43,8 +43,8 @@ fn json_methods() {
         true
     );
     assert_eq!(
-        rpc.json(r#"{"rpcId": 8, "method": "cancel", "args": ["A", "7ABC123"]}"#)["result"],
-        false
+        rpc.json(r#"{"rpcId": 8, "method": "cancel", "args": ["A", "7ABC123"]}"#),
+        json!({"rpcId": 8, "result": false, "error": null, "reason": "NOT_FOUND"})
     );
     assert_eq!(
         rpc.json(r#"{"rpcId": 4294967295, "method": "getAvailability", "args": ["A"]}"#),
@@ -68,8 +68,13 @@ fn reserve_is_refused_when_full() {
         true
     );
     assert_eq!(
-        rpc.json(r#"{"rpcId": 2, "method": "reserve", "args": ["S", "P2"]}"#)["result"],
-        false
+        rpc.json(r#"{"rpcId": 2, "method": "reserve", "args": ["S", "P2"]}"#),
+        json!({"rpcId": 2, "result": false, "error": null, "reason": "FULL"})
+    );
+    // A plate that already holds the last space is EXISTS, not FULL.
+    assert_eq!(
+        rpc.json(r#"{"rpcId": 3, "method": "reserve", "args": ["S", "P1"]}"#)["reason"],
+        "EXISTS"
     );
     assert_eq!(rpc.text("RESERVE S P2"), "FULL");
     assert_eq!(rpc.text("RESERVE S P1"), "EXISTS");
@@ -87,7 +92,7 @@ fn text_aliases() {
     let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
     assert_eq!(
         lots[1],
-        json!({"id": "B", "capacity": 50, "occupied": 0, "reserved": 1, "free": 49})
+        json!({"id": "B", "capacity": 50, "occupied": 0, "counted": 0, "reserved": 1, "free": 49})
     );
     assert_eq!(rpc.text("Cancel B xy-1"), "OK");
     assert_eq!(rpc.text("CANCEL B xy-1"), "NOT_FOUND");

@@ -26,7 +26,7 @@ fn every_command_row() {
     let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
     assert_eq!(
         lots[0],
-        json!({"id": "A", "capacity": 100, "occupied": 12, "reserved": 0, "free": 88})
+        json!({"id": "A", "capacity": 100, "occupied": 12, "counted": 12, "reserved": 0, "free": 88})
     );
 }
 
@@ -81,15 +81,29 @@ fn pipelined_lines_are_answered_in_order_one_reply_each() {
 }
 
 #[test]
-fn counts_clamp_at_both_ends() {
+fn the_running_count_is_kept_and_only_what_is_reported_is_clamped() {
     let server = start_with(|config| {
         config.lots = serde_json::from_value(json!([{"id": "S", "capacity": 10}])).unwrap();
     });
     let mut sensor = RawLines::connect(server.sensor_addr());
     assert_eq!(sensor.call("UPDATE S 25"), "OK 0");
-    assert_eq!(sensor.call("UPDATE S -3"), "OK 3");
+    // 22 cars counted: still full, not 3 free.
+    assert_eq!(sensor.call("UPDATE S -3"), "OK 0");
+    assert_eq!(sensor.call("UPDATE S -16"), "OK 4");
     assert_eq!(sensor.call("UPDATE S -4294967295"), "OK 10");
-    assert_eq!(sensor.call("UPDATE S +4294967295"), "OK 0");
+    assert_eq!(sensor.call("UPDATE S +4294967295"), "OK 4");
+    assert_eq!(sensor.call("UPDATE S 0"), "OK 10");
+    // A gate counter that overshoots comes back to the true count (issue 15's drift).
+    assert_eq!(sensor.call("UPDATE S 10"), "OK 0");
+    assert_eq!(sensor.call("UPDATE S +5"), "OK 0");
+    assert_eq!(sensor.call("UPDATE S -5"), "OK 0");
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let lots = rpc.json(r#"{"rpcId": 1, "method": "getLots", "args": []}"#);
+    assert_eq!(lots["result"][0]["occupied"], 10);
+    assert_eq!(lots["result"][0]["counted"], 10);
+    assert_eq!(sensor.call("UPDATE S +3"), "OK 0");
+    let lots = rpc.json(r#"{"rpcId": 2, "method": "getLots", "args": []}"#);
+    assert_eq!(lots["result"][0]["counted"], 13);
     assert_eq!(sensor.call("UPDATE S 0"), "OK 10");
     // Reservations count against free, sensors cannot push it below zero.
     let mut rpc = RawRpc::connect(server.rpc_addr());
@@ -131,9 +145,9 @@ fn a_disconnect_mid_line_changes_nothing() {
     assert_eq!(sensor.call("UPDATE A +0"), "OK 100");
 }
 
-/// Issue 4's requirement, which is also the bound asserted: 50 sensors at 10 updates a second
-/// each, on the sensor port's 4 workers, all acked, with a median ack under 100 ms. The
-/// measured figure (about 2 ms) is in docs/benchmarks.md, with the command that prints it.
+/// Issue 4's load: 50 sensors at 10 updates a second each, on the sensor port's 4 workers,
+/// every line acked with its count. How fast is measured by `cargo bench -p server --bench
+/// sensor_fleet` (docs/benchmarks.md), not asserted here.
 #[test]
 fn fifty_sensors_at_ten_updates_a_second_are_all_served() {
     let server = start();
@@ -142,35 +156,24 @@ fn fifty_sensors_at_ten_updates_a_second_are_all_served() {
         .map(|n| {
             thread::spawn(move || {
                 let mut sensor = RawLines::connect(addr);
-                let lot = ["A", "B", "C"][n % 3];
-                let mut latencies = Vec::new();
+                let (lot, capacity) = [("A", 100), ("B", 50), ("C", 200)][n % 3];
+                let mut acked = 0;
                 for i in 0..10 {
                     let sent = Instant::now();
-                    let reply = sensor.call(&format!("UPDATE {lot} {}", (n + i) % 40));
-                    latencies.push(sent.elapsed());
-                    assert!(reply.starts_with("OK "), "{reply}");
+                    // An absolute count is applied under the lot's lock, so the ack is exactly
+                    // its own result whatever the other sensors of the lot send meanwhile.
+                    let occupied = (n + i) % 40;
+                    let reply = sensor.call(&format!("UPDATE {lot} {occupied}"));
+                    assert_eq!(reply, format!("OK {}", capacity - occupied));
+                    acked += 1;
                     thread::sleep(Duration::from_millis(100).saturating_sub(sent.elapsed()));
                 }
-                latencies
+                acked
             })
         })
         .collect();
-    let mut latencies: Vec<Duration> = sensors
-        .into_iter()
-        .flat_map(|sensor| sensor.join().unwrap())
-        .collect();
-    assert_eq!(latencies.len(), 500);
-    latencies.sort();
-    let median = latencies[latencies.len() / 2];
-    eprintln!(
-        "50 sensors x 10/s: median ack {:?}, p99 {:?}",
-        median,
-        latencies[latencies.len() * 99 / 100]
-    );
-    assert!(
-        median < Duration::from_millis(100),
-        "median ack latency {median:?}"
-    );
+    let acked: usize = sensors.into_iter().map(|s| s.join().unwrap()).sum();
+    assert_eq!(acked, 500);
 }
 
 #[test]

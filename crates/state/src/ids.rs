@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::shown::shown;
+
 /// Longest lot id.
 pub const MAX_LOT_ID_LEN: usize = 32;
 
@@ -38,16 +40,19 @@ impl fmt::Display for LotIdError {
             LotIdError::TooLong(id) => {
                 write!(
                     f,
-                    "lot id {id:?} is longer than {MAX_LOT_ID_LEN} characters"
+                    "lot id {} is longer than {MAX_LOT_ID_LEN} characters",
+                    shown(id)
                 )
             }
             LotIdError::BadCharacter(id) => write!(
                 f,
-                "lot id {id:?} may only use the characters A-Z a-z 0-9 _ -"
+                "lot id {} may only use the characters A-Z a-z 0-9 _ -",
+                shown(id)
             ),
             LotIdError::Reserved(id) => write!(
                 f,
-                "lot id {id:?} is reserved (SUBSCRIBE ALL means every lot)"
+                "lot id {} is reserved (SUBSCRIBE ALL means every lot)",
+                shown(id)
             ),
         }
     }
@@ -103,8 +108,9 @@ impl fmt::Display for LotId {
 }
 
 /// A vehicle's plate: 1 to 16 characters of `A-Z a-z 0-9 -`, stored uppercase so that plates
-/// compare case-insensitively. Stored inline: making one never allocates.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// compare case-insensitively. Stored inline: making one never allocates. Serialised as its
+/// text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Plate {
     bytes: [u8; MAX_PLATE_LEN],
     len: u8,
@@ -128,12 +134,14 @@ impl fmt::Display for PlateError {
             PlateError::TooLong(plate) => {
                 write!(
                     f,
-                    "plate {plate:?} is longer than {MAX_PLATE_LEN} characters"
+                    "plate {} is longer than {MAX_PLATE_LEN} characters",
+                    shown(plate)
                 )
             }
             PlateError::BadCharacter(plate) => write!(
                 f,
-                "plate {plate:?} may only use the characters A-Z a-z 0-9 -"
+                "plate {} may only use the characters A-Z a-z 0-9 -",
+                shown(plate)
             ),
         }
     }
@@ -174,6 +182,19 @@ impl Plate {
 impl fmt::Display for Plate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Plate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Plate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Plate::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

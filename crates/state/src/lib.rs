@@ -18,24 +18,32 @@
 //! Time comes from a [`Clock`], so tests can expire reservations without sleeping.
 //!
 //! # Layout
-//! - [`clock`]: the [`Clock`] trait, the real clock and a manual one for tests.
-//! - [`ids`]: validated domain values, [`LotId`] and [`Plate`].
-//! - `lot`: one lot's counters and reservations (private).
-//! - [`parking`]: [`ParkingState`] and the values its operations return.
-//! - [`purger`]: the background thread that expires reservations on time.
+//! - `change`: [`Change`], the unit in which the state is made durable, and the [`Recorder`]
+//!   a durable store plugs in.
+//! - `clock`: the [`Clock`] trait, the real clock and a manual one for tests.
+//! - `ids`: validated domain values, [`LotId`] and [`Plate`].
+//! - `lot`: one lot's counters and reservations, and the outcomes of operations on it.
+//! - `parking`: [`ParkingState`], the lots shared between threads, and what reads return.
+//! - `purger`: the background thread that expires reservations on time.
+//! - `shown`: [`shown`], how errors everywhere echo peer input (short, escaped).
 
 #![forbid(unsafe_code)]
 
-pub mod clock;
-pub mod ids;
+mod change;
+mod clock;
+mod ids;
 mod lot;
-pub mod parking;
-pub mod purger;
+mod parking;
+mod purger;
+mod shown;
 
+pub use change::{Change, Commit, Recorder, Unavailable};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use ids::{LotId, LotIdError, Plate, PlateError};
+pub use ids::{LotId, LotIdError, MAX_LOT_ID_LEN, MAX_PLATE_LEN, Plate, PlateError};
+pub use lot::{CancelOutcome, CountChange, ReserveOutcome};
 pub use parking::{
-    CancelOutcome, Listener, LotChange, LotSnapshot, LotSpec, OccupancyChange, OccupancyUpdate,
-    ParkingState, ReserveOutcome, SetupError, UnknownLot,
+    Listener, LotChange, LotSnapshot, LotSpec, OccupancyUpdate, ParkingState, SetupError,
+    StateError, UnknownLot,
 };
 pub use purger::Purger;
+pub use shown::{SHOWN_CHARS, Shown, shown};

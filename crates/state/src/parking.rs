@@ -2,14 +2,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::change::{Change, Recorder, Unavailable};
 use crate::clock::Clock;
 use crate::ids::{LotId, Plate};
-use crate::lot::Lot;
+use crate::lot::{CancelOutcome, CountChange, Held, Lot, ReserveOutcome};
 
 /// A lot as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,43 +28,14 @@ pub struct LotSnapshot {
     pub id: LotId,
     /// Total spaces.
     pub capacity: u32,
-    /// Spaces the sensors report as taken.
+    /// Spaces the sensors report as taken: their running count, clamped to `[0, capacity]`.
     pub occupied: u32,
+    /// The sensors' running count, unclamped: a gate counter that drifts shows it here.
+    pub counted: i64,
     /// Live reservations.
     pub reserved: u32,
     /// `max(0, capacity - occupied - reserved)`.
     pub free: u32,
-}
-
-/// Result of [`ParkingState::reserve`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReserveOutcome {
-    /// A space is held for the plate until the TTL runs out.
-    Reserved,
-    /// Occupied plus reserved spaces already reach the capacity.
-    Full,
-    /// The plate already holds a live reservation in this lot.
-    AlreadyReserved,
-}
-
-/// Result of [`ParkingState::cancel`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The plate's live reservation was removed.
-    Cancelled,
-    /// The plate held no live reservation in this lot.
-    NotFound,
-}
-
-/// A sensor's report about a lot's occupancy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OccupancyChange {
-    /// Exactly `n` spaces are occupied.
-    Set(u32),
-    /// `k` more cars came in.
-    Increase(u32),
-    /// `k` cars left.
-    Decrease(u32),
 }
 
 /// Result of [`ParkingState::update_occupancy`].
@@ -71,6 +43,8 @@ pub enum OccupancyChange {
 pub struct OccupancyUpdate {
     /// Occupied spaces after the update.
     pub occupied: u32,
+    /// The running count after the update, unclamped.
+    pub counted: i64,
     /// Free spaces after the update.
     pub free: u32,
     /// The report asked for less than 0 or more than capacity and was clamped.
@@ -84,6 +58,10 @@ pub struct LotChange {
     pub lot: LotId,
     /// Its free count after the change.
     pub free: u32,
+    /// The change's number in its lot, from 1 up: listeners see each lot's changes with
+    /// increasing numbers, so one that joins late can tell which changes a snapshot already
+    /// covers.
+    pub seq: u64,
     /// When the change happened.
     pub at: SystemTime,
 }
@@ -99,11 +77,43 @@ pub struct UnknownLot(pub String);
 
 impl fmt::Display for UnknownLot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no lot with id {:?}", self.0)
+        write!(f, "no lot with id {}", crate::shown::shown(&self.0))
     }
 }
 
 impl std::error::Error for UnknownLot {}
+
+/// Why an operation that changes the state failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// No lot has that id.
+    UnknownLot(UnknownLot),
+    /// The change could not be made durable, so it was not made.
+    Unavailable(Unavailable),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::UnknownLot(err) => err.fmt(f),
+            StateError::Unavailable(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+impl From<UnknownLot> for StateError {
+    fn from(err: UnknownLot) -> Self {
+        StateError::UnknownLot(err)
+    }
+}
+
+impl From<Unavailable> for StateError {
+    fn from(err: Unavailable) -> Self {
+        StateError::Unavailable(err)
+    }
+}
 
 /// Why a [`ParkingState`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +141,9 @@ impl fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
-struct Slot {
+/// A lot as the state shares it: the lot behind its lock, and the queue of its changes on
+/// their way to the listeners.
+struct LotEntry {
     id: LotId,
     lot: Mutex<Lot>,
     /// Changes made but not yet handed to the listeners, in the order they were made (they
@@ -145,11 +157,16 @@ struct Slot {
 /// Every lot's occupancy and reservations, safe to share between threads.
 pub struct ParkingState {
     /// In configuration order, which is the order `getLots` reports.
-    slots: Vec<Slot>,
+    entries: Vec<LotEntry>,
     index: HashMap<LotId, usize>,
     ttl: Duration,
     clock: Arc<dyn Clock>,
     listeners: RwLock<Vec<Listener>>,
+    /// Where changes are made durable; unset, the state lives in memory only.
+    recorder: OnceLock<Arc<dyn Recorder>>,
+    /// Set for a copy of a state decided elsewhere ([`ParkingState::follower`]): nothing
+    /// expires by this state's clock.
+    follower: bool,
 }
 
 impl fmt::Debug for ParkingState {
@@ -177,32 +194,53 @@ impl ParkingState {
         if ttl.is_zero() {
             return Err(SetupError::ZeroTtl);
         }
-        let mut slots = Vec::new();
+        let mut entries = Vec::new();
         let mut index = HashMap::new();
         for spec in lots {
             if spec.capacity == 0 {
                 return Err(SetupError::ZeroCapacity(spec.id));
             }
-            if index.insert(spec.id.clone(), slots.len()).is_some() {
+            if index.insert(spec.id.clone(), entries.len()).is_some() {
                 return Err(SetupError::DuplicateLot(spec.id));
             }
-            slots.push(Slot {
+            entries.push(LotEntry {
                 id: spec.id,
                 lot: Mutex::new(Lot::new(spec.capacity)),
                 pending: Mutex::new(VecDeque::new()),
                 publishing: Mutex::new(()),
             });
         }
-        if slots.is_empty() {
+        if entries.is_empty() {
             return Err(SetupError::NoLots);
         }
         Ok(ParkingState {
-            slots,
+            entries,
             index,
             ttl,
             clock,
             listeners: RwLock::new(Vec::new()),
+            recorder: OnceLock::new(),
+            follower: false,
         })
+    }
+
+    /// Makes this state a follower: a copy of a state that something else decides (a
+    /// database that several nodes share), changed only through [`ParkingState::apply_all`].
+    /// A follower never expires a reservation by its own clock: every node would do so at a
+    /// slightly different moment, interleaved differently with the changes other nodes make,
+    /// and their subscribers would hear different sequences of events. It holds each
+    /// reservation until an applied change removes it, so expiry is decided once, where
+    /// every other change is. (Its deciding operations, `reserve` and the like, still work
+    /// on the copy but must not be used: they would decide locally.)
+    pub fn follower(mut self) -> Self {
+        self.follower = true;
+        self
+    }
+
+    /// Makes every later change go through `recorder` (once; a second call is refused with
+    /// the recorder handed back).
+    pub fn set_recorder(&self, recorder: Arc<dyn Recorder>) -> Result<(), Arc<dyn Recorder>> {
+        self.recorder.set(recorder)
     }
 
     /// Registers a listener for every later change of any lot's free count.
@@ -217,23 +255,43 @@ impl ParkingState {
 
     /// The lot ids in configuration order.
     pub fn lot_ids(&self) -> impl Iterator<Item = &LotId> {
-        self.slots.iter().map(|slot| &slot.id)
+        self.entries.iter().map(|entry| &entry.id)
     }
 
     /// Looks up a lot id, returning the shared [`LotId`].
     pub fn lot_id(&self, id: &str) -> Result<&LotId, UnknownLot> {
-        self.slot(id).map(|slot| &slot.id)
+        self.entry(id).map(|entry| &entry.id)
+    }
+
+    /// Every lot's free count as listeners last heard it, with that change's number (0 for
+    /// a lot that has not changed since start): where a listener that joins now starts.
+    pub fn published(&self) -> Vec<LotChange> {
+        let at = self.clock.wall();
+        self.entries
+            .iter()
+            .map(|entry| {
+                let lot = entry.lot.lock();
+                let (free, seq) = lot.published();
+                LotChange {
+                    lot: entry.id.clone(),
+                    free,
+                    seq,
+                    at,
+                }
+            })
+            .collect()
     }
 
     /// Every lot's counts, in configuration order.
     pub fn lots(&self) -> Vec<LotSnapshot> {
-        self.slots
+        self.entries
             .iter()
-            .map(|slot| {
-                self.with_slot(slot, |lot, _| LotSnapshot {
-                    id: slot.id.clone(),
+            .map(|entry| {
+                self.with_entry(entry, |lot, _| LotSnapshot {
+                    id: entry.id.clone(),
                     capacity: lot.capacity,
-                    occupied: lot.occupied,
+                    occupied: lot.occupied(),
+                    counted: lot.counted,
                     reserved: lot.reserved(),
                     free: lot.free(),
                 })
@@ -248,47 +306,166 @@ impl ParkingState {
     }
 
     /// Holds a space for `plate` unless the lot is full or the plate already holds one.
-    pub fn reserve(&self, lot: &str, plate: Plate) -> Result<ReserveOutcome, UnknownLot> {
+    pub fn reserve(&self, lot: &str, plate: Plate) -> Result<ReserveOutcome, StateError> {
+        self.reserve_for(lot, plate, None)
+    }
+
+    /// [`ParkingState::reserve`], on behalf of `owner` (a key id), who alone may cancel it.
+    pub fn reserve_for(
+        &self,
+        lot: &str,
+        plate: Plate,
+        owner: Option<Arc<str>>,
+    ) -> Result<ReserveOutcome, StateError> {
         let ttl = self.ttl;
-        self.with_lot(lot, |lot, now| lot.reserve(plate, now + ttl))
+        self.change_lot(lot, |id, lot, now, wall| {
+            let held = Held {
+                expires_at: now + ttl,
+                owner,
+            };
+            let outcome = lot.reserve(plate, held.clone());
+            let change = (outcome == ReserveOutcome::Reserved).then(|| {
+                (
+                    reservation(id, plate, None, wall),
+                    reservation(id, plate, Some(&held), wall),
+                )
+            });
+            (outcome, change)
+        })
     }
 
     /// Removes `plate`'s live reservation, if any.
-    pub fn cancel(&self, lot: &str, plate: Plate) -> Result<CancelOutcome, UnknownLot> {
-        self.with_lot(lot, |lot, _| lot.cancel(plate))
+    pub fn cancel(&self, lot: &str, plate: Plate) -> Result<CancelOutcome, StateError> {
+        self.cancel_if(lot, plate, |_| true)
     }
 
-    /// Applies a sensor's occupancy report, clamped to `[0, capacity]`.
-    pub fn update_occupancy(
+    /// Removes `plate`'s live reservation if `allowed` says so of its owner; a refused one is
+    /// reported as not found, so that nobody learns whose it is.
+    pub fn cancel_if(
         &self,
         lot: &str,
-        change: OccupancyChange,
-    ) -> Result<OccupancyUpdate, UnknownLot> {
-        self.with_lot(lot, |lot, _| {
-            let clamped = lot.apply(change);
-            OccupancyUpdate {
-                occupied: lot.occupied,
-                free: lot.free(),
-                clamped,
+        plate: Plate,
+        allowed: impl FnOnce(Option<&str>) -> bool,
+    ) -> Result<CancelOutcome, StateError> {
+        self.change_lot(lot, |id, lot, _, wall| {
+            if !lot
+                .held(&plate)
+                .is_some_and(|held| allowed(held.owner.as_deref()))
+            {
+                return (CancelOutcome::NotFound, None);
+            }
+            match lot.cancel(plate) {
+                Some(held) => (
+                    CancelOutcome::Cancelled,
+                    Some((
+                        reservation(id, plate, Some(&held), wall),
+                        reservation(id, plate, None, wall),
+                    )),
+                ),
+                None => (CancelOutcome::NotFound, None),
             }
         })
     }
 
+    /// Applies a sensor's report to the lot's running count; what is reported as occupied is
+    /// that count clamped to `[0, capacity]`.
+    pub fn update_occupancy(
+        &self,
+        lot: &str,
+        change: CountChange,
+    ) -> Result<OccupancyUpdate, StateError> {
+        self.change_lot(lot, |id, lot, _, _| {
+            let before = lot.counted;
+            let clamped = lot.count(change);
+            let update = OccupancyUpdate {
+                occupied: lot.occupied(),
+                counted: lot.counted,
+                free: lot.free(),
+                clamped,
+            };
+            let recorded = (lot.counted != before).then(|| {
+                (
+                    Change::Count {
+                        lot: id.clone(),
+                        counted: before,
+                    },
+                    Change::Count {
+                        lot: id.clone(),
+                        counted: lot.counted,
+                    },
+                )
+            });
+            (update, recorded)
+        })
+    }
+
+    /// Sets one key of the state to the value `change` gives it, whatever it was: a journal's
+    /// replay, an undo, a change another node made. Capacity is not checked (it was, when the
+    /// reservation was granted); a reservation already past its time is dropped at once
+    /// (by a follower, kept until a change removes it).
+    pub fn apply(&self, change: &Change) -> Result<(), UnknownLot> {
+        self.apply_all(std::slice::from_ref(change))
+    }
+
+    /// [`ParkingState::apply`] for several changes at once: each run of consecutive changes
+    /// of one lot is applied under one lock, so listeners hear of at most one change of that
+    /// lot's free count for the whole run. A transaction that another node committed
+    /// (expiring three reservations, say) then reaches subscribers as the one event it is,
+    /// not as the intermediate counts nobody else saw. Stops at the first unknown lot.
+    pub fn apply_all(&self, changes: &[Change]) -> Result<(), UnknownLot> {
+        for run in changes.chunk_by(|a, b| a.lot() == b.lot()) {
+            let Some(first) = run.first() else { continue };
+            let entry = self.entry(first.lot().as_str())?;
+            self.with_entry(entry, |lot, now| {
+                let wall_now = unix_ms(self.clock.wall());
+                for change in run {
+                    set_key(lot, change, now, wall_now);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Every key of the state as changes: each lot's count and its live reservations. Taken
+    /// lot by lot, each under its own lock, so it never stops the whole state; replaying the
+    /// journal from where it began on top of it gives the state as it was at the end.
+    pub fn image(&self) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for entry in &self.entries {
+            self.with_entry(entry, |lot, now| {
+                let wall = (now, unix_ms(self.clock.wall()));
+                changes.push(Change::Count {
+                    lot: entry.id.clone(),
+                    counted: lot.counted,
+                });
+                for (&plate, held) in lot.reservations() {
+                    changes.push(reservation(&entry.id, plate, Some(held), wall));
+                }
+            });
+        }
+        changes
+    }
+
     /// Removes expired reservations from every lot (publishing the resulting changes);
     /// returns how many were removed. Reads never count expired reservations whether or not
-    /// this has run; it keeps memory bounded and makes expiry events timely.
+    /// this has run; it keeps memory bounded and makes expiry events timely. A follower
+    /// removes none.
     pub fn purge_expired(&self) -> usize {
-        self.slots
+        self.entries
             .iter()
-            .map(|slot| self.with_slot(slot, |_, _| ()).1)
+            .map(|entry| self.with_entry(entry, |_, _| ()).1)
             .sum()
     }
 
     /// The earliest time any reservation may expire.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.slots
+        if self.follower {
+            // Nothing expires here (see `follower`), so there is nothing to wake up for.
+            return None;
+        }
+        self.entries
             .iter()
-            .filter_map(|slot| slot.lot.lock().next_expiry())
+            .filter_map(|entry| entry.lot.lock().next_expiry())
             .min()
     }
 
@@ -297,10 +474,10 @@ impl ParkingState {
         &*self.clock
     }
 
-    fn slot(&self, id: &str) -> Result<&Slot, UnknownLot> {
+    fn entry(&self, id: &str) -> Result<&LotEntry, UnknownLot> {
         self.index
             .get(id)
-            .and_then(|&index| self.slots.get(index))
+            .and_then(|&index| self.entries.get(index))
             .ok_or_else(|| UnknownLot(id.to_owned()))
     }
 
@@ -309,32 +486,72 @@ impl ParkingState {
         id: &str,
         op: impl FnOnce(&mut Lot, Instant) -> R,
     ) -> Result<R, UnknownLot> {
-        let slot = self.slot(id)?;
-        Ok(self.with_slot(slot, op).0)
+        let entry = self.entry(id)?;
+        Ok(self.with_entry(entry, op).0)
+    }
+
+    /// Runs an operation that may change the lot, as [`ParkingState::with_entry`] does, and
+    /// makes its change durable: `op` returns its result and, if it changed a key, the key's
+    /// old and new values. The change is recorded under the lot's lock (so a lot's changes
+    /// are recorded in the order they happen) and waited for after it is released (so a slow
+    /// disk holds up no one else's reads). A change the recorder refuses is undone at once.
+    fn change_lot<R>(
+        &self,
+        id: &str,
+        op: impl FnOnce(&LotId, &mut Lot, Instant, (Instant, u64)) -> (R, Option<(Change, Change)>),
+    ) -> Result<R, StateError> {
+        let entry = self.entry(id)?;
+        let recorder = self.recorder.get();
+        let ((result, commit), _) = self.with_entry(entry, |lot, now| {
+            let wall = (now, unix_ms(self.clock.wall()));
+            let (result, change) = op(&entry.id, lot, now, wall);
+            let Some((undo, redo)) = change else {
+                return (result, Ok(None));
+            };
+            let Some(recorder) = recorder else {
+                return (result, Ok(None));
+            };
+            match recorder.record(&undo, &redo) {
+                Ok(commit) => (result, Ok(Some(commit))),
+                Err(refused) => {
+                    set_key(lot, &undo, now, wall.1);
+                    (result, Err(refused))
+                }
+            }
+        });
+        if let (Some(recorder), Some(commit)) = (recorder, commit?) {
+            recorder.wait(commit)?;
+        }
+        Ok(result)
     }
 
     /// Runs `op` on the lot under its lock, after purging expired reservations, then publishes
     /// the change of free count, if any, with the lock released. Returns `op`'s result and the
     /// number of reservations purged.
-    fn with_slot<R>(&self, slot: &Slot, op: impl FnOnce(&mut Lot, Instant) -> R) -> (R, usize) {
-        let mut lot = slot.lot.lock();
+    fn with_entry<R>(
+        &self,
+        entry: &LotEntry,
+        op: impl FnOnce(&mut Lot, Instant) -> R,
+    ) -> (R, usize) {
+        let mut lot = entry.lot.lock();
         // Read under the lock, so a lot sees time only move forward: its expiry queue stays
         // sorted, which purging relies on. Read before the lock, a thread that waited for it
         // could queue an expiry behind a later one, keeping its reservation past the TTL.
         let now = self.clock.now();
-        let purged = lot.purge(now);
+        let purged = if self.follower { 0 } else { lot.purge(now) };
         let result = op(&mut lot, now);
         let changed = lot.take_change();
-        if let Some(free) = changed {
-            slot.pending.lock().push_back(LotChange {
-                lot: slot.id.clone(),
+        if let Some((free, seq)) = changed {
+            entry.pending.lock().push_back(LotChange {
+                lot: entry.id.clone(),
                 free,
+                seq,
                 at: self.clock.wall(),
             });
         }
         drop(lot);
         if changed.is_some() {
-            self.publish_pending(slot);
+            self.publish_pending(entry);
         }
         (result, purged)
     }
@@ -343,14 +560,14 @@ impl ParkingState {
     /// is already doing so, in which case that thread publishes ours too. So changes reach
     /// listeners in the order they were made, listeners never run under the lot's lock, and no
     /// thread ever waits for another thread's listeners.
-    fn publish_pending(&self, slot: &Slot) {
+    fn publish_pending(&self, entry: &LotEntry) {
         loop {
-            let Some(publishing) = slot.publishing.try_lock() else {
+            let Some(publishing) = entry.publishing.try_lock() else {
                 return;
             };
             let listeners = self.listeners.read();
             loop {
-                let next = slot.pending.lock().pop_front();
+                let next = entry.pending.lock().pop_front();
                 let Some(change) = next else { break };
                 for listener in listeners.iter() {
                     listener(&change);
@@ -360,9 +577,53 @@ impl ParkingState {
             drop(publishing);
             // A change queued after our last look, by a thread that then found `publishing`
             // taken, is ours to publish.
-            if slot.pending.lock().is_empty() {
+            if entry.pending.lock().is_empty() {
                 return;
             }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it, which no clock of ours reads).
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+/// A reservation as a change: `held` (or its absence), its expiry in wall-clock time.
+/// `wall` pairs the monotonic now with the wall-clock now, for the conversion.
+fn reservation(lot: &LotId, plate: Plate, held: Option<&Held>, wall: (Instant, u64)) -> Change {
+    let (now, wall_now) = wall;
+    Change::Reservation {
+        lot: lot.clone(),
+        plate,
+        expires_at_ms: held.map(|held| {
+            let left = held.expires_at.saturating_duration_since(now);
+            wall_now.saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+        }),
+        owner: held.and_then(|held| held.owner.as_deref().map(str::to_owned)),
+    }
+}
+
+/// Sets the key `change` names, in a lot whose lock is held.
+fn set_key(lot: &mut Lot, change: &Change, now: Instant, wall_now: u64) {
+    match change {
+        Change::Reservation {
+            plate,
+            expires_at_ms,
+            owner,
+            ..
+        } => {
+            let held = expires_at_ms.map(|ms| Held {
+                // In the past, it is due now: the next purge drops it.
+                expires_at: now + Duration::from_millis(ms.saturating_sub(wall_now)),
+                owner: owner.as_deref().map(Arc::from),
+            });
+            lot.set_held(*plate, held);
+        }
+        Change::Count { counted, .. } => {
+            lot.counted = (*counted).clamp(-crate::lot::COUNT_LIMIT, crate::lot::COUNT_LIMIT);
         }
     }
 }
@@ -466,7 +727,7 @@ mod tests {
         );
         assert_eq!(
             state.reserve("A", plate("P1")).unwrap(),
-            ReserveOutcome::AlreadyReserved
+            ReserveOutcome::Exists
         );
         assert_eq!(
             state.reserve("A", plate("P2")).unwrap(),
@@ -486,7 +747,10 @@ mod tests {
             CancelOutcome::NotFound
         );
         assert_eq!(state.free("A").unwrap(), 1);
-        assert_eq!(state.reserve("Z", plate("P1")), Err(UnknownLot("Z".into())));
+        assert_eq!(
+            state.reserve("Z", plate("P1")),
+            Err(StateError::UnknownLot(UnknownLot("Z".into())))
+        );
         let a = &state.lots()[0];
         assert_eq!((a.capacity, a.occupied, a.reserved, a.free), (2, 0, 1, 1));
         assert_eq!(
@@ -535,32 +799,234 @@ mod tests {
     fn sensor_updates_publish_only_real_changes() {
         let state = state_with(Arc::new(ManualClock::new()), 10);
         let events = recorder(&state);
-        let update = state
-            .update_occupancy("A", OccupancyChange::Set(4))
-            .unwrap();
+        let update = state.update_occupancy("A", CountChange::Set(4)).unwrap();
         assert_eq!(
             update,
             OccupancyUpdate {
                 occupied: 4,
+                counted: 4,
                 free: 6,
                 clamped: false
             }
         );
-        state
-            .update_occupancy("A", OccupancyChange::Set(4))
-            .unwrap();
-        let update = state
-            .update_occupancy("A", OccupancyChange::Increase(100))
-            .unwrap();
+        state.update_occupancy("A", CountChange::Set(4)).unwrap();
+        let update = state.update_occupancy("A", CountChange::Add(100)).unwrap();
         assert_eq!(
             update,
             OccupancyUpdate {
                 occupied: 10,
+                counted: 104,
                 free: 0,
                 clamped: true
             }
         );
         assert_eq!(*events.lock(), vec![("A".into(), 6), ("A".into(), 0)]);
+    }
+
+    /// Records every change; refuses them all once `refuse` is set.
+    #[derive(Default)]
+    struct Journal {
+        changes: Mutex<Vec<(Change, Change)>>,
+        refuse: std::sync::atomic::AtomicBool,
+        waited: AtomicU32,
+    }
+
+    impl Recorder for Journal {
+        fn record(&self, undo: &Change, redo: &Change) -> Result<crate::Commit, Unavailable> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Unavailable("disk full".into()));
+            }
+            let mut changes = self.changes.lock();
+            changes.push((undo.clone(), redo.clone()));
+            Ok(crate::Commit(changes.len() as u64))
+        }
+
+        fn wait(&self, _commit: crate::Commit) -> Result<(), Unavailable> {
+            self.waited.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_change_is_recorded_with_its_old_value_and_waited_for() {
+        let clock = Arc::new(ManualClock::new());
+        let state = state_with(clock.clone(), 3);
+        let journal = Arc::new(Journal::default());
+        assert!(state.set_recorder(journal.clone()).is_ok());
+        assert!(state.set_recorder(journal.clone()).is_err());
+        state.reserve("A", plate("p1")).unwrap();
+        // Refusals change nothing and record nothing.
+        assert_eq!(
+            state.reserve("A", plate("P1")).unwrap(),
+            ReserveOutcome::Exists
+        );
+        assert_eq!(
+            state.cancel("A", plate("P9")).unwrap(),
+            CancelOutcome::NotFound
+        );
+        state.update_occupancy("A", CountChange::Add(2)).unwrap();
+        state.update_occupancy("A", CountChange::Add(0)).unwrap();
+        state.cancel("A", plate("P1")).unwrap();
+        let wall = unix_ms(clock.wall());
+        let a = || LotId::new("A").unwrap();
+        let held = Change::Reservation {
+            lot: a(),
+            plate: plate("P1"),
+            expires_at_ms: Some(wall + 10_000),
+            owner: None,
+        };
+        let gone = Change::Reservation {
+            lot: a(),
+            plate: plate("P1"),
+            expires_at_ms: None,
+            owner: None,
+        };
+        assert_eq!(
+            *journal.changes.lock(),
+            vec![
+                (gone.clone(), held.clone()),
+                (
+                    Change::Count {
+                        lot: a(),
+                        counted: 0
+                    },
+                    Change::Count {
+                        lot: a(),
+                        counted: 2
+                    }
+                ),
+                (held, gone),
+            ]
+        );
+        assert_eq!(journal.waited.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_refused_change_is_undone_and_reported_unavailable() {
+        let state = state_with(Arc::new(ManualClock::new()), 3);
+        let events = recorder(&state);
+        let journal = Arc::new(Journal::default());
+        let _ = state.set_recorder(journal.clone());
+        state.reserve("A", plate("KEEP")).unwrap();
+        journal
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            state.reserve("A", plate("P1")),
+            Err(StateError::Unavailable(_))
+        ));
+        assert!(matches!(
+            state.update_occupancy("A", CountChange::Set(2)),
+            Err(StateError::Unavailable(_))
+        ));
+        assert!(matches!(
+            state.cancel("A", plate("KEEP")),
+            Err(StateError::Unavailable(_))
+        ));
+        let a = &state.lots()[0];
+        assert_eq!((a.counted, a.reserved, a.free), (0, 1, 2));
+        // Nothing that was undone was ever announced.
+        assert_eq!(*events.lock(), vec![("A".into(), 2)]);
+        // Reads still work.
+        assert_eq!(state.free("A").unwrap(), 2);
+    }
+
+    #[test]
+    fn an_image_replayed_into_a_new_state_is_the_same_state_and_expiry_runs_on() {
+        let clock = Arc::new(ManualClock::new());
+        let state = state_with(clock.clone(), 5);
+        state.reserve("A", plate("P1")).unwrap();
+        clock.advance(Duration::from_secs(4));
+        state.reserve("A", plate("P2")).unwrap();
+        state.update_occupancy("B", CountChange::Set(7)).unwrap();
+        let image = state.image();
+        // A restart: a new state, the same wall clock, the monotonic clock started afresh.
+        let later = Arc::new(ManualClock::new());
+        later.advance(Duration::from_secs(4));
+        let restored = state_with(later.clone(), 5);
+        for change in &image {
+            restored.apply(change).unwrap();
+        }
+        let original: Vec<_> = state.lots();
+        assert_eq!(restored.lots(), original);
+        assert_eq!(original[1].counted, 7);
+        assert_eq!(original[1].occupied, 5);
+        // P1 had 6 s left, P2 10 s: expiry runs on from where it was.
+        later.advance(Duration::from_secs(6));
+        assert_eq!(restored.lots()[0].reserved, 1);
+        later.advance(Duration::from_secs(4));
+        assert_eq!(restored.lots()[0].reserved, 0);
+        assert!(
+            restored
+                .apply(&Change::Count {
+                    lot: LotId::new("Z").unwrap(),
+                    counted: 1,
+                })
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_follower_applies_a_run_as_one_event_and_expires_nothing_itself() {
+        let clock = Arc::new(ManualClock::new());
+        let state = state_with(clock.clone(), 5).follower();
+        let events = recorder(&state);
+        let wall = unix_ms(clock.wall());
+        let held = |name: &str, expires_at_ms| Change::Reservation {
+            lot: LotId::new("A").unwrap(),
+            plate: plate(name),
+            expires_at_ms,
+            owner: None,
+        };
+        state
+            .apply_all(&[
+                held("P1", Some(wall + 1_000)),
+                held("P2", Some(wall + 1_000)),
+                Change::Count {
+                    lot: LotId::new("B").unwrap(),
+                    counted: 2,
+                },
+                held("P3", Some(wall)),
+            ])
+            .unwrap();
+        // Three runs (A, B, A): three events, not four.
+        assert_eq!(
+            *events.lock(),
+            vec![("A".into(), 3), ("B".into(), 3), ("A".into(), 2)]
+        );
+        // Past their time, the reservations stay until a change removes them.
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(state.purge_expired(), 0);
+        assert_eq!(state.next_expiry(), None);
+        assert_eq!(state.lots()[0].reserved, 3);
+        state
+            .apply_all(&[held("P1", None), held("P2", None), held("P3", None)])
+            .unwrap();
+        assert_eq!(state.lots()[0].free, 5);
+        assert_eq!(events.lock().last(), Some(&("A".into(), 5)));
+        assert_eq!(events.lock().len(), 4);
+    }
+
+    #[test]
+    fn only_an_allowed_owner_cancels_and_a_refusal_looks_like_nothing_there() {
+        let state = state_with(Arc::new(ManualClock::new()), 3);
+        state
+            .reserve_for("A", plate("P1"), Some(Arc::from("kiosk-1")))
+            .unwrap();
+        let mine = |owner: Option<&str>| owner == Some("kiosk-2");
+        assert_eq!(
+            state.cancel_if("A", plate("P1"), mine).unwrap(),
+            CancelOutcome::NotFound
+        );
+        assert_eq!(state.lots()[0].reserved, 1);
+        assert_eq!(
+            state
+                .cancel_if("A", plate("P1"), |owner| owner == Some("kiosk-1"))
+                .unwrap(),
+            CancelOutcome::Cancelled
+        );
+        let image = state.image();
+        assert_eq!(image.len(), 2, "two counts, no reservation: {image:?}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Model-based test of [`ParkingState`] (see `docs/robustness.md`).
 //!
 //! Random sequences of operations run both against a `ParkingState` on a [`ManualClock`] and
-//! against a deliberately naive model written here (per lot: the occupied count and a map from
+//! against a deliberately naive model written here (per lot: the sensors' running count and a map from
 //! plate to expiry). After every step the two must agree on the operation's result, on every
 //! change of a lot's free count that listeners heard about, and, where the case asks for it,
 //! on a full `getLots`/`getAvailability` read.
@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use proptest::prelude::*;
 use proptest::sample::select;
 use state::{
-    CancelOutcome, Clock, LotChange, LotId, LotSnapshot, LotSpec, ManualClock, OccupancyChange,
-    OccupancyUpdate, ParkingState, Plate, ReserveOutcome, UnknownLot,
+    CancelOutcome, Clock, CountChange, LotChange, LotId, LotSnapshot, LotSpec, ManualClock,
+    OccupancyUpdate, ParkingState, Plate, ReserveOutcome, StateError, UnknownLot,
 };
 
 const TTL: Duration = Duration::from_secs(10);
@@ -36,7 +36,7 @@ const PLATES: [&str; 6] = ["P1", "p1", "P2", "Q-9", "q-9", "XYZ"];
 enum Op {
     Reserve { lot: usize, plate: &'static str },
     Cancel { lot: usize, plate: &'static str },
-    Sensor { lot: usize, change: OccupancyChange },
+    Sensor { lot: usize, change: CountChange },
     Advance(Duration),
     GetLots,
     GetAvailability { lot: usize },
@@ -52,9 +52,9 @@ fn op(lots: usize) -> impl Strategy<Value = Op> {
     // Counts reach past the largest capacity (6) so that clamping happens.
     let count = prop_oneof![4 => 0u32..9, 1 => any::<u32>()];
     let change = prop_oneof![
-        count.clone().prop_map(OccupancyChange::Set),
-        count.clone().prop_map(OccupancyChange::Increase),
-        count.prop_map(OccupancyChange::Decrease),
+        count.clone().prop_map(CountChange::Set),
+        count.clone().prop_map(CountChange::Add),
+        count.prop_map(CountChange::Remove),
     ];
     let advance = prop_oneof![
         // Whole seconds hit expiry instants exactly; milliseconds land in between.
@@ -85,7 +85,9 @@ fn case() -> impl Strategy<Value = (Vec<u32>, Vec<Op>, bool)> {
 struct ModelLot {
     id: &'static str,
     capacity: u32,
-    occupied: u32,
+    /// The sensors' running count; what is reported as occupied is it clamped to
+    /// `[0, capacity]`, and it never leaves `[-2^40, 2^40]`.
+    counted: i64,
     /// Plate (uppercase) to expiry, for every plate granted a reservation and not cancelled
     /// since. Entries are never dropped when they expire: past its expiry, an entry simply no
     /// longer counts.
@@ -100,6 +102,14 @@ struct ModelLot {
 }
 
 impl ModelLot {
+    fn occupied(&self) -> u32 {
+        if self.counted <= 0 {
+            0
+        } else {
+            u32::try_from(self.counted).map_or(self.capacity, |n| n.min(self.capacity))
+        }
+    }
+
     fn live(&self, now: Instant) -> u32 {
         self.reservations
             .values()
@@ -114,7 +124,8 @@ impl ModelLot {
     }
 
     fn free(&self, now: Instant) -> u32 {
-        self.capacity.saturating_sub(self.occupied + self.live(now))
+        self.capacity
+            .saturating_sub(self.occupied() + self.live(now))
     }
 }
 
@@ -155,12 +166,13 @@ impl Model {
         (result, expired)
     }
 
-    fn snapshot(&mut self, index: usize) -> (&'static str, u32, u32, u32, u32) {
+    fn snapshot(&mut self, index: usize) -> (&'static str, u32, u32, i64, u32, u32) {
         self.touch(index, |lot, now| {
             (
                 lot.id,
                 lot.capacity,
-                lot.occupied,
+                lot.occupied(),
+                lot.counted,
                 lot.live(now),
                 lot.free(now),
             )
@@ -172,8 +184,8 @@ impl Model {
         let plate = plate.to_ascii_uppercase();
         self.touch(index, |lot, now| {
             if lot.holds(&plate, now) {
-                ReserveOutcome::AlreadyReserved
-            } else if lot.occupied + lot.live(now) >= lot.capacity {
+                ReserveOutcome::Exists
+            } else if lot.occupied() + lot.live(now) >= lot.capacity {
                 ReserveOutcome::Full
             } else {
                 lot.reservations.insert(plate, now + TTL);
@@ -197,21 +209,22 @@ impl Model {
         .0
     }
 
-    /// `n`, `+k` and `-k`, each clamped to `[0, capacity]` as the protocol table says; clamped
-    /// when the report asked for more than capacity or fewer than none.
-    fn sensor(&mut self, index: usize, change: OccupancyChange) -> OccupancyUpdate {
+    /// As the protocol table says: `n`, `+k` and `-k` move the running count (kept within
+    /// `[-2^40, 2^40]`), the report is it clamped to `[0, capacity]`, and clamped when the
+    /// count is outside that range.
+    fn sensor(&mut self, index: usize, change: CountChange) -> OccupancyUpdate {
         self.touch(index, |lot, now| {
-            let room = lot.capacity - lot.occupied;
-            let (occupied, clamped) = match change {
-                OccupancyChange::Set(n) => (n.min(lot.capacity), n > lot.capacity),
-                OccupancyChange::Increase(k) => (lot.occupied + k.min(room), k > room),
-                OccupancyChange::Decrease(k) => (lot.occupied.saturating_sub(k), k > lot.occupied),
+            let wanted = match change {
+                CountChange::Set(n) => i64::from(n),
+                CountChange::Add(k) => lot.counted + i64::from(k),
+                CountChange::Remove(k) => lot.counted - i64::from(k),
             };
-            lot.occupied = occupied;
+            lot.counted = wanted.clamp(-(1 << 40), 1 << 40);
             OccupancyUpdate {
-                occupied,
+                occupied: lot.occupied(),
+                counted: lot.counted,
                 free: lot.free(now),
-                clamped,
+                clamped: lot.counted < 0 || lot.counted > i64::from(lot.capacity),
             }
         })
         .0
@@ -273,7 +286,7 @@ impl Harness {
                 .map(|(&capacity, id)| ModelLot {
                     id,
                     capacity,
-                    occupied: 0,
+                    counted: 0,
                     reservations: BTreeMap::new(),
                     granted: Vec::new(),
                     seen_until: now,
@@ -310,7 +323,10 @@ impl Harness {
                         self.granted_in = Some(lot);
                     }
                 } else {
-                    prop_assert_eq!(got, Err(UnknownLot(UNKNOWN_LOT.into())));
+                    prop_assert_eq!(
+                        got,
+                        Err(StateError::UnknownLot(UnknownLot(UNKNOWN_LOT.into())))
+                    );
                 }
             }
             Op::Cancel { lot, plate } => {
@@ -320,7 +336,10 @@ impl Harness {
                 if known(lot) {
                     prop_assert_eq!(got, Ok(self.model.cancel(lot, plate)));
                 } else {
-                    prop_assert_eq!(got, Err(UnknownLot(UNKNOWN_LOT.into())));
+                    prop_assert_eq!(
+                        got,
+                        Err(StateError::UnknownLot(UnknownLot(UNKNOWN_LOT.into())))
+                    );
                 }
             }
             Op::Sensor { lot, change } => {
@@ -328,7 +347,10 @@ impl Harness {
                 if known(lot) {
                     prop_assert_eq!(got, Ok(self.model.sensor(lot, change)));
                 } else {
-                    prop_assert_eq!(got, Err(UnknownLot(UNKNOWN_LOT.into())));
+                    prop_assert_eq!(
+                        got,
+                        Err(StateError::UnknownLot(UnknownLot(UNKNOWN_LOT.into())))
+                    );
                 }
             }
             Op::Advance(by) => {
@@ -340,7 +362,7 @@ impl Harness {
             Op::GetAvailability { lot } => {
                 let got = self.state.free(self.lot_name(lot));
                 if known(lot) {
-                    prop_assert_eq!(got, Ok(self.model.snapshot(lot).4));
+                    prop_assert_eq!(got, Ok(self.model.snapshot(lot).5));
                 } else {
                     prop_assert_eq!(got, Err(UnknownLot(UNKNOWN_LOT.into())));
                 }
@@ -361,11 +383,12 @@ impl Harness {
         let got = self.state.lots();
         let expected: Vec<LotSnapshot> = (0..self.model.lots.len())
             .map(|index| {
-                let (id, capacity, occupied, reserved, free) = self.model.snapshot(index);
+                let (id, capacity, occupied, counted, reserved, free) = self.model.snapshot(index);
                 LotSnapshot {
                     id: LotId::new(id).unwrap(),
                     capacity,
                     occupied,
+                    counted,
                     reserved,
                     free,
                 }

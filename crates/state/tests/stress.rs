@@ -26,7 +26,7 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
 use state::{
-    CancelOutcome, LotChange, LotId, LotSnapshot, LotSpec, OccupancyChange, ParkingState, Plate,
+    CancelOutcome, CountChange, LotChange, LotId, LotSnapshot, LotSpec, ParkingState, Plate,
     ReserveOutcome, SystemClock,
 };
 
@@ -107,7 +107,7 @@ impl Shared {
             if departure_at == Some(op) {
                 let update = self
                     .state
-                    .update_occupancy("A", OccupancyChange::Decrease(1))
+                    .update_occupancy("A", CountChange::Remove(1))
                     .unwrap();
                 self.departures.fetch_add(1, Ordering::Relaxed);
                 if update.free > CAPACITY - update.occupied {
@@ -124,7 +124,7 @@ impl Shared {
                     ReserveOutcome::Full => {
                         self.full.fetch_add(1, Ordering::Relaxed);
                     }
-                    ReserveOutcome::AlreadyReserved => {}
+                    ReserveOutcome::Exists => {}
                 },
                 4..=6 => {
                     if self.state.cancel("A", plate).unwrap() == CancelOutcome::Cancelled {
@@ -230,16 +230,16 @@ fn sixteen_threads_never_overbook_and_the_books_balance() {
         let set = rng.random_range(0..=CAPACITY + 2);
         let update = shared
             .state
-            .update_occupancy("A", OccupancyChange::Set(set))
+            .update_occupancy("A", CountChange::Set(set))
             .unwrap();
         shared.departures.store(0, Ordering::Relaxed);
         start.wait();
         end.wait();
         // The books balance against the threads' own tallies.
         let lot = shared.state.lots().pop().unwrap();
-        let occupied = update
-            .occupied
-            .saturating_sub(shared.departures.load(Ordering::Relaxed));
+        // The sensors' running count is kept past capacity; what counts is it clamped.
+        let counted = update.counted - i64::from(shared.departures.load(Ordering::Relaxed));
+        let occupied = u32::try_from(counted.clamp(0, i64::from(CAPACITY))).unwrap();
         let reserved = shared.live_by_tally();
         let free = CAPACITY.saturating_sub(occupied + reserved);
         if (lot.occupied, lot.reserved) != (occupied, reserved) {

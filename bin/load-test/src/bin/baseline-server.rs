@@ -27,7 +27,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    client::cli::init_logging("warn");
     let args = Args::parse();
     let bound = BaselineServer::bind((args.host.as_str(), args.port))
         .and_then(|server| server.local_addr().map(|addr| (server, addr)));

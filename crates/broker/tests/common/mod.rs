@@ -60,14 +60,32 @@ impl Harness {
 
     /// Waits until the broker's counters satisfy `condition`.
     pub fn wait_for_stats(&self, what: &str, condition: impl Fn(&BrokerStats) -> bool) {
-        wait_until(what, || condition(&self.broker.stats()));
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let stats = self.broker.stats();
+            if condition(&stats) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the counters are {stats:?}"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
     }
+}
+
+/// A change number that only grows, as the state's per-lot numbers do.
+pub fn next_seq() -> u64 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 pub fn change(lot: &str, free: u32) -> LotChange {
     LotChange {
         lot: LotId::new(lot).unwrap(),
         free,
+        seq: next_seq(),
         at: SystemTime::now(),
     }
 }

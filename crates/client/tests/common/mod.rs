@@ -46,7 +46,7 @@ pub fn read_request(stream: &mut TcpStream) -> Option<(u32, Request<'static>)> {
         return None;
     }
     let (id, request) = rpc::decode_json_request(&payload).unwrap();
-    Some((id, owned(request)))
+    Some((id, request.into_owned()))
 }
 
 /// Reads one frame's raw payload.
@@ -54,23 +54,6 @@ pub fn read_payload(stream: &mut TcpStream) -> Vec<u8> {
     let mut payload = Vec::new();
     assert!(frame::read_frame(stream, &mut payload).unwrap());
     payload
-}
-
-fn owned(request: Request<'_>) -> Request<'static> {
-    let own = |text: std::borrow::Cow<'_, str>| std::borrow::Cow::Owned(text.into_owned());
-    match request {
-        Request::GetLots => Request::GetLots,
-        Request::Ping => Request::Ping,
-        Request::GetAvailability { lot } => Request::GetAvailability { lot: own(lot) },
-        Request::Reserve { lot, plate } => Request::Reserve {
-            lot: own(lot),
-            plate: own(plate),
-        },
-        Request::Cancel { lot, plate } => Request::Cancel {
-            lot: own(lot),
-            plate: own(plate),
-        },
-    }
 }
 
 /// Writes a JSON reply frame.

@@ -1,7 +1,66 @@
-//! Command-line value parsers shared by the tools, for clap's `value_parser`: each takes the
-//! argument's text and returns the value or a one-line reason.
+//! What the command-line tools share besides the clients: setting up the process
+//! ([`init_logging`], [`stop_on_signal`]), value parsers for clap's `value_parser` (each takes
+//! the argument's text and returns the value or a one-line reason), and [`Failure`], the
+//! one-line error a tool reports before exiting.
 
+use std::fmt;
+use std::process::ExitCode;
 use std::time::Duration;
+
+use shutdown::ShutdownHandle;
+
+/// Logs to stderr at `default_filter` (e.g. `info`), unless `RUST_LOG` says otherwise.
+pub fn init_logging(default_filter: &str) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
+        .init();
+}
+
+/// A shutdown handle that Ctrl-C and SIGTERM trigger. If the handler cannot be installed, the
+/// warning says what that means for this tool (`without_it`).
+pub fn stop_on_signal(without_it: &str) -> ShutdownHandle {
+    let stop = ShutdownHandle::new();
+    let on_signal = stop.clone();
+    if let Err(err) = ctrlc::set_handler(move || {
+        log::info!("stop requested (Ctrl-C or SIGTERM)");
+        on_signal.trigger();
+    }) {
+        log::warn!("cannot install the Ctrl-C/SIGTERM handler ({err}): {without_it}");
+    }
+    stop
+}
+
+/// Why a tool stops early: one line for stderr and the process exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The line to print (without the tool's name).
+    pub message: String,
+    /// The process exit code.
+    pub exit: u8,
+}
+
+impl Failure {
+    /// A failure that exits with `exit`.
+    pub fn new(exit: impl Into<u8>, message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            exit: exit.into(),
+        }
+    }
+
+    /// Prints `<tool>: <message>` on stderr and returns the exit code, for `main`.
+    pub fn report(&self, tool: &str) -> ExitCode {
+        eprintln!("{tool}: {}", self.message);
+        ExitCode::from(self.exit)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
 
 /// Longest number of seconds accepted (about 31 years), so that deadlines computed from a
 /// duration or timeout always fit in an `Instant`.

@@ -1,0 +1,145 @@
+//! The RPC port's error codes and error replies.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The protocol's error codes; `Display` prints the code exactly as it goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Not UTF-8, not JSON, not an object, or `rpcId`/`method`/`args` missing or mistyped.
+    BadRequest,
+    /// The method or verb is not one the server knows.
+    UnknownMethod,
+    /// Wrong number or type of arguments.
+    BadArgs,
+    /// No lot has that id.
+    UnknownLot,
+    /// The plate breaks the plate rules.
+    BadPlate,
+    /// The frame's length prefix is over the limit; the connection is closed after this reply.
+    FrameTooLarge,
+    /// The server is at its connection limit; the connection is closed after this reply.
+    Busy,
+    /// The change could not be made durable (a failing disk, the database unreachable), so it
+    /// was not made; reads still work. Retrying later is safe.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code, for parsing.
+    const ALL: [ErrorCode; 8] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownMethod,
+        ErrorCode::BadArgs,
+        ErrorCode::UnknownLot,
+        ErrorCode::BadPlate,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::Busy,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::UnknownMethod => "UNKNOWN_METHOD",
+            ErrorCode::BadArgs => "BAD_ARGS",
+            ErrorCode::UnknownLot => "UNKNOWN_LOT",
+            ErrorCode::BadPlate => "BAD_PLATE",
+            ErrorCode::FrameTooLarge => "FRAME_TOO_LARGE",
+            ErrorCode::Busy => "BUSY",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not one of the protocol's error codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownErrorCode(pub String);
+
+impl fmt::Display for UnknownErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown error code {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownErrorCode {}
+
+impl FromStr for ErrorCode {
+    type Err = UnknownErrorCode;
+
+    fn from_str(code: &str) -> Result<Self, Self::Err> {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|candidate| candidate.as_str() == code)
+            .ok_or_else(|| UnknownErrorCode(code.to_owned()))
+    }
+}
+
+/// An error reply: a code and a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// What kind of error.
+    pub code: ErrorCode,
+    /// What exactly was wrong, for the humans reading logs.
+    pub detail: String,
+}
+
+impl WireError {
+    /// An error with the given code and detail.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        WireError {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// Parses the JSON reply's `"CODE: detail"` form.
+    pub fn parse_json_form(text: &str) -> Result<Self, UnknownErrorCode> {
+        let (code, detail) = text.split_once(':').unwrap_or((text, ""));
+        Ok(WireError::new(code.parse()?, detail.trim_start()))
+    }
+}
+
+/// JSON form: `CODE: detail`.
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// A JSON request that could not be decoded, with the `rpcId` to echo if it could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRequest {
+    /// The request's id, when it was present and valid.
+    pub rpc_id: Option<u32>,
+    /// Why it was rejected.
+    pub error: WireError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_parse_back() {
+        for code in ErrorCode::ALL {
+            assert_eq!(code.as_str().parse(), Ok(code));
+        }
+        assert!("bad_request".parse::<ErrorCode>().is_err());
+        assert_eq!(
+            WireError::parse_json_form("NOPE: x")
+                .unwrap_err()
+                .to_string(),
+            "unknown error code \"NOPE\""
+        );
+    }
+}

@@ -1,0 +1,484 @@
+//! RPC requests and replies, the payloads carried by frames on the RPC port.
+//!
+//! A payload whose first non-blank byte is `{` is a JSON request
+//! (`{"rpcId": 42, "method": "reserve", "args": ["A", "7ABC123"]}`) and gets a JSON reply
+//! (`{"rpcId":42,"result":true,"error":null}`); any other payload is a text alias
+//! (`RESERVE A 7ABC123`) and gets a text reply (`OK`). Both decode to the same [`Request`], and
+//! the server answers both from the same [`Reply`], so the two syntaxes cannot drift apart.
+//!
+//! Decoding borrows from the payload: a request without JSON escapes costs no allocation beyond
+//! the small argument list.
+//!
+//! # Layout
+//! - `methods.rs`: the table of methods, the one place their names and arguments are written;
+//!   [`Method`] and [`Request`] come from it.
+//! - `error.rs`: [`ErrorCode`], [`WireError`] and [`RejectedRequest`].
+//! - `reply.rs`: [`Reply`] and its parts, and the JSON and text reply codecs.
+//! - this file: telling JSON from text, and the request codecs.
+
+mod error;
+mod methods;
+mod reply;
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use state::shown;
+
+pub use error::{ErrorCode, RejectedRequest, UnknownErrorCode, WireError};
+pub use methods::{Method, Request};
+pub use reply::{
+    LotStatus, Reply, ReplyEnvelope, decode_json_reply, encode_json_reply, encode_text_reply,
+};
+pub use state::{CancelOutcome, ReserveOutcome};
+
+/// True when the payload is a JSON request (first non-blank byte is `{`), false for a text alias.
+pub fn is_json(payload: &[u8]) -> bool {
+    payload
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
+}
+
+/// The three fields a request object must have, left raw so that a mistyped `method` or `args`
+/// can still be answered with the request's `rpcId`. Other fields are ignored.
+///
+/// A field written as `null` is present (and mistyped), not missing: serde's `Option` would
+/// read it as absent, hence `present`.
+#[derive(Deserialize)]
+struct RequestFields<'a> {
+    #[serde(rename = "rpcId", borrow, default, deserialize_with = "present")]
+    rpc_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    args: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+fn bad_request(rpc_id: Option<u32>, detail: impl Into<String>) -> RejectedRequest {
+    RejectedRequest {
+        rpc_id,
+        error: WireError::new(ErrorCode::BadRequest, detail),
+    }
+}
+
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok(text) => Some(Cow::Borrowed(text)),
+        // A string with escapes cannot be borrowed; anything else is not a string at all.
+        Err(_) => serde_json::from_str::<String>(raw.get())
+            .ok()
+            .map(Cow::Owned),
+    }
+}
+
+/// Decodes a JSON request payload into its `rpcId` and [`Request`].
+pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), RejectedRequest> {
+    let text =
+        std::str::from_utf8(payload).map_err(|_| bad_request(None, "payload is not UTF-8"))?;
+    // serde would also accept a struct written as an array; the protocol wants an object.
+    if !text.trim_start().starts_with('{') {
+        return Err(bad_request(None, "request must be a JSON object"));
+    }
+    let fields: RequestFields<'_> = serde_json::from_str(text)
+        .map_err(|err| bad_request(None, format!("not a JSON request object: {err}")))?;
+    let rpc_id_raw = fields
+        .rpc_id
+        .ok_or_else(|| bad_request(None, "rpcId is missing"))?;
+    let rpc_id = serde_json::from_str::<u32>(rpc_id_raw.get()).map_err(|_| {
+        bad_request(
+            None,
+            format!(
+                "rpcId must be an integer from 0 to 4294967295, got {}",
+                shown(rpc_id_raw.get())
+            ),
+        )
+    })?;
+    let method_raw = fields
+        .method
+        .ok_or_else(|| bad_request(Some(rpc_id), "method is missing"))?;
+    let method =
+        json_str(method_raw).ok_or_else(|| bad_request(Some(rpc_id), "method must be a string"))?;
+    let args_raw = fields
+        .args
+        .ok_or_else(|| bad_request(Some(rpc_id), "args is missing"))?;
+    let args: Vec<&RawValue> = serde_json::from_str(args_raw.get())
+        .map_err(|_| bad_request(Some(rpc_id), "args must be an array"))?;
+    let rejected = |error| RejectedRequest {
+        rpc_id: Some(rpc_id),
+        error,
+    };
+    // Argument types are checked before the method is looked up, so any request with a
+    // non-string argument is BAD_ARGS whatever its method.
+    let mut strings = Vec::with_capacity(args.len());
+    for (index, arg) in args.iter().enumerate() {
+        match json_str(arg) {
+            Some(text) => strings.push(text),
+            None => {
+                return Err(rejected(WireError::new(
+                    ErrorCode::BadArgs,
+                    format!(
+                        "{}: argument {index} must be a string, got {}",
+                        shown(&method),
+                        shown(arg.get())
+                    ),
+                )));
+            }
+        }
+    }
+    let known = Method::from_name(&method).ok_or_else(|| {
+        rejected(WireError::new(
+            ErrorCode::UnknownMethod,
+            format!(
+                "unknown method {} (methods: {})",
+                shown(&method),
+                methods::names()
+            ),
+        ))
+    })?;
+    let request = Request::from_args(known, &method, strings).map_err(rejected)?;
+    Ok((rpc_id, request))
+}
+
+/// Decodes a text alias payload (`RESERVE A 7ABC123`) into a [`Request`].
+pub fn decode_text_request(payload: &[u8]) -> Result<Request<'_>, WireError> {
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| WireError::new(ErrorCode::BadRequest, "payload is not UTF-8"))?;
+    let mut fields = text.split_ascii_whitespace();
+    let verb = fields
+        .next()
+        .ok_or_else(|| WireError::new(ErrorCode::BadRequest, "empty request"))?;
+    let method = Method::from_verb(verb).ok_or_else(|| {
+        WireError::new(
+            ErrorCode::UnknownMethod,
+            format!("unknown command {} (try {})", shown(verb), methods::verbs()),
+        )
+    })?;
+    // Errors name the method as JSON does, whatever the verb's case.
+    Request::from_args(method, method.name(), fields.map(Cow::Borrowed).collect())
+}
+
+/// Appends the JSON form of `request` to `out`.
+pub fn encode_json_request(out: &mut Vec<u8>, rpc_id: u32, request: &Request<'_>) {
+    #[derive(Serialize)]
+    struct Wire<'r> {
+        #[serde(rename = "rpcId")]
+        rpc_id: u32,
+        method: &'static str,
+        args: &'r [&'r str],
+    }
+    request.with_args(|args| {
+        reply::write_json(
+            out,
+            &Wire {
+                rpc_id,
+                method: request.method().name(),
+                args,
+            },
+        );
+    });
+}
+
+/// Appends the text alias form of `request` to `out`.
+pub fn encode_text_request(out: &mut Vec<u8>, request: &Request<'_>) {
+    out.extend_from_slice(request.method().verb().as_bytes());
+    request.with_args(|args| {
+        for arg in args {
+            out.push(b' ');
+            out.extend_from_slice(arg.as_bytes());
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(payload: &str) -> Result<(u32, Request<'_>), RejectedRequest> {
+        decode_json_request(payload.as_bytes())
+    }
+
+    fn code_of(payload: &str) -> (Option<u32>, ErrorCode) {
+        let rejected = json(payload).unwrap_err();
+        (rejected.rpc_id, rejected.error.code)
+    }
+
+    #[test]
+    fn decodes_every_method() {
+        assert_eq!(
+            json(r#"{"rpcId": 42, "method": "reserve", "args": ["A", "7ABC123"]}"#).unwrap(),
+            (
+                42,
+                Request::Reserve {
+                    lot: "A".into(),
+                    plate: "7ABC123".into()
+                }
+            )
+        );
+        assert_eq!(
+            json(r#"{"rpcId":1,"method":"getLots","args":[]}"#).unwrap(),
+            (1, Request::GetLots)
+        );
+        assert_eq!(
+            json(r#"{"rpcId":1,"method":"ping","args":[]}"#).unwrap().1,
+            Request::Ping
+        );
+        assert_eq!(
+            json(r#"{"rpcId":1,"method":"PING","args":[],"extra":true}"#)
+                .unwrap()
+                .1,
+            Request::Ping
+        );
+        assert_eq!(
+            json(r#"{"rpcId":1,"method":"getAvailability","args":["B\u0031"]}"#)
+                .unwrap()
+                .1,
+            Request::GetAvailability { lot: "B1".into() }
+        );
+    }
+
+    #[test]
+    fn a_null_field_is_mistyped_not_missing() {
+        let detail = |payload: &str| json(payload).unwrap_err().error.detail;
+        assert_eq!(
+            detail(r#"{"rpcId":null,"method":"ping","args":[]}"#),
+            r#"rpcId must be an integer from 0 to 4294967295, got "null""#
+        );
+        assert_eq!(detail(r#"{"method":"ping","args":[]}"#), "rpcId is missing");
+        assert_eq!(
+            detail(r#"{"rpcId":1,"method":null,"args":[]}"#),
+            "method must be a string"
+        );
+        assert_eq!(
+            detail(r#"{"rpcId":1,"method":"ping","args":null}"#),
+            "args must be an array"
+        );
+    }
+
+    #[test]
+    fn error_codes_and_echoed_ids() {
+        assert_eq!(code_of("{"), (None, ErrorCode::BadRequest));
+        assert_eq!(code_of("[1]"), (None, ErrorCode::BadRequest));
+        assert_eq!(
+            code_of(r#"{"method":"PING","args":[]}"#),
+            (None, ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":-1,"method":"PING","args":[]}"#),
+            (None, ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":4294967296,"method":"PING","args":[]}"#),
+            (None, ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":"7","method":"PING","args":[]}"#),
+            (None, ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"args":[]}"#),
+            (Some(7), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":3,"args":[]}"#),
+            (Some(7), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"PING"}"#),
+            (Some(7), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"PING","args":{}}"#),
+            (Some(7), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"Ping","args":[]}"#),
+            (Some(7), ErrorCode::UnknownMethod)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"getlots","args":[]}"#),
+            (Some(7), ErrorCode::UnknownMethod)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"reserve","args":["A"]}"#),
+            (Some(7), ErrorCode::BadArgs)
+        );
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"reserve","args":["A",5]}"#),
+            (Some(7), ErrorCode::BadArgs)
+        );
+        let rejected = decode_json_request(b"{\"rpcId\":1,\"method\":\"\xff\"}").unwrap_err();
+        assert_eq!(rejected.error.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn text_aliases() {
+        assert_eq!(decode_text_request(b"ping").unwrap(), Request::Ping);
+        assert_eq!(decode_text_request(b"  LOTS ").unwrap(), Request::GetLots);
+        assert_eq!(
+            decode_text_request(b"Reserve   A  x-1").unwrap(),
+            Request::Reserve {
+                lot: "A".into(),
+                plate: "x-1".into()
+            }
+        );
+        assert_eq!(
+            decode_text_request(b"").unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            decode_text_request(b"FLY A").unwrap_err().code,
+            ErrorCode::UnknownMethod
+        );
+        assert_eq!(
+            decode_text_request(b"AVAIL").unwrap_err().code,
+            ErrorCode::BadArgs
+        );
+        assert_eq!(
+            decode_text_request(b"PING x").unwrap_err().code,
+            ErrorCode::BadArgs
+        );
+        assert_eq!(
+            decode_text_request(b"\xff").unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        // The JSON-only lowercase alias is not a text verb.
+        assert_eq!(
+            decode_text_request(b"getLots").unwrap_err().code,
+            ErrorCode::UnknownMethod
+        );
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let requests = [
+            Request::GetLots,
+            Request::GetAvailability { lot: "A".into() },
+            Request::Reserve {
+                lot: "B".into(),
+                plate: "AB-12".into(),
+            },
+            Request::Cancel {
+                lot: "C".into(),
+                plate: "Q".into(),
+            },
+            Request::Ping,
+        ];
+        for request in requests {
+            let mut out = Vec::new();
+            encode_json_request(&mut out, 9, &request);
+            assert!(is_json(&out));
+            assert_eq!(decode_json_request(&out).unwrap(), (9, request.clone()));
+            out.clear();
+            encode_text_request(&mut out, &request);
+            assert!(!is_json(&out));
+            assert_eq!(decode_text_request(&out).unwrap(), request);
+        }
+    }
+
+    #[test]
+    fn json_replies() {
+        let mut out = Vec::new();
+        encode_json_reply(
+            &mut out,
+            Some(42),
+            Ok(&Reply::Reserve(ReserveOutcome::Exists)),
+        );
+        assert_eq!(
+            out,
+            br#"{"rpcId":42,"result":false,"error":null,"reason":"EXISTS"}"#
+        );
+        assert_eq!(
+            decode_json_reply(&out).unwrap().reason.as_deref(),
+            Some("EXISTS")
+        );
+        for (reply, json) in [
+            (
+                Reply::Reserve(ReserveOutcome::Full),
+                &br#"{"rpcId":1,"result":false,"error":null,"reason":"FULL"}"#[..],
+            ),
+            (
+                Reply::Cancel(CancelOutcome::NotFound),
+                br#"{"rpcId":1,"result":false,"error":null,"reason":"NOT_FOUND"}"#,
+            ),
+            // A success has no reason.
+            (
+                Reply::Reserve(ReserveOutcome::Reserved),
+                br#"{"rpcId":1,"result":true,"error":null}"#,
+            ),
+            (
+                Reply::Cancel(CancelOutcome::Cancelled),
+                br#"{"rpcId":1,"result":true,"error":null}"#,
+            ),
+        ] {
+            out.clear();
+            encode_json_reply(&mut out, Some(1), Ok(&reply));
+            assert_eq!(out, json, "{reply:?}");
+        }
+        // A server that predates `reason` is still read.
+        let old = decode_json_reply(br#"{"rpcId":1,"result":false,"error":null}"#).unwrap();
+        assert_eq!(old.reason, None);
+        out.clear();
+        let error = WireError::new(ErrorCode::FrameTooLarge, "too big");
+        encode_json_reply(&mut out, None, Err(&error));
+        assert_eq!(
+            out,
+            br#"{"rpcId":null,"result":null,"error":"FRAME_TOO_LARGE: too big"}"#
+        );
+        let envelope = decode_json_reply(&out).unwrap();
+        assert_eq!(envelope.rpc_id, None);
+        assert_eq!(
+            WireError::parse_json_form(envelope.error.as_deref().unwrap()).unwrap(),
+            error
+        );
+        out.clear();
+        let lots = Reply::Lots(vec![LotStatus {
+            id: "A".into(),
+            capacity: 100,
+            occupied: 3,
+            counted: 3,
+            reserved: 2,
+            free: 95,
+        }]);
+        encode_json_reply(&mut out, Some(1), Ok(&lots));
+        assert_eq!(
+            out,
+            br#"{"rpcId":1,"result":[{"id":"A","capacity":100,"occupied":3,"counted":3,"reserved":2,"free":95}],"error":null}"#
+        );
+    }
+
+    #[test]
+    fn text_replies() {
+        let cases: [(Result<Reply<'_>, WireError>, &str); 7] = [
+            (Ok(Reply::Pong), "PONG"),
+            (Ok(Reply::Free(12)), "12"),
+            (Ok(Reply::Reserve(ReserveOutcome::Reserved)), "OK"),
+            (Ok(Reply::Reserve(ReserveOutcome::Full)), "FULL"),
+            (Ok(Reply::Cancel(CancelOutcome::NotFound)), "NOT_FOUND"),
+            (Ok(Reply::Lots(Vec::new())), "[]"),
+            (
+                Err(WireError::new(ErrorCode::BadPlate, "plate is empty")),
+                "ERR BAD_PLATE plate is empty",
+            ),
+        ];
+        for (result, expected) in cases {
+            let mut out = Vec::new();
+            encode_text_reply(&mut out, result.as_ref());
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn json_detection() {
+        assert!(is_json(b" \n{"));
+        assert!(!is_json(b"PING"));
+        assert!(!is_json(b""));
+    }
+}

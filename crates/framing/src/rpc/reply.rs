@@ -1,0 +1,173 @@
+//! Successful RPC results, and the JSON and text replies that carry them or an error.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use state::{CancelOutcome, ReserveOutcome};
+
+use super::error::WireError;
+
+/// One lot's counts, as `getLots` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotStatus<'a> {
+    /// The lot's id.
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// Total spaces.
+    pub capacity: u32,
+    /// Spaces the sensors report as taken.
+    pub occupied: u32,
+    /// The sensors' running count, unclamped (a drifting gate counter shows here); 0 from a
+    /// server that predates it.
+    #[serde(default)]
+    pub counted: i64,
+    /// Live (unexpired) reservations.
+    pub reserved: u32,
+    /// `max(0, capacity - occupied - reserved)`.
+    pub free: u32,
+}
+
+/// A successful result, in the shape shared by the JSON and text replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// `getLots`.
+    Lots(Vec<LotStatus<'a>>),
+    /// `getAvailability`: free spaces.
+    Free(u32),
+    /// `reserve`.
+    Reserve(ReserveOutcome),
+    /// `cancel`.
+    Cancel(CancelOutcome),
+    /// `PING`.
+    Pong,
+}
+
+impl Reply<'_> {
+    /// Why a `reserve` or `cancel` changed nothing: the JSON reply's `reason` (next to
+    /// `"result":false`) and the text reply's word.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Reply::Reserve(ReserveOutcome::Full) => Some("FULL"),
+            Reply::Reserve(ReserveOutcome::Exists) => Some("EXISTS"),
+            Reply::Cancel(CancelOutcome::NotFound) => Some("NOT_FOUND"),
+            _ => None,
+        }
+    }
+}
+
+/// The JSON `result` value: `reserve` and `cancel` collapse to booleans (the reply's
+/// `reason` says why a `false`).
+impl Serialize for Reply<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Reply::Lots(lots) => lots.serialize(serializer),
+            Reply::Free(free) => serializer.serialize_u32(*free),
+            Reply::Reserve(outcome) => {
+                serializer.serialize_bool(*outcome == ReserveOutcome::Reserved)
+            }
+            Reply::Cancel(outcome) => {
+                serializer.serialize_bool(*outcome == CancelOutcome::Cancelled)
+            }
+            Reply::Pong => serializer.serialize_str("PONG"),
+        }
+    }
+}
+
+struct JsonReply<'r, 'a> {
+    rpc_id: Option<u32>,
+    result: Result<&'r Reply<'a>, &'r WireError>,
+}
+
+impl Serialize for JsonReply<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let reason = self.result.ok().and_then(Reply::reason);
+        let mut reply = serializer.serialize_struct("Reply", 3 + usize::from(reason.is_some()))?;
+        reply.serialize_field("rpcId", &self.rpc_id)?;
+        match self.result {
+            Ok(result) => {
+                reply.serialize_field("result", result)?;
+                reply.serialize_field("error", &())?;
+                // Additive: clients that read only `result` see the same `false` as before.
+                if let Some(reason) = reason {
+                    reply.serialize_field("reason", reason)?;
+                }
+            }
+            Err(error) => {
+                reply.serialize_field("result", &())?;
+                reply.serialize_field("error", &error.to_string())?;
+            }
+        }
+        reply.end()
+    }
+}
+
+/// Serialises into a `Vec`, which cannot fail for this module's types (plain strings, integers
+/// and sequences; no maps with non-string keys).
+pub(crate) fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    let mark = out.len();
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(mark);
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// Appends a JSON reply (`{"rpcId":..,"result":..,"error":..}`) to `out`.
+pub fn encode_json_reply(
+    out: &mut Vec<u8>,
+    rpc_id: Option<u32>,
+    result: Result<&Reply<'_>, &WireError>,
+) {
+    write_json(out, &JsonReply { rpc_id, result });
+}
+
+/// Appends a text reply (`PONG`, `12`, `OK`, `FULL`, `ERR BAD_PLATE ...`) to `out`.
+pub fn encode_text_reply(out: &mut Vec<u8>, result: Result<&Reply<'_>, &WireError>) {
+    let word: &[u8] = match result {
+        Ok(Reply::Lots(lots)) => return write_json(out, lots),
+        Ok(Reply::Free(free)) => {
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "{free}");
+            return;
+        }
+        Ok(Reply::Reserve(ReserveOutcome::Reserved) | Reply::Cancel(CancelOutcome::Cancelled)) => {
+            b"OK"
+        }
+        Ok(refused @ (Reply::Reserve(_) | Reply::Cancel(_))) => {
+            refused.reason().unwrap_or_default().as_bytes()
+        }
+        Ok(Reply::Pong) => b"PONG",
+        Err(error) => {
+            let _ = write!(out, "ERR {} {}", error.code, error.detail);
+            return;
+        }
+    };
+    out.extend_from_slice(word);
+}
+
+/// A JSON reply as a client receives it; `result` stays raw until the caller, who knows which
+/// method it called, decodes it.
+#[derive(Debug, Deserialize)]
+pub struct ReplyEnvelope<'a> {
+    /// The echoed request id (`null` when the server could not read one).
+    #[serde(rename = "rpcId")]
+    pub rpc_id: Option<u32>,
+    /// The method's result, `null` on error.
+    #[serde(borrow, default)]
+    pub result: Option<&'a RawValue>,
+    /// `"CODE: detail"`, or `null` on success.
+    #[serde(borrow, default)]
+    pub error: Option<Cow<'a, str>>,
+    /// Why a `reserve` or `cancel` answered `false` (`FULL`, `EXISTS`, `NOT_FOUND`); absent
+    /// otherwise, and from a server that predates it.
+    #[serde(borrow, default)]
+    pub reason: Option<Cow<'a, str>>,
+}
+
+/// Decodes a JSON reply payload.
+pub fn decode_json_reply(payload: &[u8]) -> Result<ReplyEnvelope<'_>, serde_json::Error> {
+    serde_json::from_slice(payload)
+}

@@ -1,0 +1,330 @@
+//! One worker thread of a port: serves connections from the ready queue and from its own hot
+//! set, and sleeps in its own poll when neither has anything (see `scheduler.rs` for the
+//! policy this follows).
+
+use std::collections::VecDeque;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::connection::{CloseReason, Connection, Protocol, ReadOutcome};
+use crate::scheduler::{Scheduler, TURN_BUDGET};
+use warn_limit::peer_warn;
+
+/// Token of a worker's waker in its own poll; hot connection `slot` uses `slot + 1`.
+pub(crate) const WAKE: Token = Token(0);
+
+/// Most connections one worker keeps hot; the rest wait in the poller. Enough for every
+/// connection of a busy port to stay hot across a pool of workers, few enough that scanning
+/// their deadlines is cheap.
+const MAX_HOT: usize = 64;
+
+/// Readiness events taken per wait.
+const EVENTS_PER_WAIT: usize = 64;
+
+/// Wakes a worker sleeping in its poll (a push for it, or shutdown).
+pub(crate) fn wake(waker: &Waker) {
+    if let Err(err) = waker.wake() {
+        log::error!("cannot wake a worker: {err}");
+    }
+}
+
+/// How serving a connection for a while ended.
+enum Turn {
+    /// Everything it sent is answered and written; its socket has nothing more for now.
+    Drained,
+    /// The peer is not taking replies: wait for its socket to become writable.
+    WriteBlocked,
+    /// It still has requests, but its time is up and others are ready.
+    Yield,
+    /// It is finished.
+    Closed(CloseReason),
+}
+
+/// A worker's own state: its poll and the connections it keeps hot there.
+pub(crate) struct Worker {
+    id: usize,
+    poll: Poll,
+    events: Events,
+    /// Hot connections by slot; slot `i` is registered with the poll as `Token(i + 1)`.
+    hot: Vec<Option<Connection>>,
+    free_slots: Vec<usize>,
+    hot_count: usize,
+    /// Hot slots reported ready and not served yet, oldest first.
+    ready: VecDeque<usize>,
+    /// The earliest deadline of a hot connection, as last computed.
+    next_deadline: Option<Instant>,
+}
+
+impl Worker {
+    /// Worker `id`, sleeping in `poll` (whose waker is the scheduler's `wakers[id]`).
+    pub(crate) fn new(id: usize, poll: Poll) -> Self {
+        Worker {
+            id,
+            poll,
+            events: Events::with_capacity(EVENTS_PER_WAIT),
+            hot: Vec::new(),
+            free_slots: Vec::new(),
+            hot_count: 0,
+            ready: VecDeque::new(),
+            next_deadline: None,
+        }
+    }
+
+    /// Serves until the scheduler stops.
+    pub(crate) fn run<P: Protocol>(mut self, scheduler: &Scheduler<P>) {
+        loop {
+            if scheduler.is_stopping() {
+                return self.stop(scheduler);
+            }
+            // One hot connection, then one from the queue: neither can starve the other.
+            if let Some(slot) = self.ready.pop_front() {
+                self.spread(scheduler);
+                self.serve_hot(scheduler, slot);
+            }
+            if let Some(connection) = scheduler.dispatch.next() {
+                self.serve_queued(scheduler, connection);
+                continue;
+            }
+            if self.ready.is_empty() {
+                self.wait(scheduler);
+            }
+        }
+    }
+
+    /// Collects readiness from the worker's poll. Sleeps (until a hot connection's deadline
+    /// or a wake-up) only when the ready queue is empty; else just looks.
+    fn wait<P: Protocol>(&mut self, scheduler: &Scheduler<P>) {
+        let dispatch = &scheduler.dispatch;
+        dispatch.set_hot(self.id, self.hot_count);
+        // Marked asleep before the last look at the queue: see `Dispatch::sleeping`.
+        dispatch.set_sleeping(self.id, true);
+        let sleep = !dispatch.has_ready() && !scheduler.is_stopping();
+        let timeout = if sleep {
+            self.next_deadline
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
+        };
+        let polled = self.poll.poll(&mut self.events, timeout);
+        dispatch.set_sleeping(self.id, false);
+        if let Err(err) = polled {
+            if err.kind() != io::ErrorKind::Interrupted {
+                log::error!("worker {}: poll failed: {err}", self.id + 1);
+            }
+            return;
+        }
+        for event in self.events.iter() {
+            if event.token() == WAKE {
+                continue;
+            }
+            let slot = event.token().0 - 1;
+            if self.hot.get(slot).is_some_and(Option::is_some) && !self.ready.contains(&slot) {
+                self.ready.push_back(slot);
+            }
+        }
+        if self
+            .next_deadline
+            .is_some_and(|deadline| deadline <= Instant::now())
+        {
+            self.expire(scheduler);
+        }
+    }
+
+    /// With several hot connections ready and another worker asleep with none, hands the
+    /// extra ones to the ready queue so that worker takes them.
+    fn spread<P: Protocol>(&mut self, scheduler: &Scheduler<P>) {
+        while !self.ready.is_empty() && scheduler.dispatch.has_idle_worker() {
+            let Some(slot) = self.ready.pop_back() else {
+                break;
+            };
+            if let Some(connection) = self.take_hot(slot) {
+                scheduler.dispatch.push(connection);
+            }
+        }
+    }
+
+    fn serve_hot<P: Protocol>(&mut self, scheduler: &Scheduler<P>, slot: usize) {
+        let Some(connection) = self.hot.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        match serve(scheduler, connection) {
+            // It stays where it is, registered for its next request.
+            Turn::Drained => {}
+            other => {
+                if let Some(connection) = self.take_hot(slot) {
+                    place(scheduler, connection, other);
+                }
+            }
+        }
+    }
+
+    fn serve_queued<P: Protocol>(&mut self, scheduler: &Scheduler<P>, mut connection: Connection) {
+        match serve(scheduler, &mut connection) {
+            Turn::Drained if self.hot_count < MAX_HOT => self.keep_hot(scheduler, connection),
+            Turn::Drained => scheduler.park(connection, Interest::READABLE),
+            other => place(scheduler, connection, other),
+        }
+    }
+
+    /// Registers a drained connection with this worker's poll, so that its next request
+    /// comes straight here.
+    fn keep_hot<P: Protocol>(&mut self, scheduler: &Scheduler<P>, mut connection: Connection) {
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.hot.push(None);
+            self.hot.len() - 1
+        });
+        if let Err(err) = self.poll.registry().register(
+            connection.stream_mut(),
+            Token(slot + 1),
+            Interest::READABLE,
+        ) {
+            self.free_slots.push(slot);
+            scheduler.close(connection, CloseReason::Io(err));
+            return;
+        }
+        let deadline = connection.deadline(scheduler.config.timeouts).0;
+        self.next_deadline = Some(
+            self.next_deadline
+                .map_or(deadline, |next| next.min(deadline)),
+        );
+        self.hot[slot] = Some(connection);
+        self.hot_count += 1;
+    }
+
+    /// Takes a connection out of the hot set (and off the worker's poll).
+    fn take_hot(&mut self, slot: usize) -> Option<Connection> {
+        let mut connection = self.hot.get_mut(slot)?.take()?;
+        let _ = self.poll.registry().deregister(connection.stream_mut());
+        self.free_slots.push(slot);
+        self.hot_count -= 1;
+        self.ready.retain(|&ready| ready != slot);
+        Some(connection)
+    }
+
+    /// Closes hot connections whose deadline has passed and works out the next deadline.
+    fn expire<P: Protocol>(&mut self, scheduler: &Scheduler<P>) {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for slot in 0..self.hot.len() {
+            let Some(connection) = &self.hot[slot] else {
+                continue;
+            };
+            let (deadline, kind) = connection.deadline(scheduler.config.timeouts);
+            if deadline <= now {
+                if let Some(connection) = self.take_hot(slot) {
+                    scheduler.close(connection, kind.reason());
+                }
+            } else {
+                next = Some(next.map_or(deadline, |next| next.min(deadline)));
+            }
+        }
+        self.next_deadline = next;
+    }
+
+    /// Shutdown: hot connections have nothing unanswered, so they close at once; queued ones
+    /// get what they already sent answered first.
+    fn stop<P: Protocol>(mut self, scheduler: &Scheduler<P>) {
+        for slot in 0..self.hot.len() {
+            if let Some(connection) = self.take_hot(slot) {
+                scheduler.close(connection, CloseReason::Shutdown);
+            }
+        }
+        while let Some(mut connection) = scheduler.dispatch.next() {
+            let turn = serve(scheduler, &mut connection);
+            place(scheduler, connection, turn);
+        }
+    }
+}
+
+/// Sends a connection that is not hot where its turn says it goes.
+fn place<P: Protocol>(scheduler: &Scheduler<P>, connection: Connection, turn: Turn) {
+    match turn {
+        Turn::Drained if scheduler.is_stopping() => {
+            scheduler.close(connection, CloseReason::Shutdown);
+        }
+        Turn::Drained => scheduler.park(connection, Interest::READABLE),
+        Turn::WriteBlocked if scheduler.is_stopping() => {
+            scheduler.close(connection, CloseReason::WriteStalled);
+        }
+        // A peer that does not read gets no worker: the poller waits for it.
+        Turn::WriteBlocked => scheduler.park(connection, Interest::WRITABLE),
+        // It has requests in the kernel already; queue it behind the others.
+        Turn::Yield => scheduler.dispatch.push(connection),
+        Turn::Closed(reason) => scheduler.close(connection, reason),
+    }
+}
+
+/// Reads, answers and writes until the connection has nothing more, its peer stops taking
+/// replies, its time is up, or it ends. A panic in the protocol costs this connection, never
+/// the worker.
+fn serve<P: Protocol>(scheduler: &Scheduler<P>, connection: &mut Connection) -> Turn {
+    let peer = connection.peer();
+    panic::catch_unwind(AssertUnwindSafe(|| serve_turn(scheduler, connection))).unwrap_or_else(
+        |_| {
+            log::error!(
+                "{} {peer}: panicked while serving this connection; it is closed",
+                scheduler.protocol.name()
+            );
+            Turn::Closed(CloseReason::Protocol)
+        },
+    )
+}
+
+fn serve_turn<P: Protocol>(scheduler: &Scheduler<P>, connection: &mut Connection) -> Turn {
+    let started = Instant::now();
+    let max_request = scheduler.protocol.max_request_len();
+    let mut drained = false;
+    loop {
+        let now = Instant::now();
+        connection.answer(&scheduler.protocol, now);
+        match connection.write_some(now) {
+            Ok(true) => {}
+            Ok(false) => return Turn::WriteBlocked,
+            Err(err) => return Turn::Closed(CloseReason::Io(err)),
+        }
+        if connection.is_closing() {
+            return Turn::Closed(CloseReason::Protocol);
+        }
+        // Requests already read are answered by now; stopping reads no more.
+        if scheduler.is_stopping() {
+            return Turn::Closed(CloseReason::Shutdown);
+        }
+        // Requests left unanswered at the output high-water mark are answered before
+        // anything more is read, however the socket stands.
+        if drained && !connection.paused() {
+            return Turn::Drained;
+        }
+        if scheduler.dispatch.has_ready() && started.elapsed() >= TURN_BUDGET {
+            return Turn::Yield;
+        }
+        if connection.paused() {
+            continue;
+        }
+        match connection.read_some(max_request, now) {
+            Ok(ReadOutcome::Data { drained: all }) => drained = all,
+            Ok(ReadOutcome::WouldBlock) => return Turn::Drained,
+            Ok(ReadOutcome::Eof) => {
+                return Turn::Closed(CloseReason::PeerClosed {
+                    mid_request: connection.mid_request(),
+                });
+            }
+            // The protocol refuses an oversized request before this; never buffer past it.
+            Ok(ReadOutcome::Full) => return Turn::Closed(CloseReason::Protocol),
+            Ok(ReadOutcome::OverBudget) => {
+                let budget = &scheduler.config.buffers;
+                peer_warn!(
+                    "{} {}: refused a large request: {} of max_buffered_bytes {} are held",
+                    scheduler.protocol.name(),
+                    connection.peer(),
+                    budget.held(),
+                    budget.max()
+                );
+                connection.refuse_over_budget(&scheduler.protocol, budget);
+            }
+            Err(err) => return Turn::Closed(CloseReason::Io(err)),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Where the parking server's state is made durable.
+//!
+//! The server writes through one seam, [`Store`]: every operation that changes the state
+//! (reserve, cancel, a sensor's count) goes to the store, which decides it and answers only
+//! once the change is as durable as it promises. Reads never come here: they are served
+//! from the store's in-memory copy, [`Store::state`], which is the source of truth for reads.
+//!
+//! Implementations:
+//! - [`MemoryStore`]: the state alone; nothing survives a restart (`"data_dir": null`).
+//! - the embedded store: the state plus a journal and snapshots in a data directory, with
+//!   group commit (`embedded.rs`).
+//! - a PostgreSQL store for several nodes (its own crate), where the database decides every
+//!   write and each node's copy follows it.
+//!
+//! # Layout
+//! - this file: [`Store`], [`Health`] and [`MemoryStore`].
+
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use state::{
+    CancelOutcome, CountChange, OccupancyUpdate, ParkingState, Plate, ReserveOutcome, StateError,
+};
+
+/// What the server writes through. Every method that changes the state returns only once
+/// the change is as durable as the store promises; [`StateError::Unavailable`] means it was
+/// not made at all.
+///
+/// The provided methods decide a change in the in-memory state, which records it through its
+/// `state::Recorder` when the store has set one (the embedded store's journal); a store where
+/// something else decides (a database) overrides them.
+pub trait Store: Send + Sync {
+    /// The in-memory copy of the state, which every read is served from.
+    fn state(&self) -> &Arc<ParkingState>;
+
+    /// Whether writes can be made durable now.
+    fn health(&self) -> Health;
+
+    /// Makes everything acknowledged so far durable and stops the store's threads; later
+    /// writes are refused. Called once the server has stopped taking requests.
+    fn close(&self);
+
+    /// Holds a space for `plate` in `lot`, on behalf of `owner` (a key id) if given.
+    fn reserve(
+        &self,
+        lot: &str,
+        plate: Plate,
+        owner: Option<&str>,
+    ) -> Result<ReserveOutcome, StateError> {
+        self.state().reserve_for(lot, plate, owner.map(Arc::from))
+    }
+
+    /// Removes `plate`'s reservation in `lot` if `allowed` says so of its owner (a refusal
+    /// is reported as not found).
+    fn cancel(
+        &self,
+        lot: &str,
+        plate: Plate,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<CancelOutcome, StateError> {
+        self.state().cancel_if(lot, plate, allowed)
+    }
+
+    /// Applies a sensor's report to `lot`'s count.
+    fn update_occupancy(
+        &self,
+        lot: &str,
+        change: CountChange,
+    ) -> Result<OccupancyUpdate, StateError> {
+        self.state().update_occupancy(lot, change)
+    }
+}
+
+/// Whether a store can take writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Writes are made durable.
+    Ok,
+    /// Writes are refused (`UNAVAILABLE`) for this reason; reads still work.
+    Unavailable(String),
+}
+
+/// The state alone, in memory: nothing survives a restart.
+#[derive(Debug)]
+pub struct MemoryStore {
+    state: Arc<ParkingState>,
+}
+
+impl MemoryStore {
+    /// A store over `state`, which must have no recorder.
+    pub fn new(state: Arc<ParkingState>) -> Self {
+        MemoryStore { state }
+    }
+}
+
+impl Store for MemoryStore {
+    fn state(&self) -> &Arc<ParkingState> {
+        &self.state
+    }
+
+    fn health(&self) -> Health {
+        Health::Ok
+    }
+
+    fn close(&self) {}
+}

@@ -1,0 +1,96 @@
+//! Support for the workspace's integration tests, so that each test file does not grow its own
+//! copy: starting a server on ephemeral ports, and waiting for a condition with a deadline
+//! instead of sleeping, and connecting from a chosen local address (another 127.0.0.0/8
+//! address stands for another client machine), and a throwaway PostgreSQL cluster
+//! ([`pg::TempPostgres`]) for the tests of the PostgreSQL store.
+//!
+//! Only tests depend on this crate (as a dev-dependency); it may panic, since a panic is how a
+//! test fails.
+//!
+//! # Layout
+//! - this file: servers, waiting, connecting from another address.
+//! - `pg`: [`pg::TempPostgres`].
+
+#![forbid(unsafe_code)]
+#![allow(clippy::expect_used)]
+
+pub mod pg;
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use server::{Config, RunningServer, Server, StartError};
+use shutdown::ShutdownHandle;
+use socket2::{Domain, Socket, Type};
+
+/// Generous bound for anything a test waits on; only reached when the test is failing.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A configuration for tests of the tools: every port ephemeral on 127.0.0.1, and pools sized
+/// for a 2-core machine that runs many tests at once.
+pub fn small_config() -> Config {
+    Config {
+        thread_pool_size: 2,
+        sensor_pool_size: 1,
+        notifier_threads: 1,
+        shutdown_grace: Duration::from_millis(200),
+        ..Config::ephemeral()
+    }
+}
+
+/// Starts a server with `config` (its shutdown handle is the server's own; drop or shut down
+/// the returned server to stop it). Logging goes to the test harness's capture.
+pub fn start(config: Config) -> RunningServer {
+    let _ = env_logger::builder().is_test(true).try_init();
+    Server::new(config)
+        .start(ShutdownHandle::new())
+        .expect("the test server starts")
+}
+
+/// Starts a server with [`small_config`] adjusted by `tweak`, on ports that were just in use:
+/// while a port is still taken (a reconnecting client on this machine may hold it for a
+/// moment, connected to itself), binding is retried until [`DEADLINE`].
+pub fn restart_server(tweak: impl Fn(&mut Config)) -> RunningServer {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let mut config = small_config();
+        tweak(&mut config);
+        match Server::new(config).start(ShutdownHandle::new()) {
+            Ok(running) => return running,
+            Err(StartError::Bind(err)) if Instant::now() < deadline => {
+                log::debug!("restart: {err}; retrying");
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(err) => panic!("the test server does not restart: {err}"),
+        }
+    }
+}
+
+/// Starts a server with [`small_config`], adjusted by `tweak`.
+pub fn start_server(tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut config = small_config();
+    tweak(&mut config);
+    start(config)
+}
+
+/// Polls `condition` until it holds, failing the test if [`DEADLINE`] passes first.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Connects to `addr` from the local address `from` (for example `127.0.0.2`), which
+/// `std::net` cannot do: it always lets the kernel pick the source address.
+pub fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("a socket");
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .expect("binds to the local address");
+    socket.connect(&addr.into()).expect("connects");
+    socket.into()
+}
