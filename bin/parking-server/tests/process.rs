@@ -209,8 +209,8 @@ fn sigterm_under_load_answers_cleanly_and_exits_zero() {
         assert!(answered >= 50, "{answered}");
     }
     assert!(status.success(), "exit status {status}");
-    // The documented bound (design.md, Shutdown): shutdown_grace (2 s) plus a slice, with a
-    // second of slack.
+    // The documented bound (design.md, Shutdown): shutdown_grace (2 s) plus answering what
+    // was already read, with a second of slack; a hang guard, not a speed figure.
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
 
     // The ports are free again at once (SO_REUSEADDR): a new server can take the same port.
