@@ -129,9 +129,15 @@ published = dropped = slow = None
 if summary is None:
     failures.append("the server logged no shutdown summary")
 else:
-    found = re.search(r"(\d+) event\(s\) published, (\d+) dropped, (\d+) slow subscriber", summary)
-    published, dropped, slow = map(int, found.groups())
-    if slow != 0:
+    # Event lines queued for subscribers (a change goes to each subscriber of its lot); the
+    # SNAPSHOT lines sent on subscribing are not among them.
+    found = re.search(r"(\d+) event line\(s\) queued for subscribers, (\d+) dropped, "
+                      r"(\d+) slow subscriber", summary)
+    if found is None:
+        failures.append(f"the shutdown summary has no pub/sub counts: {summary}")
+    else:
+        published, dropped, slow = map(int, found.groups())
+    if slow:
         failures.append(f"the server disconnected {slow} slow subscriber(s)")
 
 if load_status != 0:
@@ -164,7 +170,8 @@ statuses = [line.split() for line in open(f"{work}/subscriber-status")]
 bad = [f"{n} (status {s})" for n, s in statuses if s != "0"]
 if bad:
     failures.append(f"subscriber(s) {', '.join(bad)} did not exit cleanly on Ctrl-C")
-received = sum(1 for path in glob.glob(f"{work}/subscriber-*.out") for _ in open(path))
+received = sum(1 for path in glob.glob(f"{work}/subscriber-*.out") for line in open(path)
+               if json.loads(line).get("type") == "EVENT")
 if published is not None and received != published - dropped:
     failures.append(f"subscribers received {received} events, not {published} published - "
                     f"{dropped} dropped = {published - dropped}")
