@@ -17,10 +17,21 @@ use state::Clock;
 
 pub use testkit::{DEADLINE, eventually};
 
+/// The production configuration on ephemeral ports, except that `frame_timeout` is
+/// [`OTHER_TIMEOUT`] (default 10 s, idle 300 s): every close a test waits for within
+/// [`DEADLINE`] is then the one it provokes, never a timeout standing in for it (a server
+/// that did not close after an error reply would otherwise pass at the frame timeout).
+fn test_config() -> Config {
+    Config {
+        frame_timeout: OTHER_TIMEOUT,
+        ..Config::ephemeral()
+    }
+}
+
 /// Starts a server with the production pool sizes on ephemeral ports, after letting `tweak`
 /// adjust the configuration.
 pub fn start_with(tweak: impl FnOnce(&mut Config)) -> RunningServer {
-    let mut config = Config::ephemeral();
+    let mut config = test_config();
     tweak(&mut config);
     testkit::start(config)
 }
@@ -28,7 +39,7 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> RunningServer {
 /// [`start_with`], with reservations timed by `clock` (a `ManualClock`, typically).
 pub fn start_with_clock(clock: Arc<dyn Clock>, tweak: impl FnOnce(&mut Config)) -> RunningServer {
     let _ = env_logger::builder().is_test(true).try_init();
-    let mut config = Config::ephemeral();
+    let mut config = test_config();
     tweak(&mut config);
     Server::new(config)
         .with_clock(clock)
