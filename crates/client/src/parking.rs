@@ -2,16 +2,19 @@
 
 use std::borrow::Cow;
 use std::io::{self, BufReader, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use framing::Secret;
 use framing::frame::{self, FrameError};
-use framing::rpc::{self, ErrorCode, LotStatus, Request, WireError};
+use framing::rpc::{self, ErrorCode, KeyGrant, LotStatus, Request, WireError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::access::Access;
+use crate::endpoints::Endpoints;
 use crate::error::Error;
-use crate::net;
+use crate::net::{self, Conn};
 
 /// Per-call timeout used by [`ParkingClient::connect`], and its connect timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +33,7 @@ pub type ClientError = Error<WireError>;
 pub struct RpcReply<'a> {
     rpc_id: Option<u32>,
     result: Result<&'a RawValue, WireError>,
+    reason: Option<Cow<'a, str>>,
 }
 
 impl<'a> RpcReply<'a> {
@@ -41,6 +45,7 @@ impl<'a> RpcReply<'a> {
             return Ok(RpcReply {
                 rpc_id: None,
                 result: Err(error),
+                reason: None,
             });
         }
         let envelope = rpc::decode_json_reply(payload).map_err(|err| {
@@ -55,7 +60,14 @@ impl<'a> RpcReply<'a> {
         Ok(RpcReply {
             rpc_id: envelope.rpc_id,
             result,
+            reason: envelope.reason,
         })
+    }
+
+    /// Why a `reserve` or `cancel` answered `false` (`FULL`, `EXISTS`, `NOT_FOUND`); `None` on
+    /// success and from a server that predates reasons.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 
     /// The echoed request id; `None` when the server could not read one (a malformed request,
@@ -106,6 +118,20 @@ fn preview(payload: &[u8]) -> String {
     }
 }
 
+/// How a `reserve` ended, as [`ParkingClient::reserve_with_reason`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// A space is now held for the plate.
+    Reserved,
+    /// Refused: the lot has no free space (`"reason": "FULL"`).
+    Full,
+    /// Refused: the plate already holds a reservation in this lot (`"reason": "EXISTS"`).
+    AlreadyReserved,
+    /// Refused by a server that does not say why (one that predates reasons): the lot is full
+    /// or the plate already holds a reservation there.
+    Refused,
+}
+
 /// A blocking client for the RPC port: one TCP connection, one request at a time with the
 /// typed methods, or pipelined with [`send`](Self::send)/[`recv`](Self::recv).
 ///
@@ -117,7 +143,7 @@ fn preview(payload: &[u8]) -> String {
 /// connect again.
 #[derive(Debug)]
 pub struct ParkingClient {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Conn>,
     peer: SocketAddr,
     timeout: Duration,
     next_id: u32,
@@ -140,20 +166,54 @@ impl ParkingClient {
         timeout: Duration,
     ) -> Result<Self, ClientError> {
         let (stream, peer) = net::connect(addr, timeout)?;
-        Ok(ParkingClient {
+        Ok(Self::over(Conn::Plain(stream), peer, timeout))
+    }
+
+    /// Connects to the first of `endpoints` that answers, as `access` says: over TLS if it has TLS, and authenticated
+    /// with its token if it has one (a refused token is [`ClientError::Server`] with code
+    /// `UNAUTHORIZED`). `timeout` bounds the connection, the handshake and every call.
+    pub fn connect_with(
+        endpoints: &Endpoints,
+        timeout: Duration,
+        access: &Access,
+    ) -> Result<Self, ClientError> {
+        let (stream, peer) = net::connect_with(endpoints, timeout, access)?;
+        let mut client = Self::over(stream, peer, timeout);
+        if let Some(token) = access.token() {
+            client.auth(token)?;
+        }
+        Ok(client)
+    }
+
+    fn over(stream: Conn, peer: SocketAddr, timeout: Duration) -> Self {
+        ParkingClient {
             reader: BufReader::new(stream),
             peer,
             timeout: net::effective(timeout),
             next_id: 1,
             out: Vec::with_capacity(256),
             payload: Vec::with_capacity(256),
+        }
+    }
+
+    /// `auth`: authenticates the connection with a key's token; returns the key's id and
+    /// role.
+    pub fn auth(&mut self, token: &str) -> Result<KeyGrant<'static>, ClientError> {
+        let grant: KeyGrant<'_> = self
+            .call(&Request::Auth {
+                token: Secret::new(token),
+            })?
+            .decode()?;
+        Ok(KeyGrant {
+            id: Cow::Owned(grant.id.into_owned()),
+            role: Cow::Owned(grant.role.into_owned()),
         })
     }
 
     /// Changes the per-call timeout. It bounds each wait on the socket: for the server to take
     /// a request, and for each part of a reply to arrive.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        net::set_timeouts(self.reader.get_ref(), Some(timeout))?;
+        net::set_timeouts(self.reader.get_ref().tcp(), Some(timeout))?;
         self.timeout = net::effective(timeout);
         Ok(())
     }
@@ -187,13 +247,36 @@ impl ParkingClient {
     }
 
     /// `reserve`: `true` if a space is now held for `plate`, `false` if the lot is full or the
-    /// plate already holds a reservation there.
+    /// plate already holds a reservation there ([`reserve_with_reason`](Self::reserve_with_reason)
+    /// tells which).
     pub fn reserve(&mut self, lot: &str, plate: &str) -> Result<bool, ClientError> {
-        self.call(&Request::Reserve {
+        Ok(self.reserve_with_reason(lot, plate)? == Reservation::Reserved)
+    }
+
+    /// `reserve`, telling a full lot from a plate that already holds a reservation by the
+    /// reply's `reason`.
+    pub fn reserve_with_reason(
+        &mut self,
+        lot: &str,
+        plate: &str,
+    ) -> Result<Reservation, ClientError> {
+        let reply = self.call(&Request::Reserve {
             lot: lot.into(),
             plate: plate.into(),
-        })?
-        .decode()
+        })?;
+        // Taken before `decode` consumes the reply; a success carries no reason.
+        let refusal = match reply.reason() {
+            Some("FULL") => Reservation::Full,
+            Some("EXISTS") => Reservation::AlreadyReserved,
+            // No reason (a server that predates them) or one this client does not know.
+            _ => Reservation::Refused,
+        };
+        let reserved: bool = reply.decode()?;
+        Ok(if reserved {
+            Reservation::Reserved
+        } else {
+            refusal
+        })
     }
 
     /// `cancel`: `true` if a reservation was removed, `false` if there was none.

@@ -7,10 +7,10 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use client::{ClientError, ParkingClient};
+use client::{ClientError, ParkingClient, Reservation};
 use common::{Fake, closed_port, read_payload, read_request, write_payload, write_reply};
 use framing::rpc::{
-    CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome, WireError,
+    CancelOutcome, ErrorCode, KeyGrant, LotStatus, Reply, Request, ReserveOutcome, WireError,
 };
 
 const SHORT: Duration = Duration::from_millis(100);
@@ -43,6 +43,13 @@ fn typed_calls_round_trip_with_increasing_ids() {
                 }
                 Request::Cancel { .. } => Reply::Cancel(CancelOutcome::NotFound),
                 Request::Ping => Reply::Pong,
+                Request::Auth { token } => {
+                    assert_eq!(token.expose(), "t0k");
+                    Reply::Authenticated(KeyGrant {
+                        id: "kiosk-1".into(),
+                        role: "client".into(),
+                    })
+                }
             };
             write_reply(&mut stream, Some(id), Ok(&reply));
         }
@@ -58,6 +65,8 @@ fn typed_calls_round_trip_with_increasing_ids() {
     assert_eq!(client.get_availability("A").unwrap(), 12);
     assert!(client.reserve("A", "7ABC123").unwrap());
     assert!(!client.cancel("A", "7ABC123").unwrap());
+    let grant = client.auth("t0k").unwrap();
+    assert_eq!((&*grant.id, &*grant.role), ("kiosk-1", "client"));
     drop(client);
     fake.join();
 }
@@ -131,6 +140,38 @@ fn error_replies_carry_code_and_detail() {
             other => panic!("expected BUSY, got {other:?}"),
         }
     }
+    fake.join();
+}
+
+#[test]
+fn reserve_with_reason_tells_full_from_already_reserved() {
+    let fake = Fake::start(|mut stream| {
+        for outcome in [
+            ReserveOutcome::Reserved,
+            ReserveOutcome::Full,
+            ReserveOutcome::Exists,
+        ] {
+            let (id, _) = read_request(&mut stream).unwrap();
+            write_reply(&mut stream, Some(id), Ok(&Reply::Reserve(outcome)));
+        }
+        // A server that predates reasons says only `false`.
+        let (id, _) = read_request(&mut stream).unwrap();
+        let old = format!(r#"{{"rpcId":{id},"result":false,"error":null}}"#);
+        write_payload(&mut stream, old.as_bytes());
+    });
+    let mut client = ParkingClient::connect(fake.addr).unwrap();
+    let answers: Vec<Reservation> = (0..4)
+        .map(|_| client.reserve_with_reason("A", "P1").unwrap())
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            Reservation::Reserved,
+            Reservation::Full,
+            Reservation::AlreadyReserved,
+            Reservation::Refused
+        ]
+    );
     fake.join();
 }
 
