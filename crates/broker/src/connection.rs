@@ -627,14 +627,16 @@ mod tests {
             doorbell: Doorbell::detached(),
             idle_timeout: Duration::from_secs(60),
             line_timeout: Duration::from_secs(60),
+            auth_timeout: Duration::from_secs(60),
         };
         let token = Token(1);
         let mut connection = Connection::new(
-            TcpStream::from_std(stream),
+            Stream::Plain(mio::net::TcpStream::from_std(stream)),
             peer,
             token,
             Instant::now(),
             Held::new(()),
+            Session::new(None),
         );
         ctx.registry
             .subscribe(

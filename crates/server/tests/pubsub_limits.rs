@@ -12,7 +12,6 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use broker::BrokerConfig;
 use client::{ParkingClient, SensorClient};
 use common::{
     CLOSE_BOUND, DEADLINE, OTHER_TIMEOUT, Port, RawLines, check_still_served, connect_small_buffer,
@@ -43,18 +42,29 @@ fn the_broker_runs_with_the_configured_pubsub_limits() {
         config.max_connections = 99;
         config.subscriber_send_buffer = 12_345;
     });
+    let broker = server.broker().config();
     assert_eq!(
-        server.broker().config(),
-        &BrokerConfig {
-            queue_size: 7,
-            max_overflow_drops: 5,
-            notifier_threads: 3,
-            idle_timeout: Duration::from_millis(12_500),
-            line_timeout: Duration::from_millis(3_500),
-            max_connections: 99,
-            send_buffer: 12_345,
-        }
+        (
+            broker.queue_size,
+            broker.max_overflow_drops,
+            broker.notifier_threads,
+            broker.idle_timeout,
+            broker.line_timeout,
+            broker.max_connections,
+            broker.send_buffer,
+        ),
+        (
+            7,
+            5,
+            3,
+            Duration::from_millis(12_500),
+            Duration::from_millis(3_500),
+            99,
+            12_345,
+        )
     );
+    // No keys configured: no authentication, no TLS.
+    assert!(broker.auth.is_none() && broker.tls.is_none());
 }
 
 /// Bursts of pipelined sensor lines publish far faster than the notifier delivers (it writes
