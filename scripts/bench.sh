@@ -76,7 +76,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 RUST_LOG=info "$BIN/parking-server" --config "$ROOT/config.json" --host "$HOST" \
-    --rpc-port 0 --sensor-port 0 --pubsub-port 0 2>"$WORK/parking-server.log" &
+    --rpc-port 0 --sensor-port 0 --pubsub-port 0 --data-dir "$WORK/data" \
+    2>"$WORK/parking-server.log" &
 pid=$!
 STARTED_PIDS+=("$pid")
 SERVER_PORT=$(wait_for_port "$WORK/parking-server.log" "listening: rpc ${HOST//./\\.}:" "$pid") || exit 2

@@ -1,5 +1,6 @@
 //! The `parking-server` process: configuration errors, startup log, graceful stop on SIGTERM
-//! under load, and restarting on the same ports.
+//! under load, restarting on the same ports and with the same state, one server per data
+//! directory, and `repair`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use client::{ClientError, ParkingClient};
+use testkit::TempDir;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_parking-server");
 
@@ -73,18 +75,22 @@ fn configuration_errors_name_the_file_and_the_problem() {
     assert!(stderr.contains("--rpc-port"), "{stderr}");
 }
 
-/// A server process on ephemeral ports and the RPC address it logged.
+/// A server process on ephemeral ports, the RPC address it logged, and its log up to then.
 struct ServerProcess {
     child: Child,
     rpc: SocketAddr,
+    log: String,
 }
 
 impl ServerProcess {
-    /// Starts the server on `rpc_port` (0 for any) with the other ports ephemeral.
-    fn start(rpc_port: u16) -> ServerProcess {
+    /// Starts the server on `rpc_port` (0 for any) with the other ports ephemeral, keeping
+    /// its state in `data_dir`.
+    fn start(rpc_port: u16, data_dir: &TempDir) -> ServerProcess {
         let mut child = Command::new(BINARY)
             .args(["--rpc-port", &rpc_port.to_string()])
             .args(["--sensor-port", "0", "--pubsub-port", "0"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -105,7 +111,7 @@ impl ServerProcess {
         };
         // Keep draining the log so the server never blocks on a full pipe.
         thread::spawn(move || for _ in stderr.lines() {});
-        ServerProcess { child, rpc }
+        ServerProcess { child, rpc, log }
     }
 
     fn terminate(&mut self) -> ExitStatus {
@@ -137,7 +143,8 @@ impl Drop for ServerProcess {
 
 #[test]
 fn sigterm_under_load_answers_cleanly_and_exits_zero() {
-    let mut server = ServerProcess::start(0);
+    let data_dir = TempDir::new("process-sigterm");
+    let mut server = ServerProcess::start(0, &data_dir);
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
     let clients: Vec<_> = (0..8)
@@ -177,8 +184,111 @@ fn sigterm_under_load_answers_cleanly_and_exits_zero() {
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
 
     // The ports are free again at once (SO_REUSEADDR): a new server can take the same port.
-    let mut again = ServerProcess::start(server.rpc.port());
+    let mut again = ServerProcess::start(server.rpc.port(), &data_dir);
     assert_eq!(again.rpc, server.rpc);
     ParkingClient::connect(again.rpc).unwrap().ping().unwrap();
+    assert!(again.terminate().success());
+}
+
+#[test]
+fn a_restart_after_sigterm_keeps_the_acknowledged_state() {
+    let data_dir = TempDir::new("process-restart");
+    let mut server = ServerProcess::start(0, &data_dir);
+    let mut client = ParkingClient::connect(server.rpc).unwrap();
+    assert!(client.reserve("A", "KEPT").unwrap());
+    assert!(client.reserve("A", "GONE").unwrap());
+    assert!(client.cancel("A", "GONE").unwrap());
+    assert!(client.reserve("B", "KEPT").unwrap());
+    drop(client);
+    assert!(server.terminate().success());
+
+    let mut again = ServerProcess::start(0, &data_dir);
+    assert!(
+        again.log.contains("recovered 2 reservation(s)"),
+        "{}",
+        again.log
+    );
+    let mut client = ParkingClient::connect(again.rpc).unwrap();
+    assert_eq!(client.get_availability("A").unwrap(), 99);
+    assert!(
+        !client.reserve("A", "KEPT").unwrap(),
+        "the reservation was lost"
+    );
+    assert!(!client.cancel("A", "GONE").unwrap(), "the cancel was lost");
+    assert!(client.cancel("B", "KEPT").unwrap());
+    drop(client);
+    assert!(again.terminate().success());
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_exits_1_naming_it() {
+    let data_dir = TempDir::new("process-lock");
+    let mut first = ServerProcess::start(0, &data_dir);
+    let dir = data_dir.path().to_str().unwrap();
+    let ports = [
+        "--rpc-port",
+        "0",
+        "--sensor-port",
+        "0",
+        "--pubsub-port",
+        "0",
+    ];
+    let (status, stderr) = run_to_end(&[&ports[..], &["--data-dir", dir]].concat());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(dir), "{stderr}");
+    assert!(
+        stderr.contains("in use by another parking-server"),
+        "{stderr}"
+    );
+    assert!(first.terminate().success());
+}
+
+#[test]
+fn a_corrupt_journal_stops_the_start_until_repair_cuts_it() {
+    let data_dir = TempDir::new("process-repair");
+    let mut server = ServerProcess::start(0, &data_dir);
+    let mut client = ParkingClient::connect(server.rpc).unwrap();
+    for plate in ["R1", "R2", "R3"] {
+        assert!(client.reserve("A", plate).unwrap());
+    }
+    drop(client);
+    assert!(server.terminate().success());
+    let journal = data_dir.path().join("journal-1.log");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[10] ^= 0x01;
+    std::fs::write(&journal, bytes).unwrap();
+
+    let dir = data_dir.path().to_str().unwrap();
+    let ports = [
+        "--rpc-port",
+        "0",
+        "--sensor-port",
+        "0",
+        "--pubsub-port",
+        "0",
+    ];
+    let (status, stderr) = run_to_end(&[&ports[..], &["--data-dir", dir]].concat());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("journal-1.log is corrupt at byte 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("parking-server repair --data-dir {dir}")),
+        "{stderr}"
+    );
+
+    let output = Command::new(BINARY)
+        .args(["repair", "--data-dir", dir])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains("holding 2 readable record(s)"), "{report}");
+
+    let mut again = ServerProcess::start(0, &data_dir);
+    let mut client = ParkingClient::connect(again.rpc).unwrap();
+    assert_eq!(client.get_availability("A").unwrap(), 100);
+    drop(client);
     assert!(again.terminate().success());
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use broker::{Broker, BrokerConfig};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
-use store::{MemoryStore, Store};
+use store::{EmbeddedStore, MemoryStore, OpenError, Store};
 
 use crate::config::Config;
 use crate::connection::Timeouts;
@@ -30,6 +30,8 @@ pub enum StartError {
     Bind(BindError),
     /// A thread could not be started.
     Spawn(io::Error),
+    /// The data directory could not be used (held by another server, corrupt, unwritable).
+    Store(OpenError),
 }
 
 impl fmt::Display for StartError {
@@ -38,6 +40,7 @@ impl fmt::Display for StartError {
             StartError::State(err) => write!(f, "invalid lots: {err}"),
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
+            StartError::Store(err) => write!(f, "{err}"),
         }
     }
 }
@@ -48,6 +51,7 @@ impl std::error::Error for StartError {
             StartError::State(err) => Some(err),
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
+            StartError::Store(err) => Some(err),
         }
     }
 }
@@ -175,13 +179,7 @@ impl Server {
         } = self;
         let store = match store {
             Some(store) => store,
-            None => {
-                let state = Arc::new(
-                    ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
-                        .map_err(StartError::State)?,
-                );
-                Arc::new(MemoryStore::new(state))
-            }
+            None => open_store(&config, clock)?,
         };
         let state = Arc::clone(store.state());
         let rpc_listener = listener::bind("rpc", &config.host, config.rpc_port, config.backlog)?;
@@ -292,6 +290,27 @@ impl Server {
             stopped: false,
         })
     }
+}
+
+/// The store the configuration describes, with the state loaded from it: before the ports
+/// open (a data directory another server holds stops this one first) and before any
+/// listener is attached (recovery publishes nothing).
+fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+    let state = Arc::new(
+        ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
+            .map_err(StartError::State)?,
+    );
+    let Some(dir) = &config.data_dir else {
+        log::warn!("data_dir is null: the state lives in memory only, nothing survives a restart");
+        return Ok(Arc::new(MemoryStore::new(state)));
+    };
+    let options = store::Options {
+        fsync: config.fsync,
+        segment_bytes: config.journal_segment_bytes,
+        ..store::Options::new(dir)
+    };
+    let store = EmbeddedStore::open(state, options).map_err(StartError::Store)?;
+    Ok(Arc::new(store))
 }
 
 #[derive(Debug, Clone, Copy)]

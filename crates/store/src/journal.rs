@@ -63,6 +63,21 @@ pub enum Fsync {
     No,
 }
 
+impl std::str::FromStr for Fsync {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "always" => Ok(Fsync::Always),
+            "everysec" => Ok(Fsync::Everysec),
+            "no" => Ok(Fsync::No),
+            _ => Err(format!(
+                "{text:?} is not an fsync policy (always, everysec or no)"
+            )),
+        }
+    }
+}
+
 impl fmt::Display for Fsync {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
