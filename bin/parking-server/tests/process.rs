@@ -75,10 +75,11 @@ fn configuration_errors_name_the_file_and_the_problem() {
     assert!(stderr.contains("--rpc-port"), "{stderr}");
 }
 
-/// A server process on ephemeral ports, the RPC address it logged, and its log up to then.
+/// A server process, the RPC and sensor addresses it logged, and its log up to then.
 struct ServerProcess {
     child: Child,
     rpc: SocketAddr,
+    sensor: SocketAddr,
     log: String,
 }
 
@@ -86,11 +87,24 @@ impl ServerProcess {
     /// Starts the server on `rpc_port` (0 for any) with the other ports ephemeral, keeping
     /// its state in `data_dir`.
     fn start(rpc_port: u16, data_dir: &TempDir) -> ServerProcess {
+        let port = rpc_port.to_string();
+        let dir = data_dir.path().to_str().unwrap();
+        ServerProcess::spawn(&[
+            "--rpc-port",
+            &port,
+            "--sensor-port",
+            "0",
+            "--pubsub-port",
+            "0",
+            "--data-dir",
+            dir,
+        ])
+    }
+
+    /// Starts the server with `args` and waits until it listens.
+    fn spawn(args: &[&str]) -> ServerProcess {
         let mut child = Command::new(BINARY)
-            .args(["--rpc-port", &rpc_port.to_string()])
-            .args(["--sensor-port", "0", "--pubsub-port", "0"])
-            .arg("--data-dir")
-            .arg(data_dir.path())
+            .args(args)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -98,20 +112,29 @@ impl ServerProcess {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         let mut log = String::new();
-        let rpc = loop {
+        let address_after = |line: &str, label: &str| -> Option<SocketAddr> {
+            let rest = line.split(label).nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        };
+        let (rpc, sensor) = loop {
             line.clear();
             assert!(
                 stderr.read_line(&mut line).unwrap() > 0,
                 "server exited early:\n{log}"
             );
             log.push_str(&line);
-            if let Some(rest) = line.split("listening: rpc ").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            if let Some(rpc) = address_after(&line, "listening: rpc ") {
+                break (rpc, address_after(&line, ", sensor ").unwrap());
             }
         };
         // Keep draining the log so the server never blocks on a full pipe.
         thread::spawn(move || for _ in stderr.lines() {});
-        ServerProcess { child, rpc, log }
+        ServerProcess {
+            child,
+            rpc,
+            sensor,
+            log,
+        }
     }
 
     fn terminate(&mut self) -> ExitStatus {
@@ -291,4 +314,48 @@ fn a_corrupt_journal_stops_the_start_until_repair_cuts_it() {
     assert_eq!(client.get_availability("A").unwrap(), 100);
     drop(client);
     assert!(again.terminate().success());
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_change() {
+    let config = TempConfig::new(
+        "crash",
+        r#"{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "thread_pool_size": 4,
+            "journal_segment_bytes": 65536, "reservation_ttl": 3600,
+            "lots": [{"id": "R", "capacity": 1000000}, {"id": "S0", "capacity": 100},
+                     {"id": "S1", "capacity": 100}]}"#,
+    );
+    let data_dir = TempDir::new("process-crash");
+    let args = [
+        "--config",
+        config.0.to_str().unwrap(),
+        "--data-dir",
+        data_dir.path().to_str().unwrap(),
+    ];
+    let mut server = ServerProcess::spawn(&args);
+    for run in 1..=2 {
+        let plan = load_test::crash::Plan {
+            rpc: server.rpc,
+            sensor: server.sensor,
+            rpc_connections: 4,
+            sensor_connections: 2,
+            run,
+            duration: Duration::from_secs(20),
+        };
+        let writers = thread::spawn(move || load_test::crash::run(&plan));
+        // The kill comes at some moment 0.3 to 0.7 s into the run.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        thread::sleep(Duration::from_millis(300 + u64::from(nanos % 400)));
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        let log = writers.join().unwrap().unwrap();
+        assert!(log.acknowledged > 0, "nothing was written before the kill");
+        server = ServerProcess::spawn(&args);
+        let verdict = load_test::crash::check(server.rpc, &log).unwrap();
+        assert!(verdict.violations.is_empty(), "run {run}: {verdict}");
+    }
+    assert!(server.terminate().success());
 }
