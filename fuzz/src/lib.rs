@@ -234,7 +234,8 @@ pub fn check_sensor_stream(data: &[u8]) {
 /// serde_json's default float parser may land 1-2 ULPs away from the f64 it reads back.
 fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
     match (a, b) {
-        (ServerLine::Event(a), ServerLine::Event(b)) => {
+        (ServerLine::Event(a), ServerLine::Event(b))
+        | (ServerLine::Snapshot(a), ServerLine::Snapshot(b)) => {
             a.lot_id == b.lot_id
                 && a.free == b.free
                 && (a.timestamp == b.timestamp
@@ -260,6 +261,7 @@ pub fn check_pubsub_stream(data: &[u8]) {
                 ServerLine::Subscribed(id) => pubsub::encode_subscribed(&mut again, *id),
                 ServerLine::Refused(error) => pubsub::encode_error(&mut again, error),
                 ServerLine::Event(event) => pubsub::encode_event(&mut again, event),
+                ServerLine::Snapshot(event) => pubsub::encode_snapshot(&mut again, event),
             }
             assert_eq!(again.pop(), Some(b'\n'));
             let reparsed = pubsub::parse_server_line(&again).unwrap();

@@ -21,6 +21,7 @@
 //! - [`runner`]: one row: connection threads, reconnection, histograms, progress line.
 //! - [`report`]: the table, the JSON report and the `.hgrm` files.
 //! - [`plot`]: the latency-by-percentile SVG chart.
+//! - [`cleanup`]: cancelling what the run left reserved.
 //! - [`baseline`]: the baseline server behind the `baseline-server` binary.
 //! - [`crash`]: the crash test's writers and checker, behind the `crash-client` binary.
 //! - this file: [`run`], which ties them together, and the exit codes.
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod cleanup;
 pub mod crash;
 pub mod idle;
 pub mod options;
@@ -39,6 +41,7 @@ pub mod workload;
 
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use client::ParkingClient;
@@ -122,6 +125,11 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         timeout: options.timeout.duration,
         progress: io::stderr().is_terminal(),
     };
+    let files: Vec<&Path> = [&options.json, &options.plot]
+        .into_iter()
+        .filter_map(|path| path.as_deref())
+        .collect();
+    report::check_writable(&files, options.hgrm.as_deref())?;
     let template = runner::new_histogram().map_err(RunError::Histogram)?;
     let mode = options.mode;
 
@@ -131,7 +139,7 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
     };
     let busiest = options.workers.iter().copied().max().unwrap_or(0) as usize;
     let idle = IdleConnections::open(
-        &config.target,
+        config.target.get(0),
         options.idle as usize,
         busiest,
         options.timeout.duration,
@@ -173,9 +181,16 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
         rows.push(row);
     }
 
+    if let Some(lot_ids) = lots {
+        let note = cleanup_note(options, &config, lot_ids, busiest);
+        if let Some(note) = note {
+            writeln!(out, "{note}").map_err(RunError::Stdout)?;
+        }
+    }
+
     if let Some(path) = &options.json {
         let report = Report {
-            target: config.target.clone(),
+            target: config.target.to_string(),
             mode,
             pipeline: options.pipeline,
             rate: options.rate,
@@ -200,6 +215,33 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
     Ok(rows)
 }
 
+/// Cancels what the run may have left reserved and describes it in one line (none when the
+/// mode reserves nothing).
+fn cleanup_note(
+    options: &Options,
+    config: &RunConfig,
+    lots: Vec<String>,
+    busiest: usize,
+) -> Option<String> {
+    let connections = u32::try_from(busiest).unwrap_or(u32::MAX);
+    let workload = Workload::new(options.mode, lots, options.plates, connections)?;
+    match cleanup::cancel_leftovers(&config.target, config.timeout, &workload) {
+        Ok(cleanup::Cleanup::NotNeeded) => None,
+        Ok(cleanup::Cleanup::Done { sent, cancelled }) => Some(format!(
+            "cleanup: cancelled {cancelled} reservation(s) the run left ({sent} cancels sent)"
+        )),
+        Ok(cleanup::Cleanup::Skipped { pairs }) => Some(format!(
+            "cleanup: skipped ({pairs} lot and plate pairs, over {}); the run's \
+             reservations expire after the server's reservation_ttl",
+            cleanup::MAX_CANCELS
+        )),
+        Err(err) => Some(format!(
+            "cleanup: failed ({err}); the run's reservations expire after the server's \
+             reservation_ttl"
+        )),
+    }
+}
+
 /// The exit code for a run that produced `rows`.
 pub fn exit_code(rows: &[Row]) -> u8 {
     let failed = rows
@@ -218,7 +260,7 @@ fn row_workload(
 ) -> Result<Workload, (runner::Tally, String)> {
     let mode = options.mode;
     if mode.needs_lots() && lots.is_none() {
-        let found = ParkingClient::connect_with_timeout(config.target.as_str(), config.timeout)
+        let found = ParkingClient::connect_with_timeout(&config.target, config.timeout)
             .and_then(|mut client| client.get_lots())
             .map_err(|err| (runner::failed_call(&err), format!("getLots failed: {err}")))?;
         *lots = Some(found.into_iter().map(|lot| lot.id.into_owned()).collect());

@@ -253,6 +253,31 @@ impl std::error::Error for OutputError {
     }
 }
 
+/// Checks, before a run, that each output can be written: the `--json` and `--plot` files
+/// can be created (a file that did not exist is removed again), and the `--hgrm` directory
+/// exists or can be made. A run of minutes must not end in "cannot write".
+pub fn check_writable(files: &[&Path], dir: Option<&Path>) -> Result<(), OutputError> {
+    for &path in files {
+        let existed = path.exists();
+        fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|err| io_error(path, err))?;
+        if !existed {
+            fs::remove_file(path).map_err(|err| io_error(path, err))?;
+        }
+    }
+    if let Some(dir) = dir {
+        fs::create_dir_all(dir).map_err(|err| io_error(dir, err))?;
+    }
+    Ok(())
+}
+
+fn io_error(path: &Path, err: io::Error) -> OutputError {
+    OutputError::new(path, OutputErrorKind::Io(err))
+}
+
 /// Writes `report` as pretty-printed JSON to `path`.
 pub fn write_json(path: &Path, report: &Report) -> Result<(), OutputError> {
     let mut text = serde_json::to_string_pretty(report)

@@ -168,6 +168,30 @@ impl Workload {
         }
     }
 
+    /// How many lot and plate pairs this workload may leave reserved (0 for the modes that
+    /// reserve nothing).
+    pub fn reservable_pairs(&self) -> usize {
+        match self.mode {
+            Mode::Ping | Mode::Avail => 0,
+            Mode::Reserve | Mode::Mixed | Mode::Text => self.lots.len() * self.plates.len(),
+        }
+    }
+
+    /// A `cancel` for each of [`Workload::reservable_pairs`].
+    pub fn cancels(&self) -> impl Iterator<Item = Request<'_>> {
+        let plates = if self.reservable_pairs() == 0 {
+            &[][..]
+        } else {
+            &self.plates[..]
+        };
+        self.lots.iter().flat_map(move |lot| {
+            plates.iter().map(move |plate| Request::Cancel {
+                lot: Cow::Borrowed(lot.as_str()),
+                plate: Cow::Borrowed(plate.as_str()),
+            })
+        })
+    }
+
     /// The wire request for `op`, borrowing this workload's strings.
     pub fn request(&self, op: Op) -> Request<'_> {
         let lot = |index: usize| Cow::Borrowed(self.lots.get(index).map_or("", String::as_str));

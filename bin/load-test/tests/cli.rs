@@ -90,6 +90,9 @@ fn run_clean_in_parallel(runs: &[(SocketAddr, &str, &[&str])]) {
             table.contains("req/s") && table.contains("p99.9 ms"),
             "{table}"
         );
+        if ["reserve", "mixed", "text", "pipelined"].contains(&name.as_str()) {
+            assert!(table.contains("cleanup: cancelled "), "{name}: {table}");
+        }
     }
 }
 
@@ -114,9 +117,12 @@ fn every_mode_runs_clean_against_a_live_server() {
         (addr, "text", &["--mode", "text"]),
         (addr, "pipelined", &["--mode", "mixed", "--pipeline", "8"]),
     ]);
-    // Every reservation the reserve mode made, it cancelled.
-    let lots = reserve_server.state().lots();
-    assert!(lots.iter().all(|lot| lot.reserved == 0), "{lots:?}");
+    // Every reservation the runs made, they cancelled: the reserve mode as it went, the
+    // mixed and text modes in their cleanup after the last row.
+    for server in [&server, &reserve_server] {
+        let lots = server.state().lots();
+        assert!(lots.iter().all(|lot| lot.reserved == 0), "{lots:?}");
+    }
     reserve_server.shutdown();
     server.shutdown();
 }
@@ -530,4 +536,34 @@ fn idle_connections_are_held_open_for_every_row_and_counted_if_closed() {
         table.contains("the server closed 20 of the 20 idle connections"),
         "{table}"
     );
+}
+
+#[test]
+fn an_output_that_cannot_be_written_fails_before_the_run() {
+    let server = start_server();
+    let output = load_test_command(
+        server.rpc_addr(),
+        &[
+            "--mode",
+            "avail",
+            "--workers",
+            "1",
+            // A run this long would hang the test if it ran.
+            "--duration",
+            "600",
+            "--plot",
+            "/nonexistent/x.svg",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("cannot write /nonexistent/x.svg"),
+        "{}",
+        text(&output.stderr)
+    );
+    // Nothing ran: no table row was printed.
+    assert_eq!(text(&output.stdout), "");
+    server.shutdown();
 }

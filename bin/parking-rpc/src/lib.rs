@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use client::cli::parse_seconds;
-use client::{ClientError, Failure, ParkingClient};
+use client::{ClientError, Failure, Hosts, ParkingClient};
 
 const LONG_ABOUT: &str = "\
 Query and book the parking server over its RPC port (length-prefixed JSON requests).
@@ -52,9 +52,10 @@ Exit codes:
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Server host name or IP address.
-    #[arg(long, global = true, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Server host name or IP address; several nodes comma-separated (`a:9000,b:9000`, a
+    /// host without a port takes --port) are tried in turn.
+    #[arg(long, global = true, default_value = "127.0.0.1", value_parser = Hosts::parse)]
+    pub host: Hosts,
     /// The server's RPC port.
     #[arg(long, global = true, default_value_t = 9000)]
     pub port: u16,
@@ -131,43 +132,79 @@ impl From<Exit> for u8 {
     }
 }
 
+/// A failed run: what to print and exit with, and a short code for `--json` output.
+struct Failed {
+    /// The server's error code (`UNKNOWN_LOT`), or what went wrong on our side
+    /// (`UNREACHABLE`, `TIMEOUT`, `CLOSED`, `IO`, `BAD_REPLY`, `OUTPUT`).
+    code: String,
+    failure: Failure,
+}
+
 /// Describes a client error as the tool's failure, naming the server as `target`.
-fn client_failure(err: ClientError, target: &str, timeout: Duration) -> Failure {
-    let (exit, message) = match err {
+fn client_failure(err: ClientError, target: &str, timeout: Duration) -> Failed {
+    let (code, exit, message) = match err {
         ClientError::Connect { source, .. } => (
+            "UNREACHABLE".to_owned(),
             Exit::Unreachable,
             format!("cannot connect to the RPC port at {target}: {source}"),
         ),
         ClientError::Timeout => (
+            "TIMEOUT".to_owned(),
             Exit::Unreachable,
             format!("no answer from {target} within {} s", timeout.as_secs_f64()),
         ),
-        ClientError::Closed => (Exit::Unreachable, format!("{target} closed the connection")),
+        ClientError::Closed => (
+            "CLOSED".to_owned(),
+            Exit::Unreachable,
+            format!("{target} closed the connection"),
+        ),
         ClientError::Io(err) => (
+            "IO".to_owned(),
             Exit::Unreachable,
             format!("i/o error talking to {target}: {err}"),
         ),
-        ClientError::Server(err) => (Exit::ServerError, format!("server error {err}")),
+        ClientError::Server(err) => (
+            err.code.to_string(),
+            Exit::ServerError,
+            format!("server error {err}"),
+        ),
         ClientError::Protocol(detail) => (
+            "BAD_REPLY".to_owned(),
             Exit::ServerError,
             format!("unexpected reply from {target}: {detail}"),
         ),
     };
-    Failure::new(exit, message)
+    Failed {
+        code,
+        failure: Failure::new(exit, message),
+    }
 }
 
-fn output_failure(err: io::Error) -> Failure {
-    Failure::new(Exit::Unreachable, format!("cannot write the output: {err}"))
+fn output_failure(err: io::Error) -> Failed {
+    Failed {
+        code: "OUTPUT".to_owned(),
+        failure: Failure::new(Exit::Unreachable, format!("cannot write the output: {err}")),
+    }
 }
 
 /// Connects to the server named by `cli`, runs its command and writes the result to `out`.
+/// With `--json`, a failure is also written to `out` as `{"error", "detail"}`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failure> {
-    let target = format!("{}:{}", cli.host, cli.port);
+    execute(cli, out).map_err(|failed| {
+        // Best effort: stdout may be what failed.
+        let _ = output::Printer::new(cli.json)
+            .failure(out, &failed.code, &failed.failure.message)
+            .and_then(|()| out.flush());
+        failed.failure
+    })
+}
+
+fn execute(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failed> {
+    let endpoints = cli.host.on(cli.port);
+    let target = endpoints.to_string();
     let fail = |err| client_failure(err, &target, cli.timeout);
     log::debug!("connecting to {target}");
-    let mut client =
-        ParkingClient::connect_with_timeout((cli.host.as_str(), cli.port), cli.timeout)
-            .map_err(fail)?;
+    let mut client = ParkingClient::connect_with_timeout(&endpoints, cli.timeout).map_err(fail)?;
     let printer = output::Printer::new(cli.json);
     let exit = match &cli.command {
         Command::Lots => {

@@ -95,6 +95,15 @@ impl Printer {
         writeln!(out, "PONG from {target} in {ms:.1} ms")
     }
 
+    /// A failed command, in JSON mode only (in text mode the failure goes to stderr alone):
+    /// `{"error": CODE, "detail": ...}`, so that a script reading stdout sees it.
+    pub fn failure(&self, out: &mut dyn Write, code: &str, detail: &str) -> io::Result<()> {
+        if self.json {
+            return Self::json_line(out, &json!({ "error": code, "detail": detail }));
+        }
+        Ok(())
+    }
+
     /// `raw`: the text reply as it came.
     pub fn raw(&self, out: &mut dyn Write, reply: &str) -> io::Result<()> {
         if self.json {

@@ -123,3 +123,48 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn json_mode_prints_failures_as_json_on_stdout() {
+    let server = start_server();
+    let unknown = parking_rpc(server.rpc_addr(), &["--json", "avail", "Z"]);
+    assert_eq!(unknown.status.code(), Some(3));
+    let failure: serde_json::Value = serde_json::from_slice(&unknown.stdout).unwrap();
+    assert_eq!(failure["error"], "UNKNOWN_LOT", "{failure}");
+    assert!(
+        failure["detail"].as_str().unwrap().contains("\"Z\""),
+        "{failure}"
+    );
+    // The human-readable line still goes to stderr.
+    assert!(stderr(&unknown).contains("UNKNOWN_LOT"));
+
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unreachable = parking_rpc(addr, &["--json", "ping"]);
+    assert_eq!(unreachable.status.code(), Some(2));
+    let failure: serde_json::Value = serde_json::from_slice(&unreachable.stdout).unwrap();
+    assert_eq!(failure["error"], "UNREACHABLE", "{failure}");
+    server.shutdown();
+}
+
+#[test]
+fn pointed_at_a_line_port_it_says_what_it_got_at_once() {
+    let server = start_server();
+    for (port, addr) in [
+        ("sensor", server.sensor_addr()),
+        ("pub/sub", server.pubsub_addr()),
+    ] {
+        // A timeout longer than the test's patience: the answer must come from the port.
+        let output = parking_rpc(addr, &["--timeout", "60", "ping"]);
+        assert_eq!(output.status.code(), Some(3), "{port}");
+        let message = stderr(&output);
+        assert!(
+            message.contains("got a text line starting \"ERR \"")
+                && message.contains("is this the RPC port?"),
+            "{port}: {message}"
+        );
+    }
+    server.shutdown();
+}

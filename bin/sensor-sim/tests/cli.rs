@@ -268,3 +268,25 @@ fn hundreds_of_sensors_share_two_threads_and_every_update_is_acked() {
     // Every sensor had a connection of its own, served by the server's one sensor worker.
     assert_eq!(server.summary().sensor_connections, 500);
 }
+
+#[test]
+fn sensors_that_never_connect_are_reported_and_the_run_fails() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = run_to_end(sensor_sim().args(["--port", &closed.to_string()]).args([
+        "--sensors",
+        "3",
+        "--duration",
+        "0.5",
+        "--lots",
+        "A",
+    ]));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    let summary = parse_summary(&output.stdout);
+    assert_eq!(count(&summary, "acked"), 0, "{summary:?}");
+    assert_eq!(count(&summary, "never_connected"), 3, "{summary:?}");
+}

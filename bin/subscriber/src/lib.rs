@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use client::cli::{parse_lot, parse_seconds};
-use client::{Backoff, Failure, OwnedEvent, SubscribeError, Subscription};
+use client::{Backoff, Failure, Hosts, OwnedEvent, SubscribeError, Subscription, Update};
 use framing::pubsub::{PubsubErrorCode, Topic};
 use shutdown::ShutdownHandle;
 
@@ -32,9 +32,10 @@ per event:
 
   2026-11-23T10:00:00.123Z  A  free=12
 
-or, with --json, each event's JSON line exactly as the server sent it. If the connection \
-drops, it reconnects with exponential backoff (100 ms doubling to 5 s) and subscribes again, \
-saying so on stderr. Ctrl-C exits cleanly.
+or, with --json, each event's JSON line exactly as the server sent it. Right after \
+subscribing the server sends each lot's current value, printed marked `(current)` (a \
+SNAPSHOT line in JSON). If the connection drops, it reconnects with exponential backoff \
+(100 ms doubling to 5 s) and subscribes again, saying so on stderr. Ctrl-C exits cleanly.
 
 Examples:
   subscriber --all
@@ -43,8 +44,9 @@ Examples:
 
 const AFTER_HELP: &str = "\
 Exit codes:
-  0  --count events printed, or interrupted with Ctrl-C
-  1  the output could not be written
+  0  --count events printed (snapshots are not counted), interrupted with Ctrl-C, or the
+     reader of the output went away (a closed pipe, as with `| head`)
+  1  the output could not be written (any other write error)
   2  usage error, or the server could not be reached at start
   3  the server refused the subscription (unknown lot, busy)";
 
@@ -58,9 +60,10 @@ Exit codes:
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Server host name or IP address.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Server host name or IP address; several nodes comma-separated (`a:9002,b:9002`, a
+    /// host without a port takes --port): a lost connection resumes on the next one.
+    #[arg(long, default_value = "127.0.0.1", value_parser = Hosts::parse)]
+    pub host: Hosts,
     /// The server's pub/sub port.
     #[arg(long, default_value_t = 9002)]
     pub port: u16,
@@ -110,6 +113,15 @@ pub fn format_event(event: &OwnedEvent) -> String {
     )
 }
 
+/// The readable form of an update: an event as [`format_event`] writes it, a snapshot (the
+/// lot's value when the subscription began) marked as such.
+pub fn format_update(update: &Update) -> String {
+    match update {
+        Update::Event(event) => format_event(event),
+        Update::Snapshot(event) => format!("{}  (current)", format_event(event)),
+    }
+}
+
 /// Subscribes and prints events to `out` until `--count` events were printed or `stop` is
 /// triggered, reconnecting whenever the connection drops.
 ///
@@ -123,13 +135,17 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
     } else {
         format!("lot(s) {}", cli.lots.join(", "))
     };
-    let target = format!("{}:{}", cli.host, cli.port);
+    let endpoints = cli.host.on(cli.port);
+    let target = endpoints.to_string();
     let mut backoff = Backoff::default();
     let mut printed = 0u64;
     let mut subscribed_before = false;
+    // Which node to try first: after a lost connection, the next one (the lost one is
+    // likely down, and its subscribers all move at once).
+    let mut first = 0;
     while !stop.is_triggered() {
         let mut subscription =
-            match Subscription::connect((cli.host.as_str(), cli.port), &topics, cli.timeout) {
+            match Subscription::connect(endpoints.rotated(first), &topics, cli.timeout) {
                 Ok(subscription) => subscription,
                 Err(SubscribeError::Server(refusal))
                     if refusal.code == PubsubErrorCode::Busy && subscribed_before =>
@@ -171,20 +187,21 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
             };
         backoff.reset();
         let id = subscription.id();
+        let peer = subscription.peer_addr();
         if subscribed_before {
-            log::warn!("reconnected: re-subscribed to {described} on {target} (subscription {id})");
+            log::warn!("reconnected: re-subscribed to {described} on {peer} (subscription {id})");
         } else {
-            log::info!("subscribed to {described} on {target} (subscription {id})");
+            log::info!("subscribed to {described} on {peer} (subscription {id})");
         }
         subscribed_before = true;
         while !stop.is_triggered() {
-            match subscription.next_event_timeout(STOP_POLL) {
-                Ok(Some(event)) => {
+            match subscription.next_update_timeout(STOP_POLL) {
+                Ok(Some(update)) => {
                     let written = if cli.json {
                         out.write_all(subscription.raw_line())
                             .and_then(|()| out.write_all(b"\n"))
                     } else {
-                        writeln!(out, "{}", format_event(&event))
+                        writeln!(out, "{}", format_update(&update))
                     };
                     match written.and_then(|()| out.flush()) {
                         Ok(()) => {}
@@ -193,6 +210,10 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
                             return Err(Failure::new(1, format!("cannot write the output: {err}")));
                         }
                     }
+                    // --count counts changes; the snapshots after subscribing come on top.
+                    if let Update::Snapshot(_) = update {
+                        continue;
+                    }
                     printed += 1;
                     if cli.count.is_some_and(|count| printed >= count) {
                         return Ok(());
@@ -200,7 +221,8 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    log::warn!("lost the subscription on {target}: {err}");
+                    log::warn!("lost the subscription on {peer}: {err}");
+                    first += 1;
                     break;
                 }
             }

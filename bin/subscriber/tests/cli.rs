@@ -83,7 +83,11 @@ fn count_one_prints_one_event() {
     let (output, log) = finish(child, stderr);
     assert_eq!(output.status.code(), Some(0), "{log}");
     let text = String::from_utf8(output.stdout).unwrap();
-    let fields: Vec<&str> = text.trim_end().split("  ").collect();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "the snapshot, then the one event: {text:?}");
+    let snapshot: Vec<&str> = lines[0].split("  ").collect();
+    assert_eq!(&snapshot[1..], ["A", "free=100", "(current)"], "{text:?}");
+    let fields: Vec<&str> = lines[1].split("  ").collect();
     assert_eq!(fields.len(), 3, "{text:?}");
     assert!(
         fields[0].ends_with('Z') && fields[0].contains('T'),
@@ -106,10 +110,17 @@ fn json_prints_the_event_line() {
     let (output, log) = finish(child, stderr);
     assert_eq!(output.status.code(), Some(0), "{log}");
     let text = String::from_utf8(output.stdout).unwrap();
-    let events: Vec<serde_json::Value> = text
+    let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
+    // Every lot's current value first, then the two events.
+    let (snapshots, events) = lines.split_at(lines.len().saturating_sub(2));
+    assert_eq!(snapshots.len(), 3, "{text}");
+    assert!(
+        snapshots.iter().all(|line| line["type"] == "SNAPSHOT"),
+        "{text}"
+    );
     assert_eq!(events.len(), 2, "{text}");
     assert_eq!(events[0]["type"], "EVENT");
     assert_eq!(events[0]["lotId"], "B");

@@ -20,8 +20,9 @@ use framing::pubsub::{self, PubsubError, PubsubErrorCode, Topic};
 use mio::Token;
 use mio::net::TcpStream;
 
+use crate::Held;
 use crate::notifier::Doorbell;
-use crate::registry::{Registry, Subscription};
+use crate::registry::{Registry, Subscription, event_of};
 
 /// Most bytes waiting to be written before the connection stops taking events from its queue.
 pub(crate) const MAX_PENDING_OUTPUT: usize = 16 * 1024;
@@ -74,6 +75,8 @@ pub(crate) enum CloseReason {
     WriteStalled,
     /// A line went over the limit; `ERR LINE_TOO_LONG` was sent.
     LineTooLong,
+    /// The peer sent an RPC frame, not a line; `ERR BAD_COMMAND` was sent.
+    NotALine,
     /// The broker is shutting down.
     Shutdown,
 }
@@ -110,11 +113,19 @@ pub(crate) struct Connection {
     /// unread (at the per-step cap, or while output is over its cap) is not reported again.
     unread_input: bool,
     closing: Option<Closing>,
+    /// The caller's hold on this connection, let go when it is dropped.
+    _held: Held,
 }
 
 impl Connection {
     /// Wraps an accepted, non-blocking stream known to its notifier as `token`.
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, token: Token, now: Instant) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        token: Token,
+        now: Instant,
+        held: Held,
+    ) -> Self {
         Connection {
             stream,
             peer,
@@ -128,6 +139,7 @@ impl Connection {
             // A new connection's SUBSCRIBE often arrives with it.
             unread_input: true,
             closing: None,
+            _held: held,
         }
     }
 
@@ -337,13 +349,22 @@ impl Connection {
     fn handle_lines(&mut self, ctx: &Context, now: Instant) {
         let mut consumed_any = false;
         while self.closing.is_none() && self.output.len() < MAX_PENDING_OUTPUT {
+            if line::starts_like_a_frame(&self.input) {
+                let error = PubsubError::new(
+                    PubsubErrorCode::BadCommand,
+                    "this is the pub/sub port, which takes text lines; the bytes look like an \
+                     RPC frame (use the RPC port)",
+                );
+                self.refuse(ctx, &error, CloseReason::NotALine, now);
+                break;
+            }
             match line::decode(&self.input, pubsub::MAX_LINE_LEN) {
                 Decoded::Line { content, consumed } => {
                     let peer = self.peer;
                     let token = self.token;
                     let subscription = &mut self.subscription;
                     let reply = pubsub::parse_command(&self.input[content]).and_then(|topic| {
-                        let id = ctx.registry.subscribe(
+                        let subscribed = ctx.registry.subscribe(
                             subscription,
                             topic,
                             peer,
@@ -353,11 +374,21 @@ impl Connection {
                             Topic::All => "ALL",
                             Topic::Lot(lot) => lot,
                         };
-                        log::debug!("{peer} subscribed to {topic} (subscription {id})");
-                        Ok(id)
+                        log::debug!(
+                            "{peer} subscribed to {topic} (subscription {})",
+                            subscribed.0
+                        );
+                        Ok(subscribed)
                     });
                     match reply {
-                        Ok(id) => pubsub::encode_subscribed(&mut self.output, id),
+                        Ok((id, snapshots)) => {
+                            pubsub::encode_subscribed(&mut self.output, id);
+                            // The current values come before any event the queue holds, so
+                            // a sign is right at once, not at the lot's next change.
+                            for current in &snapshots {
+                                pubsub::encode_snapshot(&mut self.output, &event_of(current));
+                            }
+                        }
                         Err(error) => pubsub::encode_error(&mut self.output, &error),
                     }
                     self.input.drain(..consumed);
@@ -369,15 +400,7 @@ impl Connection {
                         PubsubErrorCode::LineTooLong,
                         format!("lines are limited to {} bytes", pubsub::MAX_LINE_LEN),
                     );
-                    pubsub::encode_error(&mut self.output, &error);
-                    self.input.clear();
-                    // Nothing more is sent but the reply, so stop queueing events at once.
-                    self.end_subscription(&ctx.registry);
-                    self.closing = Some(Closing {
-                        reason: CloseReason::LineTooLong,
-                        deadline: now + CLOSE_LINGER,
-                        write_shut: false,
-                    });
+                    self.refuse(ctx, &error, CloseReason::LineTooLong, now);
                 }
             }
         }
@@ -386,6 +409,19 @@ impl Connection {
         } else if consumed_any || self.line_started.is_none() {
             self.line_started = Some(now);
         }
+    }
+
+    /// Answers a fatal `error` and closes for `reason` once it is written.
+    fn refuse(&mut self, ctx: &Context, error: &PubsubError, reason: CloseReason, now: Instant) {
+        pubsub::encode_error(&mut self.output, error);
+        self.input.clear();
+        // Nothing more is sent but the reply, so stop queueing events at once.
+        self.end_subscription(&ctx.registry);
+        self.closing = Some(Closing {
+            reason,
+            deadline: now + CLOSE_LINGER,
+            write_shut: false,
+        });
     }
 
     fn check_timeouts(&self, ctx: &Context, now: Instant) -> Result<(), CloseReason> {

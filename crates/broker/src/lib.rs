@@ -27,6 +27,9 @@
 //! - **Order and uniqueness.** A subscriber receives one lot's events in the order the changes
 //!   happened (FIFO queue, one publisher at a time per lot), and each change at most once,
 //!   however its subscriptions overlap (a lot twice, or a lot plus `ALL`).
+//! - **Snapshots.** Right after `OK`, a subscriber gets the last published value of every lot
+//!   its subscription newly covers (`SNAPSHOT` lines, from [`Broker::seed`] until the first
+//!   change); a change is either in the snapshot or among the events after it, never both.
 //! - **Limits.** At most [`BrokerConfig::max_connections`] connections (more get `ERR BUSY`);
 //!   command lines of at most [`framing::pubsub::MAX_LINE_LEN`] bytes (longer: `ERR
 //!   LINE_TOO_LONG`, then close); [`BrokerConfig::line_timeout`] to finish a line, and for a
@@ -66,6 +69,27 @@ use crate::registry::Registry;
 use warn_limit::peer_warn;
 
 pub use crate::stats::BrokerStats;
+
+/// Something the caller keeps alive while a connection is open and lets go when it closes,
+/// such as its place in a server-wide connection count.
+pub struct Held {
+    _value: Box<dyn Send>,
+}
+
+impl Held {
+    /// Holds `value` until the connection closes.
+    pub fn new(value: impl Send + 'static) -> Self {
+        Held {
+            _value: Box::new(value),
+        }
+    }
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Held")
+    }
+}
 
 /// Longest grace [`Broker::shutdown`] honours; longer ones are cut to it (it keeps the
 /// deadline computable for any `Duration`).
@@ -224,6 +248,12 @@ impl Broker {
         Arc::new(move |change: &LotChange| registry.publish(change))
     }
 
+    /// Records each lot's current value before anything changes (the state at start), so
+    /// that subscribers get a `SNAPSHOT` of every lot they subscribe to, changed yet or not.
+    pub fn seed(&self, current: &[LotChange]) {
+        self.registry.seed(current);
+    }
+
     /// Queues an event for every subscriber of `change.lot` and every `ALL` subscriber. Never
     /// blocks on a subscriber and does no I/O, so it is safe on any worker thread; calls for
     /// one lot must come in the order of the changes (the state guarantees this).
@@ -235,6 +265,12 @@ impl Broker {
     /// non-blocking and handed to a notifier. Over [`BrokerConfig::max_connections`], or after
     /// shutdown, the peer gets `ERR BUSY <detail>` and the socket is closed instead.
     pub fn attach(&self, stream: TcpStream, peer: SocketAddr) {
+        self.attach_holding(stream, peer, Held::new(()));
+    }
+
+    /// [`Broker::attach`], keeping `held` until the connection closes (it is dropped after
+    /// the connection is uncounted, so a count it releases never runs ahead of the broker's).
+    pub fn attach_holding(&self, stream: TcpStream, peer: SocketAddr, held: Held) {
         let accepting = self.accepting.read();
         if !*accepting {
             refuse(stream, "the server is shutting down");
@@ -260,7 +296,7 @@ impl Broker {
         }
         let index = self.next_notifier.fetch_add(1, Ordering::Relaxed) % self.notifiers.len();
         if self.notifiers[index]
-            .send(Command::Attach { stream, peer })
+            .send(Command::Attach { stream, peer, held })
             .is_err()
         {
             // The notifier is gone (it can only have panicked); the socket closes with the
@@ -270,14 +306,9 @@ impl Broker {
         }
     }
 
-    /// Refuses a connection the server as a whole has no room for (`max_total` connections
-    /// on all ports): `ERR BUSY`, then close.
-    pub fn refuse_busy(&self, stream: TcpStream, peer: SocketAddr, max_total: usize) {
-        peer_warn!("refused pub/sub client {peer}: {max_total} connections open on all ports");
-        refuse(
-            stream,
-            &format!("the server is at its limit of {max_total} connections; try again later"),
-        );
+    /// Refuses a connection the caller has no room for: `ERR BUSY <detail>`, then close.
+    pub fn refuse_busy(&self, stream: TcpStream, detail: &str) {
+        refuse(stream, detail);
     }
 
     /// The current counters.
@@ -305,7 +336,9 @@ impl Broker {
         }
         let stats = self.stats();
         log::info!(
-            "pub/sub broker stopped: {} events published, {} dropped, {} slow subscribers disconnected",
+            "pub/sub broker stopped: {} changes published, {} event lines queued for subscribers, \
+             {} dropped, {} slow subscribers disconnected",
+            stats.changes_published,
             stats.events_published,
             stats.events_dropped,
             stats.slow_disconnects

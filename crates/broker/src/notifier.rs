@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 use warn_limit::peer_warn;
 
+use crate::Held;
 use crate::connection::{CloseReason, Connection, Context};
 use crate::registry::Registry;
 
@@ -47,6 +48,8 @@ pub(crate) enum Command {
         stream: TcpStream,
         /// The peer's address, for logs.
         peer: SocketAddr,
+        /// Kept until the connection closes.
+        held: Held,
     },
     /// Flush pending output until `deadline`, close every connection and exit.
     Shutdown {
@@ -253,7 +256,7 @@ impl Notifier {
     fn take_commands(&mut self, control: &Receiver<Command>) -> Option<Instant> {
         loop {
             match control.try_recv() {
-                Ok(Command::Attach { stream, peer }) => self.adopt(stream, peer),
+                Ok(Command::Attach { stream, peer, held }) => self.adopt(stream, peer, held),
                 Ok(Command::Shutdown { deadline }) => return Some(deadline),
                 Err(crossbeam_channel::TryRecvError::Empty) => return None,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return Some(Instant::now()),
@@ -261,13 +264,18 @@ impl Notifier {
         }
     }
 
-    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, held: Held) {
         log::debug!("{peer} connected to the pub/sub port");
         let token = Token(self.next_token);
         self.next_token += 1;
         let now = Instant::now();
-        let mut connection =
-            Connection::new(mio::net::TcpStream::from_std(stream), peer, token, now);
+        let mut connection = Connection::new(
+            mio::net::TcpStream::from_std(stream),
+            peer,
+            token,
+            now,
+            held,
+        );
         if let Err(err) = self.poll.registry().register(
             connection.stream_mut(),
             token,
@@ -391,6 +399,9 @@ impl Notifier {
             CloseReason::LineTooLong => {
                 peer_warn!("{who} closed: sent a line over the length limit");
             }
+            CloseReason::NotALine => {
+                peer_warn!("{who} closed: sent an RPC frame to the pub/sub port");
+            }
         }
         connection.close(&self.ctx.registry);
         counters.connection_closed();
@@ -437,8 +448,9 @@ impl Notifier {
         // The broker stops sending before it shuts notifiers down; anything still here
         // was counted as a connection and must be uncounted.
         while let Ok(command) = control.try_recv() {
-            if let Command::Attach { .. } = command {
+            if let Command::Attach { held, .. } = command {
                 self.ctx.registry.counters().connection_closed();
+                drop(held);
             }
         }
     }

@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use framing::pubsub::{self, Event, PubsubError, PubsubErrorCode, Topic};
 use mio::Token;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use state::{LotChange, LotId};
 
 use crate::notifier::Doorbell;
@@ -190,6 +190,10 @@ struct Topics {
 pub(crate) struct Registry {
     /// The lots a client may subscribe to; fixed at start.
     known: HashSet<LotId>,
+    /// Each known lot's last published value, for the `SNAPSHOT` a new subscriber gets. Set
+    /// under the topic lists' read lock and read under their write lock, so a subscriber
+    /// either got a change in its queue or has it in its snapshot, never both, never neither.
+    latest: HashMap<LotId, Mutex<Option<LotChange>>>,
     topics: RwLock<Topics>,
     /// Source of subscription ids: unique per broker, starting at 1.
     next_id: AtomicU64,
@@ -204,6 +208,10 @@ impl Registry {
     pub(crate) fn new(lots: Vec<LotId>, queue_size: usize, max_overflow_drops: u32) -> Self {
         let by_lot = lots.iter().map(|lot| (lot.clone(), Vec::new())).collect();
         Registry {
+            latest: lots
+                .iter()
+                .map(|lot| (lot.clone(), Mutex::new(None)))
+                .collect(),
             known: lots.into_iter().collect(),
             topics: RwLock::new(Topics {
                 by_lot,
@@ -222,31 +230,48 @@ impl Registry {
     }
 
     /// Adds `topic` to the connection's subscription, creating it (with a new id and queue)
-    /// on the first success. Returns the subscription id, the same for every later topic.
-    /// An unknown lot is refused and leaves `slot` as it was.
+    /// on the first success. Returns the subscription id, the same for every later topic,
+    /// and the last published value of every lot the topic newly covers (for its
+    /// `SNAPSHOT` lines). An unknown lot is refused and leaves `slot` as it was.
     pub(crate) fn subscribe(
         &self,
         slot: &mut Option<Subscription>,
         topic: Topic<'_>,
         peer: SocketAddr,
         doorbell: (&Arc<Doorbell>, Token),
-    ) -> Result<u64, PubsubError> {
+    ) -> Result<(u64, Vec<LotChange>), PubsubError> {
         let lot = match topic {
             Topic::All => None,
-            Topic::Lot(text) => Some(
-                self.known
-                    .get(text)
-                    .cloned()
-                    .ok_or_else(|| PubsubError::new(PubsubErrorCode::UnknownLot, text))?,
-            ),
+            Topic::Lot(text) => Some(self.known.get(text).cloned().ok_or_else(|| {
+                // A well-formed id is echoed as it is (`ERR UNKNOWN_LOT Z`), anything
+                // else cut short and escaped: the reply must not carry raw control
+                // bytes or a peer's kilobytes.
+                let detail = match LotId::new(text) {
+                    Ok(_) => text.to_owned(),
+                    Err(_) => state::shown(text).to_string(),
+                };
+                PubsubError::new(PubsubErrorCode::UnknownLot, detail)
+            })?),
         };
         let subscription = match slot {
             Some(subscription) => subscription,
             None => slot.insert(self.new_subscription(peer, doorbell)),
         };
         let mut topics = self.topics.write();
+        let snapshot = |lot: &LotId| {
+            self.latest
+                .get(lot)
+                .and_then(|latest| latest.lock().clone())
+        };
+        let mut snapshots = Vec::new();
         match lot {
             None if !subscription.all => {
+                snapshots = self
+                    .latest
+                    .keys()
+                    .filter(|lot| !subscription.lots.contains(*lot))
+                    .filter_map(snapshot)
+                    .collect();
                 for lot in subscription.lots.drain() {
                     if let Some(list) = topics.by_lot.get_mut(&lot) {
                         remove(list, &subscription.subscriber);
@@ -256,6 +281,7 @@ impl Registry {
                 subscription.all = true;
             }
             Some(lot) if !subscription.all && !subscription.lots.contains(&lot) => {
+                snapshots.extend(snapshot(&lot));
                 if let Some(list) = topics.by_lot.get_mut(&lot) {
                     list.push(Arc::clone(&subscription.subscriber));
                 }
@@ -264,7 +290,19 @@ impl Registry {
             // Already covered: subscribing again must not double the events.
             _ => {}
         }
-        Ok(subscription.subscriber.id)
+        drop(topics);
+        Ok((subscription.subscriber.id, snapshots))
+    }
+
+    /// Records each lot's current value before anything is published (the server's state at
+    /// start), so that the first subscribers get snapshots too.
+    pub(crate) fn seed(&self, current: &[LotChange]) {
+        let _topics = self.topics.read();
+        for change in current {
+            if let Some(latest) = self.latest.get(&change.lot) {
+                *latest.lock() = Some(change.clone());
+            }
+        }
     }
 
     fn new_subscription(
@@ -325,7 +363,11 @@ impl Registry {
     /// state. Lines of one lot are queued in the order of the calls, and the state makes those
     /// calls in the order the changes happened, one at a time per lot.
     pub(crate) fn publish(&self, change: &LotChange) {
+        self.counters.change_published();
         let topics = self.topics.read();
+        if let Some(latest) = self.latest.get(&change.lot) {
+            *latest.lock() = Some(change.clone());
+        }
         let of_lot = topics
             .by_lot
             .get(&change.lot)
@@ -355,16 +397,20 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Encodes the change's event line once, for every queue.
-fn encode(change: &LotChange) -> EventLine {
-    let event = Event {
+/// A change as the pub/sub protocol says it.
+pub(crate) fn event_of(change: &LotChange) -> Event<'_> {
+    Event {
         lot_id: change.lot.as_str().into(),
         free: change.free,
         timestamp: unix_seconds(change.at),
-    };
+    }
+}
+
+/// Encodes the change's event line once, for every queue.
+fn encode(change: &LotChange) -> EventLine {
     SCRATCH.with_borrow_mut(|buf| {
         buf.clear();
-        pubsub::encode_event(buf, &event);
+        pubsub::encode_event(buf, &event_of(change));
         Arc::from(buf.as_slice())
     })
 }
@@ -382,15 +428,22 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::BrokerStats;
 
     fn lot(id: &str) -> LotId {
         LotId::new(id).unwrap()
+    }
+
+    fn next_seq() -> u64 {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SEQ.fetch_add(1, Ordering::Relaxed)
     }
 
     fn change(id: &str, free: u32) -> LotChange {
         LotChange {
             lot: lot(id),
             free,
+            seq: next_seq(),
             at: UNIX_EPOCH + Duration::from_millis(1_712_345_678_900),
         }
     }
@@ -471,7 +524,7 @@ mod tests {
         let registry = registry(16, 10);
         let doorbell = Doorbell::detached();
         let mut slot = None;
-        let id = registry
+        let (id, _) = registry
             .subscribe(&mut slot, Topic::Lot("A"), peer(), (&doorbell, Token(1)))
             .unwrap();
         for topic in [
@@ -481,7 +534,9 @@ mod tests {
             Topic::Lot("C"),
         ] {
             assert_eq!(
-                registry.subscribe(&mut slot, topic, peer(), (&doorbell, Token(1))),
+                registry
+                    .subscribe(&mut slot, topic, peer(), (&doorbell, Token(1)))
+                    .map(|(id, _)| id),
                 Ok(id)
             );
         }
@@ -527,14 +582,56 @@ mod tests {
         let second = registry
             .subscribe(&mut other, Topic::All, peer(), (&doorbell, Token(1)))
             .unwrap();
-        assert_eq!((first, second), (1, 2));
+        assert_eq!((first.0, second.0), (1, 2));
+    }
+
+    #[test]
+    fn a_subscription_gets_the_last_value_of_each_lot_it_newly_covers() {
+        let registry = registry(16, 10);
+        let doorbell = Doorbell::detached();
+        let seeded: Vec<LotChange> = ["A", "B", "C"].iter().map(|id| change(id, 7)).collect();
+        registry.seed(&seeded);
+        registry.publish(&change("B", 6));
+        let mut slot = None;
+        let (_, first) = registry
+            .subscribe(&mut slot, Topic::Lot("B"), peer(), (&doorbell, Token(1)))
+            .unwrap();
+        assert_eq!(
+            first
+                .iter()
+                .map(|c| (c.lot.as_str(), c.free))
+                .collect::<Vec<_>>(),
+            [("B", 6)]
+        );
+        // Again: nothing new is covered, so no snapshot (and no duplicate events).
+        let (_, again) = registry
+            .subscribe(&mut slot, Topic::Lot("B"), peer(), (&doorbell, Token(1)))
+            .unwrap();
+        assert!(again.is_empty());
+        // ALL covers A and C newly, B already.
+        let (_, all) = registry
+            .subscribe(&mut slot, Topic::All, peer(), (&doorbell, Token(1)))
+            .unwrap();
+        let mut lots: Vec<&str> = all.iter().map(|c| c.lot.as_str()).collect();
+        lots.sort_unstable();
+        assert_eq!(lots, ["A", "C"]);
+        // A change published before a subscription is in its snapshot, not in its queue.
+        let subscription = slot.unwrap();
+        assert!(!subscription.subscriber().has_events());
     }
 
     #[test]
     fn nothing_is_encoded_without_subscribers() {
         let registry = registry(4, 10);
         registry.publish(&change("A", 1));
-        assert_eq!(registry.counters().snapshot(), Default::default());
+        // The change is counted; no line was made or queued.
+        assert_eq!(
+            registry.counters().snapshot(),
+            BrokerStats {
+                changes_published: 1,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]

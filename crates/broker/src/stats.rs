@@ -12,6 +12,9 @@ pub struct BrokerStats {
     /// Open connections on the pub/sub port, subscribed or not (those refused with `ERR BUSY`
     /// are never counted).
     pub connections: usize,
+    /// Changes of a lot's free count published since start, whether or not anyone follows
+    /// the lot.
+    pub changes_published: u64,
     /// Event lines offered to subscriber queues since start: one per subscriber per change of
     /// a lot it follows. `events_published - events_dropped` lines were (or are being) sent.
     pub events_published: u64,
@@ -29,6 +32,7 @@ pub struct BrokerStats {
 pub(crate) struct Counters {
     subscribers: AtomicUsize,
     connections: AtomicUsize,
+    changes_published: AtomicU64,
     events_published: AtomicU64,
     events_dropped: AtomicU64,
     slow_disconnects: AtomicU64,
@@ -56,6 +60,10 @@ impl Counters {
         self.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn change_published(&self) {
+        self.changes_published.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn event_published(&self) {
         self.events_published.fetch_add(1, Ordering::Relaxed);
     }
@@ -72,6 +80,7 @@ impl Counters {
         BrokerStats {
             subscribers: self.subscribers.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
+            changes_published: self.changes_published.load(Ordering::Relaxed),
             events_published: self.events_published.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
             slow_disconnects: self.slow_disconnects.load(Ordering::Relaxed),

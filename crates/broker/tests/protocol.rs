@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker::BrokerConfig;
-use common::Harness;
+use common::{Harness, next_seq};
 use framing::pubsub::{self, ServerLine};
 use state::{LotChange, LotId};
 
@@ -139,6 +139,7 @@ fn a_hundred_changes_arrive_in_order_with_their_timestamps() {
         harness.broker.on_lot_change(&LotChange {
             lot: LotId::new("B").unwrap(),
             free: 1000 - n,
+            seq: next_seq(),
             at: start + Duration::from_millis(100 * u64::from(n)),
         });
     }
@@ -167,6 +168,7 @@ fn the_listener_publishes_like_on_lot_change() {
     listener(&LotChange {
         lot: LotId::new("C").unwrap(),
         free: 5,
+        seq: next_seq(),
         at: SystemTime::now(),
     });
     assert_eq!(client.event(), ("C".into(), 5));

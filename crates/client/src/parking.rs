@@ -326,10 +326,24 @@ impl ParkingClient {
         match frame::read_frame(&mut self.reader, &mut self.payload) {
             Ok(true) => Ok(()),
             Ok(false) | Err(FrameError::Truncated { .. }) => Err(ClientError::Closed),
-            Err(FrameError::TooLarge { len }) => Err(ClientError::Protocol(format!(
-                "reply frame of {len} bytes exceeds the {}-byte limit",
-                frame::MAX_FRAME_LEN
-            ))),
+            Err(FrameError::TooLarge { len }) => {
+                let header = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+                // A line port's reply (`ERR ...`, `OK ...`) read as a frame header is text.
+                Err(ClientError::Protocol(
+                    if header.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                        format!(
+                            "got a text line starting {:?} instead of a frame: is this the RPC \
+                         port? (the sensor and pub/sub ports speak lines)",
+                            String::from_utf8_lossy(&header)
+                        )
+                    } else {
+                        format!(
+                            "reply frame of {len} bytes exceeds the {}-byte limit",
+                            frame::MAX_FRAME_LEN
+                        )
+                    },
+                ))
+            }
             Err(FrameError::Io(err)) => Err(err.into()),
         }
     }

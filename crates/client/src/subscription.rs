@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use framing::pubsub::{self, Event, PubsubError, ServerLine, Topic};
 
@@ -13,6 +13,15 @@ use crate::net::{self, LineReader};
 
 /// A pushed event that owns its lot id.
 pub type OwnedEvent = Event<'static>;
+
+/// What a subscription receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// A lot's current value, sent once per lot right after subscribing.
+    Snapshot(OwnedEvent),
+    /// A change of a lot's free count.
+    Event(OwnedEvent),
+}
 
 /// Why subscribing or receiving failed; [`Error::Server`] carries the server's refusal
 /// (`ERR UNKNOWN_LOT ..`, `ERR BUSY ..`).
@@ -70,7 +79,9 @@ impl Subscription {
                     first_id.get_or_insert(id);
                 }
                 Ok(ServerLine::Refused(err)) => return Err(SubscribeError::Server(err)),
-                Ok(ServerLine::Event(_)) => subscription.early.push_back(line.to_vec()),
+                Ok(ServerLine::Event(_) | ServerLine::Snapshot(_)) => {
+                    subscription.early.push_back(line.to_vec());
+                }
                 Err(malformed) => return Err(SubscribeError::Protocol(malformed.to_string())),
             }
         }
@@ -89,43 +100,75 @@ impl Subscription {
         self.peer
     }
 
-    /// Blocks until the next event arrives.
+    /// Blocks until the next change of a subscribed lot arrives (snapshots are skipped; see
+    /// [`next_update`](Self::next_update) for them).
     pub fn next_event(&mut self) -> Result<OwnedEvent, SubscribeError> {
-        if let Some(event) = self.take_early()? {
-            return Ok(event);
+        loop {
+            if let Update::Event(event) = self.next_update()? {
+                return Ok(event);
+            }
         }
-        self.set_read_timeout(None)?;
-        self.read_event()
     }
 
-    /// Waits at most about `timeout` for the next event; `Ok(None)` if none came. A line that
-    /// was only partly received when the time ran out is kept and completed by the next call.
+    /// Waits at most about `timeout` for the next change (snapshots are skipped); `Ok(None)`
+    /// if none came. A line that was only partly received when the time ran out is kept and
+    /// completed by the next call.
     pub fn next_event_timeout(
         &mut self,
         timeout: Duration,
     ) -> Result<Option<OwnedEvent>, SubscribeError> {
-        if let Some(event) = self.take_early()? {
-            return Ok(Some(event));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_update_timeout(left)? {
+                Some(Update::Event(event)) => return Ok(Some(event)),
+                Some(Update::Snapshot(_)) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Blocks until the next snapshot or event arrives. Right after subscribing the server
+    /// sends one snapshot per subscribed lot, its current value.
+    pub fn next_update(&mut self) -> Result<Update, SubscribeError> {
+        if let Some(update) = self.take_early()? {
+            return Ok(update);
+        }
+        self.set_read_timeout(None)?;
+        self.read_update()
+    }
+
+    /// Like [`next_update`](Self::next_update), waiting at most about `timeout`; `Ok(None)`
+    /// if nothing came.
+    pub fn next_update_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Update>, SubscribeError> {
+        if let Some(update) = self.take_early()? {
+            return Ok(Some(update));
         }
         self.set_read_timeout(Some(net::effective(timeout)))?;
-        match self.read_event() {
-            Ok(event) => Ok(Some(event)),
+        match self.read_update() {
+            Ok(update) => Ok(Some(update)),
             Err(SubscribeError::Timeout) => Ok(None),
             Err(err) => Err(err),
         }
     }
 
-    /// The JSON line (terminator removed) of the event last returned, exactly as received.
+    /// The JSON line (terminator removed) of the update last returned, exactly as received.
     pub fn raw_line(&self) -> &[u8] {
         &self.raw
     }
 
-    fn take_early(&mut self) -> Result<Option<OwnedEvent>, SubscribeError> {
+    fn take_early(&mut self) -> Result<Option<Update>, SubscribeError> {
         match self.early.pop_front() {
             Some(line) => {
                 self.raw = line;
                 match pubsub::parse_server_line(&self.raw) {
-                    Ok(ServerLine::Event(event)) => Ok(Some(into_owned(event))),
+                    Ok(ServerLine::Event(event)) => Ok(Some(Update::Event(into_owned(event)))),
+                    Ok(ServerLine::Snapshot(event)) => {
+                        Ok(Some(Update::Snapshot(into_owned(event))))
+                    }
                     _ => Err(SubscribeError::Protocol(
                         "buffered line is not an event".to_owned(),
                     )),
@@ -135,20 +178,23 @@ impl Subscription {
         }
     }
 
-    fn read_event(&mut self) -> Result<OwnedEvent, SubscribeError> {
+    fn read_update(&mut self) -> Result<Update, SubscribeError> {
         loop {
             let line = self.lines.read_line()?;
-            match pubsub::parse_server_line(line) {
-                Ok(ServerLine::Event(event)) => {
-                    self.raw.clear();
-                    self.raw.extend_from_slice(line);
-                    return Ok(into_owned(event));
-                }
+            let update = match pubsub::parse_server_line(line) {
+                Ok(ServerLine::Event(event)) => Update::Event(into_owned(event)),
+                Ok(ServerLine::Snapshot(event)) => Update::Snapshot(into_owned(event)),
                 // A repeated acknowledgement carries nothing for the caller.
-                Ok(ServerLine::Subscribed(id)) => log::debug!("extra OK {id} from {}", self.peer),
+                Ok(ServerLine::Subscribed(id)) => {
+                    log::debug!("extra OK {id} from {}", self.peer);
+                    continue;
+                }
                 Ok(ServerLine::Refused(err)) => return Err(SubscribeError::Server(err)),
                 Err(malformed) => return Err(SubscribeError::Protocol(malformed.to_string())),
-            }
+            };
+            self.raw.clear();
+            self.raw.extend_from_slice(line);
+            return Ok(update);
         }
     }
 

@@ -22,6 +22,14 @@ pub enum Decoded {
     TooLong,
 }
 
+/// Whether `buf` starts like an RPC frame rather than a line: a frame's big-endian length
+/// under 16 MiB starts with a NUL byte, which no line of the text protocols holds. A line
+/// port that sees one is talking to an RPC client pointed at the wrong port, and says so at
+/// once instead of waiting for a newline that never comes.
+pub fn starts_like_a_frame(buf: &[u8]) -> bool {
+    buf.first() == Some(&0)
+}
+
 /// Finds the first line in `buf`, allowing at most `max_len` bytes of content.
 pub fn decode(buf: &[u8], max_len: usize) -> Decoded {
     // A trailing '\r' is not content, so the terminator may sit one byte past the limit.

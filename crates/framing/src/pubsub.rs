@@ -6,6 +6,7 @@ use std::fmt;
 use std::io::Write;
 
 use serde::{Deserialize, Serialize};
+use state::shown;
 
 /// Longest accepted command line, terminator excluded.
 pub const MAX_LINE_LEN: usize = 1024;
@@ -104,7 +105,7 @@ pub fn parse_command(line: &[u8]) -> Result<Topic<'_>, PubsubError> {
     if !verb.eq_ignore_ascii_case("SUBSCRIBE") {
         return Err(PubsubError::new(
             PubsubErrorCode::BadCommand,
-            format!("unknown command {verb:?}; {usage}"),
+            format!("unknown command {}; {usage}", shown(verb)),
         ));
     }
     Ok(if target.eq_ignore_ascii_case("ALL") {
@@ -132,9 +133,9 @@ pub fn encode_error(out: &mut Vec<u8>, error: &PubsubError) {
     let _ = writeln!(out, "ERR {error}");
 }
 
-/// A change of a lot's free count, as pushed to subscribers.
+/// A lot's free count as pushed to subscribers: a change (`EVENT`), or its current value
+/// right after a subscription (`SNAPSHOT`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename = "EVENT")]
 pub struct Event<'a> {
     /// The lot that changed.
     #[serde(rename = "lotId", borrow)]
@@ -145,12 +146,32 @@ pub struct Event<'a> {
     pub timestamp: f64,
 }
 
-/// Appends an event line, terminator included.
+/// A pushed line as it is written, the `type` key first.
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum PushedRef<'r, 'a> {
+    #[serde(rename = "EVENT")]
+    Event(&'r Event<'a>),
+    #[serde(rename = "SNAPSHOT")]
+    Snapshot(&'r Event<'a>),
+}
+
+/// Appends an event line (`{"type":"EVENT",...}`), terminator included.
 pub fn encode_event(out: &mut Vec<u8>, event: &Event<'_>) {
+    write_pushed(out, &PushedRef::Event(event));
+}
+
+/// Appends a snapshot line (`{"type":"SNAPSHOT",...}`): the lot's current value, sent after
+/// `OK` for every lot a subscription newly covers.
+pub fn encode_snapshot(out: &mut Vec<u8>, event: &Event<'_>) {
+    write_pushed(out, &PushedRef::Snapshot(event));
+}
+
+fn write_pushed(out: &mut Vec<u8>, line: &PushedRef<'_, '_>) {
     let mark = out.len();
     // serde_json writes a NaN or infinite timestamp as `null` (a wall clock produces neither);
-    // serialising this struct into a Vec cannot otherwise fail.
-    if serde_json::to_writer(&mut *out, event).is_err() {
+    // serialising this into a Vec cannot otherwise fail.
+    if serde_json::to_writer(&mut *out, line).is_err() {
         out.truncate(mark);
         return;
     }
@@ -166,6 +187,8 @@ pub enum ServerLine<'a> {
     Refused(PubsubError),
     /// A pushed event.
     Event(Event<'a>),
+    /// A lot's current value, right after a subscription covered it.
+    Snapshot(Event<'a>),
 }
 
 /// A server line that is not in the protocol.
@@ -174,20 +197,21 @@ pub struct MalformedLine(pub String);
 
 impl fmt::Display for MalformedLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed pub/sub line {:?}", self.0)
+        write!(f, "malformed pub/sub line {}", shown(&self.0))
     }
 }
 
 impl std::error::Error for MalformedLine {}
 
-/// The JSON lines a server may push. Parsing goes through this enum rather than [`Event`]
-/// directly because serde writes a struct's `tag` but never checks it: decoded as a plain
-/// `Event`, an object with no `type`, or any other `type`, would pass for an event.
+/// The JSON lines a server may push, told apart by their `type`; any other `type`, or none,
+/// is malformed.
 #[derive(Deserialize)]
 #[serde(tag = "type")]
 enum Pushed<'a> {
     #[serde(rename = "EVENT", borrow)]
     Event(Event<'a>),
+    #[serde(rename = "SNAPSHOT", borrow)]
+    Snapshot(Event<'a>),
 }
 
 /// Parses a line from the server (terminator removed).
@@ -195,7 +219,10 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine<'_>, MalformedLine> {
     let malformed = || MalformedLine(String::from_utf8_lossy(line).into_owned());
     if line.first() == Some(&b'{') {
         return serde_json::from_slice(line)
-            .map(|Pushed::Event(event)| ServerLine::Event(event))
+            .map(|pushed| match pushed {
+                Pushed::Event(event) => ServerLine::Event(event),
+                Pushed::Snapshot(event) => ServerLine::Snapshot(event),
+            })
             .map_err(|_| malformed());
     }
     let text = std::str::from_utf8(line).map_err(|_| malformed())?;
@@ -274,6 +301,22 @@ mod tests {
             ServerLine::Refused(error)
         );
         assert!(parse_server_line(b"{\"type\":\"OTHER\"}").is_err());
+        out.clear();
+        let snapshot = Event {
+            lot_id: "B".into(),
+            free: 3,
+            timestamp: 1.5,
+        };
+        encode_snapshot(&mut out, &snapshot);
+        assert_eq!(
+            out,
+            b"{\"type\":\"SNAPSHOT\",\"lotId\":\"B\",\"free\":3,\"timestamp\":1.5}\n"
+        );
+        assert_eq!(
+            parse_server_line(&out[..out.len() - 1]).unwrap(),
+            ServerLine::Snapshot(snapshot)
+        );
+        assert!(parse_server_line(b"{\"lotId\":\"B\",\"free\":3,\"timestamp\":1.5}").is_err());
         assert!(parse_server_line(b"HELLO").is_err());
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io::Write;
 
 pub use state::CountChange;
+use state::shown;
 
 /// Longest accepted command line, terminator excluded; a longer one is answered
 /// `ERR LINE_TOO_LONG` and the connection is closed.
@@ -109,7 +110,10 @@ fn parse_count(field: &str) -> Result<CountChange, SensorError> {
     let bad = || {
         SensorError::new(
             SensorErrorCode::BadCount,
-            format!("count must be n, +k or -k with whole numbers below 2^32, got {field:?}"),
+            format!(
+                "count must be n, +k or -k with whole numbers below 2^32, got {}",
+                shown(field)
+            ),
         )
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -141,7 +145,10 @@ pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
     if !verb.eq_ignore_ascii_case("UPDATE") {
         return Err(SensorError::new(
             SensorErrorCode::UnknownCommand,
-            format!("unknown command {verb:?} (try UPDATE <lotId> <n|+k|-k> or PING)"),
+            format!(
+                "unknown command {} (try UPDATE <lotId> <n|+k|-k> or PING)",
+                shown(verb)
+            ),
         ));
     }
     let lot = fields
@@ -196,7 +203,7 @@ pub struct MalformedReply(pub String);
 
 impl fmt::Display for MalformedReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed sensor reply {:?}", self.0)
+        write!(f, "malformed sensor reply {}", shown(&self.0))
     }
 }
 

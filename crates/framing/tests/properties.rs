@@ -601,7 +601,8 @@ fn close_timestamps(a: f64, b: f64) -> bool {
 /// Equality of server lines, with [`close_timestamps`] for events.
 fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
     match (a, b) {
-        (ServerLine::Event(a), ServerLine::Event(b)) => {
+        (ServerLine::Event(a), ServerLine::Event(b))
+        | (ServerLine::Snapshot(a), ServerLine::Snapshot(b)) => {
             a.lot_id == b.lot_id && a.free == b.free && close_timestamps(a.timestamp, b.timestamp)
         }
         _ => a == b,
@@ -613,6 +614,7 @@ fn encode_server_line(out: &mut Vec<u8>, line: &ServerLine<'_>) {
         ServerLine::Subscribed(id) => pubsub::encode_subscribed(out, *id),
         ServerLine::Refused(error) => pubsub::encode_error(out, error),
         ServerLine::Event(event) => pubsub::encode_event(out, event),
+        ServerLine::Snapshot(event) => pubsub::encode_snapshot(out, event),
     }
 }
 

@@ -128,7 +128,7 @@ fn main() {
     );
     let stats = server.broker().stats();
     println!(
-        "broker: {} events published, {} dropped, {} slow disconnects",
+        "broker: {} event lines queued, {} dropped, {} slow disconnects",
         stats.events_published, stats.events_dropped, stats.slow_disconnects
     );
 }

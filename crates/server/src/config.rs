@@ -29,6 +29,27 @@ pub struct LotConfig {
 /// computed from a setting fits in an `Instant`.
 pub const MAX_SECONDS: f64 = 1e9;
 
+/// Most lots one server serves: their `getLots` reply (about 120 bytes a lot at most) must
+/// fit in one 4 MiB frame, with room to spare for the fields later versions add.
+pub const MAX_LOTS: usize = 10_000;
+
+/// Least `max_buffered_bytes`: one request of the largest size must fit.
+const MIN_BUFFERED_BYTES: usize = 4 << 20;
+
+/// Most `max_buffered_bytes`: past this it is a typo.
+const MAX_BUFFERED_BYTES: usize = 1 << 40;
+
+/// Bounds of the counts: past these a setting is a typo, and some (threads) would crash the
+/// process at start rather than fail cleanly.
+const COUNT_BOUNDS: [(&str, usize); 6] = [
+    ("thread_pool_size", 1024),
+    ("sensor_pool_size", 1024),
+    ("notifier_threads", 256),
+    ("max_connections", 1_000_000),
+    ("subscriber_queue_size", 1 << 16),
+    ("backlog", 65_535),
+];
+
 /// Every setting of the server. Durations are written in seconds (fractions allowed) and read
 /// into [`Duration`]s once, here.
 ///
@@ -68,6 +89,13 @@ pub struct Config {
     pub scheduling_slice_ms: Option<u64>,
     /// Open connections allowed per port; further ones are told BUSY and closed.
     pub max_connections: usize,
+    /// Bytes all RPC and sensor connections may buffer together in unfinished requests and
+    /// unsent replies, beyond 4 KiB each; a request that needs more is refused (BUSY).
+    pub max_buffered_bytes: usize,
+    /// Open connections one client address may hold per port, so that one client cannot
+    /// take every place; 0 for no limit (behind a proxy, through which every client shares
+    /// one address).
+    pub max_connections_per_address: usize,
     /// Events queued per subscriber before the oldest is dropped.
     pub subscriber_queue_size: usize,
     /// Events dropped while a subscriber's socket takes no bytes, after which it is
@@ -83,15 +111,78 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The lots, in the order `getLots` reports them.
     pub lots: Vec<LotConfig>,
-    /// Where the state is kept so that it survives a restart (a journal and snapshots);
-    /// `None` (`null`) keeps it in memory only. A relative path in a file is resolved
-    /// against that file's directory by [`Config::load`].
+    /// Where the embedded store keeps the state so that it survives a restart (a journal
+    /// and snapshots); `None` (`null`) keeps it in memory only. A relative path in a file is
+    /// resolved against that file's directory by [`Config::load`]. Unused with PostgreSQL.
     pub data_dir: Option<PathBuf>,
-    /// When a write counts as durable: before its reply (`always`), or written to the OS
-    /// and synced about once a second (`everysec`) or when the OS decides (`no`).
+    /// When an embedded store's write counts as durable: before its reply (`always`), or
+    /// written to the OS and synced about once a second (`everysec`) or when the OS decides
+    /// (`no`).
     pub fsync: Fsync,
     /// A journal segment that grows past this many bytes is compacted into a snapshot.
     pub journal_segment_bytes: u64,
+    /// Where the state is kept: on this node (the default) or in PostgreSQL, shared by
+    /// several nodes.
+    pub store: StoreConfig,
+}
+
+/// Where the state is kept: the `store` key, `{"kind": "embedded"}` (the default) or
+/// `{"kind": "postgres", "url": ..., "pool_size": 16, "timeout": 2}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// On this node, in its own process. (Written with braces so that a stray key next to
+    /// `"kind": "embedded"` is refused, not ignored.)
+    Embedded {},
+    /// In PostgreSQL, which decides every write; several nodes may share it
+    /// (docs/scaling.md).
+    Postgres(PostgresConfig),
+}
+
+/// Most connections one node keeps to PostgreSQL: past this a setting is a typo (the
+/// server's own `max_connections` defaults to 100 for all its clients).
+pub const MAX_POOL_SIZE: u32 = 1024;
+
+/// The `store` key's settings for PostgreSQL.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The database, as a URL (`postgres://user:password@host:5432/db`) or libpq key-value
+    /// string. The password is never logged.
+    pub url: String,
+    /// Connections kept for writes, shared by the RPC and sensor workers (default 16: one
+    /// per RPC worker).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Longest a write waits for the database before it answers `UNAVAILABLE`, in seconds
+    /// (default 2): a connection from the pool, a connect, a statement.
+    #[serde(default = "default_pg_timeout", deserialize_with = "seconds")]
+    pub timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Embedded {}
+    }
+}
+
+fn default_pool_size() -> u32 {
+    16
+}
+
+fn default_pg_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Configurations get printed (`{:?}` in a test, a log); the password must not be.
+        f.debug_struct("PostgresConfig")
+            .field("url", &store_pg::redacted(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -115,6 +206,8 @@ impl Default for Config {
             frame_timeout: Duration::from_secs(10),
             scheduling_slice_ms: None,
             max_connections: 10_000,
+            max_connections_per_address: 1_000,
+            max_buffered_bytes: 256 << 20,
             subscriber_queue_size: 64,
             max_overflow_drops: 10,
             notifier_threads: 2,
@@ -124,6 +217,7 @@ impl Default for Config {
             data_dir: Some(PathBuf::from(DEFAULT_DATA_DIR)),
             fsync: Fsync::Always,
             journal_segment_bytes: store::DEFAULT_SEGMENT_BYTES,
+            store: StoreConfig::Embedded {},
         }
     }
 }
@@ -166,6 +260,11 @@ pub enum ConfigError {
         /// What serde found, with line and column.
         source: serde_json::Error,
     },
+    /// The file is not a JSON object (`{ ... }`).
+    NotAnObject {
+        /// The file.
+        path: PathBuf,
+    },
     /// The values are well-formed but unusable.
     Invalid {
         /// The offending key.
@@ -184,6 +283,12 @@ impl fmt::Display for ConfigError {
             ConfigError::Parse { path, source } => {
                 write!(f, "invalid config file {}: {source}", path.display())
             }
+            ConfigError::NotAnObject { path } => write!(
+                f,
+                "invalid config file {}: the configuration must be a JSON object \
+                 ({{\"key\": value, ...}})",
+                path.display()
+            ),
             ConfigError::Invalid { key, reason } => write!(f, "invalid config `{key}`: {reason}"),
         }
     }
@@ -194,7 +299,7 @@ impl std::error::Error for ConfigError {
         match self {
             ConfigError::Read { source, .. } => Some(source),
             ConfigError::Parse { source, .. } => Some(source),
-            ConfigError::Invalid { .. } => None,
+            ConfigError::NotAnObject { .. } | ConfigError::Invalid { .. } => None,
         }
     }
 }
@@ -230,6 +335,10 @@ pub struct ConfigOverrides {
     /// Open connections allowed per port (`max_connections`).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Open connections one client address may hold per port, 0 for no limit
+    /// (`max_connections_per_address`).
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_address: Option<usize>,
     /// Data directory, relative to the working directory (`data_dir`).
     #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
     pub data_dir: Option<PathBuf>,
@@ -263,6 +372,7 @@ impl Config {
                 path: path.clone(),
                 source,
             },
+            ConfigError::NotAnObject { .. } => ConfigError::NotAnObject { path: path.clone() },
             other => other,
         })?;
         // The file names its data directory from where it lies, wherever it is run from.
@@ -291,6 +401,13 @@ impl Config {
 
     /// Parses and validates a configuration from JSON text.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        // serde would read a struct from an array too, positionally (`[]` meaning all
+        // defaults, `["127.0.0.1", 19100]` a host and a port); a configuration is an object.
+        if !text.trim_start().starts_with('{') {
+            return Err(ConfigError::NotAnObject {
+                path: PathBuf::from("<text>"),
+            });
+        }
         let config: Config = serde_json::from_str(text).map_err(|source| ConfigError::Parse {
             path: PathBuf::from("<text>"),
             source,
@@ -311,6 +428,7 @@ impl Config {
             reservation_ttl,
             idle_timeout,
             max_connections,
+            max_connections_per_address,
             data_dir,
             in_memory,
             fsync,
@@ -324,6 +442,10 @@ impl Config {
         set(&mut self.thread_pool_size, *thread_pool_size);
         set(&mut self.sensor_pool_size, *sensor_pool_size);
         set(&mut self.max_connections, *max_connections);
+        set(
+            &mut self.max_connections_per_address,
+            *max_connections_per_address,
+        );
         set(&mut self.reservation_ttl, *reservation_ttl);
         set(&mut self.idle_timeout, *idle_timeout);
         if let Some(dir) = data_dir {
@@ -347,19 +469,47 @@ impl Config {
         if self.host.trim().is_empty() {
             return invalid("host", "must not be empty");
         }
-        for (key, value) in [
-            ("thread_pool_size", self.thread_pool_size),
-            ("sensor_pool_size", self.sensor_pool_size),
-            ("max_connections", self.max_connections),
-            ("subscriber_queue_size", self.subscriber_queue_size),
-            ("notifier_threads", self.notifier_threads),
-        ] {
-            if value == 0 {
-                return invalid(key, "must be at least 1");
+        for (key, max) in COUNT_BOUNDS {
+            let value = match key {
+                "thread_pool_size" => self.thread_pool_size,
+                "sensor_pool_size" => self.sensor_pool_size,
+                "notifier_threads" => self.notifier_threads,
+                "max_connections" => self.max_connections,
+                "subscriber_queue_size" => self.subscriber_queue_size,
+                _ => self.backlog as usize,
+            };
+            if value == 0 || value > max {
+                return invalid(key, &format!("must be from 1 to {max}, got {value}"));
             }
         }
-        if self.backlog == 0 {
-            return invalid("backlog", "must be at least 1");
+        if self.max_connections_per_address > COUNT_BOUNDS[3].1 {
+            return invalid(
+                "max_connections_per_address",
+                &format!(
+                    "must be from 0 (no limit) to {}, got {}",
+                    COUNT_BOUNDS[3].1, self.max_connections_per_address
+                ),
+            );
+        }
+        if !(MIN_BUFFERED_BYTES..=MAX_BUFFERED_BYTES).contains(&self.max_buffered_bytes) {
+            return invalid(
+                "max_buffered_bytes",
+                &format!(
+                    "must be from {MIN_BUFFERED_BYTES} (one largest request) to \
+                     {MAX_BUFFERED_BYTES} (1 TiB), got {}",
+                    self.max_buffered_bytes
+                ),
+            );
+        }
+        if self.subscriber_send_buffer > 64 << 20 {
+            return invalid(
+                "subscriber_send_buffer",
+                &format!(
+                    "must be at most {} bytes (64 MiB), got {}",
+                    64 << 20,
+                    self.subscriber_send_buffer
+                ),
+            );
         }
         if self.max_overflow_drops == 0 {
             return invalid("max_overflow_drops", "must be at least 1");
@@ -410,11 +560,38 @@ impl Config {
         if self.lots.is_empty() {
             return invalid("lots", "at least one lot is needed");
         }
-        for (i, lot) in self.lots.iter().enumerate() {
+        if self.lots.len() > MAX_LOTS {
+            return invalid(
+                "lots",
+                &format!(
+                    "at most {MAX_LOTS} lots (so that getLots fits in one reply), got {}",
+                    self.lots.len()
+                ),
+            );
+        }
+        if let StoreConfig::Postgres(pg) = &self.store {
+            if pg.url.trim().is_empty() {
+                return invalid("store.url", "must name the database");
+            }
+            if pg.pool_size == 0 || pg.pool_size > MAX_POOL_SIZE {
+                return invalid(
+                    "store.pool_size",
+                    &format!("must be from 1 to {MAX_POOL_SIZE}, got {}", pg.pool_size),
+                );
+            }
+            if pg.timeout.is_zero() {
+                return invalid(
+                    "store.timeout",
+                    "must be a positive number of seconds, got 0",
+                );
+            }
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.lots.len());
+        for lot in &self.lots {
             if lot.capacity == 0 {
                 return invalid("lots", &format!("lot {:?} has capacity 0", lot.id.as_str()));
             }
-            if self.lots[..i].iter().any(|other| other.id == lot.id) {
+            if !seen.insert(&lot.id) {
                 return invalid(
                     "lots",
                     &format!("lot id {:?} appears twice", lot.id.as_str()),
@@ -514,6 +691,59 @@ mod tests {
     }
 
     #[test]
+    fn the_store_is_embedded_unless_postgres_is_named() {
+        assert_eq!(
+            Config::from_json(r#"{"store": {"kind": "embedded"}}"#).unwrap(),
+            Config::default()
+        );
+        let config = Config::from_json(
+            r#"{"store": {"kind": "postgres", "url": "postgres://u:secret@db/parking"}}"#,
+        )
+        .unwrap();
+        let StoreConfig::Postgres(pg) = &config.store else {
+            panic!("{config:?}")
+        };
+        assert_eq!((pg.pool_size, pg.timeout), (16, Duration::from_secs(2)));
+        assert!(!format!("{config:?}").contains("secret"));
+        let config = Config::from_json(
+            r#"{"store": {"kind": "postgres", "url": "host=/tmp", "pool_size": 4, "timeout": 0.5}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            config.store,
+            StoreConfig::Postgres(PostgresConfig { pool_size: 4, .. })
+        ));
+        for json in [
+            r#"{"store": {"kind": "postgres"}}"#,
+            r#"{"store": {"kind": "postgres", "url": "x", "pool": 4}}"#,
+            r#"{"store": {"kind": "embedded", "url": "x"}}"#,
+            r#"{"store": {"kind": "mysql"}}"#,
+            r#"{"store": "postgres"}"#,
+        ] {
+            assert!(
+                matches!(Config::from_json(json), Err(ConfigError::Parse { .. })),
+                "{json}"
+            );
+        }
+        for (json, key) in [
+            (
+                r#"{"store": {"kind": "postgres", "url": " "}}"#,
+                "store.url",
+            ),
+            (
+                r#"{"store": {"kind": "postgres", "url": "x", "pool_size": 0}}"#,
+                "store.pool_size",
+            ),
+            (
+                r#"{"store": {"kind": "postgres", "url": "x", "timeout": 0}}"#,
+                "store.timeout",
+            ),
+        ] {
+            assert_eq!(invalid_key(json), key, "{json}");
+        }
+    }
+
+    #[test]
     fn empty_object_is_the_defaults() {
         assert_eq!(Config::from_json("{}").unwrap(), Config::default());
     }
@@ -580,6 +810,66 @@ mod tests {
             Config::from_json(r#"{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0}"#).is_ok()
         );
         assert_eq!(invalid_key(r#"{"host": " "}"#), "host");
+    }
+
+    #[test]
+    fn the_top_level_must_be_an_object() {
+        for json in ["[]", r#"["127.0.0.1", 19100]"#, "  7", "\"x\"", ""] {
+            assert!(
+                matches!(
+                    Config::from_json(json),
+                    Err(ConfigError::NotAnObject { .. })
+                ),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_have_bounds_and_say_so() {
+        for (json, key) in [
+            (r#"{"thread_pool_size": 20000}"#, "thread_pool_size"),
+            (r#"{"sensor_pool_size": 5000}"#, "sensor_pool_size"),
+            (r#"{"notifier_threads": 100000}"#, "notifier_threads"),
+            (r#"{"max_connections": 2000000}"#, "max_connections"),
+            (
+                r#"{"max_connections_per_address": 2000000}"#,
+                "max_connections_per_address",
+            ),
+            (
+                r#"{"subscriber_queue_size": 100000000}"#,
+                "subscriber_queue_size",
+            ),
+            (r#"{"backlog": 0}"#, "backlog"),
+            (
+                r#"{"subscriber_send_buffer": 1000000000}"#,
+                "subscriber_send_buffer",
+            ),
+        ] {
+            assert_eq!(invalid_key(json), key, "{json}");
+        }
+        match Config::from_json(r#"{"thread_pool_size": 20000}"#) {
+            Err(err) => assert!(err.to_string().contains("from 1 to 1024"), "{err}"),
+            Ok(_) => panic!("accepted"),
+        }
+        assert!(
+            Config::from_json(r#"{"thread_pool_size": 1024, "notifier_threads": 256}"#).is_ok()
+        );
+    }
+
+    #[test]
+    fn lots_are_capped_and_checked_in_linear_time() {
+        let lots = |n: usize| {
+            let list: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"id": "L{i}", "capacity": 1}}"#))
+                .collect();
+            format!(r#"{{"lots": [{}]}}"#, list.join(","))
+        };
+        assert_eq!(
+            Config::from_json(&lots(MAX_LOTS)).unwrap().lots.len(),
+            MAX_LOTS
+        );
+        assert_eq!(invalid_key(&lots(MAX_LOTS + 1)), "lots");
     }
 
     #[test]

@@ -13,24 +13,37 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use memmap2::MmapMut;
 use mio::net::TcpStream;
 
-use crate::limits::ConnectionBudget;
+use crate::limits::{BufferBudget, BufferCharge, Ticket};
 
 /// Size a read buffer starts at (and shrinks back to after a large request).
 const INITIAL_BUFFER: usize = 4 * 1024;
 
-/// What a protocol did with the bytes it was given.
+/// Unsent replies at which a connection stops answering until they are written: a peer
+/// that pipelines many requests with large replies (`getLots` over thousands of lots) holds
+/// at most this much plus one reply, however many requests it has sent.
+pub(crate) const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+/// What a protocol did with the request at the front of its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Served {
-    /// Bytes of complete requests handled; the rest is an incomplete request.
-    pub consumed: usize,
-    /// Close the connection once the replies are written (after a fatal protocol error).
-    pub close: bool,
+pub enum Step {
+    /// One request of `consumed` bytes was answered.
+    Answered {
+        /// Its length in the input.
+        consumed: usize,
+    },
+    /// The input holds only the start of a request.
+    Incomplete,
+    /// A fatal protocol error was answered (frame or line too large): close once the
+    /// replies are written.
+    Fatal,
 }
 
 /// A request/reply protocol served by the scheduler.
@@ -40,10 +53,12 @@ pub trait Protocol: Send + Sync + 'static {
     /// Most bytes one request may occupy in the buffer; the protocol must refuse (and ask to
     /// close) before a request grows past it.
     fn max_request_len(&self) -> usize;
-    /// Handles every complete request at the front of `input`, appending the replies to `out`.
-    fn serve(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Served;
-    /// Appends the reply sent to a connection refused because the port is at its limit.
-    fn busy_reply(&self, out: &mut Vec<u8>, max_connections: usize);
+    /// Handles the request at the front of `input`, if it is complete, appending its reply to
+    /// `out`.
+    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step;
+    /// Appends the `BUSY` reply sent to a connection refused at a connection limit, `detail`
+    /// saying which.
+    fn busy_reply(&self, out: &mut Vec<u8>, detail: &str);
 }
 
 /// Counters kept per port.
@@ -51,50 +66,6 @@ pub trait Protocol: Send + Sync + 'static {
 pub struct ConnectionStats {
     /// Connections accepted and served.
     pub accepted: AtomicU64,
-    /// Connections refused for being over the limit.
-    pub refused_busy: AtomicU64,
-    /// Connections open now.
-    pub open: AtomicUsize,
-}
-
-/// Keeps the open-connection counts (the port's and the server-wide budget's) honest however
-/// a connection ends, panics included.
-#[derive(Debug)]
-pub(crate) struct OpenGuard {
-    stats: Arc<ConnectionStats>,
-    budget: Arc<ConnectionBudget>,
-}
-
-impl OpenGuard {
-    /// Counts one more open connection unless `max` are open on this port already or the
-    /// server-wide budget is spent.
-    pub(crate) fn try_open(
-        stats: &Arc<ConnectionStats>,
-        max: usize,
-        budget: &Arc<ConnectionBudget>,
-    ) -> Option<OpenGuard> {
-        stats
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < max).then_some(open + 1)
-            })
-            .ok()?;
-        if !budget.try_take() {
-            stats.open.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(OpenGuard {
-            stats: Arc::clone(stats),
-            budget: Arc::clone(budget),
-        })
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.stats.open.fetch_sub(1, Ordering::AcqRel);
-        self.budget.give_back();
-    }
 }
 
 /// Why a connection was closed.
@@ -129,6 +100,84 @@ pub(crate) enum ReadOutcome {
     /// The buffer holds `max_request_len` bytes without a complete request; the protocol
     /// should have refused it already.
     Full,
+    /// The request needs a bigger buffer than the server-wide buffer budget has room for.
+    OverBudget,
+}
+
+/// Size from which an input buffer gets a memory map of its own.
+const MAPPED_FROM: usize = 256 * 1024;
+
+/// A connection's input buffer: on the heap while small, in an anonymous memory map of its
+/// own when large, so that a large request's memory goes back to the system the moment the
+/// buffer is dropped. On the heap it would not: glibc keeps freed memory for reuse and
+/// raises its mmap threshold after each large free, so that 48 peers sending 4 MiB requests
+/// left the server holding 1.2 GB (docs/robustness.md, "Memory under attack").
+#[derive(Debug, Default)]
+enum InputBuffer {
+    #[default]
+    Empty,
+    Heap(Vec<u8>),
+    Mapped(MmapMut),
+}
+
+impl InputBuffer {
+    /// A buffer of the initial size.
+    fn new() -> Self {
+        InputBuffer::Heap(vec![0; INITIAL_BUFFER])
+    }
+
+    /// Grows the buffer to `len` bytes, keeping its first `keep`.
+    fn grow(&mut self, len: usize, keep: usize) -> io::Result<()> {
+        if len < MAPPED_FROM
+            && let InputBuffer::Heap(bytes) = self
+        {
+            bytes.resize(len, 0);
+            return Ok(());
+        }
+        let mut grown = if len < MAPPED_FROM {
+            InputBuffer::Heap(vec![0; len])
+        } else {
+            InputBuffer::Mapped(MmapMut::map_anon(len)?)
+        };
+        grown[..keep].copy_from_slice(&self[..keep]);
+        *self = grown;
+        Ok(())
+    }
+}
+
+impl Deref for InputBuffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            InputBuffer::Empty => &[],
+            InputBuffer::Heap(bytes) => bytes,
+            InputBuffer::Mapped(map) => map,
+        }
+    }
+}
+
+impl DerefMut for InputBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            InputBuffer::Empty => &mut [],
+            InputBuffer::Heap(bytes) => bytes,
+            InputBuffer::Mapped(map) => map,
+        }
+    }
+}
+
+/// What making room in the input buffer came to.
+enum Room {
+    Made,
+    Full,
+    OverBudget,
+}
+
+/// The bytes of a buffer of `len` that count against the buffer budget: every connection
+/// may use [`INITIAL_BUFFER`] freely (a connection that waits gives even that back).
+fn charged(len: usize) -> usize {
+    len.saturating_sub(INITIAL_BUFFER)
 }
 
 /// The timeouts a connection lives by.
@@ -148,7 +197,7 @@ pub(crate) struct Connection {
     /// `input[start..end]` holds received bytes not yet answered: at most one incomplete
     /// request once [`Connection::answer`] has run. Empty and unallocated while the
     /// connection waits with nothing buffered.
-    input: Vec<u8>,
+    input: InputBuffer,
     start: usize,
     end: usize,
     /// Replies not yet written; `output[written..]` is still to go.
@@ -161,16 +210,26 @@ pub(crate) struct Connection {
     stalled_since: Option<Instant>,
     /// A fatal error was answered: close once the replies are out.
     closing: bool,
-    _open: OpenGuard,
+    /// The last answer stopped at the output high-water mark with requests left.
+    paused: bool,
+    /// What the buffers hold beyond their free allowance, counted in the server's budget.
+    charge: BufferCharge,
+    /// The connection's place under the port's limits, given back when it is dropped.
+    _ticket: Ticket,
 }
 
 impl Connection {
     /// Wraps an accepted, non-blocking socket.
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, open: OpenGuard) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        ticket: Ticket,
+        budget: Arc<BufferBudget>,
+    ) -> Self {
         Connection {
             stream,
             peer,
-            input: Vec::new(),
+            input: InputBuffer::default(),
             start: 0,
             end: 0,
             output: Vec::new(),
@@ -179,7 +238,9 @@ impl Connection {
             partial_since: None,
             stalled_since: None,
             closing: false,
-            _open: open,
+            paused: false,
+            charge: BufferCharge::new(budget),
+            _ticket: ticket,
         }
     }
 
@@ -208,30 +269,74 @@ impl Connection {
         self.start < self.end
     }
 
-    /// Answers every complete request in the buffer, appending the replies to the output.
+    /// Answers the complete requests in the buffer, appending the replies to the output,
+    /// until none is left or [`OUTPUT_HIGH_WATER`] bytes of replies wait to be written
+    /// ([`Connection::paused`]).
     pub(crate) fn answer(&mut self, protocol: &impl Protocol, now: Instant) {
-        if self.closing || self.start == self.end {
-            return;
+        let began = self.start;
+        self.paused = false;
+        while !self.closing && self.start < self.end {
+            if self.output.len() - self.written >= OUTPUT_HIGH_WATER {
+                self.paused = true;
+                break;
+            }
+            match protocol.serve_one(
+                &self.input[self.start..self.end],
+                &mut self.output,
+                self.peer,
+            ) {
+                Step::Answered { consumed } => self.start += consumed,
+                Step::Incomplete => break,
+                Step::Fatal => self.closing = true,
+            }
         }
-        let served = protocol.serve(
-            &self.input[self.start..self.end],
-            &mut self.output,
-            self.peer,
-        );
-        self.closing |= served.close;
-        self.start += served.consumed;
         if self.start == self.end || self.closing {
             self.start = 0;
             self.end = 0;
             self.partial_since = None;
             if self.input.len() > INITIAL_BUFFER {
                 // A large request is answered: do not keep its buffer for the small ones.
-                self.input = vec![0; INITIAL_BUFFER];
+                self.input = InputBuffer::new();
             }
-        } else if served.consumed > 0 || self.partial_since.is_none() {
+        } else if self.paused {
+            // What is left is requests waiting for their turn, not a slow one arriving.
+            self.partial_since = None;
+        } else if self.start > began || self.partial_since.is_none() {
             // The incomplete request at the front is a new one: its clock starts now.
             self.partial_since = Some(now);
         }
+        self.charge_buffers();
+    }
+
+    /// Whether the last [`Connection::answer`] stopped at [`OUTPUT_HIGH_WATER`] with
+    /// complete requests still buffered: answer again once the output is written.
+    pub(crate) fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Refuses the connection for want of buffer memory: `BUSY`, then close once written.
+    pub(crate) fn refuse_over_budget(&mut self, protocol: &impl Protocol, budget: &BufferBudget) {
+        protocol.busy_reply(
+            &mut self.output,
+            &format!(
+                "the server is at its limit of {} bytes buffered for requests and replies \
+                 (max_buffered_bytes); try again later",
+                budget.max()
+            ),
+        );
+        self.closing = true;
+        self.start = 0;
+        self.end = 0;
+        self.input = InputBuffer::default();
+        self.charge_buffers();
+    }
+
+    /// Brings the buffer charge up to date with what the buffers hold now. Only growth of
+    /// the input buffer may be refused ([`Connection::read_some`]); replies already made are
+    /// counted in any case, since their requests have been applied.
+    fn charge_buffers(&mut self) {
+        let held = charged(self.input.len()) + charged(self.output.capacity());
+        self.charge.force(held);
     }
 
     /// Writes pending output; `Ok(true)` once all of it is written, `Ok(false)` if the socket
@@ -254,13 +359,21 @@ impl Connection {
         }
         self.output.clear();
         self.written = 0;
+        if self.output.capacity() > INITIAL_BUFFER {
+            // A burst of large replies is written: do not keep its buffer.
+            self.output = Vec::new();
+            self.charge_buffers();
+        }
         Ok(true)
     }
 
-    /// Reads once into the buffer, growing it (up to `max`) for a request larger than it.
+    /// Reads once into the buffer, growing it (up to `max`, and as the buffer budget allows)
+    /// for a request larger than it.
     pub(crate) fn read_some(&mut self, max: usize, now: Instant) -> io::Result<ReadOutcome> {
-        if !self.make_room(max) {
-            return Ok(ReadOutcome::Full);
+        match self.make_room(max) {
+            Room::Made => {}
+            Room::Full => return Ok(ReadOutcome::Full),
+            Room::OverBudget => return Ok(ReadOutcome::OverBudget),
         }
         let room = self.input.len() - self.end;
         loop {
@@ -279,32 +392,41 @@ impl Connection {
     }
 
     /// Makes room at the end of the buffer: allocates it, compacts it, or grows it up to
-    /// `max`. False if it already holds `max` bytes.
-    fn make_room(&mut self, max: usize) -> bool {
+    /// `max` if the buffer budget has room for the growth.
+    fn make_room(&mut self, max: usize) -> Room {
         if self.input.is_empty() {
-            self.input = vec![0; INITIAL_BUFFER.min(max)];
+            self.input = InputBuffer::new();
         }
         if self.end < self.input.len() {
-            return true;
+            return Room::Made;
         }
         if self.start > 0 {
             self.input.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            return true;
+            return Room::Made;
         }
         if self.input.len() >= max {
-            return false;
+            return Room::Full;
         }
         let grown = (self.input.len() * 2).min(max);
-        self.input.resize(grown, 0);
-        true
+        // Charged before it is allocated: a connection growing a large request is the one
+        // refused when the budget is spent, never one sending small requests.
+        let held = charged(grown) + charged(self.output.capacity());
+        if !self.charge.try_raise(held) {
+            return Room::OverBudget;
+        }
+        if let Err(err) = self.input.grow(grown, self.end) {
+            log::warn!("cannot map a {grown}-byte request buffer: {err}");
+            return Room::OverBudget;
+        }
+        Room::Made
     }
 
     /// Gives back the buffers that hold nothing, before the connection waits.
     pub(crate) fn release_buffers(&mut self) {
         if self.start == self.end {
-            self.input = Vec::new();
+            self.input = InputBuffer::default();
             self.start = 0;
             self.end = 0;
         }
@@ -312,6 +434,7 @@ impl Connection {
             self.output = Vec::new();
             self.written = 0;
         }
+        self.charge_buffers();
     }
 
     /// When this connection must be closed if nothing happens before, and why.
@@ -355,5 +478,25 @@ impl DeadlineKind {
             DeadlineKind::Request => CloseReason::RequestTimeout,
             DeadlineKind::Write => CloseReason::WriteStalled,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_growing_input_buffer_keeps_its_bytes_and_moves_to_a_map_when_large() {
+        let mut buffer = InputBuffer::new();
+        buffer[..5].copy_from_slice(b"hello");
+        buffer.grow(MAPPED_FROM / 2, 5).unwrap();
+        assert!(matches!(buffer, InputBuffer::Heap(_)));
+        buffer.grow(MAPPED_FROM * 2, 5).unwrap();
+        assert!(matches!(buffer, InputBuffer::Mapped(_)));
+        assert_eq!(buffer.len(), MAPPED_FROM * 2);
+        assert_eq!(&buffer[..5], b"hello");
+        buffer.grow(MAPPED_FROM * 4, 5).unwrap();
+        assert_eq!(&buffer[..5], b"hello");
+        assert!(InputBuffer::default().is_empty());
     }
 }

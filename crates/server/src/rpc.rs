@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use framing::frame::{self, Decoded, FrameError};
 use framing::rpc::{self, ErrorCode, LotStatus, Reply, Request, WireError};
-use state::{Plate, StateError, UnknownLot};
+use state::{Plate, StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
-use crate::connection::{Protocol, Served};
+use crate::connection::{Protocol, Step};
 
 /// Answers RPC requests: reads from the store's in-memory state, writes through the store.
 pub struct RpcProtocol {
@@ -36,7 +36,10 @@ impl RpcProtocol {
     /// Runs one decoded request against the state.
     fn execute(&self, request: &Request<'_>) -> Result<Reply<'static>, WireError> {
         let unknown_lot = |UnknownLot(lot): UnknownLot| {
-            WireError::new(ErrorCode::UnknownLot, format!("no lot with id {lot:?}"))
+            WireError::new(
+                ErrorCode::UnknownLot,
+                format!("no lot with id {}", shown(&lot)),
+            )
         };
         let refused = |error: StateError| match error {
             StateError::UnknownLot(lot) => unknown_lot(lot),
@@ -82,51 +85,76 @@ impl RpcProtocol {
         })
     }
 
-    /// Appends the reply frame for one request payload.
+    /// Appends the reply frame for one request payload: JSON for a JSON request (with its
+    /// `rpcId` when it had a usable one), text for a text request.
     fn answer(&self, payload: &[u8], out: &mut Vec<u8>, peer: SocketAddr) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let json = rpc::is_json(payload);
-        let framed = frame::encode_with(out, |out| {
-            if json {
-                match rpc::decode_json_request(payload) {
-                    Ok((rpc_id, request)) => {
-                        let result = self.execute(&request);
-                        log_outcome(peer, &request, result.as_ref().err());
-                        rpc::encode_json_reply(out, Some(rpc_id), result.as_ref());
-                    }
-                    Err(rejected) => {
-                        warn_malformed(peer, &rejected.error);
-                        rpc::encode_json_reply(out, rejected.rpc_id, Err(&rejected.error));
-                    }
-                }
-            } else {
-                match rpc::decode_text_request(payload) {
-                    Ok(request) => {
-                        let result = self.execute(&request);
-                        log_outcome(peer, &request, result.as_ref().err());
-                        rpc::encode_text_reply(out, result.as_ref());
-                    }
-                    Err(error) => {
-                        warn_malformed(peer, &error);
-                        rpc::encode_text_reply(out, Err(&error));
-                    }
+        let (format, result) = if rpc::is_json(payload) {
+            match rpc::decode_json_request(payload) {
+                Ok((rpc_id, request)) => (Format::Json(Some(rpc_id)), self.run(&request, peer)),
+                Err(rejected) => {
+                    warn_malformed(peer, &rejected.error);
+                    (Format::Json(rejected.rpc_id), Err(rejected.error))
                 }
             }
-        });
-        if let Err(err) = framed {
-            // Only a getLots over thousands of lots could get here; say so instead of sending
-            // a frame the peer must refuse.
-            log::error!("rpc {peer}: reply not sent: {err}");
-            let error = WireError::new(ErrorCode::BadRequest, "reply would exceed the frame limit");
-            let _ = frame::encode_with(out, |out| rpc::encode_text_reply(out, Err(&error)));
+        } else {
+            match rpc::decode_text_request(payload) {
+                Ok(request) => (Format::Text, self.run(&request, peer)),
+                Err(error) => {
+                    warn_malformed(peer, &error);
+                    (Format::Text, Err(error))
+                }
+            }
+        };
+        encode_reply(out, format, result.as_ref(), peer);
+    }
+
+    fn run(&self, request: &Request<'_>, peer: SocketAddr) -> Result<Reply<'static>, WireError> {
+        let result = self.execute(request);
+        log_outcome(peer, request, result.as_ref().err());
+        result
+    }
+}
+
+/// How a request was written, and so how its reply is.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    /// JSON, with the request's `rpcId` when it had a usable one.
+    Json(Option<u32>),
+    Text,
+}
+
+impl Format {
+    fn encode(self, out: &mut Vec<u8>, result: Result<&Reply<'_>, &WireError>) {
+        match self {
+            Format::Json(rpc_id) => rpc::encode_json_reply(out, rpc_id, result),
+            Format::Text => rpc::encode_text_reply(out, result),
         }
+    }
+}
+
+/// Appends `result` as one reply frame in `format`. A reply too large for a frame (which
+/// the lot limit should make impossible) is replaced by an error in the same format, so a
+/// JSON client still gets JSON with its `rpcId`.
+fn encode_reply(
+    out: &mut Vec<u8>,
+    format: Format,
+    result: Result<&Reply<'_>, &WireError>,
+    peer: SocketAddr,
+) {
+    if let Err(err) = frame::encode_with(out, |out| format.encode(out, result)) {
+        peer_warn!("rpc {peer}: reply not sent: {err}");
+        let error = WireError::new(ErrorCode::BadRequest, "reply would exceed the frame limit");
+        // A short error always fits in a frame.
+        let _ = frame::encode_with(out, |out| format.encode(out, Err(&error)));
     }
 }
 
 fn log_outcome(peer: SocketAddr, request: &Request<'_>, error: Option<&WireError>) {
     match error {
         None => log::trace!("rpc {peer}: {request:?}"),
-        Some(error) => log::debug!("rpc {peer}: {request:?} refused: {error}"),
+        // The method name, not the arguments: those are the peer's and could be megabytes.
+        Some(error) => log::debug!("rpc {peer}: {} refused: {error}", request.method().name()),
     }
 }
 
@@ -143,59 +171,90 @@ impl Protocol for RpcProtocol {
         frame::HEADER_LEN + framing::MAX_FRAME_LEN
     }
 
-    fn serve(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Served {
-        let mut consumed = 0;
-        loop {
-            match frame::decode(&input[consumed..]) {
-                Ok(Decoded::Frame {
-                    payload,
-                    consumed: used,
-                }) => {
-                    let payload = &input[consumed..][payload];
-                    self.answer(payload, out, peer);
-                    consumed += used;
-                }
-                Ok(Decoded::Incomplete { .. }) => {
-                    return Served {
-                        consumed,
-                        close: false,
-                    };
-                }
-                Err(FrameError::TooLarge { len }) => {
-                    let error = WireError::new(
-                        ErrorCode::FrameTooLarge,
-                        format!(
-                            "frame of {len} bytes exceeds the {} byte limit; closing",
-                            framing::MAX_FRAME_LEN
-                        ),
-                    );
-                    peer_warn!("rpc {peer}: {error}");
-                    // A short error always fits in a frame.
-                    let _ = frame::encode_with(out, |out| {
-                        rpc::encode_json_reply(out, None, Err(&error));
-                    });
-                    return Served {
-                        consumed: input.len(),
-                        close: true,
-                    };
-                }
-                Err(other) => {
-                    // `decode` reports nothing else; close rather than guess.
-                    log::error!("rpc {peer}: unexpected framing error: {other}");
-                    return Served {
-                        consumed: input.len(),
-                        close: true,
-                    };
-                }
+    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step {
+        match frame::decode(input) {
+            Ok(Decoded::Frame { payload, consumed }) => {
+                self.answer(&input[payload], out, peer);
+                Step::Answered { consumed }
+            }
+            Ok(Decoded::Incomplete { .. }) => Step::Incomplete,
+            Err(FrameError::TooLarge { len }) => {
+                let error = WireError::new(
+                    ErrorCode::FrameTooLarge,
+                    format!(
+                        "frame of {len} bytes exceeds the {} byte limit; closing",
+                        framing::MAX_FRAME_LEN
+                    ),
+                );
+                peer_warn!("rpc {peer}: {error}");
+                // A short error always fits in a frame.
+                let _ = frame::encode_with(out, |out| {
+                    rpc::encode_json_reply(out, None, Err(&error));
+                });
+                Step::Fatal
+            }
+            Err(other) => {
+                // `decode` reports nothing else; close rather than guess.
+                log::error!("rpc {peer}: unexpected framing error: {other}");
+                Step::Fatal
             }
         }
     }
 
-    fn busy_reply(&self, out: &mut Vec<u8>, max_connections: usize) {
-        let error = WireError::new(
-            ErrorCode::Busy,
-            format!("server is at its limit of {max_connections} connections; try again later"),
-        );
+    fn busy_reply(&self, out: &mut Vec<u8>, detail: &str) {
+        let error = WireError::new(ErrorCode::Busy, detail);
         let _ = frame::encode_with(out, |out| rpc::encode_json_reply(out, None, Err(&error)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn huge_lots() -> Reply<'static> {
+        // Each entry is over 100 bytes of JSON: 50,000 of them are over the 4 MiB limit.
+        Reply::Lots(
+            (0..50_000)
+                .map(|i| LotStatus {
+                    id: Cow::Owned(format!("lot-with-a-long-identifier-{i:05}")),
+                    capacity: u32::MAX,
+                    occupied: u32::MAX,
+                    counted: i64::MAX,
+                    reserved: u32::MAX,
+                    free: u32::MAX,
+                })
+                .collect(),
+        )
+    }
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9))
+    }
+
+    #[test]
+    fn a_reply_too_large_for_a_frame_is_an_error_in_the_request_s_format() {
+        let mut out = Vec::new();
+        encode_reply(&mut out, Format::Json(Some(7)), Ok(&huge_lots()), peer());
+        let Ok(frame::Decoded::Frame { payload, consumed }) = frame::decode(&out) else {
+            panic!("not one frame: {} bytes", out.len());
+        };
+        assert_eq!(consumed, out.len());
+        let reply: serde_json::Value = serde_json::from_slice(&out[payload]).unwrap();
+        assert_eq!(reply["rpcId"], 7);
+        assert_eq!(reply["result"], serde_json::Value::Null);
+        assert!(
+            reply["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("BAD_REQUEST: reply would exceed"),
+            "{reply}"
+        );
+
+        let mut out = Vec::new();
+        encode_reply(&mut out, Format::Text, Ok(&huge_lots()), peer());
+        let Ok(frame::Decoded::Frame { payload, .. }) = frame::decode(&out) else {
+            panic!("not one frame");
+        };
+        assert!(out[payload].starts_with(b"ERR BAD_REQUEST reply would exceed"));
     }
 }

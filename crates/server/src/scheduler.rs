@@ -35,8 +35,8 @@ use mio::{Interest, Poll, Waker};
 use parking_lot::Mutex;
 use warn_limit::peer_warn;
 
-use crate::connection::{CloseReason, Connection, ConnectionStats, OpenGuard, Protocol, Timeouts};
-use crate::limits::ConnectionBudget;
+use crate::connection::{CloseReason, Connection, ConnectionStats, Protocol, Timeouts};
+use crate::limits::{Admission, BufferBudget, Refusal};
 use crate::poller::{Handoff, Parking};
 use crate::worker::{self, Worker};
 
@@ -51,10 +51,10 @@ pub(crate) struct SchedulerConfig {
     pub(crate) workers: usize,
     /// The connections' timeouts.
     pub(crate) timeouts: Timeouts,
-    /// Open connections allowed; more are told BUSY and closed.
-    pub(crate) max_connections: usize,
-    /// What all ports may hold together (the open-files limit).
-    pub(crate) budget: Arc<ConnectionBudget>,
+    /// Who may connect; the refused are told BUSY and closed.
+    pub(crate) admission: Arc<Admission>,
+    /// What connections may buffer beyond their free allowance (shared with other ports).
+    pub(crate) buffers: Arc<BufferBudget>,
 }
 
 /// One port's workers, ready queue and poller.
@@ -227,14 +227,9 @@ impl<P: Protocol> Scheduler<P> {
     /// bytes reports it at once). Never blocks on the peer.
     pub(crate) fn admit(&self, stream: TcpStream, peer: SocketAddr) {
         let name = self.protocol.name();
-        let Some(open) = OpenGuard::try_open(
-            &self.stats,
-            self.config.max_connections,
-            &self.config.budget,
-        ) else {
-            self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-            self.refuse_busy(stream, peer);
-            return;
+        let ticket = match self.config.admission.admit(peer) {
+            Ok(ticket) => ticket,
+            Err(refusal) => return self.refuse_busy(stream, peer, refusal),
         };
         if let Err(err) = stream
             .set_nodelay(true)
@@ -245,7 +240,12 @@ impl<P: Protocol> Scheduler<P> {
         }
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         log::debug!("{name} {peer}: connected");
-        let connection = Connection::new(mio::net::TcpStream::from_std(stream), peer, open);
+        let connection = Connection::new(
+            mio::net::TcpStream::from_std(stream),
+            peer,
+            ticket,
+            Arc::clone(&self.config.buffers),
+        );
         self.park(connection, Interest::READABLE);
     }
 
@@ -271,19 +271,11 @@ impl<P: Protocol> Scheduler<P> {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    fn refuse_busy(&self, mut stream: TcpStream, peer: SocketAddr) {
-        peer_warn!(
-            "{} {peer}: refused, {} connections already open (max_connections {}, {} of {} \
-             on all ports)",
-            self.protocol.name(),
-            self.stats.open.load(Ordering::Relaxed),
-            self.config.max_connections,
-            self.config.budget.open(),
-            self.config.budget.max()
-        );
+    fn refuse_busy(&self, mut stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
+        peer_warn!("{} {peer}: refused: {refusal}", self.protocol.name());
         let mut reply = Vec::new();
         self.protocol
-            .busy_reply(&mut reply, self.config.max_connections);
+            .busy_reply(&mut reply, &format!("{refusal}; try again later"));
         // A fresh socket's send buffer is empty, so this cannot block for long; the timeout
         // only guards against the impossible.
         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));

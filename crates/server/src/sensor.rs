@@ -8,11 +8,11 @@ use framing::line::{self, Decoded};
 use framing::sensor::{
     self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
 };
-use state::{StateError, UnknownLot};
+use state::{StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
-use crate::connection::{Protocol, Served};
+use crate::connection::{Protocol, Step};
 
 /// Applies sensor reports through the store.
 pub struct SensorProtocol {
@@ -49,7 +49,7 @@ impl SensorProtocol {
             .map_err(|error| match error {
                 StateError::UnknownLot(UnknownLot(lot)) => SensorError::new(
                     SensorErrorCode::UnknownLot,
-                    format!("no lot with id {lot:?}"),
+                    format!("no lot with id {}", shown(&lot)),
                 ),
                 StateError::Unavailable(why) => {
                     SensorError::new(SensorErrorCode::Unavailable, why.to_string())
@@ -76,55 +76,47 @@ impl Protocol for SensorProtocol {
         MAX_LINE_LEN + 2
     }
 
-    fn serve(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Served {
-        let mut consumed = 0;
-        loop {
-            match line::decode(&input[consumed..], MAX_LINE_LEN) {
-                Decoded::Line {
-                    content,
-                    consumed: used,
-                } => {
-                    self.updates.fetch_add(1, Ordering::Relaxed);
-                    let text = &input[consumed..][content];
-                    let reply =
-                        sensor::parse_command(text).and_then(|command| self.execute(command, peer));
-                    if let Err(error) = &reply {
-                        if error.code == SensorErrorCode::UnknownLot {
-                            log::debug!("sensor {peer}: refused: {error}");
-                        } else {
-                            peer_warn!("sensor {peer}: malformed line: {error}");
-                        }
+    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step {
+        if line::starts_like_a_frame(input) {
+            let error = SensorError::new(
+                SensorErrorCode::UnknownCommand,
+                "this is the sensor port, which takes text lines; the bytes look like an RPC \
+                 frame (use the RPC port); closing",
+            );
+            peer_warn!("sensor {peer}: sent an RPC frame to the sensor port");
+            sensor::encode_reply(out, Err(&error));
+            return Step::Fatal;
+        }
+        match line::decode(input, MAX_LINE_LEN) {
+            Decoded::Line { content, consumed } => {
+                self.updates.fetch_add(1, Ordering::Relaxed);
+                let reply = sensor::parse_command(&input[content])
+                    .and_then(|command| self.execute(command, peer));
+                if let Err(error) = &reply {
+                    if error.code == SensorErrorCode::UnknownLot {
+                        log::debug!("sensor {peer}: refused: {error}");
+                    } else {
+                        peer_warn!("sensor {peer}: malformed line: {error}");
                     }
-                    sensor::encode_reply(out, reply.as_ref());
-                    consumed += used;
                 }
-                Decoded::Incomplete => {
-                    return Served {
-                        consumed,
-                        close: false,
-                    };
-                }
-                Decoded::TooLong => {
-                    let error = SensorError::new(
-                        SensorErrorCode::LineTooLong,
-                        format!("line exceeds {MAX_LINE_LEN} bytes; closing"),
-                    );
-                    peer_warn!("sensor {peer}: {error}");
-                    sensor::encode_reply(out, Err(&error));
-                    return Served {
-                        consumed: input.len(),
-                        close: true,
-                    };
-                }
+                sensor::encode_reply(out, reply.as_ref());
+                Step::Answered { consumed }
+            }
+            Decoded::Incomplete => Step::Incomplete,
+            Decoded::TooLong => {
+                let error = SensorError::new(
+                    SensorErrorCode::LineTooLong,
+                    format!("line exceeds {MAX_LINE_LEN} bytes; closing"),
+                );
+                peer_warn!("sensor {peer}: {error}");
+                sensor::encode_reply(out, Err(&error));
+                Step::Fatal
             }
         }
     }
 
-    fn busy_reply(&self, out: &mut Vec<u8>, max_connections: usize) {
-        let error = SensorError::new(
-            SensorErrorCode::Busy,
-            format!("server is at its limit of {max_connections} connections; try again later"),
-        );
+    fn busy_reply(&self, out: &mut Vec<u8>, detail: &str) {
+        let error = SensorError::new(SensorErrorCode::Busy, detail);
         sensor::encode_reply(out, Err(&error));
     }
 }

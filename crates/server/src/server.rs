@@ -8,14 +8,16 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use broker::{Broker, BrokerConfig};
+use broker::{Broker, BrokerConfig, Held};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
-use store::{EmbeddedStore, MemoryStore, OpenError, Store};
+use store::{EmbeddedStore, MemoryStore, Store};
+use store_pg::{PgOptions, PgStore};
+use warn_limit::peer_warn;
 
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::connection::Timeouts;
-use crate::limits::{self, ConnectionBudget};
+use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
 use crate::listener::{self, BindError};
 use crate::rpc::RpcProtocol;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -31,7 +33,9 @@ pub enum StartError {
     /// A thread could not be started.
     Spawn(io::Error),
     /// The data directory could not be used (held by another server, corrupt, unwritable).
-    Store(OpenError),
+    Store(store::OpenError),
+    /// The PostgreSQL store could not be opened.
+    Postgres(store_pg::OpenError),
 }
 
 impl fmt::Display for StartError {
@@ -41,6 +45,7 @@ impl fmt::Display for StartError {
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
             StartError::Store(err) => write!(f, "{err}"),
+            StartError::Postgres(err) => write!(f, "{err}"),
         }
     }
 }
@@ -52,6 +57,7 @@ impl std::error::Error for StartError {
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
             StartError::Store(err) => Some(err),
+            StartError::Postgres(err) => Some(err),
         }
     }
 }
@@ -79,9 +85,11 @@ pub struct Summary {
     pub sensor_connections: u64,
     /// Sensor lines answered.
     pub sensor_lines: u64,
-    /// Connections refused at `max_connections` on the RPC and sensor ports.
+    /// Connections refused at a connection limit, on every port.
     pub refused_busy: u64,
-    /// Events queued for subscribers.
+    /// Changes of a lot's free count published.
+    pub changes_published: u64,
+    /// Event lines queued for subscribers: one per subscriber per change it follows.
     pub events_published: u64,
     /// Events dropped because a subscriber fell behind.
     pub events_dropped: u64,
@@ -94,12 +102,14 @@ impl fmt::Display for Summary {
         write!(
             f,
             "rpc: {} connection(s), {} request(s); sensor: {} connection(s), {} line(s); \
-             {} refused busy; pub/sub: {} event(s) published, {} dropped, {} slow subscriber(s) disconnected",
+             {} refused busy; pub/sub: {} change(s) published, {} event line(s) queued for \
+             subscribers, {} dropped, {} slow subscriber(s) disconnected",
             self.rpc_connections,
             self.rpc_requests,
             self.sensor_connections,
             self.sensor_lines,
             self.refused_busy,
+            self.changes_published,
             self.events_published,
             self.events_dropped,
             self.slow_disconnects
@@ -211,17 +221,26 @@ impl Server {
                 send_buffer: config.subscriber_send_buffer,
             },
         )?);
+        broker.seed(&state.published());
         state.add_listener(broker.listener());
         let purger = Purger::spawn(Arc::clone(&state), config.purge_interval)?;
 
+        let admission = || {
+            Admission::new(
+                max_connections,
+                config.max_connections_per_address,
+                Arc::clone(&budget),
+            )
+        };
+        let buffers = BufferBudget::new(config.max_buffered_bytes);
         let scheduler_config = |workers| SchedulerConfig {
             workers,
             timeouts: Timeouts {
                 idle: config.idle_timeout,
                 frame: config.frame_timeout,
             },
-            max_connections,
-            budget: Arc::clone(&budget),
+            admission: admission(),
+            buffers: Arc::clone(&buffers),
         };
         let rpc = Scheduler::start(
             RpcProtocol::new(Arc::clone(&store)),
@@ -248,16 +267,17 @@ impl Server {
             move |stream, peer| scheduler.admit(stream, peer),
         )?);
         let subscribers = Arc::clone(&broker);
+        let pubsub_admission = admission();
+        let admitted = Arc::clone(&pubsub_admission);
         accept_threads.push(listener::spawn_accept_loop(
             "pubsub",
             pubsub_listener,
             shutdown.clone(),
-            move |stream, peer| {
-                // The broker counts its own connections; the budget counts the other ports'.
-                if budget.open() + subscribers.stats().connections >= budget.max() {
-                    subscribers.refuse_busy(stream, peer, budget.max());
-                } else {
-                    subscribers.attach(stream, peer);
+            move |stream, peer| match admitted.admit(peer) {
+                Ok(ticket) => subscribers.attach_holding(stream, peer, Held::new(ticket)),
+                Err(refusal) => {
+                    peer_warn!("pubsub {peer}: refused: {refusal}");
+                    subscribers.refuse_busy(stream, &format!("{refusal}; try again later"));
                 }
             },
         )?);
@@ -270,12 +290,7 @@ impl Server {
             config.sensor_pool_size,
             addrs.pubsub,
             config.notifier_threads,
-            config
-                .lots
-                .iter()
-                .map(|lot| format!("{}={}", lot.id, lot.capacity))
-                .collect::<Vec<_>>()
-                .join(" ")
+            lots_line(&config)
         );
         Ok(RunningServer {
             addrs,
@@ -285,6 +300,8 @@ impl Server {
             rpc,
             sensor,
             broker,
+            pubsub_admission,
+            buffers,
             purger: Some(purger),
             grace: config.shutdown_grace,
             stopped: false,
@@ -296,6 +313,23 @@ impl Server {
 /// open (a data directory another server holds stops this one first) and before any
 /// listener is attached (recovery publishes nothing).
 fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+    match &config.store {
+        StoreConfig::Embedded {} => open_embedded(config, clock),
+        StoreConfig::Postgres(pg) => {
+            let options = PgOptions {
+                url: pg.url.clone(),
+                pool_size: pg.pool_size,
+                timeout: pg.timeout,
+            };
+            let store = PgStore::open(&options, config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::Postgres)?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The embedded store in `data_dir`, or memory only when it is `null`.
+fn open_embedded(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
     let state = Arc::new(
         ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
             .map_err(StartError::State)?,
@@ -311,6 +345,27 @@ fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, 
     };
     let store = EmbeddedStore::open(state, options).map_err(StartError::Store)?;
     Ok(Arc::new(store))
+}
+
+/// Lots shown by name in the start-up line; a city's thousand lots are counted instead.
+const LOTS_LOGGED: usize = 10;
+
+/// `A=100 B=50 C=200`, or the first [`LOTS_LOGGED`] of them and how many more.
+fn lots_line(config: &Config) -> String {
+    let mut line: Vec<String> = config
+        .lots
+        .iter()
+        .take(LOTS_LOGGED)
+        .map(|lot| format!("{}={}", lot.id, lot.capacity))
+        .collect();
+    if config.lots.len() > LOTS_LOGGED {
+        line.push(format!(
+            "and {} more ({} in all)",
+            config.lots.len() - LOTS_LOGGED,
+            config.lots.len()
+        ));
+    }
+    line.join(" ")
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -329,6 +384,10 @@ pub struct RunningServer {
     rpc: Arc<Scheduler<RpcProtocol>>,
     sensor: Arc<Scheduler<SensorProtocol>>,
     broker: Arc<Broker>,
+    /// Who may connect to the pub/sub port (the broker holds each admitted one's ticket).
+    pubsub_admission: Arc<Admission>,
+    /// What RPC and sensor connections buffer beyond their free allowance.
+    buffers: Arc<BufferBudget>,
     purger: Option<Purger>,
     grace: Duration,
     stopped: bool,
@@ -383,11 +442,17 @@ impl RunningServer {
         self.stop()
     }
 
+    /// Bytes RPC and sensor connections hold now in unfinished requests and unsent replies,
+    /// beyond the 4 KiB each may use freely (what `max_buffered_bytes` limits).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffers.held()
+    }
+
     /// Connections open now on each port.
     pub fn open_connections(&self) -> OpenConnections {
         OpenConnections {
-            rpc: self.rpc.stats().open.load(Ordering::Relaxed),
-            sensor: self.sensor.stats().open.load(Ordering::Relaxed),
+            rpc: self.rpc.config.admission.open(),
+            sensor: self.sensor.config.admission.open(),
             pubsub: self.broker.stats().connections,
         }
     }
@@ -402,8 +467,10 @@ impl RunningServer {
             rpc_requests: self.rpc.protocol.requests(),
             sensor_connections: sensor.accepted.load(Ordering::Relaxed),
             sensor_lines: self.sensor.protocol.lines(),
-            refused_busy: rpc.refused_busy.load(Ordering::Relaxed)
-                + sensor.refused_busy.load(Ordering::Relaxed),
+            refused_busy: self.rpc.config.admission.refused()
+                + self.sensor.config.admission.refused()
+                + self.pubsub_admission.refused(),
+            changes_published: broker.changes_published,
             events_published: broker.events_published,
             events_dropped: broker.events_dropped,
             slow_disconnects: broker.slow_disconnects,

@@ -11,6 +11,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::connection::{CloseReason, Connection, Protocol, ReadOutcome};
 use crate::scheduler::{Scheduler, TURN_BUDGET};
+use warn_limit::peer_warn;
 
 /// Token of a worker's waker in its own poll; hot connection `slot` uses `slot + 1`.
 pub(crate) const WAKE: Token = Token(0);
@@ -291,11 +292,16 @@ fn serve_turn<P: Protocol>(scheduler: &Scheduler<P>, connection: &mut Connection
         if scheduler.is_stopping() {
             return Turn::Closed(CloseReason::Shutdown);
         }
-        if drained {
+        // Requests left unanswered at the output high-water mark are answered before
+        // anything more is read, however the socket stands.
+        if drained && !connection.paused() {
             return Turn::Drained;
         }
         if scheduler.dispatch.has_ready() && started.elapsed() >= TURN_BUDGET {
             return Turn::Yield;
+        }
+        if connection.paused() {
+            continue;
         }
         match connection.read_some(max_request, now) {
             Ok(ReadOutcome::Data { drained: all }) => drained = all,
@@ -307,6 +313,17 @@ fn serve_turn<P: Protocol>(scheduler: &Scheduler<P>, connection: &mut Connection
             }
             // The protocol refuses an oversized request before this; never buffer past it.
             Ok(ReadOutcome::Full) => return Turn::Closed(CloseReason::Protocol),
+            Ok(ReadOutcome::OverBudget) => {
+                let budget = &scheduler.config.buffers;
+                peer_warn!(
+                    "{} {}: refused a large request: {} of max_buffered_bytes {} are held",
+                    scheduler.protocol.name(),
+                    connection.peer(),
+                    budget.held(),
+                    budget.max()
+                );
+                connection.refuse_over_budget(&scheduler.protocol, budget);
+            }
             Err(err) => return Turn::Closed(CloseReason::Io(err)),
         }
     }

@@ -9,11 +9,39 @@ use std::time::Duration;
 use common::{RawLines, RawRpc, start, start_with};
 use serde_json::Value;
 
+/// Subscribes and checks the snapshot of every lot the topic covers: the current values,
+/// which come before any event.
 fn subscribe(server: &server::RunningServer, topic: &str) -> RawLines {
     let mut subscriber = RawLines::connect(server.pubsub_addr());
     let reply = subscriber.call(&format!("SUBSCRIBE {topic}"));
     assert!(reply.starts_with("OK "), "{reply}");
+    expect_snapshots(server, &mut subscriber, topic);
     subscriber
+}
+
+fn expect_snapshots(server: &server::RunningServer, subscriber: &mut RawLines, topic: &str) {
+    let lots = server.state().lots();
+    let covered: Vec<_> = lots
+        .iter()
+        .filter(|lot| topic.eq_ignore_ascii_case("ALL") || lot.id.as_str() == topic)
+        .collect();
+    let mut seen = Vec::new();
+    for _ in &covered {
+        let line: Value = serde_json::from_str(&subscriber.line()).unwrap();
+        assert_eq!(line["type"], "SNAPSHOT", "{line}");
+        assert!(line["timestamp"].as_f64().unwrap() > 1.7e9);
+        seen.push((
+            line["lotId"].as_str().unwrap().to_owned(),
+            line["free"].as_u64().unwrap(),
+        ));
+    }
+    seen.sort();
+    let mut expected: Vec<(String, u64)> = covered
+        .iter()
+        .map(|lot| (lot.id.to_string(), u64::from(lot.free)))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
 }
 
 fn next_event(subscriber: &mut RawLines) -> (String, u64) {
@@ -24,6 +52,39 @@ fn next_event(subscriber: &mut RawLines) -> (String, u64) {
         event["lotId"].as_str().unwrap().to_owned(),
         event["free"].as_u64().unwrap(),
     )
+}
+
+#[test]
+fn a_new_subscriber_hears_the_current_value_first_then_the_changes() {
+    let server = start();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    assert_eq!(rpc.text("RESERVE A P1"), "OK");
+    assert_eq!(rpc.text("RESERVE C P1"), "OK");
+    // A sign that reconnects after the change is right at once, not at the next change.
+    let mut subscriber = RawLines::connect(server.pubsub_addr());
+    assert!(subscriber.call("SUBSCRIBE C").starts_with("OK "));
+    let snapshot: Value = serde_json::from_str(&subscriber.line()).unwrap();
+    assert_eq!(snapshot["type"], "SNAPSHOT");
+    assert_eq!(
+        (snapshot["lotId"].as_str(), snapshot["free"].as_u64()),
+        (Some("C"), Some(199))
+    );
+    // Adding ALL snapshots the lots newly covered (A and B), not C again.
+    assert!(subscriber.call("SUBSCRIBE ALL").starts_with("OK "));
+    let mut more: Vec<(String, u64)> = (0..2)
+        .map(|_| {
+            let line: Value = serde_json::from_str(&subscriber.line()).unwrap();
+            assert_eq!(line["type"], "SNAPSHOT");
+            (
+                line["lotId"].as_str().unwrap().to_owned(),
+                line["free"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    more.sort();
+    assert_eq!(more, [("A".to_owned(), 99), ("B".to_owned(), 50)]);
+    assert_eq!(rpc.text("CANCEL C P1"), "OK");
+    assert_eq!(next_event(&mut subscriber), ("C".into(), 200));
 }
 
 #[test]
@@ -101,6 +162,7 @@ fn unknown_lot_then_a_good_subscribe_on_the_same_connection() {
     );
     assert!(subscriber.call("HELLO").starts_with("ERR BAD_COMMAND "));
     assert!(subscriber.call("subscribe B").starts_with("OK "));
+    expect_snapshots(&server, &mut subscriber, "B");
     let mut rpc = RawRpc::connect(server.rpc_addr());
     assert_eq!(rpc.text("RESERVE B P1"), "OK");
     assert_eq!(next_event(&mut subscriber), ("B".into(), 49));

@@ -23,8 +23,8 @@ fn json_methods() {
     );
     // Plates compare case-insensitively: the same plate again is refused.
     assert_eq!(
-        rpc.json(r#"{"rpcId": 4, "method": "reserve", "args": ["A", "7ABC123"]}"#)["result"],
-        false
+        rpc.json(r#"{"rpcId": 4, "method": "reserve", "args": ["A", "7ABC123"]}"#),
+        json!({"rpcId": 4, "result": false, "error": null, "reason": "EXISTS"})
     );
     assert_eq!(
         rpc.json(r#"{"rpcId": 5, "method": "getAvailability", "args": ["A"]}"#)["result"],
@@ -43,8 +43,8 @@ fn json_methods() {
         true
     );
     assert_eq!(
-        rpc.json(r#"{"rpcId": 8, "method": "cancel", "args": ["A", "7ABC123"]}"#)["result"],
-        false
+        rpc.json(r#"{"rpcId": 8, "method": "cancel", "args": ["A", "7ABC123"]}"#),
+        json!({"rpcId": 8, "result": false, "error": null, "reason": "NOT_FOUND"})
     );
     assert_eq!(
         rpc.json(r#"{"rpcId": 4294967295, "method": "getAvailability", "args": ["A"]}"#),
@@ -63,8 +63,13 @@ fn reserve_is_refused_when_full() {
         true
     );
     assert_eq!(
-        rpc.json(r#"{"rpcId": 2, "method": "reserve", "args": ["S", "P2"]}"#)["result"],
-        false
+        rpc.json(r#"{"rpcId": 2, "method": "reserve", "args": ["S", "P2"]}"#),
+        json!({"rpcId": 2, "result": false, "error": null, "reason": "FULL"})
+    );
+    // A plate that already holds the last space is EXISTS, not FULL.
+    assert_eq!(
+        rpc.json(r#"{"rpcId": 3, "method": "reserve", "args": ["S", "P1"]}"#)["reason"],
+        "EXISTS"
     );
     assert_eq!(rpc.text("RESERVE S P2"), "FULL");
     assert_eq!(rpc.text("RESERVE S P1"), "EXISTS");

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::shown::shown;
+
 /// Longest lot id.
 pub const MAX_LOT_ID_LEN: usize = 32;
 
@@ -38,16 +40,19 @@ impl fmt::Display for LotIdError {
             LotIdError::TooLong(id) => {
                 write!(
                     f,
-                    "lot id {id:?} is longer than {MAX_LOT_ID_LEN} characters"
+                    "lot id {} is longer than {MAX_LOT_ID_LEN} characters",
+                    shown(id)
                 )
             }
             LotIdError::BadCharacter(id) => write!(
                 f,
-                "lot id {id:?} may only use the characters A-Z a-z 0-9 _ -"
+                "lot id {} may only use the characters A-Z a-z 0-9 _ -",
+                shown(id)
             ),
             LotIdError::Reserved(id) => write!(
                 f,
-                "lot id {id:?} is reserved (SUBSCRIBE ALL means every lot)"
+                "lot id {} is reserved (SUBSCRIBE ALL means every lot)",
+                shown(id)
             ),
         }
     }
@@ -129,12 +134,14 @@ impl fmt::Display for PlateError {
             PlateError::TooLong(plate) => {
                 write!(
                     f,
-                    "plate {plate:?} is longer than {MAX_PLATE_LEN} characters"
+                    "plate {} is longer than {MAX_PLATE_LEN} characters",
+                    shown(plate)
                 )
             }
             PlateError::BadCharacter(plate) => write!(
                 f,
-                "plate {plate:?} may only use the characters A-Z a-z 0-9 -"
+                "plate {} may only use the characters A-Z a-z 0-9 -",
+                shown(plate)
             ),
         }
     }

@@ -25,6 +25,7 @@
 //! - `lot`: one lot's counters and reservations, and the outcomes of operations on it.
 //! - `parking`: [`ParkingState`], the lots shared between threads, and what reads return.
 //! - `purger`: the background thread that expires reservations on time.
+//! - `shown`: [`shown`], how errors everywhere echo peer input (short, escaped).
 
 #![forbid(unsafe_code)]
 
@@ -34,6 +35,7 @@ mod ids;
 mod lot;
 mod parking;
 mod purger;
+mod shown;
 
 pub use change::{Change, Commit, Recorder, Unavailable};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -44,3 +46,4 @@ pub use parking::{
     StateError, UnknownLot,
 };
 pub use purger::Purger;
+pub use shown::{SHOWN_CHARS, Shown, shown};

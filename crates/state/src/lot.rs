@@ -90,6 +90,8 @@ pub(crate) struct Lot {
     expiries: BinaryHeap<Reverse<(Instant, Plate)>>,
     /// The free count listeners last heard about; a change is published when this differs.
     published_free: u32,
+    /// The number of the last change published.
+    published_seq: u64,
 }
 
 impl Lot {
@@ -100,6 +102,7 @@ impl Lot {
             reservations: HashMap::new(),
             expiries: BinaryHeap::new(),
             published_free: capacity,
+            published_seq: 0,
         }
     }
 
@@ -217,13 +220,20 @@ impl Lot {
         self.counted != i64::from(self.occupied())
     }
 
-    /// The new free count if it differs from the last one published, marking it published.
-    pub(crate) fn take_change(&mut self) -> Option<u32> {
+    /// The new free count and its change number if it differs from the last one published,
+    /// marking it published.
+    pub(crate) fn take_change(&mut self) -> Option<(u32, u64)> {
         let free = self.free();
         (free != self.published_free).then(|| {
             self.published_free = free;
-            free
+            self.published_seq += 1;
+            (free, self.published_seq)
         })
+    }
+
+    /// The free count listeners last heard about, and its change number.
+    pub(crate) fn published(&self) -> (u32, u64) {
+        (self.published_free, self.published_seq)
     }
 }
 

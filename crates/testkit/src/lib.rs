@@ -1,16 +1,23 @@
 //! Support for the workspace's integration tests, so that each test file does not grow its own
 //! copy: starting a server on ephemeral ports, waiting for a condition with a deadline
-//! instead of sleeping, and temporary data directories.
+//! instead of sleeping, connecting from a chosen local address (another 127.0.0.0/8
+//! address stands for another client machine), temporary data directories ([`TempDir`]),
+//! and a throwaway PostgreSQL cluster ([`pg::TempPostgres`]) for the tests of the
+//! PostgreSQL store.
 //!
 //! Only tests depend on this crate (as a dev-dependency); it may panic, since a panic is how a
 //! test fails.
 //!
 //! # Layout
-//! Everything is in this file.
+//! - this file: servers, waiting, connecting from another address.
+//! - `pg`: [`pg::TempPostgres`].
 
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used)]
 
+pub mod pg;
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -18,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use server::{Config, RunningServer, Server, StartError};
 use shutdown::ShutdownHandle;
+use socket2::{Domain, Socket, Type};
 
 /// Generous bound for anything a test waits on; only reached when the test is failing.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -108,4 +116,15 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Connects to `addr` from the local address `from` (for example `127.0.0.2`), which
+/// `std::net` cannot do: it always lets the kernel pick the source address.
+pub fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("a socket");
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .expect("binds to the local address");
+    socket.connect(&addr.into()).expect("connects");
+    socket.into()
 }

@@ -75,10 +75,17 @@ impl Harness {
     }
 }
 
+/// A change number that only grows, as the state's per-lot numbers do.
+pub fn next_seq() -> u64 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn change(lot: &str, free: u32) -> LotChange {
     LotChange {
         lot: LotId::new(lot).unwrap(),
         free,
+        seq: next_seq(),
         at: SystemTime::now(),
     }
 }

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use state::shown;
 
 pub use error::{ErrorCode, RejectedRequest, UnknownErrorCode, WireError};
 pub use methods::{Method, Request};
@@ -42,14 +43,23 @@ pub fn is_json(payload: &[u8]) -> bool {
 
 /// The three fields a request object must have, left raw so that a mistyped `method` or `args`
 /// can still be answered with the request's `rpcId`. Other fields are ignored.
+///
+/// A field written as `null` is present (and mistyped), not missing: serde's `Option` would
+/// read it as absent, hence `present`.
 #[derive(Deserialize)]
 struct RequestFields<'a> {
-    #[serde(rename = "rpcId", borrow, default)]
+    #[serde(rename = "rpcId", borrow, default, deserialize_with = "present")]
     rpc_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     method: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     args: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 fn bad_request(rpc_id: Option<u32>, detail: impl Into<String>) -> RejectedRequest {
@@ -85,7 +95,10 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
     let rpc_id = serde_json::from_str::<u32>(rpc_id_raw.get()).map_err(|_| {
         bad_request(
             None,
-            format!("rpcId must be an integer from 0 to 4294967295, got {rpc_id_raw}"),
+            format!(
+                "rpcId must be an integer from 0 to 4294967295, got {}",
+                shown(rpc_id_raw.get())
+            ),
         )
     })?;
     let method_raw = fields
@@ -111,7 +124,11 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
             None => {
                 return Err(rejected(WireError::new(
                     ErrorCode::BadArgs,
-                    format!("{method}: argument {index} must be a string, got {arg}"),
+                    format!(
+                        "{}: argument {index} must be a string, got {}",
+                        shown(&method),
+                        shown(arg.get())
+                    ),
                 )));
             }
         }
@@ -119,7 +136,11 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
     let known = Method::from_name(&method).ok_or_else(|| {
         rejected(WireError::new(
             ErrorCode::UnknownMethod,
-            format!("unknown method {method:?} (methods: {})", methods::names()),
+            format!(
+                "unknown method {} (methods: {})",
+                shown(&method),
+                methods::names()
+            ),
         ))
     })?;
     let request = Request::from_args(known, &method, strings).map_err(rejected)?;
@@ -137,7 +158,7 @@ pub fn decode_text_request(payload: &[u8]) -> Result<Request<'_>, WireError> {
     let method = Method::from_verb(verb).ok_or_else(|| {
         WireError::new(
             ErrorCode::UnknownMethod,
-            format!("unknown command {verb:?} (try {})", methods::verbs()),
+            format!("unknown command {} (try {})", shown(verb), methods::verbs()),
         )
     })?;
     // Errors name the method as JSON does, whatever the verb's case.
@@ -220,6 +241,24 @@ mod tests {
                 .unwrap()
                 .1,
             Request::GetAvailability { lot: "B1".into() }
+        );
+    }
+
+    #[test]
+    fn a_null_field_is_mistyped_not_missing() {
+        let detail = |payload: &str| json(payload).unwrap_err().error.detail;
+        assert_eq!(
+            detail(r#"{"rpcId":null,"method":"ping","args":[]}"#),
+            r#"rpcId must be an integer from 0 to 4294967295, got "null""#
+        );
+        assert_eq!(detail(r#"{"method":"ping","args":[]}"#), "rpcId is missing");
+        assert_eq!(
+            detail(r#"{"rpcId":1,"method":null,"args":[]}"#),
+            "method must be a string"
+        );
+        assert_eq!(
+            detail(r#"{"rpcId":1,"method":"ping","args":null}"#),
+            "args must be an array"
         );
     }
 
@@ -352,7 +391,40 @@ mod tests {
             Some(42),
             Ok(&Reply::Reserve(ReserveOutcome::Exists)),
         );
-        assert_eq!(out, br#"{"rpcId":42,"result":false,"error":null}"#);
+        assert_eq!(
+            out,
+            br#"{"rpcId":42,"result":false,"error":null,"reason":"EXISTS"}"#
+        );
+        assert_eq!(
+            decode_json_reply(&out).unwrap().reason.as_deref(),
+            Some("EXISTS")
+        );
+        for (reply, json) in [
+            (
+                Reply::Reserve(ReserveOutcome::Full),
+                &br#"{"rpcId":1,"result":false,"error":null,"reason":"FULL"}"#[..],
+            ),
+            (
+                Reply::Cancel(CancelOutcome::NotFound),
+                br#"{"rpcId":1,"result":false,"error":null,"reason":"NOT_FOUND"}"#,
+            ),
+            // A success has no reason.
+            (
+                Reply::Reserve(ReserveOutcome::Reserved),
+                br#"{"rpcId":1,"result":true,"error":null}"#,
+            ),
+            (
+                Reply::Cancel(CancelOutcome::Cancelled),
+                br#"{"rpcId":1,"result":true,"error":null}"#,
+            ),
+        ] {
+            out.clear();
+            encode_json_reply(&mut out, Some(1), Ok(&reply));
+            assert_eq!(out, json, "{reply:?}");
+        }
+        // A server that predates `reason` is still read.
+        let old = decode_json_reply(br#"{"rpcId":1,"result":false,"error":null}"#).unwrap();
+        assert_eq!(old.reason, None);
         out.clear();
         let error = WireError::new(ErrorCode::FrameTooLarge, "too big");
         encode_json_reply(&mut out, None, Err(&error));

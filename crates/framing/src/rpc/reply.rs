@@ -46,7 +46,21 @@ pub enum Reply<'a> {
     Pong,
 }
 
-/// The JSON `result` value: `reserve` and `cancel` collapse to booleans.
+impl Reply<'_> {
+    /// Why a `reserve` or `cancel` changed nothing: the JSON reply's `reason` (next to
+    /// `"result":false`) and the text reply's word.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Reply::Reserve(ReserveOutcome::Full) => Some("FULL"),
+            Reply::Reserve(ReserveOutcome::Exists) => Some("EXISTS"),
+            Reply::Cancel(CancelOutcome::NotFound) => Some("NOT_FOUND"),
+            _ => None,
+        }
+    }
+}
+
+/// The JSON `result` value: `reserve` and `cancel` collapse to booleans (the reply's
+/// `reason` says why a `false`).
 impl Serialize for Reply<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -70,12 +84,17 @@ struct JsonReply<'r, 'a> {
 
 impl Serialize for JsonReply<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut reply = serializer.serialize_struct("Reply", 3)?;
+        let reason = self.result.ok().and_then(Reply::reason);
+        let mut reply = serializer.serialize_struct("Reply", 3 + usize::from(reason.is_some()))?;
         reply.serialize_field("rpcId", &self.rpc_id)?;
         match self.result {
             Ok(result) => {
                 reply.serialize_field("result", result)?;
                 reply.serialize_field("error", &())?;
+                // Additive: clients that read only `result` see the same `false` as before.
+                if let Some(reason) = reason {
+                    reply.serialize_field("reason", reason)?;
+                }
             }
             Err(error) => {
                 reply.serialize_field("result", &())?;
@@ -114,11 +133,12 @@ pub fn encode_text_reply(out: &mut Vec<u8>, result: Result<&Reply<'_>, &WireErro
             let _ = write!(out, "{free}");
             return;
         }
-        Ok(Reply::Reserve(ReserveOutcome::Reserved)) => b"OK",
-        Ok(Reply::Reserve(ReserveOutcome::Full)) => b"FULL",
-        Ok(Reply::Reserve(ReserveOutcome::Exists)) => b"EXISTS",
-        Ok(Reply::Cancel(CancelOutcome::Cancelled)) => b"OK",
-        Ok(Reply::Cancel(CancelOutcome::NotFound)) => b"NOT_FOUND",
+        Ok(Reply::Reserve(ReserveOutcome::Reserved) | Reply::Cancel(CancelOutcome::Cancelled)) => {
+            b"OK"
+        }
+        Ok(refused @ (Reply::Reserve(_) | Reply::Cancel(_))) => {
+            refused.reason().unwrap_or_default().as_bytes()
+        }
         Ok(Reply::Pong) => b"PONG",
         Err(error) => {
             let _ = write!(out, "ERR {} {}", error.code, error.detail);
@@ -141,6 +161,10 @@ pub struct ReplyEnvelope<'a> {
     /// `"CODE: detail"`, or `null` on success.
     #[serde(borrow, default)]
     pub error: Option<Cow<'a, str>>,
+    /// Why a `reserve` or `cancel` answered `false` (`FULL`, `EXISTS`, `NOT_FOUND`); absent
+    /// otherwise, and from a server that predates it.
+    #[serde(borrow, default)]
+    pub reason: Option<Cow<'a, str>>,
 }
 
 /// Decodes a JSON reply payload.

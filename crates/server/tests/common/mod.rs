@@ -4,7 +4,7 @@
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 
 use framing::frame;
 use serde_json::Value;
@@ -32,7 +32,15 @@ pub struct RawRpc {
 
 impl RawRpc {
     pub fn connect(addr: SocketAddr) -> RawRpc {
-        let stream = TcpStream::connect(addr).unwrap();
+        RawRpc::over(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Connects from the local address `from` (another client machine, to the server).
+    pub fn connect_from(from: IpAddr, addr: SocketAddr) -> RawRpc {
+        RawRpc::over(testkit::connect_from(from, addr))
+    }
+
+    fn over(stream: TcpStream) -> RawRpc {
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         stream.set_nodelay(true).unwrap();
         RawRpc { stream }
@@ -95,7 +103,15 @@ pub struct RawLines {
 
 impl RawLines {
     pub fn connect(addr: SocketAddr) -> RawLines {
-        let stream = TcpStream::connect(addr).unwrap();
+        RawLines::over(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Connects from the local address `from` (another client machine, to the server).
+    pub fn connect_from(from: IpAddr, addr: SocketAddr) -> RawLines {
+        RawLines::over(testkit::connect_from(from, addr))
+    }
+
+    fn over(stream: TcpStream) -> RawLines {
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         RawLines {
             writer: stream.try_clone().unwrap(),
