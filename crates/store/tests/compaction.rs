@@ -142,3 +142,51 @@ fn a_snapshot_overlapped_by_a_rollback_is_discarded_and_taken_again() {
     let store = open(dir.path(), &clock, &FaultyDisk::new());
     assert_eq!(image(store.state()), expected);
 }
+
+#[test]
+fn a_full_disk_during_compaction_keeps_writes_going_and_compaction_retries() {
+    let dir = TempDir::new("store-compact-full");
+    let clock = Arc::new(ManualClock::new());
+    let disk = FaultyDisk::new();
+    let store =
+        EmbeddedStore::open(new_state(&clock), compacting(dir.path(), &disk, 2048)).unwrap();
+    let state = store.state();
+    // The journal's own appends and syncs still reach the disk; a new segment, a snapshot
+    // and its publication do not.
+    let refused = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&refused);
+    disk.fail(Fault::Full, move |operation| {
+        let fails = matches!(operation.op, Op::Open | Op::WriteFile | Op::Rename);
+        if fails {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        fails
+    });
+    for n in 0..300 {
+        state
+            .update_occupancy("B", CountChange::Set(n % 40))
+            .unwrap();
+    }
+    eventually("compaction to have tried", || {
+        refused.load(Ordering::SeqCst) > 0
+    });
+    assert_eq!(store.health(), store::Health::Ok);
+    assert!(!files(dir.path()).iter().any(|name| name.ends_with(".json")));
+
+    disk.heal();
+    // The next full segment rings the compactor again, which also retries on its own.
+    for n in 0..300 {
+        state
+            .update_occupancy("B", CountChange::Set(n % 40))
+            .unwrap();
+    }
+    eventually("compaction to complete after the disk recovers", || {
+        let names = files(dir.path());
+        names.iter().any(|name| name.ends_with(".json"))
+            && names.iter().filter(|name| name.ends_with(".log")).count() <= 2
+    });
+    let expected = image(state);
+    crash(store, &disk);
+    let store = open(dir.path(), &clock, &FaultyDisk::new());
+    assert_eq!(image(store.state()), expected);
+}
