@@ -13,8 +13,8 @@
 //!   throughput grows with concurrency. A failing disk makes writes `UNAVAILABLE` (the
 //!   change is undone), never acknowledged. `docs/design.md` ("Durability") has the format,
 //!   the measurements behind it and each fsync policy's loss window.
-//! - later, a PostgreSQL store for several nodes (its own crate), where the database
-//!   decides every write and each node's copy follows it.
+//! - `store_pg::PgStore` (crate `crates/store-pg`): several nodes over one PostgreSQL,
+//!   which decides every write; each node's copy follows it.
 //!
 //! # Layout
 //! - this file: [`Store`], [`Health`] and [`MemoryStore`].
