@@ -1,12 +1,15 @@
 //! `parking-server`: loads the configuration, starts the server, and stops it gracefully on
-//! Ctrl-C or SIGTERM; `parking-server repair` cuts a corrupt journal so that it starts again.
+//! Ctrl-C or SIGTERM; `parking-server repair` cuts a corrupt journal so that it starts again,
+//! `parking-server keygen` makes a key.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use auth::{KeyId, Role};
 use clap::{Parser, Subcommand};
 use client::cli;
-use server::{Config, ConfigOverrides, Server};
+use server::{Config, ConfigOverrides, Server, StartError};
+use state::LotId;
 
 /// Exit code for a configuration that cannot be used.
 const EXIT_CONFIG: u8 = 2;
@@ -30,9 +33,15 @@ const EXIT_START: u8 = 1;
         reply means the change is on disk. Only one server may use a data directory.\n\n\
         Ctrl-C or SIGTERM stops it gracefully: no new connections, requests already received \
         are answered, queued events get shutdown_grace to drain.\n\n\
+        Access control: with keys under \"auth\" in the configuration, every connection \
+        authenticates with a key's token first (`parking-server keygen` makes one). Without \
+        keys the server listens on loopback only (protected mode) unless \
+        \"protected_mode\": false.\n\n\
         Exit codes: 0 stopped cleanly, 1 could not start (a port or the data directory taken, \
-        a corrupt journal: see `parking-server repair --help`), 2 bad configuration.",
-    after_help = "Example:\n  parking-server --config config.json --rpc-port 0 --sensor-port 0 --pubsub-port 0"
+        a corrupt journal: see `parking-server repair --help`), 2 bad configuration (protected \
+        mode and unusable TLS files included).",
+    after_help = "Examples:\n  parking-server --config config.json --rpc-port 0 --sensor-port 0 --pubsub-port 0\n  \
+        parking-server keygen --id gate-A --role sensor --lots A"
 )]
 struct Args {
     /// Configuration file (JSON). Default: ./config.json if present, else built-in defaults.
@@ -63,6 +72,21 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Make a key: prints a fresh random token (shown once: hand it to the key's holder) and
+    /// the configuration entry, which holds only the token's SHA-256, to paste under
+    /// "auth": {"keys": [...]}.
+    Keygen {
+        /// The key's name: 1-64 characters of A-Z a-z 0-9 _ - ., starting with a letter.
+        #[arg(long, value_parser = |id: &str| KeyId::new(id).map_err(|err| err.to_string()))]
+        id: KeyId,
+        /// viewer (reads, subscribes), client (also reserves and cancels its own), sensor
+        /// (updates its lots) or operator (everything).
+        #[arg(long, value_parser = |role: &str| Role::parse(role).ok_or_else(|| format!("{role:?} is not viewer, client, sensor or operator")))]
+        role: Role,
+        /// For a sensor key: the lots it may update.
+        #[arg(long, num_args = 1.., value_delimiter = ',', value_parser = |lot: &str| LotId::new(lot).map_err(|err| err.to_string()))]
+        lots: Vec<LotId>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +94,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Repair { data_dir }) = &args.command {
         return repair(args.config.as_deref(), data_dir.as_deref());
+    }
+    if let Some(Command::Keygen { id, role, lots }) = args.command {
+        return keygen(id, role, lots);
     }
     let config = match Config::load_with_overrides(args.config.as_deref(), &args.overrides) {
         Ok(config) => config,
@@ -83,6 +110,10 @@ fn main() -> ExitCode {
     let shutdown = cli::stop_on_signal("stop it with SIGKILL");
     let running = match Server::new(config).start(shutdown) {
         Ok(running) => running,
+        Err(err @ (StartError::Config(_) | StartError::Tls(_))) => {
+            log::error!("{err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
         Err(err) => {
             log::error!("cannot start: {err}");
             return ExitCode::from(EXIT_START);
@@ -124,4 +155,30 @@ fn repair(config: Option<&Path>, data_dir: Option<&Path>) -> ExitCode {
             ExitCode::from(EXIT_START)
         }
     }
+}
+
+/// `parking-server keygen`.
+fn keygen(id: KeyId, role: Role, lots: Vec<LotId>) -> ExitCode {
+    let usage = |message: &str| {
+        eprintln!("parking-server keygen: {message}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    match (role, lots.is_empty()) {
+        (Role::Sensor, true) => return usage("a sensor key needs --lots: the lots it may update"),
+        (Role::Sensor, false) | (_, true) => {}
+        (_, false) => return usage("--lots is only for sensor keys"),
+    }
+    let (token, key) = match auth::new_key(id, role, lots) {
+        Ok(made) => made,
+        Err(err) => return usage(&format!("no randomness from the operating system: {err}")),
+    };
+    let entry = match serde_json::to_string(&key) {
+        Ok(entry) => entry,
+        Err(err) => return usage(&format!("cannot write the entry: {err}")),
+    };
+    println!("token (shown once; give it to the key's holder, e.g. as PARKING_TOKEN):");
+    println!("  {token}");
+    println!("config entry (add it to \"auth\": {{\"keys\": [...]}}):");
+    println!("  {entry}");
+    ExitCode::SUCCESS
 }

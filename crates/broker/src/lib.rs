@@ -60,9 +60,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use auth::Authenticator;
 use framing::pubsub::{self, PubsubError, PubsubErrorCode};
 use parking_lot::{Mutex, RwLock};
 use state::{Listener, LotChange, LotId};
+use transport::TlsAcceptor;
 
 use crate::notifier::{Command, NotifierHandle, Timeouts};
 use crate::registry::Registry;
@@ -95,8 +97,8 @@ impl fmt::Debug for Held {
 /// deadline computable for any `Duration`).
 const MAX_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The broker's limits and sizes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The broker's limits and sizes, and who may subscribe.
+#[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// Event lines each subscriber's queue holds before the oldest is dropped (at least 1;
     /// default 64). Bounds a slow subscriber's memory.
@@ -121,6 +123,14 @@ pub struct BrokerConfig {
     /// Small, so that a subscriber that stops reading is detected by its queue overflowing
     /// rather than hidden by a large kernel buffer.
     pub send_buffer: usize,
+    /// The key table; with one, a connection must `AUTH <token>` before it may `SUBSCRIBE`
+    /// (default none: anyone may).
+    pub auth: Option<Arc<Authenticator>>,
+    /// With `auth`, how long a connection may go unauthenticated before it is closed
+    /// (default 10 s).
+    pub auth_timeout: Duration,
+    /// The certificate, when the port speaks TLS (default none).
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl Default for BrokerConfig {
@@ -133,6 +143,9 @@ impl Default for BrokerConfig {
             line_timeout: Duration::from_secs(10),
             max_connections: 1024,
             send_buffer: 32 * 1024,
+            auth: None,
+            auth_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -212,11 +225,16 @@ impl Broker {
         let timeouts = Timeouts {
             idle: config.idle_timeout,
             line: config.line_timeout,
+            auth: config.auth_timeout,
         };
         let mut notifiers = Vec::with_capacity(config.notifier_threads);
         let mut threads = Vec::with_capacity(config.notifier_threads);
         for number in 1..=config.notifier_threads {
-            match notifier::spawn(number, Arc::clone(&registry), timeouts) {
+            let access = notifier::Access {
+                auth: config.auth.clone(),
+                tls: config.tls.clone(),
+            };
+            match notifier::spawn(number, Arc::clone(&registry), timeouts, access) {
                 Ok((control, thread)) => {
                     notifiers.push(control);
                     threads.push(thread);
@@ -273,7 +291,7 @@ impl Broker {
     pub fn attach_holding(&self, stream: TcpStream, peer: SocketAddr, held: Held) {
         let accepting = self.accepting.read();
         if !*accepting {
-            refuse(stream, "the server is shutting down");
+            self.refuse_busy(stream, "the server is shutting down");
             return;
         }
         let counters = self.registry.counters();
@@ -286,7 +304,7 @@ impl Broker {
                 "at most {} pub/sub connections are allowed",
                 self.config.max_connections
             );
-            refuse(stream, &detail);
+            self.refuse_busy(stream, &detail);
             return;
         }
         if let Err(error) = configure(&stream, self.config.send_buffer) {
@@ -306,8 +324,13 @@ impl Broker {
         }
     }
 
-    /// Refuses a connection the caller has no room for: `ERR BUSY <detail>`, then close.
+    /// Refuses a connection the caller has no room for: `ERR BUSY <detail>`, then close (on
+    /// a TLS port just the close: the line would need a finished handshake first).
     pub fn refuse_busy(&self, stream: TcpStream, detail: &str) {
+        if self.config.tls.is_some() {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
         refuse(stream, detail);
     }
 

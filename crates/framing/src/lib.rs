@@ -18,6 +18,7 @@
 //! - [`rpc`]: RPC requests and replies, as JSON objects or as text aliases.
 //! - [`sensor`]: sensor command lines and their replies.
 //! - [`pubsub`]: subscription command lines and pushed events.
+//! - `secret`: [`Secret`], a token that never shows in logs.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +26,8 @@ pub mod frame;
 pub mod line;
 pub mod pubsub;
 pub mod rpc;
+mod secret;
 pub mod sensor;
 
 pub use frame::{FrameError, MAX_FRAME_LEN};
+pub use secret::Secret;

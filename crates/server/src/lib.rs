@@ -50,7 +50,7 @@ mod worker;
 
 pub use config::{
     Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR,
-    LotConfig, MAX_POOL_SIZE, MAX_SECONDS, PostgresConfig, StoreConfig,
+    LotConfig, MAX_POOL_SIZE, MAX_SECONDS, PortName, PostgresConfig, StoreConfig, TlsConfig,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use auth::{Action, AuthFailure, Denied, Session};
 
 use framing::line::{self, Decoded};
 use framing::sensor::{
@@ -34,15 +37,43 @@ impl SensorProtocol {
         self.updates.load(Ordering::Relaxed)
     }
 
+    /// Carries out one command as `session` allows; a failed `AUTH` that closes the
+    /// connection sets `close`.
     fn execute(
         &self,
         command: SensorCommand<'_>,
         peer: SocketAddr,
+        session: &mut Session,
+        close: &mut bool,
     ) -> Result<SensorReply, SensorError> {
         let (lot, change) = match command {
             SensorCommand::Ping => return Ok(SensorReply::Pong),
+            SensorCommand::Auth { token } => {
+                return match session.authenticate(token.expose(), "sensor", peer, Instant::now()) {
+                    Ok(identity) => Ok(SensorReply::Authenticated {
+                        id: identity.id().as_str().to_owned(),
+                    }),
+                    Err(failure) => {
+                        *close = failure.closes();
+                        let code = match failure {
+                            AuthFailure::NotConfigured => SensorErrorCode::UnknownCommand,
+                            _ => SensorErrorCode::Unauthorized,
+                        };
+                        Err(SensorError::new(code, failure.to_string()))
+                    }
+                };
+            }
             SensorCommand::Update { lot, change } => (lot, change),
         };
+        session
+            .check(Action::UpdateOccupancy { lot })
+            .map_err(|denied| {
+                let code = match denied {
+                    Denied::Unauthenticated => SensorErrorCode::Unauthorized,
+                    Denied::Forbidden { .. } => SensorErrorCode::Forbidden,
+                };
+                SensorError::new(code, denied.to_string())
+            })?;
         let update = self
             .store
             .update_occupancy(lot, change)
@@ -76,7 +107,13 @@ impl Protocol for SensorProtocol {
         MAX_LINE_LEN + 2
     }
 
-    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step {
+    fn serve_one(
+        &self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        session: &mut Session,
+    ) -> Step {
         if line::starts_like_a_frame(input) {
             let error = SensorError::new(
                 SensorErrorCode::UnknownCommand,
@@ -90,16 +127,26 @@ impl Protocol for SensorProtocol {
         match line::decode(input, MAX_LINE_LEN) {
             Decoded::Line { content, consumed } => {
                 self.updates.fetch_add(1, Ordering::Relaxed);
+                let mut close = false;
                 let reply = sensor::parse_command(&input[content])
-                    .and_then(|command| self.execute(command, peer));
+                    .and_then(|command| self.execute(command, peer, session, &mut close));
                 if let Err(error) = &reply {
-                    if error.code == SensorErrorCode::UnknownLot {
-                        log::debug!("sensor {peer}: refused: {error}");
-                    } else {
-                        peer_warn!("sensor {peer}: malformed line: {error}");
+                    match error.code {
+                        SensorErrorCode::UnknownLot => {
+                            log::debug!("sensor {peer}: refused: {error}");
+                        }
+                        // Authentication failures are logged where they are counted.
+                        SensorErrorCode::Unauthorized => {}
+                        SensorErrorCode::Forbidden => {
+                            peer_warn!("sensor {peer}: refused: {error}");
+                        }
+                        _ => peer_warn!("sensor {peer}: malformed line: {error}"),
                     }
                 }
                 sensor::encode_reply(out, reply.as_ref());
+                if close {
+                    return Step::Fatal;
+                }
                 Step::Answered { consumed }
             }
             Decoded::Incomplete => Step::Incomplete,

@@ -8,14 +8,16 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use auth::Authenticator;
 use broker::{Broker, BrokerConfig, Held};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 use store::{EmbeddedStore, MemoryStore, Store};
 use store_pg::{PgOptions, PgStore};
+use transport::{TlsAcceptor, TlsError};
 use warn_limit::peer_warn;
 
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, ConfigError, PortName, StoreConfig};
 use crate::connection::Timeouts;
 use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
 use crate::listener::{self, BindError};
@@ -34,6 +36,10 @@ pub enum StartError {
     Spawn(io::Error),
     /// The data directory could not be used (held by another server, corrupt, unwritable).
     Store(store::OpenError),
+    /// The configuration cannot be served (protected mode, unusable keys).
+    Config(ConfigError),
+    /// The TLS certificate or key cannot be used.
+    Tls(TlsError),
     /// The PostgreSQL store could not be opened.
     Postgres(store_pg::OpenError),
 }
@@ -45,6 +51,8 @@ impl fmt::Display for StartError {
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
             StartError::Store(err) => write!(f, "{err}"),
+            StartError::Config(err) => write!(f, "{err}"),
+            StartError::Tls(err) => write!(f, "{err}"),
             StartError::Postgres(err) => write!(f, "{err}"),
         }
     }
@@ -57,6 +65,8 @@ impl std::error::Error for StartError {
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
             StartError::Store(err) => Some(err),
+            StartError::Config(err) => Some(err),
+            StartError::Tls(err) => Some(err),
             StartError::Postgres(err) => Some(err),
         }
     }
@@ -187,10 +197,31 @@ impl Server {
             clock,
             store,
         } = self;
+        // Checked here too, not only when the file is loaded: an embedding caller builds its
+        // `Config` in code. Before the store opens, so that a refused configuration never
+        // touches the database.
+        if let Some(err) = config.protected_mode_violation() {
+            return Err(StartError::Config(err));
+        }
+        let auth = Authenticator::new(&config.auth)
+            .map_err(|err| {
+                StartError::Config(ConfigError::Invalid {
+                    key: "auth",
+                    reason: err.to_string(),
+                })
+            })?
+            .map(Arc::new);
+        let acceptor = match &config.tls {
+            Some(tls) => {
+                Some(TlsAcceptor::from_pem_files(&tls.cert, &tls.key).map_err(StartError::Tls)?)
+            }
+            None => None,
+        };
         let store = match store {
             Some(store) => store,
             None => open_store(&config, clock)?,
         };
+        let tls_for = |port| acceptor.clone().filter(|_| config.tls_on(port));
         let state = Arc::clone(store.state());
         let rpc_listener = listener::bind("rpc", &config.host, config.rpc_port, config.backlog)?;
         let sensor_listener =
@@ -219,6 +250,9 @@ impl Server {
                 line_timeout: config.frame_timeout,
                 max_connections,
                 send_buffer: config.subscriber_send_buffer,
+                auth: auth.clone(),
+                auth_timeout: config.auth_timeout,
+                tls: tls_for(PortName::Pubsub),
             },
         )?);
         broker.seed(&state.published());
@@ -233,22 +267,25 @@ impl Server {
             )
         };
         let buffers = BufferBudget::new(config.max_buffered_bytes);
-        let scheduler_config = |workers| SchedulerConfig {
+        let scheduler_config = |workers, port| SchedulerConfig {
             workers,
             timeouts: Timeouts {
                 idle: config.idle_timeout,
                 frame: config.frame_timeout,
+                auth: config.auth_timeout,
             },
             admission: admission(),
             buffers: Arc::clone(&buffers),
+            auth: auth.clone(),
+            tls: tls_for(port),
         };
         let rpc = Scheduler::start(
             RpcProtocol::new(Arc::clone(&store)),
-            scheduler_config(config.thread_pool_size),
+            scheduler_config(config.thread_pool_size, PortName::Rpc),
         )?;
         let sensor = Scheduler::start(
             SensorProtocol::new(Arc::clone(&store)),
-            scheduler_config(config.sensor_pool_size),
+            scheduler_config(config.sensor_pool_size, PortName::Sensor),
         )?;
 
         let mut accept_threads = Vec::with_capacity(3);
@@ -282,14 +319,23 @@ impl Server {
             },
         )?);
 
+        let tls = |port| if config.tls_on(port) { " TLS" } else { "" };
         log::info!(
-            "listening: rpc {} ({} workers), sensor {} ({} workers), pubsub {} ({} notifiers); lots: {}",
+            "listening: rpc {}{} ({} workers), sensor {}{} ({} workers), pubsub {}{} ({} notifiers); \
+             {}; lots: {}",
             addrs.rpc,
+            tls(PortName::Rpc),
             config.thread_pool_size,
             addrs.sensor,
+            tls(PortName::Sensor),
             config.sensor_pool_size,
             addrs.pubsub,
+            tls(PortName::Pubsub),
             config.notifier_threads,
+            match &auth {
+                Some(auth) => format!("access control on ({} keys)", auth.len()),
+                None => "access control off (no keys)".to_owned(),
+            },
             lots_line(&config)
         );
         Ok(RunningServer {
