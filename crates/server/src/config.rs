@@ -1163,6 +1163,12 @@ mod tests {
             thread_pool_size: Some(0),
             ..ConfigOverrides::default()
         };
-        assert!(config.apply(&bad).is_err());
+        assert!(matches!(
+            config.apply(&bad),
+            Err(ConfigError::Invalid {
+                key: "thread_pool_size",
+                ..
+            })
+        ));
     }
 }
