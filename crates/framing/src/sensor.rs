@@ -487,7 +487,10 @@ mod tests {
         }
         assert!(parse_reply(b"OK 1 BOOKING ").is_err());
         assert!(parse_reply(b"OK x BOOKING A.1").is_err());
-        assert!(parse_reply(b"OK 1x").is_err());
+        assert_eq!(
+            parse_reply(b"OK 1x").unwrap_err().to_string(),
+            "malformed sensor reply \"OK 1x\""
+        );
         assert!(parse_reply(b"OK a b").is_err());
         assert!(parse_reply(b"ERR NOPE x").is_err());
     }

@@ -15,7 +15,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::borrow::Cow;
-use std::io::{self, Read};
+
+use codec_checks::{ShortReads, same_server_line};
 
 use framing::Secret;
 use framing::frame::{self, FrameError, HEADER_LEN, MAX_FRAME_LEN};
@@ -541,40 +542,6 @@ fn timestamp() -> BoxedStrategy<f64> {
     .boxed()
 }
 
-/// A reader that returns at most `sizes[i]` bytes on its i-th call (cycling), and
-/// `ErrorKind::Interrupted` for a size of 0, like a socket under load.
-struct ShortReads<'a> {
-    data: &'a [u8],
-    sizes: Vec<usize>,
-    calls: usize,
-}
-
-impl<'a> ShortReads<'a> {
-    fn new(data: &'a [u8], mut sizes: Vec<usize>) -> Self {
-        // A non-zero size in every cycle, so the reader always makes progress.
-        sizes.push(1);
-        ShortReads {
-            data,
-            sizes,
-            calls: 0,
-        }
-    }
-}
-
-impl Read for ShortReads<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let size = self.sizes[self.calls % self.sizes.len()];
-        self.calls += 1;
-        if size == 0 {
-            return Err(io::ErrorKind::Interrupted.into());
-        }
-        let n = size.min(buf.len()).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
-    }
-}
-
 fn framed(payloads: &[Vec<u8>]) -> Vec<u8> {
     let mut stream = Vec::new();
     for payload in payloads {
@@ -1016,26 +983,6 @@ fn check_sensor_reply(line: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// True when two timestamps are the same f64 or within 2 ULPs of each other. serde_json's
-/// default float parser (its `float_roundtrip` feature is off) does not always return the f64
-/// whose shortest representation it reads; 2 ULPs is the largest error seen (see
-/// `docs/robustness.md`).
-fn close_timestamps(a: f64, b: f64) -> bool {
-    a == b
-        || (a.is_sign_negative() == b.is_sign_negative() && a.to_bits().abs_diff(b.to_bits()) <= 2)
-}
-
-/// Equality of server lines, with [`close_timestamps`] for events.
-fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
-    match (a, b) {
-        (ServerLine::Event(a), ServerLine::Event(b))
-        | (ServerLine::Snapshot(a), ServerLine::Snapshot(b)) => {
-            a.lot_id == b.lot_id && a.free == b.free && close_timestamps(a.timestamp, b.timestamp)
-        }
-        _ => a == b,
-    }
-}
-
 fn encode_server_line(out: &mut Vec<u8>, line: &ServerLine<'_>) {
     match line {
         ServerLine::Subscribed(id) => pubsub::encode_subscribed(out, *id),
@@ -1387,7 +1334,7 @@ proptest! {
                 if kind == "EVENT" => free
                     .as_u64()
                     .and_then(|free| u32::try_from(free).ok())
-                    // What serde_json reads from those digits (see `close_timestamps`).
+                    // What serde_json reads from those digits.
                     .zip(serde_json::from_str::<f64>(&timestamp.to_string()).ok())
                     .map(|(free, timestamp)| Event { lot_id: lot.clone().into(), free, timestamp }),
             _ => None,
@@ -1700,7 +1647,7 @@ proptest! {
         let refused = matches!(result, Err(FrameError::TooLarge { len: got }) if got == len as usize);
         prop_assert!(refused, "read_frame accepted a {len}-byte header: {result:?}");
         // Refused on the header alone: not one payload byte was read or allocated.
-        prop_assert_eq!(reader.data.len(), tail.len());
+        prop_assert_eq!(reader.unread().len(), tail.len());
         prop_assert!(payload.capacity() == 0);
     }
 

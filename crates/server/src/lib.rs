@@ -50,9 +50,9 @@ mod server;
 mod worker;
 
 pub use config::{
-    Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig,
-    MAX_FEATURES, MAX_POOL_SIZE, MAX_SECONDS, MAX_SPOTS, PortName, PostgresConfig, SpotConfig,
-    StoreConfig, TlsConfig,
+    Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR,
+    LotConfig, MAX_FEATURES, MAX_POOL_SIZE, MAX_SECONDS, MAX_SPOTS, PortName, PostgresConfig,
+    SpotConfig, StoreConfig, TlsConfig,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

@@ -13,7 +13,7 @@ use auth::Authenticator;
 use broker::{Broker, BrokerConfig, Held};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
-use store::{MemoryStore, Store};
+use store::{EmbeddedStore, MemoryStore, Store};
 use store_pg::{PgOptions, PgStore};
 use transport::{TlsAcceptor, TlsError};
 use warn_limit::peer_warn;
@@ -35,6 +35,8 @@ pub enum StartError {
     Bind(BindError),
     /// A thread could not be started.
     Spawn(io::Error),
+    /// The data directory could not be used (held by another server, corrupt, unwritable).
+    Store(store::OpenError),
     /// The configuration cannot be served (protected mode, unusable keys).
     Config(ConfigError),
     /// The TLS certificate or key cannot be used.
@@ -49,6 +51,7 @@ impl fmt::Display for StartError {
             StartError::State(err) => write!(f, "invalid lots: {err}"),
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
+            StartError::Store(err) => write!(f, "{err}"),
             StartError::Config(err) => write!(f, "{err}"),
             StartError::Tls(err) => write!(f, "{err}"),
             StartError::Postgres(err) => write!(f, "{err}"),
@@ -62,6 +65,7 @@ impl std::error::Error for StartError {
             StartError::State(err) => Some(err),
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
+            StartError::Store(err) => Some(err),
             StartError::Config(err) => Some(err),
             StartError::Tls(err) => Some(err),
             StartError::Postgres(err) => Some(err),
@@ -354,18 +358,30 @@ impl Server {
     }
 }
 
-/// Drivers' accounts and login tokens: the secret from `auth.jwt_secret_file`, or one made
-/// for this run (tokens then die with the process). The secret is never logged.
+/// Drivers' accounts and login tokens: the secret that signs their tokens from
+/// `auth.jwt_secret_file`, else kept in the data directory (made on first start), else one
+/// made for this run (tokens then die with the process). The secret is never logged.
 fn drivers(config: &Config) -> Result<Drivers, StartError> {
     let invalid = |key, reason: String| StartError::Config(ConfigError::Invalid { key, reason });
-    let secret = match &config.auth.jwt_secret_file {
-        Some(path) => {
+    let secret = match (&config.auth.jwt_secret_file, &config.data_dir) {
+        (Some(path), _) => {
             JwtSecret::read(path).map_err(|err| invalid("auth.jwt_secret_file", err.to_string()))?
         }
-        None => {
+        (None, Some(dir)) => {
+            let (secret, made) =
+                JwtSecret::in_data_dir(dir).map_err(|err| invalid("data_dir", err.to_string()))?;
+            if made {
+                log::info!(
+                    "made the secret for drivers' login tokens in {}",
+                    dir.join(accounts::SECRET_FILE_NAME).display()
+                );
+            }
+            secret
+        }
+        (None, None) => {
             log::info!(
                 "drivers' login tokens are signed with a secret made for this run \
-                 (no auth.jwt_secret_file): they do not outlive a restart"
+                 (no auth.jwt_secret_file, no data_dir): they do not outlive a restart"
             );
             JwtSecret::random().map_err(|err| invalid("auth.jwt_secret_file", err.to_string()))?
         }
@@ -374,13 +390,12 @@ fn drivers(config: &Config) -> Result<Drivers, StartError> {
     Drivers::new(&secret, ttl).map_err(|err| invalid("auth.jwt_secret_file", err.to_string()))
 }
 
-/// The store the configuration describes.
+/// The store the configuration describes, with the state loaded from it: before the ports
+/// open (a data directory another server holds stops this one first) and before any
+/// listener is attached (recovery publishes nothing).
 fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
-    Ok(match &config.store {
-        StoreConfig::Embedded {} => {
-            let state = config.state(clock).map_err(StartError::State)?;
-            Arc::new(MemoryStore::new(Arc::new(state)))
-        }
+    match &config.store {
+        StoreConfig::Embedded {} => open_embedded(config, clock),
         StoreConfig::Postgres(pg) => {
             let options = PgOptions {
                 url: pg.url.clone(),
@@ -389,9 +404,25 @@ fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, 
             };
             let store = PgStore::open(&options, config.lot_specs(), config.reservation_ttl, clock)
                 .map_err(StartError::Postgres)?;
-            Arc::new(store)
+            Ok(Arc::new(store))
         }
-    })
+    }
+}
+
+/// The embedded store in `data_dir`, or memory only when it is `null`.
+fn open_embedded(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+    let state = Arc::new(config.state(clock).map_err(StartError::State)?);
+    let Some(dir) = &config.data_dir else {
+        log::warn!("data_dir is null: the state lives in memory only, nothing survives a restart");
+        return Ok(Arc::new(MemoryStore::new(state)));
+    };
+    let options = store::Options {
+        fsync: config.fsync,
+        segment_bytes: config.journal_segment_bytes,
+        ..store::Options::new(dir)
+    };
+    let store = EmbeddedStore::open(state, options).map_err(StartError::Store)?;
+    Ok(Arc::new(store))
 }
 
 /// Lots shown by name in the start-up line; a city's thousand lots are counted instead.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
-use common::{RawLines, RawRpc, error_code};
+use common::{DEADLINE, RawLines, RawRpc, error_code};
 use server::{Config, PostgresConfig, RunningServer, Server, StoreConfig};
 use shutdown::ShutdownHandle;
 use state::{LotId, ParkingState, SystemClock};
@@ -429,7 +429,7 @@ fn five_wrong_tokens_close_the_connection_on_every_port() {
         rpc.text("AUTH wrong"),
         "ERR UNAUTHORIZED wrong token; 5 failed attempts, closing"
     );
-    assert!(rpc.is_closed());
+    rpc.expect_closed(DEADLINE);
     for addr in [server.sensor_addr(), server.pubsub_addr()] {
         let mut lines = RawLines::connect(addr);
         for _ in 0..4 {
@@ -443,7 +443,7 @@ fn five_wrong_tokens_close_the_connection_on_every_port() {
             lines.call("AUTH wrong"),
             "ERR UNAUTHORIZED wrong token; 5 failed attempts, closing"
         );
-        assert!(lines.is_closed(), "{addr}");
+        lines.expect_closed(DEADLINE);
     }
     // A right token after failures works, on a fresh connection as on the same one.
     let mut rpc = RawRpc::connect(server.rpc_addr());
@@ -457,12 +457,12 @@ fn unauthenticated_connections_are_closed_after_auth_timeout() {
     let mut rpc = RawRpc::connect(server.rpc_addr());
     // PING is allowed, but does not count as authenticating.
     assert_eq!(rpc.text("PING"), "PONG");
-    let mut sensor = RawLines::connect(server.sensor_addr());
-    let mut subscriber = RawLines::connect(server.pubsub_addr());
+    let sensor = RawLines::connect(server.sensor_addr());
+    let subscriber = RawLines::connect(server.pubsub_addr());
     let mut authenticated = rpc_as(&server, "signs");
-    assert!(rpc.is_closed());
-    assert!(sensor.is_closed());
-    assert!(subscriber.is_closed());
+    rpc.expect_closed(DEADLINE);
+    sensor.expect_closed(DEADLINE);
+    subscriber.expect_closed(DEADLINE);
     assert_eq!(authenticated.text("PING"), "PONG");
 }
 

@@ -16,8 +16,9 @@ use crate::bookings::LotBookings;
 use crate::ids::Plate;
 use crate::waitlist::LotWaitlist;
 
-/// Stale expiry entries (left behind by cancels) tolerated per live reservation before the
-/// expiry queue is rebuilt; keeps memory proportional to live reservations under churn.
+/// Entries the expiry queue may hold per live reservation (the live one's own entry included,
+/// the rest stale ones left behind by cancels) before it is rebuilt; keeps memory proportional
+/// to live reservations under churn.
 const STALE_ENTRY_RATIO: usize = 2;
 /// Queue length below which stale entries are never worth a rebuild.
 const MIN_COMPACT_LEN: usize = 64;
@@ -266,6 +267,21 @@ mod tests {
         Plate::parse(text).unwrap()
     }
 
+    /// Reserves and cancels one plate `rounds` times, returning the queue's length after each.
+    fn churn(lot: &mut Lot, plate_name: &str, rounds: u64, now: Instant) -> Vec<usize> {
+        (0..rounds)
+            .map(|round| {
+                let at = now + Duration::from_millis(round);
+                assert_eq!(
+                    lot.reserve(plate(plate_name), held(at)),
+                    ReserveOutcome::Reserved
+                );
+                assert_eq!(lot.cancel(plate(plate_name)), Some(held(at)));
+                lot.expiries.len()
+            })
+            .collect()
+    }
+
     fn held(at: Instant) -> Held {
         Held {
             expires_at: at,
@@ -274,16 +290,35 @@ mod tests {
     }
 
     #[test]
-    fn cancel_compacts_stale_expiries() {
+    fn cancel_compacts_stale_expiries_past_the_minimum_length() {
         let mut lot = Lot::new(10);
-        let now = Instant::now();
-        for round in 0..1000 {
-            let at = now + Duration::from_millis(round);
-            assert_eq!(lot.reserve(plate("P"), held(at)), ReserveOutcome::Reserved);
-            assert_eq!(lot.cancel(plate("P")), Some(held(at)));
-        }
-        assert!(lot.expiries.len() <= MIN_COMPACT_LEN + 1);
+        let lengths = churn(&mut lot, "P", 200, Instant::now());
+        // Below MIN_COMPACT_LEN stale entries are left alone; the cancel that takes the queue
+        // past it rebuilds it, and the churn starts over.
+        let expected: Vec<usize> = (1..=200).map(|n| n % (MIN_COMPACT_LEN + 1)).collect();
+        assert_eq!(lengths, expected);
         assert_eq!(lot.free(), 10);
+    }
+
+    #[test]
+    fn memory_follows_live_reservations_under_churn() {
+        const LIVE: usize = 40;
+        let mut lot = Lot::new(1000);
+        let now = Instant::now();
+        for n in 0..LIVE {
+            let expires = now + Duration::from_secs(60);
+            assert_eq!(
+                lot.reserve(plate(&format!("L{n}")), held(expires)),
+                ReserveOutcome::Reserved
+            );
+        }
+        // The queue may grow to twice the live reservations (as many stale entries as live
+        // ones); the cancel that takes it past that rebuilds it down to the live ones.
+        let lengths = churn(&mut lot, "P", 100, now);
+        let limit = STALE_ENTRY_RATIO * LIVE;
+        let expected: Vec<usize> = (1..=100).map(|n| LIVE + n % (limit - LIVE + 1)).collect();
+        assert_eq!(lengths, expected);
+        assert_eq!(lot.reserved(), LIVE as u32);
     }
 
     #[test]

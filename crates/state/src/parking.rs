@@ -1032,6 +1032,36 @@ mod tests {
             ParkingState::new([spec("A", 1)], Duration::ZERO, clock).unwrap_err(),
             SetupError::ZeroTtl
         );
+        // What the server prints when it cannot start.
+        assert_eq!(SetupError::NoLots.to_string(), "at least one lot is needed");
+        assert_eq!(
+            SetupError::DuplicateLot(LotId::new("A").unwrap()).to_string(),
+            "lot id LotId(\"A\") appears more than once"
+        );
+        assert_eq!(
+            SetupError::ZeroCapacity(LotId::new("A").unwrap()).to_string(),
+            "lot LotId(\"A\") has capacity 0"
+        );
+        assert_eq!(
+            SetupError::ZeroTtl.to_string(),
+            "the reservation TTL must be at least 1 second"
+        );
+    }
+
+    #[test]
+    fn accessors_report_the_configuration() {
+        let state = state_with(Arc::new(ManualClock::new()), 3);
+        assert_eq!(state.ttl(), Duration::from_secs(10));
+        let ids: Vec<&str> = state.lot_ids().map(LotId::as_str).collect();
+        assert_eq!(ids, ["A", "B"]);
+        assert_eq!(state.lot_id("B").unwrap().as_str(), "B");
+        assert_eq!(UnknownLot("Z".into()).to_string(), "no lot with id \"Z\"");
+        let debug = format!("{state:?}");
+        assert!(
+            debug.starts_with("ParkingState { lots: [LotSnapshot { id: LotId(\"A\"), capacity: 3")
+                && debug.contains("ttl: 10s"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -193,5 +193,11 @@ mod tests {
             assert_eq!(code.as_str().parse(), Ok(code));
         }
         assert!("bad_request".parse::<ErrorCode>().is_err());
+        assert_eq!(
+            WireError::parse_json_form("NOPE: x")
+                .unwrap_err()
+                .to_string(),
+            "unknown error code \"NOPE\""
+        );
     }
 }
