@@ -192,6 +192,9 @@ pub struct Config {
     /// How long a finished booking (completed, cancelled, no-show) stays readable after its
     /// window, in days; then it is forgotten, so memory follows live bookings.
     pub booking_retention_days: u32,
+    /// Most finished bookings one lot keeps; past it the one due to be forgotten soonest
+    /// goes at once, so memory stays bounded whatever clients do within the retention.
+    pub max_finished_bookings: u32,
     /// Access control: `{"keys": [...]}`, each key an id, a role, for a sensor its lots, and
     /// the SHA-256 of its token. With no keys every port is open to whoever can reach it, which
     /// protected mode limits to loopback.
@@ -307,6 +310,7 @@ impl Default for Config {
             early_checkin_minutes: 15,
             checkin_grace: Duration::from_secs(900),
             booking_retention_days: 7,
+            max_finished_bookings: state::DEFAULT_MAX_FINISHED,
             auth: AuthConfig::default(),
             auth_timeout: Duration::from_secs(10),
             protected_mode: true,
@@ -726,6 +730,11 @@ impl Config {
         for (key, value, max) in [
             ("early_checkin_minutes", self.early_checkin_minutes, 24 * 60),
             ("booking_retention_days", self.booking_retention_days, 3660),
+            (
+                "max_finished_bookings",
+                self.max_finished_bookings,
+                1_000_000,
+            ),
         ] {
             if value > max {
                 return invalid(key, &format!("must be from 0 to {max}, got {value}"));
@@ -803,6 +812,7 @@ impl Config {
             early_checkin: Duration::from_secs(u64::from(self.early_checkin_minutes) * 60),
             checkin_grace: self.checkin_grace,
             retention: hours(self.booking_retention_days) * 24,
+            max_finished: self.max_finished_bookings,
         }
     }
 
@@ -1228,6 +1238,10 @@ mod tests {
                 "early_checkin_minutes",
             ),
             (r#"{"checkin_grace": 90000}"#, "checkin_grace"),
+            (
+                r#"{"max_finished_bookings": 2000000}"#,
+                "max_finished_bookings",
+            ),
         ] {
             assert_eq!(invalid_key(json), key, "{json}");
         }
