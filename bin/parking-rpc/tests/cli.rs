@@ -68,6 +68,7 @@ fn double_booking_server() -> (SocketAddr, JoinHandle<()>) {
                     occupied: 0,
                     counted: 0,
                     reserved: capacity - free,
+                    booked: 0,
                     free,
                 }]),
                 Request::GetAvailability { .. } => Reply::Free(free),
@@ -80,6 +81,7 @@ fn double_booking_server() -> (SocketAddr, JoinHandle<()>) {
                     Reply::Cancel(CancelOutcome::Cancelled)
                 }
                 Request::Auth { .. } => panic!("smoke authenticated without being given a key"),
+                other => panic!("smoke does not send {:?}", other.method()),
             };
             let mut out = Vec::new();
             rpc::encode_json_reply(&mut out, Some(rpc_id), Ok(&reply));
@@ -136,10 +138,7 @@ fn smoke_fails_against_a_server_that_double_books_and_names_the_step() {
 #[test]
 fn reserve_says_why_it_was_refused_and_smoke_proves_the_duplicate_rule_on_one_space() {
     let server = testkit::start_server(|config| {
-        config.lots = vec![LotConfig {
-            id: state::LotId::new("ONE").unwrap(),
-            capacity: 1,
-        }];
+        config.lots = vec![LotConfig::new(state::LotId::new("ONE").unwrap(), 1)];
     });
     let addr = server.rpc_addr();
     assert_eq!(
@@ -200,7 +199,7 @@ fn commands_print_results_and_exit_codes() {
     assert!(rows.next().unwrap().starts_with("LOT  CAPACITY"), "{table}");
     assert_eq!(
         rows.next().unwrap().split_whitespace().collect::<Vec<_>>(),
-        ["A", "100", "0", "0", "100"]
+        ["A", "100", "0", "0", "0", "100"]
     );
 
     let json = parking_rpc(addr, &["lots", "--json"]);

@@ -141,6 +141,51 @@ fn two_second_run_is_acknowledged_without_errors() {
 }
 
 #[test]
+fn gate_mode_lets_booked_and_drive_up_cars_in_and_out() {
+    let server = start_server_with(0, |config| {
+        config.lots =
+            serde_json::from_value(serde_json::json!([{"id": "G", "capacity": 8}])).unwrap();
+    });
+    let output = run_to_end(
+        sensor_sim()
+            .args(["--port", &server.sensor_addr().port().to_string()])
+            .args(["--rpc-port", &server.rpc_addr().port().to_string()])
+            .args(["--mode", "gate", "--book", "6", "--sensors", "2"])
+            .args([
+                "--rate",
+                "100",
+                "--duration",
+                "2",
+                "--lots",
+                "G",
+                "--seed",
+                "3",
+            ]),
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let summary = parse_summary(&output.stdout);
+    assert_eq!(count(&summary, "errors"), 0, "{summary:?}\n{log}");
+    assert!(count(&summary, "checked_in") > 0, "{summary:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut rpc = client::ParkingClient::connect(server.rpc_addr()).unwrap();
+    let bookings = rpc.list_bookings("G", now - 3600, now + 3600).unwrap();
+    assert_eq!(bookings.len(), 6, "{bookings:?}");
+    let arrived = bookings
+        .iter()
+        .filter(|booking| booking.status != client::BookingStatus::Confirmed)
+        .count() as u64;
+    assert_eq!(arrived, count(&summary, "checked_in"), "{bookings:?}");
+    // Every car the gates let in that has not left is counted, drive-ups included.
+    let lot = &rpc.get_lots().unwrap()[0];
+    assert!(lot.counted >= 0 && lot.counted <= 8, "{lot:?}");
+    server.shutdown();
+}
+
+#[test]
 fn survives_a_server_restart() {
     let first = start_server(0);
     let port = first.sensor_addr().port();

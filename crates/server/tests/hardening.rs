@@ -137,10 +137,7 @@ fn pipelined_requests_with_large_replies_are_all_answered_in_order() {
     // so answering pauses and resumes many times within one read.
     let server = start_with(|config| {
         config.lots = (0..400)
-            .map(|i| LotConfig {
-                id: state::LotId::new(&format!("L{i}")).unwrap(),
-                capacity: 10,
-            })
+            .map(|i| LotConfig::new(state::LotId::new(&format!("L{i}")).unwrap(), 10))
             .collect();
     });
     let mut rpc = RawRpc::connect(server.rpc_addr());

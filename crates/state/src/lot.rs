@@ -11,6 +11,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::booking::BookingRules;
+use crate::bookings::LotBookings;
 use crate::ids::Plate;
 
 /// Entries the expiry queue may hold per live reservation (the live one's own entry included,
@@ -30,7 +32,7 @@ pub(crate) const COUNT_LIMIT: i64 = 1 << 40;
 pub enum ReserveOutcome {
     /// A space is held for the plate until the TTL runs out.
     Reserved,
-    /// Occupied plus reserved spaces already reach the capacity.
+    /// Occupied, reserved and booked spaces already reach the capacity.
     Full,
     /// The plate already holds a live reservation in this lot.
     Exists,
@@ -93,6 +95,8 @@ pub(crate) struct Lot {
     published_free: u32,
     /// The number of the last change published.
     published_seq: u64,
+    /// Bookings of time windows; those holding a space now count like reservations.
+    pub(crate) bookings: LotBookings,
 }
 
 impl Lot {
@@ -104,6 +108,7 @@ impl Lot {
             expiries: BinaryHeap::new(),
             published_free: capacity,
             published_seq: 0,
+            bookings: LotBookings::new(capacity, BookingRules::default()),
         }
     }
 
@@ -119,9 +124,19 @@ impl Lot {
         u32::try_from(self.reservations.len()).unwrap_or(u32::MAX)
     }
 
+    /// Spaces held by bookings whose window includes now.
+    pub(crate) fn booked(&self) -> u32 {
+        self.bookings.holding()
+    }
+
+    /// Spaces taken: occupied, reserved, or held by a booking.
+    fn taken(&self) -> u64 {
+        u64::from(self.occupied()) + u64::from(self.reserved()) + u64::from(self.booked())
+    }
+
     pub(crate) fn free(&self) -> u32 {
-        self.capacity
-            .saturating_sub(self.occupied().saturating_add(self.reserved()))
+        // At most capacity once saturated, so it fits.
+        u64::from(self.capacity).saturating_sub(self.taken()) as u32
     }
 
     /// Drops every reservation whose time has come; returns how many.
@@ -165,7 +180,7 @@ impl Lot {
         if self.reservations.contains_key(&plate) {
             return ReserveOutcome::Exists;
         }
-        if u64::from(self.occupied()) + u64::from(self.reserved()) >= u64::from(self.capacity) {
+        if self.taken() >= u64::from(self.capacity) {
             return ReserveOutcome::Full;
         }
         self.set_held(plate, Some(held));

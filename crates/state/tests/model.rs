@@ -390,6 +390,7 @@ impl Harness {
                     occupied,
                     counted,
                     reserved,
+                    booked: 0,
                     free,
                 }
             })

@@ -171,7 +171,7 @@ fn under_concurrent_writers_and_a_flapping_disk_exactly_the_acknowledged_changes
             .into_iter()
             .filter_map(|change| match change {
                 state::Change::Reservation { plate, .. } => Some(plate.as_str().to_owned()),
-                state::Change::Count { .. } => None,
+                _ => None,
             })
             .collect();
         names.sort();

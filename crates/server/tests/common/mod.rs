@@ -7,13 +7,13 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use framing::frame;
 use serde_json::Value;
 use server::{Config, RunningServer, Server};
 use shutdown::ShutdownHandle;
-use state::Clock;
+use state::{Clock, ManualClock};
 
 pub use testkit::{DEADLINE, eventually};
 
@@ -50,6 +50,22 @@ pub fn start_with_clock(clock: Arc<dyn Clock>, tweak: impl FnOnce(&mut Config)) 
 /// Starts a server with the default lots (A=100, B=50, C=200) on ephemeral ports.
 pub fn start() -> RunningServer {
     start_with(|_| {})
+}
+
+/// Starts a server on a manual clock (the test moves time), after `tweak`; small pools.
+pub fn start_on_clock(clock: Arc<ManualClock>, tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut config = testkit::small_config();
+    tweak(&mut config);
+    Server::new(config)
+        .with_clock(clock)
+        .start(ShutdownHandle::new())
+        .expect("the test server starts")
+}
+
+/// The clock's wall time in whole Unix seconds.
+pub fn unix_now(clock: &ManualClock) -> u64 {
+    clock.wall().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// A raw RPC connection: frames in and out, payloads as the test writes them.
