@@ -81,7 +81,7 @@ fn double_booking_server() -> (SocketAddr, JoinHandle<()>) {
                     Reply::Cancel(CancelOutcome::Cancelled)
                 }
                 Request::Auth { .. } => panic!("smoke authenticated without being given a key"),
-                other => panic!("smoke does not call {:?}", other.method()),
+                other => panic!("smoke does not send {:?}", other.method()),
             };
             let mut out = Vec::new();
             rpc::encode_json_reply(&mut out, Some(rpc_id), Ok(&reply));

@@ -332,7 +332,8 @@ impl ParkingClient {
             .decode()
     }
 
-    /// `listBookings`: `lot`'s bookings overlapping `[start, end)`, by start.
+    /// `listBookings`: the first page (the server's default size, 100) of `lot`'s bookings
+    /// overlapping `[start, end)`, by id; see [`list_bookings_page`](Self::list_bookings_page).
     pub fn list_bookings(
         &mut self,
         lot: &str,
@@ -343,6 +344,29 @@ impl ParkingClient {
             lot: lot.into(),
             start,
             end,
+            limit: None,
+            after: None,
+        })?
+        .decode()
+    }
+
+    /// `listBookings` one page at a time: up to `limit` bookings (1 to 1,000) after booking
+    /// `after` (the last of the previous page; `None` for the first), by id. A page shorter
+    /// than `limit` is the last.
+    pub fn list_bookings_page(
+        &mut self,
+        lot: &str,
+        start: u64,
+        end: u64,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<Vec<Booking>, ClientError> {
+        self.call(&Request::ListBookings {
+            lot: lot.into(),
+            start,
+            end,
+            limit: Some(u64::from(limit)),
+            after: after.map(Into::into),
         })?
         .decode()
     }

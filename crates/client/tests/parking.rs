@@ -280,9 +280,19 @@ fn booking_calls_send_their_arguments_by_kind_and_decode_bookings() {
                 }
                 Request::CheckIn { .. } => Reply::Booking(booking("A.1", "CHECKED_IN")),
                 Request::CancelBooking { .. } => Reply::Cancel(CancelOutcome::NotFound),
-                Request::ListBookings { lot, start, end } => {
+                Request::ListBookings {
+                    lot,
+                    start,
+                    end,
+                    limit,
+                    after,
+                } => {
                     assert_eq!((&*lot, start, end), ("A", 0, 1000));
-                    Reply::Bookings(vec![booking("A.1", "CHECKED_IN")])
+                    match (limit, after.as_deref()) {
+                        (None, None) => Reply::Bookings(vec![booking("A.1", "CHECKED_IN")]),
+                        (Some(2), Some("A.1")) => Reply::Bookings(Vec::new()),
+                        other => panic!("unexpected page {other:?}"),
+                    }
                 }
                 Request::FindLots { query } => {
                     assert_eq!(query.feature.as_deref(), Some("ev"));
@@ -304,6 +314,12 @@ fn booking_calls_send_their_arguments_by_kind_and_decode_bookings() {
     );
     assert!(!client.cancel_booking("A.1").unwrap());
     assert_eq!(client.list_bookings("A", 0, 1000).unwrap().len(), 1);
+    assert!(
+        client
+            .list_bookings_page("A", 0, 1000, 2, Some("A.1"))
+            .unwrap()
+            .is_empty()
+    );
     let query = LotFilter {
         zone: None,
         feature: Some("ev".into()),

@@ -485,12 +485,12 @@ mod tests {
             encode_reply(&mut out, reply.as_ref());
             assert_eq!(parse_reply(&out[..out.len() - 1]).unwrap(), reply);
         }
-        assert!(parse_reply(b"OK 1 BOOKING ").is_err());
-        assert!(parse_reply(b"OK x BOOKING A.1").is_err());
         assert_eq!(
             parse_reply(b"OK 1x").unwrap_err().to_string(),
             "malformed sensor reply \"OK 1x\""
         );
+        assert!(parse_reply(b"OK 1 BOOKING ").is_err());
+        assert!(parse_reply(b"OK x BOOKING A.1").is_err());
         assert!(parse_reply(b"OK a b").is_err());
         assert!(parse_reply(b"ERR NOPE x").is_err());
     }

@@ -206,6 +206,9 @@ pub struct Config {
     pub max_accounts: usize,
     /// How long a driver's login token (JWT) lives, in hours.
     pub jwt_ttl_hours: u32,
+    /// Most finished bookings one lot keeps; past it the one due to be forgotten soonest
+    /// goes at once, so memory stays bounded whatever clients do within the retention.
+    pub max_finished_bookings: u32,
     /// Access control: `{"keys": [...]}`, each key an id, a role, for a sensor its lots, and
     /// the SHA-256 of its token. With no keys every port is open to whoever can reach it, which
     /// protected mode limits to loopback.
@@ -335,6 +338,7 @@ impl Default for Config {
             max_waitlist_per_lot: 1000,
             max_accounts: state::DEFAULT_MAX_ACCOUNTS,
             jwt_ttl_hours: 24,
+            max_finished_bookings: state::DEFAULT_MAX_FINISHED,
             auth: AuthConfig::default(),
             auth_timeout: Duration::from_secs(10),
             protected_mode: true,
@@ -793,6 +797,11 @@ impl Config {
         for (key, value, max) in [
             ("early_checkin_minutes", self.early_checkin_minutes, 24 * 60),
             ("booking_retention_days", self.booking_retention_days, 3660),
+            (
+                "max_finished_bookings",
+                self.max_finished_bookings,
+                1_000_000,
+            ),
         ] {
             if value > max {
                 return invalid(key, &format!("must be from 0 to {max}, got {value}"));
@@ -890,6 +899,7 @@ impl Config {
             early_checkin: Duration::from_secs(u64::from(self.early_checkin_minutes) * 60),
             checkin_grace: self.checkin_grace,
             retention: hours(self.booking_retention_days) * 24,
+            max_finished: self.max_finished_bookings,
         }
     }
 
@@ -1301,72 +1311,6 @@ mod tests {
     }
 
     #[test]
-    fn lots_take_booking_terms_that_are_checked() {
-        let config = Config::from_json(
-            r#"{"lots": [{"id": "A", "capacity": 3, "zone": "north", "features": ["covered"],
-                "bookable": 2, "spots": [{"id": "A-EV1", "features": ["ev"]}, {"id": "A-2"}]}],
-                "max_booking_hours": 2, "checkin_grace": 60}"#,
-        )
-        .unwrap();
-        let terms = &config.lot_terms()[0];
-        assert_eq!(terms.bookable, 2);
-        assert_eq!(terms.zone.as_ref().map(Label::as_str), Some("north"));
-        assert_eq!(terms.spots[0].features[0].as_str(), "ev");
-        let rules = config.booking_rules();
-        assert_eq!(rules.max_length, Duration::from_secs(7200));
-        assert_eq!(rules.horizon, Duration::from_secs(30 * 86_400));
-        assert_eq!(rules.checkin_grace, Duration::from_secs(60));
-        assert!(config.state(Arc::new(state::SystemClock)).is_ok());
-        let waitlist = Config::from_json(r#"{"offer_minutes": 3}"#).unwrap();
-        assert_eq!(
-            waitlist.waitlist_rules().offer_for,
-            Duration::from_secs(180)
-        );
-        assert_eq!(Config::default().waitlist_rules().offer_for.as_secs(), 600);
-        // Without terms, every space is bookable.
-        assert_eq!(Config::default().lot_terms()[0].bookable, 100);
-        for json in [
-            r#"{"lots": [{"id": "A", "capacity": 1, "bookable": 2}]}"#,
-            r#"{"lots": [{"id": "A", "capacity": 1, "spots": [{"id": "S1"}, {"id": "S2"}]}]}"#,
-            r#"{"lots": [{"id": "A", "capacity": 5, "spots": [{"id": "S1"}, {"id": "S1"}]}]}"#,
-        ] {
-            assert_eq!(invalid_key(json), "lots", "{json}");
-        }
-        for (json, key) in [
-            (r#"{"max_booking_hours": 0}"#, "max_booking_hours"),
-            (
-                r#"{"booking_horizon_days": 100000}"#,
-                "booking_horizon_days",
-            ),
-            (
-                r#"{"early_checkin_minutes": 5000}"#,
-                "early_checkin_minutes",
-            ),
-            (r#"{"checkin_grace": 90000}"#, "checkin_grace"),
-            (r#"{"offer_minutes": 0}"#, "offer_minutes"),
-            (r#"{"jwt_ttl_hours": 0}"#, "jwt_ttl_hours"),
-            (r#"{"offer_minutes": 1441}"#, "offer_minutes"),
-            (
-                r#"{"max_waitlist_per_lot": 100001}"#,
-                "max_waitlist_per_lot",
-            ),
-            (r#"{"max_accounts": 10000001}"#, "max_accounts"),
-        ] {
-            assert_eq!(invalid_key(json), key, "{json}");
-        }
-        for json in [
-            r#"{"lots": [{"id": "A", "capacity": 1, "zone": "north side"}]}"#,
-            r#"{"lots": [{"id": "A", "capacity": 1, "spots": [{"id": "S", "colour": "red"}]}]}"#,
-            r#"{"lots": [{"id": "A", "capacity": 1, "features": [""]}]}"#,
-        ] {
-            assert!(
-                matches!(Config::from_json(json), Err(ConfigError::Parse { .. })),
-                "{json}"
-            );
-        }
-    }
-
-    #[test]
     fn durability_settings() {
         let config = Config::from_json(r#"{"data_dir": null, "fsync": "everysec"}"#).unwrap();
         assert_eq!((config.data_dir, config.fsync), (None, Fsync::Everysec));
@@ -1421,6 +1365,76 @@ mod tests {
         assert_eq!(config.data_dir, None);
         assert_eq!("everysec".parse(), Ok(Fsync::Everysec));
         assert!("never".parse::<Fsync>().is_err());
+    }
+
+    #[test]
+    fn lots_take_booking_terms_that_are_checked() {
+        let config = Config::from_json(
+            r#"{"lots": [{"id": "A", "capacity": 3, "zone": "north", "features": ["covered"],
+                "bookable": 2, "spots": [{"id": "A-EV1", "features": ["ev"]}, {"id": "A-2"}]}],
+                "max_booking_hours": 2, "checkin_grace": 60}"#,
+        )
+        .unwrap();
+        let terms = &config.lot_terms()[0];
+        assert_eq!(terms.bookable, 2);
+        assert_eq!(terms.zone.as_ref().map(Label::as_str), Some("north"));
+        assert_eq!(terms.spots[0].features[0].as_str(), "ev");
+        let rules = config.booking_rules();
+        assert_eq!(rules.max_length, Duration::from_secs(7200));
+        assert_eq!(rules.horizon, Duration::from_secs(30 * 86_400));
+        assert_eq!(rules.checkin_grace, Duration::from_secs(60));
+        assert!(config.state(Arc::new(state::SystemClock)).is_ok());
+        let waitlist = Config::from_json(r#"{"offer_minutes": 3}"#).unwrap();
+        assert_eq!(
+            waitlist.waitlist_rules().offer_for,
+            Duration::from_secs(180)
+        );
+        assert_eq!(Config::default().waitlist_rules().offer_for.as_secs(), 600);
+        // Without terms, every space is bookable.
+        assert_eq!(Config::default().lot_terms()[0].bookable, 100);
+        for json in [
+            r#"{"lots": [{"id": "A", "capacity": 1, "bookable": 2}]}"#,
+            r#"{"lots": [{"id": "A", "capacity": 1, "spots": [{"id": "S1"}, {"id": "S2"}]}]}"#,
+            r#"{"lots": [{"id": "A", "capacity": 5, "spots": [{"id": "S1"}, {"id": "S1"}]}]}"#,
+        ] {
+            assert_eq!(invalid_key(json), "lots", "{json}");
+        }
+        for (json, key) in [
+            (r#"{"max_booking_hours": 0}"#, "max_booking_hours"),
+            (
+                r#"{"booking_horizon_days": 100000}"#,
+                "booking_horizon_days",
+            ),
+            (
+                r#"{"early_checkin_minutes": 5000}"#,
+                "early_checkin_minutes",
+            ),
+            (r#"{"checkin_grace": 90000}"#, "checkin_grace"),
+            (
+                r#"{"max_finished_bookings": 2000000}"#,
+                "max_finished_bookings",
+            ),
+            (r#"{"offer_minutes": 0}"#, "offer_minutes"),
+            (r#"{"offer_minutes": 1441}"#, "offer_minutes"),
+            (r#"{"jwt_ttl_hours": 0}"#, "jwt_ttl_hours"),
+            (
+                r#"{"max_waitlist_per_lot": 100001}"#,
+                "max_waitlist_per_lot",
+            ),
+            (r#"{"max_accounts": 10000001}"#, "max_accounts"),
+        ] {
+            assert_eq!(invalid_key(json), key, "{json}");
+        }
+        for json in [
+            r#"{"lots": [{"id": "A", "capacity": 1, "zone": "north side"}]}"#,
+            r#"{"lots": [{"id": "A", "capacity": 1, "spots": [{"id": "S", "colour": "red"}]}]}"#,
+            r#"{"lots": [{"id": "A", "capacity": 1, "features": [""]}]}"#,
+        ] {
+            assert!(
+                matches!(Config::from_json(json), Err(ConfigError::Parse { .. })),
+                "{json}"
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,12 @@ use warn_limit::peer_warn;
 
 use crate::connection::{Protocol, Step};
 
+/// Bookings a `listBookings` page holds when the request gives no `limit`.
+const LIST_DEFAULT: u64 = 100;
+/// Most bookings a `listBookings` page may hold: a page of them (a few hundred bytes each)
+/// stays far inside one 4 MiB frame.
+const LIST_MAX: u64 = 1000;
+
 /// Answers RPC requests: reads from the store's in-memory state, writes through the store.
 pub struct RpcProtocol {
     store: Arc<dyn Store>,
@@ -188,7 +194,13 @@ impl RpcProtocol {
                         .map_err(booking_error)?,
                 )
             }
-            Request::ListBookings { lot, start, end } => {
+            Request::ListBookings {
+                lot,
+                start,
+                end,
+                limit,
+                after,
+            } => {
                 let window = Window {
                     start: *start,
                     end: *end,
@@ -199,10 +211,41 @@ impl RpcProtocol {
                         "the window must end after it starts",
                     ));
                 }
+                let limit = match *limit {
+                    None => LIST_DEFAULT,
+                    Some(n @ 1..=LIST_MAX) => n,
+                    Some(n) => {
+                        return Err(WireError::new(
+                            ErrorCode::BadArgs,
+                            format!("listBookings: limit must be from 1 to {LIST_MAX}, got {n}"),
+                        ));
+                    }
+                };
+                let after = match after.as_deref() {
+                    None => 0,
+                    Some(text) => match BookingId::parse(text) {
+                        Ok(id) if id.lot().as_str() == lot.as_ref() => id.seq(),
+                        _ => {
+                            return Err(WireError::new(
+                                ErrorCode::BadArgs,
+                                format!(
+                                    "listBookings: after must be a booking id of lot {} (the last of the previous page), got {}",
+                                    shown(lot),
+                                    shown(text)
+                                ),
+                            ));
+                        }
+                    },
+                };
                 Reply::Bookings(
                     self.store
                         .state()
-                        .list_bookings(lot, window)
+                        .list_bookings(
+                            lot,
+                            window,
+                            after,
+                            usize::try_from(limit).unwrap_or(usize::MAX),
+                        )
                         .map_err(unknown_lot)?,
                 )
             }

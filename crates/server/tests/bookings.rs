@@ -489,7 +489,8 @@ fn operators_list_a_lots_bookings_over_a_window() {
         .iter()
         .map(|booking| booking["plate"].as_str().unwrap())
         .collect();
-    assert_eq!(plates, ["P2", "P3", "P1"]);
+    // By id, the order they were made in.
+    assert_eq!(plates, ["P1", "P2", "P3"]);
     assert_eq!(
         rpc.ok("listBookings", json!(["L", t + 200, t + 300])),
         json!([])
@@ -505,6 +506,123 @@ fn operators_list_a_lots_bookings_over_a_window() {
     let text: Value =
         serde_json::from_str(&rpc.raw.text(&format!("BOOKINGS M {t} {}", t + 1))).unwrap();
     assert_eq!(text[0]["plate"], "P4");
+}
+
+#[test]
+fn list_bookings_answers_pages_of_at_most_limit_that_continue_after_the_last_id() {
+    let clock = Arc::new(ManualClock::new());
+    let server = booking_server(&clock, 1000, 1000);
+    let mut rpc = Rpc::connect(&server);
+    let t = unix_now(&clock) + 1000;
+    for n in 0..250 {
+        rpc.ok("book", json!(["L", format!("PG{n}"), t + n, t + n + 3600]));
+    }
+    let ids = |page: &Value| -> Vec<String> {
+        page.as_array()
+            .unwrap()
+            .iter()
+            .map(|booking| booking["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let window = (t, t + 7200);
+    // Without a limit: the first 100.
+    let first = ids(&rpc.ok("listBookings", json!(["L", window.0, window.1])));
+    assert_eq!(first.len(), 100);
+    assert_eq!((first[0].as_str(), first[99].as_str()), ("L.1", "L.100"));
+    // Paging with `after` the last id meets every booking once, in order.
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = ids(&rpc.ok("listBookings", json!(["L", window.0, window.1, 60, after])));
+        seen.extend(page.iter().cloned());
+        if page.len() < 60 {
+            break;
+        }
+        after = json!(page.last().unwrap());
+    }
+    let expected: Vec<String> = (1..=250).map(|n| format!("L.{n}")).collect();
+    assert_eq!(seen, expected);
+    // A cancelled booking between pages does not shift the next one.
+    rpc.ok("cancelBooking", json!(["L.101"]));
+    let page = ids(&rpc.ok("listBookings", json!(["L", window.0, window.1, 2, "L.100"])));
+    assert_eq!(page, ["L.101", "L.102"]);
+    // A limit in the middle of the arguments may be null; the text form pages too.
+    let page = ids(&rpc.ok(
+        "listBookings",
+        json!(["L", window.0, window.1, null, "L.249"]),
+    ));
+    assert_eq!(page, ["L.250"]);
+    let text: Value = serde_json::from_str(
+        &rpc.raw
+            .text(&format!("BOOKINGS L {} {} 1 L.7", window.0, window.1)),
+    )
+    .unwrap();
+    assert_eq!(text[0]["id"], "L.8");
+    for bad in [
+        json!(["L", window.0, window.1, 0]),
+        json!(["L", window.0, window.1, 1001]),
+        json!(["L", window.0, window.1, 10, "M.3"]),
+        json!(["L", window.0, window.1, 10, "nonsense"]),
+        json!(["L", window.0, window.1, "ten"]),
+    ] {
+        assert_eq!(
+            rpc.refused("listBookings", bad.clone()),
+            "BAD_ARGS",
+            "{bad}"
+        );
+    }
+    let detail = rpc.reply("listBookings", json!(["L", window.0, window.1, 5000]));
+    assert!(
+        detail["error"]
+            .as_str()
+            .unwrap()
+            .contains("limit must be from 1 to 1000"),
+        "{detail}"
+    );
+    // The largest page fits a frame with room to spare.
+    let largest = rpc.ok("listBookings", json!(["L", window.0, window.1, 1000]));
+    assert_eq!(largest.as_array().unwrap().len(), 250);
+}
+
+#[test]
+fn a_lot_keeps_at_most_max_finished_bookings_forgetting_the_soonest_due_first() {
+    let clock = Arc::new(ManualClock::new());
+    let server = start_on_clock(Arc::clone(&clock), |config| {
+        config.lots = serde_json::from_value(json!([{"id": "L", "capacity": 5}])).unwrap();
+        config.max_finished_bookings = 3;
+    });
+    let mut rpc = Rpc::connect(&server);
+    let t = unix_now(&clock) + 1000;
+    // Booking and cancelling in a loop: windows later and later, so that each cancelled one
+    // is due to be forgotten after the ones before it.
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let id = rpc.ok(
+            "book",
+            json!(["L", format!("LOOP{n}"), t + n * 10, t + n * 10 + 5]),
+        )["id"]
+            .clone();
+        assert_eq!(rpc.ok("cancelBooking", json!([id])), true);
+        ids.push(id);
+    }
+    let active = rpc.ok("book", json!(["L", "STAYS", t, t + 100]))["id"].clone();
+    let listed = rpc.ok("listBookings", json!(["L", t, t + 1000]));
+    let kept: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|booking| booking["id"].as_str().unwrap())
+        .collect();
+    // The three cancelled ones due to be forgotten last, and the active one: never evicted.
+    assert_eq!(kept, ["L.8", "L.9", "L.10", "L.11"]);
+    assert_eq!(
+        rpc.refused("getBooking", json!([ids[0]])),
+        "UNKNOWN_BOOKING"
+    );
+    assert_eq!(rpc.status(&ids[9]), "CANCELLED");
+    assert_eq!(rpc.status(&active), "CONFIRMED");
+    // A forgotten booking's id is never handed out again.
+    assert_eq!(rpc.ok("book", json!(["L", "NEXT", t, t + 5]))["id"], "L.12");
 }
 
 #[test]

@@ -203,6 +203,11 @@ pub struct BookingRules {
     /// How long a finished booking stays readable after its window ends
     /// (`booking_retention_days`); then it is forgotten, so memory follows live bookings.
     pub retention: Duration,
+    /// Most finished bookings (completed, cancelled, no-show) one lot keeps
+    /// (`max_finished_bookings`): past it, the one due to be forgotten soonest is forgotten
+    /// at once, so that booking and cancelling in a loop cannot grow a lot's memory for the
+    /// whole retention.
+    pub max_finished: u32,
 }
 
 impl Default for BookingRules {
@@ -213,9 +218,13 @@ impl Default for BookingRules {
             early_checkin: Duration::from_secs(15 * 60),
             checkin_grace: Duration::from_secs(900),
             retention: Duration::from_secs(7 * 86_400),
+            max_finished: DEFAULT_MAX_FINISHED,
         }
     }
 }
+
+/// Finished bookings a lot keeps by default (a few hundred bytes each).
+pub const DEFAULT_MAX_FINISHED: u32 = 10_000;
 
 impl BookingRules {
     /// Checks `window` against the rules at `now` (Unix seconds).

@@ -7,7 +7,7 @@
 //! links the new one: the structures cannot disagree with the records.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use crate::booking::{
     Booking, BookingError, BookingRules, BookingStatus, LotOffer, LotQuery, LotTerms, Passage,
@@ -47,8 +47,12 @@ pub(crate) struct LotBookings {
     spot_index: HashMap<crate::ids::SpotId, usize>,
     /// The number the next booking gets.
     next_seq: u64,
-    /// Every booking still kept (active, or finished within the retention), by number.
-    entries: HashMap<u64, Entry>,
+    /// Every booking still kept (active, or finished within the retention), by number:
+    /// ordered, so that `listBookings` pages by id.
+    entries: BTreeMap<u64, Entry>,
+    /// The finished bookings kept, as `(forget_at, seq)`: the first is the one to forget
+    /// when there are more than `rules.max_finished`.
+    finished: BTreeSet<(u64, u64)>,
     /// Active bookings (spot ones included) over time.
     timeline: Timeline,
     /// Per spot, its active bookings: `(start, seq) -> end`. They never overlap, so the one
@@ -79,7 +83,8 @@ impl LotBookings {
             spots: Vec::new(),
             spot_index: HashMap::new(),
             next_seq: 1,
-            entries: HashMap::new(),
+            entries: BTreeMap::new(),
+            finished: BTreeSet::new(),
             timeline: Timeline::default(),
             spot_lines: Vec::new(),
             by_plate: HashMap::new(),
@@ -195,6 +200,8 @@ impl LotBookings {
         if queued != Some(due) {
             self.due.push(Reverse((due, seq)));
         }
+        let finished = !booking.status.is_active();
+        let forget_at = self.forget_at(&booking);
         self.entries.insert(
             seq,
             Entry {
@@ -203,11 +210,42 @@ impl LotBookings {
                 due,
             },
         );
+        if finished {
+            self.finished.insert((forget_at, seq));
+            self.evict_finished();
+        }
+    }
+
+    /// When a finished `booking` is forgotten by time.
+    fn forget_at(&self, booking: &Booking) -> u64 {
+        booking
+            .window
+            .end
+            .saturating_add(self.rules.retention.as_secs())
+    }
+
+    /// Forgets the finished bookings due to be forgotten soonest while there are more than
+    /// `max_finished`. The count is of the records themselves, so replaying a journal (or a
+    /// follower applying the same changes) forgets the same ones. (A change undone because
+    /// the disk refused it may have forgotten one early: a finished record, which a restart
+    /// would show again until its time.)
+    fn evict_finished(&mut self) {
+        while self.finished.len() > self.rules.max_finished as usize {
+            let Some((_, seq)) = self.finished.pop_first() else {
+                break;
+            };
+            if let Some(old) = self.entries.remove(&seq) {
+                self.unlink(seq, &old);
+            }
+        }
     }
 
     /// Removes what `entry` contributed to the structures.
     fn unlink(&mut self, seq: u64, entry: &Entry) {
         let booking = &entry.booking;
+        if !booking.status.is_active() {
+            self.finished.remove(&(self.forget_at(booking), seq));
+        }
         if booking.status.is_active() {
             self.released += 1;
             self.timeline
@@ -491,15 +529,17 @@ impl LotBookings {
         Some((old, new))
     }
 
-    /// Bookings overlapping `window`, any status, by start.
-    pub(crate) fn list(&self, window: Window) -> Vec<Booking> {
-        let mut found: Vec<Booking> = self
-            .all()
+    /// Up to `limit` bookings overlapping `window`, any status, numbered after `after`, by
+    /// number (the order they were made in): a page that the next one continues after its
+    /// last booking, however many were forgotten in between.
+    pub(crate) fn list(&self, window: Window, after: u64, limit: usize) -> Vec<Booking> {
+        self.entries
+            .range(after.saturating_add(1)..)
+            .map(|(_, entry)| &entry.booking)
             .filter(|booking| booking.window.overlaps(&window))
+            .take(limit)
             .cloned()
-            .collect();
-        found.sort_by_key(|booking| (booking.window.start, booking.id.seq()));
-        found
+            .collect()
     }
 
     /// What the lot can offer for `query` at `now` with `free` spaces free, if anything.

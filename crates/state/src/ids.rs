@@ -577,6 +577,46 @@ mod tests {
         assert!(parsed.is_err());
     }
 
+    /// The messages reach peers (BAD_PLATE details) and operators (configuration errors).
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert_eq!(PlateError::Empty.to_string(), "plate is empty");
+        let long = "X".repeat(17);
+        assert_eq!(
+            Plate::parse(&long).unwrap_err().to_string(),
+            format!("plate {long:?} is longer than 16 characters")
+        );
+        assert_eq!(
+            Plate::parse("A B").unwrap_err().to_string(),
+            "plate \"A B\" may only use the characters A-Z a-z 0-9 -"
+        );
+        assert_eq!(LotIdError::Empty.to_string(), "lot id is empty");
+        let long = "a".repeat(33);
+        assert_eq!(
+            LotId::new(&long).unwrap_err().to_string(),
+            format!("lot id {long:?} is longer than 32 characters")
+        );
+        assert_eq!(
+            LotId::new("a b").unwrap_err().to_string(),
+            "lot id \"a b\" may only use the characters A-Z a-z 0-9 _ -"
+        );
+        assert_eq!(
+            LotId::new("All").unwrap_err().to_string(),
+            "lot id \"All\" is reserved (SUBSCRIBE ALL means every lot)"
+        );
+    }
+
+    #[test]
+    fn ids_print_and_serialise_as_their_text() {
+        let plate = Plate::parse("ab-1").unwrap();
+        assert_eq!(plate.to_string(), "AB-1");
+        assert_eq!(format!("{plate:?}"), "Plate(AB-1)");
+        let lot = LotId::new("North-1").unwrap();
+        assert_eq!(lot.to_string(), "North-1");
+        assert_eq!(serde_json::to_string(&lot).unwrap(), "\"North-1\"");
+        assert_eq!(String::from(lot), "North-1");
+    }
+
     #[test]
     fn names_and_booking_ids_validate() {
         assert_eq!(SpotId::new("A-EV1").unwrap().as_str(), "A-EV1");
@@ -649,45 +689,5 @@ mod tests {
             Username::new("Al").unwrap_err().to_string(),
             "username \"Al\" must be 3 to 32 characters of a-z 0-9 _ . -"
         );
-    }
-
-    /// The messages reach peers (BAD_PLATE details) and operators (configuration errors).
-    #[test]
-    fn errors_say_what_is_wrong() {
-        assert_eq!(PlateError::Empty.to_string(), "plate is empty");
-        let long = "X".repeat(17);
-        assert_eq!(
-            Plate::parse(&long).unwrap_err().to_string(),
-            format!("plate {long:?} is longer than 16 characters")
-        );
-        assert_eq!(
-            Plate::parse("A B").unwrap_err().to_string(),
-            "plate \"A B\" may only use the characters A-Z a-z 0-9 -"
-        );
-        assert_eq!(LotIdError::Empty.to_string(), "lot id is empty");
-        let long = "a".repeat(33);
-        assert_eq!(
-            LotId::new(&long).unwrap_err().to_string(),
-            format!("lot id {long:?} is longer than 32 characters")
-        );
-        assert_eq!(
-            LotId::new("a b").unwrap_err().to_string(),
-            "lot id \"a b\" may only use the characters A-Z a-z 0-9 _ -"
-        );
-        assert_eq!(
-            LotId::new("All").unwrap_err().to_string(),
-            "lot id \"All\" is reserved (SUBSCRIBE ALL means every lot)"
-        );
-    }
-
-    #[test]
-    fn ids_print_and_serialise_as_their_text() {
-        let plate = Plate::parse("ab-1").unwrap();
-        assert_eq!(plate.to_string(), "AB-1");
-        assert_eq!(format!("{plate:?}"), "Plate(AB-1)");
-        let lot = LotId::new("North-1").unwrap();
-        assert_eq!(lot.to_string(), "North-1");
-        assert_eq!(serde_json::to_string(&lot).unwrap(), "\"North-1\"");
-        assert_eq!(String::from(lot), "North-1");
     }
 }

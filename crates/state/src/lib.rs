@@ -71,8 +71,9 @@ mod waitlist;
 
 pub use account::{Account, AccountError};
 pub use booking::{
-    Booking, BookingError, BookingRequest, BookingRules, BookingStatus, GateOutcome, LotOffer,
-    LotQuery, LotTerms, Passage, START_SLACK_SECS, SpotOffer, SpotSpec, Window, WindowError,
+    Booking, BookingError, BookingRequest, BookingRules, BookingStatus, DEFAULT_MAX_FINISHED,
+    GateOutcome, LotOffer, LotQuery, LotTerms, Passage, START_SLACK_SECS, SpotOffer, SpotSpec,
+    Window, WindowError,
 };
 pub use change::{Change, Commit, Recorder, Unavailable};
 pub use clock::{Clock, ManualClock, SystemClock};

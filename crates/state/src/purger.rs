@@ -128,7 +128,7 @@ mod tests {
     }
 
     #[test]
-    fn expiry_is_purged_on_time() {
+    fn expiry_is_purged_on_time_and_drop_stops_the_thread() {
         let state = one_space(Duration::from_millis(100), Arc::new(SystemClock));
         let rx = frees(&state);
         let purger = Purger::spawn(Arc::clone(&state), Duration::from_secs(30)).unwrap();

@@ -89,6 +89,8 @@ fn all_bookings(state: &ParkingState) -> Vec<Booking> {
                 start: 0,
                 end: u64::MAX,
             },
+            0,
+            usize::MAX,
         )
         .unwrap()
 }

@@ -392,7 +392,7 @@ fn an_offer_the_recorder_refuses_is_not_made() {
     assert_eq!(journal.changes.lock().len(), recorded + 1);
     assert!(entry(&state, &first).unwrap().offer.is_none());
     assert_eq!(
-        state.list_bookings("A", window).unwrap()[0].status,
+        state.list_bookings("A", window, 0, 1000).unwrap()[0].status,
         BookingStatus::Cancelled
     );
     // The space is looked at again on the lot's next operation, once the store is back.
@@ -583,7 +583,7 @@ fn two_drivers_accepting_one_chain_of_offers_never_both_get_the_space() {
             .collect();
         assert!(won.len() <= 1, "round {round}: {won:?}");
         let active = state
-            .list_bookings("A", window)
+            .list_bookings("A", window, 0, 1000)
             .unwrap()
             .into_iter()
             .filter(|booking| booking.status.is_active())

@@ -33,6 +33,9 @@ pub(crate) mod kind {
     /// A string that may be left out; only ever last. JSON strings (or `null`), or a text
     /// field.
     pub type OptText<'a> = Option<Cow<'a, str>>;
+    /// A whole number that may be left out; only ever among the last. JSON non-negative
+    /// integers (or `null`), or a text field of digits.
+    pub type OptNumber<'a> = Option<u64>;
     /// A lot query (`findLots`). A JSON object, or a text field `start=..&end=..&zone=..`.
     pub type Query<'a> = super::LotFilter<'a>;
     /// A token: a string on the wire, [`crate::Secret`] in the request, so that it never
@@ -124,6 +127,9 @@ pub enum Arg<'r> {
     Seconds(u64),
     /// A lot query.
     Query(&'r LotFilter<'r>),
+    /// An optional argument left out before one that is given: JSON `null`; a text request
+    /// cannot say it.
+    Null,
 }
 
 impl Arg<'_> {
@@ -134,6 +140,7 @@ impl Arg<'_> {
             Arg::Seconds(secs) => {
                 let _ = write!(out, "{secs}");
             }
+            Arg::Null => out.extend_from_slice(b"null"),
             Arg::Query(filter) => {
                 #[derive(serde::Serialize)]
                 struct Wire<'f> {
@@ -165,6 +172,7 @@ impl Arg<'_> {
                 let _ = write!(out, "{secs}");
             }
             Arg::Query(filter) => filter.write_text(out),
+            Arg::Null => {}
         }
     }
 
@@ -177,6 +185,7 @@ impl Arg<'_> {
         match self {
             Arg::Text(text) => plain(text),
             Arg::Seconds(_) => true,
+            Arg::Null => false,
             Arg::Query(filter) => [&filter.zone, &filter.feature]
                 .into_iter()
                 .flatten()
@@ -276,6 +285,32 @@ impl<'a> ArgKind<'a> for Option<Cow<'a, str>> {
 
     fn into_static(self) -> Self::Static {
         self.map(|text| Cow::Owned(text.into_owned()))
+    }
+}
+
+impl<'a> ArgKind<'a> for Option<u64> {
+    type Static = Option<u64>;
+    const EXPECTED: &'static str = "a whole number or null";
+    const OPTIONAL: bool = true;
+
+    fn from_json(raw: &'a RawValue) -> Option<Self> {
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    fn from_text(field: &'a str) -> Option<Self> {
+        parse_seconds(field).map(Some)
+    }
+
+    fn absent() -> Option<Self> {
+        Some(None)
+    }
+
+    fn arg(&self) -> Option<Arg<'_>> {
+        self.map(Arg::Seconds)
+    }
+
+    fn into_static(self) -> Self::Static {
+        self
     }
 }
 
@@ -435,11 +470,12 @@ macro_rules! rpc_methods {
                 match self {
                     $(Request::$variant $({ $($field),* })? => {
                         let all: &[Option<Arg<'r>>] = &[$($(ArgKind::arg($field)),*)?];
-                        let mut given = [Arg::Seconds(0); MAX_ARGS];
-                        let mut count = 0;
-                        for &arg in all.iter().flatten() {
-                            given[count] = arg;
-                            count += 1;
+                        // Optional ones left out at the end are not there; one left out
+                        // before a given one is there as `null`, so the rest keep their places.
+                        let count = all.iter().rposition(Option::is_some).map_or(0, |last| last + 1);
+                        let mut given = [Arg::Null; MAX_ARGS];
+                        for (slot, arg) in given.iter_mut().zip(&all[..count]) {
+                            *slot = arg.unwrap_or(Arg::Null);
                         }
                         f(&given[..count])
                     })+
@@ -553,7 +589,8 @@ rpc_methods! {
         /// The booking's id.
         booking: Text "bookingId",
     } = "checkIn", verb "CHECKIN";
-    /// `listBookings` / `BOOKINGS`: a lot's bookings overlapping a window (operators).
+    /// `listBookings` / `BOOKINGS`: a page of a lot's bookings overlapping a window, by id
+    /// (operators).
     ListBookings {
         /// The lot.
         lot: Text "lotId",
@@ -561,6 +598,10 @@ rpc_methods! {
         start: Seconds "start",
         /// The first second after the window.
         end: Seconds "end",
+        /// Most bookings answered (the server's default when left out).
+        limit: OptNumber "limit",
+        /// Only bookings after this one (the last of the previous page).
+        after: OptText "after",
     } = "listBookings", verb "BOOKINGS";
     /// `findLots` / `FIND`: the lots that can take a booking over a window.
     FindLots {

@@ -452,6 +452,15 @@ mod tests {
                 lot: "A".into(),
                 start: 5,
                 end: 6,
+                limit: None,
+                after: None,
+            },
+            Request::ListBookings {
+                lot: "A".into(),
+                start: 5,
+                end: 6,
+                limit: Some(10),
+                after: Some("A.9".into()),
             },
             Request::FindLots {
                 query: LotFilter {

@@ -194,10 +194,17 @@ impl ParkingState {
         })
     }
 
-    /// The lot's bookings (any status, finished ones within their retention) overlapping
-    /// `window`, by start.
-    pub fn list_bookings(&self, lot: &str, window: Window) -> Result<Vec<Booking>, UnknownLot> {
-        self.with_lot(lot, |lot, _| lot.bookings.list(window))
+    /// Up to `limit` of the lot's bookings (any status; finished ones while they are kept)
+    /// overlapping `window`, by id, after booking number `after` (0: from the first). The
+    /// next page starts after the last one's number.
+    pub fn list_bookings(
+        &self,
+        lot: &str,
+        window: Window,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Booking>, UnknownLot> {
+        self.with_lot(lot, |lot, _| lot.bookings.list(window, after, limit))
     }
 
     /// The lots (in configuration order) that can take a booking matching `query`, with how
