@@ -354,3 +354,82 @@ fn a_driver_s_login_token_authenticates_as_the_driver_with_its_rights() {
             .starts_with("ERR UNAUTHORIZED ")
     );
 }
+
+/// Through the embedded store, a restart keeps the waitlist (an offer included, still
+/// running out on time), drivers' accounts, and the secret their tokens are signed with.
+#[test]
+fn entries_offers_accounts_and_tokens_survive_a_restart_of_the_embedded_store() {
+    let dir = testkit::TempDir::new("server-waitlist-restart");
+    let clock = Arc::new(ManualClock::new());
+    let start = || {
+        start_on_clock(Arc::clone(&clock), |config: &mut Config| {
+            config.data_dir = Some(dir.path().to_path_buf());
+            config.lots =
+                serde_json::from_value(json!([{"id": "L", "capacity": 2, "bookable": 1}])).unwrap();
+        })
+    };
+    let server = start();
+    let mut rpc = ParkingClient::connect(server.rpc_addr()).unwrap();
+    let now = unix_now(&clock);
+    let (start_at, end) = (now + 3600, now + 7200);
+    let taken = rpc.book("L", "B1", start_at, end, None).unwrap();
+    rpc.join_waitlist("L", "P1", start_at, end, None).unwrap();
+    rpc.join_waitlist("L", "P2", start_at, end, None).unwrap();
+    assert!(rpc.cancel_booking(&taken.id.to_string()).unwrap());
+    let offer = rpc.my_waitlist("P1").unwrap()[0].offer.clone().unwrap();
+    let store = server.store().as_ref();
+    server
+        .drivers()
+        .register(store, "alice", "correct horse", clock.wall())
+        .unwrap();
+    let peer = "127.0.0.1".parse().unwrap();
+    let token = server
+        .drivers()
+        .login(
+            store,
+            "alice",
+            "correct horse",
+            peer,
+            clock.now(),
+            clock.wall(),
+        )
+        .unwrap()
+        .token;
+    drop(rpc);
+    server.shutdown();
+
+    let server = start();
+    let mut rpc = ParkingClient::connect(server.rpc_addr()).unwrap();
+    assert_eq!(rpc.my_waitlist("P1").unwrap()[0].offer, Some(offer.clone()));
+    assert_eq!(
+        rpc.get_booking(&offer.booking.to_string()).unwrap().status,
+        BookingStatus::Offered
+    );
+    assert!(rpc.my_waitlist("P2").unwrap()[0].offer.is_none());
+    let wall = clock.wall();
+    assert_eq!(
+        server
+            .drivers()
+            .authenticate(&token, wall)
+            .unwrap()
+            .as_str(),
+        "alice"
+    );
+    assert!(
+        server
+            .drivers()
+            .login(
+                server.store().as_ref(),
+                "alice",
+                "correct horse",
+                peer,
+                clock.now(),
+                wall
+            )
+            .is_ok()
+    );
+    // The offer runs out on time after the restart, and passes on.
+    clock.advance(Duration::from_secs(600));
+    assert!(rpc.my_waitlist("P1").unwrap().is_empty());
+    assert!(rpc.my_waitlist("P2").unwrap()[0].offer.is_some());
+}
