@@ -2,10 +2,11 @@
 # What open connections cost the parking server (issue 13's measurements), in one run against
 # one release parking-server (in memory, ephemeral ports), each pair of rows side by side:
 #
-#   1. ping, 1 connection: with no other connection open, then with IDLE idle RPC connections
-#   2. mixed, 16 connections: the same two rows
-#   3. RSS per idle connection: the server's VmRSS before and after IDLE idle connections open
-#      (kernel socket buffers are not in RSS: this is what the server itself spends on each)
+#   1. RSS per idle connection, measured first on the fresh server: the server's VmRSS before
+#      and after IDLE idle connections open (kernel socket buffers are not in RSS: this is
+#      what the server itself spends on each)
+#   2. ping, 1 connection: with no other connection open, then with IDLE idle RPC connections
+#   3. mixed, 16 connections: the same two rows
 #   4. 5,000 sensors, one UPDATE each every 5 s (1,000 lines/s in all): sensor-sim's acks
 #   5. 5,000 subscribers on ALL: one reserve's reach (cargo bench -p server --bench fanout)
 #
@@ -92,11 +93,7 @@ row() { # row NAME MODE WORKERS IDLE
            exit 2 ;;
     esac
 }
-row ping-quiet ping 1 0
-row ping-idle ping 1 "$IDLE"
-row mixed-quiet mixed 16 0
-row mixed-idle mixed 16 "$IDLE"
-
+# First, on the fresh server: memory the allocator kept from a busy row would hide the cost.
 echo "  RSS with $IDLE idle connections" >&2
 python3 - "$SERVER_PID" "$HOST" "$RPC_PORT" "$IDLE" >"$WORK/rss.txt" <<'PY'
 import os, socket, sys, time
@@ -125,6 +122,11 @@ time.sleep(1)
 after = rss_bytes()
 print(f"{before} {after} {(after - before) / count:.0f}")
 PY
+
+row ping-quiet ping 1 0
+row ping-idle ping 1 "$IDLE"
+row mixed-quiet mixed 16 0
+row mixed-idle mixed 16 "$IDLE"
 
 echo "  $SENSORS sensors, 1 update each every 5 s" >&2
 code=0
