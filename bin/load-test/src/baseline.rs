@@ -156,6 +156,7 @@ fn booking(lot: &str, plate: &str, start: u64, end: u64) -> Result<Reply<'static
         owner: None,
         overstay: false,
         inside: false,
+        offered_until: None,
     }))
 }
 
@@ -193,6 +194,16 @@ fn reply_to(request: &Request<'_>) -> Result<Reply<'static>, WireError> {
         }
         Request::ListBookings { .. } => Reply::Bookings(Vec::new()),
         Request::FindLots { .. } => Reply::Offers(Vec::new()),
+        // Nothing is ever full here, so nobody waits.
+        Request::JoinWaitlist { .. } => {
+            return Err(WireError::new(ErrorCode::NotFull, "book it instead"));
+        }
+        Request::AcceptOffer { .. } => {
+            return Err(WireError::new(ErrorCode::UnknownEntry, "no entries here"));
+        }
+        Request::LeaveWaitlist { .. } => Reply::Cancel(CancelOutcome::NotFound),
+        Request::MyBookings { .. } => Reply::Bookings(Vec::new()),
+        Request::MyWaitlist { .. } => Reply::Entries(Vec::new()),
         Request::Ping => Reply::Pong,
         // Any token is good: the baseline measures the network path, not access control.
         Request::Auth { .. } => Reply::Authenticated(rpc::KeyGrant {

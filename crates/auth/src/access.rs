@@ -96,7 +96,13 @@ impl Identity {
     pub fn may(&self, action: Action<'_>) -> bool {
         match (self.role, action) {
             (Role::Operator, _) => true,
-            (Role::Viewer | Role::Client, Action::Read) => true,
+            (Role::Viewer | Role::Client | Role::Driver, Action::Read) => true,
+            // A driver may book, cancel and check in its own bookings, but holds no
+            // reservations: those are for kiosks.
+            (
+                Role::Driver,
+                Action::Cancel | Action::Book | Action::ReadBooking | Action::CheckIn,
+            ) => true,
             (
                 Role::Client,
                 Action::Reserve
@@ -272,6 +278,7 @@ mod tests {
         };
         Arc::new(
             Authenticator::new(&AuthConfig {
+                jwt_secret_file: None,
                 keys: vec![
                     key("gate-A", Role::Sensor, Some(vec!["A"])),
                     key("kiosk-1", Role::Client, None),

@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
 
+use accounts::Drivers;
+use state::Clock;
+
 use crate::access::{Identity, MAX_FAILURES};
-use crate::key::{AuthConfig, KeyError};
+use crate::key::{AuthConfig, KeyError, KeyId, Role};
 use crate::token::digest;
 
 /// Failed attempts one client address may make per [`FAILURE_WINDOW`] (over all its
@@ -96,6 +99,8 @@ struct Window {
 pub struct Authenticator {
     keys: Vec<Key>,
     failures: Mutex<HashMap<IpAddr, Window>>,
+    /// Drivers' login tokens (JWTs) are accepted too when set, checked on this clock.
+    drivers: Option<(Arc<Drivers>, Arc<dyn Clock>)>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -130,7 +135,16 @@ impl Authenticator {
         Ok(Some(Authenticator {
             keys,
             failures: Mutex::new(HashMap::new()),
+            drivers: None,
         }))
+    }
+
+    /// Accepts drivers' login tokens as well, verified by `drivers` on `clock` (whose wall
+    /// time says whether a token has run out): such a token authenticates as the driver
+    /// (`@<username>`, role `driver`), on every port that takes a key.
+    pub fn with_drivers(mut self, drivers: Arc<Drivers>, clock: Arc<dyn Clock>) -> Self {
+        self.drivers = Some((drivers, clock));
+        self
     }
 
     /// Number of keys.
@@ -173,6 +187,18 @@ impl Authenticator {
             if bool::from(key.digest.ct_eq(&presented)) {
                 found = Some(&key.identity);
             }
+        }
+        if found.is_none()
+            && let Some((drivers, clock)) = &self.drivers
+            // A JWT has three parts; a key's token (URL-safe base64) has no dot.
+            && token.bytes().filter(|&b| b == b'.').count() == 2
+            && let Ok(driver) = drivers.authenticate(token, clock.wall())
+        {
+            return Ok(Arc::new(Identity::new(
+                KeyId::driver(&driver),
+                Role::Driver,
+                Vec::new(),
+            )));
         }
         match found {
             Some(identity) => Ok(Arc::clone(identity)),
@@ -222,6 +248,7 @@ mod tests {
             sha256: token_hash(token),
         };
         Authenticator::new(&AuthConfig {
+            jwt_secret_file: None,
             keys: vec![
                 key("gate-A", Role::Sensor, "t-sensor"),
                 key("kiosk-1", Role::Client, "t-client"),
@@ -292,5 +319,63 @@ mod tests {
         assert_eq!(auth.failures.lock().len(), MAX_TRACKED_ADDRESSES);
         let _ = auth.verify("x", IpAddr::from([127, 9, 9, 9]), start + FAILURE_WINDOW);
         assert_eq!(auth.failures.lock().len(), 1);
+    }
+
+    #[test]
+    fn a_driver_s_login_token_authenticates_as_the_driver_until_it_runs_out() {
+        use accounts::JwtSecret;
+        use state::{LotId, LotSpec, ManualClock, ParkingState};
+        use store::MemoryStore;
+
+        let clock = Arc::new(ManualClock::new());
+        let lot = LotSpec {
+            id: LotId::new("A").unwrap(),
+            capacity: 1,
+        };
+        let store = MemoryStore::new(Arc::new(
+            ParkingState::new([lot], Duration::from_secs(60), clock.clone()).unwrap(),
+        ));
+        let drivers = Arc::new(
+            Drivers::new(
+                &JwtSecret::from_bytes(vec![3; 32]).unwrap(),
+                Duration::from_secs(3600),
+            )
+            .unwrap(),
+        );
+        let auth = table().with_drivers(Arc::clone(&drivers), clock.clone());
+        let peer = IpAddr::from([127, 0, 0, 1]);
+        drivers
+            .register(&store, "alice", "correct horse", clock.wall())
+            .unwrap();
+        let issued = drivers
+            .login(
+                &store,
+                "alice",
+                "correct horse",
+                peer,
+                clock.now(),
+                clock.wall(),
+            )
+            .unwrap();
+        let identity = auth.verify(&issued.token, peer, Instant::now()).unwrap();
+        assert_eq!(identity.id().as_str(), "@alice");
+        assert_eq!(identity.role(), Role::Driver);
+        assert!(identity.may(crate::Action::Book));
+        assert!(identity.may(crate::Action::Read));
+        assert!(!identity.may(crate::Action::Reserve));
+        assert!(!identity.may(crate::Action::ListBookings));
+        assert!(identity.may_handle(Some("@alice")) && !identity.may_handle(Some("alice")));
+        // Tampered with: refused like a wrong key.
+        let mut forged = issued.token.clone();
+        forged.pop();
+        assert_eq!(
+            auth.verify(&forged, peer, Instant::now()).unwrap_err(),
+            AuthFailure::WrongToken { left: 0 }
+        );
+        // Run out: refused.
+        clock.advance(Duration::from_secs(3600));
+        assert!(auth.verify(&issued.token, peer, Instant::now()).is_err());
+        // Without drivers configured, a login token is just a wrong token.
+        assert!(table().verify(&issued.token, peer, Instant::now()).is_err());
     }
 }

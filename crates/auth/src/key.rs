@@ -17,6 +17,12 @@ pub const MAX_KEY_ID_LEN: usize = 64;
 pub struct KeyId(String);
 
 impl KeyId {
+    /// The id a driver's login token acts as: `@<username>`. No configured key can have
+    /// it (they start with a letter), so a driver never owns what a key made.
+    pub fn driver(username: &state::Username) -> Self {
+        KeyId(format!("@{username}"))
+    }
+
     /// Validates `id`.
     pub fn new(id: &str) -> Result<Self, KeyError> {
         let bad = || KeyError::BadId(id.to_owned());
@@ -71,6 +77,9 @@ pub enum Role {
     Sensor,
     /// Everything.
     Operator,
+    /// A driver logged in with a password (a login token, not a key): books, waits in line,
+    /// and handles its own bookings and entries; reads like a viewer. Never configured.
+    Driver,
 }
 
 impl Role {
@@ -81,10 +90,11 @@ impl Role {
             Role::Client => "client",
             Role::Sensor => "sensor",
             Role::Operator => "operator",
+            Role::Driver => "driver",
         }
     }
 
-    /// The role called `name`, as configured.
+    /// The role called `name`, as configured (`driver` is no key's role).
     pub fn parse(name: &str) -> Option<Role> {
         [Role::Viewer, Role::Client, Role::Sensor, Role::Operator]
             .into_iter()
@@ -138,6 +148,10 @@ impl KeyConfig {
 pub struct AuthConfig {
     /// The keys; with none, every port is open (and protected mode keeps it on loopback).
     pub keys: Vec<KeyConfig>,
+    /// The file holding the secret that signs drivers' login tokens (at least 32 bytes);
+    /// without it, one is generated into the data directory on first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret_file: Option<std::path::PathBuf>,
 }
 
 impl AuthConfig {
@@ -154,6 +168,9 @@ impl AuthConfig {
             // Two keys with one token could not be told apart.
             if !digests.insert(digest) {
                 return Err(KeyError::DuplicateHash(key.id.clone()));
+            }
+            if key.role == Role::Driver {
+                return Err(KeyError::DriverKey(key.id.clone()));
             }
             match (&key.lots, key.role) {
                 (Some(lots), Role::Sensor) if !lots.is_empty() => {}
@@ -187,6 +204,8 @@ pub enum KeyError {
     DuplicateHash(KeyId),
     /// A sensor key lists no lots.
     SensorWithoutLots(KeyId),
+    /// A key has the role `driver`, which only drivers' login tokens carry.
+    DriverKey(KeyId),
     /// A key of another role lists lots.
     LotsNotForRole {
         /// The key.
@@ -217,6 +236,10 @@ impl fmt::Display for KeyError {
             KeyError::SensorWithoutLots(id) => {
                 write!(f, "sensor key {id} needs \"lots\": the lots it may update")
             }
+            KeyError::DriverKey(id) => write!(
+                f,
+                "key {id}: role driver is for drivers' login tokens, not keys; use client"
+            ),
             KeyError::LotsNotForRole { id, role } => {
                 write!(f, "key {id}: \"lots\" is only for sensor keys, not {role}")
             }
@@ -254,7 +277,13 @@ mod tests {
             r#"{{"id":"gate-A","role":"sensor","lots":["A"],"sha256":"{HASH}"}}"#
         ));
         assert_eq!(sensor.digest().unwrap()[0], 0x9f);
-        let config = |keys: Vec<KeyConfig>| AuthConfig { keys }.validate();
+        let config = |keys: Vec<KeyConfig>| {
+            AuthConfig {
+                keys,
+                ..AuthConfig::default()
+            }
+            .validate()
+        };
         assert_eq!(config(vec![sensor.clone()]), Ok(()));
         assert_eq!(
             config(vec![sensor.clone(), sensor.clone()]),
@@ -306,5 +335,7 @@ mod tests {
             assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{role}\""));
         }
         assert_eq!(Role::parse("admin"), None);
+        assert_eq!(Role::parse("driver"), None);
+        assert_eq!(Role::Driver.as_str(), "driver");
     }
 }

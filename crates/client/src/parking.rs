@@ -8,7 +8,8 @@ use std::time::Duration;
 use framing::Secret;
 use framing::frame::{self, FrameError};
 use framing::rpc::{
-    self, Booking, ErrorCode, KeyGrant, LotFilter, LotOffer, LotStatus, Request, WireError,
+    self, Booking, ErrorCode, KeyGrant, LotFilter, LotOffer, LotStatus, Request, WaitEntry,
+    WireError,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -374,6 +375,57 @@ impl ParkingClient {
     pub fn find_lots(&mut self, query: &LotFilter<'_>) -> Result<Vec<LotOffer>, ClientError> {
         self.call(&Request::FindLots {
             query: query.clone(),
+        })?
+        .decode()
+    }
+
+    /// `joinWaitlist`: waits in line for `lot` (or its spot `spot`) over `[start, end)`,
+    /// which it cannot book now; `NOT_FULL` when it can, `ALREADY_WAITING` for a second
+    /// overlapping entry of the plate.
+    pub fn join_waitlist(
+        &mut self,
+        lot: &str,
+        plate: &str,
+        start: u64,
+        end: u64,
+        spot: Option<&str>,
+    ) -> Result<WaitEntry, ClientError> {
+        self.call(&Request::JoinWaitlist {
+            lot: lot.into(),
+            plate: plate.into(),
+            start,
+            end,
+            spot: spot.map(Into::into),
+        })?
+        .decode()
+    }
+
+    /// `acceptOffer`: turns entry `id`'s live offer into a booking (`NO_OFFER` before one
+    /// is made; `UNKNOWN_ENTRY` once it has run out and the entry is gone).
+    pub fn accept_offer(&mut self, id: &str) -> Result<Booking, ClientError> {
+        self.call(&Request::AcceptOffer { entry: id.into() })?
+            .decode()
+    }
+
+    /// `leaveWaitlist`: `true` if entry `id` was taken off its list.
+    pub fn leave_waitlist(&mut self, id: &str) -> Result<bool, ClientError> {
+        self.call(&Request::LeaveWaitlist { entry: id.into() })?
+            .decode()
+    }
+
+    /// `myBookings`: `plate`'s bookings (the caller's own), newest first; offers made to it
+    /// are among them as `OFFERED`.
+    pub fn my_bookings(&mut self, plate: &str) -> Result<Vec<Booking>, ClientError> {
+        self.call(&Request::MyBookings {
+            plate: plate.into(),
+        })?
+        .decode()
+    }
+
+    /// `myWaitlist`: `plate`'s waitlist entries (the caller's own), oldest first.
+    pub fn my_waitlist(&mut self, plate: &str) -> Result<Vec<WaitEntry>, ClientError> {
+        self.call(&Request::MyWaitlist {
+            plate: plate.into(),
         })?
         .decode()
     }

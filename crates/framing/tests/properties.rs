@@ -33,7 +33,8 @@ use proptest::prelude::*;
 use proptest::{collection::vec, option, sample::select};
 use serde_json::Value;
 use state::{
-    Booking, BookingId, BookingStatus, Label, LotId, LotOffer, Plate, SpotId, SpotOffer, Window,
+    Booking, BookingId, BookingStatus, Label, LotId, LotOffer, Offer, Plate, SpotId, SpotOffer,
+    WaitEntry, WaitId, Window,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -125,6 +126,7 @@ fn requests(
     plate: BoxedStrategy<String>,
 ) -> BoxedStrategy<Request<'static>> {
     let booking = (lot.clone(), any::<u64>()).prop_map(|(lot, n)| format!("{lot}.{n}"));
+    let entry = (lot.clone(), any::<u64>()).prop_map(|(lot, n)| format!("{lot}.w{n}"));
     prop_oneof![
         Just(Request::GetLots),
         Just(Request::Ping),
@@ -140,6 +142,31 @@ fn requests(
         }),
         plate.clone().prop_map(|token| Request::Auth {
             token: Secret::new(token)
+        }),
+        (
+            lot.clone(),
+            plate.clone(),
+            any::<[u64; 2]>(),
+            option::of(lot.clone())
+        )
+            .prop_map(|(lot, plate, [start, end], spot)| Request::JoinWaitlist {
+                lot: lot.into(),
+                plate: plate.into(),
+                start,
+                end,
+                spot: spot.map(Into::into),
+            }),
+        entry.clone().prop_map(|entry| Request::AcceptOffer {
+            entry: entry.into()
+        }),
+        entry.prop_map(|entry| Request::LeaveWaitlist {
+            entry: entry.into()
+        }),
+        plate.clone().prop_map(|plate| Request::MyBookings {
+            plate: plate.into()
+        }),
+        plate.clone().prop_map(|plate| Request::MyWaitlist {
+            plate: plate.into()
         }),
         (
             lot.clone(),
@@ -283,7 +310,7 @@ fn json_object(fields: &[(String, Value)], separator: &str) -> String {
     format!("{{{}}}", members.join(separator))
 }
 
-const ERROR_CODES: [ErrorCode; 17] = [
+const ERROR_CODES: [ErrorCode; 22] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownMethod,
     ErrorCode::BadArgs,
@@ -299,6 +326,11 @@ const ERROR_CODES: [ErrorCode; 17] = [
     ErrorCode::UnknownBooking,
     ErrorCode::NotDue,
     ErrorCode::BadState,
+    ErrorCode::NotFull,
+    ErrorCode::AlreadyWaiting,
+    ErrorCode::WaitlistFull,
+    ErrorCode::UnknownEntry,
+    ErrorCode::NoOffer,
     ErrorCode::Unauthorized,
     ErrorCode::Forbidden,
 ];
@@ -340,6 +372,46 @@ fn lot_status() -> BoxedStrategy<LotStatus<'static>> {
         .boxed()
 }
 
+/// A valid waitlist entry, with or without an offer.
+fn entry() -> BoxedStrategy<WaitEntry> {
+    (
+        (
+            subscribable_lot_id(),
+            any::<u64>(),
+            option::of("[A-Z0-9-]{1,8}"),
+            plate(),
+        ),
+        (
+            any::<u64>(),
+            1u64..100_000,
+            option::of(".{0,8}"),
+            any::<u64>(),
+        ),
+        option::of((any::<u64>(), any::<u64>())),
+    )
+        .prop_map(
+            |((lot, seq, spot, plate), (start, length, owner, joined_at), offer)| {
+                let lot = LotId::new(&lot).unwrap();
+                WaitEntry {
+                    id: WaitId::new(lot.clone(), seq),
+                    spot: spot.map(|spot| SpotId::new(&spot).unwrap()),
+                    plate: Plate::parse(&plate).unwrap(),
+                    window: Window {
+                        start: start / 2,
+                        end: start / 2 + length,
+                    },
+                    owner,
+                    joined_at,
+                    offer: offer.map(|(booking, expires_at)| Offer {
+                        booking: BookingId::new(lot, booking),
+                        expires_at,
+                    }),
+                }
+            },
+        )
+        .boxed()
+}
+
 /// A valid booking, any status.
 fn booking() -> BoxedStrategy<Booking> {
     let statuses = vec![
@@ -348,6 +420,7 @@ fn booking() -> BoxedStrategy<Booking> {
         BookingStatus::Completed,
         BookingStatus::Cancelled,
         BookingStatus::NoShow,
+        BookingStatus::Offered,
     ];
     (
         (
@@ -362,10 +435,14 @@ fn booking() -> BoxedStrategy<Booking> {
             select(statuses),
             option::of(".{0,8}"),
             any::<[bool; 2]>(),
+            option::of(any::<u64>()),
         ),
     )
         .prop_map(
-            |((lot, seq, spot, plate), (start, length, status, owner, [overstay, inside]))| {
+            |(
+                (lot, seq, spot, plate),
+                (start, length, status, owner, [overstay, inside], offered_until),
+            )| {
                 Booking {
                     id: BookingId::new(LotId::new(&lot).unwrap(), seq),
                     spot: spot.map(|spot| SpotId::new(&spot).unwrap()),
@@ -378,6 +455,7 @@ fn booking() -> BoxedStrategy<Booking> {
                     owner,
                     overstay,
                     inside,
+                    offered_until,
                 }
             },
         )
@@ -413,6 +491,8 @@ fn reply() -> BoxedStrategy<Reply<'static>> {
     prop_oneof![
         booking().prop_map(Reply::Booking),
         vec(booking(), 0..3).prop_map(Reply::Bookings),
+        entry().prop_map(Reply::Entry),
+        vec(entry(), 0..3).prop_map(Reply::Entries),
         vec(offer(), 0..3).prop_map(Reply::Offers),
         vec(lot_status(), 0..4).prop_map(Reply::Lots),
         any::<u32>().prop_map(Reply::Free),
@@ -596,6 +676,10 @@ fn kinds(method: Method) -> &'static [Kind] {
         Method::GetBooking | Method::CancelBooking | Method::CheckIn => &[Text],
         Method::ListBookings => &[Text, Seconds, Seconds, OptNumber, OptText],
         Method::FindLots => &[Query],
+        Method::JoinWaitlist => &[Text, Text, Seconds, Seconds, OptText],
+        Method::AcceptOffer | Method::LeaveWaitlist | Method::MyBookings | Method::MyWaitlist => {
+            &[Text]
+        }
     }
 }
 
@@ -1373,6 +1457,8 @@ proptest! {
             Reply::Booking(booking) => prop_assert_eq!(&serde_json::from_str::<Booking>(result).unwrap(), booking),
             Reply::Bookings(bookings) => prop_assert_eq!(&serde_json::from_str::<Vec<Booking>>(result).unwrap(), bookings),
             Reply::Offers(offers) => prop_assert_eq!(&serde_json::from_str::<Vec<LotOffer>>(result).unwrap(), offers),
+            Reply::Entry(entry) => prop_assert_eq!(&serde_json::from_str::<WaitEntry>(result).unwrap(), entry),
+            Reply::Entries(entries) => prop_assert_eq!(&serde_json::from_str::<Vec<WaitEntry>>(result).unwrap(), entries),
             Reply::Pong => prop_assert_eq!(serde_json::from_str::<String>(result).unwrap(), "PONG"),
             Reply::Authenticated(grant) => {
                 prop_assert_eq!(&serde_json::from_str::<KeyGrant<'_>>(result).unwrap(), grant);

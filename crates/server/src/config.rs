@@ -11,7 +11,7 @@ use auth::AuthConfig;
 use serde::{Deserialize, Deserializer};
 use state::{
     BookingRules, Clock, Label, LotId, LotSpec, LotTerms, ParkingState, SetupError, SpotId,
-    SpotSpec,
+    SpotSpec, WaitlistRules,
 };
 use store::Fsync;
 
@@ -196,6 +196,16 @@ pub struct Config {
     /// How long a finished booking (completed, cancelled, no-show) stays readable after its
     /// window, in days; then it is forgotten, so memory follows live bookings.
     pub booking_retention_days: u32,
+    /// How long a waitlist offer holds its space for the driver it is offered to, in
+    /// minutes; not accepted by then, it passes to the next entry.
+    pub offer_minutes: u32,
+    /// Most entries one lot's waitlist keeps: offers are looked for by walking them, under
+    /// the lot's lock.
+    pub max_waitlist_per_lot: usize,
+    /// Most drivers' accounts the server keeps.
+    pub max_accounts: usize,
+    /// How long a driver's login token (JWT) lives, in hours.
+    pub jwt_ttl_hours: u32,
     /// Most finished bookings one lot keeps; past it the one due to be forgotten soonest
     /// goes at once, so memory stays bounded whatever clients do within the retention.
     pub max_finished_bookings: u32,
@@ -324,6 +334,10 @@ impl Default for Config {
             early_checkin_minutes: 15,
             checkin_grace: Duration::from_secs(900),
             booking_retention_days: 7,
+            offer_minutes: 10,
+            max_waitlist_per_lot: 1000,
+            max_accounts: state::DEFAULT_MAX_ACCOUNTS,
+            jwt_ttl_hours: 24,
             max_finished_bookings: state::DEFAULT_MAX_FINISHED,
             auth: AuthConfig::default(),
             auth_timeout: Duration::from_secs(10),
@@ -796,6 +810,26 @@ impl Config {
         if self.checkin_grace > MAX_CHECKIN_GRACE {
             return invalid("checkin_grace", "must be from 0 to 86400 seconds (a day)");
         }
+        if self.jwt_ttl_hours == 0 || self.jwt_ttl_hours > 24 * 366 {
+            return invalid(
+                "jwt_ttl_hours",
+                &format!("must be from 1 to 8784, got {}", self.jwt_ttl_hours),
+            );
+        }
+        if self.offer_minutes == 0 || self.offer_minutes > 24 * 60 {
+            return invalid(
+                "offer_minutes",
+                &format!("must be from 1 to 1440, got {}", self.offer_minutes),
+            );
+        }
+        for (key, value, max) in [
+            ("max_waitlist_per_lot", self.max_waitlist_per_lot, 100_000),
+            ("max_accounts", self.max_accounts, 10_000_000),
+        ] {
+            if value > max {
+                return invalid(key, &format!("must be from 0 to {max}, got {value}"));
+            }
+        }
         self.validate_access()
     }
 
@@ -869,6 +903,14 @@ impl Config {
         }
     }
 
+    /// How waitlists work, from the settings.
+    pub fn waitlist_rules(&self) -> WaitlistRules {
+        WaitlistRules {
+            offer_for: Duration::from_secs(u64::from(self.offer_minutes) * 60),
+            max_entries: self.max_waitlist_per_lot,
+        }
+    }
+
     /// How each lot is booked, as the state wants it.
     pub fn lot_terms(&self) -> Vec<LotTerms> {
         self.lots
@@ -893,8 +935,11 @@ impl Config {
     /// The state the configuration describes, every lot empty, on `clock`: what a store
     /// starts from.
     pub fn state(&self, clock: Arc<dyn Clock>) -> Result<ParkingState, SetupError> {
-        ParkingState::new(self.lot_specs(), self.reservation_ttl, clock)?
-            .with_bookings(self.booking_rules(), self.lot_terms())
+        Ok(
+            ParkingState::new(self.lot_specs(), self.reservation_ttl, clock)?
+                .with_bookings(self.booking_rules(), self.lot_terms())?
+                .with_waitlist(self.waitlist_rules(), self.max_accounts),
+        )
     }
 
     /// The lots as the state wants them.
@@ -1003,7 +1048,8 @@ mod tests {
             panic!("{config:?}")
         };
         assert_eq!((pg.pool_size, pg.timeout), (16, Duration::from_secs(2)));
-        assert!(!format!("{config:?}").contains("secret"));
+        // The password, not the word (`auth.jwt_secret_file` is a key of the config).
+        assert!(!format!("{config:?}").contains("u:secret"));
         let config = Config::from_json(
             r#"{"store": {"kind": "postgres", "url": "host=/tmp", "pool_size": 4, "timeout": 0.5}}"#,
         )
@@ -1338,6 +1384,12 @@ mod tests {
         assert_eq!(rules.horizon, Duration::from_secs(30 * 86_400));
         assert_eq!(rules.checkin_grace, Duration::from_secs(60));
         assert!(config.state(Arc::new(state::SystemClock)).is_ok());
+        let waitlist = Config::from_json(r#"{"offer_minutes": 3}"#).unwrap();
+        assert_eq!(
+            waitlist.waitlist_rules().offer_for,
+            Duration::from_secs(180)
+        );
+        assert_eq!(Config::default().waitlist_rules().offer_for.as_secs(), 600);
         // Without terms, every space is bookable.
         assert_eq!(Config::default().lot_terms()[0].bookable, 100);
         for json in [
@@ -1362,6 +1414,14 @@ mod tests {
                 r#"{"max_finished_bookings": 2000000}"#,
                 "max_finished_bookings",
             ),
+            (r#"{"offer_minutes": 0}"#, "offer_minutes"),
+            (r#"{"offer_minutes": 1441}"#, "offer_minutes"),
+            (r#"{"jwt_ttl_hours": 0}"#, "jwt_ttl_hours"),
+            (
+                r#"{"max_waitlist_per_lot": 100001}"#,
+                "max_waitlist_per_lot",
+            ),
+            (r#"{"max_accounts": 10000001}"#, "max_accounts"),
         ] {
             assert_eq!(invalid_key(json), key, "{json}");
         }

@@ -12,7 +12,8 @@ use framing::rpc::{
     self, CancelOutcome, ErrorCode, KeyGrant, LotFilter, LotStatus, Reply, Request, WireError,
 };
 use state::{
-    BookingError, BookingId, BookingRequest, LotQuery, Plate, StateError, UnknownLot, Window, shown,
+    BookingError, BookingId, BookingRequest, LotQuery, Plate, StateError, UnknownLot, WaitId,
+    WaitlistError, Window, shown,
 };
 use store::Store;
 use warn_limit::peer_warn;
@@ -77,8 +78,13 @@ impl RpcProtocol {
             }
             Request::Reserve { .. } => Action::Reserve,
             Request::Cancel { .. } | Request::CancelBooking { .. } => Action::Cancel,
-            Request::Book { .. } => Action::Book,
-            Request::GetBooking { .. } => Action::ReadBooking,
+            Request::Book { .. } | Request::JoinWaitlist { .. } | Request::AcceptOffer { .. } => {
+                Action::Book
+            }
+            Request::LeaveWaitlist { .. } => Action::Cancel,
+            Request::GetBooking { .. }
+            | Request::MyBookings { .. }
+            | Request::MyWaitlist { .. } => Action::ReadBooking,
             Request::CheckIn { .. } => Action::CheckIn,
             Request::ListBookings { .. } => Action::ListBookings,
         };
@@ -243,6 +249,57 @@ impl RpcProtocol {
                         .map_err(unknown_lot)?,
                 )
             }
+            Request::JoinWaitlist {
+                lot,
+                plate: text,
+                start,
+                end,
+                spot,
+            } => {
+                let request = BookingRequest {
+                    lot,
+                    spot: spot.as_deref(),
+                    plate: plate(text)?,
+                    window: Window {
+                        start: *start,
+                        end: *end,
+                    },
+                };
+                Reply::Entry(
+                    self.store
+                        .join_waitlist(request, session.owner())
+                        .map_err(waitlist_error)?,
+                )
+            }
+            Request::AcceptOffer { entry } => {
+                let id = entry_id(entry)?;
+                Reply::Booking(
+                    self.store
+                        .accept_offer(&id, &|owner| session.may_handle(owner))
+                        .map_err(waitlist_error)?,
+                )
+            }
+            Request::LeaveWaitlist { entry } => match WaitId::parse(entry) {
+                // Not one of ours: there is nothing to leave.
+                Err(_) => Reply::Cancel(CancelOutcome::NotFound),
+                Ok(id) => Reply::Cancel(
+                    self.store
+                        .leave_waitlist(&id, &|owner| session.may_handle(owner))
+                        .map_err(refused)?,
+                ),
+            },
+            Request::MyBookings { plate: text } => {
+                let plate = plate(text)?;
+                Reply::Bookings(self.store.state().bookings_where(|booking| {
+                    booking.plate == plate && session.may_handle(booking.owner.as_deref())
+                }))
+            }
+            Request::MyWaitlist { plate: text } => {
+                let plate = plate(text)?;
+                Reply::Entries(self.store.state().waitlist_where(|entry| {
+                    entry.plate == plate && session.may_handle(entry.owner.as_deref())
+                }))
+            }
             Request::FindLots { query } => {
                 let LotFilter {
                     zone,
@@ -342,6 +399,32 @@ fn booking_id(text: &str) -> Result<BookingId, WireError> {
             format!("no booking with id {}", shown(text)),
         )
     })
+}
+
+/// A waitlist entry id from the wire; one that is not `<lotId>.w<n>` names no entry of ours.
+fn entry_id(text: &str) -> Result<WaitId, WireError> {
+    WaitId::parse(text).map_err(|_| {
+        WireError::new(
+            ErrorCode::UnknownEntry,
+            format!("no waitlist entry with id {}", shown(text)),
+        )
+    })
+}
+
+/// A refused waitlist operation as its wire error.
+fn waitlist_error(error: WaitlistError) -> WireError {
+    let code = match &error {
+        WaitlistError::UnknownLot(_) => ErrorCode::UnknownLot,
+        WaitlistError::UnknownSpot { .. } => ErrorCode::UnknownSpot,
+        WaitlistError::BadWindow(_) => ErrorCode::BadWindow,
+        WaitlistError::NotFull => ErrorCode::NotFull,
+        WaitlistError::AlreadyWaiting(_) => ErrorCode::AlreadyWaiting,
+        WaitlistError::WaitlistFull { .. } => ErrorCode::WaitlistFull,
+        WaitlistError::UnknownEntry(_) => ErrorCode::UnknownEntry,
+        WaitlistError::NoOffer => ErrorCode::NoOffer,
+        WaitlistError::Unavailable(_) => ErrorCode::Unavailable,
+    };
+    WireError::new(code, error.to_string())
 }
 
 /// A refused booking operation as its wire error.

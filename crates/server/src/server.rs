@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use accounts::{Drivers, JwtSecret};
 use auth::Authenticator;
 use broker::{Broker, BrokerConfig, Held};
 use shutdown::ShutdownHandle;
@@ -203,6 +204,7 @@ impl Server {
         if let Some(err) = config.protected_mode_violation() {
             return Err(StartError::Config(err));
         }
+        let drivers = Arc::new(drivers(&config)?);
         let auth = Authenticator::new(&config.auth)
             .map_err(|err| {
                 StartError::Config(ConfigError::Invalid {
@@ -210,7 +212,7 @@ impl Server {
                     reason: err.to_string(),
                 })
             })?
-            .map(Arc::new);
+            .map(|auth| Arc::new(auth.with_drivers(Arc::clone(&drivers), Arc::clone(&clock))));
         let acceptor = match &config.tls {
             Some(tls) => {
                 Some(TlsAcceptor::from_pem_files(&tls.cert, &tls.key).map_err(StartError::Tls)?)
@@ -341,6 +343,7 @@ impl Server {
         Ok(RunningServer {
             addrs,
             store,
+            drivers,
             shutdown,
             accept_threads,
             rpc,
@@ -353,6 +356,38 @@ impl Server {
             stopped: false,
         })
     }
+}
+
+/// Drivers' accounts and login tokens: the secret that signs their tokens from
+/// `auth.jwt_secret_file`, else kept in the data directory (made on first start), else one
+/// made for this run (tokens then die with the process). The secret is never logged.
+fn drivers(config: &Config) -> Result<Drivers, StartError> {
+    let invalid = |key, reason: String| StartError::Config(ConfigError::Invalid { key, reason });
+    let secret = match (&config.auth.jwt_secret_file, &config.data_dir) {
+        (Some(path), _) => {
+            JwtSecret::read(path).map_err(|err| invalid("auth.jwt_secret_file", err.to_string()))?
+        }
+        (None, Some(dir)) => {
+            let (secret, made) =
+                JwtSecret::in_data_dir(dir).map_err(|err| invalid("data_dir", err.to_string()))?;
+            if made {
+                log::info!(
+                    "made the secret for drivers' login tokens in {}",
+                    dir.join(accounts::SECRET_FILE_NAME).display()
+                );
+            }
+            secret
+        }
+        (None, None) => {
+            log::info!(
+                "drivers' login tokens are signed with a secret made for this run \
+                 (no auth.jwt_secret_file, no data_dir): they do not outlive a restart"
+            );
+            JwtSecret::random().map_err(|err| invalid("auth.jwt_secret_file", err.to_string()))?
+        }
+    };
+    let ttl = Duration::from_secs(u64::from(config.jwt_ttl_hours) * 3600);
+    Drivers::new(&secret, ttl).map_err(|err| invalid("auth.jwt_secret_file", err.to_string()))
 }
 
 /// The store the configuration describes, with the state loaded from it: before the ports
@@ -422,6 +457,8 @@ struct Addresses {
 pub struct RunningServer {
     addrs: Addresses,
     store: Arc<dyn Store>,
+    /// Drivers' registration, login and tokens (the HTTP routes use them).
+    drivers: Arc<Drivers>,
     shutdown: ShutdownHandle,
     accept_threads: Vec<JoinHandle<()>>,
     rpc: Arc<Scheduler<RpcProtocol>>,
@@ -460,6 +497,11 @@ impl RunningServer {
     /// The store the server writes through.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Drivers' registration, login and tokens.
+    pub fn drivers(&self) -> &Arc<Drivers> {
+        &self.drivers
     }
 
     /// The broker, for its statistics.

@@ -35,6 +35,7 @@ fn token(id: &str) -> String {
 
 fn keys() -> AuthConfig {
     AuthConfig {
+        jwt_secret_file: None,
         keys: KEYS
             .iter()
             .map(|&(id, role, lot)| KeyConfig {

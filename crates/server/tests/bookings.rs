@@ -801,7 +801,8 @@ fn a_node_over_postgresql_refuses_bookings_and_gate_lines_with_the_reason() {
     let mut gate = RawLines::connect(server.sensor_addr());
     let refused = gate.call("ENTER A P1");
     assert!(
-        refused.starts_with("ERR UNAVAILABLE storage: bookings and gate lines"),
+        refused
+            .starts_with("ERR UNAVAILABLE storage: bookings, gate lines (ENTER/EXIT), waitlists"),
         "{refused}"
     );
     // Count lines and reservations still go through the database.

@@ -81,6 +81,7 @@ fn tls_and_keys_together() {
     let cert = TestCert::new();
     let server = start_tls(&cert, |config| {
         config.auth = AuthConfig {
+            jwt_secret_file: None,
             keys: vec![KeyConfig {
                 id: KeyId::new("ops").unwrap(),
                 role: Role::Operator,

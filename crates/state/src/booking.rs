@@ -34,12 +34,19 @@ pub enum BookingStatus {
     Cancelled,
     /// Not checked in by `start + checkin_grace` (or by the end of a shorter window).
     NoShow,
+    /// Held for a waitlist entry until its offer runs out: accepted, it becomes `CONFIRMED`;
+    /// not accepted in time, it is forgotten and the space passes on.
+    Offered,
 }
 
 impl BookingStatus {
-    /// Whether the booking counts against its lot (and spot).
+    /// Whether the booking counts against its lot (and spot): an offer does, since it holds
+    /// the space for the driver it is offered to.
     pub fn is_active(self) -> bool {
-        matches!(self, BookingStatus::Confirmed | BookingStatus::CheckedIn)
+        matches!(
+            self,
+            BookingStatus::Confirmed | BookingStatus::CheckedIn | BookingStatus::Offered
+        )
     }
 
     /// The status as the wire writes it.
@@ -50,6 +57,7 @@ impl BookingStatus {
             BookingStatus::Completed => "COMPLETED",
             BookingStatus::Cancelled => "CANCELLED",
             BookingStatus::NoShow => "NO_SHOW",
+            BookingStatus::Offered => "OFFERED",
         }
     }
 }
@@ -101,6 +109,8 @@ pub struct Booking {
     pub overstay: bool,
     /// The car is in the lot: checked in and not yet through the exit gate.
     pub inside: bool,
+    /// For an `OFFERED` booking, when the offer runs out (Unix seconds).
+    pub offered_until: Option<u64>,
 }
 
 impl Booking {
@@ -126,6 +136,8 @@ struct BookingFields {
     overstay: bool,
     #[serde(default)]
     inside: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offered_until: Option<u64>,
 }
 
 impl From<Booking> for BookingFields {
@@ -141,6 +153,7 @@ impl From<Booking> for BookingFields {
             owner: booking.owner,
             overstay: booking.overstay,
             inside: booking.inside,
+            offered_until: booking.offered_until,
         }
     }
 }
@@ -170,6 +183,7 @@ impl TryFrom<BookingFields> for Booking {
             owner: fields.owner,
             overstay: fields.overstay,
             inside: fields.inside,
+            offered_until: fields.offered_until,
         })
     }
 }
@@ -504,6 +518,7 @@ mod tests {
             owner: None,
             overstay: false,
             inside: true,
+            offered_until: None,
         };
         let json = serde_json::to_string(&booking).unwrap();
         assert_eq!(

@@ -14,6 +14,7 @@ use crate::booking::{
     SpotOffer, SpotSpec, Window,
 };
 use crate::ids::{BookingId, Label, LotId, Plate};
+use crate::notice::Notice;
 use crate::timeline::Timeline;
 
 /// Due-queue entries tolerated per booking before the queue is rebuilt (as for the expiry
@@ -63,6 +64,12 @@ pub(crate) struct LotBookings {
     due: BinaryHeap<Reverse<(u64, u64)>>,
     /// How many bookings hold a space now.
     holding: u32,
+    /// How many times an active booking stopped counting (cancelled, a no-show, completed,
+    /// an offer gone): the lot's waitlist looks for a space to offer only after this moves
+    /// or the lot's free count grows, since nothing else can make room.
+    released: u64,
+    /// Notices for owners, waiting to be handed to the state's notice listeners.
+    pub(crate) notices: Vec<Notice>,
 }
 
 impl LotBookings {
@@ -83,6 +90,8 @@ impl LotBookings {
             by_plate: HashMap::new(),
             due: BinaryHeap::new(),
             holding: 0,
+            released: 0,
+            notices: Vec::new(),
         }
     }
 
@@ -129,6 +138,10 @@ impl LotBookings {
             // Marks the queue entry as used, so that `set` queues the next due time even if
             // it is the same.
             entry.due = u64::MAX;
+            if at == reminder_at(&entry.booking) && entry.booking.status == BookingStatus::Confirmed
+            {
+                self.notices.push(Notice::Reminder(entry.booking.clone()));
+            }
             let settled = settle(&entry.booking, &self.rules, now);
             self.set(seq, settled, now);
         }
@@ -138,10 +151,17 @@ impl LotBookings {
     /// booking, a change, an undo, a replay. Limits are not checked (they were, when the
     /// booking was made).
     pub(crate) fn set(&mut self, seq: u64, booking: Option<Booking>, now: u64) {
-        let queued = self.entries.remove(&seq).map(|old| {
-            self.unlink(seq, &old);
-            old.due
-        });
+        let old = self.entries.remove(&seq);
+        if let Some(old) = &old {
+            self.unlink(seq, old);
+        }
+        if let Some(notice) = booking
+            .as_ref()
+            .and_then(|new| Notice::of_booking(old.as_ref().map(|old| &old.booking), new))
+        {
+            self.notices.push(notice);
+        }
+        let queued = old.map(|old| old.due);
         self.next_seq = self.next_seq.max(seq.saturating_add(1));
         let Some(booking) = booking else {
             self.compact();
@@ -149,9 +169,14 @@ impl LotBookings {
         };
         self.compact();
         let window = booking.window;
-        let holding = booking.status == BookingStatus::Confirmed
-            && window.start <= now
-            && now < self.rules.no_show_at(window);
+        let holding = match booking.status {
+            BookingStatus::Confirmed => window.start <= now && now < self.rules.no_show_at(window),
+            // An offer holds the space it offers for as long as it runs.
+            BookingStatus::Offered => {
+                window.contains(now) && booking.offered_until.is_some_and(|until| now < until)
+            }
+            _ => false,
+        };
         if booking.status.is_active() {
             self.timeline.add(window.start, window.end);
             if let Some(line) = self.spot_line(&booking) {
@@ -164,7 +189,14 @@ impl LotBookings {
         if booking.status == BookingStatus::Confirmed || booking.inside {
             self.by_plate.entry(booking.plate).or_default().push(seq);
         }
-        let due = next_due(&booking, &self.rules, holding);
+        let mut due = next_due(&booking, &self.rules, holding);
+        // An owned booking's reminder comes first, unless its time has passed.
+        if booking.status == BookingStatus::Confirmed && booking.owner.is_some() {
+            let remind = reminder_at(&booking);
+            if now < remind {
+                due = due.min(remind);
+            }
+        }
         if queued != Some(due) {
             self.due.push(Reverse((due, seq)));
         }
@@ -215,6 +247,7 @@ impl LotBookings {
             self.finished.remove(&(self.forget_at(booking), seq));
         }
         if booking.status.is_active() {
+            self.released += 1;
             self.timeline
                 .remove(booking.window.start, booking.window.end);
             if let Some(line) = self.spot_line(booking) {
@@ -292,15 +325,47 @@ impl LotBookings {
         self.rules
             .check(window, now)
             .map_err(BookingError::BadWindow)?;
-        let line = match spot {
-            None => None,
-            Some(spot) => Some(self.spot_index.get(spot).copied().ok_or_else(|| {
-                BookingError::UnknownSpot {
-                    lot: lot.clone(),
-                    spot: spot.to_owned(),
-                }
-            })?),
+        let line = self.spot(lot, spot)?;
+        self.fits(line, window, now, free)?;
+        let seq = self.next_seq;
+        let booking = Booking {
+            id: BookingId::new(lot.clone(), seq),
+            spot: line.map(|line| self.spots[line].id.clone()),
+            plate,
+            window,
+            status: BookingStatus::Confirmed,
+            owner: owner.map(str::to_owned),
+            overstay: false,
+            inside: false,
+            offered_until: None,
         };
+        self.set(seq, Some(booking.clone()), now);
+        Ok(booking)
+    }
+
+    /// The line of the named spot `spot` (`None`: any space of the lot).
+    pub(crate) fn spot(
+        &self,
+        lot: &LotId,
+        spot: Option<&str>,
+    ) -> Result<Option<usize>, BookingError> {
+        let Some(spot) = spot else { return Ok(None) };
+        let line = self.spot_index.get(spot).copied();
+        line.map(Some).ok_or_else(|| BookingError::UnknownSpot {
+            lot: lot.clone(),
+            spot: spot.to_owned(),
+        })
+    }
+
+    /// Whether a booking of spot `line` (or any space) over `window` fits at `now` with
+    /// `free` spaces free: the check of [`LotBookings::book`] beyond the window's rules.
+    pub(crate) fn fits(
+        &self,
+        line: Option<usize>,
+        window: Window,
+        now: u64,
+        free: u32,
+    ) -> Result<(), BookingError> {
         if line.is_some_and(|line| self.spot_taken(line, window)) {
             return Err(BookingError::SpotTaken);
         }
@@ -313,19 +378,69 @@ impl LotBookings {
         if window.contains(now) && free == 0 {
             return Err(BookingError::NoSpaceNow);
         }
+        Ok(())
+    }
+
+    /// How many times an active booking has stopped counting; see the field.
+    pub(crate) fn released(&self) -> u64 {
+        self.released
+    }
+
+    /// Holds a space (or spot `line`) over `window` for a waitlist entry's `plate` and
+    /// `owner` until `until`, if one fits now: an `OFFERED` booking. The window is the
+    /// entry's, which kept the rules when it joined; the caller cuts off what is past.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn hold_offer(
+        &mut self,
+        lot: &LotId,
+        line: Option<usize>,
+        plate: Plate,
+        window: Window,
+        owner: Option<&str>,
+        until: u64,
+        now: u64,
+        free: u32,
+    ) -> Option<Booking> {
+        self.fits(line, window, now, free).ok()?;
         let seq = self.next_seq;
         let booking = Booking {
             id: BookingId::new(lot.clone(), seq),
             spot: line.map(|line| self.spots[line].id.clone()),
             plate,
             window,
-            status: BookingStatus::Confirmed,
+            status: BookingStatus::Offered,
             owner: owner.map(str::to_owned),
             overstay: false,
             inside: false,
+            offered_until: Some(until),
         };
         self.set(seq, Some(booking.clone()), now);
-        Ok(booking)
+        Some(booking)
+    }
+
+    /// Turns the live offer `seq` into a confirmed booking; returns the old and new records.
+    /// A window that began while it was offered now begins at `now`, so that the booking's
+    /// grace for check-in runs from when the driver took it.
+    pub(crate) fn accept(&mut self, seq: u64, now: u64) -> Option<(Booking, Booking)> {
+        let old = self.get(seq)?;
+        let live = old.status == BookingStatus::Offered
+            && old.offered_until.is_some_and(|until| now < until)
+            && now < old.window.end;
+        if !live {
+            return None;
+        }
+        let old = old.clone();
+        let new = Booking {
+            status: BookingStatus::Confirmed,
+            offered_until: None,
+            window: Window {
+                start: old.window.start.max(now),
+                end: old.window.end,
+            },
+            ..old.clone()
+        };
+        self.set(seq, Some(new.clone()), now);
+        Some((old, new))
     }
 
     /// Cancels booking `seq` if it is confirmed and `allowed` says so of its owner; returns
@@ -509,12 +624,26 @@ fn settle(booking: &Booking, rules: &BookingRules, now: u64) -> Option<Booking> 
     if booking.status == BookingStatus::CheckedIn && now >= window.end {
         booking.status = BookingStatus::Completed;
     }
+    if booking.status == BookingStatus::Offered
+        && booking.offered_until.is_none_or(|until| now >= until)
+    {
+        // An offer not taken in time leaves nothing behind: the space passes on.
+        return None;
+    }
     let grace = rules.checkin_grace.as_secs();
     if booking.inside && now >= window.end.saturating_add(grace) {
         booking.overstay = true;
     }
     let forget_at = window.end.saturating_add(rules.retention.as_secs());
     (booking.status.is_active() || now < forget_at).then_some(booking)
+}
+
+/// How long before its start an owned booking's owner is reminded of it.
+pub(crate) const REMINDER_LEAD_SECS: u64 = 15 * 60;
+
+/// When the owner of `booking` is reminded of it.
+fn reminder_at(booking: &Booking) -> u64 {
+    booking.window.start.saturating_sub(REMINDER_LEAD_SECS)
 }
 
 /// When `booking` next has something due; `holding` says whether it holds a space now.
@@ -527,6 +656,15 @@ fn next_due(booking: &Booking, rules: &BookingRules, holding: bool) -> u64 {
         BookingStatus::Confirmed if holding => no_show,
         BookingStatus::Confirmed => window.start.min(no_show),
         BookingStatus::CheckedIn => window.end,
+        // Holding, or not yet started (it begins to hold at its start).
+        BookingStatus::Offered => {
+            let until = booking.offered_until.unwrap_or(0);
+            if holding {
+                until
+            } else {
+                window.start.min(until)
+            }
+        }
         BookingStatus::Completed if booking.inside && !booking.overstay => {
             window.end.saturating_add(rules.checkin_grace.as_secs())
         }

@@ -10,8 +10,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::account::Account;
 use crate::booking::Booking;
-use crate::ids::{BookingId, LotId, Plate};
+use crate::ids::{BookingId, LotId, Plate, Username, WaitId};
+use crate::waitlist::WaitEntry;
 
 /// One key of the state and its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +54,28 @@ pub enum Change {
         /// The next number.
         next: u64,
     },
+    /// Waitlist entry `id`: its whole record (its offer included), or none (left, done,
+    /// or never made).
+    Waiting {
+        /// The entry, which names its lot.
+        id: WaitId,
+        /// Its record; its own id is `id`.
+        entry: Option<WaitEntry>,
+    },
+    /// The number `lot`'s next waitlist entry gets, at least (as for bookings).
+    WaitNumber {
+        /// The lot.
+        lot: LotId,
+        /// The next number.
+        next: u64,
+    },
+    /// A driver's account, or none. Accounts are in no lot.
+    Account {
+        /// The account's name.
+        username: Username,
+        /// Its record; its own name is `username`.
+        account: Option<Account>,
+    },
     /// Changes of one lot made as one (a car at the gate: the count, the booking it checks
     /// in to, the reservation it consumes), so that a replay never has one without the others.
     Batch {
@@ -63,14 +87,17 @@ pub enum Change {
 }
 
 impl Change {
-    /// The lot the change is in.
-    pub fn lot(&self) -> &LotId {
+    /// The lot the change is in; `None` for an account, which is in none.
+    pub fn lot(&self) -> Option<&LotId> {
         match self {
             Change::Reservation { lot, .. }
             | Change::Count { lot, .. }
             | Change::BookingNumber { lot, .. }
-            | Change::Batch { lot, .. } => lot,
-            Change::Booking { id, .. } => id.lot(),
+            | Change::WaitNumber { lot, .. }
+            | Change::Batch { lot, .. } => Some(lot),
+            Change::Booking { id, .. } => Some(id.lot()),
+            Change::Waiting { id, .. } => Some(id.lot()),
+            Change::Account { .. } => None,
         }
     }
 }
@@ -94,8 +121,9 @@ impl std::error::Error for Unavailable {}
 /// Where a [`crate::ParkingState`] records its changes so that they outlive the process: the
 /// durable store's journal.
 pub trait Recorder: Send + Sync {
-    /// Records that `redo` replaced `undo`. Called under the changed lot's lock, so changes
-    /// of one lot are recorded in the order they happen. A refusal rolls the change back at
+    /// Records that `redo` replaced `undo`. Called under the changed lot's lock (for an
+    /// account, the accounts' lock), so changes of one lot are recorded in the order they
+    /// happen. A refusal rolls the change back at
     /// once and the operation fails.
     fn record(&self, undo: &Change, redo: &Change) -> Result<Commit, Unavailable>;
 
@@ -137,6 +165,22 @@ mod tests {
             Change::BookingNumber {
                 lot: LotId::new("A").unwrap(),
                 next: 4,
+            },
+            Change::Waiting {
+                id: crate::WaitId::parse("A.w2").unwrap(),
+                entry: None,
+            },
+            Change::WaitNumber {
+                lot: LotId::new("A").unwrap(),
+                next: 3,
+            },
+            Change::Account {
+                username: crate::Username::new("alice").unwrap(),
+                account: Some(Account {
+                    username: crate::Username::new("alice").unwrap(),
+                    password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+                    created_at: 7,
+                }),
             },
             Change::Batch {
                 lot: LotId::new("A").unwrap(),

@@ -393,6 +393,144 @@ impl fmt::Display for BookingId {
     }
 }
 
+/// A waitlist entry's id: its lot and its number there, written `<lotId>.w<n>` (`A.w3`), so
+/// that it names its lot as a booking id does and never reads as one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct WaitId {
+    lot: LotId,
+    seq: u64,
+}
+
+/// A string that is not `<lotId>.w<n>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitIdError(pub String);
+
+impl fmt::Display for WaitIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "waitlist id {} is not <lotId>.w<number>", shown(&self.0))
+    }
+}
+
+impl std::error::Error for WaitIdError {}
+
+impl WaitId {
+    /// The id of entry number `seq` in `lot`'s waitlist.
+    pub fn new(lot: LotId, seq: u64) -> Self {
+        WaitId { lot, seq }
+    }
+
+    /// Parses `<lotId>.w<n>`.
+    pub fn parse(text: &str) -> Result<Self, WaitIdError> {
+        let bad = || WaitIdError(text.to_owned());
+        let (lot, seq) = text.split_once(".w").ok_or_else(bad)?;
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        Ok(WaitId {
+            lot: LotId::new(lot).map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+
+    /// The lot whose waitlist the entry is on.
+    pub fn lot(&self) -> &LotId {
+        &self.lot
+    }
+
+    /// Its number within the lot's waitlist: later entries have higher numbers.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl TryFrom<String> for WaitId {
+    type Error = WaitIdError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        WaitId::parse(&text)
+    }
+}
+
+impl From<WaitId> for String {
+    fn from(id: WaitId) -> Self {
+        id.to_string()
+    }
+}
+
+impl fmt::Display for WaitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.w{}", self.lot, self.seq)
+    }
+}
+
+/// Shortest username.
+pub const MIN_USERNAME_LEN: usize = 3;
+/// Longest username.
+pub const MAX_USERNAME_LEN: usize = 32;
+
+/// A driver's account name: 3 to 32 characters of `a-z 0-9 _ . -`. Lowercase only, so that
+/// two accounts never differ by case alone (and nobody mistakes `Alice` for `alice`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Username(Arc<str>);
+
+/// A string that breaks the username rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsernameError(pub String);
+
+impl fmt::Display for UsernameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "username {} must be {MIN_USERNAME_LEN} to {MAX_USERNAME_LEN} characters of a-z 0-9 _ . -",
+            shown(&self.0)
+        )
+    }
+}
+
+impl std::error::Error for UsernameError {}
+
+impl Username {
+    /// Validates `name`.
+    pub fn new(name: &str) -> Result<Self, UsernameError> {
+        let valid = (MIN_USERNAME_LEN..=MAX_USERNAME_LEN).contains(&name.len())
+            && name.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+            });
+        if valid {
+            Ok(Username(name.into()))
+        } else {
+            Err(UsernameError(name.to_owned()))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Username {
+    type Error = UsernameError;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Username::new(&name)
+    }
+}
+
+impl From<Username> for String {
+    fn from(name: Username) -> Self {
+        name.as_str().to_owned()
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,6 +658,36 @@ mod tests {
         assert_eq!(
             BookingId::parse("A.x").unwrap_err().to_string(),
             "booking id \"A.x\" is not <lotId>.<number>"
+        );
+    }
+
+    #[test]
+    fn waitlist_ids_and_usernames_validate() {
+        let id = WaitId::parse("North-1.w3").unwrap();
+        assert_eq!((id.lot().as_str(), id.seq()), ("North-1", 3));
+        assert_eq!(id.to_string(), "North-1.w3");
+        for bad in ["", "A.3", "A.w", "A.wx", ".w1", "A.w1.2", "ALL.w1", "A.w+1"] {
+            assert!(WaitId::parse(bad).is_err(), "{bad}");
+        }
+        assert!(BookingId::parse("A.w3").is_err());
+
+        for good in ["bob", "alice.smith-2", "a_b", &"x".repeat(32)] {
+            assert_eq!(Username::new(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "ab",
+            "Alice",
+            "al ice",
+            "al@ice",
+            &"x".repeat(33),
+            "é123",
+        ] {
+            assert!(Username::new(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Username::new("Al").unwrap_err().to_string(),
+            "username \"Al\" must be 3 to 32 characters of a-z 0-9 _ . -"
         );
     }
 }

@@ -22,11 +22,18 @@
 //! confirmed booking whose window includes now holds a space as a reservation does. A lot
 //! without bookings pays one comparison per operation for them.
 //!
+//! A lot whose bookings are full keeps a waitlist: when room appears (a cancellation, a
+//! no-show, an offer not taken), the oldest waiting entry that fits is offered the space,
+//! held for it as an `OFFERED` booking for a while; accepted, it is a booking, not accepted,
+//! it passes on. Drivers' accounts are kept here too, so that they are made durable with the
+//! rest.
+//!
 //! Time comes from a [`Clock`], so tests can expire reservations and move bookings on without
 //! sleeping; reservations expire on the monotonic clock, bookings run on the wall clock
 //! (their windows are Unix seconds).
 //!
 //! # Layout
+//! - `account`: drivers' [`Account`]s as kept (the password's hash, never the password).
 //! - `booking`: the vocabulary of bookings: [`Booking`], [`Window`], [`BookingRules`],
 //!   [`LotTerms`], [`BookingError`] and the outcomes of the gate and of discovery.
 //! - `bookings`: one lot's bookings: records, the lot's timeline, spot lines, due times.
@@ -36,26 +43,33 @@
 //! - `ids`: validated domain values: [`LotId`], [`Plate`], [`SpotId`], [`Label`],
 //!   [`BookingId`].
 //! - `lot`: one lot's counters and reservations, and the outcomes of operations on it.
+//! - `notice`: [`Notice`], what owners are told about their bookings and entries.
 //! - `parking`: [`ParkingState`], the lots shared between threads, and what reads return;
 //!   `parking/bookings.rs` holds its booking operations.
 //! - `purger`: the background thread that does what is due on time: expiries, and the
 //!   holds, no-shows and completions of bookings.
 //! - `shown`: [`shown`], how errors everywhere echo peer input (short, escaped).
 //! - `timeline`: how many bookings cover each instant.
+//! - `waitlist`: [`WaitEntry`], [`Offer`], [`WaitlistRules`], [`WaitlistError`], and one
+//!   lot's waitlist.
 
 #![forbid(unsafe_code)]
 
+mod account;
 mod booking;
 mod bookings;
 mod change;
 mod clock;
 mod ids;
 mod lot;
+mod notice;
 mod parking;
 mod purger;
 mod shown;
 mod timeline;
+mod waitlist;
 
+pub use account::{Account, AccountError};
 pub use booking::{
     Booking, BookingError, BookingRequest, BookingRules, BookingStatus, DEFAULT_MAX_FINISHED,
     GateOutcome, LotOffer, LotQuery, LotTerms, Passage, START_SLACK_SECS, SpotOffer, SpotSpec,
@@ -65,12 +79,15 @@ pub use change::{Change, Commit, Recorder, Unavailable};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
     BookingId, BookingIdError, Label, LotId, LotIdError, MAX_LOT_ID_LEN, MAX_NAME_LEN,
-    MAX_PLATE_LEN, NameError, Plate, PlateError, SpotId,
+    MAX_PLATE_LEN, MAX_USERNAME_LEN, MIN_USERNAME_LEN, NameError, Plate, PlateError, SpotId,
+    Username, UsernameError, WaitId, WaitIdError,
 };
 pub use lot::{CancelOutcome, CountChange, ReserveOutcome};
+pub use notice::{Notice, NoticeListener};
 pub use parking::{
-    Listener, LotChange, LotSnapshot, LotSpec, OccupancyUpdate, ParkingState, SetupError,
-    StateError, UnknownLot,
+    DEFAULT_MAX_ACCOUNTS, Listener, LotChange, LotSnapshot, LotSpec, OccupancyUpdate, ParkingState,
+    SetupError, StateError, UnknownLot,
 };
 pub use purger::Purger;
 pub use shown::{SHOWN_CHARS, Shown, shown};
+pub use waitlist::{Offer, WaitEntry, WaitlistError, WaitlistRules};

@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::booking::BookingRules;
 use crate::bookings::LotBookings;
 use crate::ids::Plate;
+use crate::waitlist::LotWaitlist;
 
 /// Entries the expiry queue may hold per live reservation (the live one's own entry included,
 /// the rest stale ones left behind by cancels) before it is rebuilt; keeps memory proportional
@@ -97,6 +98,8 @@ pub(crate) struct Lot {
     published_seq: u64,
     /// Bookings of time windows; those holding a space now count like reservations.
     pub(crate) bookings: LotBookings,
+    /// Drivers waiting for room in the lot, and the offers made to them.
+    pub(crate) waitlist: LotWaitlist,
 }
 
 impl Lot {
@@ -109,6 +112,7 @@ impl Lot {
             published_free: capacity,
             published_seq: 0,
             bookings: LotBookings::new(capacity, BookingRules::default()),
+            waitlist: LotWaitlist::default(),
         }
     }
 

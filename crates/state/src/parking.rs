@@ -3,8 +3,11 @@
 //! # Layout
 //! - this file: the state, its setup, reservations, sensor counts, durability and publishing.
 //! - `bookings`: its booking operations (book, check in, the gate, discovery).
+//! - `waitlist`: its waitlist operations (join, leave, accept), the offers made when room
+//!   appears, and drivers' accounts and bookings.
 
 mod bookings;
+mod waitlist;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -15,11 +18,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 
+use crate::account::Accounts;
 use crate::booking::{BookingRules, LotTerms};
 use crate::change::{Change, Recorder, Unavailable};
 use crate::clock::Clock;
 use crate::ids::{LotId, Plate};
 use crate::lot::{CancelOutcome, CountChange, Held, Lot, ReserveOutcome};
+use crate::notice::{Notice, NoticeListener};
+use crate::waitlist::WaitlistRules;
 
 /// A lot as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,10 +183,16 @@ struct LotEntry {
     lot: Mutex<Lot>,
     /// Changes made but not yet handed to the listeners, in the order they were made (they
     /// are queued under `lot`'s lock).
-    pending: Mutex<VecDeque<LotChange>>,
+    pending: Mutex<VecDeque<Published>>,
     /// Held by the one thread handing this lot's pending changes to the listeners. Others
     /// that find it taken leave their change to that thread instead of waiting.
     publishing: Mutex<()>,
+}
+
+/// What a lot hands to listeners: a change of its free count, or an owner's notice.
+enum Published {
+    Free(LotChange),
+    Notice(Notice),
 }
 
 /// Every lot's occupancy and reservations, safe to share between threads.
@@ -191,6 +203,7 @@ pub struct ParkingState {
     ttl: Duration,
     clock: Arc<dyn Clock>,
     listeners: RwLock<Vec<Listener>>,
+    notice_listeners: RwLock<Vec<NoticeListener>>,
     /// Where changes are made durable; unset, the state lives in memory only.
     recorder: OnceLock<Arc<dyn Recorder>>,
     /// What booking windows must keep.
@@ -201,6 +214,8 @@ pub struct ParkingState {
     /// When that thread plans to wake, in Unix milliseconds: `u64::MAX` while it is working
     /// out when (so a booking made meanwhile wakes it), 0 while there is no such thread.
     wakes_at_ms: AtomicU64,
+    /// Drivers' accounts; in no lot, so behind their own lock.
+    accounts: Mutex<Accounts>,
     /// Set for a copy of a state decided elsewhere ([`ParkingState::follower`]): nothing
     /// expires by this state's clock.
     follower: bool,
@@ -256,10 +271,15 @@ impl ParkingState {
             ttl,
             clock,
             listeners: RwLock::new(Vec::new()),
+            notice_listeners: RwLock::new(Vec::new()),
             recorder: OnceLock::new(),
             rules: BookingRules::default(),
             waker: Mutex::new(None),
             wakes_at_ms: AtomicU64::new(0),
+            accounts: Mutex::new(Accounts {
+                max: DEFAULT_MAX_ACCOUNTS,
+                ..Accounts::default()
+            }),
             follower: false,
         })
     }
@@ -304,6 +324,16 @@ impl ParkingState {
         Ok(self)
     }
 
+    /// Sets how waitlists work (offer time, most entries per lot) and how many drivers'
+    /// accounts are kept at most. Before any entry or account.
+    pub fn with_waitlist(mut self, rules: WaitlistRules, max_accounts: usize) -> Self {
+        for entry in &mut self.entries {
+            entry.lot.get_mut().waitlist.configure(rules);
+        }
+        self.accounts.get_mut().max = max_accounts;
+        self
+    }
+
     /// The rules booking windows must keep.
     pub fn booking_rules(&self) -> &BookingRules {
         &self.rules
@@ -331,6 +361,12 @@ impl ParkingState {
     /// Registers a listener for every later change of any lot's free count.
     pub fn add_listener(&self, listener: Listener) {
         self.listeners.write().push(listener);
+    }
+
+    /// Registers a listener for every later notice to an owner (their bookings' changes,
+    /// their waitlist offers and offers run out).
+    pub fn add_notice_listener(&self, listener: NoticeListener) {
+        self.notice_listeners.write().push(listener);
     }
 
     /// How long a reservation lives.
@@ -492,7 +528,7 @@ impl ParkingState {
     /// date with the clock (a no-show, a completion).
     pub fn apply(&self, change: &Change) -> Result<(), UnknownLot> {
         if let Change::Batch { lot, changes } = change
-            && changes.iter().any(|change| change.lot() != lot)
+            && changes.iter().any(|change| change.lot() != Some(lot))
         {
             // Never written by this state; applied key by key rather than refused.
             return changes.iter().try_for_each(|change| self.apply(change));
@@ -506,11 +542,32 @@ impl ParkingState {
     /// (expiring three reservations, say) then reaches subscribers as the one event it is,
     /// not as the intermediate counts nobody else saw. Stops at the first unknown lot.
     pub fn apply_all(&self, changes: &[Change]) -> Result<(), UnknownLot> {
+        let mixed = |change: &Change| {
+            matches!(change, Change::Batch { lot, changes }
+                if changes.iter().any(|change| change.lot() != Some(lot)))
+        };
+        if changes.iter().any(mixed) {
+            // A batch across lots is never written by this state; applied key by key.
+            return changes.iter().try_for_each(|change| self.apply(change));
+        }
         for run in changes.chunk_by(|a, b| a.lot() == b.lot()) {
             let Some(first) = run.first() else { continue };
-            let entry = self.entry(first.lot().as_str())?;
+            let Some(lot) = first.lot() else {
+                // Accounts, which are in no lot.
+                let mut accounts = self.accounts.lock();
+                for change in run {
+                    if let Change::Account { username, account } = change {
+                        accounts.set(username, account.clone());
+                    }
+                }
+                continue;
+            };
+            let entry = self.entry(lot.as_str())?;
+            // No offers are derived while changes are applied: the journal (or the node
+            // that made them) has the offers that were made, and one derived here could hold
+            // a space a later change hands to someone else.
             let due = self
-                .with_entry(entry, |lot, now| {
+                .with_entry_as(entry, false, |lot, now| {
                     let wall_now = unix_ms(self.clock.wall());
                     for change in run {
                         set_key(lot, change, now, wall_now);
@@ -518,8 +575,8 @@ impl ParkingState {
                     if self.follower {
                         return None;
                     }
-                    lot.bookings.advance(wall_now / 1000);
-                    lot.bookings.next_due()
+                    advance(lot, wall_now / 1000);
+                    next_due(lot)
                 })
                 .0;
             self.nudge(due);
@@ -527,8 +584,8 @@ impl ParkingState {
         Ok(())
     }
 
-    /// Every key of the state as changes: each lot's count, its live reservations and its
-    /// bookings. Taken
+    /// Every key of the state as changes: each lot's count, its live reservations, its
+    /// bookings and its waitlist, then the accounts. Taken
     /// lot by lot, each under its own lock, so it never stops the whole state; replaying the
     /// journal from where it began on top of it gives the state as it was at the end.
     pub fn image(&self) -> Vec<Change> {
@@ -556,8 +613,26 @@ impl ParkingState {
                     id: booking.id.clone(),
                     booking: Some(booking.clone()),
                 }));
+                let next = lot.waitlist.next_number();
+                if next > 1 {
+                    changes.push(Change::WaitNumber {
+                        lot: entry.id.clone(),
+                        next,
+                    });
+                }
+                changes.extend(lot.waitlist.all().map(|waiting| Change::Waiting {
+                    id: waiting.id.clone(),
+                    entry: Some(waiting.clone()),
+                }));
             });
         }
+        let accounts = self.accounts.lock();
+        let mut names: Vec<_> = accounts.by_name.keys().collect();
+        names.sort();
+        changes.extend(names.into_iter().map(|name| Change::Account {
+            username: name.clone(),
+            account: accounts.by_name.get(name).cloned(),
+        }));
         changes
     }
 
@@ -586,11 +661,12 @@ impl ParkingState {
             .min()
     }
 
-    /// The earliest time (Unix seconds) something may be due for a booking.
+    /// The earliest time (Unix seconds) something may be due for a booking or a waitlist
+    /// entry.
     pub fn next_booking_due(&self) -> Option<u64> {
         self.entries
             .iter()
-            .filter_map(|entry| entry.lot.lock().bookings.next_due())
+            .filter_map(|entry| next_due(&entry.lot.lock()))
             .min()
     }
 
@@ -689,34 +765,73 @@ impl ParkingState {
         entry: &LotEntry,
         op: impl FnOnce(&mut Lot, Instant) -> R,
     ) -> (R, usize) {
+        self.with_entry_as(entry, true, op)
+    }
+
+    /// [`ParkingState::with_entry`]; with `offers`, room that has appeared in the lot is
+    /// offered to its waitlist first, before `op` runs (a driver who waited comes before a
+    /// drive-up), and again after it (`op` may have made room). Those offers are recorded
+    /// and waited for before this returns, like any change.
+    fn with_entry_as<R>(
+        &self,
+        entry: &LotEntry,
+        offers: bool,
+        op: impl FnOnce(&mut Lot, Instant) -> R,
+    ) -> (R, usize) {
         let mut lot = entry.lot.lock();
         // Read under the lock, so a lot sees time only move forward: its expiry queue stays
         // sorted, which purging relies on. Read before the lock, a thread that waited for it
         // could queue an expiry behind a later one, keeping its reservation past the TTL.
         let now = self.clock.now();
         let purged = if self.follower { 0 } else { lot.purge(now) };
-        // With no bookings in the lot this is one comparison; the wall clock is read only
-        // when bookings exist. A follower's bookings move on only through applied changes.
-        if !self.follower
-            && let Some(due) = lot.bookings.next_due()
-        {
-            let wall_now = unix_ms(self.clock.wall()) / 1000;
-            if due <= wall_now {
-                lot.bookings.advance(wall_now);
-            }
+        // With no bookings or waitlist in the lot this is two comparisons; the wall clock
+        // is read only when they exist. A follower's bookings move on only through applied
+        // changes, and it makes no offers: the node that decides does.
+        let offers = offers && !self.follower;
+        if !self.follower && next_due(&lot).is_some() {
+            advance(&mut lot, unix_ms(self.clock.wall()) / 1000);
+        }
+        let mut offered = Vec::new();
+        if offers {
+            offered.extend(self.offer_room(&entry.id, &mut lot, now));
         }
         let result = op(&mut lot, now);
+        if offers {
+            offered.extend(self.offer_room(&entry.id, &mut lot, now));
+        }
+        let due = (!offered.is_empty()).then(|| next_due(&lot)).flatten();
         let changed = lot.take_change();
-        if let Some((free, seq)) = changed {
-            entry.pending.lock().push_back(LotChange {
-                lot: entry.id.clone(),
-                free,
-                seq,
-                at: self.clock.wall(),
-            });
+        let mut notices = std::mem::take(&mut lot.bookings.notices);
+        notices.append(&mut lot.waitlist.notices);
+        // Owned bookings are rare on the hot path; the listeners are looked at only then.
+        if !notices.is_empty() && self.notice_listeners.read().is_empty() {
+            notices.clear();
+        }
+        let publish = changed.is_some() || !notices.is_empty();
+        if publish {
+            let mut pending = entry.pending.lock();
+            if let Some((free, seq)) = changed {
+                pending.push_back(Published::Free(LotChange {
+                    lot: entry.id.clone(),
+                    free,
+                    seq,
+                    at: self.clock.wall(),
+                }));
+            }
+            pending.extend(notices.into_iter().map(Published::Notice));
         }
         drop(lot);
-        if changed.is_some() {
+        if let Some(recorder) = self.recorder.get() {
+            for commit in offered {
+                if let Err(err) = recorder.wait(commit) {
+                    // The recorder has rolled the offer back; the space is looked at again
+                    // on the lot's next change.
+                    log::warn!("lot {}: an offer was not made durable: {err}", entry.id);
+                }
+            }
+        }
+        self.nudge(due);
+        if publish {
             self.publish_pending(entry);
         }
         (result, purged)
@@ -732,19 +847,62 @@ impl ParkingState {
                 return;
             };
             let listeners = self.listeners.read();
+            let notice_listeners = self.notice_listeners.read();
             loop {
                 let next = entry.pending.lock().pop_front();
-                let Some(change) = next else { break };
-                for listener in listeners.iter() {
-                    listener(&change);
+                match next {
+                    None => break,
+                    Some(Published::Free(change)) => {
+                        for listener in listeners.iter() {
+                            listener(&change);
+                        }
+                    }
+                    Some(Published::Notice(notice)) => {
+                        for listener in notice_listeners.iter() {
+                            listener(&notice);
+                        }
+                    }
                 }
             }
+            drop(notice_listeners);
             drop(listeners);
             drop(publishing);
             // A change queued after our last look, by a thread that then found `publishing`
             // taken, is ours to publish.
             if entry.pending.lock().is_empty() {
                 return;
+            }
+        }
+    }
+}
+
+/// Most drivers' accounts kept unless configured otherwise (`max_accounts`).
+pub const DEFAULT_MAX_ACCOUNTS: usize = 100_000;
+
+/// The earliest time (Unix seconds) something is due in `lot`'s bookings or waitlist.
+fn next_due(lot: &Lot) -> Option<u64> {
+    match (lot.bookings.next_due(), lot.waitlist.next_due()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Does what is due by `wall_now` (Unix seconds) in `lot`'s bookings and waitlist: an offer
+/// that ran out lets its space go with its entry.
+fn advance(lot: &mut Lot, wall_now: u64) {
+    if lot.bookings.next_due().is_some_and(|due| due <= wall_now) {
+        lot.bookings.advance(wall_now);
+    }
+    if lot.waitlist.next_due().is_some_and(|due| due <= wall_now) {
+        for gone in lot.waitlist.advance(wall_now) {
+            let Some(offer) = gone.offer else { continue };
+            let seq = offer.booking.seq();
+            if lot
+                .bookings
+                .get(seq)
+                .is_some_and(|booking| booking.status == crate::BookingStatus::Offered)
+            {
+                lot.bookings.set(seq, None, wall_now);
             }
         }
     }
@@ -799,6 +957,16 @@ fn set_key(lot: &mut Lot, change: &Change, now: Instant, wall_now: u64) {
             lot.bookings.set(id.seq(), booking.clone(), wall_now / 1000);
         }
         Change::BookingNumber { next, .. } => lot.bookings.number_from(*next),
+        Change::Waiting { id, entry } => {
+            if entry.as_ref().is_some_and(|entry| entry.id != *id) {
+                log::error!("a change of waitlist entry {id} carries another entry; skipped");
+                return;
+            }
+            lot.waitlist.set(id.seq(), entry.clone());
+        }
+        Change::WaitNumber { next, .. } => lot.waitlist.number_from(*next),
+        // In no lot: `apply` sets it.
+        Change::Account { .. } => {}
         Change::Batch { changes, .. } => {
             for change in changes {
                 set_key(lot, change, now, wall_now);

@@ -52,9 +52,9 @@ use std::time::Duration;
 
 use postgres::types::Type;
 use state::{
-    Booking, BookingError, BookingId, BookingRequest, CancelOutcome, Change, Clock, CountChange,
-    GateOutcome, LotId, LotSpec, OccupancyUpdate, ParkingState, Passage, Plate, ReserveOutcome,
-    SetupError, StateError, Unavailable,
+    Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome, Change,
+    Clock, CountChange, GateOutcome, LotId, LotSpec, OccupancyUpdate, ParkingState, Passage, Plate,
+    ReserveOutcome, SetupError, StateError, Unavailable, WaitEntry, WaitId, WaitlistError,
 };
 use store::{Health, Store};
 
@@ -67,8 +67,9 @@ pub use crate::schema::MIGRATIONS;
 
 /// Why a booking or a gate line is refused by this store: the default `Store` methods would
 /// decide it in this node's copy alone, unseen by the other nodes and lost at a restart.
-pub const NOT_HERE: &str = "bookings and gate lines (ENTER/EXIT) are not supported with the \
-    PostgreSQL store yet (docs/scaling.md); count lines and reservations are";
+pub const NOT_HERE: &str = "bookings, gate lines (ENTER/EXIT), waitlists and drivers' \
+    accounts are not supported with the PostgreSQL store yet (docs/scaling.md); count lines \
+    and reservations are";
 
 fn not_here() -> Unavailable {
     Unavailable(NOT_HERE.to_owned())
@@ -386,7 +387,7 @@ impl Store for PgStore {
         })
     }
 
-    // Bookings and gate lines are refused (see `NOT_HERE`) rather than left to the provided
+    // Bookings, gate lines, waitlists and accounts are refused (see `NOT_HERE`) rather than left to the provided
     // methods, which would decide them in this node's copy alone.
 
     fn book(&self, _: BookingRequest<'_>, _: Option<&str>) -> Result<Booking, BookingError> {
@@ -411,6 +412,34 @@ impl Store for PgStore {
 
     fn pass_gate(&self, _: &str, _: Plate, _: Passage) -> Result<GateOutcome, StateError> {
         Err(StateError::Unavailable(not_here()))
+    }
+
+    fn join_waitlist(
+        &self,
+        _: BookingRequest<'_>,
+        _: Option<&str>,
+    ) -> Result<WaitEntry, WaitlistError> {
+        Err(WaitlistError::Unavailable(not_here()))
+    }
+
+    fn leave_waitlist(
+        &self,
+        _: &WaitId,
+        _: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<CancelOutcome, StateError> {
+        Err(StateError::Unavailable(not_here()))
+    }
+
+    fn accept_offer(
+        &self,
+        _: &WaitId,
+        _: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Booking, WaitlistError> {
+        Err(WaitlistError::Unavailable(not_here()))
+    }
+
+    fn create_account(&self, _: Account) -> Result<(), AccountError> {
+        Err(AccountError::Unavailable(not_here()))
     }
 }
 

@@ -280,7 +280,30 @@ fn bookings_and_gate_lines_are_refused_not_decided_in_one_node_s_copy() {
     );
     assert_eq!(
         node.pass_gate("A", plate("BOOKED"), Passage::Enter),
-        Err(StateError::Unavailable(not_here))
+        Err(StateError::Unavailable(not_here.clone()))
+    );
+    // Waitlists and drivers' accounts alike.
+    assert_eq!(
+        node.join_waitlist(request, None),
+        Err(state::WaitlistError::Unavailable(not_here.clone()))
+    );
+    let entry = state::WaitId::parse("A.w1").unwrap();
+    assert_eq!(
+        node.accept_offer(&entry, &|_| true),
+        Err(state::WaitlistError::Unavailable(not_here.clone()))
+    );
+    assert_eq!(
+        node.leave_waitlist(&entry, &|_| true),
+        Err(StateError::Unavailable(not_here.clone()))
+    );
+    let account = state::Account {
+        username: state::Username::new("alice").unwrap(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created_at: now,
+    };
+    assert_eq!(
+        node.create_account(account),
+        Err(state::AccountError::Unavailable(not_here))
     );
     // Nothing was decided locally: the copy holds no booking and no car.
     let lot = &node.state().lots()[0];

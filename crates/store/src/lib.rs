@@ -1,8 +1,8 @@
 //! Where the parking server's state is made durable.
 //!
 //! The server writes through one seam, [`Store`]: every operation that changes the state
-//! (reserve, cancel, a sensor's count, a booking and its check-in, a car at the gate) goes
-//! to the store, which decides it and answers only
+//! (reserve, cancel, a sensor's count, a booking and its check-in, a car at the gate, a
+//! waitlist entry and its offer, a driver's account) goes to the store, which decides it and answers only
 //! once the change is as durable as it promises. Reads never come here: they are served
 //! from the store's in-memory copy, [`Store::state`], which is the source of truth for reads.
 //!
@@ -50,8 +50,9 @@ pub use journal::{DiskError, Fsync};
 pub use recovery::{Cut, Repair, repair};
 
 use state::{
-    Booking, BookingError, BookingId, BookingRequest, CancelOutcome, CountChange, GateOutcome,
-    OccupancyUpdate, ParkingState, Passage, Plate, ReserveOutcome, StateError,
+    Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome,
+    CountChange, GateOutcome, OccupancyUpdate, ParkingState, Passage, Plate, ReserveOutcome,
+    StateError, WaitEntry, WaitId, WaitlistError,
 };
 
 /// What the server writes through. Every method that changes the state returns only once
@@ -138,6 +139,40 @@ pub trait Store: Send + Sync {
         passage: Passage,
     ) -> Result<GateOutcome, StateError> {
         self.state().pass_gate(lot, plate, passage)
+    }
+
+    /// Puts a plate on a lot's waitlist for a window it cannot book now, on behalf of
+    /// `owner` if given.
+    fn join_waitlist(
+        &self,
+        request: BookingRequest<'_>,
+        owner: Option<&str>,
+    ) -> Result<WaitEntry, WaitlistError> {
+        self.state().join_waitlist(request, owner)
+    }
+
+    /// Takes an entry off its waitlist if `allowed` says so of its owner (a refusal is
+    /// reported as not found).
+    fn leave_waitlist(
+        &self,
+        id: &WaitId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<CancelOutcome, StateError> {
+        self.state().leave_waitlist_if(id, allowed)
+    }
+
+    /// Accepts an entry's live offer if `allowed` says so of its owner: the booking.
+    fn accept_offer(
+        &self,
+        id: &WaitId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Booking, WaitlistError> {
+        self.state().accept_offer_if(id, allowed)
+    }
+
+    /// Makes a driver's account (its password already hashed).
+    fn create_account(&self, account: Account) -> Result<(), AccountError> {
+        self.state().create_account(account)
     }
 }
 

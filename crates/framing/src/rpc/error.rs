@@ -38,6 +38,16 @@ pub enum ErrorCode {
     NotDue,
     /// The booking's status does not allow it (a check-in of a cancelled one, say).
     BadState,
+    /// `joinWaitlist` for a window that can be booked now: book it instead.
+    NotFull,
+    /// The plate already waits for an overlapping window (the detail names the entry).
+    AlreadyWaiting,
+    /// The lot's waitlist holds `max_waitlist_per_lot` entries already.
+    WaitlistFull,
+    /// No waitlist entry has that id (an entry whose offer ran out is gone).
+    UnknownEntry,
+    /// The entry has no live offer to accept yet.
+    NoOffer,
     /// Keys are configured and the connection has not authenticated (or sent a wrong token);
     /// after 5 wrong tokens the connection is closed after this reply.
     Unauthorized,
@@ -47,7 +57,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for parsing.
-    const ALL: [ErrorCode; 17] = [
+    const ALL: [ErrorCode; 22] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownMethod,
         ErrorCode::BadArgs,
@@ -63,6 +73,11 @@ impl ErrorCode {
         ErrorCode::UnknownBooking,
         ErrorCode::NotDue,
         ErrorCode::BadState,
+        ErrorCode::NotFull,
+        ErrorCode::AlreadyWaiting,
+        ErrorCode::WaitlistFull,
+        ErrorCode::UnknownEntry,
+        ErrorCode::NoOffer,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
     ];
@@ -85,6 +100,11 @@ impl ErrorCode {
             ErrorCode::UnknownBooking => "UNKNOWN_BOOKING",
             ErrorCode::NotDue => "NOT_DUE",
             ErrorCode::BadState => "BAD_STATE",
+            ErrorCode::NotFull => "NOT_FULL",
+            ErrorCode::AlreadyWaiting => "ALREADY_WAITING",
+            ErrorCode::WaitlistFull => "WAITLIST_FULL",
+            ErrorCode::UnknownEntry => "UNKNOWN_ENTRY",
+            ErrorCode::NoOffer => "NO_OFFER",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Forbidden => "FORBIDDEN",
         }

@@ -608,6 +608,40 @@ rpc_methods! {
         /// Zone, feature and window.
         query: Query "query",
     } = "findLots", verb "FIND";
+    /// `joinWaitlist` / `WAIT`: wait in line for a window the lot cannot book now.
+    JoinWaitlist {
+        /// The lot.
+        lot: Text "lotId",
+        /// The vehicle's plate.
+        plate: Text "plate",
+        /// The window's first second.
+        start: Seconds "start",
+        /// The first second after the window.
+        end: Seconds "end",
+        /// A named spot of the lot, or any space when left out.
+        spot: OptText "spotId",
+    } = "joinWaitlist", verb "WAIT";
+    /// `acceptOffer` / `ACCEPT`: turn a waitlist entry's live offer into a booking.
+    AcceptOffer {
+        /// The entry's id, `<lotId>.w<n>`.
+        entry: Text "entryId",
+    } = "acceptOffer", verb "ACCEPT";
+    /// `leaveWaitlist` / `LEAVE`: take an entry off its waitlist (and let its offer go).
+    LeaveWaitlist {
+        /// The entry's id.
+        entry: Text "entryId",
+    } = "leaveWaitlist", verb "LEAVE";
+    /// `myBookings` / `MYBOOKINGS`: a plate's bookings (the caller's own), newest first.
+    MyBookings {
+        /// The vehicle's plate.
+        plate: Text "plate",
+    } = "myBookings", verb "MYBOOKINGS";
+    /// `myWaitlist` / `MYWAITLIST`: a plate's waitlist entries (the caller's own), oldest
+    /// first.
+    MyWaitlist {
+        /// The vehicle's plate.
+        plate: Text "plate",
+    } = "myWaitlist", verb "MYWAITLIST";
     /// `PING`: liveness check (JSON also accepts `ping`).
     Ping = "PING" | "ping", verb "PING";
     /// `auth` / `AUTH`: authenticate the connection with a key's token.

@@ -32,7 +32,9 @@ pub use reply::{
     KeyGrant, LotStatus, Reply, ReplyEnvelope, decode_json_reply, encode_json_reply,
     encode_text_reply,
 };
-pub use state::{Booking, BookingStatus, CancelOutcome, LotOffer, ReserveOutcome, SpotOffer};
+pub use state::{
+    Booking, BookingStatus, CancelOutcome, LotOffer, Offer, ReserveOutcome, SpotOffer, WaitEntry,
+};
 
 /// True when the payload is a JSON request (first non-blank byte is `{`), false for a text alias.
 pub fn is_json(payload: &[u8]) -> bool {

@@ -7,7 +7,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use state::{Booking, CancelOutcome, LotOffer, ReserveOutcome};
+use state::{Booking, CancelOutcome, LotOffer, ReserveOutcome, WaitEntry};
 
 use super::error::WireError;
 
@@ -44,12 +44,16 @@ pub enum Reply<'a> {
     Free(u32),
     /// `reserve`.
     Reserve(ReserveOutcome),
-    /// `cancel`, `cancelBooking`.
+    /// `cancel`, `cancelBooking`, `leaveWaitlist`.
     Cancel(CancelOutcome),
-    /// `book`, `getBooking`, `checkIn`: the booking.
+    /// `book`, `getBooking`, `checkIn`, `acceptOffer`: the booking.
     Booking(Booking),
-    /// `listBookings`.
+    /// `listBookings`, `myBookings`.
     Bookings(Vec<Booking>),
+    /// `joinWaitlist`: the entry.
+    Entry(WaitEntry),
+    /// `myWaitlist`.
+    Entries(Vec<WaitEntry>),
     /// `findLots`.
     Offers(Vec<LotOffer>),
     /// `PING`.
@@ -97,6 +101,8 @@ impl Serialize for Reply<'_> {
             }
             Reply::Booking(booking) => booking.serialize(serializer),
             Reply::Bookings(bookings) => bookings.serialize(serializer),
+            Reply::Entry(entry) => entry.serialize(serializer),
+            Reply::Entries(entries) => entries.serialize(serializer),
             Reply::Offers(offers) => offers.serialize(serializer),
             Reply::Pong => serializer.serialize_str("PONG"),
             Reply::Authenticated(grant) => grant.serialize(serializer),
@@ -152,12 +158,14 @@ pub fn encode_json_reply(
 }
 
 /// Appends a text reply (`PONG`, `12`, `OK`, `FULL`, `OK kiosk-1 client`, `ERR BAD_PLATE ...`;
-/// a lot list, a booking or a list of them as their JSON) to `out`.
+/// a lot list, a booking, a waitlist entry or a list of them as their JSON) to `out`.
 pub fn encode_text_reply(out: &mut Vec<u8>, result: Result<&Reply<'_>, &WireError>) {
     let word: &[u8] = match result {
         Ok(Reply::Lots(lots)) => return write_json(out, lots),
         Ok(Reply::Booking(booking)) => return write_json(out, booking),
         Ok(Reply::Bookings(bookings)) => return write_json(out, bookings),
+        Ok(Reply::Entry(entry)) => return write_json(out, entry),
+        Ok(Reply::Entries(entries)) => return write_json(out, entries),
         Ok(Reply::Offers(offers)) => return write_json(out, offers),
         Ok(Reply::Free(free)) => {
             // Writing to a Vec cannot fail.

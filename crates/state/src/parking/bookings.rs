@@ -13,7 +13,11 @@ use crate::lot::{CancelOutcome, CountChange};
 use crate::parking::{ParkingState, StateError, UnknownLot, reservation, unix_ms};
 
 /// A booking's change from `old` to `new` (either absent), as a recorded change.
-fn booking_change(id: &BookingId, old: Option<Booking>, new: Option<Booking>) -> (Change, Change) {
+pub(super) fn booking_change(
+    id: &BookingId,
+    old: Option<Booking>,
+    new: Option<Booking>,
+) -> (Change, Change) {
     (
         Change::Booking {
             id: id.clone(),
@@ -27,7 +31,7 @@ fn booking_change(id: &BookingId, old: Option<Booking>, new: Option<Booking>) ->
 }
 
 /// Several changes of `lot` as one: the undo undoes them in reverse order.
-fn batch(lot: &LotId, mut changes: Vec<(Change, Change)>) -> Option<(Change, Change)> {
+pub(super) fn batch(lot: &LotId, mut changes: Vec<(Change, Change)>) -> Option<(Change, Change)> {
     if changes.len() <= 1 {
         return changes.pop();
     }
