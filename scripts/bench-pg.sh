@@ -25,7 +25,12 @@ cd "$ROOT"
 source scripts/lib.sh
 require_python3
 
-PGBIN=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
+# Through any symlink: a PATH entry may link initdb alone (not pgbench) to the real directory.
+PGBIN=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")")
+if [ ! -x "$PGBIN/pgbench" ]; then
+    echo "bench-pg: pgbench not found next to $PGBIN/initdb (Debian: apt-get install postgresql)" >&2
+    exit 2
+fi
 WORK=$(mktemp -d /tmp/parking-bench-pg.XXXXXX)
 AS=()
 if [ "$(id -u)" = 0 ]; then
