@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use framing::frame::{self, Decoded, FrameError};
 use framing::rpc::{
-    self, CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome, WireError,
+    self, Availability, CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome,
+    WireError,
 };
 
 /// The lots `getLots` reports: the parking server's default lots, with nothing taken.
@@ -147,6 +148,7 @@ fn reply_to(request: &Request<'_>) -> Reply<'static> {
                     counted: 0,
                     reserved: 0,
                     free: capacity,
+                    status: Some(Availability::Open),
                 })
                 .collect(),
         ),

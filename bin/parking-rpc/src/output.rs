@@ -159,6 +159,7 @@ mod tests {
             counted: i64::from(occupied),
             reserved,
             free,
+            status: None,
         }
     }
 

@@ -402,6 +402,7 @@ pub(crate) fn event_of(change: &LotChange) -> Event<'_> {
     Event {
         lot_id: change.lot.as_str().into(),
         free: change.free,
+        status: Some(change.status),
         timestamp: unix_seconds(change.at),
     }
 }
@@ -440,9 +441,11 @@ mod tests {
     }
 
     fn change(id: &str, free: u32) -> LotChange {
+        use state::Availability;
         LotChange {
             lot: lot(id),
             free,
+            status: Availability::of(free, 0),
             seq: next_seq(),
             at: UNIX_EPOCH + Duration::from_millis(1_712_345_678_900),
         }
@@ -463,8 +466,9 @@ mod tests {
     }
 
     fn event_line(id: &str, free: u32) -> String {
+        let status = if free == 0 { "full" } else { "open" };
         format!(
-            "{{\"type\":\"EVENT\",\"lotId\":\"{id}\",\"free\":{free},\"timestamp\":1712345678.9}}\n"
+            "{{\"type\":\"EVENT\",\"lotId\":\"{id}\",\"free\":{free},\"status\":\"{status}\",\"timestamp\":1712345678.9}}\n"
         )
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use client::{ClientError, ParkingClient};
 use common::{Fake, closed_port, read_payload, read_request, write_payload, write_reply};
 use framing::rpc::{
-    CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome, WireError,
+    Availability, CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome, WireError,
 };
 
 const SHORT: Duration = Duration::from_millis(100);
@@ -32,6 +32,7 @@ fn typed_calls_round_trip_with_increasing_ids() {
                     counted: 3,
                     reserved: 2,
                     free: 95,
+                    status: Some(Availability::Open),
                 }]),
                 Request::GetAvailability { lot } => {
                     assert_eq!(lot, "A");

@@ -29,6 +29,7 @@ use framing::{line, pubsub::MAX_LINE_LEN as PUBSUB_MAX_LINE_LEN, sensor::MAX_LIN
 use proptest::prelude::*;
 use proptest::{collection::vec, option, sample::select};
 use serde_json::Value;
+use state::Availability;
 
 // ---------------------------------------------------------------------------------------------
 // Strategies
@@ -191,16 +192,31 @@ const PUBSUB_ERROR_CODES: [PubsubErrorCode; 4] = [
     PubsubErrorCode::Busy,
 ];
 
+fn availability() -> BoxedStrategy<Option<Availability>> {
+    proptest::option::of(select(vec![
+        Availability::Open,
+        Availability::AlmostFull,
+        Availability::Full,
+    ]))
+    .boxed()
+}
+
 fn lot_status() -> BoxedStrategy<LotStatus<'static>> {
-    (any::<String>(), any::<[u32; 4]>(), any::<i64>())
+    (
+        any::<String>(),
+        any::<[u32; 4]>(),
+        any::<i64>(),
+        availability(),
+    )
         .prop_map(
-            |(id, [capacity, occupied, reserved, free], counted)| LotStatus {
+            |(id, [capacity, occupied, reserved, free], counted, status)| LotStatus {
                 id: id.into(),
                 capacity,
                 occupied,
                 counted,
                 reserved,
                 free,
+                status,
             },
         )
         .boxed()
@@ -951,7 +967,7 @@ proptest! {
                     .and_then(|free| u32::try_from(free).ok())
                     // What serde_json reads from those digits (see `close_timestamps`).
                     .zip(serde_json::from_str::<f64>(&timestamp.to_string()).ok())
-                    .map(|(free, timestamp)| Event { lot_id: lot.clone().into(), free, timestamp }),
+                    .map(|(free, timestamp)| Event { lot_id: lot.clone().into(), free, status: None, timestamp }),
             _ => None,
         };
         let got = pubsub::parse_server_line(line.as_bytes());
@@ -1131,9 +1147,11 @@ proptest! {
             any::<u64>().prop_map(ServerLine::Subscribed),
             (select(PUBSUB_ERROR_CODES.to_vec()), line_detail())
                 .prop_map(|(code, detail)| ServerLine::Refused(PubsubError::new(code, detail))),
-            (any::<String>(), any::<u32>(), timestamp()).prop_map(|(lot, free, timestamp)| {
-                ServerLine::Event(Event { lot_id: lot.into(), free, timestamp })
-            }),
+            (any::<String>(), any::<u32>(), availability(), timestamp()).prop_map(
+                |(lot, free, status, timestamp)| {
+                    ServerLine::Event(Event { lot_id: lot.into(), free, status, timestamp })
+                }
+            ),
         ],
     ) {
         let mut out = Vec::new();

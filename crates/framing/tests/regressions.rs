@@ -28,6 +28,7 @@ fn pushed_json_lines_must_be_typed_events() {
         Ok(ServerLine::Event(Event {
             lot_id: "A\n".into(),
             free: 1,
+            status: None,
             timestamp: 2.5,
         }))
     );

@@ -19,6 +19,10 @@ pub struct LotConfig {
     pub id: LotId,
     /// Number of spaces, at least 1.
     pub capacity: u32,
+    /// Free spaces at or below which the lot's status is `almostFull`, at most `capacity`;
+    /// absent, 10 % of the capacity (rounded down).
+    #[serde(default)]
+    pub almost_full_free: Option<u32>,
 }
 
 /// Longest duration any setting takes, in seconds (about 31 years), so that every deadline
@@ -115,6 +119,7 @@ impl Default for Config {
             // The built-in ids are valid.
             id: LotId::new(id).unwrap_or_else(|_| unreachable!("built-in lot id {id}")),
             capacity,
+            almost_full_free: None,
         };
         Config {
             host: "127.0.0.1".into(),
@@ -458,6 +463,18 @@ impl Config {
             if lot.capacity == 0 {
                 return invalid("lots", &format!("lot {:?} has capacity 0", lot.id.as_str()));
             }
+            if let Some(threshold) = lot.almost_full_free
+                && threshold > lot.capacity
+            {
+                return invalid(
+                    "lots",
+                    &format!(
+                        "lot {:?} has almost_full_free {threshold}, more than its capacity {}",
+                        lot.id.as_str(),
+                        lot.capacity
+                    ),
+                );
+            }
             if !seen.insert(&lot.id) {
                 return invalid(
                     "lots",
@@ -472,9 +489,12 @@ impl Config {
     pub fn lot_specs(&self) -> Vec<LotSpec> {
         self.lots
             .iter()
-            .map(|lot| LotSpec {
-                id: lot.id.clone(),
-                capacity: lot.capacity,
+            .map(|lot| {
+                let spec = LotSpec::new(lot.id.clone(), lot.capacity);
+                LotSpec {
+                    almost_full_free: lot.almost_full_free.unwrap_or(spec.almost_full_free),
+                    ..spec
+                }
             })
             .collect()
     }
@@ -614,6 +634,15 @@ mod tests {
             Config::from_json(r#"{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0}"#).is_ok()
         );
         assert_eq!(invalid_key(r#"{"host": " "}"#), "host");
+        assert_eq!(
+            invalid_key(r#"{"lots": [{"id": "A", "capacity": 5, "almost_full_free": 6}]}"#),
+            "lots"
+        );
+        let config =
+            Config::from_json(r#"{"lots": [{"id": "A", "capacity": 5, "almost_full_free": 5}]}"#)
+                .unwrap();
+        assert_eq!(config.lot_specs()[0].almost_full_free, 5);
+        assert_eq!(Config::default().lot_specs()[0].almost_full_free, 10);
     }
 
     #[test]

@@ -62,6 +62,7 @@ impl RpcProtocol {
                         counted: lot.counted,
                         reserved: lot.reserved,
                         free: lot.free,
+                        status: Some(lot.status),
                     })
                     .collect(),
             ),
@@ -222,6 +223,7 @@ mod tests {
                     counted: i64::MAX,
                     reserved: u32::MAX,
                     free: u32::MAX,
+                    status: Some(state::Availability::AlmostFull),
                 })
                 .collect(),
         )

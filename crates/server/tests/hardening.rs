@@ -140,6 +140,7 @@ fn pipelined_requests_with_large_replies_are_all_answered_in_order() {
             .map(|i| LotConfig {
                 id: state::LotId::new(&format!("L{i}")).unwrap(),
                 capacity: 10,
+                almost_full_free: None,
             })
             .collect();
     });

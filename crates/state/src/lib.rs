@@ -18,6 +18,7 @@
 //! Time comes from a [`Clock`], so tests can expire reservations without sleeping.
 //!
 //! # Layout
+//! - `availability`: [`Availability`], a lot's `open` / `almostFull` / `full` status.
 //! - `change`: [`Change`], the unit in which the state is made durable, and the [`Recorder`]
 //!   a durable store plugs in.
 //! - `clock`: the [`Clock`] trait, the real clock and a manual one for tests.
@@ -29,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+mod availability;
 mod change;
 mod clock;
 mod ids;
@@ -37,6 +39,7 @@ mod parking;
 mod purger;
 mod shown;
 
+pub use availability::Availability;
 pub use change::{Change, Commit, Recorder, Unavailable};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{LotId, LotIdError, MAX_LOT_ID_LEN, MAX_PLATE_LEN, Plate, PlateError};

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::availability::Availability;
 use crate::change::{Change, Recorder, Unavailable};
 use crate::clock::Clock;
 use crate::ids::{LotId, Plate};
@@ -19,6 +20,20 @@ pub struct LotSpec {
     pub id: LotId,
     /// Its number of spaces (at least 1).
     pub capacity: u32,
+    /// Free spaces at or below which it is [`Availability::AlmostFull`].
+    pub almost_full_free: u32,
+}
+
+impl LotSpec {
+    /// A lot of `capacity` spaces with the default threshold
+    /// ([`Availability::default_threshold`]).
+    pub fn new(id: LotId, capacity: u32) -> Self {
+        LotSpec {
+            id,
+            capacity,
+            almost_full_free: Availability::default_threshold(capacity),
+        }
+    }
 }
 
 /// One lot's counts at one instant, expired reservations excluded.
@@ -36,6 +51,8 @@ pub struct LotSnapshot {
     pub reserved: u32,
     /// `max(0, capacity - occupied - reserved)`.
     pub free: u32,
+    /// How full it is.
+    pub status: Availability,
 }
 
 /// Result of [`ParkingState::update_occupancy`].
@@ -58,6 +75,8 @@ pub struct LotChange {
     pub lot: LotId,
     /// Its free count after the change.
     pub free: u32,
+    /// Its status after the change (it changes only with `free`).
+    pub status: Availability,
     /// The change's number in its lot, from 1 up: listeners see each lot's changes with
     /// increasing numbers, so one that joins late can tell which changes a snapshot already
     /// covers.
@@ -202,7 +221,7 @@ impl ParkingState {
             }
             entries.push(LotEntry {
                 id: spec.id,
-                lot: Mutex::new(Lot::new(spec.capacity)),
+                lot: Mutex::new(Lot::new(spec.capacity, spec.almost_full_free)),
                 pending: Mutex::new(VecDeque::new()),
                 publishing: Mutex::new(()),
             });
@@ -258,6 +277,7 @@ impl ParkingState {
                 LotChange {
                     lot: entry.id.clone(),
                     free,
+                    status: Availability::of(free, lot.almost_full_free),
                     seq,
                     at,
                 }
@@ -277,6 +297,7 @@ impl ParkingState {
                     counted: lot.counted,
                     reserved: lot.reserved(),
                     free: lot.free(),
+                    status: lot.availability(),
                 })
                 .0
             })
@@ -508,6 +529,7 @@ impl ParkingState {
             entry.pending.lock().push_back(LotChange {
                 lot: entry.id.clone(),
                 free,
+                status: Availability::of(free, lot.almost_full_free),
                 seq,
                 at: self.clock.wall(),
             });
@@ -600,10 +622,7 @@ mod tests {
     use crate::clock::ManualClock;
 
     fn spec(id: &str, capacity: u32) -> LotSpec {
-        LotSpec {
-            id: LotId::new(id).unwrap(),
-            capacity,
-        }
+        LotSpec::new(LotId::new(id).unwrap(), capacity)
     }
 
     fn plate(text: &str) -> Plate {
@@ -626,6 +645,36 @@ mod tests {
             sink.lock().push((change.lot.to_string(), change.free));
         }));
         seen
+    }
+
+    #[test]
+    fn status_follows_free_with_the_lots_own_threshold() {
+        let clock = Arc::new(ManualClock::new());
+        let lot = LotSpec {
+            almost_full_free: 2,
+            ..spec("A", 4)
+        };
+        let state = ParkingState::new([lot], Duration::from_secs(10), clock).unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&heard);
+        state.add_listener(Arc::new(move |change: &LotChange| {
+            sink.lock().push((change.free, change.status));
+        }));
+        assert_eq!(state.published()[0].status, Availability::Open);
+        for text in ["P1", "P2", "P3", "P4"] {
+            state.reserve("A", plate(text)).unwrap();
+        }
+        assert_eq!(
+            *heard.lock(),
+            [
+                (3, Availability::Open),
+                (2, Availability::AlmostFull),
+                (1, Availability::AlmostFull),
+                (0, Availability::Full),
+            ]
+        );
+        assert_eq!(state.lots()[0].status, Availability::Full);
+        assert_eq!(state.published()[0].status, Availability::Full);
     }
 
     #[test]

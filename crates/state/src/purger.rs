@@ -77,10 +77,7 @@ mod tests {
     fn expiry_is_purged_on_time_and_drop_stops_the_thread() {
         let state = Arc::new(
             ParkingState::new(
-                [LotSpec {
-                    id: LotId::new("A").unwrap(),
-                    capacity: 1,
-                }],
+                [LotSpec::new(LotId::new("A").unwrap(), 1)],
                 Duration::from_millis(100),
                 Arc::new(SystemClock),
             )

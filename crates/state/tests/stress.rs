@@ -70,10 +70,7 @@ fn sixteen_threads_never_overbook_and_the_books_balance() {
     let seed = env_u64("STRESS_SEED").unwrap_or(0x5EED_CAFE);
     println!("stress: {THREADS} threads x {ops} operations, STRESS_SEED={seed}");
 
-    let lot = LotSpec {
-        id: LotId::new("A").unwrap(),
-        capacity: CAPACITY,
-    };
+    let lot = LotSpec::new(LotId::new("A").unwrap(), CAPACITY);
     let state = Arc::new(ParkingState::new([lot], TTL, Arc::new(SystemClock)).unwrap());
     let heard = Arc::new(Mutex::new(Vec::new()));
     {

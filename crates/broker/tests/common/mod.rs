@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use broker::{Broker, BrokerConfig, BrokerStats};
 use framing::pubsub::{self, ServerLine};
 use socket2::{Domain, Protocol, Socket, Type};
-use state::{LotChange, LotId};
+use state::{Availability, LotChange, LotId};
 
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(5);
@@ -85,6 +85,7 @@ pub fn change(lot: &str, free: u32) -> LotChange {
     LotChange {
         lot: LotId::new(lot).unwrap(),
         free,
+        status: Availability::of(free, 0),
         seq: next_seq(),
         at: SystemTime::now(),
     }

@@ -31,7 +31,7 @@ pub use methods::{Method, Request};
 pub use reply::{
     LotStatus, Reply, ReplyEnvelope, decode_json_reply, encode_json_reply, encode_text_reply,
 };
-pub use state::{CancelOutcome, ReserveOutcome};
+pub use state::{Availability, CancelOutcome, ReserveOutcome};
 
 /// True when the payload is a JSON request (first non-blank byte is `{`), false for a text alias.
 pub fn is_json(payload: &[u8]) -> bool {
@@ -446,11 +446,12 @@ mod tests {
             counted: 3,
             reserved: 2,
             free: 95,
+            status: Some(state::Availability::Open),
         }]);
         encode_json_reply(&mut out, Some(1), Ok(&lots));
         assert_eq!(
             out,
-            br#"{"rpcId":1,"result":[{"id":"A","capacity":100,"occupied":3,"counted":3,"reserved":2,"free":95}],"error":null}"#
+            br#"{"rpcId":1,"result":[{"id":"A","capacity":100,"occupied":3,"counted":3,"reserved":2,"free":95,"status":"open"}],"error":null}"#
         );
     }
 

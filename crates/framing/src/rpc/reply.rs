@@ -7,7 +7,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use state::{CancelOutcome, ReserveOutcome};
+use state::{Availability, CancelOutcome, ReserveOutcome};
 
 use super::error::WireError;
 
@@ -29,6 +29,9 @@ pub struct LotStatus<'a> {
     pub reserved: u32,
     /// `max(0, capacity - occupied - reserved)`.
     pub free: u32,
+    /// `open`, `almostFull` or `full`; absent from a server that predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Availability>,
 }
 
 /// A successful result, in the shape shared by the JSON and text replies.
