@@ -21,7 +21,7 @@
 //! - `config`: the [`Config`] struct, its defaults, loading and validation.
 //! - `listener`: binding ports and the accept loops.
 //! - `connection`: one connection and its buffers (answer what is buffered, write some, read
-//!   some), and the `Protocol` trait that answers requests.
+//!   some); the `protocol::Protocol` a port implements answers its requests.
 //! - `scheduler`: the policy sharing a port's workers between its connections, and the
 //!   ready queue.
 //! - `worker`: one worker thread: its own poll and the hot connections it keeps there.

@@ -1,6 +1,7 @@
 //! The RPC port: frames in, one reply frame per request out, in order.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use state::{Plate, StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
-use crate::connection::{Protocol, Step};
+use protocol::{Protocol, Step};
 
 /// Answers RPC requests: reads from the store's in-memory state, writes through the store.
 pub struct RpcProtocol {
@@ -164,6 +165,8 @@ fn warn_malformed(peer: SocketAddr, error: &WireError) {
 }
 
 impl Protocol for RpcProtocol {
+    type Upgrade = Infallible;
+
     fn name(&self) -> &'static str {
         "rpc"
     }
@@ -172,7 +175,7 @@ impl Protocol for RpcProtocol {
         frame::HEADER_LEN + framing::MAX_FRAME_LEN
     }
 
-    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step {
+    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step<Infallible> {
         match frame::decode(input) {
             Ok(Decoded::Frame { payload, consumed }) => {
                 self.answer(&input[payload], out, peer);

@@ -35,7 +35,9 @@ use mio::{Interest, Poll, Waker};
 use parking_lot::Mutex;
 use warn_limit::peer_warn;
 
-use crate::connection::{CloseReason, Connection, ConnectionStats, Protocol, Timeouts};
+use protocol::Protocol;
+
+use crate::connection::{CloseReason, Connection, ConnectionStats, Timeouts};
 use crate::limits::{Admission, BufferBudget, Refusal};
 use crate::poller::{Handoff, Parking};
 use crate::worker::{self, Worker};
@@ -286,6 +288,16 @@ impl<P: Protocol> Scheduler<P> {
     /// Parks `connection` in the poller; if that fails, it is closed.
     pub(crate) fn park(&self, connection: Connection, interest: Interest) {
         self.parking.park(connection, interest, self);
+    }
+
+    /// Hands `connection` to the protocol, which asked to take it over.
+    pub(crate) fn hand_over(&self, connection: Connection, upgrade: P::Upgrade) {
+        log::debug!(
+            "{} {}: taken over by the protocol",
+            self.protocol.name(),
+            connection.peer()
+        );
+        self.protocol.take_over(upgrade, connection.release());
     }
 
     /// Closes `connection`, logging why.

@@ -1,5 +1,6 @@
 //! The sensor port: one command line in, one reply line out, in order.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use state::{StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
-use crate::connection::{Protocol, Step};
+use protocol::{Protocol, Step};
 
 /// Applies sensor reports through the store.
 pub struct SensorProtocol {
@@ -67,6 +68,8 @@ impl SensorProtocol {
 }
 
 impl Protocol for SensorProtocol {
+    type Upgrade = Infallible;
+
     fn name(&self) -> &'static str {
         "sensor"
     }
@@ -76,7 +79,7 @@ impl Protocol for SensorProtocol {
         MAX_LINE_LEN + 2
     }
 
-    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step {
+    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step<Infallible> {
         if line::starts_like_a_frame(input) {
             let error = SensorError::new(
                 SensorErrorCode::UnknownCommand,
