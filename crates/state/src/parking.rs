@@ -289,19 +289,26 @@ impl ParkingState {
     pub fn lots(&self) -> Vec<LotSnapshot> {
         self.entries
             .iter()
-            .map(|entry| {
-                self.with_entry(entry, |lot, _| LotSnapshot {
-                    id: entry.id.clone(),
-                    capacity: lot.capacity,
-                    occupied: lot.occupied(),
-                    counted: lot.counted,
-                    reserved: lot.reserved(),
-                    free: lot.free(),
-                    status: lot.availability(),
-                })
-                .0
-            })
+            .map(|entry| self.snapshot(entry))
             .collect()
+    }
+
+    /// One lot's counts.
+    pub fn lot(&self, id: &str) -> Result<LotSnapshot, UnknownLot> {
+        self.entry(id).map(|entry| self.snapshot(entry))
+    }
+
+    fn snapshot(&self, entry: &LotEntry) -> LotSnapshot {
+        self.with_entry(entry, |lot, _| LotSnapshot {
+            id: entry.id.clone(),
+            capacity: lot.capacity,
+            occupied: lot.occupied(),
+            counted: lot.counted,
+            reserved: lot.reserved(),
+            free: lot.free(),
+            status: lot.availability(),
+        })
+        .0
     }
 
     /// Free spaces in one lot.
@@ -674,6 +681,8 @@ mod tests {
             ]
         );
         assert_eq!(state.lots()[0].status, Availability::Full);
+        assert_eq!(state.lot("A").unwrap(), state.lots()[0]);
+        assert_eq!(state.lot("Z").unwrap_err(), UnknownLot("Z".into()));
         assert_eq!(state.published()[0].status, Availability::Full);
     }
 
