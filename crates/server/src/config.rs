@@ -41,9 +41,10 @@ const MAX_BUFFERED_BYTES: usize = 1 << 40;
 
 /// Bounds of the counts: past these a setting is a typo, and some (threads) would crash the
 /// process at start rather than fail cleanly.
-const COUNT_BOUNDS: [(&str, usize); 6] = [
+const COUNT_BOUNDS: [(&str, usize); 7] = [
     ("thread_pool_size", 1024),
     ("sensor_pool_size", 1024),
+    ("http_pool_size", 1024),
     ("notifier_threads", 256),
     ("max_connections", 1_000_000),
     ("subscriber_queue_size", 1 << 16),
@@ -65,6 +66,18 @@ pub struct Config {
     pub sensor_port: u16,
     /// Pub/sub port; 0 picks a free port.
     pub pubsub_port: u16,
+    /// HTTP port (REST API, event stream, metrics, dashboard); 0 picks a free port, `null`
+    /// turns it off.
+    pub http_port: Option<u16>,
+    /// Worker threads serving HTTP connections.
+    pub http_pool_size: usize,
+    /// Origins (`https://ops.example.com`, or `*` for any) whose pages may call the HTTP API
+    /// from a browser; none by default, so no CORS header is sent.
+    pub http_cors_origins: Vec<String>,
+    /// An HTTP event stream that has sent nothing for this long gets a keep-alive comment,
+    /// so that proxies do not close it.
+    #[serde(deserialize_with = "seconds")]
+    pub event_stream_keep_alive: Duration,
     /// Worker threads serving RPC connections.
     pub thread_pool_size: usize,
     /// Worker threads serving sensor connections, separate so sensors never wait for RPC.
@@ -126,6 +139,10 @@ impl Default for Config {
             rpc_port: 9000,
             sensor_port: 9001,
             pubsub_port: 9002,
+            http_port: Some(8080),
+            http_pool_size: 4,
+            http_cors_origins: Vec::new(),
+            event_stream_keep_alive: Duration::from_secs(15),
             thread_pool_size: 16,
             sensor_pool_size: 4,
             backlog: 128,
@@ -245,6 +262,9 @@ pub struct ConfigOverrides {
     /// Pub/sub port, 0 for any free port (`pubsub_port`).
     #[arg(long)]
     pub pubsub_port: Option<u16>,
+    /// HTTP port, 0 for any free port, `off` for none (`http_port`).
+    #[arg(long, value_name = "PORT|off", value_parser = parse_optional_port)]
+    pub http_port: Option<OptionalPort>,
     /// RPC worker threads (`thread_pool_size`).
     #[arg(long)]
     pub thread_pool_size: Option<usize>,
@@ -335,6 +355,7 @@ impl Config {
             rpc_port,
             sensor_port,
             pubsub_port,
+            http_port,
             thread_pool_size,
             sensor_pool_size,
             reservation_ttl,
@@ -348,6 +369,9 @@ impl Config {
         set(&mut self.rpc_port, *rpc_port);
         set(&mut self.sensor_port, *sensor_port);
         set(&mut self.pubsub_port, *pubsub_port);
+        if let Some(OptionalPort(port)) = http_port {
+            self.http_port = *port;
+        }
         set(&mut self.thread_pool_size, *thread_pool_size);
         set(&mut self.sensor_pool_size, *sensor_pool_size);
         set(&mut self.max_connections, *max_connections);
@@ -375,6 +399,7 @@ impl Config {
             let value = match key {
                 "thread_pool_size" => self.thread_pool_size,
                 "sensor_pool_size" => self.sensor_pool_size,
+                "http_pool_size" => self.http_pool_size,
                 "notifier_threads" => self.notifier_threads,
                 "max_connections" => self.max_connections,
                 "subscriber_queue_size" => self.subscriber_queue_size,
@@ -384,7 +409,7 @@ impl Config {
                 return invalid(key, &format!("must be from 1 to {max}, got {value}"));
             }
         }
-        if self.max_connections_per_address > COUNT_BOUNDS[3].1 {
+        if self.max_connections_per_address > COUNT_BOUNDS[4].1 {
             return invalid(
                 "max_connections_per_address",
                 &format!(
@@ -421,6 +446,7 @@ impl Config {
             ("purge_interval", self.purge_interval),
             ("idle_timeout", self.idle_timeout),
             ("frame_timeout", self.frame_timeout),
+            ("event_stream_keep_alive", self.event_stream_keep_alive),
         ] {
             if duration.is_zero() {
                 return invalid(key, "must be a positive number of seconds, got 0");
@@ -429,10 +455,23 @@ impl Config {
         if self.shutdown_grace > MAX_GRACE {
             return invalid("shutdown_grace", "must be from 0 to 3600 seconds");
         }
+        for origin in &self.http_cors_origins {
+            if !valid_origin(origin) {
+                return invalid(
+                    "http_cors_origins",
+                    &format!(
+                        "{:?} is not an origin (scheme://host[:port], like \
+                         https://ops.example.com) or *",
+                        origin
+                    ),
+                );
+            }
+        }
         let ports = [
             ("rpc_port", self.rpc_port),
             ("sensor_port", self.sensor_port),
             ("pubsub_port", self.pubsub_port),
+            ("http_port", self.http_port.unwrap_or(0)),
         ];
         // Reported under the first key of the clashing pair; the reason names both.
         for (i, &(key, port)) in ports.iter().enumerate() {
@@ -505,6 +544,7 @@ impl Config {
             rpc_port: 0,
             sensor_port: 0,
             pubsub_port: 0,
+            http_port: Some(0),
             ..Config::default()
         }
     }
@@ -540,6 +580,37 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     duration_from_seconds(secs)
+}
+
+/// Whether `origin` is `*` or `scheme://host[:port]` with nothing that could break a header
+/// line: a browser's `Origin` is compared to it as it is written.
+fn valid_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return false;
+    };
+    !scheme.is_empty()
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+}
+
+/// A port that may be turned off: `--http-port 8080`, `--http-port 0`, `--http-port off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalPort(pub Option<u16>);
+
+/// Parses a port number or `off`.
+fn parse_optional_port(text: &str) -> Result<OptionalPort, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(OptionalPort(None));
+    }
+    text.parse()
+        .map(|port| OptionalPort(Some(port)))
+        .map_err(|_| format!("{text:?} is not a port number (0 to 65535) or `off`"))
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {

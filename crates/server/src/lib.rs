@@ -29,12 +29,14 @@
 //! - `limits`: the open-files limit and the `max_connections` it allows.
 //! - `rpc`: the RPC port's protocol: decoding requests and dispatching them to the state.
 //! - `sensor`: the sensor port's protocol.
+//! - `exposition`: the metrics read at scrape time (connections, lots, the broker).
 //! - `server`: [`Server`], [`RunningServer`] and shutdown.
 
 #![forbid(unsafe_code)]
 
 mod config;
 mod connection;
+mod exposition;
 mod limits;
 mod listener;
 mod poller;
@@ -46,6 +48,7 @@ mod worker;
 
 pub use config::{
     Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig, MAX_SECONDS,
+    OptionalPort,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

@@ -5,27 +5,33 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use framing::frame::{self, Decoded, FrameError};
-use framing::rpc::{self, ErrorCode, LotStatus, Reply, Request, WireError};
+use framing::rpc::{
+    self, CancelOutcome, ErrorCode, LotStatus, Method, Reply, Request, ReserveOutcome, WireError,
+};
+use metrics::{Outcome, RequestMetrics};
+use protocol::{Protocol, Step};
 use state::{Plate, StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
-
-use protocol::{Protocol, Step};
 
 /// Answers RPC requests: reads from the store's in-memory state, writes through the store.
 pub struct RpcProtocol {
     store: Arc<dyn Store>,
     requests: AtomicU64,
+    /// Counted under [`metric_methods`].
+    metrics: RequestMetrics,
 }
 
 impl RpcProtocol {
-    /// Serves `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// Serves `store`, counting requests in `metrics`.
+    pub fn new(store: Arc<dyn Store>, metrics: RequestMetrics) -> Self {
         RpcProtocol {
             store,
             requests: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -90,31 +96,67 @@ impl RpcProtocol {
     /// Appends the reply frame for one request payload: JSON for a JSON request (with its
     /// `rpcId` when it had a usable one), text for a text request.
     fn answer(&self, payload: &[u8], out: &mut Vec<u8>, peer: SocketAddr) {
+        let started = Instant::now();
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let (format, result) = if rpc::is_json(payload) {
+        let (format, method, result) = if rpc::is_json(payload) {
             match rpc::decode_json_request(payload) {
-                Ok((rpc_id, request)) => (Format::Json(Some(rpc_id)), self.run(&request, peer)),
+                Ok((rpc_id, request)) => {
+                    let (method, result) = self.run(&request, peer);
+                    (Format::Json(Some(rpc_id)), method, result)
+                }
                 Err(rejected) => {
                     warn_malformed(peer, &rejected.error);
-                    (Format::Json(rejected.rpc_id), Err(rejected.error))
+                    (Format::Json(rejected.rpc_id), None, Err(rejected.error))
                 }
             }
         } else {
             match rpc::decode_text_request(payload) {
-                Ok(request) => (Format::Text, self.run(&request, peer)),
+                Ok(request) => {
+                    let (method, result) = self.run(&request, peer);
+                    (Format::Text, method, result)
+                }
                 Err(error) => {
                     warn_malformed(peer, &error);
-                    (Format::Text, Err(error))
+                    (Format::Text, None, Err(error))
                 }
             }
         };
         encode_reply(out, format, result.as_ref(), peer);
+        // Undecodable requests are counted under the method after the table's last.
+        let method = method.map_or(Method::ALL.len(), |method| method as usize);
+        self.metrics
+            .record(method, outcome(&result), started.elapsed());
     }
 
-    fn run(&self, request: &Request<'_>, peer: SocketAddr) -> Result<Reply<'static>, WireError> {
+    fn run(
+        &self,
+        request: &Request<'_>,
+        peer: SocketAddr,
+    ) -> (Option<Method>, Result<Reply<'static>, WireError>) {
         let result = self.execute(request);
         log_outcome(peer, request, result.as_ref().err());
-        result
+        (Some(request.method()), result)
+    }
+}
+
+/// The names the RPC port's requests are counted under: the method table's, then
+/// `invalid` for requests that could not be decoded.
+pub(crate) fn metric_methods() -> Vec<&'static str> {
+    Method::ALL
+        .iter()
+        .map(|method| method.name())
+        .chain(["invalid"])
+        .collect()
+}
+
+/// How a request ended, for its metric.
+fn outcome(result: &Result<Reply<'_>, WireError>) -> Outcome {
+    match result {
+        Ok(Reply::Reserve(ReserveOutcome::Full | ReserveOutcome::Exists))
+        | Ok(Reply::Cancel(CancelOutcome::NotFound)) => Outcome::Refused,
+        Ok(_) => Outcome::Ok,
+        Err(error) if error.code == ErrorCode::Unavailable => Outcome::Unavailable,
+        Err(_) => Outcome::Invalid,
     }
 }
 

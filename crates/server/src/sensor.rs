@@ -4,29 +4,47 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use framing::line::{self, Decoded};
 use framing::sensor::{
     self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
 };
+use metrics::{LotCounters, Outcome, RequestMetrics};
+use protocol::{Protocol, Step};
 use state::{StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
-use protocol::{Protocol, Step};
+/// The names the sensor port's lines are counted under, in [`Method`] order.
+pub(crate) const METRIC_METHODS: [&str; 3] = ["UPDATE", "PING", "invalid"];
+
+/// What a line asked for, as its metric is labelled.
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Update,
+    Ping,
+    Invalid,
+}
 
 /// Applies sensor reports through the store.
 pub struct SensorProtocol {
     store: Arc<dyn Store>,
     updates: AtomicU64,
+    /// Counted under [`METRIC_METHODS`].
+    metrics: RequestMetrics,
+    /// `UPDATE` lines per lot.
+    lines_by_lot: LotCounters,
 }
 
 impl SensorProtocol {
-    /// Serves `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// Serves `store`, counting lines in `metrics` and `lines_by_lot`.
+    pub fn new(store: Arc<dyn Store>, metrics: RequestMetrics, lines_by_lot: LotCounters) -> Self {
         SensorProtocol {
             store,
             updates: AtomicU64::new(0),
+            metrics,
+            lines_by_lot,
         }
     }
 
@@ -92,9 +110,18 @@ impl Protocol for SensorProtocol {
         }
         match line::decode(input, MAX_LINE_LEN) {
             Decoded::Line { content, consumed } => {
+                let started = Instant::now();
                 self.updates.fetch_add(1, Ordering::Relaxed);
-                let reply = sensor::parse_command(&input[content])
-                    .and_then(|command| self.execute(command, peer));
+                let command = sensor::parse_command(&input[content]);
+                let method = match &command {
+                    Ok(SensorCommand::Update { lot, .. }) => {
+                        self.lines_by_lot.inc(lot);
+                        Method::Update
+                    }
+                    Ok(SensorCommand::Ping) => Method::Ping,
+                    Err(_) => Method::Invalid,
+                };
+                let reply = command.and_then(|command| self.execute(command, peer));
                 if let Err(error) = &reply {
                     if error.code == SensorErrorCode::UnknownLot {
                         log::debug!("sensor {peer}: refused: {error}");
@@ -103,6 +130,15 @@ impl Protocol for SensorProtocol {
                     }
                 }
                 sensor::encode_reply(out, reply.as_ref());
+                let outcome = match &reply {
+                    Ok(_) => Outcome::Ok,
+                    Err(error) if error.code == SensorErrorCode::Unavailable => {
+                        Outcome::Unavailable
+                    }
+                    Err(_) => Outcome::Invalid,
+                };
+                self.metrics
+                    .record(method as usize, outcome, started.elapsed());
                 Step::Answered { consumed }
             }
             Decoded::Incomplete => Step::Incomplete,
