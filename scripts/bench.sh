@@ -2,13 +2,19 @@
 # Compares parking-server with baseline-server (the least a correct RPC server must do) under
 # the same load-test rows, and prints the ratio parking-server / baseline for each row.
 #
-# Usage: scripts/bench.sh [-m MODES] [-w WORKERS] [-d SECS] [-u WARMUP] [-p PIPELINE] [-o DIR]
+# Usage: scripts/bench.sh [-m MODES] [-w WORKERS] [-d SECS] [-u WARMUP] [-p PIPELINE] [-i IDLE]
+#                         [-r] [-o DIR]
 #
 #   -m MODES     load-test modes, space separated   (env MODES,    default "ping avail reserve mixed")
 #   -w WORKERS   connection counts, space separated (env WORKERS,  default "1 4 16")
 #   -d SECS      recorded seconds per row           (env DURATION, default 10)
 #   -u SECS      warmup seconds per row             (env WARMUP,   default 1)
 #   -p N         requests in flight per connection  (env PIPELINE, default 1)
+#   -i N         connections held open and silent during every row, on both servers
+#                (load-test --idle; env IDLE, default 0)
+#   -r           also run redis-benchmark GET with the same connections and pipeline
+#                against a throwaway redis-server (needs both on PATH; env REDIS=1), and
+#                print parking-server's avail rows against it
 #   -o DIR       keep every row's JSON report, table and the server logs in DIR
 #                (env OUT, default: a temporary directory, removed at the end)
 #
@@ -26,17 +32,21 @@ WORKERS=${WORKERS:-"1 4 16"}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 PIPELINE=${PIPELINE:-1}
+IDLE=${IDLE:-0}
+REDIS=${REDIS:-0}
 OUT=${OUT:-}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-while getopts "m:w:d:u:p:o:h" opt; do
+while getopts "m:w:d:u:p:i:ro:h" opt; do
     case $opt in
         m) MODES=$OPTARG ;;
         w) WORKERS=$OPTARG ;;
         d) DURATION=$OPTARG ;;
         u) WARMUP=$OPTARG ;;
         p) PIPELINE=$OPTARG ;;
+        i) IDLE=$OPTARG ;;
+        r) REDIS=1 ;;
         o) OUT=$OPTARG ;;
         h) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
@@ -58,6 +68,14 @@ source scripts/lib.sh
 require_python3
 echo "building (release)..." >&2
 cargo build --release --quiet -p parking-server -p load-test
+if [ "$REDIS" = 1 ]; then
+    for tool in redis-server redis-benchmark; do
+        if ! command -v "$tool" > /dev/null; then
+            echo "bench: -r needs $tool on PATH (Debian: apt-get install redis-server redis-tools)" >&2
+            exit 2
+        fi
+    done
+fi
 
 if [ -n "$OUT" ]; then
     mkdir -p "$OUT"
@@ -88,8 +106,24 @@ pid=$!
 STARTED_PIDS+=("$pid")
 BASELINE_PORT=$(wait_for_port "$WORK/baseline.log" "listening on ${HOST//./\\.}:" "$pid") || exit 2
 
+if [ "$REDIS" = 1 ]; then
+    # redis-server cannot pick its own port; take a free one (the window to lose it is tiny).
+    REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
+        >"$WORK/redis.log" 2>&1 &
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/$HOST/$REDIS_PORT") 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+fi
+
 echo "parking-server on $HOST:$SERVER_PORT, baseline on $HOST:$BASELINE_PORT;" \
-    "modes: $MODES; connections: $WORKERS; ${DURATION}s per row (+${WARMUP}s warmup)" >&2
+    "modes: $MODES; connections: $WORKERS; ${DURATION}s per row (+${WARMUP}s warmup);" \
+    "pipeline $PIPELINE; $IDLE idle connections" >&2
 
 STATUS=0
 for mode in $MODES; do
@@ -101,7 +135,7 @@ for mode in $MODES; do
             code=0
             "$BIN/load-test" --host "$HOST" --port "$port" --mode "$mode" --workers "$workers" \
                 --duration "$DURATION" --warmup "$WARMUP" --pipeline "$PIPELINE" \
-                --json "$WORK/$name.json" >"$WORK/$name.txt" || code=$?
+                --idle "$IDLE" --json "$WORK/$name.json" >"$WORK/$name.txt" || code=$?
             case $code in
                 0) ;;
                 1) STATUS=1 ;;
@@ -113,7 +147,17 @@ for mode in $MODES; do
     done
 done
 
-MODES=$MODES WORKERS=$WORKERS python3 - "$WORK" <<'PY'
+if [ "$REDIS" = 1 ]; then
+    for workers in $WORKERS; do
+        echo "  redis GET, $workers connection(s)" >&2
+        # About as many requests as the parking rows answer in DURATION seconds at this depth.
+        requests=$(( 50000 * DURATION * PIPELINE ))
+        redis-benchmark -h "$HOST" -p "$REDIS_PORT" -t get -c "$workers" -P "$PIPELINE" \
+            -n "$requests" --csv >"$WORK/redis-c$workers.csv"
+    done
+fi
+
+MODES=$MODES WORKERS=$WORKERS REDIS=$REDIS python3 - "$WORK" <<'PY'
 import json, os, sys
 
 work = sys.argv[1]
@@ -152,5 +196,24 @@ for mode in os.environ["MODES"].split():
 print()
 print("ratio = parking-server / baseline: below 1 for req/s and above 1 for latency mean the "
       "parking server is slower. err+to: errors and timeouts of both rows.")
+
+if os.environ["REDIS"] == "1" and "avail" in os.environ["MODES"].split():
+    import csv
+    print()
+    head = (f"{'conns':>5} | {'avail req/s':>11} {'redis GET':>10} {'ratio':>6} | "
+            f"{'p50 ms':>7} {'redis':>7} {'ratio':>6} | {'p99 ms':>7} {'redis':>7} {'ratio':>6}")
+    print(head)
+    print("-" * len(head))
+    for workers in os.environ["WORKERS"].split():
+        s = row("avail", workers, "parking")
+        with open(os.path.join(work, f"redis-c{workers}.csv")) as f:
+            r = next(csv.DictReader(f))
+        rps, p50, p99 = float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"])
+        print(f"{workers:>5} | {s['throughput']:>11.0f} {rps:>10.0f} {ratio(s['throughput'], rps):>6} | "
+              f"{latency(s, 'p50'):>7.3f} {p50:>7.3f} {ratio(latency(s, 'p50'), p50):>6} | "
+              f"{latency(s, 'p99'):>7.3f} {p99:>7.3f} {ratio(latency(s, 'p99'), p99):>6}")
+    print()
+    print("ratio = parking-server getAvailability / Redis GET, same connections and pipeline "
+          "(redis-benchmark measures its own latency, from its own client).")
 PY
 exit $STATUS

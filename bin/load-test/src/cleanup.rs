@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use client::{ClientError, ParkingClient};
+use client::{ClientError, Endpoints, ParkingClient};
 
 use crate::workload::Workload;
 
@@ -34,9 +34,9 @@ pub enum Cleanup {
 }
 
 /// Sends a `cancel` for every lot and plate `workload` may have reserved, pipelined on one
-/// connection to `target`.
+/// connection to `target` (the first node that answers: they all share the reservations).
 pub fn cancel_leftovers(
-    target: &str,
+    target: &Endpoints,
     timeout: Duration,
     workload: &Workload,
 ) -> Result<Cleanup, ClientError> {

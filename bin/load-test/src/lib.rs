@@ -136,7 +136,7 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
     };
     let busiest = options.workers.iter().copied().max().unwrap_or(0) as usize;
     let idle = IdleConnections::open(
-        &config.target,
+        config.target.get(0),
         options.idle as usize,
         busiest,
         options.timeout.duration,
@@ -187,7 +187,7 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError
 
     if let Some(path) = &options.json {
         let report = Report {
-            target: config.target.clone(),
+            target: config.target.to_string(),
             mode,
             pipeline: options.pipeline,
             rate: options.rate,
@@ -257,7 +257,7 @@ fn row_workload(
 ) -> Result<Workload, (runner::Tally, String)> {
     let mode = options.mode;
     if mode.needs_lots() && lots.is_none() {
-        let found = ParkingClient::connect_with_timeout(config.target.as_str(), config.timeout)
+        let found = ParkingClient::connect_with_timeout(&config.target, config.timeout)
             .and_then(|mut client| client.get_lots())
             .map_err(|err| (runner::failed_call(&err), format!("getLots failed: {err}")))?;
         *lots = Some(found.into_iter().map(|lot| lot.id.into_owned()).collect());

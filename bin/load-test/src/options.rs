@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use client::{Endpoints, Hosts};
 
 use crate::workload::Mode;
 
@@ -52,9 +53,10 @@ Examples:
     after_help = AFTER_HELP
 )]
 pub struct Options {
-    /// Server host name or IP address.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Server host name or IP address; several nodes comma-separated (`a:9000,b:9000`, a
+    /// host without a port takes --port): connections are spread over them in turn.
+    #[arg(long, default_value = "127.0.0.1", value_parser = Hosts::parse)]
+    pub host: Hosts,
 
     /// The server's RPC port.
     #[arg(long, default_value_t = 9000)]
@@ -123,14 +125,9 @@ pub struct Options {
 }
 
 impl Options {
-    /// The `host:port` the connections go to.
-    pub fn target(&self) -> String {
-        if self.host.contains(':') && !self.host.starts_with('[') {
-            // A bare IPv6 address needs brackets before a port can follow.
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+    /// The `host:port` addresses the connections go to.
+    pub fn target(&self) -> Endpoints {
+        self.host.on(self.port)
     }
 }
 
@@ -193,7 +190,7 @@ mod tests {
         assert_eq!(options.mode, Mode::Mixed);
         assert_eq!(options.pipeline, 1);
         assert_eq!(options.rate, None);
-        assert_eq!(options.target(), "127.0.0.1:9000");
+        assert_eq!(options.target().to_string(), "127.0.0.1:9000");
 
         let options = Options::try_parse_from([
             "load-test",
@@ -211,7 +208,7 @@ mod tests {
         let options =
             Options::try_parse_from(["load-test", "--workers", "1,8", "--host", "::1"]).unwrap();
         assert_eq!(options.workers, [1, 8]);
-        assert_eq!(options.target(), "[::1]:9000");
+        assert_eq!(options.target().to_string(), "[::1]:9000");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client::{Backoff, ClientError, ParkingClient};
+use client::{Backoff, ClientError, Endpoints, ParkingClient};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -49,8 +49,9 @@ const PROGRESS_TICK: Duration = Duration::from_millis(100);
 /// What every row of a run shares.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// `host:port` of the server's RPC port.
-    pub target: String,
+    /// The servers' RPC ports; connection `i` starts with the `i`th, so connections spread
+    /// over several nodes.
+    pub target: Endpoints,
     /// Requests in flight per connection (at least 1).
     pub pipeline: u32,
     /// Total requests per second in open-loop mode; `None` for closed loop.
@@ -263,7 +264,7 @@ impl Connection {
                 break;
             }
             let mut client = match ParkingClient::connect_with_timeout(
-                self.config.target.as_str(),
+                self.config.target.rotated(self.index as usize),
                 self.config.timeout,
             ) {
                 Ok(client) => client,

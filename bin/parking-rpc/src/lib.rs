@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use client::cli::parse_seconds;
-use client::{ClientError, Failure, ParkingClient};
+use client::{ClientError, Failure, Hosts, ParkingClient};
 
 const LONG_ABOUT: &str = "\
 Query and book the parking server over its RPC port (length-prefixed JSON requests).
@@ -52,9 +52,10 @@ Exit codes:
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Server host name or IP address.
-    #[arg(long, global = true, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Server host name or IP address; several nodes comma-separated (`a:9000,b:9000`, a
+    /// host without a port takes --port) are tried in turn.
+    #[arg(long, global = true, default_value = "127.0.0.1", value_parser = Hosts::parse)]
+    pub host: Hosts,
     /// The server's RPC port.
     #[arg(long, global = true, default_value_t = 9000)]
     pub port: u16,
@@ -199,12 +200,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failure> {
 }
 
 fn execute(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failed> {
-    let target = format!("{}:{}", cli.host, cli.port);
+    let endpoints = cli.host.on(cli.port);
+    let target = endpoints.to_string();
     let fail = |err| client_failure(err, &target, cli.timeout);
     log::debug!("connecting to {target}");
-    let mut client =
-        ParkingClient::connect_with_timeout((cli.host.as_str(), cli.port), cli.timeout)
-            .map_err(fail)?;
+    let mut client = ParkingClient::connect_with_timeout(&endpoints, cli.timeout).map_err(fail)?;
     let printer = output::Printer::new(cli.json);
     let exit = match &cli.command {
         Command::Lots => {

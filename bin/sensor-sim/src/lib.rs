@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use client::cli::{parse_lot, parse_positive, parse_seconds};
-use client::{ClientError, Failure, ParkingClient};
+use client::{ClientError, Failure, Hosts, ParkingClient};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use shutdown::ShutdownHandle;
@@ -72,9 +72,11 @@ Exit codes:
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Server host name or IP address.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Server host name or IP address; several nodes comma-separated (`a:9001,b:9001`, a
+    /// host without a port takes --port): sensors spread over them and move to the next
+    /// when theirs is lost.
+    #[arg(long, default_value = "127.0.0.1", value_parser = Hosts::parse)]
+    pub host: Hosts,
     /// The server's sensor port.
     #[arg(long, default_value_t = 9001)]
     pub port: u16,
@@ -144,17 +146,15 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
     let interval = Duration::try_from_secs_f64(sensors as f64 / cli.rate)
         .map_or(cli.duration, |interval| interval.min(cli.duration));
     log::info!(
-        "{sensors} sensor(s) sending {} updates/s to {}:{} for {} s ({} mode, seed {seed})",
+        "{sensors} sensor(s) sending {} updates/s to {} for {} s ({} mode, seed {seed})",
         cli.rate,
-        cli.host,
-        cli.port,
+        cli.host.on(cli.port),
         cli.duration.as_secs_f64(),
         cli.mode.name()
     );
     let start = Instant::now();
     let target = Target {
-        host: cli.host.clone(),
-        port: cli.port,
+        endpoints: cli.host.on(cli.port),
         timeout: cli.timeout,
         mode: cli.mode,
         interval,
@@ -237,15 +237,15 @@ fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, Failure> {
             cli.lots.len()
         ]);
     };
-    let target = format!("{}:{rpc_port}", cli.host);
+    let endpoints = cli.host.all_on(rpc_port);
     let unreachable = |err: ClientError| {
         Failure::new(
             2,
-            format!("cannot learn the lots from the RPC port at {target}: {err}"),
+            format!("cannot learn the lots from the RPC port at {endpoints}: {err}"),
         )
     };
-    let mut rpc = ParkingClient::connect_with_timeout((cli.host.as_str(), rpc_port), cli.timeout)
-        .map_err(unreachable)?;
+    let mut rpc =
+        ParkingClient::connect_with_timeout(&endpoints, cli.timeout).map_err(unreachable)?;
     let known: HashMap<String, LotStart> = rpc
         .get_lots()
         .map_err(unreachable)?
@@ -267,7 +267,7 @@ fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, Failure> {
                 Failure::new(
                     3,
                     format!(
-                        "lot {lot:?} is not on the server at {target} (it has {})",
+                        "lot {lot:?} is not on the server at {endpoints} (it has {})",
                         ids.join(", ")
                     ),
                 )

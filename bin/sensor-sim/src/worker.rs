@@ -9,7 +9,7 @@ use std::fmt;
 use std::ops::AddAssign;
 use std::time::{Duration, Instant};
 
-use client::{Backoff, SensorClient, SensorClientError};
+use client::{Backoff, Endpoints, SensorClient, SensorClientError};
 use framing::sensor::SensorErrorCode;
 use hdrhistogram::Histogram;
 use rand::RngExt;
@@ -139,10 +139,9 @@ impl fmt::Display for Summary {
 /// Where every sensor of a run sends, and how.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// Sensor port host.
-    pub host: String,
-    /// Sensor port.
-    pub port: u16,
+    /// The servers' sensor ports; each sensor starts with a different one, so sensors
+    /// spread over the nodes, and fails over to the next.
+    pub endpoints: Endpoints,
     /// Connect and reply timeout.
     pub timeout: Duration,
     /// How updates are reported.
@@ -250,11 +249,11 @@ impl Running {
         logged: &mut Logged,
     ) -> Instant {
         let id = self.sensor.index;
-        let address = format!("{}:{}", target.host, target.port);
         let Some(client) = self.connection.as_mut() else {
-            return match SensorClient::connect((target.host.as_str(), target.port), target.timeout)
-            {
+            let address = target.endpoints.to_string();
+            return match SensorClient::connect(target.endpoints.rotated(id), target.timeout) {
                 Ok(client) => {
+                    let address = client.peer_addr();
                     if self.connected_before {
                         stats.reconnects += 1;
                         log::info!("sensor {id}: reconnected to {address}");
@@ -285,6 +284,7 @@ impl Running {
                 }
             };
         };
+        let address = client.peer_addr();
         let now = Instant::now();
         if now.saturating_duration_since(self.next_send) > MAX_CATCH_UP {
             self.next_send = now;

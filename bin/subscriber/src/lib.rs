@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use client::cli::{parse_lot, parse_seconds};
-use client::{Backoff, Failure, OwnedEvent, SubscribeError, Subscription, Update};
+use client::{Backoff, Failure, Hosts, OwnedEvent, SubscribeError, Subscription, Update};
 use framing::pubsub::{PubsubErrorCode, Topic};
 use shutdown::ShutdownHandle;
 
@@ -60,9 +60,10 @@ Exit codes:
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Server host name or IP address.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Server host name or IP address; several nodes comma-separated (`a:9002,b:9002`, a
+    /// host without a port takes --port): a lost connection resumes on the next one.
+    #[arg(long, default_value = "127.0.0.1", value_parser = Hosts::parse)]
+    pub host: Hosts,
     /// The server's pub/sub port.
     #[arg(long, default_value_t = 9002)]
     pub port: u16,
@@ -134,13 +135,17 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
     } else {
         format!("lot(s) {}", cli.lots.join(", "))
     };
-    let target = format!("{}:{}", cli.host, cli.port);
+    let endpoints = cli.host.on(cli.port);
+    let target = endpoints.to_string();
     let mut backoff = Backoff::default();
     let mut printed = 0u64;
     let mut subscribed_before = false;
+    // Which node to try first: after a lost connection, the next one (the lost one is
+    // likely down, and its subscribers all move at once).
+    let mut first = 0;
     while !stop.is_triggered() {
         let mut subscription =
-            match Subscription::connect((cli.host.as_str(), cli.port), &topics, cli.timeout) {
+            match Subscription::connect(endpoints.rotated(first), &topics, cli.timeout) {
                 Ok(subscription) => subscription,
                 Err(SubscribeError::Server(refusal))
                     if refusal.code == PubsubErrorCode::Busy && subscribed_before =>
@@ -182,10 +187,11 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
             };
         backoff.reset();
         let id = subscription.id();
+        let peer = subscription.peer_addr();
         if subscribed_before {
-            log::warn!("reconnected: re-subscribed to {described} on {target} (subscription {id})");
+            log::warn!("reconnected: re-subscribed to {described} on {peer} (subscription {id})");
         } else {
-            log::info!("subscribed to {described} on {target} (subscription {id})");
+            log::info!("subscribed to {described} on {peer} (subscription {id})");
         }
         subscribed_before = true;
         while !stop.is_triggered() {
@@ -215,7 +221,8 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    log::warn!("lost the subscription on {target}: {err}");
+                    log::warn!("lost the subscription on {peer}: {err}");
+                    first += 1;
                     break;
                 }
             }

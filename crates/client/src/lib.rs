@@ -27,6 +27,10 @@
 //! # Layout
 //! - [`cli`]: what the command-line tools share: value parsers (seconds, lot ids) and
 //!   [`Failure`], the one-line error they exit with.
+//! - `endpoints`: [`Hosts`] (a tool's `--host a:9000,b:9000`) and the [`Endpoints`] they
+//!   make; every
+//!   client's `connect` takes them and tries each in turn, which is how the tools fail over
+//!   between nodes.
 //! - `error`: [`Error`], the one error type of all three clients.
 //! - `parking`: [`ParkingClient`] for the RPC port (JSON requests, text aliases, pipelining
 //!   with `send`/`recv`), its [`ClientError`] and [`RpcReply`].
@@ -38,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+mod endpoints;
 mod error;
 mod net;
 mod parking;
@@ -46,6 +51,7 @@ mod sensor;
 mod subscription;
 
 pub use cli::Failure;
+pub use endpoints::{Endpoints, Hosts};
 pub use error::Error;
 pub use net::MAX_REPLY_LINE_LEN;
 pub use parking::{ClientError, DEFAULT_TIMEOUT, LotInfo, ParkingClient, RpcReply};

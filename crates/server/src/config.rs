@@ -124,6 +124,68 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The lots, in the order `getLots` reports them.
     pub lots: Vec<LotConfig>,
+    /// Where the state is kept: on this node (the default) or in PostgreSQL, shared by
+    /// several nodes.
+    pub store: StoreConfig,
+}
+
+/// Where the state is kept: the `store` key, `{"kind": "embedded"}` (the default) or
+/// `{"kind": "postgres", "url": ..., "pool_size": 16, "timeout": 2}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// On this node, in its own process. (Written with braces so that a stray key next to
+    /// `"kind": "embedded"` is refused, not ignored.)
+    Embedded {},
+    /// In PostgreSQL, which decides every write; several nodes may share it
+    /// (docs/scaling.md).
+    Postgres(PostgresConfig),
+}
+
+/// Most connections one node keeps to PostgreSQL: past this a setting is a typo (the
+/// server's own `max_connections` defaults to 100 for all its clients).
+pub const MAX_POOL_SIZE: u32 = 1024;
+
+/// The `store` key's settings for PostgreSQL.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The database, as a URL (`postgres://user:password@host:5432/db`) or libpq key-value
+    /// string. The password is never logged.
+    pub url: String,
+    /// Connections kept for writes, shared by the RPC and sensor workers (default 16: one
+    /// per RPC worker).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Longest a write waits for the database before it answers `UNAVAILABLE`, in seconds
+    /// (default 2): a connection from the pool, a connect, a statement.
+    #[serde(default = "default_pg_timeout", deserialize_with = "seconds")]
+    pub timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Embedded {}
+    }
+}
+
+fn default_pool_size() -> u32 {
+    16
+}
+
+fn default_pg_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Configurations get printed (`{:?}` in a test, a log); the password must not be.
+        f.debug_struct("PostgresConfig")
+            .field("url", &store_pg::redacted(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -160,6 +222,7 @@ impl Default for Config {
             subscriber_send_buffer: 32 * 1024,
             shutdown_grace: Duration::from_secs(2),
             lots: vec![lot("A", 100), lot("B", 50), lot("C", 200)],
+            store: StoreConfig::Embedded {},
         }
     }
 }
@@ -497,6 +560,23 @@ impl Config {
                 ),
             );
         }
+        if let StoreConfig::Postgres(pg) = &self.store {
+            if pg.url.trim().is_empty() {
+                return invalid("store.url", "must name the database");
+            }
+            if pg.pool_size == 0 || pg.pool_size > MAX_POOL_SIZE {
+                return invalid(
+                    "store.pool_size",
+                    &format!("must be from 1 to {MAX_POOL_SIZE}, got {}", pg.pool_size),
+                );
+            }
+            if pg.timeout.is_zero() {
+                return invalid(
+                    "store.timeout",
+                    "must be a positive number of seconds, got 0",
+                );
+            }
+        }
         let mut seen = std::collections::HashSet::with_capacity(self.lots.len());
         for lot in &self.lots {
             if lot.capacity == 0 {
@@ -592,7 +672,9 @@ fn valid_origin(origin: &str) -> bool {
         return false;
     };
     !scheme.is_empty()
-        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
         && !host.is_empty()
         && host
             .bytes()
@@ -636,6 +718,59 @@ mod tests {
         let (config, source) = Config::load(Some(&path)).unwrap();
         assert_eq!(source, ConfigSource::File(path));
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn the_store_is_embedded_unless_postgres_is_named() {
+        assert_eq!(
+            Config::from_json(r#"{"store": {"kind": "embedded"}}"#).unwrap(),
+            Config::default()
+        );
+        let config = Config::from_json(
+            r#"{"store": {"kind": "postgres", "url": "postgres://u:secret@db/parking"}}"#,
+        )
+        .unwrap();
+        let StoreConfig::Postgres(pg) = &config.store else {
+            panic!("{config:?}")
+        };
+        assert_eq!((pg.pool_size, pg.timeout), (16, Duration::from_secs(2)));
+        assert!(!format!("{config:?}").contains("secret"));
+        let config = Config::from_json(
+            r#"{"store": {"kind": "postgres", "url": "host=/tmp", "pool_size": 4, "timeout": 0.5}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            config.store,
+            StoreConfig::Postgres(PostgresConfig { pool_size: 4, .. })
+        ));
+        for json in [
+            r#"{"store": {"kind": "postgres"}}"#,
+            r#"{"store": {"kind": "postgres", "url": "x", "pool": 4}}"#,
+            r#"{"store": {"kind": "embedded", "url": "x"}}"#,
+            r#"{"store": {"kind": "mysql"}}"#,
+            r#"{"store": "postgres"}"#,
+        ] {
+            assert!(
+                matches!(Config::from_json(json), Err(ConfigError::Parse { .. })),
+                "{json}"
+            );
+        }
+        for (json, key) in [
+            (
+                r#"{"store": {"kind": "postgres", "url": " "}}"#,
+                "store.url",
+            ),
+            (
+                r#"{"store": {"kind": "postgres", "url": "x", "pool_size": 0}}"#,
+                "store.pool_size",
+            ),
+            (
+                r#"{"store": {"kind": "postgres", "url": "x", "timeout": 0}}"#,
+                "store.timeout",
+            ),
+        ] {
+            assert_eq!(invalid_key(json), key, "{json}");
+        }
     }
 
     #[test]

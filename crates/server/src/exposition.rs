@@ -30,6 +30,12 @@ impl Ports {
     }
 }
 
+/// A metric read from each lot: its name, help and how to read it.
+type LotGauge = (&'static str, &'static str, fn(&LotSnapshot) -> u32);
+
+/// A metric read from the broker's counters: its name, help, kind and how to read it.
+type BrokerValue = (&'static str, &'static str, Kind, fn(&broker::BrokerStats) -> f64);
+
 /// Registers the sampled metrics.
 pub(crate) fn register(
     metrics: &Metrics,
@@ -62,8 +68,10 @@ pub(crate) fn register(
         Some("port"),
         per_port(|admission| admission.refused() as f64),
     )?;
-    let lot_gauges: [(&str, &str, fn(&LotSnapshot) -> u32); 4] = [
-        ("parking_lot_free_spaces", "Free spaces, by lot.", |lot| lot.free),
+    let lot_gauges: [LotGauge; 4] = [
+        ("parking_lot_free_spaces", "Free spaces, by lot.", |lot| {
+            lot.free
+        }),
         (
             "parking_lot_occupied_spaces",
             "Spaces the sensors report taken, by lot.",
@@ -88,7 +96,7 @@ pub(crate) fn register(
                 .collect()
         })?;
     }
-    let broker_counters: [(&str, &str, Kind, fn(&broker::BrokerStats) -> f64); 5] = [
+    let broker_counters: [BrokerValue; 5] = [
         (
             "parking_changes_published_total",
             "Changes of a lot's free count published.",

@@ -11,6 +11,10 @@
 //!   state calls the broker after releasing its lock, so publishing never holds up a request;
 //! - the `state::Purger`, which expires reservations on time.
 //!
+//! Writes go through the `store::Store` the `store` setting names: the state in this
+//! process, or `store_pg::PgStore`, where PostgreSQL decides every write and several nodes
+//! share one database (`docs/scaling.md`).
+//!
 //! The caller creates the [`shutdown::ShutdownHandle`] and passes it to [`Server::start`];
 //! triggering it (from a signal handler) stops everything gracefully.
 //!
@@ -47,8 +51,8 @@ mod server;
 mod worker;
 
 pub use config::{
-    Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig, MAX_SECONDS,
-    OptionalPort,
+    Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig,
+    MAX_POOL_SIZE, MAX_SECONDS, OptionalPort, PostgresConfig, StoreConfig,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

@@ -15,9 +15,10 @@ use metrics::{Metrics, MetricsError};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 use store::{MemoryStore, Store};
+use store_pg::{PgOptions, PgStore};
 use warn_limit::peer_warn;
 
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::connection::Timeouts;
 use crate::exposition::{self, Ports};
 use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
@@ -37,6 +38,8 @@ pub enum StartError {
     Spawn(io::Error),
     /// The metrics could not be set up.
     Metrics(MetricsError),
+    /// The PostgreSQL store could not be opened.
+    Postgres(store_pg::OpenError),
 }
 
 impl fmt::Display for StartError {
@@ -46,6 +49,7 @@ impl fmt::Display for StartError {
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
             StartError::Metrics(err) => write!(f, "{err}"),
+            StartError::Postgres(err) => write!(f, "{err}"),
         }
     }
 }
@@ -57,6 +61,7 @@ impl std::error::Error for StartError {
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
             StartError::Metrics(err) => Some(err),
+            StartError::Postgres(err) => Some(err),
         }
     }
 }
@@ -203,13 +208,7 @@ impl Server {
         } = self;
         let store = match store {
             Some(store) => store,
-            None => {
-                let state = Arc::new(
-                    ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
-                        .map_err(StartError::State)?,
-                );
-                Arc::new(MemoryStore::new(state))
-            }
+            None => open_store(&config, clock)?,
         };
         let state = Arc::clone(store.state());
         let rpc_listener = listener::bind("rpc", &config.host, config.rpc_port, config.backlog)?;
@@ -399,6 +398,27 @@ impl Server {
             stopped: false,
         })
     }
+}
+
+/// The store the configuration describes.
+fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match &config.store {
+        StoreConfig::Embedded {} => {
+            let state = ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::State)?;
+            Arc::new(MemoryStore::new(Arc::new(state)))
+        }
+        StoreConfig::Postgres(pg) => {
+            let options = PgOptions {
+                url: pg.url.clone(),
+                pool_size: pg.pool_size,
+                timeout: pg.timeout,
+            };
+            let store = PgStore::open(&options, config.lot_specs(), config.reservation_ttl, clock)
+                .map_err(StartError::Postgres)?;
+            Arc::new(store)
+        }
+    })
 }
 
 /// Lots shown by name in the start-up line; a city's thousand lots are counted instead.

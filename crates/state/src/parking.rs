@@ -183,6 +183,9 @@ pub struct ParkingState {
     listeners: RwLock<Vec<Listener>>,
     /// Where changes are made durable; unset, the state lives in memory only.
     recorder: OnceLock<Arc<dyn Recorder>>,
+    /// Set for a copy of a state decided elsewhere ([`ParkingState::follower`]): nothing
+    /// expires by this state's clock.
+    follower: bool,
 }
 
 impl fmt::Debug for ParkingState {
@@ -236,7 +239,21 @@ impl ParkingState {
             clock,
             listeners: RwLock::new(Vec::new()),
             recorder: OnceLock::new(),
+            follower: false,
         })
+    }
+
+    /// Makes this state a follower: a copy of a state that something else decides (a
+    /// database that several nodes share), changed only through [`ParkingState::apply_all`].
+    /// A follower never expires a reservation by its own clock: every node would do so at a
+    /// slightly different moment, interleaved differently with the changes other nodes make,
+    /// and their subscribers would hear different sequences of events. It holds each
+    /// reservation until an applied change removes it, so expiry is decided once, where
+    /// every other change is. (Its deciding operations, `reserve` and the like, still work
+    /// on the copy but must not be used: they would decide locally.)
+    pub fn follower(mut self) -> Self {
+        self.follower = true;
+        self
     }
 
     /// Makes every later change go through `recorder` (once; a second call is refused with
@@ -412,13 +429,28 @@ impl ParkingState {
 
     /// Sets one key of the state to the value `change` gives it, whatever it was: a journal's
     /// replay, an undo, a change another node made. Capacity is not checked (it was, when the
-    /// reservation was granted); a reservation already past its time is dropped at once.
+    /// reservation was granted); a reservation already past its time is dropped at once
+    /// (by a follower, kept until a change removes it).
     pub fn apply(&self, change: &Change) -> Result<(), UnknownLot> {
-        let entry = self.entry(change.lot().as_str())?;
-        self.with_entry(entry, |lot, now| {
-            let wall_now = unix_ms(self.clock.wall());
-            set_key(lot, change, now, wall_now);
-        });
+        self.apply_all(std::slice::from_ref(change))
+    }
+
+    /// [`ParkingState::apply`] for several changes at once: each run of consecutive changes
+    /// of one lot is applied under one lock, so listeners hear of at most one change of that
+    /// lot's free count for the whole run. A transaction that another node committed
+    /// (expiring three reservations, say) then reaches subscribers as the one event it is,
+    /// not as the intermediate counts nobody else saw. Stops at the first unknown lot.
+    pub fn apply_all(&self, changes: &[Change]) -> Result<(), UnknownLot> {
+        for run in changes.chunk_by(|a, b| a.lot() == b.lot()) {
+            let Some(first) = run.first() else { continue };
+            let entry = self.entry(first.lot().as_str())?;
+            self.with_entry(entry, |lot, now| {
+                let wall_now = unix_ms(self.clock.wall());
+                for change in run {
+                    set_key(lot, change, now, wall_now);
+                }
+            });
+        }
         Ok(())
     }
 
@@ -444,7 +476,8 @@ impl ParkingState {
 
     /// Removes expired reservations from every lot (publishing the resulting changes);
     /// returns how many were removed. Reads never count expired reservations whether or not
-    /// this has run; it keeps memory bounded and makes expiry events timely.
+    /// this has run; it keeps memory bounded and makes expiry events timely. A follower
+    /// removes none.
     pub fn purge_expired(&self) -> usize {
         self.entries
             .iter()
@@ -454,6 +487,10 @@ impl ParkingState {
 
     /// The earliest time any reservation may expire.
     pub fn next_expiry(&self) -> Option<Instant> {
+        if self.follower {
+            // Nothing expires here (see `follower`), so there is nothing to wake up for.
+            return None;
+        }
         self.entries
             .iter()
             .filter_map(|entry| entry.lot.lock().next_expiry())
@@ -529,7 +566,7 @@ impl ParkingState {
         // sorted, which purging relies on. Read before the lock, a thread that waited for it
         // could queue an expiry behind a later one, keeping its reservation past the TTL.
         let now = self.clock.now();
-        let purged = lot.purge(now);
+        let purged = if self.follower { 0 } else { lot.purge(now) };
         let result = op(&mut lot, now);
         let changed = lot.take_change();
         if let Some((free, seq)) = changed {
@@ -955,6 +992,47 @@ mod tests {
                 })
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_follower_applies_a_run_as_one_event_and_expires_nothing_itself() {
+        let clock = Arc::new(ManualClock::new());
+        let state = state_with(clock.clone(), 5).follower();
+        let events = recorder(&state);
+        let wall = unix_ms(clock.wall());
+        let held = |name: &str, expires_at_ms| Change::Reservation {
+            lot: LotId::new("A").unwrap(),
+            plate: plate(name),
+            expires_at_ms,
+            owner: None,
+        };
+        state
+            .apply_all(&[
+                held("P1", Some(wall + 1_000)),
+                held("P2", Some(wall + 1_000)),
+                Change::Count {
+                    lot: LotId::new("B").unwrap(),
+                    counted: 2,
+                },
+                held("P3", Some(wall)),
+            ])
+            .unwrap();
+        // Three runs (A, B, A): three events, not four.
+        assert_eq!(
+            *events.lock(),
+            vec![("A".into(), 3), ("B".into(), 3), ("A".into(), 2)]
+        );
+        // Past their time, the reservations stay until a change removes them.
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(state.purge_expired(), 0);
+        assert_eq!(state.next_expiry(), None);
+        assert_eq!(state.lots()[0].reserved, 3);
+        state
+            .apply_all(&[held("P1", None), held("P2", None), held("P3", None)])
+            .unwrap();
+        assert_eq!(state.lots()[0].free, 5);
+        assert_eq!(events.lock().last(), Some(&("A".into(), 5)));
+        assert_eq!(events.lock().len(), 4);
     }
 
     #[test]

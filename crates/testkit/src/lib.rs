@@ -1,16 +1,20 @@
 //! Support for the workspace's integration tests, so that each test file does not grow its own
 //! copy: starting a server on ephemeral ports, and waiting for a condition with a deadline
 //! instead of sleeping, and connecting from a chosen local address (another 127.0.0.0/8
-//! address stands for another client machine).
+//! address stands for another client machine), and a throwaway PostgreSQL cluster
+//! ([`pg::TempPostgres`]) for the tests of the PostgreSQL store.
 //!
 //! Only tests depend on this crate (as a dev-dependency); it may panic, since a panic is how a
 //! test fails.
 //!
 //! # Layout
-//! Everything is in this file.
+//! - this file: servers, waiting, connecting from another address.
+//! - `pg`: [`pg::TempPostgres`].
 
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used)]
+
+pub mod pg;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::thread;

@@ -1,0 +1,277 @@
+//! The node's copy of the database: the follower [`ParkingState`] that reads are served
+//! from, and each lot's version, so that every committed change is applied once and in
+//! order, whether it arrives first from this node's own commit or from the announcement.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use state::{Change, LotId, ParkingState, Plate};
+
+/// Changes held for a lot while an earlier version is still on its way; past this many the
+/// newest are dropped (the lot is read afresh when the listening thread catches up), so a
+/// long outage of the listener cannot grow memory without bound.
+const MAX_EARLY: usize = 10_000;
+
+/// One lot's place in the database's sequence of changes.
+#[derive(Debug, Default)]
+struct Followed {
+    /// The version of the last change applied.
+    version: u64,
+    /// Changes with later versions that came before one in between (this node's own
+    /// commits overtaking the announcement of another node's earlier one).
+    early: BTreeMap<u64, Vec<Change>>,
+}
+
+/// What became of a change offered to the copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Applied now (and any held changes it unblocked).
+    Now,
+    /// The copy had it already.
+    Already,
+    /// Held until the versions before it arrive.
+    Early,
+}
+
+/// One lot as read from the database: its version, count and reservations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LotImage {
+    pub(crate) lot: LotId,
+    pub(crate) version: u64,
+    pub(crate) counted: i64,
+    /// Plate, expiry (Unix ms) and owner of every reservation.
+    pub(crate) reservations: Vec<(Plate, u64, Option<String>)>,
+}
+
+/// The follower state and the version of each of its lots.
+pub(crate) struct Copy {
+    state: Arc<ParkingState>,
+    lots: HashMap<LotId, Mutex<Followed>>,
+}
+
+impl Copy {
+    pub(crate) fn new(state: Arc<ParkingState>) -> Copy {
+        let lots = state
+            .lot_ids()
+            .map(|id| (id.clone(), Mutex::new(Followed::default())))
+            .collect();
+        Copy { state, lots }
+    }
+
+    pub(crate) fn state(&self) -> &Arc<ParkingState> {
+        &self.state
+    }
+
+    /// The lots this node serves (the database may hold more, which it ignores).
+    pub(crate) fn lot_ids(&self) -> impl Iterator<Item = &LotId> {
+        self.state.lot_ids()
+    }
+
+    /// Whether this node serves `lot`.
+    pub(crate) fn serves(&self, lot: &str) -> bool {
+        self.lots.contains_key(lot)
+    }
+
+    /// The version of `lot`'s last applied change (0 for a lot this node does not serve).
+    pub(crate) fn version(&self, lot: &str) -> u64 {
+        self.lots
+            .get(lot)
+            .map_or(0, |followed| followed.lock().version)
+    }
+
+    /// Offers `lot`'s change number `version`, which set the keys `changes` hold.
+    pub(crate) fn apply(&self, lot: &LotId, version: u64, changes: Vec<Change>) -> Applied {
+        let Some(followed) = self.lots.get(lot) else {
+            return Applied::Already;
+        };
+        // Held while applying, so that the state (and through it the subscribers) gets
+        // each lot's changes in version order even when two threads offer them at once.
+        let mut followed = followed.lock();
+        if version <= followed.version {
+            return Applied::Already;
+        }
+        if version > followed.version + 1 {
+            if followed.early.len() < MAX_EARLY {
+                followed.early.insert(version, changes);
+            }
+            return Applied::Early;
+        }
+        self.apply_in_order(&mut followed, version, &changes);
+        Applied::Now
+    }
+
+    /// Makes each image its lot's content, unless the copy is already there or past it: the
+    /// keys that differ are set in one change (one event at most), and held changes after
+    /// it follow. Every named lot's place is held throughout, so no change slips in between
+    /// reading the copy and setting it.
+    pub(crate) fn reset(&self, images: Vec<LotImage>) {
+        let mut images: HashMap<LotId, LotImage> = images
+            .into_iter()
+            .map(|image| (image.lot.clone(), image))
+            .collect();
+        // Locked in configuration order; writers lock one lot at a time, so this cannot
+        // deadlock with them.
+        let mut held: Vec<_> = self
+            .lot_ids()
+            .filter_map(|id| Some((images.remove(id)?, self.lots.get(id)?.lock())))
+            .collect();
+        let mut local: HashMap<LotId, Vec<Plate>> = HashMap::new();
+        for change in self.state.image() {
+            if let Change::Reservation { lot, plate, .. } = change {
+                local.entry(lot).or_default().push(plate);
+            }
+        }
+        for (image, followed) in &mut held {
+            if image.version <= followed.version {
+                // A change this node committed itself got here first; the image is older.
+                continue;
+            }
+            let wanted: HashSet<Plate> = image
+                .reservations
+                .iter()
+                .map(|(plate, ..)| *plate)
+                .collect();
+            let had: HashSet<Plate> = local
+                .remove(&image.lot)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            let mut changes: Vec<Change> = had
+                .iter()
+                .copied()
+                .filter(|plate| !wanted.contains(plate))
+                .map(|plate| Change::Reservation {
+                    lot: image.lot.clone(),
+                    plate,
+                    expires_at_ms: None,
+                    owner: None,
+                })
+                .collect();
+            changes.push(Change::Count {
+                lot: image.lot.clone(),
+                counted: image.counted,
+            });
+            // Only what the copy lacks: what it has is the same reservation (the copy's
+            // expiry and owner decide nothing; the database does).
+            changes.extend(
+                image
+                    .reservations
+                    .drain(..)
+                    .filter(|(plate, ..)| !had.contains(plate))
+                    .map(|(plate, expires_at_ms, owner)| Change::Reservation {
+                        lot: image.lot.clone(),
+                        plate,
+                        expires_at_ms: Some(expires_at_ms),
+                        owner,
+                    }),
+            );
+            self.apply_in_order(followed, image.version, &changes);
+        }
+    }
+
+    /// Applies the change that brings `followed` to `version`, then every held one that
+    /// follows without a gap; drops held ones it has passed.
+    fn apply_in_order(&self, followed: &mut Followed, version: u64, changes: &[Change]) {
+        self.set(changes);
+        followed.version = version;
+        followed.early = followed.early.split_off(&(version + 1));
+        while let Some(entry) = followed.early.first_entry() {
+            if *entry.key() != followed.version + 1 {
+                break;
+            }
+            let (next, changes) = entry.remove_entry();
+            self.set(&changes);
+            followed.version = next;
+        }
+    }
+
+    fn set(&self, changes: &[Change]) {
+        // Every change names a lot of this node (the callers checked), so this cannot fail.
+        if let Err(err) = self.state.apply_all(changes) {
+            log::error!("applying a committed change: {err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use state::{LotChange, LotSpec, ManualClock};
+
+    use super::*;
+
+    fn lot() -> LotId {
+        LotId::new("A").unwrap()
+    }
+
+    fn held(plate: &str) -> Change {
+        Change::Reservation {
+            lot: lot(),
+            plate: Plate::parse(plate).unwrap(),
+            expires_at_ms: Some(u64::MAX / 2),
+            owner: None,
+        }
+    }
+
+    fn copy() -> (Copy, Arc<Mutex<Vec<u32>>>) {
+        let state = ParkingState::new(
+            [LotSpec::new(lot(), 10)],
+            Duration::from_secs(60),
+            Arc::new(ManualClock::new()),
+        )
+        .unwrap()
+        .follower();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        state.add_listener(Arc::new(move |change: &LotChange| {
+            sink.lock().push(change.free);
+        }));
+        (Copy::new(Arc::new(state)), seen)
+    }
+
+    #[test]
+    fn changes_apply_once_and_in_version_order_whatever_order_they_come_in() {
+        let (copy, seen) = copy();
+        assert_eq!(copy.apply(&lot(), 2, vec![held("P2")]), Applied::Early);
+        assert_eq!(copy.apply(&lot(), 3, vec![held("P3")]), Applied::Early);
+        assert!(seen.lock().is_empty());
+        assert_eq!(copy.apply(&lot(), 1, vec![held("P1")]), Applied::Now);
+        assert_eq!(*seen.lock(), vec![9, 8, 7]);
+        assert_eq!(copy.version("A"), 3);
+        // The announcements of 2 and 3 arrive after this node applied them itself.
+        assert_eq!(copy.apply(&lot(), 2, vec![held("P2")]), Applied::Already);
+        assert_eq!(copy.apply(&lot(), 3, vec![held("P3")]), Applied::Already);
+        assert_eq!(*seen.lock(), vec![9, 8, 7]);
+    }
+
+    #[test]
+    fn a_reset_sets_what_differs_as_one_event_and_never_goes_back() {
+        let (copy, seen) = copy();
+        copy.apply(&lot(), 1, vec![held("P1")]);
+        copy.apply(&lot(), 2, vec![held("P2")]);
+        // Held: version 6 arrives while 3-5 were missed (the listener was disconnected).
+        copy.apply(&lot(), 6, vec![held("P6")]);
+        copy.reset(vec![LotImage {
+            lot: lot(),
+            version: 5,
+            counted: 3,
+            reservations: vec![(Plate::parse("P2").unwrap(), 1, None)],
+        }]);
+        // P1 gone, P2 kept, three cars counted: 10 - 3 - 1 = 6; then 6 applies: 5.
+        assert_eq!(*seen.lock(), vec![9, 8, 6, 5]);
+        assert_eq!(copy.version("A"), 6);
+        let older = LotImage {
+            lot: lot(),
+            version: 4,
+            counted: 0,
+            reservations: vec![],
+        };
+        copy.reset(vec![older]);
+        assert_eq!(copy.state().free("A").unwrap(), 5);
+        assert!(!copy.serves("B"));
+    }
+}

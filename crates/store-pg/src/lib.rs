@@ -1,0 +1,405 @@
+//! The PostgreSQL store: several stateless parking-server nodes over one database.
+//!
+//! PostgreSQL decides every write. A reserve is one call of a SQL function that takes the
+//! lot's row lock, checks the plate and the capacity and inserts the reservation; a plate's
+//! uniqueness is the table's primary key. A reply of `true` means the transaction committed.
+//! No node's lock decides anything, so any number of nodes may take writes for the same lot.
+//!
+//! Reads are served from each node's in-memory copy ([`state::ParkingState`] as a
+//! follower), so they cost what they cost with the embedded store. Every committed change
+//! bumps its lot's version and announces itself with `NOTIFY` in the same transaction (the
+//! lot, the new version, the keys that changed as [`state::Change`]s). Each node `LISTEN`s
+//! and applies each lot's changes in version order, exactly once, whichever node made them,
+//! so its subscribers hear every lot's events in the order they were committed. A node also
+//! applies its own commits at once (when they are next in line), so a client reads its own
+//! writes on the node it wrote through.
+//!
+//! Time-driven work (reservation expiry) is idempotent SQL that every node runs when a
+//! reservation's time comes; several nodes running it at once queue on the lot's row lock
+//! and each reservation is removed once.
+//!
+//! When PostgreSQL cannot be reached, writes answer [`StateError::Unavailable`] within the
+//! configured timeout (at once, once the outage is known), reads go on from the copy, and
+//! [`Store::health`] says why. The listening thread reconnects, re-`LISTEN`s, reads every lot
+//! afresh and takes writes again with no manual step.
+//!
+//! # Layout
+//! - this file: [`PgStore`] and its [`Store`] implementation (the writes), [`PgOptions`],
+//!   [`OpenError`].
+//! - `schema`: the versioned migrations (`migrations/*.sql`), applied under an advisory lock,
+//!   and the lots a node brings.
+//! - `copy`: the node's copy: each lot's version, applying changes in version order.
+//! - `link`: the connection pool and whether the database is reachable.
+//! - `follow`: the thread that `LISTEN`s, applies announcements and resynchronises.
+//! - `expiry`: the thread that runs the expiry work on time.
+
+#![forbid(unsafe_code)]
+
+mod copy;
+mod expiry;
+mod follow;
+mod link;
+mod schema;
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::types::Type;
+use state::{
+    CancelOutcome, Change, Clock, CountChange, LotId, LotSpec, OccupancyUpdate, ParkingState,
+    Plate, ReserveOutcome, SetupError, StateError, Unavailable,
+};
+use store::{Health, Store};
+
+use crate::copy::Copy;
+use crate::expiry::Expirer;
+use crate::follow::Follower;
+use crate::link::Link;
+
+pub use crate::schema::MIGRATIONS;
+
+/// How a node reaches its database.
+#[derive(Clone)]
+pub struct PgOptions {
+    /// A libpq-style URL or key-value string (`postgres://user:pass@host:5432/db`).
+    pub url: String,
+    /// Connections kept for writes; the RPC and sensor workers share them.
+    pub pool_size: u32,
+    /// The longest a write waits for the database (a connection from the pool, a connect, a
+    /// statement) before it answers `UNAVAILABLE`.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redacted(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// `url` without its password, for logs: `postgres://user:***@host/db`; a key-value
+/// string's `password=` value is hidden the same way.
+pub fn redacted(url: &str) -> String {
+    if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@'))
+        && at > scheme
+        && let Some((user, _)) = url[scheme + 3..at].split_once(':')
+    {
+        return format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]);
+    }
+    url.split(' ')
+        .map(|pair| match pair.split_once('=') {
+            Some(("password", _)) => "password=***",
+            _ => pair,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Why a node could not open its store.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The URL is not one PostgreSQL's client understands.
+    Url(postgres::Error),
+    /// The database could not be reached or refused a statement at start.
+    Database(postgres::Error),
+    /// The database's schema is not one this node can use.
+    Schema(String),
+    /// The lots do not describe a valid state.
+    Lots(SetupError),
+    /// A thread could not be started.
+    Spawn(io::Error),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Url(err) => write!(f, "invalid PostgreSQL url: {err}"),
+            OpenError::Database(err) => write!(f, "PostgreSQL: {}", link::describe(err)),
+            OpenError::Schema(why) => write!(f, "PostgreSQL schema: {why}"),
+            OpenError::Lots(err) => write!(f, "invalid lots: {err}"),
+            OpenError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::Url(err) | OpenError::Database(err) => Some(err),
+            OpenError::Schema(_) => None,
+            OpenError::Lots(err) => Some(err),
+            OpenError::Spawn(err) => Some(err),
+        }
+    }
+}
+
+/// What the store's threads and its writers share.
+pub(crate) struct Shared {
+    pub(crate) copy: Copy,
+    pub(crate) link: Link,
+    pub(crate) ttl: Duration,
+}
+
+/// A node's store over PostgreSQL; see the crate documentation.
+pub struct PgStore {
+    shared: Arc<Shared>,
+    follower: parking_lot::Mutex<Option<Follower>>,
+    expirer: parking_lot::Mutex<Option<Expirer>>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("health", &self.health())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects, applies the migrations this node knows (under an advisory lock, so nodes
+    /// starting together are safe), adds the configured lots the database lacks, reads
+    /// every lot, and starts following the database. A lot's capacity is the database's
+    /// when it already has the lot (a differing configured one is logged): every node then
+    /// agrees on it. Reservations live for `ttl`.
+    pub fn open(
+        options: &PgOptions,
+        lots: Vec<LotSpec>,
+        ttl: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Result<PgStore, OpenError> {
+        if ttl.is_zero() {
+            return Err(OpenError::Lots(SetupError::ZeroTtl));
+        }
+        let config = link::client_config(options)?;
+        let mut client = config
+            .connect(postgres::NoTls)
+            .map_err(OpenError::Database)?;
+        schema::migrate(&mut client)?;
+        let lots = schema::ensure_lots(&mut client, lots)?;
+        let state = ParkingState::new(lots, ttl, clock)
+            .map_err(OpenError::Lots)?
+            .follower();
+        let shared = Arc::new(Shared {
+            copy: Copy::new(Arc::new(state)),
+            link: Link::new(config, options),
+            ttl,
+        });
+        // LISTEN before reading: a change committed in between is then both in what is read
+        // and announced, and its version tells the copy it has it already.
+        follow::listen(&mut client).map_err(OpenError::Database)?;
+        follow::resync(&shared.copy, &mut client, None).map_err(OpenError::Database)?;
+        let follower = Follower::spawn(Arc::clone(&shared), client).map_err(OpenError::Spawn)?;
+        let expirer = Expirer::spawn(Arc::clone(&shared)).map_err(OpenError::Spawn)?;
+        log::info!(
+            "store: PostgreSQL at {} (pool of {}, timeout {} ms), schema version {}",
+            redacted(&options.url),
+            options.pool_size,
+            options.timeout.as_millis(),
+            MIGRATIONS.len()
+        );
+        Ok(PgStore {
+            shared,
+            follower: parking_lot::Mutex::new(Some(follower)),
+            expirer: parking_lot::Mutex::new(Some(expirer)),
+        })
+    }
+
+    /// Runs the expiry work once: removes every reservation whose time has come, in every
+    /// lot of the database; returns how many. The store's own thread runs it on time;
+    /// running it anywhere else too (another node, a test) is harmless.
+    pub fn expire_due(&self) -> Result<usize, Unavailable> {
+        expiry::sweep(&self.shared.link).map(|(expired, _)| expired)
+    }
+
+    /// The lot's id as this node's state knows it, or the error a write reports.
+    fn lot(&self, lot: &str) -> Result<LotId, StateError> {
+        Ok(self.state().lot_id(lot)?.clone())
+    }
+}
+
+impl Store for PgStore {
+    fn state(&self) -> &Arc<ParkingState> {
+        self.shared.copy.state()
+    }
+
+    fn health(&self) -> Health {
+        match self.shared.link.down_reason() {
+            None => Health::Ok,
+            Some(why) => Health::Unavailable(why),
+        }
+    }
+
+    fn close(&self) {
+        self.shared.link.close();
+        drop(self.expirer.lock().take());
+        drop(self.follower.lock().take());
+    }
+
+    fn reserve(
+        &self,
+        lot: &str,
+        plate: Plate,
+        owner: Option<&str>,
+    ) -> Result<ReserveOutcome, StateError> {
+        let lot = self.lot(lot)?;
+        let ttl_ms = i64::try_from(self.shared.ttl.as_millis()).unwrap_or(i64::MAX);
+        let row = self.shared.link.query_one(
+            "SELECT outcome, version, expires_at_ms FROM parking_reserve($1, $2, $3, $4)",
+            &[
+                (&lot.as_str(), Type::TEXT),
+                (&plate.as_str(), Type::TEXT),
+                (&ttl_ms, Type::INT8),
+                (&owner, Type::TEXT),
+            ],
+        )?;
+        let outcome: &str = link::column(&row, 0)?;
+        match outcome {
+            "reserved" => {
+                let version = link::version(&row, 1)?;
+                let expires_at_ms: i64 = link::column(&row, 2)?;
+                self.shared.copy.apply(
+                    &lot,
+                    version,
+                    vec![Change::Reservation {
+                        lot: lot.clone(),
+                        plate,
+                        expires_at_ms: Some(u64::try_from(expires_at_ms).unwrap_or(0)),
+                        owner: owner.map(str::to_owned),
+                    }],
+                );
+                Ok(ReserveOutcome::Reserved)
+            }
+            "full" => Ok(ReserveOutcome::Full),
+            "exists" => Ok(ReserveOutcome::Exists),
+            "unknown_lot" => Err(schema::missing_lot(&lot)),
+            other => Err(link::unexpected(format!("parking_reserve answered {other:?}")).into()),
+        }
+    }
+
+    fn cancel(
+        &self,
+        lot: &str,
+        plate: Plate,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<CancelOutcome, StateError> {
+        let lot = self.lot(lot)?;
+        let (lot_id, plate_text) = (lot.as_str(), plate.as_str());
+        // Who holds it is asked of the database, not the copy, which may not have heard yet
+        // of a reservation made a moment ago through another node.
+        let holder = self.shared.link.query_one(
+            "SELECT held, owner FROM parking_holder($1, $2)",
+            &[(&lot_id, Type::TEXT), (&plate_text, Type::TEXT)],
+        )?;
+        let held: bool = link::column(&holder, 0)?;
+        let owner: Option<String> = link::column(&holder, 1)?;
+        if !held || !allowed(owner.as_deref()) {
+            return Ok(CancelOutcome::NotFound);
+        }
+        // Removed only if the owner is still the one judged allowed.
+        let row = self.shared.link.query_one(
+            "SELECT version FROM parking_cancel($1, $2, $3)",
+            &[
+                (&lot_id, Type::TEXT),
+                (&plate_text, Type::TEXT),
+                (&owner, Type::TEXT),
+            ],
+        )?;
+        let Some(version) = link::optional_version(&row, 0)? else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        self.shared.copy.apply(
+            &lot,
+            version,
+            vec![Change::Reservation {
+                lot: lot.clone(),
+                plate,
+                expires_at_ms: None,
+                owner: None,
+            }],
+        );
+        Ok(CancelOutcome::Cancelled)
+    }
+
+    fn update_occupancy(
+        &self,
+        lot: &str,
+        change: CountChange,
+    ) -> Result<OccupancyUpdate, StateError> {
+        let lot = self.lot(lot)?;
+        let (set, add) = match change {
+            CountChange::Set(n) => (Some(i64::from(n)), 0),
+            CountChange::Add(k) => (None, i64::from(k)),
+            CountChange::Remove(k) => (None, -i64::from(k)),
+        };
+        let row = self.shared.link.query_one(
+            "SELECT counted, capacity, reserved, version FROM parking_count($1, $2, $3)",
+            &[
+                (&lot.as_str(), Type::TEXT),
+                (&set, Type::INT8),
+                (&add, Type::INT8),
+            ],
+        )?;
+        let counted: Option<i64> = link::column(&row, 0)?;
+        let Some(counted) = counted else {
+            return Err(schema::missing_lot(&lot));
+        };
+        let capacity: i32 = link::column(&row, 1)?;
+        let reserved: i32 = link::column(&row, 2)?;
+        if let Some(version) = link::optional_version(&row, 3)? {
+            self.shared.copy.apply(
+                &lot,
+                version,
+                vec![Change::Count {
+                    lot: lot.clone(),
+                    counted,
+                }],
+            );
+        }
+        let capacity = u32::try_from(capacity).unwrap_or(0);
+        let reserved = u32::try_from(reserved).unwrap_or(0);
+        // Clamped into [0, capacity], which fits in u32.
+        let occupied = counted.clamp(0, i64::from(capacity)) as u32;
+        Ok(OccupancyUpdate {
+            occupied,
+            counted,
+            free: capacity.saturating_sub(occupied.saturating_add(reserved)),
+            clamped: counted != i64::from(occupied),
+        })
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redacted("postgres://parking:s3cret@db.example:5432/parking"),
+            "postgres://parking:***@db.example:5432/parking"
+        );
+        assert_eq!(
+            redacted("postgres://db.example/parking"),
+            "postgres://db.example/parking"
+        );
+        assert_eq!(
+            redacted("postgres://parking@db.example/parking"),
+            "postgres://parking@db.example/parking"
+        );
+        assert_eq!(
+            redacted("host=/tmp user=x password=y"),
+            "host=/tmp user=x password=***"
+        );
+    }
+}
