@@ -34,7 +34,12 @@ impl Ports {
 type LotGauge = (&'static str, &'static str, fn(&LotSnapshot) -> u32);
 
 /// A metric read from the broker's counters: its name, help, kind and how to read it.
-type BrokerValue = (&'static str, &'static str, Kind, fn(&broker::BrokerStats) -> f64);
+type BrokerValue = (
+    &'static str,
+    &'static str,
+    Kind,
+    fn(&broker::BrokerStats) -> f64,
+);
 
 /// Registers the sampled metrics.
 pub(crate) fn register(
