@@ -39,6 +39,26 @@ pub(crate) enum Code {
 }
 
 impl Code {
+    /// Every code the HTTP port sends (`docs/http.md` lists the same, a test checks).
+    #[cfg(test)]
+    pub(crate) const ALL: [Code; 15] = [
+        Code::Rpc(ErrorCode::BadRequest),
+        Code::Rpc(ErrorCode::BadArgs),
+        Code::Rpc(ErrorCode::BadPlate),
+        Code::UnknownRoute,
+        Code::Rpc(ErrorCode::UnknownLot),
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::Full,
+        Code::Exists,
+        Code::LengthRequired,
+        Code::BodyTooLarge,
+        Code::HeadersTooLarge,
+        Code::Rpc(ErrorCode::Busy),
+        Code::Rpc(ErrorCode::Unavailable),
+        Code::ShuttingDown,
+    ];
+
     /// The code as written on the wire.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -56,7 +76,7 @@ impl Code {
     }
 
     /// The status a response with this code has.
-    fn status(self) -> Status {
+    pub(crate) fn status(self) -> Status {
         match self {
             Code::Rpc(ErrorCode::UnknownLot) | Code::NotFound | Code::UnknownRoute => {
                 Status::NOT_FOUND

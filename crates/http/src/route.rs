@@ -266,4 +266,93 @@ mod tests {
             Code::Rpc(framing::rpc::ErrorCode::BadRequest)
         );
     }
+
+    /// `docs/http.md`, `docs/openapi.yaml` and this table name the same routes, each
+    /// OpenAPI `operationId` is the metric name of the route its path reaches, and both
+    /// documents list exactly the error codes the port sends, with their statuses.
+    #[test]
+    fn docs_agree() {
+        use std::collections::BTreeSet;
+
+        use crate::error::Code;
+
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/");
+        let openapi: serde_norway::Value = serde_norway::from_str(
+            &std::fs::read_to_string(format!("{root}openapi.yaml")).unwrap(),
+        )
+        .unwrap();
+        let markdown = std::fs::read_to_string(format!("{root}http.md")).unwrap();
+
+        let mut documented = BTreeSet::new();
+        let mut operations = BTreeSet::new();
+        for (path, item) in openapi["paths"].as_mapping().unwrap() {
+            let path = path.as_str().unwrap();
+            for (method, operation) in item.as_mapping().unwrap() {
+                let method = method.as_str().unwrap().to_uppercase();
+                if method == "PARAMETERS" {
+                    continue;
+                }
+                let concrete = path.replace("{id}", "A").replace("{plate}", "P1");
+                let (route, _) = route(&method, &concrete).unwrap();
+                let id = operation["operationId"].as_str().unwrap();
+                assert_eq!(METRIC_NAMES[route.metric()], id, "{method} {path}");
+                operations.insert(id.to_owned());
+                documented.insert(format!("{method} {path}"));
+            }
+        }
+        let routes: BTreeSet<String> = METRIC_NAMES[..Route::Options("").metric()]
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect();
+        assert_eq!(
+            operations, routes,
+            "operationIds and the route table differ"
+        );
+
+        let section = |title: &str| {
+            let start = markdown.find(&format!("\n## {title}\n")).unwrap();
+            let rest = &markdown[start + title.len() + 5..];
+            rest[..rest.find("\n## ").unwrap_or(rest.len())].to_owned()
+        };
+        // `| `GET /v1/lots` | ...`, without the query.
+        let in_markdown: BTreeSet<String> = section("Routes")
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .map(|line| line[..line.find('`').unwrap()].to_owned())
+            .collect();
+        assert_eq!(
+            in_markdown, documented,
+            "docs/http.md and docs/openapi.yaml routes differ"
+        );
+
+        // `| 404 | `UNKNOWN_LOT` | ...`
+        let errors: BTreeSet<(u16, String)> = section("Errors")
+            .lines()
+            .filter(|line| line.starts_with("| 4") || line.starts_with("| 5"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                (
+                    cells[1].parse().unwrap(),
+                    cells[2].trim_matches('`').to_owned(),
+                )
+            })
+            .collect();
+        let sent: BTreeSet<(u16, String)> = Code::ALL
+            .iter()
+            .map(|code| (code.status().0, code.as_str().to_owned()))
+            .collect();
+        assert_eq!(errors, sent, "docs/http.md's errors and the port's differ");
+        let schema: BTreeSet<String> =
+            openapi["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|code| code.as_str().unwrap().to_owned())
+                .collect();
+        let codes: BTreeSet<String> = sent.into_iter().map(|(_, code)| code).collect();
+        assert_eq!(
+            schema, codes,
+            "docs/openapi.yaml's error codes and the port's differ"
+        );
+    }
 }
