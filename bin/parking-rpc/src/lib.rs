@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use client::cli::parse_seconds;
-use client::{ClientError, Failure, Hosts, ParkingClient};
+use client::{ClientError, Failure, Hosts, ParkingClient, Reservation};
 
 const LONG_ABOUT: &str = "\
 Query and book the parking server over its RPC port (length-prefixed JSON requests).
@@ -220,11 +220,15 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failed> {
             Exit::Ok
         }
         Command::Reserve { lot, plate } => {
-            let reserved = client.reserve(lot, plate).map_err(fail)?;
+            let reservation = client.reserve_with_reason(lot, plate).map_err(fail)?;
             printer
-                .reserved(out, lot, plate, reserved)
+                .reserved(out, lot, plate, reservation)
                 .map_err(output_failure)?;
-            if reserved { Exit::Ok } else { Exit::Negative }
+            if reservation == Reservation::Reserved {
+                Exit::Ok
+            } else {
+                Exit::Negative
+            }
         }
         Command::Cancel { lot, plate } => {
             let cancelled = client.cancel(lot, plate).map_err(fail)?;

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use client::LotInfo;
+use client::{LotInfo, Reservation};
 use serde::Serialize;
 use serde_json::json;
 
@@ -41,27 +41,43 @@ impl Printer {
         writeln!(out, "lot {lot}: {free} free")
     }
 
-    /// `reserve`: whether the space is held.
+    /// `reserve`: whether the space is held, and if not, why.
     pub fn reserved(
         &self,
         out: &mut dyn Write,
         lot: &str,
         plate: &str,
-        reserved: bool,
+        reservation: Reservation,
     ) -> io::Result<()> {
+        let reason = match reservation {
+            Reservation::Reserved => None,
+            Reservation::Full => Some("FULL"),
+            Reservation::AlreadyReserved => Some("EXISTS"),
+            Reservation::Refused => Some("UNKNOWN"),
+        };
         if self.json {
             return Self::json_line(
                 out,
-                &json!({ "lot": lot, "plate": plate, "reserved": reserved }),
+                &json!({
+                    "lot": lot,
+                    "plate": plate,
+                    "reserved": reservation == Reservation::Reserved,
+                    "reason": reason,
+                }),
             );
         }
-        if reserved {
-            writeln!(out, "reserved: {plate} in lot {lot}")
-        } else {
-            writeln!(
+        match reservation {
+            Reservation::Reserved => writeln!(out, "reserved: {plate} in lot {lot}"),
+            Reservation::Full => writeln!(out, "refused: lot {lot} is full"),
+            Reservation::AlreadyReserved => writeln!(
                 out,
-                "refused: lot {lot} is full or {plate} already holds a reservation there"
-            )
+                "refused: {plate} already holds a reservation in lot {lot}"
+            ),
+            Reservation::Refused => writeln!(
+                out,
+                "refused: lot {lot} is full or {plate} already holds a reservation there \
+                 (the server does not say which)"
+            ),
         }
     }
 
@@ -182,7 +198,9 @@ LONG-LOT     12000         0         0  12000
         let mut out = Vec::new();
         let printer = Printer::new(true);
         printer.lots(&mut out, &[lot("A", 1, 0, 0, 1)]).unwrap();
-        printer.reserved(&mut out, "A", "P", false).unwrap();
+        printer
+            .reserved(&mut out, "A", "P", Reservation::Full)
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -190,5 +208,6 @@ LONG-LOT     12000         0         0  12000
             .collect();
         assert_eq!(lines[0][0]["free"], 1);
         assert_eq!(lines[1]["reserved"], false);
+        assert_eq!(lines[1]["reason"], "FULL");
     }
 }

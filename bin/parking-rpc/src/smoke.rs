@@ -1,9 +1,13 @@
 //! `parking-rpc smoke`: an end-to-end check of a running server through its RPC port.
 //!
-//! The check pings, lists the lots, picks the first lot with a free space, reserves a plate no
-//! one else uses, checks that availability dropped by exactly one, that a second reservation
-//! for the same plate is refused, cancels, and checks that availability is back. It cleans up
-//! its reservation even when a later step fails.
+//! The check pings, lists the lots, picks the first lot with at least two free spaces (else
+//! one), reserves a plate no one else uses, checks that availability dropped by exactly one,
+//! that a second reservation for the same plate is refused *as already reserved*, cancels, and
+//! checks that availability is back. It cleans up its reservation even when a later step fails.
+//!
+//! The duplicate check needs the refusal's reason: a `false` alone could also mean the lot
+//! just filled. Against a server that does not give reasons, it is proven only on a lot that
+//! still had a free space after the first reservation, and otherwise reported as skipped.
 //!
 //! The availability checks assume nothing else changes that lot meanwhile (no sensor updates,
 //! no other bookings); run it against a quiet server.
@@ -11,7 +15,7 @@
 use std::io::{self, Write};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use client::{ClientError, ParkingClient};
+use client::{ClientError, ParkingClient, Reservation};
 use serde::Serialize;
 use serde_json::json;
 
@@ -23,8 +27,11 @@ const MAX_PLATE_LEN: usize = 16;
 pub struct Step {
     /// What was checked.
     pub name: &'static str,
-    /// Whether it passed.
+    /// Whether it passed (a skipped check counts as passed).
     pub ok: bool,
+    /// Whether it could not be judged on this server, and was skipped.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// What was seen.
     pub detail: String,
 }
@@ -65,12 +72,35 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn record(&mut self, name: &'static str, ok: bool, detail: String) -> io::Result<bool> {
+        self.push(Step {
+            name,
+            ok,
+            skipped: false,
+            detail,
+        })
+    }
+
+    fn skip(&mut self, name: &'static str, detail: String) -> io::Result<bool> {
+        self.push(Step {
+            name,
+            ok: true,
+            skipped: true,
+            detail,
+        })
+    }
+
+    fn push(&mut self, step: Step) -> io::Result<bool> {
         if !self.json {
-            let mark = if ok { "ok" } else { "FAIL" };
-            writeln!(self.out, "{mark:<4}  {name}: {detail}")?;
+            let mark = match (step.ok, step.skipped) {
+                (_, true) => "skip",
+                (true, false) => "ok",
+                (false, false) => "FAIL",
+            };
+            writeln!(self.out, "{mark:<4}  {}: {}", step.name, step.detail)?;
             self.out.flush()?;
         }
-        self.steps.push(Step { name, ok, detail });
+        let ok = step.ok;
+        self.steps.push(step);
         Ok(ok)
     }
 
@@ -105,7 +135,16 @@ pub fn run(
         )?;
         writeln!(report.out)?;
     } else if passed {
-        writeln!(report.out, "smoke: passed ({} checks)", report.steps.len())?;
+        let skipped = report.steps.iter().filter(|step| step.skipped).count();
+        let total = report.steps.len();
+        if skipped == 0 {
+            writeln!(report.out, "smoke: passed ({total} checks)")?;
+        } else {
+            writeln!(
+                report.out,
+                "smoke: passed ({total} checks, {skipped} skipped)"
+            )?;
+        }
     } else {
         writeln!(
             report.out,
@@ -139,7 +178,13 @@ fn checks(client: &mut ParkingClient, plate: &str, report: &mut Report<'_>) -> i
         return Ok(());
     }
 
-    let Some(chosen) = lots.iter().find(|lot| lot.free > 0) else {
+    // Two free spaces let the duplicate check tell "already reserved" from "full" even on a
+    // server that gives no reasons.
+    let chosen = lots
+        .iter()
+        .find(|lot| lot.free >= 2)
+        .or_else(|| lots.iter().find(|lot| lot.free > 0));
+    let Some(chosen) = chosen else {
         report.check("pick lot", false, "no lot has a free space".to_owned())?;
         return Ok(());
     };
@@ -196,17 +241,41 @@ fn reserved_checks(
             return Ok(false);
         }
     }
-    match client.reserve(lot, plate) {
-        Ok(again) => {
-            let detail = if again {
-                format!("{plate} was reserved a second time")
-            } else {
-                format!("{plate} refused as already reserved")
-            };
-            report.check("duplicate reserve refused", !again, detail)?;
+    const DUPLICATE: &str = "duplicate reserve refused";
+    match client.reserve_with_reason(lot, plate) {
+        Ok(Reservation::AlreadyReserved) => {
+            report.check(
+                DUPLICATE,
+                true,
+                format!("{plate} refused as already reserved"),
+            )?;
+        }
+        Ok(Reservation::Reserved) => {
+            report.check(
+                DUPLICATE,
+                false,
+                format!("{plate} was reserved a second time"),
+            )?;
+        }
+        Ok(Reservation::Full) => {
+            let detail = format!("{plate} refused as FULL, not as already reserved");
+            report.check(DUPLICATE, false, detail)?;
+        }
+        // No reason given: the refusal proves the duplicate rule only if the lot still had
+        // room for another car.
+        Ok(Reservation::Refused) if before >= 2 => {
+            let detail = format!("{plate} refused with {} space(s) still free", before - 1);
+            report.check(DUPLICATE, true, detail)?;
+        }
+        Ok(Reservation::Refused) => {
+            let detail = format!(
+                "lot {lot} had one free space and the server gives no reason, \
+                 so a refusal cannot tell already reserved from full"
+            );
+            report.skip(DUPLICATE, detail)?;
         }
         Err(err) => {
-            report.error("duplicate reserve refused", &err)?;
+            report.error(DUPLICATE, &err)?;
             return Ok(false);
         }
     }

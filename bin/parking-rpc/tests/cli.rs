@@ -5,7 +5,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
 
-use server::RunningServer;
+use server::{LotConfig, RunningServer};
 
 fn start_server() -> RunningServer {
     testkit::start_server(|_| {})
@@ -45,6 +45,61 @@ fn smoke_passes_against_a_live_server() {
 }
 
 #[test]
+fn reserve_says_why_it_was_refused_and_smoke_proves_the_duplicate_rule_on_one_space() {
+    let server = testkit::start_server(|config| {
+        config.lots = vec![LotConfig {
+            id: state::LotId::new("ONE").unwrap(),
+            capacity: 1,
+        }];
+    });
+    let addr = server.rpc_addr();
+    assert_eq!(
+        parking_rpc(addr, &["reserve", "ONE", "P-1"]).status.code(),
+        Some(0)
+    );
+    let duplicate = parking_rpc(addr, &["reserve", "ONE", "P-1"]);
+    assert_eq!(duplicate.status.code(), Some(1));
+    assert_eq!(
+        stdout(&duplicate),
+        "refused: P-1 already holds a reservation in lot ONE\n"
+    );
+    let full = parking_rpc(addr, &["--json", "reserve", "ONE", "P-2"]);
+    assert_eq!(full.status.code(), Some(1));
+    let answer: serde_json::Value = serde_json::from_slice(&full.stdout).unwrap();
+    assert_eq!(
+        (&answer["reserved"], &answer["reason"]),
+        (&false.into(), &"FULL".into()),
+        "{answer}"
+    );
+    assert_eq!(
+        stdout(&parking_rpc(addr, &["reserve", "ONE", "P-2"])),
+        "refused: lot ONE is full\n"
+    );
+    assert_eq!(
+        parking_rpc(addr, &["cancel", "ONE", "P-1"]).status.code(),
+        Some(0)
+    );
+
+    // With one space, the second reservation is refused as EXISTS, not FULL: the reason
+    // proves the duplicate rule, so nothing is skipped, and the space is given back.
+    let smoke = parking_rpc(addr, &["--json", "smoke"]);
+    let report: serde_json::Value = serde_json::from_slice(&smoke.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let steps = report["steps"].as_array().unwrap();
+    let duplicate = steps
+        .iter()
+        .find(|step| step["name"] == "duplicate reserve refused")
+        .unwrap();
+    assert_eq!(duplicate["ok"], true, "{report}");
+    assert!(duplicate.get("skipped").is_none(), "{report}");
+    assert_eq!(
+        stdout(&parking_rpc(addr, &["avail", "ONE"])),
+        "lot ONE: 1 free\n"
+    );
+    server.shutdown();
+}
+
+#[test]
 fn commands_print_results_and_exit_codes() {
     let server = start_server();
     let addr = server.rpc_addr();
@@ -69,7 +124,10 @@ fn commands_print_results_and_exit_codes() {
     );
     let again = parking_rpc(addr, &["reserve", "B", "CLI-1"]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stdout(&again).starts_with("refused"), "{}", stdout(&again));
+    assert_eq!(
+        stdout(&again),
+        "refused: CLI-1 already holds a reservation in lot B\n"
+    );
     assert_eq!(
         stdout(&parking_rpc(addr, &["avail", "B"])),
         "lot B: 49 free\n"

@@ -54,7 +54,7 @@ pub use cli::Failure;
 pub use endpoints::{Endpoints, Hosts};
 pub use error::Error;
 pub use net::MAX_REPLY_LINE_LEN;
-pub use parking::{ClientError, DEFAULT_TIMEOUT, LotInfo, ParkingClient, RpcReply};
+pub use parking::{ClientError, DEFAULT_TIMEOUT, LotInfo, ParkingClient, Reservation, RpcReply};
 pub use retry::Backoff;
 pub use sensor::{SensorClient, SensorClientError};
 pub use subscription::{OwnedEvent, SubscribeError, Subscription, Update};

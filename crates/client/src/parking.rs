@@ -30,6 +30,7 @@ pub type ClientError = Error<WireError>;
 pub struct RpcReply<'a> {
     rpc_id: Option<u32>,
     result: Result<&'a RawValue, WireError>,
+    reason: Option<Cow<'a, str>>,
 }
 
 impl<'a> RpcReply<'a> {
@@ -41,6 +42,7 @@ impl<'a> RpcReply<'a> {
             return Ok(RpcReply {
                 rpc_id: None,
                 result: Err(error),
+                reason: None,
             });
         }
         let envelope = rpc::decode_json_reply(payload).map_err(|err| {
@@ -55,7 +57,14 @@ impl<'a> RpcReply<'a> {
         Ok(RpcReply {
             rpc_id: envelope.rpc_id,
             result,
+            reason: envelope.reason,
         })
+    }
+
+    /// Why a `reserve` or `cancel` answered `false` (`FULL`, `EXISTS`, `NOT_FOUND`); `None` on
+    /// success and from a server that predates reasons.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 
     /// The echoed request id; `None` when the server could not read one (a malformed request,
@@ -104,6 +113,20 @@ fn preview(payload: &[u8]) -> String {
     } else {
         format!("{text:?}")
     }
+}
+
+/// How a `reserve` ended, as [`ParkingClient::reserve_with_reason`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// A space is now held for the plate.
+    Reserved,
+    /// Refused: the lot has no free space (`"reason": "FULL"`).
+    Full,
+    /// Refused: the plate already holds a reservation in this lot (`"reason": "EXISTS"`).
+    AlreadyReserved,
+    /// Refused by a server that does not say why (one that predates reasons): the lot is full
+    /// or the plate already holds a reservation there.
+    Refused,
 }
 
 /// A blocking client for the RPC port: one TCP connection, one request at a time with the
@@ -187,13 +210,36 @@ impl ParkingClient {
     }
 
     /// `reserve`: `true` if a space is now held for `plate`, `false` if the lot is full or the
-    /// plate already holds a reservation there.
+    /// plate already holds a reservation there ([`reserve_with_reason`](Self::reserve_with_reason)
+    /// tells which).
     pub fn reserve(&mut self, lot: &str, plate: &str) -> Result<bool, ClientError> {
-        self.call(&Request::Reserve {
+        Ok(self.reserve_with_reason(lot, plate)? == Reservation::Reserved)
+    }
+
+    /// `reserve`, telling a full lot from a plate that already holds a reservation by the
+    /// reply's `reason`.
+    pub fn reserve_with_reason(
+        &mut self,
+        lot: &str,
+        plate: &str,
+    ) -> Result<Reservation, ClientError> {
+        let reply = self.call(&Request::Reserve {
             lot: lot.into(),
             plate: plate.into(),
-        })?
-        .decode()
+        })?;
+        // Taken before `decode` consumes the reply; a success carries no reason.
+        let refusal = match reply.reason() {
+            Some("FULL") => Reservation::Full,
+            Some("EXISTS") => Reservation::AlreadyReserved,
+            // No reason (a server that predates them) or one this client does not know.
+            _ => Reservation::Refused,
+        };
+        let reserved: bool = reply.decode()?;
+        Ok(if reserved {
+            Reservation::Reserved
+        } else {
+            refusal
+        })
     }
 
     /// `cancel`: `true` if a reservation was removed, `false` if there was none.

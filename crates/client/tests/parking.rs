@@ -7,7 +7,7 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use client::{ClientError, ParkingClient};
+use client::{ClientError, ParkingClient, Reservation};
 use common::{Fake, closed_port, read_payload, read_request, write_payload, write_reply};
 use framing::rpc::{
     Availability, CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome, WireError,
@@ -132,6 +132,38 @@ fn error_replies_carry_code_and_detail() {
             other => panic!("expected BUSY, got {other:?}"),
         }
     }
+    fake.join();
+}
+
+#[test]
+fn reserve_with_reason_tells_full_from_already_reserved() {
+    let fake = Fake::start(|mut stream| {
+        for outcome in [
+            ReserveOutcome::Reserved,
+            ReserveOutcome::Full,
+            ReserveOutcome::Exists,
+        ] {
+            let (id, _) = read_request(&mut stream).unwrap();
+            write_reply(&mut stream, Some(id), Ok(&Reply::Reserve(outcome)));
+        }
+        // A server that predates reasons says only `false`.
+        let (id, _) = read_request(&mut stream).unwrap();
+        let old = format!(r#"{{"rpcId":{id},"result":false,"error":null}}"#);
+        write_payload(&mut stream, old.as_bytes());
+    });
+    let mut client = ParkingClient::connect(fake.addr).unwrap();
+    let answers: Vec<Reservation> = (0..4)
+        .map(|_| client.reserve_with_reason("A", "P1").unwrap())
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            Reservation::Reserved,
+            Reservation::Full,
+            Reservation::AlreadyReserved,
+            Reservation::Refused
+        ]
+    );
     fake.join();
 }
 
