@@ -249,16 +249,20 @@ fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
 /// Target `pubsub_command`.
 pub fn check_pubsub_stream(data: &[u8]) {
     for line in lines(data, pubsub::MAX_LINE_LEN) {
-        if let Ok(topic) = pubsub::parse_command(line) {
+        if let Ok(command) = pubsub::parse_command(line) {
             let mut again = Vec::new();
-            pubsub::encode_command(&mut again, topic);
+            match &command {
+                pubsub::Command::Subscribe(topic) => pubsub::encode_command(&mut again, *topic),
+                pubsub::Command::Auth { token } => pubsub::encode_auth(&mut again, token),
+            }
             assert_eq!(again.pop(), Some(b'\n'));
-            assert_eq!(pubsub::parse_command(&again), Ok(topic));
+            assert_eq!(pubsub::parse_command(&again), Ok(command));
         }
         if let Ok(parsed) = pubsub::parse_server_line(line) {
             let mut again = Vec::new();
             match &parsed {
                 ServerLine::Subscribed(id) => pubsub::encode_subscribed(&mut again, *id),
+                ServerLine::Authenticated(id) => pubsub::encode_authenticated(&mut again, id),
                 ServerLine::Refused(error) => pubsub::encode_error(&mut again, error),
                 ServerLine::Event(event) => pubsub::encode_event(&mut again, event),
                 ServerLine::Snapshot(event) => pubsub::encode_snapshot(&mut again, event),

@@ -156,6 +156,11 @@ fn reply_to(request: &Request<'_>) -> Reply<'static> {
         Request::Reserve { .. } => Reply::Reserve(ReserveOutcome::Reserved),
         Request::Cancel { .. } => Reply::Cancel(CancelOutcome::Cancelled),
         Request::Ping => Reply::Pong,
+        // Any token is good: the baseline measures the network path, not access control.
+        Request::Auth { .. } => Reply::Authenticated(rpc::KeyGrant {
+            id: Cow::Borrowed("baseline"),
+            role: Cow::Borrowed("operator"),
+        }),
     }
 }
 

@@ -2,10 +2,9 @@
 //! not hold a site's spaces for `reservation_ttl` (the mixed and text modes reserve pool
 //! plates at random; the reserve mode can stop between a reserve and its cancel).
 
-use std::time::Duration;
+use client::{ClientError, ParkingClient};
 
-use client::{ClientError, Endpoints, ParkingClient};
-
+use crate::runner::RunConfig;
 use crate::workload::Workload;
 
 /// Most cancels a cleanup sends (lots x plates); past this it is skipped, and says so.
@@ -34,12 +33,9 @@ pub enum Cleanup {
 }
 
 /// Sends a `cancel` for every lot and plate `workload` may have reserved, pipelined on one
-/// connection to `target` (the first node that answers: they all share the reservations).
-pub fn cancel_leftovers(
-    target: &Endpoints,
-    timeout: Duration,
-    workload: &Workload,
-) -> Result<Cleanup, ClientError> {
+/// connection to `config`'s servers (the first node that answers: they all share the
+/// reservations), as its key (whose reservations they are).
+pub fn cancel_leftovers(config: &RunConfig, workload: &Workload) -> Result<Cleanup, ClientError> {
     let pairs = workload.reservable_pairs();
     if pairs == 0 {
         return Ok(Cleanup::NotNeeded);
@@ -47,7 +43,7 @@ pub fn cancel_leftovers(
     if pairs > MAX_CANCELS {
         return Ok(Cleanup::Skipped { pairs });
     }
-    let mut client = ParkingClient::connect_with_timeout(target, timeout)?;
+    let mut client = ParkingClient::connect_with(&config.target, config.timeout, &config.access)?;
     let cancels: Vec<_> = workload.cancels().collect();
     let mut cancelled = 0;
     for batch in cancels.chunks(BATCH) {

@@ -57,6 +57,8 @@ pub const EXIT_ROW_FAILURES: u8 = 1;
 pub const EXIT_OUTPUT: u8 = 3;
 /// Exit code: the `--idle` connections could not all be opened.
 pub const EXIT_IDLE: u8 = 4;
+/// Exit code for a usage error (clap's, and an unusable `--ca`).
+pub const EXIT_USAGE: u8 = 2;
 
 /// Why a run could not complete; failures of the server under test are not among them (they
 /// are counted in the rows).
@@ -70,6 +72,8 @@ pub enum RunError {
     Stdout(io::Error),
     /// The `--idle` connections could not all be opened.
     Idle(IdleError),
+    /// `--tls`/`--ca` cannot be used.
+    Access(client::Failure),
 }
 
 impl fmt::Display for RunError {
@@ -79,6 +83,7 @@ impl fmt::Display for RunError {
             RunError::Output(err) => write!(f, "{err}"),
             RunError::Stdout(err) => write!(f, "cannot write the table: {err}"),
             RunError::Idle(err) => write!(f, "{err}"),
+            RunError::Access(err) => write!(f, "{err}"),
         }
     }
 }
@@ -90,6 +95,7 @@ impl std::error::Error for RunError {
             RunError::Output(err) => Some(err),
             RunError::Stdout(err) => Some(err),
             RunError::Idle(err) => Some(err),
+            RunError::Access(err) => Some(err),
         }
     }
 }
@@ -105,6 +111,7 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Idle(_) => EXIT_IDLE,
+            RunError::Access(_) => EXIT_USAGE,
             RunError::Histogram(_) | RunError::Output(_) | RunError::Stdout(_) => EXIT_OUTPUT,
         }
     }
@@ -115,6 +122,10 @@ impl RunError {
 pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Row>, RunError> {
     let config = RunConfig {
         target: options.target(),
+        access: options
+            .access
+            .access(EXIT_USAGE)
+            .map_err(RunError::Access)?,
         pipeline: options.pipeline,
         rate: options.rate,
         warmup: options.warmup.duration,
@@ -222,7 +233,7 @@ fn cleanup_note(
 ) -> Option<String> {
     let connections = u32::try_from(busiest).unwrap_or(u32::MAX);
     let workload = Workload::new(options.mode, lots, options.plates, connections)?;
-    match cleanup::cancel_leftovers(&config.target, config.timeout, &workload) {
+    match cleanup::cancel_leftovers(config, &workload) {
         Ok(cleanup::Cleanup::NotNeeded) => None,
         Ok(cleanup::Cleanup::Done { sent, cancelled }) => Some(format!(
             "cleanup: cancelled {cancelled} reservation(s) the run left ({sent} cancels sent)"
@@ -257,7 +268,7 @@ fn row_workload(
 ) -> Result<Workload, (runner::Tally, String)> {
     let mode = options.mode;
     if mode.needs_lots() && lots.is_none() {
-        let found = ParkingClient::connect_with_timeout(&config.target, config.timeout)
+        let found = ParkingClient::connect_with(&config.target, config.timeout, &config.access)
             .and_then(|mut client| client.get_lots())
             .map_err(|err| (runner::failed_call(&err), format!("getLots failed: {err}")))?;
         *lots = Some(found.into_iter().map(|lot| lot.id.into_owned()).collect());

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use client::cli::AccessArgs;
 use client::{Endpoints, Hosts};
 
 use crate::workload::Mode;
@@ -122,6 +123,11 @@ pub struct Options {
     /// Draw latency by percentile (one curve per row) as an SVG image into FILE.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+
+    /// TLS and the key's token (a client or operator key for the reserving modes); each
+    /// connection authenticates once, when it connects.
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 impl Options {

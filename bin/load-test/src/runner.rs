@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client::{Backoff, ClientError, Endpoints, ParkingClient};
+use client::{Access, Backoff, ClientError, Endpoints, ParkingClient};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -52,6 +52,8 @@ pub struct RunConfig {
     /// The servers' RPC ports; connection `i` starts with the `i`th, so connections spread
     /// over several nodes.
     pub target: Endpoints,
+    /// TLS and the token each connection authenticates with (once, when it connects).
+    pub access: Access,
     /// Requests in flight per connection (at least 1).
     pub pipeline: u32,
     /// Total requests per second in open-loop mode; `None` for closed loop.
@@ -263,9 +265,10 @@ impl Connection {
             if now >= self.window.end {
                 break;
             }
-            let mut client = match ParkingClient::connect_with_timeout(
-                self.config.target.rotated(self.index as usize),
+            let mut client = match ParkingClient::connect_with(
+                &self.config.target.rotated(self.index as usize),
                 self.config.timeout,
+                &self.config.access,
             ) {
                 Ok(client) => client,
                 Err(err) => {

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use client::cli::parse_seconds;
+use client::cli::{AccessArgs, parse_seconds};
 use client::{ClientError, Failure, Hosts, ParkingClient, Reservation};
 
 const LONG_ABOUT: &str = "\
@@ -33,7 +33,8 @@ Examples:
   parking-rpc lots
   parking-rpc --host parking.example --port 9000 avail A
   parking-rpc reserve A 7ABC123 && echo booked
-  parking-rpc --json smoke";
+  parking-rpc --json smoke
+  PARKING_TOKEN=... parking-rpc --tls --ca ca.pem --host parking.example lots";
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -65,6 +66,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// TLS and the key's token.
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -204,7 +208,14 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failed> {
     let target = endpoints.to_string();
     let fail = |err| client_failure(err, &target, cli.timeout);
     log::debug!("connecting to {target}");
-    let mut client = ParkingClient::connect_with_timeout(&endpoints, cli.timeout).map_err(fail)?;
+    let access = cli
+        .access
+        .access(Exit::Unreachable.into())
+        .map_err(|failure| Failed {
+            code: "TLS".to_owned(),
+            failure,
+        })?;
+    let mut client = ParkingClient::connect_with(&endpoints, cli.timeout, &access).map_err(fail)?;
     let printer = output::Printer::new(cli.json);
     let exit = match &cli.command {
         Command::Lots => {

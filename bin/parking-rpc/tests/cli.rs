@@ -50,6 +50,7 @@ fn reserve_says_why_it_was_refused_and_smoke_proves_the_duplicate_rule_on_one_sp
         config.lots = vec![LotConfig {
             id: state::LotId::new("ONE").unwrap(),
             capacity: 1,
+            almost_full_free: None,
         }];
     });
     let addr = server.rpc_addr();

@@ -1,12 +1,14 @@
 //! `parking-server`: loads the configuration, starts the server, and stops it gracefully on
-//! Ctrl-C or SIGTERM.
+//! Ctrl-C or SIGTERM; `parking-server keygen` makes a key.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use auth::{KeyId, Role};
+use clap::{Parser, Subcommand};
 use client::cli;
-use server::{Config, ConfigOverrides, Server};
+use server::{Config, ConfigOverrides, Server, StartError};
+use state::LotId;
 
 /// Exit code for a configuration that cannot be used.
 const EXIT_CONFIG: u8 = 2;
@@ -27,8 +29,14 @@ const EXIT_START: u8 = 1;
         addresses are logged at startup. Log level: RUST_LOG (default info).\n\n\
         Ctrl-C or SIGTERM stops it gracefully: no new connections, requests already received \
         are answered, queued events get shutdown_grace to drain.\n\n\
-        Exit codes: 0 stopped cleanly, 1 could not start, 2 bad configuration.",
-    after_help = "Example:\n  parking-server --config config.json --rpc-port 0 --sensor-port 0 --pubsub-port 0"
+        Access control: with keys under \"auth\" in the configuration, every connection \
+        authenticates with a key's token first (`parking-server keygen` makes one). Without \
+        keys the server listens on loopback only (protected mode) unless \
+        \"protected_mode\": false.\n\n\
+        Exit codes: 0 stopped cleanly, 1 could not start, 2 bad configuration (protected \
+        mode and unusable TLS files included).",
+    after_help = "Examples:\n  parking-server --config config.json --rpc-port 0 --sensor-port 0 --pubsub-port 0\n  \
+        parking-server keygen --id gate-A --role sensor --lots A"
 )]
 struct Args {
     /// Configuration file (JSON). Default: ./config.json if present, else built-in defaults.
@@ -37,11 +45,36 @@ struct Args {
 
     #[command(flatten)]
     overrides: ConfigOverrides,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a key: prints a fresh random token (shown once: hand it to the key's holder) and
+    /// the configuration entry, which holds only the token's SHA-256, to paste under
+    /// "auth": {"keys": [...]}.
+    Keygen {
+        /// The key's name: 1-64 characters of A-Z a-z 0-9 _ - ., starting with a letter.
+        #[arg(long, value_parser = |id: &str| KeyId::new(id).map_err(|err| err.to_string()))]
+        id: KeyId,
+        /// viewer (reads, subscribes), client (also reserves and cancels its own), sensor
+        /// (updates its lots) or operator (everything).
+        #[arg(long, value_parser = |role: &str| Role::parse(role).ok_or_else(|| format!("{role:?} is not viewer, client, sensor or operator")))]
+        role: Role,
+        /// For a sensor key: the lots it may update.
+        #[arg(long, num_args = 1.., value_delimiter = ',', value_parser = |lot: &str| LotId::new(lot).map_err(|err| err.to_string()))]
+        lots: Vec<LotId>,
+    },
 }
 
 fn main() -> ExitCode {
     cli::init_logging("info");
     let args = Args::parse();
+    if let Some(Command::Keygen { id, role, lots }) = args.command {
+        return keygen(id, role, lots);
+    }
     let config = match Config::load_with_overrides(args.config.as_deref(), &args.overrides) {
         Ok(config) => config,
         Err(err) => {
@@ -54,11 +87,41 @@ fn main() -> ExitCode {
     let shutdown = cli::stop_on_signal("stop it with SIGKILL");
     let running = match Server::new(config).start(shutdown) {
         Ok(running) => running,
+        Err(err @ (StartError::Config(_) | StartError::Tls(_))) => {
+            log::error!("{err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
         Err(err) => {
             log::error!("cannot start: {err}");
             return ExitCode::from(EXIT_START);
         }
     };
     running.wait();
+    ExitCode::SUCCESS
+}
+
+/// `parking-server keygen`.
+fn keygen(id: KeyId, role: Role, lots: Vec<LotId>) -> ExitCode {
+    let usage = |message: &str| {
+        eprintln!("parking-server keygen: {message}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    match (role, lots.is_empty()) {
+        (Role::Sensor, true) => return usage("a sensor key needs --lots: the lots it may update"),
+        (Role::Sensor, false) | (_, true) => {}
+        (_, false) => return usage("--lots is only for sensor keys"),
+    }
+    let (token, key) = match auth::new_key(id, role, lots) {
+        Ok(made) => made,
+        Err(err) => return usage(&format!("no randomness from the operating system: {err}")),
+    };
+    let entry = match serde_json::to_string(&key) {
+        Ok(entry) => entry,
+        Err(err) => return usage(&format!("cannot write the entry: {err}")),
+    };
+    println!("token (shown once; give it to the key's holder, e.g. as PARKING_TOKEN):");
+    println!("  {token}");
+    println!("config entry (add it to \"auth\": {{\"keys\": [...]}}):");
+    println!("  {entry}");
     ExitCode::SUCCESS
 }

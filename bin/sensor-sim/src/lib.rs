@@ -25,8 +25,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use client::cli::{parse_lot, parse_positive, parse_seconds};
-use client::{ClientError, Failure, Hosts, ParkingClient};
+use client::cli::{AccessArgs, parse_lot, parse_positive, parse_seconds};
+use client::{Access, ClientError, Failure, Hosts, ParkingClient};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use shutdown::ShutdownHandle;
@@ -110,6 +110,10 @@ pub struct Cli {
     /// Seconds to wait for a connection and for each reply.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: Duration,
+    /// TLS and the key's token (a sensor key for the lots given; --rpc-port needs one that
+    /// may read, such as an operator's).
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 impl Summary {
@@ -133,7 +137,8 @@ struct LotStart {
 /// Runs the simulation until `--duration` passes or `stop` is triggered, and returns the
 /// summary. Fails only if `--rpc-port` was given and the lots could not be learned.
 pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
-    let starts = learn_lots(cli)?;
+    let access = cli.access.access(2)?;
+    let starts = learn_lots(cli, &access)?;
     let sensors = cli.sensors.map_or(cli.lots.len(), |n| n as usize).max(1);
     let seed = cli.seed.unwrap_or_else(clock_seed);
     let plan = worker::assign(cli.lots.len(), sensors);
@@ -156,6 +161,7 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
     let target = Target {
         endpoints: cli.host.on(cli.port),
         timeout: cli.timeout,
+        access,
         mode: cli.mode,
         interval,
         end: start + cli.duration,
@@ -227,7 +233,7 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
 
 /// Capacities and occupancy per `--lots` entry: from the server with `--rpc-port`, else
 /// `--capacity` and empty lots.
-fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, Failure> {
+fn learn_lots(cli: &Cli, access: &Access) -> Result<Vec<LotStart>, Failure> {
     let Some(rpc_port) = cli.rpc_port else {
         return Ok(vec![
             LotStart {
@@ -245,7 +251,7 @@ fn learn_lots(cli: &Cli) -> Result<Vec<LotStart>, Failure> {
         )
     };
     let mut rpc =
-        ParkingClient::connect_with_timeout(&endpoints, cli.timeout).map_err(unreachable)?;
+        ParkingClient::connect_with(&endpoints, cli.timeout, access).map_err(unreachable)?;
     let known: HashMap<String, LotStart> = rpc
         .get_lots()
         .map_err(unreachable)?

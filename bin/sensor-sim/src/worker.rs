@@ -9,7 +9,7 @@ use std::fmt;
 use std::ops::AddAssign;
 use std::time::{Duration, Instant};
 
-use client::{Backoff, Endpoints, SensorClient, SensorClientError};
+use client::{Access, Backoff, Endpoints, SensorClient, SensorClientError};
 use framing::sensor::SensorErrorCode;
 use hdrhistogram::Histogram;
 use rand::RngExt;
@@ -144,6 +144,8 @@ pub struct Target {
     pub endpoints: Endpoints,
     /// Connect and reply timeout.
     pub timeout: Duration,
+    /// TLS and the token.
+    pub access: Access,
     /// How updates are reported.
     pub mode: Mode,
     /// Time between two updates of one sensor.
@@ -251,7 +253,11 @@ impl Running {
         let id = self.sensor.index;
         let Some(client) = self.connection.as_mut() else {
             let address = target.endpoints.to_string();
-            return match SensorClient::connect(target.endpoints.rotated(id), target.timeout) {
+            return match SensorClient::connect_with(
+                &target.endpoints.rotated(id),
+                target.timeout,
+                &target.access,
+            ) {
                 Ok(client) => {
                     let address = client.peer_addr();
                     if self.connected_before {

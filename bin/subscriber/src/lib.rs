@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use clap::Parser;
-use client::cli::{parse_lot, parse_seconds};
+use client::cli::{AccessArgs, parse_lot, parse_seconds};
 use client::{Backoff, Failure, Hosts, OwnedEvent, SubscribeError, Subscription, Update};
 use framing::pubsub::{PubsubErrorCode, Topic};
 use shutdown::ShutdownHandle;
@@ -82,6 +82,9 @@ pub struct Cli {
     /// Seconds to wait for a connection and for the server to confirm the subscription.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: Duration,
+    /// TLS and the key's token.
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 impl Cli {
@@ -140,51 +143,56 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle, out: &mut dyn Write) -> Result<(), 
     let mut backoff = Backoff::default();
     let mut printed = 0u64;
     let mut subscribed_before = false;
+    let access = cli.access.access(2)?;
     // Which node to try first: after a lost connection, the next one (the lost one is
     // likely down, and its subscribers all move at once).
     let mut first = 0;
     while !stop.is_triggered() {
-        let mut subscription =
-            match Subscription::connect(endpoints.rotated(first), &topics, cli.timeout) {
-                Ok(subscription) => subscription,
-                Err(SubscribeError::Server(refusal))
-                    if refusal.code == PubsubErrorCode::Busy && subscribed_before =>
-                {
-                    let delay = backoff.next_delay();
-                    log::warn!(
-                        "{target} is busy ({}); reconnecting in {} ms",
-                        refusal.detail,
-                        delay.as_millis()
-                    );
-                    stop.wait_timeout(delay);
-                    continue;
-                }
-                Err(SubscribeError::Server(refusal)) => {
-                    return Err(Failure::new(
-                        3,
-                        format!("{target} refused the subscription: {refusal}"),
-                    ));
-                }
-                Err(err) if !subscribed_before => {
-                    return Err(Failure::new(
-                        2,
-                        format!(
-                            "cannot subscribe on the pub/sub port at {target}: {}",
-                            cause(err)
-                        ),
-                    ));
-                }
-                Err(err) => {
-                    let delay = backoff.next_delay();
-                    log::warn!(
-                        "{}; reconnecting to {target} in {} ms",
-                        cause(err),
-                        delay.as_millis()
-                    );
-                    stop.wait_timeout(delay);
-                    continue;
-                }
-            };
+        let mut subscription = match Subscription::connect_with(
+            &endpoints.rotated(first),
+            &topics,
+            cli.timeout,
+            &access,
+        ) {
+            Ok(subscription) => subscription,
+            Err(SubscribeError::Server(refusal))
+                if refusal.code == PubsubErrorCode::Busy && subscribed_before =>
+            {
+                let delay = backoff.next_delay();
+                log::warn!(
+                    "{target} is busy ({}); reconnecting in {} ms",
+                    refusal.detail,
+                    delay.as_millis()
+                );
+                stop.wait_timeout(delay);
+                continue;
+            }
+            Err(SubscribeError::Server(refusal)) => {
+                return Err(Failure::new(
+                    3,
+                    format!("{target} refused the subscription: {refusal}"),
+                ));
+            }
+            Err(err) if !subscribed_before => {
+                return Err(Failure::new(
+                    2,
+                    format!(
+                        "cannot subscribe on the pub/sub port at {target}: {}",
+                        cause(err)
+                    ),
+                ));
+            }
+            Err(err) => {
+                let delay = backoff.next_delay();
+                log::warn!(
+                    "{}; reconnecting to {target} in {} ms",
+                    cause(err),
+                    delay.as_millis()
+                );
+                stop.wait_timeout(delay);
+                continue;
+            }
+        };
         backoff.reset();
         let id = subscription.id();
         let peer = subscription.peer_addr();

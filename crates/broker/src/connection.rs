@@ -17,12 +17,13 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use auth::{Action, AuthFailure, Denied, Session};
 use framing::line::{self, Decoded};
-use framing::pubsub::{self, PubsubError, PubsubErrorCode, Topic};
+use framing::pubsub::{self, Command, PubsubError, PubsubErrorCode, Topic};
 use framing::sse;
 use mio::Token;
-use mio::net::TcpStream;
 use state::LotId;
+use transport::Stream;
 
 use crate::Held;
 use crate::notifier::Doorbell;
@@ -59,6 +60,8 @@ pub(crate) struct Context {
     pub(crate) line_timeout: Duration,
     /// How long an event stream may stay quiet before a keep-alive comment is sent.
     pub(crate) keep_alive: Duration,
+    /// Longest a connection may go unauthenticated, when keys are configured.
+    pub(crate) auth_timeout: Duration,
 }
 
 /// Why a connection ended.
@@ -75,6 +78,10 @@ pub(crate) enum CloseReason {
     },
     /// No `SUBSCRIBE` and no input for the idle timeout.
     IdleTimeout,
+    /// Keys are configured and no good `AUTH` came within the auth timeout.
+    AuthTimeout,
+    /// Too many wrong tokens; `ERR UNAUTHORIZED` was sent.
+    AuthFailures,
     /// A line was started but not finished within the line timeout.
     LineTimeout,
     /// Output was pending and the peer took none of it for the line timeout.
@@ -98,10 +105,13 @@ struct Closing {
 /// One connection, owned by one notifier thread.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     /// How its events are written: a pub/sub port connection's lines, or an event stream.
     encoding: Encoding,
+    /// Who the peer authenticated as, when keys are configured.
+    session: Session,
+    connected: Instant,
     /// The notifier's name for this connection, given to its subscriber for the doorbell.
     token: Token,
     /// Bytes received but not yet a complete line; bounded by the line limit plus one read.
@@ -129,21 +139,33 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Wraps an accepted, non-blocking pub/sub port stream known to its notifier as `token`.
+    /// Wraps an accepted, non-blocking pub/sub port stream known to its notifier as `token`;
+    /// `session` is who the peer is (nobody yet, when keys are configured).
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: Stream,
         peer: SocketAddr,
         token: Token,
         now: Instant,
         held: Held,
+        session: Session,
     ) -> Self {
-        Connection::with(stream, peer, token, now, held, Encoding::Lines, Vec::new())
+        Connection::with(
+            stream,
+            peer,
+            token,
+            now,
+            held,
+            session,
+            Encoding::Lines,
+            Vec::new(),
+        )
     }
 
     /// Wraps an HTTP connection that becomes an event stream: `preamble` (its response head,
     /// and any replies before it) goes out first. [`Connection::open_stream`] subscribes it.
+    /// The HTTP port checked its access before handing it over, so it needs no session.
     pub(crate) fn event_stream(
-        stream: TcpStream,
+        stream: Stream,
         peer: SocketAddr,
         token: Token,
         now: Instant,
@@ -156,23 +178,28 @@ impl Connection {
             token,
             now,
             held,
+            Session::new(None),
             Encoding::EventStream,
             preamble,
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn with(
-        stream: TcpStream,
+        stream: Stream,
         peer: SocketAddr,
         token: Token,
         now: Instant,
         held: Held,
+        session: Session,
         encoding: Encoding,
         output: Vec<u8>,
     ) -> Self {
         Connection {
             stream,
             peer,
+            session,
+            connected: now,
             encoding,
             token,
             input: Vec::new(),
@@ -232,8 +259,8 @@ impl Connection {
         self.token
     }
 
-    /// The socket, to register with the notifier's poll.
-    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+    /// The stream, to register with the notifier's poll.
+    pub(crate) fn stream_mut(&mut self) -> &mut Stream {
         &mut self.stream
     }
 
@@ -302,6 +329,9 @@ impl Connection {
             // stands instead (a keep-alive could not go out anyway).
             (self.is_event_stream() && self.output.is_empty())
                 .then(|| self.last_output + ctx.keep_alive),
+            self.session
+                .needs_auth()
+                .then(|| self.connected + ctx.auth_timeout),
         ]
         .into_iter()
         .flatten()
@@ -336,6 +366,7 @@ impl Connection {
 
     fn has_pending_output(&self) -> bool {
         !self.output.is_empty()
+            || self.stream.has_pending()
             || self
                 .subscription
                 .as_ref()
@@ -355,6 +386,10 @@ impl Connection {
         }
         let mut progressed = false;
         let mut more = false;
+        if self.output.is_empty() && self.stream.has_pending() {
+            // TLS records (a handshake message) wait even with no output of ours.
+            self.write_output(now)?;
+        }
         for _ in 0..MAX_WRITE_ROUNDS {
             self.fill_output();
             if self.output.is_empty() {
@@ -472,34 +507,81 @@ impl Connection {
                     let peer = self.peer;
                     let token = self.token;
                     let subscription = &mut self.subscription;
-                    let reply = pubsub::parse_command(&self.input[content]).and_then(|topic| {
-                        let subscribed = ctx.registry.subscribe(
-                            subscription,
-                            topic,
-                            peer,
-                            (&ctx.doorbell, token),
-                            Encoding::Lines,
-                        )?;
-                        let topic = match topic {
-                            Topic::All => "ALL",
-                            Topic::Lot(lot) => lot,
-                        };
-                        log::debug!(
-                            "{peer} subscribed to {topic} (subscription {})",
-                            subscribed.0
-                        );
-                        Ok(subscribed)
-                    });
-                    match reply {
-                        Ok((id, snapshots)) => {
-                            pubsub::encode_subscribed(&mut self.output, id);
-                            // The current values come before any event the queue holds, so
-                            // a sign is right at once, not at the lot's next change.
-                            for current in &snapshots {
-                                self.encoding.encode(&mut self.output, current, true);
+                    let session = &mut self.session;
+                    let mut closes = false;
+                    let command = pubsub::parse_command(&self.input[content]);
+                    match command {
+                        Ok(Command::Auth { token: secret }) => {
+                            match session.authenticate(secret.expose(), "pubsub", peer, now) {
+                                Ok(identity) => {
+                                    pubsub::encode_authenticated(
+                                        &mut self.output,
+                                        identity.id().as_str(),
+                                    );
+                                }
+                                Err(failure) => {
+                                    closes = failure.closes();
+                                    let code = match failure {
+                                        AuthFailure::NotConfigured => PubsubErrorCode::BadCommand,
+                                        _ => PubsubErrorCode::Unauthorized,
+                                    };
+                                    let error = PubsubError::new(code, failure.to_string());
+                                    pubsub::encode_error(&mut self.output, &error);
+                                }
+                            }
+                        }
+                        Ok(Command::Subscribe(topic)) => {
+                            let reply = session
+                                .check(Action::Read)
+                                .map_err(|denied| {
+                                    let code = match denied {
+                                        Denied::Unauthenticated => PubsubErrorCode::Unauthorized,
+                                        Denied::Forbidden { .. } => PubsubErrorCode::Forbidden,
+                                    };
+                                    PubsubError::new(code, denied.to_string())
+                                })
+                                .and_then(|()| {
+                                    let subscribed = ctx.registry.subscribe(
+                                        subscription,
+                                        topic,
+                                        peer,
+                                        (&ctx.doorbell, token),
+                                        Encoding::Lines,
+                                    )?;
+                                    let topic = match topic {
+                                        Topic::All => "ALL",
+                                        Topic::Lot(lot) => lot,
+                                    };
+                                    log::debug!(
+                                        "{peer} subscribed to {topic} (subscription {})",
+                                        subscribed.0
+                                    );
+                                    Ok(subscribed)
+                                });
+                            match reply {
+                                Ok((id, snapshots)) => {
+                                    pubsub::encode_subscribed(&mut self.output, id);
+                                    // The current values come before any event the queue
+                                    // holds, so a sign is right at once, not at the lot's next
+                                    // change.
+                                    for current in &snapshots {
+                                        self.encoding.encode(&mut self.output, current, true);
+                                    }
+                                }
+                                Err(error) => pubsub::encode_error(&mut self.output, &error),
                             }
                         }
                         Err(error) => pubsub::encode_error(&mut self.output, &error),
+                    }
+                    if closes {
+                        self.input.clear();
+                        self.end_subscription(&ctx.registry);
+                        self.closing = Some(Closing {
+                            reason: CloseReason::AuthFailures,
+                            deadline: now + CLOSE_LINGER,
+                            write_shut: false,
+                        });
+                        break;
                     }
                     self.input.drain(..consumed);
                     consumed_any = true;
@@ -545,6 +627,11 @@ impl Connection {
         {
             return Err(CloseReason::WriteStalled);
         }
+        if self.session.needs_auth()
+            && now.saturating_duration_since(self.connected) >= ctx.auth_timeout
+        {
+            return Err(CloseReason::AuthTimeout);
+        }
         // Only before the first SUBSCRIBE: a subscriber to a quiet lot may rightly say and
         // hear nothing for hours.
         if self.subscription.is_none()
@@ -587,8 +674,9 @@ impl Connection {
     }
 }
 
-/// Writes as much of `output` as the socket takes and removes it; `Ok(true)` if all of it.
-fn write_pending(stream: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<bool> {
+/// Writes as much of `output` as the socket takes and removes it, then any TLS records
+/// still waiting; `Ok(true)` if all of it went.
+fn write_pending(stream: &mut Stream, output: &mut Vec<u8>) -> io::Result<bool> {
     let mut written = 0;
     let result = loop {
         if written == output.len() {
@@ -603,12 +691,15 @@ fn write_pending(stream: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<boo
         }
     };
     output.drain(..written);
-    result
+    match result {
+        Ok(true) => stream.flush_pending(),
+        other => other,
+    }
 }
 
 /// Reads and throws away what the peer sent, until the socket would block; `true` once the
 /// peer has closed (or the socket failed).
-fn discard_input(stream: &mut TcpStream) -> bool {
+fn discard_input(stream: &mut Stream) -> bool {
     let mut chunk = [0; READ_CHUNK];
     loop {
         match stream.read(&mut chunk) {

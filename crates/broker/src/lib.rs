@@ -66,9 +66,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use auth::Authenticator;
 use framing::pubsub::{self, PubsubError, PubsubErrorCode};
 use parking_lot::{Mutex, RwLock};
 use state::{Listener, LotChange, LotId};
+use transport::TlsAcceptor;
 
 use crate::notifier::{Command, NotifierHandle, Timeouts};
 use crate::registry::Registry;
@@ -111,8 +113,8 @@ impl fmt::Debug for Held {
 /// deadline computable for any `Duration`).
 const MAX_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The broker's limits and sizes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The broker's limits and sizes, and who may subscribe.
+#[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// Event lines each subscriber's queue holds before the oldest is dropped (at least 1;
     /// default 64). Bounds a slow subscriber's memory.
@@ -140,6 +142,14 @@ pub struct BrokerConfig {
     /// How long an event stream may send nothing before it gets a keep-alive comment
     /// (default 15 s): proxies and load balancers close connections that stay silent.
     pub stream_keep_alive: Duration,
+    /// The key table; with one, a connection must `AUTH <token>` before it may `SUBSCRIBE`
+    /// (default none: anyone may).
+    pub auth: Option<Arc<Authenticator>>,
+    /// With `auth`, how long a connection may go unauthenticated before it is closed
+    /// (default 10 s).
+    pub auth_timeout: Duration,
+    /// The certificate, when the port speaks TLS (default none).
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl Default for BrokerConfig {
@@ -153,6 +163,9 @@ impl Default for BrokerConfig {
             max_connections: 1024,
             send_buffer: 32 * 1024,
             stream_keep_alive: Duration::from_secs(15),
+            auth: None,
+            auth_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -233,11 +246,16 @@ impl Broker {
             idle: config.idle_timeout,
             line: config.line_timeout,
             keep_alive: config.stream_keep_alive,
+            auth: config.auth_timeout,
         };
         let mut notifiers = Vec::with_capacity(config.notifier_threads);
         let mut threads = Vec::with_capacity(config.notifier_threads);
         for number in 1..=config.notifier_threads {
-            match notifier::spawn(number, Arc::clone(&registry), timeouts) {
+            let access = notifier::Access {
+                auth: config.auth.clone(),
+                tls: config.tls.clone(),
+            };
+            match notifier::spawn(number, Arc::clone(&registry), timeouts, access) {
                 Ok((control, thread)) => {
                     notifiers.push(control);
                     threads.push(thread);
@@ -294,7 +312,7 @@ impl Broker {
     pub fn attach_holding(&self, stream: TcpStream, peer: SocketAddr, held: Held) {
         let accepting = self.accepting.read();
         if !*accepting {
-            refuse(stream, "the server is shutting down");
+            self.refuse_busy(stream, "the server is shutting down");
             return;
         }
         let counters = self.registry.counters();
@@ -307,7 +325,7 @@ impl Broker {
                 "at most {} pub/sub connections are allowed",
                 self.config.max_connections
             );
-            refuse(stream, &detail);
+            self.refuse_busy(stream, &detail);
             return;
         }
         if let Err(error) = configure(&stream, self.config.send_buffer) {
@@ -361,8 +379,13 @@ impl Broker {
         }
     }
 
-    /// Refuses a connection the caller has no room for: `ERR BUSY <detail>`, then close.
+    /// Refuses a connection the caller has no room for: `ERR BUSY <detail>`, then close (on
+    /// a TLS port just the close: the line would need a finished handshake first).
     pub fn refuse_busy(&self, stream: TcpStream, detail: &str) {
+        if self.config.tls.is_some() {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
         refuse(stream, detail);
     }
 

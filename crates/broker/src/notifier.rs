@@ -17,9 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use auth::{Authenticator, Session};
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
+use transport::{Stream, TlsAcceptor};
 use warn_limit::peer_warn;
 
 use crate::connection::{CloseReason, Connection, Context};
@@ -78,6 +80,17 @@ pub(crate) struct Timeouts {
     pub(crate) line: Duration,
     /// See `BrokerConfig::stream_keep_alive`.
     pub(crate) keep_alive: Duration,
+    /// See `BrokerConfig::auth_timeout`.
+    pub(crate) auth: Duration,
+}
+
+/// Who may use the port, and how it is reached.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Access {
+    /// See `BrokerConfig::auth`.
+    pub(crate) auth: Option<Arc<Authenticator>>,
+    /// See `BrokerConfig::tls`.
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 /// How publishers (and the broker) wake a notifier. Ringing never blocks: it records which
@@ -162,6 +175,7 @@ pub(crate) fn spawn(
     number: usize,
     registry: Arc<Registry>,
     timeouts: Timeouts,
+    access: Access,
 ) -> io::Result<(NotifierHandle, JoinHandle<()>)> {
     let poll = Poll::new()?;
     let doorbell = Arc::new(Doorbell {
@@ -177,7 +191,9 @@ pub(crate) fn spawn(
             idle_timeout: timeouts.idle,
             line_timeout: timeouts.line,
             keep_alive: timeouts.keep_alive,
+            auth_timeout: timeouts.auth,
         },
+        access,
         poll,
         connections: HashMap::new(),
         next_token: WAKE.0 + 1,
@@ -207,6 +223,7 @@ struct Entry {
 
 struct Notifier {
     ctx: Context,
+    access: Access,
     poll: Poll,
     connections: HashMap<Token, Entry>,
     /// Tokens are never reused, so a late event or ring cannot reach another connection.
@@ -289,13 +306,19 @@ impl Notifier {
         let token = Token(self.next_token);
         self.next_token += 1;
         let now = Instant::now();
-        let connection = Connection::new(
+        let stream = match Stream::accept(
             mio::net::TcpStream::from_std(stream),
-            peer,
-            token,
-            now,
-            held,
-        );
+            self.access.tls.as_ref(),
+        ) {
+            Ok(stream) => stream,
+            Err(err) => {
+                log::error!("pub/sub client {peer}: cannot start a TLS session: {err}");
+                self.ctx.registry.counters().connection_closed();
+                return;
+            }
+        };
+        let session = Session::new(self.access.auth.as_ref());
+        let connection = Connection::new(stream, peer, token, now, held, session);
         self.register(connection, now);
     }
 
@@ -310,7 +333,7 @@ impl Notifier {
         self.next_token += 1;
         let now = Instant::now();
         let mut connection = Connection::event_stream(
-            mio::net::TcpStream::from_std(stream),
+            Stream::Plain(mio::net::TcpStream::from_std(stream)),
             peer,
             token,
             now,
@@ -417,7 +440,6 @@ impl Notifier {
         let counters = self.ctx.registry.counters();
         match reason {
             CloseReason::PeerClosed => log::debug!("{who} closed the connection"),
-            CloseReason::Io(error) => log::debug!("{who} dropped: {error}"),
             CloseReason::Shutdown => log::debug!("{who} closed: the broker is shutting down"),
             CloseReason::SlowSubscriber { drops } => {
                 // Redis disconnects slow subscribers outright and mini-redis lets them skip;
@@ -428,11 +450,24 @@ impl Notifier {
                      took no bytes"
                 );
             }
+            CloseReason::Io(error) if transport::is_plain_text(&error) => {
+                peer_warn!("{who} closed: it sent plain text to this TLS port");
+            }
+            CloseReason::Io(error) => log::debug!("{who} dropped: {error}"),
             CloseReason::IdleTimeout => {
                 peer_warn!(
                     "{who} closed: no SUBSCRIBE within {:?}",
                     self.ctx.idle_timeout
                 );
+            }
+            CloseReason::AuthTimeout => {
+                peer_warn!(
+                    "{who} closed: not authenticated within {:?} (auth_timeout)",
+                    self.ctx.auth_timeout
+                );
+            }
+            CloseReason::AuthFailures => {
+                peer_warn!("{who} closed: too many wrong tokens");
             }
             CloseReason::LineTimeout => {
                 peer_warn!(

@@ -1,13 +1,56 @@
 //! What the command-line tools share besides the clients: setting up the process
-//! ([`init_logging`], [`stop_on_signal`]), value parsers for clap's `value_parser` (each takes
-//! the argument's text and returns the value or a one-line reason), and [`Failure`], the
-//! one-line error a tool reports before exiting.
+//! ([`init_logging`], [`stop_on_signal`]), the access flags ([`AccessArgs`]: `--token`,
+//! `--tls`, `--ca`), value parsers for clap's `value_parser` (each takes the argument's text
+//! and returns the value or a one-line reason), and [`Failure`], the one-line error a tool
+//! reports before exiting.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use shutdown::ShutdownHandle;
+
+use crate::access::{Access, TlsClient};
+
+/// The environment variable the tools read a token from.
+pub const TOKEN_VAR: &str = "PARKING_TOKEN";
+
+/// The flags with which every tool reaches a server that has access control or TLS on;
+/// flattened into each tool's arguments.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AccessArgs {
+    /// The key's token, to authenticate every connection with. Prefer setting PARKING_TOKEN
+    /// in the environment: a command line can be read by other users of the machine (ps).
+    #[arg(long, global = true, env = TOKEN_VAR, hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Connect with TLS, checking the server's certificate against --ca (or the system's
+    /// roots) and the host name.
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// PEM file of the CA, or of the server's self-signed certificate, that --tls trusts.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls")]
+    pub ca: Option<PathBuf>,
+}
+
+impl AccessArgs {
+    /// The [`Access`] these flags ask for; a CA file that cannot be used fails with `exit`.
+    pub fn access(&self, exit: u8) -> Result<Access, Failure> {
+        let mut access = Access::none();
+        if self.tls {
+            let tls = match &self.ca {
+                Some(ca) => TlsClient::from_ca_file(ca),
+                None => TlsClient::system_roots(),
+            }
+            .map_err(|err| Failure::new(exit, err.to_string()))?;
+            access = access.with_tls(tls);
+        }
+        if let Some(token) = &self.token {
+            access = access.with_token(token.clone());
+        }
+        Ok(access)
+    }
+}
 
 /// Logs to stderr at `default_filter` (e.g. `info`), unless `RUST_LOG` says otherwise.
 pub fn init_logging(default_filter: &str) {

@@ -69,6 +69,15 @@ impl Endpoints {
         &self.addrs[n % self.addrs.len()]
     }
 
+    /// The host of the `n`th address (counting round), without its port or an IPv6
+    /// address's brackets: the name a TLS certificate is checked against.
+    pub fn host(&self, n: usize) -> &str {
+        let addr = self.get(n);
+        // Every address was formatted as `host:port`.
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+
     /// How many addresses there are.
     pub fn len(&self) -> usize {
         self.addrs.len()

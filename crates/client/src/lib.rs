@@ -25,6 +25,8 @@
 //! ```
 //!
 //! # Layout
+//! - `access`: [`Access`] (TLS and a token) and [`TlsClient`], for servers with access
+//!   control or TLS on; every client has a `connect_with` that takes them.
 //! - [`cli`]: what the command-line tools share: value parsers (seconds, lot ids) and
 //!   [`Failure`], the one-line error they exit with.
 //! - `endpoints`: [`Hosts`] (a tool's `--host a:9000,b:9000`) and the [`Endpoints`] they
@@ -41,6 +43,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 pub mod cli;
 mod endpoints;
 mod error;
@@ -50,6 +53,7 @@ mod retry;
 mod sensor;
 mod subscription;
 
+pub use access::{Access, TlsClient, TlsSetupError};
 pub use cli::Failure;
 pub use endpoints::{Endpoints, Hosts};
 pub use error::Error;

@@ -1,11 +1,117 @@
-//! Socket plumbing shared by the three clients: connecting with a timeout, sorting socket
-//! errors into "deadline passed" / "peer went away" / other, and reading bounded lines.
+//! Socket plumbing shared by the three clients: connecting with a timeout (and TLS), sorting
+//! socket errors into "deadline passed" / "peer went away" / other, and reading bounded lines.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use framing::line::{self, Decoded};
+use rustls::{ClientConnection, StreamOwned};
+
+use crate::access::{Access, TlsClient};
+use crate::endpoints::Endpoints;
+
+/// A connection to the server: plain TCP, or TLS over it. Blocking, with the socket's
+/// timeouts.
+#[derive(Debug)]
+pub(crate) enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    /// The socket, for its timeouts.
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(tcp) => tcp,
+            Conn::Tls(tls) => tls.get_ref(),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(tcp) => tcp.read(buf),
+            Conn::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(tcp) => tcp.write(buf),
+            Conn::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(tcp) => tcp.flush(),
+            Conn::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+/// Connects to the first of `endpoints` that answers, as [`connect`] does, and, with TLS in
+/// `access`, completes the handshake (checking the certificate against the name that endpoint
+/// was given by) before returning, so that a wrong certificate is a connection failure that
+/// says so. With TLS each endpoint is tried by itself (the name to verify is its own), and one
+/// whose handshake fails is passed over for the next, as one that does not answer is.
+pub(crate) fn connect_with(
+    endpoints: &Endpoints,
+    timeout: Duration,
+    access: &Access,
+) -> Result<(Conn, SocketAddr), ConnectFailure> {
+    let Some(tls) = &access.tls else {
+        let (tcp, peer) = connect(endpoints, timeout)?;
+        return Ok((Conn::Plain(tcp), peer));
+    };
+    let mut last = None;
+    for n in 0..endpoints.len() {
+        let attempt = connect(endpoints.get(n), timeout)
+            .and_then(|(tcp, peer)| handshake(tcp, peer, endpoints.host(n), tls));
+        match attempt {
+            Ok(connected) => return Ok(connected),
+            Err(failure) => last = Some(failure),
+        }
+    }
+    Err(last.unwrap_or_else(|| ConnectFailure {
+        addr: "(no address)".to_owned(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to"),
+    }))
+}
+
+/// Runs the TLS handshake with `peer` over `tcp`, verifying the certificate against `host`.
+fn handshake(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    host: &str,
+    tls: &TlsClient,
+) -> Result<(Conn, SocketAddr), ConnectFailure> {
+    let failure = |detail: String| ConnectFailure {
+        addr: peer.to_string(),
+        source: io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {detail}")),
+    };
+    let mut session = tls.session(host).map_err(failure)?;
+    while session.is_handshaking() {
+        if let Err(err) = session.complete_io(&mut tcp) {
+            return Err(match classify(err) {
+                // A plain-text server answers the ClientHello with something that is not
+                // TLS, or closes: say what it probably is.
+                Failure::Closed => failure(
+                    "the server closed the connection during the handshake (is TLS on for \
+                     this port?)"
+                        .to_owned(),
+                ),
+                Failure::Timeout => failure("the handshake timed out".to_owned()),
+                Failure::Other(err) => failure(err.to_string()),
+            });
+        }
+    }
+    Ok((Conn::Tls(Box::new(StreamOwned::new(session, tcp))), peer))
+}
 
 /// The OS reads a zero socket timeout as "no timeout" (and `connect_timeout` refuses it), so
 /// the smallest timeout a client applies is one millisecond.
@@ -145,14 +251,14 @@ pub(crate) enum LineError {
 /// keeps the bytes it got, so the next call resumes the same line instead of losing it.
 #[derive(Debug)]
 pub(crate) struct LineReader {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Conn>,
     line: Vec<u8>,
     /// `line` holds a whole line that was already returned; clear it before reading on.
     complete: bool,
 }
 
 impl LineReader {
-    pub(crate) fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: Conn) -> Self {
         LineReader {
             reader: BufReader::new(stream),
             line: Vec::with_capacity(128),
@@ -160,11 +266,12 @@ impl LineReader {
         }
     }
 
-    pub(crate) fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+    /// The socket, for its timeouts.
+    pub(crate) fn socket(&self) -> &TcpStream {
+        self.reader.get_ref().tcp()
     }
 
-    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+    pub(crate) fn stream_mut(&mut self) -> &mut Conn {
         self.reader.get_mut()
     }
 

@@ -2,16 +2,19 @@
 
 use std::borrow::Cow;
 use std::io::{self, BufReader, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use framing::Secret;
 use framing::frame::{self, FrameError};
-use framing::rpc::{self, ErrorCode, LotStatus, Request, WireError};
+use framing::rpc::{self, ErrorCode, KeyGrant, LotStatus, Request, WireError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::access::Access;
+use crate::endpoints::Endpoints;
 use crate::error::Error;
-use crate::net;
+use crate::net::{self, Conn};
 
 /// Per-call timeout used by [`ParkingClient::connect`], and its connect timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -140,7 +143,7 @@ pub enum Reservation {
 /// connect again.
 #[derive(Debug)]
 pub struct ParkingClient {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Conn>,
     peer: SocketAddr,
     timeout: Duration,
     next_id: u32,
@@ -163,20 +166,54 @@ impl ParkingClient {
         timeout: Duration,
     ) -> Result<Self, ClientError> {
         let (stream, peer) = net::connect(addr, timeout)?;
-        Ok(ParkingClient {
+        Ok(Self::over(Conn::Plain(stream), peer, timeout))
+    }
+
+    /// Connects to the first of `endpoints` that answers, as `access` says: over TLS if it has TLS, and authenticated
+    /// with its token if it has one (a refused token is [`ClientError::Server`] with code
+    /// `UNAUTHORIZED`). `timeout` bounds the connection, the handshake and every call.
+    pub fn connect_with(
+        endpoints: &Endpoints,
+        timeout: Duration,
+        access: &Access,
+    ) -> Result<Self, ClientError> {
+        let (stream, peer) = net::connect_with(endpoints, timeout, access)?;
+        let mut client = Self::over(stream, peer, timeout);
+        if let Some(token) = access.token() {
+            client.auth(token)?;
+        }
+        Ok(client)
+    }
+
+    fn over(stream: Conn, peer: SocketAddr, timeout: Duration) -> Self {
+        ParkingClient {
             reader: BufReader::new(stream),
             peer,
             timeout: net::effective(timeout),
             next_id: 1,
             out: Vec::with_capacity(256),
             payload: Vec::with_capacity(256),
+        }
+    }
+
+    /// `auth`: authenticates the connection with a key's token; returns the key's id and
+    /// role.
+    pub fn auth(&mut self, token: &str) -> Result<KeyGrant<'static>, ClientError> {
+        let grant: KeyGrant<'_> = self
+            .call(&Request::Auth {
+                token: Secret::new(token),
+            })?
+            .decode()?;
+        Ok(KeyGrant {
+            id: Cow::Owned(grant.id.into_owned()),
+            role: Cow::Owned(grant.role.into_owned()),
         })
     }
 
     /// Changes the per-call timeout. It bounds each wait on the socket: for the server to take
     /// a request, and for each part of a reply to arrive.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        net::set_timeouts(self.reader.get_ref(), Some(timeout))?;
+        net::set_timeouts(self.reader.get_ref().tcp(), Some(timeout))?;
         self.timeout = net::effective(timeout);
         Ok(())
     }

@@ -4,10 +4,13 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use framing::Secret;
 use framing::sensor::{self, CountChange, SensorCommand, SensorError, SensorReply};
 
+use crate::access::Access;
+use crate::endpoints::Endpoints;
 use crate::error::Error;
-use crate::net::{self, LineReader};
+use crate::net::{self, Conn, LineReader};
 
 /// Why a sensor command failed; [`Error::Server`] carries the server's `ERR` reply.
 pub type SensorClientError = Error<SensorError>;
@@ -30,15 +33,46 @@ impl SensorClient {
     pub fn connect(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Self, SensorClientError> {
         let (stream, peer) = net::connect(addr, timeout)?;
         Ok(SensorClient {
-            lines: LineReader::new(stream),
+            lines: LineReader::new(Conn::Plain(stream)),
             peer,
             out: Vec::with_capacity(64),
         })
     }
 
+    /// Connects to the first of `endpoints` that answers, as `access` says (TLS, then `AUTH <token>`), with `timeout`
+    /// for the connection, the handshake and every command.
+    pub fn connect_with(
+        endpoints: &Endpoints,
+        timeout: Duration,
+        access: &Access,
+    ) -> Result<Self, SensorClientError> {
+        let (stream, peer) = net::connect_with(endpoints, timeout, access)?;
+        let mut client = SensorClient {
+            lines: LineReader::new(stream),
+            peer,
+            out: Vec::with_capacity(64),
+        };
+        if let Some(token) = access.token() {
+            client.auth(token)?;
+        }
+        Ok(client)
+    }
+
+    /// `AUTH <token>`: authenticates the connection; returns the key's id.
+    pub fn auth(&mut self, token: &str) -> Result<String, SensorClientError> {
+        match self.exchange(&SensorCommand::Auth {
+            token: Secret::new(token),
+        })? {
+            SensorReply::Authenticated { id } => Ok(id),
+            other => Err(SensorClientError::Protocol(format!(
+                "AUTH answered {other:?}"
+            ))),
+        }
+    }
+
     /// Changes the timeout that bounds each wait on the socket.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), SensorClientError> {
-        net::set_timeouts(self.lines.stream(), Some(timeout))?;
+        net::set_timeouts(self.lines.socket(), Some(timeout))?;
         Ok(())
     }
 
@@ -60,9 +94,9 @@ impl SensorClient {
         }
         match self.exchange(&SensorCommand::Update { lot, change })? {
             SensorReply::Updated { free } => Ok(free),
-            SensorReply::Pong => Err(SensorClientError::Protocol(
-                "UPDATE answered PONG".to_owned(),
-            )),
+            other => Err(SensorClientError::Protocol(format!(
+                "UPDATE answered {other:?}"
+            ))),
         }
     }
 
@@ -70,8 +104,8 @@ impl SensorClient {
     pub fn ping(&mut self) -> Result<(), SensorClientError> {
         match self.exchange(&SensorCommand::Ping)? {
             SensorReply::Pong => Ok(()),
-            SensorReply::Updated { free } => Err(SensorClientError::Protocol(format!(
-                "PING answered OK {free}"
+            other => Err(SensorClientError::Protocol(format!(
+                "PING answered {other:?}"
             ))),
         }
     }

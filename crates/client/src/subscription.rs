@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use framing::pubsub::{self, Event, PubsubError, ServerLine, Topic};
 
+use crate::access::Access;
+use crate::endpoints::Endpoints;
 use crate::error::Error;
-use crate::net::{self, LineReader};
+use crate::net::{self, Conn, LineReader};
 
 /// A pushed event that owns its lot id.
 pub type OwnedEvent = Event<'static>;
@@ -56,6 +58,30 @@ impl Subscription {
     ) -> Result<Self, SubscribeError> {
         check_topics(topics)?;
         let (stream, peer) = net::connect(addr, timeout)?;
+        Self::subscribe(Conn::Plain(stream), peer, topics, timeout, &Access::none())
+    }
+
+    /// Like [`connect`](Self::connect), to the first of `endpoints` that answers, as `access`
+    /// says: over TLS, and with `AUTH <token>` sent ahead of the `SUBSCRIBE` lines (in the same
+    /// write) when it has a token. A refused token fails the call with [`SubscribeError::Server`].
+    pub fn connect_with(
+        endpoints: &Endpoints,
+        topics: &[Topic<'_>],
+        timeout: Duration,
+        access: &Access,
+    ) -> Result<Self, SubscribeError> {
+        check_topics(topics)?;
+        let (stream, peer) = net::connect_with(endpoints, timeout, access)?;
+        Self::subscribe(stream, peer, topics, timeout, access)
+    }
+
+    fn subscribe(
+        stream: Conn,
+        peer: SocketAddr,
+        topics: &[Topic<'_>],
+        timeout: Duration,
+        access: &Access,
+    ) -> Result<Self, SubscribeError> {
         let mut subscription = Subscription {
             lines: LineReader::new(stream),
             peer,
@@ -64,16 +90,21 @@ impl Subscription {
             raw: Vec::with_capacity(128),
             read_timeout: Some(net::effective(timeout)),
         };
-        let mut out = Vec::with_capacity(32 * topics.len());
+        let mut out = Vec::with_capacity(32 * topics.len() + 64);
+        if let Some(token) = &access.token {
+            pubsub::encode_auth(&mut out, token);
+        }
         for topic in topics {
             pubsub::encode_command(&mut out, *topic);
         }
         subscription.lines.stream_mut().write_all(&out)?;
         let mut first_id = None;
         let mut acked = 0;
-        while acked < topics.len() {
+        let mut authenticated = access.token.is_none();
+        while acked < topics.len() || !authenticated {
             let line = subscription.lines.read_line()?;
             match pubsub::parse_server_line(line) {
+                Ok(ServerLine::Authenticated(_)) => authenticated = true,
                 Ok(ServerLine::Subscribed(id)) => {
                     acked += 1;
                     first_id.get_or_insert(id);
@@ -189,6 +220,10 @@ impl Subscription {
                     log::debug!("extra OK {id} from {}", self.peer);
                     continue;
                 }
+                Ok(ServerLine::Authenticated(id)) => {
+                    log::debug!("extra OK {id} from {}", self.peer);
+                    continue;
+                }
                 Ok(ServerLine::Refused(err)) => return Err(SubscribeError::Server(err)),
                 Err(malformed) => return Err(SubscribeError::Protocol(malformed.to_string())),
             };
@@ -200,7 +235,7 @@ impl Subscription {
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), SubscribeError> {
         if self.read_timeout != timeout {
-            self.lines.stream().set_read_timeout(timeout)?;
+            self.lines.socket().set_read_timeout(timeout)?;
             self.read_timeout = timeout;
         }
         Ok(())

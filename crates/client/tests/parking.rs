@@ -10,7 +10,8 @@ use std::time::Duration;
 use client::{ClientError, ParkingClient, Reservation};
 use common::{Fake, closed_port, read_payload, read_request, write_payload, write_reply};
 use framing::rpc::{
-    Availability, CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome, WireError,
+    Availability, CancelOutcome, ErrorCode, KeyGrant, LotStatus, Reply, Request, ReserveOutcome,
+    WireError,
 };
 
 const SHORT: Duration = Duration::from_millis(100);
@@ -44,6 +45,13 @@ fn typed_calls_round_trip_with_increasing_ids() {
                 }
                 Request::Cancel { .. } => Reply::Cancel(CancelOutcome::NotFound),
                 Request::Ping => Reply::Pong,
+                Request::Auth { token } => {
+                    assert_eq!(token.expose(), "t0k");
+                    Reply::Authenticated(KeyGrant {
+                        id: "kiosk-1".into(),
+                        role: "client".into(),
+                    })
+                }
             };
             write_reply(&mut stream, Some(id), Ok(&reply));
         }
@@ -59,6 +67,8 @@ fn typed_calls_round_trip_with_increasing_ids() {
     assert_eq!(client.get_availability("A").unwrap(), 12);
     assert!(client.reserve("A", "7ABC123").unwrap());
     assert!(!client.cancel("A", "7ABC123").unwrap());
+    let grant = client.auth("t0k").unwrap();
+    assert_eq!((&*grant.id, &*grant.role), ("kiosk-1", "client"));
     drop(client);
     fake.join();
 }

@@ -20,6 +20,7 @@
 //! - [`sensor`]: sensor command lines and their replies.
 //! - [`pubsub`]: subscription command lines and pushed events.
 //! - [`sse`]: the same events as the HTTP port's event stream (Server-Sent Events).
+//! - `secret`: [`Secret`], a token that never shows in logs.
 
 #![forbid(unsafe_code)]
 
@@ -27,7 +28,9 @@ pub mod frame;
 pub mod line;
 pub mod pubsub;
 pub mod rpc;
+mod secret;
 pub mod sensor;
 pub mod sse;
 
 pub use frame::{FrameError, MAX_FRAME_LEN};
+pub use secret::Secret;

@@ -1,5 +1,6 @@
-//! The pub/sub port's line protocol: `SUBSCRIBE <lotId>` or `SUBSCRIBE ALL` from the client,
-//! `OK <subId>` / `ERR <CODE> <detail>` replies and one JSON event per line from the server.
+//! The pub/sub port's line protocol: `SUBSCRIBE <lotId>`, `SUBSCRIBE ALL` or `AUTH <token>` from
+//! the client, `OK <subId>` / `OK <keyId>` / `ERR <CODE> <detail>` replies and one JSON event
+//! per line from the server.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -7,6 +8,8 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 use state::{Availability, shown};
+
+use crate::Secret;
 
 /// Longest accepted command line, terminator excluded.
 pub const MAX_LINE_LEN: usize = 1024;
@@ -20,6 +23,18 @@ pub enum Topic<'a> {
     All,
 }
 
+/// One command line from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `SUBSCRIBE <lotId>` or `SUBSCRIBE ALL`.
+    Subscribe(Topic<'a>),
+    /// `AUTH <token>`.
+    Auth {
+        /// The key's token.
+        token: Secret<'a>,
+    },
+}
+
 /// The pub/sub protocol's error codes; `Display` prints the wire form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PubsubErrorCode {
@@ -31,6 +46,11 @@ pub enum PubsubErrorCode {
     LineTooLong,
     /// The server is at its connection limit; the connection is closed after this reply.
     Busy,
+    /// Keys are configured and the connection has not authenticated (or sent a wrong token);
+    /// after 5 wrong tokens the connection is closed after this reply.
+    Unauthorized,
+    /// The connection's key may not subscribe (a sensor key).
+    Forbidden,
 }
 
 impl PubsubErrorCode {
@@ -41,6 +61,8 @@ impl PubsubErrorCode {
             PubsubErrorCode::BadCommand => "BAD_COMMAND",
             PubsubErrorCode::LineTooLong => "LINE_TOO_LONG",
             PubsubErrorCode::Busy => "BUSY",
+            PubsubErrorCode::Unauthorized => "UNAUTHORIZED",
+            PubsubErrorCode::Forbidden => "FORBIDDEN",
         }
     }
 
@@ -50,6 +72,8 @@ impl PubsubErrorCode {
             PubsubErrorCode::BadCommand,
             PubsubErrorCode::LineTooLong,
             PubsubErrorCode::Busy,
+            PubsubErrorCode::Unauthorized,
+            PubsubErrorCode::Forbidden,
         ]
         .into_iter()
         .find(|candidate| candidate.as_str() == code)
@@ -90,8 +114,8 @@ impl fmt::Display for PubsubError {
 impl std::error::Error for PubsubError {}
 
 /// Parses a command line (terminator removed).
-pub fn parse_command(line: &[u8]) -> Result<Topic<'_>, PubsubError> {
-    let usage = "expected SUBSCRIBE <lotId> or SUBSCRIBE ALL";
+pub fn parse_command(line: &[u8]) -> Result<Command<'_>, PubsubError> {
+    let usage = "expected SUBSCRIBE <lotId>, SUBSCRIBE ALL or AUTH <token>";
     let text = std::str::from_utf8(line).map_err(|_| {
         PubsubError::new(
             PubsubErrorCode::BadCommand,
@@ -102,17 +126,22 @@ pub fn parse_command(line: &[u8]) -> Result<Topic<'_>, PubsubError> {
     let (Some(verb), Some(target), None) = (fields.next(), fields.next(), fields.next()) else {
         return Err(PubsubError::new(PubsubErrorCode::BadCommand, usage));
     };
+    if verb.eq_ignore_ascii_case("AUTH") {
+        return Ok(Command::Auth {
+            token: Secret::new(target),
+        });
+    }
     if !verb.eq_ignore_ascii_case("SUBSCRIBE") {
         return Err(PubsubError::new(
             PubsubErrorCode::BadCommand,
             format!("unknown command {}; {usage}", shown(verb)),
         ));
     }
-    Ok(if target.eq_ignore_ascii_case("ALL") {
+    Ok(Command::Subscribe(if target.eq_ignore_ascii_case("ALL") {
         Topic::All
     } else {
         Topic::Lot(target)
-    })
+    }))
 }
 
 /// Appends a command line, terminator included.
@@ -121,6 +150,16 @@ pub fn encode_command(out: &mut Vec<u8>, topic: Topic<'_>) {
         Topic::Lot(lot) => writeln!(out, "SUBSCRIBE {lot}"),
         Topic::All => writeln!(out, "SUBSCRIBE ALL"),
     };
+}
+
+/// Appends an `AUTH <token>` line.
+pub fn encode_auth(out: &mut Vec<u8>, token: &Secret<'_>) {
+    let _ = writeln!(out, "AUTH {}", token.expose());
+}
+
+/// Appends the `OK <keyId>` line that answers a good `AUTH`.
+pub fn encode_authenticated(out: &mut Vec<u8>, key_id: &str) {
+    let _ = writeln!(out, "OK {key_id}");
 }
 
 /// Appends the `OK <subId>` line.
@@ -186,6 +225,8 @@ fn write_pushed(out: &mut Vec<u8>, line: &PushedRef<'_, '_>) {
 pub enum ServerLine<'a> {
     /// `OK <subId>`.
     Subscribed(u64),
+    /// `OK <keyId>` (key ids start with a letter).
+    Authenticated(String),
     /// `ERR <CODE> <detail>`.
     Refused(PubsubError),
     /// A pushed event.
@@ -230,6 +271,9 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine<'_>, MalformedLine> {
     }
     let text = std::str::from_utf8(line).map_err(|_| malformed())?;
     if let Some(id) = text.strip_prefix("OK ") {
+        if id.starts_with(|c: char| c.is_ascii_alphabetic()) && !id.contains(' ') {
+            return Ok(ServerLine::Authenticated(id.to_owned()));
+        }
         return id
             .parse()
             .map(ServerLine::Subscribed)
@@ -249,12 +293,26 @@ mod tests {
 
     #[test]
     fn parses_commands() {
-        assert_eq!(parse_command(b"SUBSCRIBE A").unwrap(), Topic::Lot("A"));
-        assert_eq!(parse_command(b"subscribe all").unwrap(), Topic::All);
+        assert_eq!(
+            parse_command(b"SUBSCRIBE A").unwrap(),
+            Command::Subscribe(Topic::Lot("A"))
+        );
+        assert_eq!(
+            parse_command(b"subscribe all").unwrap(),
+            Command::Subscribe(Topic::All)
+        );
+        assert_eq!(
+            parse_command(b"auth tok").unwrap(),
+            Command::Auth {
+                token: Secret::new("tok")
+            }
+        );
         for bad in [
             &b""[..],
             b"SUBSCRIBE",
             b"SUBSCRIBE A B",
+            b"AUTH",
+            b"AUTH a b",
             b"LISTEN A",
             b"\xff A",
         ] {
@@ -335,5 +393,15 @@ mod tests {
         );
         assert!(parse_server_line(b"{\"lotId\":\"B\",\"free\":3,\"timestamp\":1.5}").is_err());
         assert!(parse_server_line(b"HELLO").is_err());
+        out.clear();
+        encode_authenticated(&mut out, "signs");
+        assert_eq!(out, b"OK signs\n");
+        assert_eq!(
+            parse_server_line(b"OK signs").unwrap(),
+            ServerLine::Authenticated("signs".into())
+        );
+        out.clear();
+        encode_auth(&mut out, &Secret::new("t"));
+        assert_eq!(out, b"AUTH t\n");
     }
 }

@@ -1,4 +1,5 @@
-//! The sensor port's line protocol: `UPDATE <lotId> <n|+k|-k>` and `PING`, one reply line each.
+//! The sensor port's line protocol: `UPDATE <lotId> <n|+k|-k>`, `PING` and `AUTH <token>`, one
+//! reply line each.
 
 use std::fmt;
 use std::io::Write;
@@ -6,12 +7,14 @@ use std::io::Write;
 pub use state::CountChange;
 use state::shown;
 
+use crate::Secret;
+
 /// Longest accepted command line, terminator excluded; a longer one is answered
 /// `ERR LINE_TOO_LONG` and the connection is closed.
 pub const MAX_LINE_LEN: usize = 1024;
 
 /// One sensor command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SensorCommand<'a> {
     /// `UPDATE <lotId> <count>`.
     Update {
@@ -22,6 +25,11 @@ pub enum SensorCommand<'a> {
     },
     /// `PING`.
     Ping,
+    /// `AUTH <token>`.
+    Auth {
+        /// The key's token.
+        token: Secret<'a>,
+    },
 }
 
 /// The sensor protocol's error codes; `Display` prints the wire form.
@@ -39,6 +47,11 @@ pub enum SensorErrorCode {
     Busy,
     /// The update could not be made durable, so it was not applied; retrying later is safe.
     Unavailable,
+    /// Keys are configured and the connection has not authenticated (or sent a wrong token);
+    /// after 5 wrong tokens the connection is closed after this reply.
+    Unauthorized,
+    /// The connection's key may not do this (update another lot, say).
+    Forbidden,
 }
 
 impl SensorErrorCode {
@@ -51,6 +64,8 @@ impl SensorErrorCode {
             SensorErrorCode::LineTooLong => "LINE_TOO_LONG",
             SensorErrorCode::Busy => "BUSY",
             SensorErrorCode::Unavailable => "UNAVAILABLE",
+            SensorErrorCode::Unauthorized => "UNAUTHORIZED",
+            SensorErrorCode::Forbidden => "FORBIDDEN",
         }
     }
 
@@ -62,6 +77,8 @@ impl SensorErrorCode {
             SensorErrorCode::LineTooLong,
             SensorErrorCode::Busy,
             SensorErrorCode::Unavailable,
+            SensorErrorCode::Unauthorized,
+            SensorErrorCode::Forbidden,
         ]
         .into_iter()
         .find(|candidate| candidate.as_str() == code)
@@ -142,11 +159,22 @@ pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
             )),
         };
     }
+    if verb.eq_ignore_ascii_case("AUTH") {
+        return match (fields.next(), fields.next()) {
+            (Some(token), None) => Ok(SensorCommand::Auth {
+                token: Secret::new(token),
+            }),
+            _ => Err(SensorError::new(
+                SensorErrorCode::UnknownCommand,
+                "AUTH takes exactly one field: <token>",
+            )),
+        };
+    }
     if !verb.eq_ignore_ascii_case("UPDATE") {
         return Err(SensorError::new(
             SensorErrorCode::UnknownCommand,
             format!(
-                "unknown command {} (try UPDATE <lotId> <n|+k|-k> or PING)",
+                "unknown command {} (try UPDATE <lotId> <n|+k|-k>, PING or AUTH <token>)",
                 shown(verb)
             ),
         ));
@@ -173,11 +201,12 @@ pub fn encode_command(out: &mut Vec<u8>, command: &SensorCommand<'_>) {
     let _ = match command {
         SensorCommand::Update { lot, change } => writeln!(out, "UPDATE {lot} {change}"),
         SensorCommand::Ping => writeln!(out, "PING"),
+        SensorCommand::Auth { token } => writeln!(out, "AUTH {}", token.expose()),
     };
 }
 
 /// A successful reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SensorReply {
     /// `OK <free>`: the update was applied; the lot now has `free` free spaces.
     Updated {
@@ -186,6 +215,12 @@ pub enum SensorReply {
     },
     /// `PONG`.
     Pong,
+    /// `OK <keyId>`: the connection is now this key (key ids start with a letter, counts
+    /// are digits).
+    Authenticated {
+        /// The key's id.
+        id: String,
+    },
 }
 
 /// Appends a reply line, terminator included.
@@ -193,6 +228,7 @@ pub fn encode_reply(out: &mut Vec<u8>, reply: Result<&SensorReply, &SensorError>
     let _ = match reply {
         Ok(SensorReply::Updated { free }) => writeln!(out, "OK {free}"),
         Ok(SensorReply::Pong) => writeln!(out, "PONG"),
+        Ok(SensorReply::Authenticated { id }) => writeln!(out, "OK {id}"),
         Err(error) => writeln!(out, "ERR {error}"),
     };
 }
@@ -216,8 +252,13 @@ pub fn parse_reply(line: &[u8]) -> Result<Result<SensorReply, SensorError>, Malf
     if text == "PONG" {
         return Ok(Ok(SensorReply::Pong));
     }
-    if let Some(free) = text.strip_prefix("OK ") {
-        return free
+    if let Some(rest) = text.strip_prefix("OK ") {
+        if rest.starts_with(|c: char| c.is_ascii_alphabetic()) && !rest.contains(' ') {
+            return Ok(Ok(SensorReply::Authenticated {
+                id: rest.to_owned(),
+            }));
+        }
+        return rest
             .parse()
             .map(|free| Ok(SensorReply::Updated { free }))
             .map_err(|_| malformed());
@@ -262,6 +303,12 @@ mod tests {
             }
         );
         assert_eq!(parse_command(b"ping").unwrap(), SensorCommand::Ping);
+        assert_eq!(
+            parse_command(b"auth  s3cret ").unwrap(),
+            SensorCommand::Auth {
+                token: Secret::new("s3cret")
+            }
+        );
     }
 
     #[test]
@@ -278,6 +325,8 @@ mod tests {
         assert_eq!(code("UPDATE A 4294967296"), SensorErrorCode::BadCount);
         assert_eq!(code("UPDATE A 1 2"), SensorErrorCode::UnknownCommand);
         assert_eq!(code("PING now"), SensorErrorCode::UnknownCommand);
+        assert_eq!(code("AUTH"), SensorErrorCode::UnknownCommand);
+        assert_eq!(code("AUTH a b"), SensorErrorCode::UnknownCommand);
         assert_eq!(
             parse_command(b"\xffUPDATE").unwrap_err().code,
             SensorErrorCode::UnknownCommand
@@ -292,6 +341,9 @@ mod tests {
                 lot: "A",
                 change: CountChange::Remove(4),
             },
+            SensorCommand::Auth {
+                token: Secret::new("t"),
+            },
         ] {
             let mut out = Vec::new();
             encode_command(&mut out, &command);
@@ -302,13 +354,17 @@ mod tests {
         for reply in [
             Ok(SensorReply::Pong),
             Ok(SensorReply::Updated { free: 7 }),
+            Ok(SensorReply::Authenticated {
+                id: "gate-A".into(),
+            }),
             Err(error),
         ] {
             let mut out = Vec::new();
             encode_reply(&mut out, reply.as_ref());
             assert_eq!(parse_reply(&out[..out.len() - 1]).unwrap(), reply);
         }
-        assert!(parse_reply(b"OK x").is_err());
+        assert!(parse_reply(b"OK 1x").is_err());
+        assert!(parse_reply(b"OK a b").is_err());
         assert!(parse_reply(b"ERR NOPE x").is_err());
     }
 }

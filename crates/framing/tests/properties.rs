@@ -17,10 +17,12 @@
 use std::borrow::Cow;
 use std::io::{self, Read};
 
+use framing::Secret;
 use framing::frame::{self, FrameError, HEADER_LEN, MAX_FRAME_LEN};
-use framing::pubsub::{self, Event, PubsubError, PubsubErrorCode, ServerLine, Topic};
+use framing::pubsub::{self, Command, Event, PubsubError, PubsubErrorCode, ServerLine, Topic};
 use framing::rpc::{
-    self, CancelOutcome, ErrorCode, LotStatus, Method, Reply, Request, ReserveOutcome, WireError,
+    self, CancelOutcome, ErrorCode, KeyGrant, LotStatus, Method, Reply, Request, ReserveOutcome,
+    WireError,
 };
 use framing::sensor::{
     self, CountChange, SensorCommand, SensorError, SensorErrorCode, SensorReply,
@@ -128,9 +130,12 @@ fn requests(
             lot: lot.into(),
             plate: plate.into()
         }),
-        (lot, plate).prop_map(|(lot, plate)| Request::Cancel {
+        (lot, plate.clone()).prop_map(|(lot, plate)| Request::Cancel {
             lot: lot.into(),
             plate: plate.into()
+        }),
+        plate.prop_map(|token| Request::Auth {
+            token: Secret::new(token)
         }),
     ]
     .boxed()
@@ -167,7 +172,7 @@ fn json_object(fields: &[(String, Value)], separator: &str) -> String {
     format!("{{{}}}", members.join(separator))
 }
 
-const ERROR_CODES: [ErrorCode; 7] = [
+const ERROR_CODES: [ErrorCode; 9] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownMethod,
     ErrorCode::BadArgs,
@@ -175,21 +180,27 @@ const ERROR_CODES: [ErrorCode; 7] = [
     ErrorCode::BadPlate,
     ErrorCode::FrameTooLarge,
     ErrorCode::Busy,
+    ErrorCode::Unauthorized,
+    ErrorCode::Forbidden,
 ];
 
-const SENSOR_ERROR_CODES: [SensorErrorCode; 5] = [
+const SENSOR_ERROR_CODES: [SensorErrorCode; 7] = [
     SensorErrorCode::UnknownCommand,
     SensorErrorCode::UnknownLot,
     SensorErrorCode::BadCount,
     SensorErrorCode::LineTooLong,
     SensorErrorCode::Busy,
+    SensorErrorCode::Unauthorized,
+    SensorErrorCode::Forbidden,
 ];
 
-const PUBSUB_ERROR_CODES: [PubsubErrorCode; 4] = [
+const PUBSUB_ERROR_CODES: [PubsubErrorCode; 6] = [
     PubsubErrorCode::UnknownLot,
     PubsubErrorCode::BadCommand,
     PubsubErrorCode::LineTooLong,
     PubsubErrorCode::Busy,
+    PubsubErrorCode::Unauthorized,
+    PubsubErrorCode::Forbidden,
 ];
 
 fn availability() -> BoxedStrategy<Option<Availability>> {
@@ -234,6 +245,14 @@ fn reply() -> BoxedStrategy<Reply<'static>> {
         .prop_map(Reply::Reserve),
         select(vec![CancelOutcome::Cancelled, CancelOutcome::NotFound]).prop_map(Reply::Cancel),
         Just(Reply::Pong),
+        (
+            any::<String>(),
+            select(vec!["viewer", "client", "sensor", "operator"])
+        )
+            .prop_map(|(id, role)| Reply::Authenticated(KeyGrant {
+                id: id.into(),
+                role: role.into()
+            })),
     ]
     .boxed()
 }
@@ -487,6 +506,9 @@ fn expected_sensor_command(fields: &[String]) -> Result<SensorCommand<'_>, Senso
                 Err(SensorErrorCode::UnknownCommand)
             }
         }
+        [verb, token] if verb.eq_ignore_ascii_case("AUTH") => Ok(SensorCommand::Auth {
+            token: Secret::new(token.as_str()),
+        }),
         [verb, ..] if !verb.eq_ignore_ascii_case("UPDATE") => Err(SensorErrorCode::UnknownCommand),
         [_] => Err(SensorErrorCode::UnknownLot),
         [_, _] => Err(SensorErrorCode::BadCount),
@@ -502,13 +524,16 @@ fn expected_sensor_command(fields: &[String]) -> Result<SensorCommand<'_>, Senso
 }
 
 /// What `pubsub::parse_command` must answer for a line with these fields.
-fn expected_subscription(fields: &[String]) -> Result<Topic<'_>, PubsubErrorCode> {
+fn expected_subscription(fields: &[String]) -> Result<Command<'_>, PubsubErrorCode> {
     match fields {
+        [verb, token] if verb.eq_ignore_ascii_case("AUTH") => Ok(Command::Auth {
+            token: Secret::new(token.as_str()),
+        }),
         [verb, target] if verb.eq_ignore_ascii_case("SUBSCRIBE") => {
             if target.eq_ignore_ascii_case("ALL") {
-                Ok(Topic::All)
+                Ok(Command::Subscribe(Topic::All))
             } else {
-                Ok(Topic::Lot(target))
+                Ok(Command::Subscribe(Topic::Lot(target)))
             }
         }
         _ => Err(PubsubErrorCode::BadCommand),
@@ -586,11 +611,14 @@ fn check_sensor_command(line: &[u8]) -> Result<(), TestCaseError> {
 }
 
 fn check_subscription(line: &[u8]) -> Result<(), TestCaseError> {
-    if let Ok(topic) = pubsub::parse_command(line) {
+    if let Ok(command) = pubsub::parse_command(line) {
         let mut again = Vec::new();
-        pubsub::encode_command(&mut again, topic);
+        match &command {
+            Command::Subscribe(topic) => pubsub::encode_command(&mut again, *topic),
+            Command::Auth { token } => pubsub::encode_auth(&mut again, token),
+        }
         prop_assert_eq!(again.pop(), Some(b'\n'));
-        prop_assert_eq!(pubsub::parse_command(&again), Ok(topic));
+        prop_assert_eq!(pubsub::parse_command(&again), Ok(command));
     }
     Ok(())
 }
@@ -628,6 +656,7 @@ fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
 fn encode_server_line(out: &mut Vec<u8>, line: &ServerLine<'_>) {
     match line {
         ServerLine::Subscribed(id) => pubsub::encode_subscribed(out, *id),
+        ServerLine::Authenticated(id) => pubsub::encode_authenticated(out, id),
         ServerLine::Refused(error) => pubsub::encode_error(out, error),
         ServerLine::Event(event) => pubsub::encode_event(out, event),
         ServerLine::Snapshot(event) => pubsub::encode_snapshot(out, event),
@@ -871,7 +900,7 @@ proptest! {
     fn sensor_lines_get_the_right_answer(
         verb in prop_oneof![
             6 => select(vec!["UPDATE", "update", "Update"]).prop_map(str::to_owned),
-            1 => select(vec!["PING", "ping"]).prop_map(str::to_owned),
+            1 => select(vec!["PING", "ping", "AUTH", "auth"]).prop_map(str::to_owned),
             1 => token(),
         ],
         lot in option::weighted(0.9, prop_oneof![3 => lot_id(), 1 => token()]),
@@ -902,7 +931,7 @@ proptest! {
     #[test]
     fn subscribe_lines_get_the_right_answer(
         fields in vec(prop_oneof![
-            3 => select(vec!["SUBSCRIBE", "subscribe", "Subscribe", "ALL", "all", "aLl"]).prop_map(str::to_owned),
+            3 => select(vec!["SUBSCRIBE", "subscribe", "Subscribe", "ALL", "all", "aLl", "AUTH", "auth"]).prop_map(str::to_owned),
             3 => lot_id(),
             1 => token(),
         ], 0..4),
@@ -931,14 +960,23 @@ proptest! {
         let line = format!("{head}{body}");
         check_sensor_reply(line.as_bytes())?;
         check_server_line(line.as_bytes())?;
-        if let Some(digits) = line.strip_prefix("OK ") {
+        if let Some(rest) = line.strip_prefix("OK ") {
+            // A key id starts with a letter and is one field; anything else must be a number.
+            let key_id = (rest.starts_with(|c: char| c.is_ascii_alphabetic()) && !rest.contains(' '))
+                .then(|| rest.to_owned());
             prop_assert_eq!(
                 sensor::parse_reply(line.as_bytes()).ok(),
-                digits.parse().ok().map(|free| Ok(SensorReply::Updated { free }))
+                match &key_id {
+                    Some(id) => Some(Ok(SensorReply::Authenticated { id: id.clone() })),
+                    None => rest.parse().ok().map(|free| Ok(SensorReply::Updated { free })),
+                }
             );
             prop_assert_eq!(
                 pubsub::parse_server_line(line.as_bytes()).ok(),
-                digits.parse().ok().map(ServerLine::Subscribed)
+                match key_id {
+                    Some(id) => Some(ServerLine::Authenticated(id)),
+                    None => rest.parse().ok().map(ServerLine::Subscribed),
+                }
             );
         }
     }
@@ -1064,6 +1102,9 @@ proptest! {
                 *outcome == CancelOutcome::Cancelled
             ),
             Reply::Pong => prop_assert_eq!(serde_json::from_str::<String>(result).unwrap(), "PONG"),
+            Reply::Authenticated(grant) => {
+                prop_assert_eq!(&serde_json::from_str::<KeyGrant<'_>>(result).unwrap(), grant);
+            }
         }
     }
 
@@ -1116,6 +1157,7 @@ proptest! {
         reply in prop_oneof![
             any::<u32>().prop_map(|free| Ok(SensorReply::Updated { free })),
             Just(Ok(SensorReply::Pong)),
+            "[A-Za-z][A-Za-z0-9_.-]{0,63}".prop_map(|id| Ok(SensorReply::Authenticated { id })),
             (select(SENSOR_ERROR_CODES.to_vec()), line_detail())
                 .prop_map(|(code, detail)| Err(SensorError::new(code, detail))),
         ],
@@ -1138,13 +1180,14 @@ proptest! {
             return Err(TestCaseError::fail("an encoded command is one line"));
         };
         prop_assert_eq!(consumed, out.len());
-        prop_assert_eq!(pubsub::parse_command(&out[content]), Ok(topic));
+        prop_assert_eq!(pubsub::parse_command(&out[content]), Ok(Command::Subscribe(topic)));
     }
 
     #[test]
     fn server_lines_round_trip(
         line_value in prop_oneof![
             any::<u64>().prop_map(ServerLine::Subscribed),
+            "[A-Za-z][A-Za-z0-9_.-]{0,63}".prop_map(ServerLine::Authenticated),
             (select(PUBSUB_ERROR_CODES.to_vec()), line_detail())
                 .prop_map(|(code, detail)| ServerLine::Refused(PubsubError::new(code, detail))),
             (any::<String>(), any::<u32>(), availability(), timestamp()).prop_map(

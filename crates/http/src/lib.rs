@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use auth::Session;
 use broker::{Broker, EventStream, Held};
 use framing::rpc::ErrorCode;
 use history::History;
@@ -137,7 +138,13 @@ impl Protocol for HttpPort {
         MAX_HEAD_LEN + MAX_BODY_LEN
     }
 
-    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step<Vec<LotId>> {
+    fn serve_one(
+        &self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        _session: &mut Session,
+    ) -> Step<Vec<LotId>> {
         let started = Instant::now();
         let request = match request::parse(input) {
             Parsed::Request(request) => request,

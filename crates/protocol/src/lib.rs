@@ -17,6 +17,8 @@
 use std::fmt;
 use std::net::{SocketAddr, TcpStream};
 
+use auth::Session;
+
 /// What a protocol did with the request at the front of its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step<U> {
@@ -27,8 +29,8 @@ pub enum Step<U> {
     },
     /// The input holds only the start of a request.
     Incomplete,
-    /// A fatal protocol error was answered (frame or line too large): close once the
-    /// replies are written.
+    /// A fatal protocol error was answered (frame or line too large, the last wrong token
+    /// allowed): close once the replies are written.
     Fatal,
     /// The request was answered and takes its connection over: the scheduler stops serving
     /// it and passes it, with the replies not yet written, to [`Protocol::take_over`]. Bytes
@@ -75,8 +77,14 @@ pub trait Protocol: Send + Sync + 'static {
     fn max_request_len(&self) -> usize;
 
     /// Handles the request at the front of `input`, if it is complete, appending its reply to
-    /// `out`.
-    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step<Self::Upgrade>;
+    /// `out`; `session` is the connection's access (which `auth` requests change).
+    fn serve_one(
+        &self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        session: &mut Session,
+    ) -> Step<Self::Upgrade>;
 
     /// Appends the `BUSY` reply sent to a connection refused at a connection limit, `detail`
     /// saying which.

@@ -2,9 +2,11 @@
 
 use std::fmt;
 use std::io;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use auth::AuthConfig;
 use serde::{Deserialize, Deserializer};
 use state::{LotId, LotSpec};
 
@@ -23,6 +25,28 @@ pub struct LotConfig {
     /// absent, 10 % of the capacity (rounded down).
     #[serde(default)]
     pub almost_full_free: Option<u32>,
+}
+
+/// A port, as `tls_ports` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortName {
+    /// The RPC port.
+    Rpc,
+    /// The sensor port.
+    Sensor,
+    /// The pub/sub port.
+    Pubsub,
+}
+
+/// The server's TLS certificate and key: `"tls": {"cert": "server.pem", "key": "key.pem"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// Longest duration any setting takes, in seconds (about 31 years), so that every deadline
@@ -122,6 +146,22 @@ pub struct Config {
     /// On shutdown, how long in-flight replies and queued events may take to drain.
     #[serde(deserialize_with = "seconds")]
     pub shutdown_grace: Duration,
+    /// Access control: `{"keys": [...]}`, each key an id, a role, for a sensor its lots, and
+    /// the SHA-256 of its token. With no keys every port is open to whoever can reach it, which
+    /// protected mode limits to loopback.
+    pub auth: AuthConfig,
+    /// Once keys are configured, a connection that has not authenticated within this long is
+    /// closed, so that unauthenticated peers cannot hold connection places.
+    #[serde(deserialize_with = "seconds")]
+    pub auth_timeout: Duration,
+    /// With no keys configured, refuse to listen on any address but loopback (Redis's
+    /// protected mode): an open server must not end up on a network by accident.
+    pub protected_mode: bool,
+    /// TLS for the ports in `tls_ports`; none by default.
+    pub tls: Option<TlsConfig>,
+    /// The ports that speak TLS when `tls` is set (`["rpc", "sensor", "pubsub"]`); all of
+    /// them if absent.
+    pub tls_ports: Option<Vec<PortName>>,
     /// The lots, in the order `getLots` reports them.
     pub lots: Vec<LotConfig>,
     /// Where the state is kept: on this node (the default) or in PostgreSQL, shared by
@@ -221,6 +261,11 @@ impl Default for Config {
             notifier_threads: 2,
             subscriber_send_buffer: 32 * 1024,
             shutdown_grace: Duration::from_secs(2),
+            auth: AuthConfig::default(),
+            auth_timeout: Duration::from_secs(10),
+            protected_mode: true,
+            tls: None,
+            tls_ports: None,
             lots: vec![lot("A", 100), lot("B", 50), lot("C", 200)],
             store: StoreConfig::Embedded {},
         }
@@ -270,6 +315,11 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
     },
+    /// Protected mode: no keys are configured and `host` is not a loopback address.
+    Unprotected {
+        /// The configured host.
+        host: String,
+    },
     /// The values are well-formed but unusable.
     Invalid {
         /// The offending key.
@@ -294,6 +344,14 @@ impl fmt::Display for ConfigError {
                  ({{\"key\": value, ...}})",
                 path.display()
             ),
+            ConfigError::Unprotected { host } => write!(
+                f,
+                "refusing to listen on {host:?} with no keys configured (protected mode): \
+                 anyone who can reach it could change occupancy and cancel reservations. \
+                 Add keys under \"auth\" (`parking-server keygen --id ID --role ROLE` prints \
+                 one), listen on 127.0.0.1, or set \"protected_mode\": false to serve an open \
+                 server on this address anyway"
+            ),
             ConfigError::Invalid { key, reason } => write!(f, "invalid config `{key}`: {reason}"),
         }
     }
@@ -304,7 +362,9 @@ impl std::error::Error for ConfigError {
         match self {
             ConfigError::Read { source, .. } => Some(source),
             ConfigError::Parse { source, .. } => Some(source),
-            ConfigError::NotAnObject { .. } | ConfigError::Invalid { .. } => None,
+            ConfigError::NotAnObject { .. }
+            | ConfigError::Unprotected { .. }
+            | ConfigError::Invalid { .. } => None,
         }
     }
 }
@@ -505,6 +565,7 @@ impl Config {
             return invalid("max_overflow_drops", "must be at least 1");
         }
         for (key, duration) in [
+            ("auth_timeout", self.auth_timeout),
             ("reservation_ttl", self.reservation_ttl),
             ("purge_interval", self.purge_interval),
             ("idle_timeout", self.idle_timeout),
@@ -601,7 +662,64 @@ impl Config {
                 );
             }
         }
-        Ok(())
+        self.validate_access()
+    }
+
+    /// The `auth`, `protected_mode` and `tls` settings.
+    fn validate_access(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if let Err(err) = self.auth.validate() {
+            return invalid("auth", err.to_string());
+        }
+        for key in &self.auth.keys {
+            for lot in key.lots.iter().flatten() {
+                if !self.lots.iter().any(|configured| configured.id == *lot) {
+                    return invalid(
+                        "auth",
+                        format!("key {} lists lot {lot}, which is not configured", key.id),
+                    );
+                }
+            }
+        }
+        if let Some(err) = self.protected_mode_violation() {
+            return Err(err);
+        }
+        match (&self.tls, &self.tls_ports) {
+            (None, Some(_)) => invalid("tls_ports", "is set but `tls` is not".into()),
+            (Some(_), Some(ports)) if ports.is_empty() => invalid(
+                "tls_ports",
+                "names no port (leave it out for every port, or drop `tls`)".into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The protected-mode refusal, if this configuration would serve an open server beyond
+    /// loopback. A host that does not resolve passes: binding it reports that better.
+    pub fn protected_mode_violation(&self) -> Option<ConfigError> {
+        if !self.protected_mode || !self.auth.keys.is_empty() {
+            return None;
+        }
+        let host = self.host.trim();
+        let loopback = match host.parse::<IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => match (host, 0).to_socket_addrs() {
+                Ok(addrs) => addrs.into_iter().all(|addr| addr.ip().is_loopback()),
+                Err(_) => true,
+            },
+        };
+        (!loopback).then(|| ConfigError::Unprotected {
+            host: self.host.clone(),
+        })
+    }
+
+    /// Whether `port` speaks TLS.
+    pub fn tls_on(&self, port: PortName) -> bool {
+        self.tls.is_some()
+            && self
+                .tls_ports
+                .as_ref()
+                .is_none_or(|ports| ports.contains(&port))
     }
 
     /// The lots as the state wants them.
@@ -933,6 +1051,75 @@ mod tests {
         assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_seconds("x").is_err());
         assert!(parse_seconds("-2").is_err());
+    }
+
+    const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn protected_mode_keeps_an_open_server_on_loopback() {
+        for host in ["127.0.0.1", "::1", "localhost", "127.0.0.5"] {
+            let json = format!(r#"{{"host": "{host}"}}"#);
+            assert!(Config::from_json(&json).is_ok(), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "192.0.2.7"] {
+            let json = format!(r#"{{"host": "{host}"}}"#);
+            match Config::from_json(&json) {
+                Err(err @ ConfigError::Unprotected { .. }) => {
+                    let message = err.to_string();
+                    assert!(message.contains("protected_mode"), "{message}");
+                    assert!(message.contains("keygen"), "{message}");
+                }
+                other => panic!("{host}: expected protected mode, got {other:?}"),
+            }
+            let open = format!(r#"{{"host": "{host}", "protected_mode": false}}"#);
+            assert!(Config::from_json(&open).is_ok(), "{host}");
+            let keyed = format!(
+                r#"{{"host": "{host}", "auth": {{"keys": [{{"id": "ops", "role": "operator", "sha256": "{HASH}"}}]}}}}"#
+            );
+            assert!(Config::from_json(&keyed).is_ok(), "{host}");
+        }
+        let mut config = Config::default();
+        let overrides = ConfigOverrides {
+            host: Some("0.0.0.0".into()),
+            ..ConfigOverrides::default()
+        };
+        assert!(matches!(
+            config.apply(&overrides),
+            Err(ConfigError::Unprotected { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_and_tls_are_checked() {
+        let sensor = |lot: &str| {
+            format!(
+                r#"{{"auth": {{"keys": [{{"id": "gate", "role": "sensor", "lots": ["{lot}"], "sha256": "{HASH}"}}]}}}}"#
+            )
+        };
+        assert!(Config::from_json(&sensor("A")).is_ok());
+        assert_eq!(invalid_key(&sensor("Z")), "auth");
+        assert_eq!(
+            invalid_key(r#"{"auth": {"keys": [{"id": "x", "role": "viewer", "sha256": "00"}]}}"#),
+            "auth"
+        );
+        assert!(matches!(
+            Config::from_json(r#"{"auth": {"keys": [], "users": []}}"#),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert_eq!(invalid_key(r#"{"tls_ports": ["rpc"]}"#), "tls_ports");
+        assert_eq!(
+            invalid_key(r#"{"tls": {"cert": "c", "key": "k"}, "tls_ports": []}"#),
+            "tls_ports"
+        );
+        assert_eq!(invalid_key(r#"{"auth_timeout": 0}"#), "auth_timeout");
+        let config =
+            Config::from_json(r#"{"tls": {"cert": "c", "key": "k"}, "tls_ports": ["sensor"]}"#)
+                .unwrap();
+        assert!(config.tls_on(PortName::Sensor));
+        assert!(!config.tls_on(PortName::Rpc));
+        let all = Config::from_json(r#"{"tls": {"cert": "c", "key": "k"}}"#).unwrap();
+        assert!(all.tls_on(PortName::Rpc) && all.tls_on(PortName::Pubsub));
+        assert!(!Config::default().tls_on(PortName::Rpc));
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //!
 //! Memory: a connection that waits with nothing buffered gives its buffers back
 //! ([`Connection::release_buffers`]), so an idle connection costs this struct and the kernel's
-//! socket, nothing else.
+//! socket, nothing else (and, on a TLS port, its rustls session).
+//!
+//! The bytes go through a `transport::Stream`, plain TCP or TLS; the connection also keeps the
+//! peer's `auth::Session`, which the protocol consults and updates for every request.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -19,9 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use auth::Session;
 use memmap2::MmapMut;
-use mio::net::TcpStream;
 use protocol::{Protocol, Released, Step};
+use transport::Stream;
 
 use crate::limits::{BufferBudget, BufferCharge, Ticket};
 
@@ -49,6 +53,8 @@ pub(crate) enum CloseReason {
     Protocol,
     /// Nothing arrived for `idle_timeout`.
     IdleTimeout,
+    /// Keys are configured and the peer did not authenticate within `auth_timeout`.
+    AuthTimeout,
     /// A started request stayed incomplete for `frame_timeout`.
     RequestTimeout,
     /// The peer took none of its replies for `frame_timeout`.
@@ -159,13 +165,18 @@ pub(crate) struct Timeouts {
     pub(crate) idle: Duration,
     /// Longest a started request may take to arrive, and a peer may leave replies unread.
     pub(crate) frame: Duration,
+    /// Longest a connection may go unauthenticated, once keys are configured.
+    pub(crate) auth: Duration,
 }
 
 /// An accepted connection with everything buffered for it.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
+    /// Who the peer authenticated as, if keys are configured.
+    session: Session,
+    connected: Instant,
     /// `input[start..end]` holds received bytes not yet answered: at most one incomplete
     /// request once [`Connection::answer`] has run. Empty and unallocated while the
     /// connection waits with nothing buffered.
@@ -192,22 +203,26 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Wraps an accepted, non-blocking socket.
+    /// Wraps an accepted, non-blocking stream.
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: Stream,
         peer: SocketAddr,
         ticket: Ticket,
         budget: Arc<BufferBudget>,
+        session: Session,
     ) -> Self {
+        let now = Instant::now();
         Connection {
             stream,
             peer,
+            session,
+            connected: now,
             input: InputBuffer::default(),
             start: 0,
             end: 0,
             output: Vec::new(),
             written: 0,
-            last_read: Instant::now(),
+            last_read: now,
             partial_since: None,
             stalled_since: None,
             closing: false,
@@ -222,14 +237,14 @@ impl Connection {
         self.peer
     }
 
-    /// The socket, to register with a poller.
-    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+    /// The stream, to register with a poller.
+    pub(crate) fn stream_mut(&mut self) -> &mut Stream {
         &mut self.stream
     }
 
-    /// Whether replies are waiting for the socket to take them.
+    /// Whether replies (or TLS records) are waiting for the socket to take them.
     pub(crate) fn has_output(&self) -> bool {
-        self.written < self.output.len()
+        self.written < self.output.len() || self.stream.has_pending()
     }
 
     /// Whether a fatal error has been answered and the connection must close once flushed.
@@ -258,6 +273,7 @@ impl Connection {
                 &self.input[self.start..self.end],
                 &mut self.output,
                 self.peer,
+                &mut self.session,
             ) {
                 Step::Answered { consumed } => self.start += consumed,
                 Step::Incomplete => break,
@@ -340,6 +356,11 @@ impl Connection {
             self.output = Vec::new();
             self.charge_buffers();
         }
+        // TLS records the socket did not take yet (a plain stream has none).
+        if !self.stream.flush_pending()? {
+            self.stalled_since.get_or_insert(now);
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -358,7 +379,10 @@ impl Connection {
                 Ok(n) => {
                     self.end += n;
                     self.last_read = now;
-                    Ok(ReadOutcome::Data { drained: n < room })
+                    // A TLS read returns a record's worth at most, so a short one says nothing
+                    // about what the socket still holds: read on until it would block.
+                    let drained = n < room && !self.stream.is_tls();
+                    Ok(ReadOutcome::Data { drained })
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -426,23 +450,32 @@ impl Connection {
                 deadline = (since + timeouts.frame, kind);
             }
         }
+        if self.session.needs_auth() && self.connected + timeouts.auth < deadline.0 {
+            deadline = (self.connected + timeouts.auth, DeadlineKind::Auth);
+        }
         deadline
     }
 
-    /// Closes the socket. The replies already written stay on their way.
-    pub(crate) fn close(self) {
+    /// Closes the socket (an established TLS session with its `close_notify`). The replies
+    /// already written stay on their way.
+    pub(crate) fn close(mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
     /// Lets go of the connection for a protocol to take over: its socket, the replies not
     /// yet written, and its place under the port's limits. Its buffers leave the budget.
-    pub(crate) fn release(mut self) -> Released {
+    /// Only a plain TCP connection can be let go of (a TLS session's state cannot move to
+    /// another owner); `None` closes it.
+    pub(crate) fn release(mut self) -> Option<Released> {
         let unwritten = self.output.split_off(self.written.min(self.output.len()));
-        Released {
-            stream: self.stream.into(),
-            peer: self.peer,
-            unwritten,
-            place: Box::new(self.ticket),
+        match self.stream {
+            Stream::Plain(tcp) => Some(Released {
+                stream: tcp.into(),
+                peer: self.peer,
+                unwritten,
+                place: Box::new(self.ticket),
+            }),
+            Stream::Tls(_) => None,
         }
     }
 }
@@ -456,6 +489,8 @@ pub(crate) enum DeadlineKind {
     Request,
     /// `frame_timeout` since the peer last took any output.
     Write,
+    /// `auth_timeout` since the connection opened, while it has not authenticated.
+    Auth,
 }
 
 impl DeadlineKind {
@@ -465,6 +500,7 @@ impl DeadlineKind {
             DeadlineKind::Idle => CloseReason::IdleTimeout,
             DeadlineKind::Request => CloseReason::RequestTimeout,
             DeadlineKind::Write => CloseReason::WriteStalled,
+            DeadlineKind::Auth => CloseReason::AuthTimeout,
         }
     }
 }

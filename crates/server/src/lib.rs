@@ -52,7 +52,7 @@ mod worker;
 
 pub use config::{
     Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig,
-    MAX_POOL_SIZE, MAX_SECONDS, OptionalPort, PostgresConfig, StoreConfig,
+    MAX_POOL_SIZE, MAX_SECONDS, OptionalPort, PortName, PostgresConfig, StoreConfig, TlsConfig,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use auth::{Action, AuthFailure, Denied, Session};
 use framing::frame::{self, Decoded, FrameError};
 use framing::rpc::{
-    self, CancelOutcome, ErrorCode, LotStatus, Method, Reply, Request, ReserveOutcome, WireError,
+    self, CancelOutcome, ErrorCode, KeyGrant, LotStatus, Method, Reply, Request, ReserveOutcome,
+    WireError,
 };
 use metrics::{Outcome, RequestMetrics};
 use protocol::{Protocol, Step};
@@ -40,8 +42,44 @@ impl RpcProtocol {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// Runs one decoded request against the state.
-    fn execute(&self, request: &Request<'_>) -> Result<Reply<'static>, WireError> {
+    /// Runs one decoded request against the state, as `session` allows. A failed `auth`
+    /// that closes the connection sets `close`.
+    fn execute(
+        &self,
+        request: &Request<'_>,
+        session: &mut Session,
+        peer: SocketAddr,
+        close: &mut bool,
+    ) -> Result<Reply<'static>, WireError> {
+        let action = match request {
+            Request::Ping => return Ok(Reply::Pong),
+            Request::Auth { token } => {
+                return match session.authenticate(token.expose(), "rpc", peer, Instant::now()) {
+                    Ok(identity) => Ok(Reply::Authenticated(KeyGrant {
+                        id: Cow::Owned(identity.id().as_str().to_owned()),
+                        role: Cow::Borrowed(identity.role().as_str()),
+                    })),
+                    Err(failure) => {
+                        *close = failure.closes();
+                        let code = match failure {
+                            AuthFailure::NotConfigured => ErrorCode::BadRequest,
+                            _ => ErrorCode::Unauthorized,
+                        };
+                        Err(WireError::new(code, failure.to_string()))
+                    }
+                };
+            }
+            Request::GetLots | Request::GetAvailability { .. } => Action::Read,
+            Request::Reserve { .. } => Action::Reserve,
+            Request::Cancel { .. } => Action::Cancel,
+        };
+        session.check(action).map_err(|denied| match denied {
+            Denied::Unauthenticated => WireError::new(
+                ErrorCode::Unauthorized,
+                "authenticate first: method auth with args [token] (text: AUTH <token>)",
+            ),
+            forbidden => WireError::new(ErrorCode::Forbidden, forbidden.to_string()),
+        })?;
         let unknown_lot = |UnknownLot(lot): UnknownLot| {
             WireError::new(
                 ErrorCode::UnknownLot,
@@ -56,7 +94,8 @@ impl RpcProtocol {
             Plate::parse(plate).map_err(|err| WireError::new(ErrorCode::BadPlate, err.to_string()))
         };
         Ok(match request {
-            Request::Ping => Reply::Pong,
+            // Answered above.
+            Request::Ping | Request::Auth { .. } => Reply::Pong,
             Request::GetLots => Reply::Lots(
                 self.store
                     .state()
@@ -79,14 +118,15 @@ impl RpcProtocol {
             Request::Reserve { lot, plate: text } => {
                 let outcome = self
                     .store
-                    .reserve(lot, plate(text)?, None)
+                    .reserve(lot, plate(text)?, session.owner())
                     .map_err(refused)?;
                 Reply::Reserve(outcome)
             }
             Request::Cancel { lot, plate: text } => {
+                // Another key's reservation is "not found": who holds what is not told.
                 let outcome = self
                     .store
-                    .cancel(lot, plate(text)?, &|_| true)
+                    .cancel(lot, plate(text)?, &|owner| session.may_cancel(owner))
                     .map_err(refused)?;
                 Reply::Cancel(outcome)
             }
@@ -94,14 +134,22 @@ impl RpcProtocol {
     }
 
     /// Appends the reply frame for one request payload: JSON for a JSON request (with its
-    /// `rpcId` when it had a usable one), text for a text request.
-    fn answer(&self, payload: &[u8], out: &mut Vec<u8>, peer: SocketAddr) {
+    /// `rpcId` when it had a usable one), text for a text request. True if the connection
+    /// must close after it (the last wrong token allowed).
+    fn answer(
+        &self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        session: &mut Session,
+    ) -> bool {
         let started = Instant::now();
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut close = false;
         let (format, method, result) = if rpc::is_json(payload) {
             match rpc::decode_json_request(payload) {
                 Ok((rpc_id, request)) => {
-                    let (method, result) = self.run(&request, peer);
+                    let (method, result) = self.run(&request, peer, session, &mut close);
                     (Format::Json(Some(rpc_id)), method, result)
                 }
                 Err(rejected) => {
@@ -112,7 +160,7 @@ impl RpcProtocol {
         } else {
             match rpc::decode_text_request(payload) {
                 Ok(request) => {
-                    let (method, result) = self.run(&request, peer);
+                    let (method, result) = self.run(&request, peer, session, &mut close);
                     (Format::Text, method, result)
                 }
                 Err(error) => {
@@ -126,14 +174,17 @@ impl RpcProtocol {
         let method = method.map_or(Method::ALL.len(), |method| method as usize);
         self.metrics
             .record(method, outcome(&result), started.elapsed());
+        close
     }
 
     fn run(
         &self,
         request: &Request<'_>,
         peer: SocketAddr,
+        session: &mut Session,
+        close: &mut bool,
     ) -> (Option<Method>, Result<Reply<'static>, WireError>) {
-        let result = self.execute(request);
+        let result = self.execute(request, session, peer, close);
         log_outcome(peer, request, result.as_ref().err());
         (Some(request.method()), result)
     }
@@ -217,10 +268,19 @@ impl Protocol for RpcProtocol {
         frame::HEADER_LEN + framing::MAX_FRAME_LEN
     }
 
-    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step<Infallible> {
+    fn serve_one(
+        &self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        session: &mut Session,
+    ) -> Step<Infallible> {
         match frame::decode(input) {
             Ok(Decoded::Frame { payload, consumed }) => {
-                self.answer(&input[payload], out, peer);
+                if self.answer(&input[payload], out, peer, session) {
+                    // Too many wrong tokens: what follows is not answered.
+                    return Step::Fatal;
+                }
                 Step::Answered { consumed }
             }
             Ok(Decoded::Incomplete { .. }) => Step::Incomplete,

@@ -31,8 +31,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use auth::{Authenticator, Session};
 use mio::{Interest, Poll, Waker};
 use parking_lot::Mutex;
+use transport::{Stream, TlsAcceptor};
 use warn_limit::peer_warn;
 
 use protocol::Protocol;
@@ -57,6 +59,10 @@ pub(crate) struct SchedulerConfig {
     pub(crate) admission: Arc<Admission>,
     /// What connections may buffer beyond their free allowance (shared with other ports).
     pub(crate) buffers: Arc<BufferBudget>,
+    /// The key table, when access control is on.
+    pub(crate) auth: Option<Arc<Authenticator>>,
+    /// The certificate, when the port speaks TLS.
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 /// One port's workers, ready queue and poller.
@@ -240,13 +246,25 @@ impl<P: Protocol> Scheduler<P> {
             log::debug!("{name} {peer}: cannot configure socket: {err}");
             return;
         }
+        let stream = match Stream::accept(
+            mio::net::TcpStream::from_std(stream),
+            self.config.tls.as_ref(),
+        ) {
+            Ok(stream) => stream,
+            Err(err) => {
+                log::error!("{name} {peer}: cannot start a TLS session: {err}");
+                return;
+            }
+        };
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         log::debug!("{name} {peer}: connected");
+        let session = Session::new(self.config.auth.as_ref());
         let connection = Connection::new(
-            mio::net::TcpStream::from_std(stream),
+            stream,
             peer,
             ticket,
             Arc::clone(&self.config.buffers),
+            session,
         );
         self.park(connection, Interest::READABLE);
     }
@@ -275,6 +293,11 @@ impl<P: Protocol> Scheduler<P> {
 
     fn refuse_busy(&self, mut stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
         peer_warn!("{} {peer}: refused: {refusal}", self.protocol.name());
+        if self.config.tls.is_some() {
+            // A BUSY reply would need a finished handshake first; the close says enough.
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
         let mut reply = Vec::new();
         self.protocol
             .busy_reply(&mut reply, &format!("{refusal}; try again later"));
@@ -292,12 +315,20 @@ impl<P: Protocol> Scheduler<P> {
 
     /// Hands `connection` to the protocol, which asked to take it over.
     pub(crate) fn hand_over(&self, connection: Connection, upgrade: P::Upgrade) {
-        log::debug!(
-            "{} {}: taken over by the protocol",
-            self.protocol.name(),
-            connection.peer()
-        );
-        self.protocol.take_over(upgrade, connection.release());
+        let peer = connection.peer();
+        match connection.release() {
+            Some(released) => {
+                log::debug!(
+                    "{} {peer}: taken over by the protocol",
+                    self.protocol.name()
+                );
+                self.protocol.take_over(upgrade, released);
+            }
+            None => log::debug!(
+                "{} {peer}: closed: a TLS connection cannot be taken over",
+                self.protocol.name()
+            ),
+        }
     }
 
     /// Closes `connection`, logging why.
@@ -322,6 +353,13 @@ impl<P: Protocol> Scheduler<P> {
                 "{name} {peer}: closed after {:?} without a request (idle_timeout)",
                 timeouts.idle
             ),
+            CloseReason::AuthTimeout => peer_warn!(
+                "{name} {peer}: closed, not authenticated within {:?} (auth_timeout)",
+                timeouts.auth
+            ),
+            CloseReason::Io(err) if transport::is_plain_text(&err) => {
+                peer_warn!("{name} {peer}: closed, it sent plain text to this TLS port");
+            }
             CloseReason::RequestTimeout => peer_warn!(
                 "{name} {peer}: closed, a request stayed incomplete for {:?} (frame_timeout)",
                 timeouts.frame

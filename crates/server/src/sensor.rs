@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use auth::{Action, AuthFailure, Denied, Session};
+
 use framing::line::{self, Decoded};
 use framing::sensor::{
     self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
@@ -17,13 +19,14 @@ use store::Store;
 use warn_limit::peer_warn;
 
 /// The names the sensor port's lines are counted under, in [`Method`] order.
-pub(crate) const METRIC_METHODS: [&str; 3] = ["UPDATE", "PING", "invalid"];
+pub(crate) const METRIC_METHODS: [&str; 4] = ["UPDATE", "PING", "AUTH", "invalid"];
 
 /// What a line asked for, as its metric is labelled.
 #[derive(Debug, Clone, Copy)]
 enum Method {
     Update,
     Ping,
+    Auth,
     Invalid,
 }
 
@@ -53,15 +56,43 @@ impl SensorProtocol {
         self.updates.load(Ordering::Relaxed)
     }
 
+    /// Carries out one command as `session` allows; a failed `AUTH` that closes the
+    /// connection sets `close`.
     fn execute(
         &self,
         command: SensorCommand<'_>,
         peer: SocketAddr,
+        session: &mut Session,
+        close: &mut bool,
     ) -> Result<SensorReply, SensorError> {
         let (lot, change) = match command {
             SensorCommand::Ping => return Ok(SensorReply::Pong),
+            SensorCommand::Auth { token } => {
+                return match session.authenticate(token.expose(), "sensor", peer, Instant::now()) {
+                    Ok(identity) => Ok(SensorReply::Authenticated {
+                        id: identity.id().as_str().to_owned(),
+                    }),
+                    Err(failure) => {
+                        *close = failure.closes();
+                        let code = match failure {
+                            AuthFailure::NotConfigured => SensorErrorCode::UnknownCommand,
+                            _ => SensorErrorCode::Unauthorized,
+                        };
+                        Err(SensorError::new(code, failure.to_string()))
+                    }
+                };
+            }
             SensorCommand::Update { lot, change } => (lot, change),
         };
+        session
+            .check(Action::UpdateOccupancy { lot })
+            .map_err(|denied| {
+                let code = match denied {
+                    Denied::Unauthenticated => SensorErrorCode::Unauthorized,
+                    Denied::Forbidden { .. } => SensorErrorCode::Forbidden,
+                };
+                SensorError::new(code, denied.to_string())
+            })?;
         let update = self
             .store
             .update_occupancy(lot, change)
@@ -97,7 +128,13 @@ impl Protocol for SensorProtocol {
         MAX_LINE_LEN + 2
     }
 
-    fn serve_one(&self, input: &[u8], out: &mut Vec<u8>, peer: SocketAddr) -> Step<Infallible> {
+    fn serve_one(
+        &self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        session: &mut Session,
+    ) -> Step<Infallible> {
         if line::starts_like_a_frame(input) {
             let error = SensorError::new(
                 SensorErrorCode::UnknownCommand,
@@ -112,6 +149,7 @@ impl Protocol for SensorProtocol {
             Decoded::Line { content, consumed } => {
                 let started = Instant::now();
                 self.updates.fetch_add(1, Ordering::Relaxed);
+                let mut close = false;
                 let command = sensor::parse_command(&input[content]);
                 let method = match &command {
                     Ok(SensorCommand::Update { lot, .. }) => {
@@ -119,14 +157,22 @@ impl Protocol for SensorProtocol {
                         Method::Update
                     }
                     Ok(SensorCommand::Ping) => Method::Ping,
+                    Ok(SensorCommand::Auth { .. }) => Method::Auth,
                     Err(_) => Method::Invalid,
                 };
-                let reply = command.and_then(|command| self.execute(command, peer));
+                let reply =
+                    command.and_then(|command| self.execute(command, peer, session, &mut close));
                 if let Err(error) = &reply {
-                    if error.code == SensorErrorCode::UnknownLot {
-                        log::debug!("sensor {peer}: refused: {error}");
-                    } else {
-                        peer_warn!("sensor {peer}: malformed line: {error}");
+                    match error.code {
+                        SensorErrorCode::UnknownLot => {
+                            log::debug!("sensor {peer}: refused: {error}");
+                        }
+                        // Authentication failures are logged where they are counted.
+                        SensorErrorCode::Unauthorized => {}
+                        SensorErrorCode::Forbidden => {
+                            peer_warn!("sensor {peer}: refused: {error}");
+                        }
+                        _ => peer_warn!("sensor {peer}: malformed line: {error}"),
                     }
                 }
                 sensor::encode_reply(out, reply.as_ref());
@@ -139,6 +185,9 @@ impl Protocol for SensorProtocol {
                 };
                 self.metrics
                     .record(method as usize, outcome, started.elapsed());
+                if close {
+                    return Step::Fatal;
+                }
                 Step::Answered { consumed }
             }
             Decoded::Incomplete => Step::Incomplete,

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use auth::Authenticator;
 use broker::{Broker, BrokerConfig, Held};
 use history::History;
 use http::{Cors, HttpPort};
@@ -16,9 +17,10 @@ use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 use store::{MemoryStore, Store};
 use store_pg::{PgOptions, PgStore};
+use transport::{TlsAcceptor, TlsError};
 use warn_limit::peer_warn;
 
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, ConfigError, PortName, StoreConfig};
 use crate::connection::Timeouts;
 use crate::exposition::{self, Ports};
 use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
@@ -38,6 +40,10 @@ pub enum StartError {
     Spawn(io::Error),
     /// The metrics could not be set up.
     Metrics(MetricsError),
+    /// The configuration cannot be served (protected mode, unusable keys).
+    Config(ConfigError),
+    /// The TLS certificate or key cannot be used.
+    Tls(TlsError),
     /// The PostgreSQL store could not be opened.
     Postgres(store_pg::OpenError),
 }
@@ -49,6 +55,8 @@ impl fmt::Display for StartError {
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
             StartError::Metrics(err) => write!(f, "{err}"),
+            StartError::Config(err) => write!(f, "{err}"),
+            StartError::Tls(err) => write!(f, "{err}"),
             StartError::Postgres(err) => write!(f, "{err}"),
         }
     }
@@ -61,6 +69,8 @@ impl std::error::Error for StartError {
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
             StartError::Metrics(err) => Some(err),
+            StartError::Config(err) => Some(err),
+            StartError::Tls(err) => Some(err),
             StartError::Postgres(err) => Some(err),
         }
     }
@@ -206,10 +216,31 @@ impl Server {
             clock,
             store,
         } = self;
+        // Checked here too, not only when the file is loaded: an embedding caller builds its
+        // `Config` in code. Before the store opens, so that a refused configuration never
+        // touches the database.
+        if let Some(err) = config.protected_mode_violation() {
+            return Err(StartError::Config(err));
+        }
+        let auth = Authenticator::new(&config.auth)
+            .map_err(|err| {
+                StartError::Config(ConfigError::Invalid {
+                    key: "auth",
+                    reason: err.to_string(),
+                })
+            })?
+            .map(Arc::new);
+        let acceptor = match &config.tls {
+            Some(tls) => {
+                Some(TlsAcceptor::from_pem_files(&tls.cert, &tls.key).map_err(StartError::Tls)?)
+            }
+            None => None,
+        };
         let store = match store {
             Some(store) => store,
             None => open_store(&config, clock)?,
         };
+        let tls_for = |port| acceptor.clone().filter(|_| config.tls_on(port));
         let state = Arc::clone(store.state());
         let rpc_listener = listener::bind("rpc", &config.host, config.rpc_port, config.backlog)?;
         let sensor_listener =
@@ -248,6 +279,9 @@ impl Server {
                 max_connections,
                 send_buffer: config.subscriber_send_buffer,
                 stream_keep_alive: config.event_stream_keep_alive,
+                auth: auth.clone(),
+                auth_timeout: config.auth_timeout,
+                tls: tls_for(PortName::Pubsub),
             },
         )?);
         broker.seed(&state.published());
@@ -263,21 +297,28 @@ impl Server {
             )
         };
         let buffers = BufferBudget::new(config.max_buffered_bytes);
-        let scheduler_config = |workers| SchedulerConfig {
+        let scheduler_config = |workers, tls, auth| SchedulerConfig {
             workers,
             timeouts: Timeouts {
                 idle: config.idle_timeout,
                 frame: config.frame_timeout,
+                auth: config.auth_timeout,
             },
             admission: admission(),
             buffers: Arc::clone(&buffers),
+            auth,
+            tls,
         };
         let rpc = Scheduler::start(
             RpcProtocol::new(
                 Arc::clone(&store),
                 metrics.requests("rpc", &rpc::metric_methods()),
             ),
-            scheduler_config(config.thread_pool_size),
+            scheduler_config(
+                config.thread_pool_size,
+                tls_for(PortName::Rpc),
+                auth.clone(),
+            ),
         )?;
         let sensor = Scheduler::start(
             SensorProtocol::new(
@@ -289,7 +330,11 @@ impl Server {
                     state.lot_ids().map(|lot| lot.as_str()),
                 )?,
             ),
-            scheduler_config(config.sensor_pool_size),
+            scheduler_config(
+                config.sensor_pool_size,
+                tls_for(PortName::Sensor),
+                auth.clone(),
+            ),
         )?;
         let http = match http_listener {
             Some(listener) => {
@@ -304,7 +349,10 @@ impl Server {
                     shutdown.clone(),
                     Cors::new(&config.http_cors_origins),
                 );
-                let scheduler = Scheduler::start(port, scheduler_config(config.http_pool_size))?;
+                // Plain HTTP, and each request is checked for its bearer token by the port
+                // itself: connections have no session to open.
+                let scheduler =
+                    Scheduler::start(port, scheduler_config(config.http_pool_size, None, None))?;
                 Some((scheduler, listener))
             }
             None => None,
@@ -372,14 +420,23 @@ impl Server {
             Some(addr) => format!("http {addr} ({} workers)", config.http_pool_size),
             None => "http off".to_owned(),
         };
+        let tls = |port| if config.tls_on(port) { " TLS" } else { "" };
         log::info!(
-            "listening: rpc {} ({} workers), sensor {} ({} workers), pubsub {} ({} notifiers), {http_line}; lots: {}",
+            "listening: rpc {}{} ({} workers), sensor {}{} ({} workers), pubsub {}{} ({} notifiers), \
+             {http_line}; {}; lots: {}",
             addrs.rpc,
+            tls(PortName::Rpc),
             config.thread_pool_size,
             addrs.sensor,
+            tls(PortName::Sensor),
             config.sensor_pool_size,
             addrs.pubsub,
+            tls(PortName::Pubsub),
             config.notifier_threads,
+            match &auth {
+                Some(auth) => format!("access control on ({} keys)", auth.len()),
+                None => "access control off (no keys)".to_owned(),
+            },
             lots_line(&config)
         );
         Ok(RunningServer {

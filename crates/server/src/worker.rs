@@ -317,6 +317,8 @@ fn serve_turn<P: Protocol>(
         }
         match connection.read_some(max_request, now) {
             Ok(ReadOutcome::Data { drained: all }) => drained = all,
+            // Reading a TLS handshake can leave records to send: write them before waiting.
+            Ok(ReadOutcome::WouldBlock) if connection.has_output() => {}
             Ok(ReadOutcome::WouldBlock) => return Turn::Drained,
             Ok(ReadOutcome::Eof) => {
                 return Turn::Closed(CloseReason::PeerClosed {

@@ -1,8 +1,9 @@
 //! Support for the workspace's integration tests, so that each test file does not grow its own
 //! copy: starting a server on ephemeral ports, and waiting for a condition with a deadline
 //! instead of sleeping, and connecting from a chosen local address (another 127.0.0.0/8
-//! address stands for another client machine), and a throwaway PostgreSQL cluster
-//! ([`pg::TempPostgres`]) for the tests of the PostgreSQL store.
+//! address stands for another client machine); a TLS certificate made at run time
+//! ([`TestCert`]), and a throwaway PostgreSQL cluster ([`pg::TempPostgres`]) for the tests of
+//! the PostgreSQL store.
 //!
 //! Only tests depend on this crate (as a dev-dependency); it may panic, since a panic is how a
 //! test fails.
@@ -19,10 +20,12 @@ pub mod http;
 pub mod pg;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use server::{Config, RunningServer, Server, StartError};
+use server::{Config, RunningServer, Server, StartError, TlsConfig};
 use shutdown::ShutdownHandle;
 use socket2::{Domain, Socket, Type};
 
@@ -95,4 +98,65 @@ pub fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
         .expect("binds to the local address");
     socket.connect(&addr.into()).expect("connects");
     socket.into()
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, made fresh with rcgen: PEM files
+/// in a directory of its own (removed on drop) for the server's `tls`, and the certificate's
+/// PEM text for a client to trust.
+pub struct TestCert {
+    dir: PathBuf,
+    /// The certificate's PEM file.
+    pub cert: PathBuf,
+    /// The private key's PEM file.
+    pub key: PathBuf,
+    /// The certificate as PEM text.
+    pub pem: String,
+}
+
+impl TestCert {
+    /// Makes the certificate and writes its files.
+    pub fn new() -> TestCert {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let made = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .expect("rcgen makes a certificate");
+        let dir = std::env::temp_dir().join(format!(
+            "parking-tls-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("a temp directory");
+        let pem = made.cert.pem();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, &pem).expect("writes the certificate");
+        std::fs::write(&key, made.signing_key.serialize_pem()).expect("writes the key");
+        TestCert {
+            dir,
+            cert,
+            key,
+            pem,
+        }
+    }
+
+    /// The server's `tls` setting for this certificate.
+    pub fn config(&self) -> TlsConfig {
+        TlsConfig {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+impl Default for TestCert {
+    fn default() -> Self {
+        TestCert::new()
+    }
+}
+
+impl Drop for TestCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

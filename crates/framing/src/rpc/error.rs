@@ -23,11 +23,16 @@ pub enum ErrorCode {
     /// The change could not be made durable (a failing disk, the database unreachable), so it
     /// was not made; reads still work. Retrying later is safe.
     Unavailable,
+    /// Keys are configured and the connection has not authenticated (or sent a wrong token);
+    /// after 5 wrong tokens the connection is closed after this reply.
+    Unauthorized,
+    /// The connection's key may not call this method.
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, for parsing.
-    const ALL: [ErrorCode; 8] = [
+    const ALL: [ErrorCode; 10] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownMethod,
         ErrorCode::BadArgs,
@@ -36,6 +41,8 @@ impl ErrorCode {
         ErrorCode::FrameTooLarge,
         ErrorCode::Busy,
         ErrorCode::Unavailable,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
     ];
 
     /// The code as written on the wire.
@@ -49,6 +56,8 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "FRAME_TOO_LARGE",
             ErrorCode::Busy => "BUSY",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
         }
     }
 }

@@ -21,6 +21,38 @@ pub(crate) mod kind {
 
     /// A string: a lot id, a plate. JSON strings, or one whitespace-free text field.
     pub type Text<'a> = Cow<'a, str>;
+
+    /// A token: a string on the wire, [`crate::Secret`] in the request, so that it never
+    /// shows in a log of the request.
+    pub type Secret<'a> = crate::Secret<'a>;
+
+    /// An argument kind: made from the argument's text, and made to own it.
+    pub(crate) trait Arg<'a>: From<Cow<'a, str>> + AsRef<str> {
+        /// The same kind owning its text.
+        type Static;
+        /// Takes ownership of the text.
+        fn owned(self) -> Self::Static;
+    }
+
+    impl<'a> Arg<'a> for Text<'a> {
+        type Static = Text<'static>;
+        fn owned(self) -> Self::Static {
+            Cow::Owned(self.into_owned())
+        }
+    }
+
+    impl<'a> Arg<'a> for Secret<'a> {
+        type Static = Secret<'static>;
+        fn owned(self) -> Self::Static {
+            self.into_owned()
+        }
+    }
+}
+
+impl AsRef<str> for crate::Secret<'_> {
+    fn as_ref(&self) -> &str {
+        self.expose()
+    }
 }
 
 /// Declares [`Method`] and [`Request`] from the table below. An entry is
@@ -91,7 +123,7 @@ macro_rules! rpc_methods {
                 match self {
                     $(
                         Request::$variant $({ $($field),* })? => Request::$variant
-                            $({ $($field: Cow::Owned($field.into_owned())),* })?,
+                            $({ $($field: kind::Arg::owned($field)),* })?,
                     )+
                 }
             }
@@ -118,7 +150,7 @@ macro_rules! rpc_methods {
                 #[allow(unused_mut, unused_variables)]
                 let mut next = move || args.next().unwrap_or_default();
                 Ok(match method {
-                    $(Method::$variant => Request::$variant $({ $($field: next()),* })?,)+
+                    $(Method::$variant => Request::$variant $({ $($field: next().into()),* })?,)+
                 })
             }
         }
@@ -149,6 +181,11 @@ rpc_methods! {
     } = "cancel", verb "CANCEL";
     /// `PING`: liveness check (JSON also accepts `ping`).
     Ping = "PING" | "ping", verb "PING";
+    /// `auth` / `AUTH`: authenticate the connection with a key's token.
+    Auth {
+        /// The key's token.
+        token: Secret "token",
+    } = "auth", verb "AUTH";
 }
 
 impl Method {
@@ -239,6 +276,12 @@ mod tests {
         assert_eq!(request.with_args(|args| args.join(" ")), "A P");
         assert_eq!(Method::Reserve.usage(), "[lotId, plate]");
         assert_eq!(Request::Ping.with_args(|args| args.len()), 0);
+        let auth = Request::Auth {
+            token: crate::Secret::new("t0k"),
+        };
+        assert!(!format!("{auth:?}").contains("t0k"));
+        assert_eq!(auth.with_args(|args| args.join(" ")), "t0k");
+        assert_eq!(auth.clone().into_owned(), auth);
         let built = Request::from_args(Method::Reserve, "reserve", vec!["A".into(), "P".into()]);
         assert_eq!(built, Ok(request));
         let short = Request::from_args(Method::Cancel, "cancel", vec!["A".into()]);

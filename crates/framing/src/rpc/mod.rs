@@ -29,7 +29,8 @@ use state::shown;
 pub use error::{ErrorCode, RejectedRequest, UnknownErrorCode, WireError};
 pub use methods::{Method, Request};
 pub use reply::{
-    LotStatus, Reply, ReplyEnvelope, decode_json_reply, encode_json_reply, encode_text_reply,
+    KeyGrant, LotStatus, Reply, ReplyEnvelope, decode_json_reply, encode_json_reply,
+    encode_text_reply,
 };
 pub use state::{Availability, CancelOutcome, ReserveOutcome};
 

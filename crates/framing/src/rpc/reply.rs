@@ -47,6 +47,19 @@ pub enum Reply<'a> {
     Cancel(CancelOutcome),
     /// `PING`.
     Pong,
+    /// `auth`: the connection is now this key.
+    Authenticated(KeyGrant<'a>),
+}
+
+/// Who an `auth` made the connection: `{"id": "kiosk-1", "role": "client"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGrant<'a> {
+    /// The key's id.
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// Its role: `viewer`, `client`, `sensor` or `operator`.
+    #[serde(borrow)]
+    pub role: Cow<'a, str>,
 }
 
 impl Reply<'_> {
@@ -76,6 +89,7 @@ impl Serialize for Reply<'_> {
                 serializer.serialize_bool(*outcome == CancelOutcome::Cancelled)
             }
             Reply::Pong => serializer.serialize_str("PONG"),
+            Reply::Authenticated(grant) => grant.serialize(serializer),
         }
     }
 }
@@ -127,7 +141,8 @@ pub fn encode_json_reply(
     write_json(out, &JsonReply { rpc_id, result });
 }
 
-/// Appends a text reply (`PONG`, `12`, `OK`, `FULL`, `ERR BAD_PLATE ...`) to `out`.
+/// Appends a text reply (`PONG`, `12`, `OK`, `FULL`, `OK kiosk-1 client`, `ERR BAD_PLATE ...`)
+/// to `out`.
 pub fn encode_text_reply(out: &mut Vec<u8>, result: Result<&Reply<'_>, &WireError>) {
     let word: &[u8] = match result {
         Ok(Reply::Lots(lots)) => return write_json(out, lots),
@@ -143,6 +158,10 @@ pub fn encode_text_reply(out: &mut Vec<u8>, result: Result<&Reply<'_>, &WireErro
             refused.reason().unwrap_or_default().as_bytes()
         }
         Ok(Reply::Pong) => b"PONG",
+        Ok(Reply::Authenticated(KeyGrant { id, role })) => {
+            let _ = write!(out, "OK {id} {role}");
+            return;
+        }
         Err(error) => {
             let _ = write!(out, "ERR {} {}", error.code, error.detail);
             return;

@@ -1,0 +1,210 @@
+//! TLS on every port, with a certificate made at run time: the clients speak through it
+//! (authenticated, too), a plain-text client on a TLS port is refused promptly instead of
+//! hanging, and `tls_ports` leaves the other ports plain.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
+use client::{Access, Endpoints, ParkingClient, SensorClient, Subscription, TlsClient, Update};
+use framing::pubsub::Topic;
+use framing::sensor::CountChange;
+use server::{PortName, RunningServer};
+use testkit::TestCert;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn start_tls(cert: &TestCert, tweak: impl FnOnce(&mut server::Config)) -> RunningServer {
+    common::start_with(|config| {
+        config.thread_pool_size = 2;
+        config.sensor_pool_size = 1;
+        config.notifier_threads = 1;
+        config.tls = Some(cert.config());
+        tweak(config);
+    })
+}
+
+/// `host` on `addr`'s port: the name a TLS client checks the certificate against.
+fn at(host: &str, addr: SocketAddr) -> Endpoints {
+    Endpoints::parse(&format!("{host}:{}", addr.port()), 0).unwrap()
+}
+
+fn tls(cert: &TestCert) -> Access {
+    Access::none().with_tls(TlsClient::from_ca_pem(cert.pem.as_bytes()).unwrap())
+}
+
+#[test]
+fn every_port_speaks_tls() {
+    let cert = TestCert::new();
+    let server = start_tls(&cert, |_| {});
+    let access = tls(&cert);
+    let mut rpc =
+        ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &access).unwrap();
+    rpc.ping().unwrap();
+    assert_eq!(rpc.get_lots().unwrap().len(), 3);
+    // Pipelined requests cross TLS records in both directions.
+    for _ in 0..50 {
+        rpc.queue(&framing::rpc::Request::GetAvailability { lot: "A".into() })
+            .unwrap();
+    }
+    rpc.flush().unwrap();
+    for _ in 0..50 {
+        rpc.recv().unwrap();
+    }
+    let mut subscription = Subscription::connect_with(
+        &at("127.0.0.1", server.pubsub_addr()),
+        &[Topic::Lot("A")],
+        TIMEOUT,
+        &access,
+    )
+    .unwrap();
+    assert!(matches!(
+        subscription.next_update_timeout(TIMEOUT).unwrap(),
+        Some(Update::Snapshot(_))
+    ));
+    let mut sensor =
+        SensorClient::connect_with(&at("localhost", server.sensor_addr()), TIMEOUT, &access)
+            .unwrap();
+    sensor.ping().unwrap();
+    assert_eq!(sensor.update("A", CountChange::Set(10)).unwrap(), 90);
+    let event = subscription.next_event_timeout(TIMEOUT).unwrap().unwrap();
+    assert_eq!(event.free, 90);
+}
+
+#[test]
+fn tls_and_keys_together() {
+    let cert = TestCert::new();
+    let server = start_tls(&cert, |config| {
+        config.auth = AuthConfig {
+            keys: vec![KeyConfig {
+                id: KeyId::new("ops").unwrap(),
+                role: Role::Operator,
+                lots: None,
+                sha256: token_hash("secret-ops"),
+            }],
+        };
+    });
+    let access = tls(&cert).with_token("secret-ops");
+    let mut rpc =
+        ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &access).unwrap();
+    assert!(rpc.reserve("A", "TLS1").unwrap());
+    let mut sensor =
+        SensorClient::connect_with(&at("localhost", server.sensor_addr()), TIMEOUT, &access)
+            .unwrap();
+    sensor.update("B", CountChange::Add(1)).unwrap();
+    Subscription::connect_with(
+        &at("localhost", server.pubsub_addr()),
+        &[Topic::All],
+        TIMEOUT,
+        &access,
+    )
+    .unwrap();
+    let wrong = tls(&cert).with_token("nope");
+    match ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &wrong) {
+        Err(client::ClientError::Server(err)) => {
+            assert_eq!(err.code, framing::rpc::ErrorCode::Unauthorized);
+        }
+        other => panic!("expected UNAUTHORIZED, got {other:?}"),
+    }
+}
+
+/// A plain-text client on a TLS port gets a close (EOF or reset, not a read timeout), long
+/// before any of the server's timeouts could have closed it.
+#[test]
+fn plain_text_on_a_tls_port_is_refused_at_once() {
+    let cert = TestCert::new();
+    let server = start_tls(&cert, |config| {
+        config.idle_timeout = Duration::from_secs(60);
+        config.frame_timeout = Duration::from_secs(60);
+    });
+    for (addr, hello) in [
+        (server.rpc_addr(), &b"\0\0\0\x04PING"[..]),
+        (server.sensor_addr(), b"PING\n"),
+        (server.pubsub_addr(), b"SUBSCRIBE A\n"),
+    ] {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(testkit::DEADLINE)).unwrap();
+        stream.write_all(hello).unwrap();
+        let mut byte = [0; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("{addr}: expected a close, got {other:?}"),
+        }
+    }
+    // The plain client library says what happened rather than hanging.
+    let plain = ParkingClient::connect_with_timeout(server.rpc_addr(), TIMEOUT)
+        .unwrap()
+        .ping();
+    assert!(
+        matches!(plain, Err(client::ClientError::Closed)),
+        "{plain:?}"
+    );
+    // And the server still serves TLS clients.
+    let mut rpc =
+        ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &tls(&cert))
+            .unwrap();
+    rpc.ping().unwrap();
+}
+
+#[test]
+fn a_tls_client_refuses_a_certificate_it_does_not_trust_and_a_plain_port() {
+    let cert = TestCert::new();
+    let other = TestCert::new();
+    let server = start_tls(&cert, |config| config.tls_ports = Some(vec![PortName::Rpc]));
+    let untrusted = tls(&other);
+    let err = ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &untrusted)
+        .unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+    // tls_ports: only RPC speaks TLS; the sensor port stays plain.
+    let mut sensor = SensorClient::connect_with(
+        &at("localhost", server.sensor_addr()),
+        TIMEOUT,
+        &Access::none(),
+    )
+    .unwrap();
+    sensor.ping().unwrap();
+    let err =
+        SensorClient::connect_with(&at("localhost", server.sensor_addr()), TIMEOUT, &tls(&cert))
+            .unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+}
+
+#[test]
+fn a_tls_connection_that_never_handshakes_is_closed_by_the_idle_timeout() {
+    let cert = TestCert::new();
+    let server = start_tls(&cert, |config| {
+        config.idle_timeout = Duration::from_millis(300)
+    });
+    let mut silent = std::net::TcpStream::connect(server.rpc_addr()).unwrap();
+    silent.set_read_timeout(Some(testkit::DEADLINE)).unwrap();
+    let mut byte = [0; 1];
+    assert!(matches!(silent.read(&mut byte), Ok(0)));
+}
+
+/// With several nodes, a TLS client checks each one's certificate against the name that node
+/// was given by, and fails over from one that is down to the next.
+#[test]
+fn a_tls_client_fails_over_between_nodes() {
+    let cert = TestCert::new();
+    let server = start_tls(&cert, |_| {});
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let nodes = Endpoints::parse(
+        &format!(
+            "127.0.0.1:{dead_port},localhost:{}",
+            server.rpc_addr().port()
+        ),
+        0,
+    )
+    .unwrap();
+    let mut rpc = ParkingClient::connect_with(&nodes, TIMEOUT, &tls(&cert)).unwrap();
+    rpc.ping().unwrap();
+    assert_eq!(rpc.peer_addr(), server.rpc_addr());
+}
