@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use auth::Identity;
 use framing::rpc::ErrorCode;
 use history::History;
 use metrics::Metrics;
@@ -94,11 +95,13 @@ pub(crate) struct Api {
 
 impl Api {
     /// Answers a routed request with its query and body.
+    /// `caller` is the key the request came with, when keys are configured.
     pub(crate) fn answer(
         &self,
         route: Route<'_>,
         query: &str,
         body: &[u8],
+        caller: Option<&Identity>,
     ) -> Result<Answer, ApiError> {
         let response = match route {
             Route::Dashboard => Response::with_body(
@@ -129,8 +132,8 @@ impl Api {
                 Response::json(Status::OK, &LotView::from(&lot))
             }
             Route::History(lot) => self.history(&lot, query)?,
-            Route::Reserve(lot) => self.reserve(&lot, body)?,
-            Route::Cancel(lot, plate) => self.cancel(&lot, &plate)?,
+            Route::Reserve(lot) => self.reserve(&lot, body, caller)?,
+            Route::Cancel(lot, plate) => self.cancel(&lot, &plate, caller)?,
             Route::Events => return self.events(query),
             Route::Options(allow) => Response::empty(Status::NO_CONTENT).header("Allow", allow),
         };
@@ -189,7 +192,12 @@ impl Api {
         Ok(Response::json(Status::OK, &samples))
     }
 
-    fn reserve(&self, lot: &str, body: &[u8]) -> Result<Response, ApiError> {
+    fn reserve(
+        &self,
+        lot: &str,
+        body: &[u8],
+        caller: Option<&Identity>,
+    ) -> Result<Response, ApiError> {
         let body: serde_json::Value = serde_json::from_slice(body).map_err(|error| {
             ApiError::rpc(
                 ErrorCode::BadRequest,
@@ -212,7 +220,9 @@ impl Api {
         let state = self.store.state();
         // Read before the reservation is made: it lives at least `ttl` from then.
         let reserved_at = state.clock().wall();
-        let outcome = self.store.reserve(lot, plate, None).map_err(refused)?;
+        // With keys, the reservation belongs to the key that made it.
+        let owner = caller.map(|identity| identity.id().as_str());
+        let outcome = self.store.reserve(lot, plate, owner).map_err(refused)?;
         let lot = state.lot_id(lot).map_err(unknown_lot)?;
         match outcome {
             ReserveOutcome::Reserved => {
@@ -241,9 +251,17 @@ impl Api {
         }
     }
 
-    fn cancel(&self, lot: &str, plate: &str) -> Result<Response, ApiError> {
+    fn cancel(
+        &self,
+        lot: &str,
+        plate: &str,
+        caller: Option<&Identity>,
+    ) -> Result<Response, ApiError> {
         let plate = parse_plate(plate)?;
-        match self.store.cancel(lot, plate, &|_| true).map_err(refused)? {
+        // Another key's reservation answers as none at all: whose it is is not revealed.
+        let allowed =
+            |owner: Option<&str>| caller.is_none_or(|identity| identity.may_cancel(owner));
+        match self.store.cancel(lot, plate, &allowed).map_err(refused)? {
             CancelOutcome::Cancelled => Ok(Response::empty(Status::NO_CONTENT)),
             CancelOutcome::NotFound => Err(ApiError::new(
                 Code::NotFound,

@@ -41,10 +41,12 @@ pub(crate) enum Code {
 impl Code {
     /// Every code the HTTP port sends (`docs/http.md` lists the same, a test checks).
     #[cfg(test)]
-    pub(crate) const ALL: [Code; 15] = [
+    pub(crate) const ALL: [Code; 17] = [
         Code::Rpc(ErrorCode::BadRequest),
         Code::Rpc(ErrorCode::BadArgs),
         Code::Rpc(ErrorCode::BadPlate),
+        Code::Rpc(ErrorCode::Unauthorized),
+        Code::Rpc(ErrorCode::Forbidden),
         Code::UnknownRoute,
         Code::Rpc(ErrorCode::UnknownLot),
         Code::NotFound,
@@ -84,6 +86,8 @@ impl Code {
             Code::Rpc(ErrorCode::Busy | ErrorCode::Unavailable) | Code::ShuttingDown => {
                 Status::SERVICE_UNAVAILABLE
             }
+            Code::Rpc(ErrorCode::Unauthorized) => Status::UNAUTHORIZED,
+            Code::Rpc(ErrorCode::Forbidden) => Status::FORBIDDEN,
             Code::Rpc(_) => Status::BAD_REQUEST,
             Code::Full | Code::Exists => Status::CONFLICT,
             Code::MethodNotAllowed => Status::METHOD_NOT_ALLOWED,
@@ -148,6 +152,9 @@ impl ApiError {
         );
         if let Some(allow) = self.allow {
             response = response.header("Allow", allow);
+        }
+        if self.code.status() == Status::UNAUTHORIZED {
+            response = response.header("WWW-Authenticate", "Bearer");
         }
         if self.code.status() == Status::SERVICE_UNAVAILABLE {
             response = response.header("Retry-After", 1);

@@ -16,8 +16,9 @@
 //! threads push its events from then on, under the pub/sub port's back-pressure rules. No
 //! thread per stream.
 //!
-//! Every request passes through one place, `HttpPort::respond`, with its route known: that
-//! is where a per-route access check (bearer tokens, issue 17) goes.
+//! Every request passes through one place, `HttpPort::respond`, with its route known, where
+//! its key is checked (`Authorization: Bearer`, with `auth::Authenticator::verify`: no
+//! session, each request on its own) against what the route needs (`Route::action`).
 //!
 //! `docs/http.md` is the normative description, `docs/openapi.yaml` the schema (also served
 //! at `GET /openapi.yaml`).
@@ -45,7 +46,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use auth::Session;
+use auth::{Authenticator, Identity, Session};
 use broker::{Broker, EventStream, Held};
 use framing::rpc::ErrorCode;
 use history::History;
@@ -68,6 +69,9 @@ pub use crate::request::{MAX_BODY_LEN, MAX_HEAD_LEN};
 /// The HTTP port's protocol.
 pub struct HttpPort {
     api: Api,
+    /// The key table; with one, every route but the health probes, the dashboard page and
+    /// the API document needs a key allowed to do what it asks.
+    auth: Option<Arc<Authenticator>>,
     broker: Arc<Broker>,
     cors: Cors,
     requests: AtomicU64,
@@ -78,7 +82,9 @@ pub struct HttpPort {
 impl HttpPort {
     /// The HTTP port over `store`, handing event streams to `broker`, answering history from
     /// `history`, rendering `metrics`, and telling readiness probes when `shutdown` is
-    /// triggered; `cors` says which other origins may call it.
+    /// triggered; `cors` says which other origins may call it, `auth` which keys may (none:
+    /// anyone).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         broker: Arc<Broker>,
@@ -86,6 +92,7 @@ impl HttpPort {
         metrics: Arc<Metrics>,
         shutdown: ShutdownHandle,
         cors: Cors,
+        auth: Option<Arc<Authenticator>>,
     ) -> Self {
         let requests = metrics.requests("http", &route::METRIC_NAMES);
         HttpPort {
@@ -95,6 +102,7 @@ impl HttpPort {
                 metrics,
                 shutdown,
             },
+            auth,
             broker,
             cors,
             requests: AtomicU64::new(0),
@@ -107,23 +115,87 @@ impl HttpPort {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// The answer to one request, and the metric it is counted under. Every request passes
-    /// here with its route known.
-    fn respond(&self, request: &Request<'_>) -> (usize, Result<Answer, ApiError>) {
+    /// The answer to one request, the metric it is counted under, and whether the
+    /// connection must close after it (an address over its failed-token budget). Every
+    /// request passes here with its route known.
+    fn respond(
+        &self,
+        request: &Request<'_>,
+        peer: SocketAddr,
+    ) -> (usize, Result<Answer, ApiError>, bool) {
         let (route, _) = match route::route(request.method, request.path) {
             Ok(routed) => routed,
-            Err(error) => return (route::INVALID, Err(error)),
+            Err(error) => return (route::INVALID, Err(error), false),
         };
         let metric = route.metric();
+        let caller = match self.authorize(&route, request, peer) {
+            Ok(caller) => caller,
+            Err((error, close)) => return (metric, Err(error), close),
+        };
         let preflight = match route {
             Route::Options(allow) => self.cors.preflight(request.origin, allow),
             _ => Vec::new(),
         };
-        let mut answer = self.api.answer(route, request.query, request.body);
+        let mut answer = self
+            .api
+            .answer(route, request.query, request.body, caller.as_deref());
         if let Ok(Answer::Response(response)) = &mut answer {
             response.headers.extend(preflight);
         }
-        (metric, answer)
+        (metric, answer, false)
+    }
+
+    /// Who the request comes from, when keys are configured and the route needs one: the
+    /// key of its `Authorization: Bearer` header, or of an `access_token` query parameter
+    /// (for `EventSource`, which cannot send headers; it lands in proxy logs, so the header
+    /// is the safer choice). Each request is checked on its own: a keep-alive connection may
+    /// carry several clients' requests through a proxy.
+    fn authorize(
+        &self,
+        route: &Route<'_>,
+        request: &Request<'_>,
+        peer: SocketAddr,
+    ) -> Result<Option<Arc<Identity>>, (ApiError, bool)> {
+        let (Some(auth), Some(action)) = (&self.auth, route.action()) else {
+            return Ok(None);
+        };
+        let from_query = || {
+            form_urlencoded::parse(request.query.as_bytes())
+                .find(|(key, _)| key == "access_token")
+                .map(|(_, token)| token.into_owned())
+        };
+        let Some(token) = request.bearer.map(str::to_owned).or_else(from_query) else {
+            return Err((
+                ApiError::rpc(
+                    ErrorCode::Unauthorized,
+                    "this route needs a key: send Authorization: Bearer <token>",
+                ),
+                false,
+            ));
+        };
+        let identity = auth
+            .verify(&token, peer.ip(), Instant::now())
+            .map_err(|failure| {
+                peer_warn!("http {peer}: refused a token: {failure}");
+                (
+                    ApiError::rpc(ErrorCode::Unauthorized, failure.to_string()),
+                    failure.closes(),
+                )
+            })?;
+        if !identity.may(action) {
+            return Err((
+                ApiError::rpc(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "key {} ({}) may not {action}",
+                        identity.id().as_str(),
+                        identity.role()
+                    ),
+                ),
+                false,
+            ));
+        }
+        Ok(Some(identity))
     }
 }
 
@@ -159,7 +231,8 @@ impl Protocol for HttpPort {
             }
         };
         let head_only = request.method == "HEAD";
-        let (metric, answer) = self.respond(&request);
+        let (metric, answer, close) = self.respond(&request, peer);
+        let keep_alive = request.keep_alive && !close;
         let cors = self.cors.headers(request.origin);
         let (mut response, outcome) = match answer {
             Ok(Answer::Stream(lots)) => {
@@ -186,9 +259,9 @@ impl Protocol for HttpPort {
             }
         };
         response.headers.extend(cors);
-        response.write(out, head_only, !request.keep_alive);
+        response.write(out, head_only, !keep_alive);
         self.count(metric, outcome, started);
-        if request.keep_alive {
+        if keep_alive {
             Step::Answered {
                 consumed: request.len,
             }

@@ -33,6 +33,8 @@ pub(crate) struct Request<'a> {
     pub(crate) query: &'a str,
     /// `Origin`, for CORS.
     pub(crate) origin: Option<&'a str>,
+    /// The token of an `Authorization: Bearer <token>` header.
+    pub(crate) bearer: Option<&'a str>,
     /// Whether the connection stays open after the response (HTTP/1.1 unless
     /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`).
     pub(crate) keep_alive: bool,
@@ -130,6 +132,7 @@ pub(crate) fn parse(input: &[u8]) -> Parsed<'_> {
         path,
         query,
         origin: fields.origin,
+        bearer: fields.bearer,
         keep_alive,
         body: &input[head_len..len],
         len,
@@ -169,6 +172,7 @@ struct Fields<'a> {
     close: bool,
     keep_alive: bool,
     origin: Option<&'a str>,
+    bearer: Option<&'a str>,
 }
 
 impl<'a> Fields<'a> {
@@ -195,6 +199,15 @@ impl<'a> Fields<'a> {
             }
         } else if name.eq_ignore_ascii_case("origin") {
             self.origin = str::from_utf8(value).ok();
+        } else if name.eq_ignore_ascii_case("authorization") {
+            // The scheme is case-insensitive (RFC 9110); any other scheme is no token.
+            self.bearer = str::from_utf8(value).ok().and_then(|value| {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim())
+                    .filter(|token| !token.is_empty())
+            });
         }
         Ok(())
     }

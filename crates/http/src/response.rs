@@ -18,6 +18,8 @@ impl Status {
     pub(crate) const CREATED: Status = Status(201, "Created");
     pub(crate) const NO_CONTENT: Status = Status(204, "No Content");
     pub(crate) const BAD_REQUEST: Status = Status(400, "Bad Request");
+    pub(crate) const UNAUTHORIZED: Status = Status(401, "Unauthorized");
+    pub(crate) const FORBIDDEN: Status = Status(403, "Forbidden");
     pub(crate) const NOT_FOUND: Status = Status(404, "Not Found");
     pub(crate) const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
     pub(crate) const CONFLICT: Status = Status(409, "Conflict");

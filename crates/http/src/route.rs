@@ -95,6 +95,25 @@ pub(crate) const METRIC_NAMES: [&str; 13] = [
 pub(crate) const INVALID: usize = METRIC_NAMES.len() - 1;
 
 impl Route<'_> {
+    /// What a key must be allowed to do for this route, when keys are configured; `None`
+    /// for routes anyone may use: the health probes, the dashboard page and the API's
+    /// document (they hold no data; the dashboard's own requests carry its key), and
+    /// `OPTIONS` (a browser's preflight never carries credentials).
+    pub(crate) fn action(&self) -> Option<auth::Action<'static>> {
+        match self {
+            Route::Dashboard
+            | Route::Health
+            | Route::Ready
+            | Route::OpenApi
+            | Route::Options(_) => None,
+            Route::Metrics | Route::Lots | Route::Lot(_) | Route::History(_) | Route::Events => {
+                Some(auth::Action::Read)
+            }
+            Route::Reserve(_) => Some(auth::Action::Reserve),
+            Route::Cancel(..) => Some(auth::Action::Cancel),
+        }
+    }
+
     /// Its index in [`METRIC_NAMES`] (the `operationId` in `docs/openapi.yaml`).
     pub(crate) fn metric(&self) -> usize {
         match self {

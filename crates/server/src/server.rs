@@ -348,6 +348,7 @@ impl Server {
                     Arc::clone(&metrics),
                     shutdown.clone(),
                     Cors::new(&config.http_cors_origins),
+                    auth.clone(),
                 );
                 // Plain HTTP, and each request is checked for its bearer token by the port
                 // itself: connections have no session to open.

@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium: it opens `/`, availability changes over the RPC
 //! port and over the sensor port, and the page shows the new counts within 2 s. A screenshot
-//! is saved as `target/dashboard.png` for people to look at.
+//! is saved as `target/dashboard.png` for people to look at. Access control is on: the page
+//! is opened with a viewer's `access_token`, as a wall screen would be.
 //!
 //! The driver is `headless_chrome` (CDP from Rust): the test stays a `cargo test` like every
 //! other, with no Node or Python runtime to install, and it drives the system's Chromium
@@ -73,8 +74,24 @@ fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
     let Some(chromium) = chromium() else {
         return;
     };
-    let server = testkit::start_server(|_| {});
-    let url = format!("http://{}/", server.http_addr().unwrap());
+    // With access control on, as a wall screen would run: the page gets a viewer's token.
+    let server = testkit::start_server(|config| {
+        config.auth = auth::AuthConfig {
+            keys: [("wall", auth::Role::Viewer), ("ops", auth::Role::Operator)]
+                .into_iter()
+                .map(|(id, role)| auth::KeyConfig {
+                    id: auth::KeyId::new(id).unwrap(),
+                    role,
+                    lots: None,
+                    sha256: auth::token_hash(&format!("token-{id}")),
+                })
+                .collect(),
+        };
+    });
+    let url = format!(
+        "http://{}/?access_token=token-wall",
+        server.http_addr().unwrap()
+    );
     let browser = Browser::new(
         LaunchOptions::default_builder()
             .path(Some(chromium))
@@ -96,11 +113,13 @@ fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
     assert_eq!(text(&tab, r#"[data-lot="B"] .capacity"#), " / 50");
 
     let mut rpc = ParkingClient::connect(server.rpc_addr()).unwrap();
+    rpc.auth("token-ops").unwrap();
     assert!(rpc.reserve("A", "DASH1").unwrap());
     shows(&tab, r#"[data-lot="A"] .free"#, "99", SHOWN_WITHIN);
 
     let mut sensor =
         client::SensorClient::connect(server.sensor_addr(), Duration::from_secs(5)).unwrap();
+    sensor.auth("token-ops").unwrap();
     sensor.update("B", CountChange::Set(46)).unwrap();
     shows(&tab, r#"[data-lot="B"] .free"#, "4", SHOWN_WITHIN);
     shows(
