@@ -28,7 +28,7 @@ cargo build --release --quiet --bin parking-server --bin sensor-sim --bin subscr
 bin=target/release
 
 RUST_LOG=info "$bin/parking-server" --rpc-port 0 --sensor-port 0 --pubsub-port 0 \
-    2> "$work/server.log" &
+    --data-dir "$work/data" 2> "$work/server.log" &
 server=$!
 STARTED_PIDS+=("$server")
 rpc=$(wait_for_port "$work/server.log" "listening: rpc [0-9.]*:" "$server") || exit 1

@@ -1,5 +1,6 @@
-//! `load-test`: a load generator for the parking server's RPC port, and `baseline-server`, the
-//! least a correct RPC server has to do, to compare the parking server with.
+//! `load-test`: a load generator for the parking server's RPC port; `baseline-server`, the
+//! least a correct RPC server has to do, to compare the parking server with; and
+//! `crash-client`, the client side of the crash test (`scripts/crash-test.sh`).
 //!
 //! A run is a list of rows, one per connection count given to `--workers`. Each row opens that
 //! many connections through [`client::ParkingClient`] (one thread each), sends the chosen
@@ -22,12 +23,14 @@
 //! - [`plot`]: the latency-by-percentile SVG chart.
 //! - [`cleanup`]: cancelling what the run left reserved.
 //! - [`baseline`]: the baseline server behind the `baseline-server` binary.
+//! - [`crash`]: the crash test's writers and checker, behind the `crash-client` binary.
 //! - this file: [`run`], which ties them together, and the exit codes.
 
 #![forbid(unsafe_code)]
 
 pub mod baseline;
 pub mod cleanup;
+pub mod crash;
 pub mod idle;
 pub mod options;
 pub mod pacing;

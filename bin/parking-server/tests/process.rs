@@ -1,5 +1,6 @@
 //! The `parking-server` process: configuration errors, startup log, graceful stop on SIGTERM
-//! under load, and restarting on the same ports.
+//! under load, restarting on the same ports and with the same state, one server per data
+//! directory, and `repair`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,26 +14,23 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use client::{ClientError, ParkingClient};
+use testkit::TempDir;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_parking-server");
 
-/// A config file in the temp directory, removed on drop.
-struct TempConfig(PathBuf);
+/// A config file in a temporary directory of its own, removed on drop with anything the
+/// server kept next to the file (its default `data/`).
+struct TempConfig {
+    path: PathBuf,
+    _dir: TempDir,
+}
 
 impl TempConfig {
     fn new(name: &str, contents: &str) -> TempConfig {
-        let path = std::env::temp_dir().join(format!(
-            "parking-server-test-{}-{name}.json",
-            std::process::id()
-        ));
+        let dir = TempDir::new(&format!("config-{name}"));
+        let path = dir.path().join("config.json");
         std::fs::write(&path, contents).unwrap();
-        TempConfig(path)
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        TempConfig { path, _dir: dir }
     }
 }
 
@@ -51,16 +49,16 @@ fn configuration_errors_name_the_file_and_the_problem() {
     assert!(stderr.contains("/nonexistent/parking.json"), "{stderr}");
 
     let typo = TempConfig::new("typo", r#"{"rpc_prot": 9000}"#);
-    let (status, stderr) = run_to_end(&["--config", typo.0.to_str().unwrap()]);
+    let (status, stderr) = run_to_end(&["--config", typo.path.to_str().unwrap()]);
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("unknown field `rpc_prot`"), "{stderr}");
-    assert!(stderr.contains(typo.0.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains(typo.path.to_str().unwrap()), "{stderr}");
 
     let duplicate = TempConfig::new(
         "duplicate",
         r#"{"lots": [{"id": "A", "capacity": 1}, {"id": "A", "capacity": 2}]}"#,
     );
-    let (status, stderr) = run_to_end(&["--config", duplicate.0.to_str().unwrap()]);
+    let (status, stderr) = run_to_end(&["--config", duplicate.path.to_str().unwrap()]);
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("appears twice"), "{stderr}");
 
@@ -73,18 +71,36 @@ fn configuration_errors_name_the_file_and_the_problem() {
     assert!(stderr.contains("--rpc-port"), "{stderr}");
 }
 
-/// A server process on ephemeral ports and the RPC address it logged.
+/// A server process, the RPC and sensor addresses it logged, and its log up to then.
 struct ServerProcess {
     child: Child,
     rpc: SocketAddr,
+    sensor: SocketAddr,
+    log: String,
 }
 
 impl ServerProcess {
-    /// Starts the server on `rpc_port` (0 for any) with the other ports ephemeral.
-    fn start(rpc_port: u16) -> ServerProcess {
+    /// Starts the server on `rpc_port` (0 for any) with the other ports ephemeral, keeping
+    /// its state in `data_dir`.
+    fn start(rpc_port: u16, data_dir: &TempDir) -> ServerProcess {
+        let port = rpc_port.to_string();
+        let dir = data_dir.path().to_str().unwrap();
+        ServerProcess::spawn(&[
+            "--rpc-port",
+            &port,
+            "--sensor-port",
+            "0",
+            "--pubsub-port",
+            "0",
+            "--data-dir",
+            dir,
+        ])
+    }
+
+    /// Starts the server with `args` and waits until it listens.
+    fn spawn(args: &[&str]) -> ServerProcess {
         let mut child = Command::new(BINARY)
-            .args(["--rpc-port", &rpc_port.to_string()])
-            .args(["--sensor-port", "0", "--pubsub-port", "0"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -92,20 +108,29 @@ impl ServerProcess {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         let mut log = String::new();
-        let rpc = loop {
+        let address_after = |line: &str, label: &str| -> Option<SocketAddr> {
+            let rest = line.split(label).nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        };
+        let (rpc, sensor) = loop {
             line.clear();
             assert!(
                 stderr.read_line(&mut line).unwrap() > 0,
                 "server exited early:\n{log}"
             );
             log.push_str(&line);
-            if let Some(rest) = line.split("listening: rpc ").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            if let Some(rpc) = address_after(&line, "listening: rpc ") {
+                break (rpc, address_after(&line, ", sensor ").unwrap());
             }
         };
         // Keep draining the log so the server never blocks on a full pipe.
         thread::spawn(move || for _ in stderr.lines() {});
-        ServerProcess { child, rpc }
+        ServerProcess {
+            child,
+            rpc,
+            sensor,
+            log,
+        }
     }
 
     fn terminate(&mut self) -> ExitStatus {
@@ -137,7 +162,8 @@ impl Drop for ServerProcess {
 
 #[test]
 fn sigterm_under_load_answers_cleanly_and_exits_zero() {
-    let mut server = ServerProcess::start(0);
+    let data_dir = TempDir::new("process-sigterm");
+    let mut server = ServerProcess::start(0, &data_dir);
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
     let clients: Vec<_> = (0..8)
@@ -177,10 +203,157 @@ fn sigterm_under_load_answers_cleanly_and_exits_zero() {
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
 
     // The ports are free again at once (SO_REUSEADDR): a new server can take the same port.
-    let mut again = ServerProcess::start(server.rpc.port());
+    let mut again = ServerProcess::start(server.rpc.port(), &data_dir);
     assert_eq!(again.rpc, server.rpc);
     ParkingClient::connect(again.rpc).unwrap().ping().unwrap();
     assert!(again.terminate().success());
+}
+
+#[test]
+fn a_restart_after_sigterm_keeps_the_acknowledged_state() {
+    let data_dir = TempDir::new("process-restart");
+    let mut server = ServerProcess::start(0, &data_dir);
+    let mut client = ParkingClient::connect(server.rpc).unwrap();
+    assert!(client.reserve("A", "KEPT").unwrap());
+    assert!(client.reserve("A", "GONE").unwrap());
+    assert!(client.cancel("A", "GONE").unwrap());
+    assert!(client.reserve("B", "KEPT").unwrap());
+    drop(client);
+    assert!(server.terminate().success());
+
+    let mut again = ServerProcess::start(0, &data_dir);
+    assert!(
+        again.log.contains("recovered 2 reservation(s)"),
+        "{}",
+        again.log
+    );
+    let mut client = ParkingClient::connect(again.rpc).unwrap();
+    assert_eq!(client.get_availability("A").unwrap(), 99);
+    assert!(
+        !client.reserve("A", "KEPT").unwrap(),
+        "the reservation was lost"
+    );
+    assert!(!client.cancel("A", "GONE").unwrap(), "the cancel was lost");
+    assert!(client.cancel("B", "KEPT").unwrap());
+    drop(client);
+    assert!(again.terminate().success());
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_exits_1_naming_it() {
+    let data_dir = TempDir::new("process-lock");
+    let mut first = ServerProcess::start(0, &data_dir);
+    let dir = data_dir.path().to_str().unwrap();
+    let ports = [
+        "--rpc-port",
+        "0",
+        "--sensor-port",
+        "0",
+        "--pubsub-port",
+        "0",
+    ];
+    let (status, stderr) = run_to_end(&[&ports[..], &["--data-dir", dir]].concat());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(dir), "{stderr}");
+    assert!(
+        stderr.contains("in use by another parking-server"),
+        "{stderr}"
+    );
+    assert!(first.terminate().success());
+}
+
+#[test]
+fn a_corrupt_journal_stops_the_start_until_repair_cuts_it() {
+    let data_dir = TempDir::new("process-repair");
+    let mut server = ServerProcess::start(0, &data_dir);
+    let mut client = ParkingClient::connect(server.rpc).unwrap();
+    for plate in ["R1", "R2", "R3"] {
+        assert!(client.reserve("A", plate).unwrap());
+    }
+    drop(client);
+    assert!(server.terminate().success());
+    let journal = data_dir.path().join("journal-1.log");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[10] ^= 0x01;
+    std::fs::write(&journal, bytes).unwrap();
+
+    let dir = data_dir.path().to_str().unwrap();
+    let ports = [
+        "--rpc-port",
+        "0",
+        "--sensor-port",
+        "0",
+        "--pubsub-port",
+        "0",
+    ];
+    let (status, stderr) = run_to_end(&[&ports[..], &["--data-dir", dir]].concat());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("journal-1.log is corrupt at byte 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("parking-server repair --data-dir {dir}")),
+        "{stderr}"
+    );
+
+    let output = Command::new(BINARY)
+        .args(["repair", "--data-dir", dir])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains("holding 2 readable record(s)"), "{report}");
+
+    let mut again = ServerProcess::start(0, &data_dir);
+    let mut client = ParkingClient::connect(again.rpc).unwrap();
+    assert_eq!(client.get_availability("A").unwrap(), 100);
+    drop(client);
+    assert!(again.terminate().success());
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_change() {
+    let config = TempConfig::new(
+        "crash",
+        r#"{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "thread_pool_size": 4,
+            "journal_segment_bytes": 65536, "reservation_ttl": 3600,
+            "lots": [{"id": "R", "capacity": 1000000}, {"id": "S0", "capacity": 100},
+                     {"id": "S1", "capacity": 100}]}"#,
+    );
+    let data_dir = TempDir::new("process-crash");
+    let args = [
+        "--config",
+        config.path.to_str().unwrap(),
+        "--data-dir",
+        data_dir.path().to_str().unwrap(),
+    ];
+    let mut server = ServerProcess::spawn(&args);
+    for run in 1..=2 {
+        let plan = load_test::crash::Plan {
+            rpc: server.rpc,
+            sensor: server.sensor,
+            rpc_connections: 4,
+            sensor_connections: 2,
+            run,
+            duration: Duration::from_secs(20),
+        };
+        let writers = thread::spawn(move || load_test::crash::run(&plan));
+        // The kill comes at some moment 0.3 to 0.7 s into the run.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        thread::sleep(Duration::from_millis(300 + u64::from(nanos % 400)));
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        let log = writers.join().unwrap().unwrap();
+        assert!(log.acknowledged > 0, "nothing was written before the kill");
+        server = ServerProcess::spawn(&args);
+        let verdict = load_test::crash::check(server.rpc, &log).unwrap();
+        assert!(verdict.violations.is_empty(), "run {run}: {verdict}");
+    }
+    assert!(server.terminate().success());
 }
 
 #[test]
@@ -246,7 +419,7 @@ fn tokens_never_appear_in_the_log() {
         ),
     );
     let mut child = Command::new(BINARY)
-        .args(["--config", config.0.to_str().unwrap()])
+        .args(["--config", config.path.to_str().unwrap()])
         .env("RUST_LOG", "debug")
         .stderr(Stdio::piped())
         .spawn()

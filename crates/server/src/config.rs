@@ -9,9 +9,13 @@ use std::time::Duration;
 use auth::AuthConfig;
 use serde::{Deserialize, Deserializer};
 use state::{LotId, LotSpec};
+use store::Fsync;
 
 /// The file read when no `--config` is given, from the current directory.
 pub const DEFAULT_CONFIG_FILE: &str = "config.json";
+
+/// The data directory when none is configured, relative to the configuration file.
+pub const DEFAULT_DATA_DIR: &str = "data";
 
 /// One lot as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -164,6 +168,16 @@ pub struct Config {
     pub tls_ports: Option<Vec<PortName>>,
     /// The lots, in the order `getLots` reports them.
     pub lots: Vec<LotConfig>,
+    /// Where the embedded store keeps the state so that it survives a restart (a journal
+    /// and snapshots); `None` (`null`) keeps it in memory only. A relative path in a file is
+    /// resolved against that file's directory by [`Config::load`]. Unused with PostgreSQL.
+    pub data_dir: Option<PathBuf>,
+    /// When an embedded store's write counts as durable: before its reply (`always`), or
+    /// written to the OS and synced about once a second (`everysec`) or when the OS decides
+    /// (`no`).
+    pub fsync: Fsync,
+    /// A journal segment that grows past this many bytes is compacted into a snapshot.
+    pub journal_segment_bytes: u64,
     /// Where the state is kept: on this node (the default) or in PostgreSQL, shared by
     /// several nodes.
     pub store: StoreConfig,
@@ -267,6 +281,9 @@ impl Default for Config {
             tls: None,
             tls_ports: None,
             lots: vec![lot("A", 100), lot("B", 50), lot("C", 200)],
+            data_dir: Some(PathBuf::from(DEFAULT_DATA_DIR)),
+            fsync: Fsync::Always,
+            journal_segment_bytes: store::DEFAULT_SEGMENT_BYTES,
             store: StoreConfig::Embedded {},
         }
     }
@@ -407,6 +424,15 @@ pub struct ConfigOverrides {
     /// (`max_connections_per_address`).
     #[arg(long, value_name = "N")]
     pub max_connections_per_address: Option<usize>,
+    /// Data directory, relative to the working directory (`data_dir`).
+    #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the state in memory only: nothing survives a restart (`"data_dir": null`).
+    #[arg(long)]
+    pub in_memory: bool,
+    /// When a write counts as durable: always, everysec or no (`fsync`).
+    #[arg(long, value_name = "POLICY")]
+    pub fsync: Option<Fsync>,
 }
 
 impl Config {
@@ -426,7 +452,7 @@ impl Config {
             }
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        let config = Config::from_json(&text).map_err(|err| match err {
+        let mut config = Config::from_json(&text).map_err(|err| match err {
             ConfigError::Parse { source, .. } => ConfigError::Parse {
                 path: path.clone(),
                 source,
@@ -434,6 +460,10 @@ impl Config {
             ConfigError::NotAnObject { .. } => ConfigError::NotAnObject { path: path.clone() },
             other => other,
         })?;
+        // The file names its data directory from where it lies, wherever it is run from.
+        if let (Some(dir), Some(base)) = (&config.data_dir, path.parent()) {
+            config.data_dir = Some(base.join(dir));
+        }
         Ok((config, ConfigSource::File(path)))
     }
 
@@ -485,6 +515,9 @@ impl Config {
             idle_timeout,
             max_connections,
             max_connections_per_address,
+            data_dir,
+            in_memory,
+            fsync,
         } = overrides;
         if let Some(host) = host {
             self.host.clone_from(host);
@@ -504,6 +537,13 @@ impl Config {
         );
         set(&mut self.reservation_ttl, *reservation_ttl);
         set(&mut self.idle_timeout, *idle_timeout);
+        if let Some(dir) = data_dir {
+            self.data_dir = Some(dir.clone());
+        }
+        if *in_memory {
+            self.data_dir = None;
+        }
+        set(&mut self.fsync, *fsync);
         self.validate()
     }
 
@@ -608,6 +648,19 @@ impl Config {
                     &format!("port {port} is used by both {key} and {other}"),
                 );
             }
+        }
+        if self.journal_segment_bytes == 0 {
+            return invalid("journal_segment_bytes", "must be at least 1");
+        }
+        if self
+            .data_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            return invalid(
+                "data_dir",
+                "must not be empty (null keeps the state in memory)",
+            );
         }
         if self.lots.is_empty() {
             return invalid("lots", "at least one lot is needed");
@@ -736,13 +789,15 @@ impl Config {
             .collect()
     }
 
-    /// A configuration for tests and embedding: every port 0 (ephemeral) on 127.0.0.1.
+    /// A configuration for tests and embedding: every port 0 (ephemeral) on 127.0.0.1, and
+    /// the state in memory only (a test that wants it durable names a directory of its own).
     pub fn ephemeral() -> Config {
         Config {
             rpc_port: 0,
             sensor_port: 0,
             pubsub_port: 0,
             http_port: Some(0),
+            data_dir: None,
             ..Config::default()
         }
     }
@@ -834,8 +889,16 @@ mod tests {
     fn repo_config_matches_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.json");
         let (config, source) = Config::load(Some(&path)).unwrap();
-        assert_eq!(source, ConfigSource::File(path));
-        assert_eq!(config, Config::default());
+        assert_eq!(source, ConfigSource::File(path.clone()));
+        // Its data directory lies next to it: the repository's data/.
+        let data_dir = path.parent().unwrap().join(DEFAULT_DATA_DIR);
+        assert_eq!(
+            config,
+            Config {
+                data_dir: Some(data_dir),
+                ..Config::default()
+            }
+        );
     }
 
     #[test]
@@ -1120,6 +1183,63 @@ mod tests {
         let all = Config::from_json(r#"{"tls": {"cert": "c", "key": "k"}}"#).unwrap();
         assert!(all.tls_on(PortName::Rpc) && all.tls_on(PortName::Pubsub));
         assert!(!Config::default().tls_on(PortName::Rpc));
+    }
+
+    #[test]
+    fn durability_settings() {
+        let config = Config::from_json(r#"{"data_dir": null, "fsync": "everysec"}"#).unwrap();
+        assert_eq!((config.data_dir, config.fsync), (None, Fsync::Everysec));
+        assert!(matches!(
+            Config::from_json(r#"{"fsync": "sometimes"}"#),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert_eq!(
+            invalid_key(r#"{"journal_segment_bytes": 0}"#),
+            "journal_segment_bytes"
+        );
+        assert_eq!(invalid_key(r#"{"data_dir": ""}"#), "data_dir");
+
+        // A relative data_dir lies next to the file that names it; an absolute one stays.
+        let dir = std::env::temp_dir().join(format!("parking-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("parking.json");
+        for (json, expected) in [
+            (r#"{"data_dir": "state"}"#, Some(dir.join("state"))),
+            (
+                r#"{"data_dir": "/var/lib/parking"}"#,
+                Some(PathBuf::from("/var/lib/parking")),
+            ),
+            (r#"{"data_dir": null}"#, None),
+            ("{}", Some(dir.join(DEFAULT_DATA_DIR))),
+        ] {
+            std::fs::write(&file, json).unwrap();
+            assert_eq!(
+                Config::load(Some(&file)).unwrap().0.data_dir,
+                expected,
+                "{json}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let mut config = Config::default();
+        config
+            .apply(&ConfigOverrides {
+                data_dir: Some(PathBuf::from("elsewhere")),
+                fsync: Some(Fsync::No),
+                ..ConfigOverrides::default()
+            })
+            .unwrap();
+        assert_eq!(config.data_dir, Some(PathBuf::from("elsewhere")));
+        assert_eq!(config.fsync, Fsync::No);
+        config
+            .apply(&ConfigOverrides {
+                in_memory: true,
+                ..ConfigOverrides::default()
+            })
+            .unwrap();
+        assert_eq!(config.data_dir, None);
+        assert_eq!("everysec".parse(), Ok(Fsync::Everysec));
+        assert!("never".parse::<Fsync>().is_err());
     }
 
     #[test]

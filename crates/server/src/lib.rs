@@ -51,8 +51,9 @@ mod server;
 mod worker;
 
 pub use config::{
-    Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, LotConfig,
-    MAX_POOL_SIZE, MAX_SECONDS, OptionalPort, PortName, PostgresConfig, StoreConfig, TlsConfig,
+    Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR,
+    LotConfig, MAX_POOL_SIZE, MAX_SECONDS, OptionalPort, PortName, PostgresConfig, StoreConfig,
+    TlsConfig,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

@@ -15,7 +15,7 @@ use http::{Cors, HttpPort};
 use metrics::{Metrics, MetricsError};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
-use store::{MemoryStore, Store};
+use store::{EmbeddedStore, MemoryStore, Store};
 use store_pg::{PgOptions, PgStore};
 use transport::{TlsAcceptor, TlsError};
 use warn_limit::peer_warn;
@@ -40,6 +40,8 @@ pub enum StartError {
     Spawn(io::Error),
     /// The metrics could not be set up.
     Metrics(MetricsError),
+    /// The data directory could not be used (held by another server, corrupt, unwritable).
+    Store(store::OpenError),
     /// The configuration cannot be served (protected mode, unusable keys).
     Config(ConfigError),
     /// The TLS certificate or key cannot be used.
@@ -55,6 +57,7 @@ impl fmt::Display for StartError {
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
             StartError::Metrics(err) => write!(f, "{err}"),
+            StartError::Store(err) => write!(f, "{err}"),
             StartError::Config(err) => write!(f, "{err}"),
             StartError::Tls(err) => write!(f, "{err}"),
             StartError::Postgres(err) => write!(f, "{err}"),
@@ -69,6 +72,7 @@ impl std::error::Error for StartError {
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
             StartError::Metrics(err) => Some(err),
+            StartError::Store(err) => Some(err),
             StartError::Config(err) => Some(err),
             StartError::Tls(err) => Some(err),
             StartError::Postgres(err) => Some(err),
@@ -458,14 +462,12 @@ impl Server {
     }
 }
 
-/// The store the configuration describes.
+/// The store the configuration describes, with the state loaded from it: before the ports
+/// open (a data directory another server holds stops this one first) and before any
+/// listener is attached (recovery publishes nothing).
 fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
-    Ok(match &config.store {
-        StoreConfig::Embedded {} => {
-            let state = ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
-                .map_err(StartError::State)?;
-            Arc::new(MemoryStore::new(Arc::new(state)))
-        }
+    match &config.store {
+        StoreConfig::Embedded {} => open_embedded(config, clock),
         StoreConfig::Postgres(pg) => {
             let options = PgOptions {
                 url: pg.url.clone(),
@@ -474,9 +476,28 @@ fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, 
             };
             let store = PgStore::open(&options, config.lot_specs(), config.reservation_ttl, clock)
                 .map_err(StartError::Postgres)?;
-            Arc::new(store)
+            Ok(Arc::new(store))
         }
-    })
+    }
+}
+
+/// The embedded store in `data_dir`, or memory only when it is `null`.
+fn open_embedded(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+    let state = Arc::new(
+        ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
+            .map_err(StartError::State)?,
+    );
+    let Some(dir) = &config.data_dir else {
+        log::warn!("data_dir is null: the state lives in memory only, nothing survives a restart");
+        return Ok(Arc::new(MemoryStore::new(state)));
+    };
+    let options = store::Options {
+        fsync: config.fsync,
+        segment_bytes: config.journal_segment_bytes,
+        ..store::Options::new(dir)
+    };
+    let store = EmbeddedStore::open(state, options).map_err(StartError::Store)?;
+    Ok(Arc::new(store))
 }
 
 /// Lots shown by name in the start-up line; a city's thousand lots are counted instead.

@@ -7,17 +7,46 @@
 //!
 //! Implementations:
 //! - [`MemoryStore`]: the state alone; nothing survives a restart (`"data_dir": null`).
-//! - the embedded store: the state plus a journal and snapshots in a data directory, with
-//!   group commit (`embedded.rs`).
-//! - a PostgreSQL store for several nodes (its own crate), where the database decides every
-//!   write and each node's copy follows it.
+//! - [`EmbeddedStore`]: the state plus a journal and snapshots in a data directory. Every
+//!   change is appended to the journal under the lot's lock and waited for after it, with
+//!   group commit: one writer writes and syncs the changes of every writer waiting, so
+//!   throughput grows with concurrency. A failing disk makes writes `UNAVAILABLE` (the
+//!   change is undone), never acknowledged. `docs/design.md` ("Durability") has the format,
+//!   the measurements behind it and each fsync policy's loss window.
+//! - `store_pg::PgStore` (crate `crates/store-pg`): several nodes over one PostgreSQL,
+//!   which decides every write; each node's copy follows it.
 //!
 //! # Layout
 //! - this file: [`Store`], [`Health`] and [`MemoryStore`].
+//! - `embedded`: [`EmbeddedStore`] and its [`Options`]: opening a directory, its threads.
+//! - `journal`: the state's recorder: group commit, the fsync policies ([`Fsync`]), the
+//!   failure path (rollback, retry with backoff).
+//! - `record`: the journal's record format, and telling a torn tail from corruption.
+//! - `snapshot`: snapshot files.
+//! - `compactor`: the thread that snapshots the state and removes old segments.
+//! - `recovery`: loading a directory at start-up, and [`repair`].
+//! - `files`: the directory's file names and its lock.
+//! - [`disk`]: the file operations, behind a trait, and a test double that fails them.
+//! - `error`: [`OpenError`].
 
 #![forbid(unsafe_code)]
 
+mod compactor;
+pub mod disk;
+mod embedded;
+mod error;
+mod files;
+mod journal;
+mod record;
+mod recovery;
+mod snapshot;
+
 use std::sync::Arc;
+
+pub use embedded::{DEFAULT_RETRY_AFTER, DEFAULT_SEGMENT_BYTES, EmbeddedStore, Options};
+pub use error::{OpenError, OpenErrorKind};
+pub use journal::{DiskError, Fsync};
+pub use recovery::{Cut, Repair, repair};
 
 use state::{
     CancelOutcome, CountChange, OccupancyUpdate, ParkingState, Plate, ReserveOutcome, StateError,

@@ -1,9 +1,9 @@
 //! Support for the workspace's integration tests, so that each test file does not grow its own
-//! copy: starting a server on ephemeral ports, and waiting for a condition with a deadline
-//! instead of sleeping, and connecting from a chosen local address (another 127.0.0.0/8
-//! address stands for another client machine); a TLS certificate made at run time
-//! ([`TestCert`]), and a throwaway PostgreSQL cluster ([`pg::TempPostgres`]) for the tests of
-//! the PostgreSQL store.
+//! copy: starting a server on ephemeral ports, waiting for a condition with a deadline
+//! instead of sleeping, connecting from a chosen local address (another 127.0.0.0/8
+//! address stands for another client machine), temporary data directories ([`TempDir`]),
+//! a TLS certificate made at run time ([`TestCert`]), and a throwaway PostgreSQL cluster
+//! ([`pg::TempPostgres`]) for the tests of the PostgreSQL store.
 //!
 //! Only tests depend on this crate (as a dev-dependency); it may panic, since a panic is how a
 //! test fails.
@@ -20,7 +20,7 @@ pub mod http;
 pub mod pg;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -86,6 +86,37 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed with everything in it
+/// when dropped. Tests keep their data directories here, never in the repository's `data/`.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates an empty directory whose name starts with `name`.
+    pub fn new(name: &str) -> TempDir {
+        static CREATED: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "parking-{name}-{}-{}",
+            std::process::id(),
+            CREATED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("a temporary directory can be created");
+        TempDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Benchmarks the embedded durable store against Redis with an fsync'd append-only file, side
+# by side in one run, as issue 14 asks:
+#
+#   1. load-test --mode reserve (each request a reserve or a cancel, durable before its reply)
+#      on a server with fsync "always", against redis-benchmark -t set on a redis-server with
+#      --appendonly yes --appendfsync always, at each connection count;
+#   2. the same reserve rows with fsync "everysec" and with the state in memory only
+#      (--in-memory), the cost of durability when a second of loss is acceptable.
+#
+# Rows are interleaved (for each connection count: always, Redis, everysec, memory) so that
+# drift in the machine's load hits them alike; compare the ratios, not the absolute numbers.
+# Also prints the disk the data lies on and its fdatasync latency (python3 probe).
+#
+# Usage: scripts/bench-durable.sh [-w WORKERS] [-d SECS] [-o DIR]
+#
+#   -w WORKERS   connection counts, space separated (env WORKERS,  default "1 16")
+#   -d SECS      recorded seconds per row           (env DURATION, default 10)
+#   -o DIR       where the data directories, Redis's AOF, reports and logs go (env OUT).
+#                Default: a new temporary directory under ${TMPDIR:-/tmp}, removed at the
+#                end. The disk under it is the disk measured.
+#
+# Needs redis-server and redis-benchmark (Debian: apt-get install redis-server redis-tools).
+# Exit status: 0 if every row ran clean, 1 if a row had errors, 2 on a usage error or a
+# server that did not start.
+set -euo pipefail
+
+WORKERS=${WORKERS:-"1 16"}
+DURATION=${DURATION:-10}
+OUT=${OUT:-}
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+while getopts "w:d:o:h" opt; do
+    case $opt in
+        w) WORKERS=$OPTARG ;;
+        d) DURATION=$OPTARG ;;
+        o) OUT=$OPTARG ;;
+        h) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+if [ $# -gt 0 ]; then
+    usage >&2
+    exit 2
+fi
+
+HOST=127.0.0.1
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+cd "$ROOT"
+source scripts/lib.sh
+require_python3
+for tool in redis-server redis-benchmark; do
+    if ! command -v "$tool" > /dev/null; then
+        echo "bench-durable: needs $tool on PATH (Debian: apt-get install redis-server redis-tools)" >&2
+        exit 2
+    fi
+done
+echo "building (release)..." >&2
+cargo build --release --quiet -p parking-server -p load-test
+
+if [ -n "$OUT" ]; then
+    mkdir -p "$OUT"
+    WORK=$(cd "$OUT" && pwd)
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-durable.XXXXXX")
+fi
+cleanup() {
+    stop_started
+    if [ -z "$OUT" ]; then
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Not called as $(server ...): the started pid must reach this shell's STARTED_PIDS.
+server() { # server NAME FLAGS...: starts a parking-server, sets PORT to its RPC port
+    local name=$1 pid
+    shift
+    RUST_LOG=info "$BIN/parking-server" --config "$ROOT/config.json" --host "$HOST" \
+        --rpc-port 0 --sensor-port 0 --pubsub-port 0 --max-connections-per-address 0 "$@" \
+        2> "$WORK/$name.log" &
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    PORT=$(wait_for_port "$WORK/$name.log" "listening: rpc ${HOST//./\\.}:" "$pid") || exit 2
+}
+server always --data-dir "$WORK/always-data" --fsync always
+ALWAYS_PORT=$PORT
+server everysec --data-dir "$WORK/everysec-data" --fsync everysec
+EVERYSEC_PORT=$PORT
+server memory --in-memory
+MEMORY_PORT=$PORT
+
+# redis-server cannot pick its own port; take a free one (the window to lose it is tiny).
+REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$WORK/redis"
+redis-server --bind "$HOST" --port "$REDIS_PORT" --dir "$WORK/redis" --save '' \
+    --appendonly yes --appendfsync always > "$WORK/redis.log" 2>&1 &
+STARTED_PIDS+=($!)
+for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/$HOST/$REDIS_PORT") 2>/dev/null; then
+        break
+    fi
+    sleep 0.1
+done
+
+# The disk, and what one small append plus fdatasync costs on it (the floor of fsync always).
+python3 - "$WORK" > "$WORK/disk.txt" <<'PY'
+import os, subprocess, sys, time
+work = sys.argv[1]
+source = subprocess.run(["df", "-T", work], capture_output=True, text=True).stdout.splitlines()[-1].split()
+path = os.path.join(work, "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+times = []
+for _ in range(500):
+    os.write(fd, b"x" * 64)
+    start = time.perf_counter()
+    os.fdatasync(fd)
+    times.append((time.perf_counter() - start) * 1000)
+os.close(fd)
+os.remove(path)
+times.sort()
+print(f"disk: {source[0]} ({source[1]}), mounted on {source[-1]}; "
+      f"64-byte append + fdatasync: p50 {times[250]:.3f} ms, p99 {times[495]:.3f} ms")
+PY
+cat "$WORK/disk.txt" >&2
+
+STATUS=0
+run_load() { # run_load NAME PORT WORKERS
+    local code=0
+    echo "  reserve, $3 connection(s): $1" >&2
+    "$BIN/load-test" --host "$HOST" --port "$2" --mode reserve --workers "$3" \
+        --duration "$DURATION" --warmup 1 --json "$WORK/$1-c$3.json" > "$WORK/$1-c$3.txt" || code=$?
+    case $code in
+        0) ;;
+        1) STATUS=1 ;;
+        *) echo "bench-durable: load-test failed (exit $code):" >&2
+           cat "$WORK/$1-c$3.txt" >&2
+           exit 2 ;;
+    esac
+}
+for workers in $WORKERS; do
+    run_load always "$ALWAYS_PORT" "$workers"
+    echo "  redis SET (appendfsync always), $workers connection(s)" >&2
+    # redis-benchmark takes a request count, not a duration: about DURATION seconds at the
+    # rate the fsync-always row just ran at (both are bound by the same disk), taken as at least 100/s.
+    per_second=$(python3 -c 'import json, sys; print(max(100, int(json.load(open(sys.argv[1]))["rows"][0]["throughput"])))' "$WORK/always-c$workers.json")
+    redis-benchmark -h "$HOST" -p "$REDIS_PORT" -t set -c "$workers" \
+        -n $(( per_second * DURATION )) --csv > "$WORK/redis-c$workers.csv"
+    run_load everysec "$EVERYSEC_PORT" "$workers"
+    run_load memory "$MEMORY_PORT" "$workers"
+done
+
+WORKERS=$WORKERS python3 - "$WORK" <<'PY'
+import csv, json, os, sys
+work = sys.argv[1]
+
+def load(name, workers):
+    with open(os.path.join(work, f"{name}-c{workers}.json")) as f:
+        r = json.load(f)["rows"][0]
+    return r["throughput"], r["latency_us"]["p50"] / 1000, r["latency_us"]["p99"] / 1000, r["errors"] + r["timeouts"]
+
+def redis(workers):
+    with open(os.path.join(work, f"redis-c{workers}.csv")) as f:
+        r = next(csv.DictReader(f))
+    return float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"])
+
+print(open(os.path.join(work, "disk.txt")).read().strip())
+print()
+head = (f"{'conns':>5} | {'always/s':>9} {'redis/s':>9} {'ratio':>6} | {'p50 ms':>7} {'redis':>7} | "
+        f"{'p99 ms':>7} {'redis':>7} | {'everysec/s':>10} {'memory/s':>9} {'ratio':>6} | {'err+to':>6}")
+print(head)
+print("-" * len(head))
+for workers in os.environ["WORKERS"].split():
+    a, e, m, r = load("always", workers), load("everysec", workers), load("memory", workers), redis(workers)
+    failures = a[3] + e[3] + m[3]
+    print(f"{workers:>5} | {a[0]:>9.0f} {r[0]:>9.0f} {a[0] / r[0]:>6.2f} | {a[1]:>7.3f} {r[1]:>7.3f} | "
+          f"{a[2]:>7.3f} {r[2]:>7.3f} | {e[0]:>10.0f} {m[0]:>9.0f} {e[0] / m[0]:>6.2f} | {failures:>6}")
+print()
+print("always/s: reserve mode with fsync always (a reply means the change is on disk); redis/s: "
+      "redis-benchmark -t set with appendfsync always; ratio = always / redis. "
+      "everysec/s and memory/s: the same reserve rows with fsync everysec and --in-memory; "
+      "ratio = everysec / memory.")
+PY
+exit $STATUS
