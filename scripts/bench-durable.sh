@@ -81,7 +81,7 @@ server() { # server NAME FLAGS...: starts a parking-server, sets PORT to its RPC
     local name=$1 pid
     shift
     RUST_LOG=info "$BIN/parking-server" --config "$ROOT/config.json" --host "$HOST" \
-        --rpc-port 0 --sensor-port 0 --pubsub-port 0 --max-connections-per-address 0 "$@" \
+        --rpc-port 0 --sensor-port 0 --pubsub-port 0 --http-port 0 --max-connections-per-address 0 "$@" \
         2> "$WORK/$name.log" &
     pid=$!
     STARTED_PIDS+=("$pid")
