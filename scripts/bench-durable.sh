@@ -12,10 +12,13 @@
 # drift in the machine's load hits them alike; compare the ratios, not the absolute numbers.
 # Also prints the disk the data lies on and its fdatasync latency (python3 probe).
 #
-# Usage: scripts/bench-durable.sh [-w WORKERS] [-d SECS] [-o DIR]
+# Usage: scripts/bench-durable.sh [-w WORKERS] [-d SECS] [-o DIR] [-b BINARY]
 #
 #   -w WORKERS   connection counts, space separated (env WORKERS,  default "1 16")
 #   -d SECS      recorded seconds per row           (env DURATION, default 10)
+#   -b BINARY    another parking-server (a build of an earlier commit, say) whose fsync
+#                "everysec" row runs next to this build's, to compare the two in one run
+#                (env BEFORE)
 #   -o DIR       where the data directories, Redis's AOF, reports and logs go (env OUT).
 #                Default: a new temporary directory under ${TMPDIR:-/tmp}, removed at the
 #                end. The disk under it is the disk measured.
@@ -28,14 +31,16 @@ set -euo pipefail
 WORKERS=${WORKERS:-"1 16"}
 DURATION=${DURATION:-10}
 OUT=${OUT:-}
+BEFORE=${BEFORE:-}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-while getopts "w:d:o:h" opt; do
+while getopts "w:d:o:b:h" opt; do
     case $opt in
         w) WORKERS=$OPTARG ;;
         d) DURATION=$OPTARG ;;
         o) OUT=$OPTARG ;;
+        b) BEFORE=$OPTARG ;;
         h) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -43,6 +48,10 @@ done
 shift $((OPTIND - 1))
 if [ $# -gt 0 ]; then
     usage >&2
+    exit 2
+fi
+if [ -n "$BEFORE" ] && [ ! -x "$BEFORE" ]; then
+    echo "bench-durable: -b $BEFORE: not an executable" >&2
     exit 2
 fi
 
@@ -76,23 +85,28 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Not called as $(server ...): the started pid must reach this shell's STARTED_PIDS.
-server() { # server NAME FLAGS...: starts a parking-server, sets PORT to its RPC port
-    local name=$1 pid
-    shift
-    RUST_LOG=info "$BIN/parking-server" --config "$ROOT/config.json" --host "$HOST" \
-        --rpc-port 0 --sensor-port 0 --pubsub-port 0 --http-port 0 --max-connections-per-address 0 "$@" \
+# Not called as $(server ...): the started pid must reach this shell's STARTED_PIDS. This
+# build's servers also take an ephemeral HTTP port (an earlier build may have none to set).
+server() { # server BINARY NAME FLAGS...: starts a parking-server, sets PORT to its RPC port
+    local binary=$1 name=$2 pid
+    shift 2
+    RUST_LOG=info "$binary" --config "$ROOT/config.json" --host "$HOST" \
+        --rpc-port 0 --sensor-port 0 --pubsub-port 0 --max-connections-per-address 0 "$@" \
         2> "$WORK/$name.log" &
     pid=$!
     STARTED_PIDS+=("$pid")
     PORT=$(wait_for_port "$WORK/$name.log" "listening: rpc ${HOST//./\\.}:" "$pid") || exit 2
 }
-server always --data-dir "$WORK/always-data" --fsync always
+server "$BIN/parking-server" always --data-dir "$WORK/always-data" --fsync always --http-port 0
 ALWAYS_PORT=$PORT
-server everysec --data-dir "$WORK/everysec-data" --fsync everysec
+server "$BIN/parking-server" everysec --data-dir "$WORK/everysec-data" --fsync everysec --http-port 0
 EVERYSEC_PORT=$PORT
-server memory --in-memory
+server "$BIN/parking-server" memory --in-memory --http-port 0
 MEMORY_PORT=$PORT
+if [ -n "$BEFORE" ]; then
+    server "$BEFORE" before --data-dir "$WORK/before-data" --fsync everysec
+    BEFORE_PORT=$PORT
+fi
 
 # redis-server cannot pick its own port; take a free one (the window to lose it is tiny).
 REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -152,9 +166,12 @@ for workers in $WORKERS; do
         -n $(( per_second * DURATION )) --csv > "$WORK/redis-c$workers.csv"
     run_load everysec "$EVERYSEC_PORT" "$workers"
     run_load memory "$MEMORY_PORT" "$workers"
+    if [ -n "$BEFORE" ]; then
+        run_load before "$BEFORE_PORT" "$workers"
+    fi
 done
 
-WORKERS=$WORKERS python3 - "$WORK" <<'PY'
+WORKERS=$WORKERS BEFORE=$BEFORE python3 - "$WORK" <<'PY'
 import csv, json, os, sys
 work = sys.argv[1]
 
@@ -184,5 +201,15 @@ print("always/s: reserve mode with fsync always (a reply means the change is on 
       "redis-benchmark -t set with appendfsync always; ratio = always / redis. "
       "everysec/s and memory/s: the same reserve rows with fsync everysec and --in-memory; "
       "ratio = everysec / memory.")
+if os.environ["BEFORE"]:
+    print()
+    print(f"fsync everysec, this build against {os.environ['BEFORE']} (before):")
+    head = f"{'conns':>5} | {'before/s':>9} {'everysec/s':>10} {'memory/s':>9} | {'before/mem':>10} {'this/mem':>8} {'this/before':>11}"
+    print(head)
+    print("-" * len(head))
+    for workers in os.environ["WORKERS"].split():
+        b, e, m = load("before", workers), load("everysec", workers), load("memory", workers)
+        print(f"{workers:>5} | {b[0]:>9.0f} {e[0]:>10.0f} {m[0]:>9.0f} | {b[0] / m[0]:>10.2f} "
+              f"{e[0] / m[0]:>8.2f} {e[0] / b[0]:>11.2f}")
 PY
 exit $STATUS

@@ -49,24 +49,28 @@ cargo build --release --quiet -p parking-server -p load-test -p subscriber
 URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 
 LOTS='[{"id": "A", "capacity": 1000000}, {"id": "B", "capacity": 1000000}, {"id": "C", "capacity": 1000000}]'
-node() { # node NAME STORE_JSON: starts a server, prints "rpc_port pubsub_port"
-    local name=$1 store=$2
+# Not called as $(node ...): the started pid must reach this shell's STARTED_PIDS, or the
+# cleanup would not stop the server.
+node() { # node NAME STORE_JSON: starts a server, sets RPC and PUBSUB to its ports
+    local name=$1 store=$2 pid
     # data_dir is the embedded store's (next to the config, in $WORK, not PostgreSQL's data).
     cat > "$WORK/$name.json" <<EOF
 {"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "http_port": 0, "max_connections_per_address": 0,
  "lots": $LOTS, "store": $store, "data_dir": "$name-data"}
 EOF
     RUST_LOG=info "$BIN/parking-server" --config "$WORK/$name.json" > "$WORK/$name.log" 2>&1 &
-    STARTED_PIDS+=($!)
-    local rpc pubsub
-    rpc=$(wait_for_port "$WORK/$name.log" 'listening: rpc 127.0.0.1:' $!)
-    pubsub=$(wait_for_port "$WORK/$name.log" 'pubsub 127.0.0.1:' $!)
-    echo "$rpc $pubsub"
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    RPC=$(wait_for_port "$WORK/$name.log" 'listening: rpc 127.0.0.1:' "$pid") || exit 2
+    PUBSUB=$(wait_for_port "$WORK/$name.log" 'pubsub 127.0.0.1:' "$pid") || exit 2
 }
 PG_STORE="{\"kind\": \"postgres\", \"url\": \"$URL\", \"pool_size\": 16}"
-read -r RPC1 PUB1 <<< "$(node node1 "$PG_STORE")"
-read -r RPC2 PUB2 <<< "$(node node2 "$PG_STORE")"
-read -r RPCE _ <<< "$(node embedded '{"kind": "embedded"}')"
+node node1 "$PG_STORE"
+RPC1=$RPC PUB1=$PUBSUB
+node node2 "$PG_STORE"
+RPC2=$RPC PUB2=$PUBSUB
+node embedded '{"kind": "embedded"}'
+RPCE=$RPC
 
 cat > "$WORK/update.sql" <<'EOF'
 \set lot random(1, 3)

@@ -4,4 +4,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| parking_fuzz::check_frames(data));
+fuzz_target!(|data: &[u8]| codec_checks::check_frames(data));

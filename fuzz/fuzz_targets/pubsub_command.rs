@@ -4,4 +4,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| parking_fuzz::check_pubsub_stream(data));
+fuzz_target!(|data: &[u8]| codec_checks::check_pubsub_stream(data));

@@ -3,4 +3,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| parking_fuzz::check_text_payload(data));
+fuzz_target!(|data: &[u8]| codec_checks::check_text_payload(data));

@@ -4,7 +4,8 @@
 //! One thread per connection, blocking reads through a `BufReader`, requests decoded with the
 //! same [`framing::rpc`] codecs the parking server uses, and constant answers: `PING` gets
 //! `PONG`, `getAvailability` [`AVAILABILITY`], `reserve` and `cancel` succeed, `getLots` lists
-//! [`LOTS`]. No state, no locks, no scheduler. Each reply is written with one write; replies to
+//! [`LOTS`]; `book`, `getBooking` and `checkIn` answer a confirmed booking number 1 of what
+//! was asked, `cancelBooking` succeeds, the lists are empty. No state, no locks, no scheduler. Each reply is written with one write; replies to
 //! pipelined requests already in the read buffer are coalesced into one write, as the parking
 //! server does. Malformed requests get the protocol's error replies, so the load generator's
 //! reply checks hold against both servers.
@@ -20,6 +21,7 @@ use framing::rpc::{
     self, Availability, CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome,
     WireError,
 };
+use state::{Booking, BookingId, BookingStatus, LotId, Plate, Window};
 
 /// The lots `getLots` reports: the parking server's default lots, with nothing taken.
 pub const LOTS: [(&str, u32); 3] = [("A", 100), ("B", 50), ("C", 200)];
@@ -121,7 +123,8 @@ pub fn answer(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
         if rpc::is_json(payload) {
             match rpc::decode_json_request(payload) {
                 Ok((rpc_id, request)) => {
-                    rpc::encode_json_reply(out, Some(rpc_id), Ok(&reply_to(&request)));
+                    let reply = reply_to(&request);
+                    rpc::encode_json_reply(out, Some(rpc_id), reply.as_ref());
                 }
                 Err(rejected) => {
                     rpc::encode_json_reply(out, rejected.rpc_id, Err(&rejected.error));
@@ -129,16 +132,37 @@ pub fn answer(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
             }
         } else {
             match rpc::decode_text_request(payload) {
-                Ok(request) => rpc::encode_text_reply(out, Ok(&reply_to(&request))),
+                Ok(request) => rpc::encode_text_reply(out, reply_to(&request).as_ref()),
                 Err(error) => rpc::encode_text_reply(out, Err(&error)),
             }
         }
     })
 }
 
+/// A confirmed booking number 1 of `plate` in `lot` over `[start, end)`, as a booking reply
+/// must at least be: the ids and the window checked.
+fn booking(lot: &str, plate: &str, start: u64, end: u64) -> Result<Reply<'static>, WireError> {
+    let bad = |detail: String| WireError::new(ErrorCode::BadArgs, detail);
+    let lot = LotId::new(lot).map_err(|err| bad(err.to_string()))?;
+    let plate = Plate::parse(plate).map_err(|err| bad(err.to_string()))?;
+    if end <= start {
+        return Err(WireError::new(ErrorCode::BadWindow, "empty window"));
+    }
+    Ok(Reply::Booking(Booking {
+        id: BookingId::new(lot, 1),
+        spot: None,
+        plate,
+        window: Window { start, end },
+        status: BookingStatus::Confirmed,
+        owner: None,
+        overstay: false,
+        inside: false,
+    }))
+}
+
 /// The constant answer to `request`.
-fn reply_to(request: &Request<'_>) -> Reply<'static> {
-    match request {
+fn reply_to(request: &Request<'_>) -> Result<Reply<'static>, WireError> {
+    Ok(match request {
         Request::GetLots => Reply::Lots(
             LOTS.iter()
                 .map(|&(id, capacity)| LotStatus {
@@ -147,6 +171,7 @@ fn reply_to(request: &Request<'_>) -> Reply<'static> {
                     occupied: 0,
                     counted: 0,
                     reserved: 0,
+                    booked: 0,
                     free: capacity,
                     status: Some(Availability::Open),
                 })
@@ -154,14 +179,29 @@ fn reply_to(request: &Request<'_>) -> Reply<'static> {
         ),
         Request::GetAvailability { .. } => Reply::Free(AVAILABILITY),
         Request::Reserve { .. } => Reply::Reserve(ReserveOutcome::Reserved),
-        Request::Cancel { .. } => Reply::Cancel(CancelOutcome::Cancelled),
+        Request::Cancel { .. } | Request::CancelBooking { .. } => {
+            Reply::Cancel(CancelOutcome::Cancelled)
+        }
+        Request::Book {
+            lot,
+            plate,
+            start,
+            end,
+            ..
+        } => return booking(lot, plate, *start, *end),
+        Request::GetBooking { booking: id } | Request::CheckIn { booking: id } => {
+            let lot = id.split_once('.').map_or(id.as_ref(), |(lot, _)| lot);
+            return booking(lot, "BASELINE", 0, 1);
+        }
+        Request::ListBookings { .. } => Reply::Bookings(Vec::new()),
+        Request::FindLots { .. } => Reply::Offers(Vec::new()),
         Request::Ping => Reply::Pong,
         // Any token is good: the baseline measures the network path, not access control.
         Request::Auth { .. } => Reply::Authenticated(rpc::KeyGrant {
             id: Cow::Borrowed("baseline"),
             role: Cow::Borrowed("operator"),
         }),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -131,8 +131,8 @@ impl Printer {
 
 /// The lots as an aligned table with a header row: the id left-aligned, counts right-aligned.
 pub fn lots_table(lots: &[LotInfo]) -> String {
-    const HEADERS: [&str; 5] = ["LOT", "CAPACITY", "OCCUPIED", "RESERVED", "FREE"];
-    let rows: Vec<[String; 5]> = lots
+    const HEADERS: [&str; 6] = ["LOT", "CAPACITY", "OCCUPIED", "RESERVED", "BOOKED", "FREE"];
+    let rows: Vec<[String; 6]> = lots
         .iter()
         .map(|lot| {
             [
@@ -140,6 +140,7 @@ pub fn lots_table(lots: &[LotInfo]) -> String {
                 lot.capacity.to_string(),
                 lot.occupied.to_string(),
                 lot.reserved.to_string(),
+                lot.booked.to_string(),
                 lot.free.to_string(),
             ]
         })
@@ -174,6 +175,7 @@ mod tests {
             occupied,
             counted: i64::from(occupied),
             reserved,
+            booked: 0,
             free,
             status: None,
         }
@@ -185,12 +187,15 @@ mod tests {
         assert_eq!(
             table,
             "\
-LOT       CAPACITY  OCCUPIED  RESERVED   FREE
-A              100         3         2     95
-LONG-LOT     12000         0         0  12000
+LOT       CAPACITY  OCCUPIED  RESERVED  BOOKED   FREE
+A              100         3         2       0     95
+LONG-LOT     12000         0         0       0  12000
 "
         );
-        assert_eq!(lots_table(&[]), "LOT  CAPACITY  OCCUPIED  RESERVED  FREE\n");
+        assert_eq!(
+            lots_table(&[]),
+            "LOT  CAPACITY  OCCUPIED  RESERVED  BOOKED  FREE\n"
+        );
     }
 
     #[test]

@@ -4,6 +4,10 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
+use std::thread::{self, JoinHandle};
+
+use framing::frame;
+use framing::rpc::{self, CancelOutcome, LotStatus, Reply, Request, ReserveOutcome};
 
 use server::{LotConfig, RunningServer};
 
@@ -44,14 +48,98 @@ fn smoke_passes_against_a_live_server() {
     server.shutdown();
 }
 
+/// A fake RPC port that answers like the server except that it books a plate twice (a second
+/// `reserve` of the same plate succeeds and takes another space), for one connection.
+fn double_booking_server() -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let capacity = 10;
+        let mut free = capacity;
+        let mut payload = Vec::new();
+        while let Ok(true) = frame::read_frame(&mut stream, &mut payload) {
+            let (rpc_id, request) = rpc::decode_json_request(&payload).unwrap();
+            let reply = match request {
+                Request::Ping => Reply::Pong,
+                Request::GetLots => Reply::Lots(vec![LotStatus {
+                    id: "A".into(),
+                    capacity,
+                    occupied: 0,
+                    counted: 0,
+                    reserved: capacity - free,
+                    booked: 0,
+                    free,
+                    status: None,
+                }]),
+                Request::GetAvailability { .. } => Reply::Free(free),
+                Request::Reserve { .. } => {
+                    free -= 1;
+                    Reply::Reserve(ReserveOutcome::Reserved)
+                }
+                Request::Cancel { .. } => {
+                    free += 1;
+                    Reply::Cancel(CancelOutcome::Cancelled)
+                }
+                Request::Auth { .. } => panic!("smoke authenticated without being given a key"),
+                other => panic!("smoke does not send {:?}", other.method()),
+            };
+            let mut out = Vec::new();
+            rpc::encode_json_reply(&mut out, Some(rpc_id), Ok(&reply));
+            frame::write_frame(&mut stream, &out).unwrap();
+        }
+    });
+    (addr, handle)
+}
+
+#[test]
+fn smoke_fails_against_a_server_that_double_books_and_names_the_step() {
+    let (addr, fake) = double_booking_server();
+    let output = parking_rpc(addr, &["smoke"]);
+    let text = stdout(&output);
+    fake.join().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{text}{}", stderr(&output));
+    let failed: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("FAIL"))
+        .collect();
+    // The second reservation of the plate, and (the fake having taken two spaces and given
+    // back one) the availability at the end.
+    assert_eq!(failed.len(), 2, "{text}");
+    assert!(
+        failed[0].starts_with("FAIL  duplicate reserve refused: ")
+            && failed[0].ends_with("was reserved a second time"),
+        "{text}"
+    );
+    assert!(
+        failed[1].starts_with("FAIL  availability restored: lot A: 9 free (expected 10)"),
+        "{text}"
+    );
+    assert!(text.contains("smoke: FAILED (2 of 9 checks)"), "{text}");
+
+    let (addr, fake) = double_booking_server();
+    let output = parking_rpc(addr, &["--json", "smoke"]);
+    fake.join().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    let failed: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|step| step["ok"] == false)
+        .map(|step| step["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        failed,
+        ["duplicate reserve refused", "availability restored"]
+    );
+}
+
 #[test]
 fn reserve_says_why_it_was_refused_and_smoke_proves_the_duplicate_rule_on_one_space() {
     let server = testkit::start_server(|config| {
-        config.lots = vec![LotConfig {
-            id: state::LotId::new("ONE").unwrap(),
-            capacity: 1,
-            almost_full_free: None,
-        }];
+        config.lots = vec![LotConfig::new(state::LotId::new("ONE").unwrap(), 1)];
     });
     let addr = server.rpc_addr();
     assert_eq!(
@@ -112,7 +200,7 @@ fn commands_print_results_and_exit_codes() {
     assert!(rows.next().unwrap().starts_with("LOT  CAPACITY"), "{table}");
     assert_eq!(
         rows.next().unwrap().split_whitespace().collect::<Vec<_>>(),
-        ["A", "100", "0", "0", "100"]
+        ["A", "100", "0", "0", "0", "100"]
     );
 
     let json = parking_rpc(addr, &["lots", "--json"]);

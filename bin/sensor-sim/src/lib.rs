@@ -9,6 +9,10 @@
 //! prints one summary line, `sent=.. acked=.. errors=.. reconnects=.. rate=../s` followed by
 //! the ack latency.
 //!
+//! In gate mode (`--mode gate`) the sensors are entry and exit gates: they send
+//! `ENTER|EXIT <lot> <plate>` for drive-up cars and, with `--book N`, for N cars per lot that
+//! the run books over the RPC port first, so that their arrival checks the booking in.
+//!
 //! # Layout
 //! - this file: the command line ([`Cli`]) and [`run`], which plans and starts the sensors.
 //! - [`walk`]: the random walk.
@@ -46,20 +50,26 @@ sensor port at a fixed total rate, reads every reply, and prints one summary lin
 
 Each of --sensors sensors owns one connection and an equal share of --rate, and walks the \
 occupancy of its lots up and down at random, within the capacity it believes each lot has \
-(learned from the RPC port with --rpc-port, else --capacity). If the server goes away, the \
+(learned from the RPC port with --rpc-port, else --capacity). With --mode gate the sensors \
+are gates: they send `ENTER <lot> <plate>` and `EXIT <lot> <plate>` for the cars they let \
+in and out (starting from an empty lot); --book N first books N windows per lot over the \
+RPC port, from now to the end of the run, for plates BK<lot>-<n>, and those cars arrive \
+among the drive-ups (plates DU<sensor>-<n>), checking their bookings in; the summary then \
+counts checked_in=.. If the server goes away, the \
 sensors reconnect with exponential backoff (100 ms doubling to 5 s) and count it. Ctrl-C ends \
 the run early with the same summary. A few threads (--threads, at most 8 by default) drive \
 all the sensors, each in turn when its update is due, so thousands of sensors need no thread \
 each; the summary's ack latency counts from when each update was due, so a late send shows.
 
-Example:
-  sensor-sim --rate 50 --duration 10 --lots A B C --rpc-port 9000 --seed 7";
+Examples:
+  sensor-sim --rate 50 --duration 10 --lots A B C --rpc-port 9000 --seed 7
+  sensor-sim --mode gate --book 20 --rate 20 --duration 60 --lots A --rpc-port 9000";
 
 const AFTER_HELP: &str = "\
 Exit codes:
   0  the run finished and at least one update was acknowledged
   1  not a single update was acknowledged
-  2  usage error, or the RPC port given by --rpc-port could not be queried
+  2  usage error, or the RPC port given by --rpc-port could not be queried or booked on
   3  a lot given by --lots is not on the server (with --rpc-port)";
 
 /// The command line.
@@ -95,9 +105,14 @@ pub struct Cli {
     /// Threads driving the sensors, each a share of them [default: one per sensor, at most 8].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
-    /// Report car movements (`+k`/`-k`) or whole counts (`n`).
+    /// Report car movements (`+k`/`-k`), whole counts (`n`), or cars through a gate
+    /// (`ENTER`/`EXIT` with plates).
     #[arg(long, value_enum, default_value_t = Mode::Delta)]
     pub mode: Mode,
+    /// Gate mode: book this many windows per lot over the RPC port first (needs --rpc-port),
+    /// for cars that then arrive among the drive-ups.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub book: u32,
     /// Seed for the random walks, to repeat a run exactly [default: from the clock, logged].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -111,7 +126,7 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: Duration,
     /// TLS and the key's token (a sensor key for the lots given; --rpc-port needs one that
-    /// may read, such as an operator's).
+    /// may read, and --book one that may also book and pass the gate: an operator's).
     #[command(flatten)]
     pub access: AccessArgs,
 }
@@ -137,8 +152,15 @@ struct LotStart {
 /// Runs the simulation until `--duration` passes or `stop` is triggered, and returns the
 /// summary. Fails only if `--rpc-port` was given and the lots could not be learned.
 pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
+    if cli.book > 0 && (cli.mode != Mode::Gate || cli.rpc_port.is_none()) {
+        return Err(Failure::new(
+            2,
+            "--book needs --mode gate and --rpc-port (the bookings are made over the RPC port)",
+        ));
+    }
     let access = cli.access.access(2)?;
     let starts = learn_lots(cli, &access)?;
+    let booked = book_plates(cli, &access)?;
     let sensors = cli.sensors.map_or(cli.lots.len(), |n| n as usize).max(1);
     let seed = cli.seed.unwrap_or_else(clock_seed);
     let plan = worker::assign(cli.lots.len(), sensors);
@@ -146,6 +168,18 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
     let mut sharing = vec![0u32; cli.lots.len()];
     for lot in plan.iter().flatten() {
         sharing[*lot] += 1;
+    }
+    // The booked cars of a lot are dealt out in turn to the sensors that cover it.
+    let mut dealt: HashMap<(usize, usize), Vec<String>> = HashMap::new();
+    for (lot, plates) in booked.into_iter().enumerate() {
+        let covering: Vec<usize> = (0..plan.len())
+            .filter(|&s| plan[s].contains(&lot))
+            .collect();
+        for (n, plate) in plates.into_iter().enumerate() {
+            if let Some(&sensor) = covering.get(n % covering.len().max(1)) {
+                dealt.entry((sensor, lot)).or_default().push(plate);
+            }
+        }
     }
     // A sensor slower than once per run sends once, at the start.
     let interval = Duration::try_from_secs_f64(sensors as f64 / cli.rate)
@@ -181,6 +215,12 @@ pub fn run(cli: &Cli, stop: &ShutdownHandle) -> Result<Summary, Failure> {
                             Walk::new(&cli.lots[lot], occupied / share, (capacity / share).max(1))
                         }
                         Mode::Absolute => Walk::new(&cli.lots[lot], occupied, capacity),
+                        Mode::Gate => Walk::gate(
+                            &cli.lots[lot],
+                            (capacity / share).max(1),
+                            dealt.remove(&(index, lot)).unwrap_or_default(),
+                            format!("DU{index}-"),
+                        ),
                     }
                 })
                 .collect();
@@ -282,6 +322,50 @@ fn learn_lots(cli: &Cli, access: &Access) -> Result<Vec<LotStart>, Failure> {
         .collect()
 }
 
+/// Books `--book` windows per lot, from now to the end of the run, for plates
+/// `BK<lot>-<n>`; returns the plates booked per lot. A refused booking (the lot full) is
+/// logged and its car left out.
+fn book_plates(cli: &Cli, access: &Access) -> Result<Vec<Vec<String>>, Failure> {
+    let mut booked = vec![Vec::new(); cli.lots.len()];
+    let Some(rpc_port) = cli.rpc_port.filter(|_| cli.book > 0) else {
+        return Ok(booked);
+    };
+    let endpoints = cli.host.all_on(rpc_port);
+    let failed = |err: ClientError| {
+        Failure::new(
+            2,
+            format!("cannot book on the RPC port at {endpoints}: {err}"),
+        )
+    };
+    let mut rpc = ParkingClient::connect_with(&endpoints, cli.timeout, access).map_err(failed)?;
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    // A minute past the run, within the server's default longest window (a day).
+    let length = (cli.duration.as_secs() + 60).min(24 * 3600);
+    for (index, lot) in cli.lots.iter().enumerate() {
+        for n in 1..=cli.book {
+            let plate = format!("BK{index}-{n}");
+            match rpc.book(lot, &plate, start, start + length, None) {
+                Ok(booking) => {
+                    log::debug!("booked {} for {plate}", booking.id);
+                    booked[index].push(plate);
+                }
+                Err(ClientError::Server(refused)) => {
+                    log::warn!("no booking for {plate} in lot {lot}: {refused}");
+                }
+                Err(err) => return Err(failed(err)),
+            }
+        }
+        log::info!(
+            "booked {} of {} car(s) in lot {lot}",
+            booked[index].len(),
+            cli.book
+        );
+    }
+    Ok(booked)
+}
+
 /// A seed from the clock, for runs without `--seed`.
 fn clock_seed() -> u64 {
     SystemTime::now()
@@ -306,5 +390,12 @@ mod tests {
         assert!(Cli::try_parse_from(["sensor-sim", "--lots", "A", "--sensors", "0"]).is_err());
         assert!(Cli::try_parse_from(["sensor-sim", "--lots", "A B"]).is_err());
         assert!(Cli::try_parse_from(["sensor-sim", "--lots", "A", "--duration", "1e10"]).is_err());
+        let cli =
+            Cli::try_parse_from(["sensor-sim", "--lots", "A", "--mode", "gate", "--book", "3"])
+                .unwrap();
+        assert_eq!((cli.mode, cli.book), (Mode::Gate, 3));
+        // Bookings are made over the RPC port.
+        let refused = run(&cli, &ShutdownHandle::new()).unwrap_err();
+        assert_eq!(refused.exit, 2);
     }
 }

@@ -9,8 +9,8 @@ use std::fmt;
 use std::ops::AddAssign;
 use std::time::{Duration, Instant};
 
-use client::{Access, Backoff, Endpoints, SensorClient, SensorClientError};
-use framing::sensor::SensorErrorCode;
+use client::{Access, Backoff, Endpoints, Passage, SensorClient, SensorClientError};
+use framing::sensor::{CountChange, SensorErrorCode};
 use hdrhistogram::Histogram;
 use rand::RngExt;
 use rand::rngs::SmallRng;
@@ -42,6 +42,8 @@ pub struct Stats {
     pub reconnects: u64,
     /// Sensors that never got a connection.
     pub never_connected: u64,
+    /// Gate mode: cars whose `ENTER` checked a booking in.
+    pub checked_in: u64,
     /// Time from each update's due time to its `OK`, in microseconds: the server's ack
     /// latency, plus any delay in sending it (so a late send is not hidden).
     pub ack_latency: Option<Histogram<u64>>,
@@ -63,6 +65,7 @@ impl AddAssign for Stats {
         self.errors += other.errors;
         self.reconnects += other.reconnects;
         self.never_connected += other.never_connected;
+        self.checked_in += other.checked_in;
         match (&mut self.ack_latency, other.ack_latency) {
             (Some(mine), Some(theirs)) => {
                 let _ = mine.add(theirs);
@@ -105,7 +108,8 @@ impl Summary {
 }
 
 /// `sent=.. acked=.. errors=.. reconnects=.. rate=../s`, then the ack latency and, if any,
-/// sensors that never connected: scripts and tests parse these keys.
+/// cars checked in to a booking at the gate and sensors that never connected: scripts and
+/// tests parse these keys.
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Stats {
@@ -114,6 +118,7 @@ impl fmt::Display for Summary {
             errors,
             reconnects,
             never_connected,
+            checked_in,
             ..
         } = self.stats;
         write!(
@@ -128,6 +133,9 @@ impl fmt::Display for Summary {
                 f,
                 " ack_p50_ms={p50:.3} ack_p99_ms={p99:.3} ack_max_ms={max:.3}"
             )?;
+        }
+        if checked_in > 0 {
+            write!(f, " checked_in={checked_in}")?;
         }
         if never_connected > 0 {
             write!(f, " never_connected={never_connected}")?;
@@ -301,16 +309,42 @@ impl Running {
 
         let pick = self.sensor.rng.random_range(0..self.sensor.walks.len());
         let walk = &mut self.sensor.walks[pick];
-        let change = walk.step(&mut self.sensor.rng, target.mode);
+        let (sent, reply) = if target.mode == Mode::Gate {
+            let (passage, plate) = walk.pass(&mut self.sensor.rng);
+            let reply = client.pass(&walk.lot, &plate, passage).map(|pass| {
+                if passage == Passage::Enter && pass.booking.is_some() {
+                    stats.checked_in += 1;
+                }
+                pass.free
+            });
+            (
+                Sent::Gate {
+                    lot: &walk.lot,
+                    plate,
+                    passage,
+                },
+                reply,
+            )
+        } else {
+            let change = walk.step(&mut self.sensor.rng, target.mode);
+            let reply = client.update(&walk.lot, change);
+            (
+                Sent::Update {
+                    lot: &walk.lot,
+                    change,
+                },
+                reply,
+            )
+        };
         stats.sent += 1;
-        match client.update(&walk.lot, change) {
+        match reply {
             Ok(free) => {
                 // Success is an acknowledged update, not just a connection: a server that
                 // accepts and then refuses (BUSY) must still be backed off from.
                 self.backoff.reset();
                 stats.acked += 1;
                 stats.record_ack(intended.elapsed());
-                log::debug!("sensor {id}: UPDATE {} {change} -> {free} free", walk.lot);
+                log::debug!("sensor {id}: {sent} -> {free} free");
                 self.next_send
             }
             Err(SensorClientError::Server(refused)) if refused.code == SensorErrorCode::Busy => {
@@ -328,15 +362,9 @@ impl Running {
                 stats.errors += 1;
                 logged.errors += 1;
                 if logged.errors <= LOGGED_ERRORS {
-                    log::warn!(
-                        "sensor {id}: UPDATE {} {change} refused: {refused}",
-                        walk.lot
-                    );
+                    log::warn!("sensor {id}: {sent} refused: {refused}");
                 } else {
-                    log::debug!(
-                        "sensor {id}: UPDATE {} {change} refused: {refused}",
-                        walk.lot
-                    );
+                    log::debug!("sensor {id}: {sent} refused: {refused}");
                 }
                 self.next_send
             }
@@ -346,6 +374,38 @@ impl Running {
                 log::warn!("sensor {id}: lost the connection to {address}: {err}");
                 self.connection = None;
                 self.next_send
+            }
+        }
+    }
+}
+
+/// A line a sensor sent, for the log (formatted only when logged).
+enum Sent<'a> {
+    Update {
+        lot: &'a str,
+        change: CountChange,
+    },
+    Gate {
+        lot: &'a str,
+        plate: String,
+        passage: Passage,
+    },
+}
+
+impl fmt::Display for Sent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sent::Update { lot, change } => write!(f, "UPDATE {lot} {change}"),
+            Sent::Gate {
+                lot,
+                plate,
+                passage,
+            } => {
+                let verb = match passage {
+                    Passage::Enter => "ENTER",
+                    Passage::Exit => "EXIT",
+                };
+                write!(f, "{verb} {lot} {plate}")
             }
         }
     }
@@ -393,6 +453,7 @@ mod tests {
             errors: 1,
             reconnects: 1,
             never_connected: 0,
+            checked_in: 0,
             ack_latency: new_histogram(),
         };
         let summary = Summary {
@@ -405,6 +466,7 @@ mod tests {
         );
         stats.record_ack(Duration::from_millis(2));
         stats.never_connected = 3;
+        stats.checked_in = 4;
         let summary = Summary {
             stats,
             elapsed: Duration::from_secs(2),
@@ -412,7 +474,7 @@ mod tests {
         assert_eq!(
             summary.to_string(),
             "sent=21 acked=20 errors=1 reconnects=1 rate=10.0/s \
-             ack_p50_ms=2.000 ack_p99_ms=2.000 ack_max_ms=2.000 never_connected=3"
+             ack_p50_ms=2.000 ack_p99_ms=2.000 ack_max_ms=2.000 checked_in=4 never_connected=3"
         );
     }
 }

@@ -19,16 +19,30 @@ pub const MAX_FAILURES: u32 = 5;
 /// actions: anyone may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action<'a> {
-    /// Read lots and availability, subscribe to changes.
+    /// Read lots and availability, subscribe to changes, find lots that can take a booking.
     Read,
-    /// Reserve a space (and book one, once bookings exist: the same right).
+    /// Reserve a space.
     Reserve,
-    /// Cancel a reservation (or a booking); whose it may cancel is
-    /// [`Identity::may_cancel`]'s answer.
+    /// Cancel a reservation or a booking; whose it may cancel is [`Identity::may_handle`]'s
+    /// answer.
     Cancel,
+    /// Book a space (or a named spot) over a time window.
+    Book,
+    /// Read a booking by its id; whose, as for [`Action::Cancel`].
+    ReadBooking,
+    /// Check a booking in by its id (the RPC `checkIn`); whose, as for [`Action::Cancel`].
+    CheckIn,
+    /// List a lot's bookings, everyone's: an operator's view.
+    ListBookings,
     /// Report the occupancy of `lot`.
     UpdateOccupancy {
         /// The lot reported on.
+        lot: &'a str,
+    },
+    /// Report a car through `lot`'s gate (`ENTER`/`EXIT`), which checks bookings in and
+    /// completes them.
+    PassGate {
+        /// The lot whose gate it is.
         lot: &'a str,
     },
 }
@@ -39,8 +53,15 @@ impl fmt::Display for Action<'_> {
             Action::Read => f.write_str("read"),
             Action::Reserve => f.write_str("reserve"),
             Action::Cancel => f.write_str("cancel"),
+            Action::Book => f.write_str("book"),
+            Action::ReadBooking => f.write_str("read bookings"),
+            Action::CheckIn => f.write_str("check bookings in"),
+            Action::ListBookings => f.write_str("list bookings"),
             Action::UpdateOccupancy { lot } => {
                 write!(f, "update lot {}", state::shown(lot))
+            }
+            Action::PassGate { lot } => {
+                write!(f, "pass the gate of lot {}", state::shown(lot))
             }
         }
     }
@@ -70,22 +91,31 @@ impl Identity {
         self.role
     }
 
-    /// The role table.
+    /// The role table. What a client may do to a reservation or booking is further limited
+    /// to its own ([`Identity::may_handle`]).
     pub fn may(&self, action: Action<'_>) -> bool {
         match (self.role, action) {
             (Role::Operator, _) => true,
             (Role::Viewer | Role::Client, Action::Read) => true,
-            (Role::Client, Action::Reserve | Action::Cancel) => true,
-            (Role::Sensor, Action::UpdateOccupancy { lot }) => {
+            (
+                Role::Client,
+                Action::Reserve
+                | Action::Cancel
+                | Action::Book
+                | Action::ReadBooking
+                | Action::CheckIn,
+            ) => true,
+            (Role::Sensor, Action::UpdateOccupancy { lot } | Action::PassGate { lot }) => {
                 self.lots.iter().any(|mine| mine.as_str() == lot)
             }
             _ => false,
         }
     }
 
-    /// Whether this key may cancel a reservation made by `owner` (`None`: made while access
-    /// control was off). An operator may cancel any; anyone else only its own.
-    pub fn may_cancel(&self, owner: Option<&str>) -> bool {
+    /// Whether this key may cancel, read or check in a reservation or booking made by
+    /// `owner` (`None`: made while access control was off). An operator may handle any;
+    /// anyone else only its own.
+    pub fn may_handle(&self, owner: Option<&str>) -> bool {
         self.role == Role::Operator || owner == Some(self.id.as_str())
     }
 }
@@ -166,17 +196,18 @@ impl Session {
         }
     }
 
-    /// Who owns what this connection reserves: its key's id, or nobody with access control
-    /// off.
+    /// Who owns what this connection reserves or books: its key's id, or nobody with access
+    /// control off.
     pub fn owner(&self) -> Option<&str> {
         self.identity.as_ref().map(|identity| identity.id.as_str())
     }
 
-    /// Whether this connection may cancel a reservation made by `owner`.
-    pub fn may_cancel(&self, owner: Option<&str>) -> bool {
+    /// Whether this connection may cancel, read or check in a reservation or booking made
+    /// by `owner`.
+    pub fn may_handle(&self, owner: Option<&str>) -> bool {
         match (&self.auth, &self.identity) {
             (None, _) => true,
-            (Some(_), Some(identity)) => identity.may_cancel(owner),
+            (Some(_), Some(identity)) => identity.may_handle(owner),
             (Some(_), None) => false,
         }
     }
@@ -267,11 +298,12 @@ mod tests {
     fn the_role_table() {
         let auth = auth();
         let update = |lot| Action::UpdateOccupancy { lot };
+        let gate = |lot| Action::PassGate { lot };
         let table = [
-            ("signs", [true, false, false, false, false]),
-            ("kiosk-1", [true, true, true, false, false]),
-            ("gate-A", [false, false, false, true, false]),
-            ("ops", [true, true, true, true, true]),
+            ("signs", [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            ("kiosk-1", [1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]),
+            ("gate-A", [0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0]),
+            ("ops", [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
         ];
         for (id, allowed) in table {
             let session = session(&auth, id);
@@ -279,15 +311,26 @@ mod tests {
                 Action::Read,
                 Action::Reserve,
                 Action::Cancel,
+                Action::Book,
+                Action::ReadBooking,
+                Action::CheckIn,
+                Action::ListBookings,
                 update("A"),
                 update("B"),
+                gate("A"),
+                gate("B"),
             ];
             for (action, allowed) in actions.into_iter().zip(allowed) {
-                assert_eq!(session.check(action).is_ok(), allowed, "{id} {action}");
+                assert_eq!(session.check(action).is_ok(), allowed == 1, "{id} {action}");
             }
         }
         let denied = session(&auth, "signs").check(Action::Reserve).unwrap_err();
         assert_eq!(denied.to_string(), "key signs (viewer) may not reserve");
+        let denied = session(&auth, "kiosk-1").check(Action::ListBookings);
+        assert_eq!(
+            denied.unwrap_err().to_string(),
+            "key kiosk-1 (client) may not list bookings"
+        );
     }
 
     #[test]
@@ -295,14 +338,14 @@ mod tests {
         let auth = auth();
         let kiosk = session(&auth, "kiosk-1");
         assert_eq!(kiosk.owner(), Some("kiosk-1"));
-        assert!(kiosk.may_cancel(Some("kiosk-1")));
-        assert!(!kiosk.may_cancel(Some("kiosk-2")));
-        assert!(!kiosk.may_cancel(None));
+        assert!(kiosk.may_handle(Some("kiosk-1")));
+        assert!(!kiosk.may_handle(Some("kiosk-2")));
+        assert!(!kiosk.may_handle(None));
         let ops = session(&auth, "ops");
-        assert!(ops.may_cancel(Some("kiosk-2")) && ops.may_cancel(None));
+        assert!(ops.may_handle(Some("kiosk-2")) && ops.may_handle(None));
         let open = Session::new(None);
         assert_eq!(open.owner(), None);
-        assert!(open.may_cancel(Some("kiosk-2")));
+        assert!(open.may_handle(Some("kiosk-2")));
         assert_eq!(open.check(Action::UpdateOccupancy { lot: "Z" }), Ok(()));
         assert!(!open.needs_auth());
     }

@@ -2,7 +2,7 @@
 //! and what its role lets it do.
 //!
 //! The configuration lists keys (`"auth": {"keys": [...]}`): each has an id, a [`Role`], for a
-//! sensor the lots it may update, and the SHA-256 of its token. Only hashes are stored; tokens
+//! sensor the lots it may report on, and the SHA-256 of its token. Only hashes are stored; tokens
 //! are random and long (see [`generate_token`]), so a plain SHA-256 is enough (ParkAPI stores
 //! its per-source credentials the same way), and a presented token is compared against every
 //! hash in constant time.
@@ -17,10 +17,10 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `viewer` | read lots and availability, subscribe |
-//! | `client` | viewer's rights, reserve, cancel its own reservations (and its own bookings) |
-//! | `sensor` | report occupancy of the lots listed in its key, nothing else but `PING` |
-//! | `operator` | everything, including cancelling anyone's reservation |
+//! | `viewer` | read lots and availability, find lots that can take a booking, subscribe |
+//! | `client` | viewer's rights, reserve and book; cancel its own reservations and bookings, read and check in its own bookings |
+//! | `sensor` | report occupancy (`UPDATE`) and cars through the gate (`ENTER`/`EXIT`) of the lots listed in its key, nothing else but `PING` |
+//! | `operator` | everything, including anyone's reservations and bookings and `listBookings` |
 //!
 //! # Layout
 //! - `key`: [`KeyId`], [`Role`], [`KeyConfig`] (one configured key) and [`AuthConfig`].

@@ -711,3 +711,143 @@ fn discard_input(stream: &mut Stream) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::SystemTime;
+
+    use socket2::SockRef;
+    use state::{LotChange, LotId};
+
+    use super::*;
+
+    const QUEUE: usize = 4;
+    const MAX_DROPS: u32 = 3;
+
+    /// A subscribed connection over a real loopback socket whose both buffers are small, the
+    /// peer's end (which reads only when told to), and the context the connection runs in.
+    fn subscribed() -> (Connection, std::net::TcpStream, Context) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        SockRef::from(&stream).set_send_buffer_size(4096).unwrap();
+        let registry = Arc::new(Registry::new(
+            vec![LotId::new("A").unwrap()],
+            QUEUE,
+            MAX_DROPS,
+        ));
+        let ctx = Context {
+            registry,
+            doorbell: Doorbell::detached(),
+            idle_timeout: Duration::from_secs(60),
+            line_timeout: Duration::from_secs(60),
+            keep_alive: Duration::from_secs(60),
+            auth_timeout: Duration::from_secs(60),
+        };
+        let token = Token(1);
+        let mut connection = Connection::new(
+            Stream::Plain(mio::net::TcpStream::from_std(stream)),
+            peer,
+            token,
+            Instant::now(),
+            Held::new(()),
+            Session::new(None),
+        );
+        ctx.registry
+            .subscribe(
+                &mut connection.subscription,
+                Topic::Lot("A"),
+                peer,
+                (&ctx.doorbell, token),
+                Encoding::Lines,
+            )
+            .unwrap();
+        let peer_end: std::net::TcpStream = socket.into();
+        // A read that would wait for ever fails the test instead.
+        peer_end
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        (connection, peer_end, ctx)
+    }
+
+    fn publish(ctx: &Context, free: u32) {
+        ctx.registry.publish(&LotChange {
+            lot: LotId::new("A").unwrap(),
+            free,
+            status: state::Availability::of(free, 0),
+            seq: u64::from(free) + 1,
+            at: SystemTime::now(),
+        });
+    }
+
+    fn drops(ctx: &Context) -> u64 {
+        ctx.registry.counters().snapshot().events_dropped
+    }
+
+    /// Drops count towards disconnection only while the socket takes nothing: a send that gets
+    /// some bytes through, however few, clears the count, and `max_overflow_drops` drops with
+    /// the socket full doom the subscriber, one fewer does not.
+    #[test]
+    fn drops_count_only_while_the_socket_takes_nothing() {
+        let (mut connection, mut peer, ctx) = subscribed();
+        let now = Instant::now();
+        // Publish and send until the pending output is at its cap and the queue starts to drop.
+        let mut free = 0;
+        while drops(&ctx) == 0 {
+            assert!(free < 100_000, "the queue never overflowed");
+            publish(&ctx, free);
+            free += 1;
+            connection.send(now).unwrap();
+        }
+        // A send through a socket that takes nothing marks the subscriber as not reading.
+        connection.send(now).unwrap();
+        let subscriber = connection.subscription.as_ref().unwrap().subscriber();
+        publish(&ctx, free);
+        assert_eq!(subscriber.consecutive_drops(), 2);
+        assert!(!subscriber.is_doomed());
+        // The peer takes a little at a time: the first send that gets bytes through clears the
+        // count, with plenty still pending. (The kernel reopens the window only once enough of
+        // the receive buffer is free, so how many reads that takes is the kernel's business.)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut some = [0; 1024];
+        loop {
+            peer.read_exact(&mut some).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+            connection.send(now).unwrap();
+            let subscriber = connection.subscription.as_ref().unwrap().subscriber();
+            if subscriber.consecutive_drops() == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sends that got bytes through never cleared the count"
+            );
+        }
+        assert!(!connection.output.is_empty());
+        // Full again: the drops with nothing taken doom it at the third, and not before.
+        while connection.output.len() < MAX_PENDING_OUTPUT {
+            publish(&ctx, free);
+            free += 1;
+            connection.send(now).unwrap();
+        }
+        connection.send(now).unwrap();
+        let subscriber = connection.subscription.as_ref().unwrap().subscriber();
+        while !subscriber.is_doomed() {
+            assert!(subscriber.consecutive_drops() < MAX_DROPS);
+            publish(&ctx, free);
+            free += 1;
+        }
+        assert_eq!(subscriber.consecutive_drops(), MAX_DROPS);
+        assert!(matches!(
+            connection.send(now),
+            Err(CloseReason::SlowSubscriber { drops: MAX_DROPS })
+        ));
+    }
+}

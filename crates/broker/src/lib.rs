@@ -379,6 +379,11 @@ impl Broker {
         }
     }
 
+    /// The limits and sizes it was started with.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
     /// Refuses a connection the caller has no room for: `ERR BUSY <detail>`, then close (on
     /// a TLS port just the close: the line would need a finished handshake first).
     pub fn refuse_busy(&self, stream: TcpStream, detail: &str) {
@@ -487,6 +492,35 @@ mod tests {
                 .and_then(|e| e.downcast_ref::<ConfigError>());
             assert_eq!(inner, Some(&expected));
         }
+        assert_eq!(
+            ConfigError::ZeroQueueSize.to_string(),
+            "the pub/sub queue size must be at least 1"
+        );
+        assert_eq!(
+            ConfigError::ZeroNotifierThreads.to_string(),
+            "at least one pub/sub notifier thread is needed"
+        );
+    }
+
+    #[test]
+    fn the_broker_keeps_its_configuration() {
+        let config = BrokerConfig {
+            queue_size: 3,
+            notifier_threads: 1,
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::start(Vec::new(), config.clone()).unwrap();
+        let kept = broker.config();
+        assert_eq!(
+            (kept.queue_size, kept.notifier_threads, kept.send_buffer),
+            (3, 1, config.send_buffer)
+        );
+        let debug = format!("{broker:?}");
+        assert!(
+            debug.starts_with("Broker { config: BrokerConfig { queue_size: 3,")
+                && debug.contains("stats: BrokerStats {"),
+            "{debug}"
+        );
     }
 
     #[test]

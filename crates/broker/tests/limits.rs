@@ -7,12 +7,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use broker::BrokerConfig;
-use common::{DEADLINE, Harness, expect_closed};
+use common::{Client, DEADLINE, Harness, expect_closed};
 
 /// Events published in the stuck-subscriber test.
 const EVENTS: u32 = 20_000;
@@ -31,12 +33,15 @@ fn stuck_subscriber(harness: &Harness, lot: &str) -> std::net::TcpStream {
     stream
 }
 
+/// A stuck subscriber never holds up publishing or a subscriber that keeps up. (One that falls
+/// behind and loses events but stays connected is tested through the server, in
+/// `crates/server/tests/pubsub_limits.rs`.)
 #[test]
 fn a_stuck_subscriber_is_cut_off_while_a_healthy_one_gets_everything() {
-    let harness = Harness::start(BrokerConfig {
+    let harness = Arc::new(Harness::start(BrokerConfig {
         send_buffer: 4096,
         ..BrokerConfig::default()
-    });
+    }));
     let mut stuck = stuck_subscriber(&harness, "A");
     let mut healthy = harness.connect();
     healthy.subscribe("A");
@@ -56,27 +61,47 @@ fn a_stuck_subscriber_is_cut_off_while_a_healthy_one_gets_everything() {
         })
     };
 
-    let mut slowest = Duration::ZERO;
-    for free in 0..EVENTS {
-        let start = Instant::now();
-        harness.publish("A", free);
-        slowest = slowest.max(start.elapsed());
-        // Keep the healthy reader within half its queue, as a reader that keeps up would be.
-        if free % 32 == 31 {
-            let (seen, changed) = &*progress;
-            let (seen, waited) = changed
-                .wait_timeout_while(seen.lock().unwrap(), DEADLINE, |seen| *seen + 32 < free + 1)
-                .unwrap();
-            drop(seen);
-            assert!(!waited.timed_out(), "the healthy subscriber fell behind");
+    let (finished, done) = mpsc::channel();
+    let published = Arc::new(AtomicU32::new(0));
+    {
+        let (harness, progress) = (Arc::clone(&harness), Arc::clone(&progress));
+        let published = Arc::clone(&published);
+        thread::spawn(move || {
+            for free in 0..EVENTS {
+                harness.publish("A", free);
+                published.store(free + 1, Ordering::SeqCst);
+                // Keep the healthy reader within half its queue, as a reader that keeps up is.
+                if free % 32 == 31 {
+                    let (seen, changed) = &*progress;
+                    let (seen, waited) = changed
+                        .wait_timeout_while(seen.lock().unwrap(), DEADLINE, |seen| {
+                            *seen + 32 < free + 1
+                        })
+                        .unwrap();
+                    drop(seen);
+                    assert!(!waited.timed_out(), "the healthy subscriber fell behind");
+                }
+            }
+            finished.send(()).unwrap();
+        });
+    }
+    // A publish that waited for the stuck socket would never finish: the test fails when a
+    // whole DEADLINE passes without one (not on a slow but moving run).
+    let mut seen = 0;
+    loop {
+        match done.recv_timeout(DEADLINE) {
+            Ok(()) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                let now = published.load(Ordering::SeqCst);
+                assert!(now > seen, "publishing stalled after {now} events");
+                seen = now;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("the publisher failed: the healthy subscriber fell behind")
+            }
         }
     }
     let _healthy = reader.join().unwrap();
-    // A blocking publish would have hung on the stuck socket; a slow one shows here.
-    assert!(
-        slowest < Duration::from_millis(500),
-        "a publish took {slowest:?}"
-    );
 
     harness.wait_for_stats("the stuck subscriber to be cut off", |s| {
         s.slow_disconnects == 1 && s.subscribers == 1 && s.connections == 1
@@ -109,7 +134,8 @@ fn a_subscriber_is_disconnected_after_max_overflow_drops() {
         s.subscribers == 0 && s.connections == 0
     });
     // At least the limit's worth of drops in a row (the count restarts whenever the
-    // notifier catches up, as it may while the socket buffers are still filling).
+    // notifier catches up, as it may while the socket buffers are still filling; the server's
+    // `pubsub_limits` test paces the events so that the count is exact).
     let dropped = harness.broker.stats().events_dropped;
     assert!(dropped >= 3, "{dropped}");
     // Gone from the topic lists: nothing more is offered or dropped.
@@ -264,8 +290,11 @@ fn shutdown_is_bounded_by_its_grace_and_idempotent() {
     let start = Instant::now();
     harness.broker.shutdown(grace);
     let took = start.elapsed();
+    // Without the grace the stuck subscriber (never cut off: max_overflow_drops is
+    // u32::MAX) would hold the shutdown for good. Documented: about the grace; the bound is
+    // generous so that a loaded machine does not fail it.
     assert!(
-        took < grace + Duration::from_millis(500),
+        took < grace + Duration::from_secs(2),
         "shutdown took {took:?}"
     );
     expect_closed(&mut stuck);
@@ -291,4 +320,171 @@ fn dropping_the_broker_closes_every_connection() {
     drop(broker);
     subscriber.expect_closed();
     fresh.expect_closed();
+}
+
+/// A subscriber whose receive buffer is small, and the events to fill it, its side of the
+/// connection and the pending output (with `send_buffer` 4096), and leave some in the queue:
+/// until it reads, the notifier has output the socket does not take.
+fn slow_reader_with_a_backlog(harness: &Harness) -> Client {
+    let mut client = Client::new(harness.connect_raw(Some(4096)));
+    client.subscribe("A");
+    for free in 0..1000 {
+        harness.publish("A", free);
+    }
+    client
+}
+
+/// Reads events until the connection ends or `last` arrives; checks they come in order and
+/// returns how many came.
+fn read_in_order(client: &mut Client, last: Option<u32>) -> u64 {
+    let mut received = 0;
+    let mut previous = None;
+    while let Some(free) = client.event_or_end() {
+        assert!(
+            previous.is_none_or(|previous| free > previous),
+            "{free} after {previous:?}"
+        );
+        previous = Some(free);
+        received += 1;
+        if Some(free) == last {
+            break;
+        }
+    }
+    received
+}
+
+/// Bursts of events outrun the notifier (it delivers at most every 250 us), so a queue of 4
+/// overflows and drops its oldest events; the subscriber's socket keeps taking bytes, so even
+/// with `max_overflow_drops = 1` it stays connected, and each burst ends with its last event.
+#[test]
+fn a_subscriber_that_falls_behind_in_bursts_stays_connected() {
+    let harness = Harness::start(BrokerConfig {
+        queue_size: 4,
+        max_overflow_drops: 1,
+        ..BrokerConfig::default()
+    });
+    let mut client = harness.connect();
+    client.subscribe("A");
+    let mut received = 0;
+    for burst in 0..5 {
+        for n in 0..200 {
+            harness.publish("A", burst * 200 + n);
+        }
+        received += read_in_order(&mut client, Some(burst * 200 + 199));
+    }
+    let stats = harness.broker.stats();
+    assert!(
+        stats.events_dropped > 0,
+        "no burst outran the queue: {stats:?}"
+    );
+    assert_eq!(stats.slow_disconnects, 0, "{stats:?}");
+    assert_eq!(received + stats.events_dropped, stats.events_published);
+    harness.publish("A", 5000);
+    assert_eq!(client.event(), ("A".into(), 5000));
+}
+
+/// Output the socket does not take for a while, but for less than the line timeout, is no
+/// reason to close.
+#[test]
+fn a_reader_that_pauses_for_less_than_the_line_timeout_stays() {
+    let harness = Harness::start(BrokerConfig {
+        line_timeout: Duration::from_millis(600),
+        max_overflow_drops: u32::MAX,
+        send_buffer: 4096,
+        ..BrokerConfig::default()
+    });
+    let mut client = slow_reader_with_a_backlog(&harness);
+    // The reader is busy elsewhere.
+    thread::sleep(Duration::from_millis(100));
+    read_in_order(&mut client, Some(999));
+    assert_eq!(harness.broker.stats().slow_disconnects, 0);
+    harness.publish("A", 5000);
+    assert_eq!(client.event(), ("A".into(), 5000));
+}
+
+/// At shutdown, a reader that is slow to read gets the grace to take what is queued and
+/// pending for it: everything not counted as dropped arrives, the last event included.
+#[test]
+fn shutdown_gives_a_slow_reader_its_grace() {
+    let harness = Harness::start(BrokerConfig {
+        max_overflow_drops: u32::MAX,
+        send_buffer: 4096,
+        ..BrokerConfig::default()
+    });
+    let mut client = slow_reader_with_a_backlog(&harness);
+    let received = thread::scope(|scope| {
+        let stopping = scope.spawn(|| harness.broker.shutdown(Duration::from_secs(3)));
+        // The reader starts late: the flush has to wait for it.
+        thread::sleep(Duration::from_millis(200));
+        let received = read_in_order(&mut client, None);
+        stopping.join().unwrap();
+        received
+    });
+    let stats = harness.broker.stats();
+    assert_eq!(
+        received,
+        stats.events_published - stats.events_dropped,
+        "{stats:?}"
+    );
+}
+
+/// The grace is an upper bound: with nothing left to send, shutdown does not wait for it.
+#[test]
+fn shutdown_returns_once_everything_is_sent() {
+    let harness = Arc::new(Harness::start(BrokerConfig::default()));
+    let mut client = harness.connect();
+    client.subscribe("C");
+    for free in 0..20 {
+        harness.publish("C", free);
+    }
+    for free in 0..20 {
+        assert_eq!(client.event(), ("C".into(), free));
+    }
+    let (stopped_tx, stopped) = mpsc::channel();
+    let stopping = Arc::clone(&harness);
+    thread::spawn(move || {
+        stopping.broker.shutdown(Duration::from_secs(3600));
+        let _ = stopped_tx.send(());
+    });
+    stopped
+        .recv_timeout(DEADLINE)
+        .expect("shutdown waited for its grace with nothing to send");
+    client.expect_closed();
+}
+
+#[test]
+fn connections_are_shared_out_between_the_notifiers() {
+    let harness = Harness::start(BrokerConfig {
+        notifier_threads: 2,
+        ..BrokerConfig::default()
+    });
+    let lots = ["A", "B", "C"];
+    let mut clients: Vec<Client> = (0..6).map(|_| harness.connect()).collect();
+    for (n, client) in clients.iter_mut().enumerate() {
+        client.subscribe(lots[n % 3]);
+    }
+    for lot in lots {
+        harness.publish(lot, 7);
+    }
+    for (n, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.event(), (lots[n % 3].into(), 7));
+    }
+}
+
+/// A peer that resets its connection (it closed with our bytes unread) is counted out at
+/// once, without waiting for an event to fail to go out.
+#[test]
+fn a_subscriber_that_resets_its_connection_is_counted_out() {
+    let harness = Harness::start(BrokerConfig::default());
+    let client = {
+        let mut client = harness.connect();
+        client.subscribe("A");
+        client
+    };
+    harness.publish("A", 1);
+    client.wait_for_unread_bytes();
+    drop(client);
+    harness.wait_for_stats("the reset connection to be counted out", |s| {
+        s.connections == 0 && s.subscribers == 0
+    });
 }

@@ -6,7 +6,8 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use broker::BrokerConfig;
 use common::{Harness, next_seq};
@@ -88,6 +89,7 @@ fn later_subscriptions_share_the_id_and_never_duplicate_events() {
     assert_eq!(first.line(), format!("OK {id}"));
     assert_eq!(first.line(), format!("OK {id}"));
     assert_eq!(first.subscribe("ALL"), id);
+    assert_eq!(first.subscribe("all"), id);
     assert_eq!(first.subscribe("C"), id);
     harness.publish("A", 1);
     harness.publish("B", 2);
@@ -101,12 +103,18 @@ fn later_subscriptions_share_the_id_and_never_duplicate_events() {
 }
 
 #[test]
-fn a_line_split_across_writes_is_reassembled() {
-    let harness = harness();
+fn a_line_sent_in_pieces_is_reassembled_within_the_line_timeout() {
+    let harness = Harness::start(BrokerConfig {
+        // Far longer than the pauses, however loaded the machine.
+        line_timeout: Duration::from_secs(5),
+        ..BrokerConfig::default()
+    });
     let mut client = harness.connect();
-    client.send(b"SUBSC");
-    client.send(b"RIBE ");
-    client.send(b"B\n");
+    // Pauses longer than the notifier's polls, so that it sees each piece on its own.
+    for piece in [&b"SUBSC"[..], b"RIBE ", b"B\n"] {
+        client.send(piece);
+        thread::sleep(Duration::from_millis(50));
+    }
     assert!(client.line().starts_with("OK "));
 }
 
@@ -120,9 +128,31 @@ fn an_over_long_line_is_refused_and_closes() {
     client.send(&line);
     assert!(client.line().starts_with("ERR LINE_TOO_LONG "));
     client.expect_closed();
-    // The server lingers until the client has closed too, so its reply cannot be reset away.
+    // The server lingers until the client has closed too (for CLOSE_LINGER, 1 s, at most), so
+    // its reply cannot be reset away; it notices the close at its next poll.
+    let closed = Instant::now();
     drop(client);
     harness.wait_for_stats("the connection to be counted out", |s| s.connections == 0);
+    assert!(
+        closed.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        closed.elapsed()
+    );
+}
+
+/// More input behind an over-long line does not cost the client its reply: the broker shuts
+/// its side after the reply and reads on until the client closes, instead of closing with
+/// input unread, which would make the kernel reset the connection, reply and all.
+#[test]
+fn an_over_long_line_is_answered_even_when_more_input_follows() {
+    let harness = harness();
+    let mut client = harness.connect();
+    client.send(&vec![b'x'; 3 * pubsub::MAX_LINE_LEN]);
+    client.send(&[b'y'; 4096]);
+    // Time for a broker that closed at once to have reset the connection.
+    thread::sleep(Duration::from_millis(100));
+    assert!(client.line().starts_with("ERR LINE_TOO_LONG "));
+    client.expect_closed();
 }
 
 #[test]

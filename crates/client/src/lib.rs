@@ -35,8 +35,9 @@
 //!   between nodes.
 //! - `error`: [`Error`], the one error type of all three clients.
 //! - `parking`: [`ParkingClient`] for the RPC port (JSON requests, text aliases, pipelining
-//!   with `send`/`recv`), its [`ClientError`] and [`RpcReply`].
-//! - `sensor`: [`SensorClient`] for the sensor port and [`SensorClientError`].
+//!   with `send`/`recv`; reservations and bookings), its [`ClientError`] and [`RpcReply`].
+//! - `sensor`: [`SensorClient`] for the sensor port (counts and the gate's `ENTER`/`EXIT`),
+//!   [`GatePass`] and [`SensorClientError`].
 //! - `subscription`: [`Subscription`] for the pub/sub port and [`SubscribeError`].
 //! - `retry`: [`Backoff`] for reconnecting, shared by the long-running tools.
 //! - `net` (private): connecting with a timeout, sorting socket errors, reading bounded lines.
@@ -57,8 +58,10 @@ pub use access::{Access, TlsClient, TlsSetupError};
 pub use cli::Failure;
 pub use endpoints::{Endpoints, Hosts};
 pub use error::Error;
+pub use framing::rpc::{Booking, BookingStatus, LotFilter, LotOffer, SpotOffer};
+pub use framing::sensor::Passage;
 pub use net::MAX_REPLY_LINE_LEN;
 pub use parking::{ClientError, DEFAULT_TIMEOUT, LotInfo, ParkingClient, Reservation, RpcReply};
 pub use retry::Backoff;
-pub use sensor::{SensorClient, SensorClientError};
+pub use sensor::{GatePass, SensorClient, SensorClientError};
 pub use subscription::{OwnedEvent, SubscribeError, Subscription, Update};

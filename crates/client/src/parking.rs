@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use framing::Secret;
 use framing::frame::{self, FrameError};
-use framing::rpc::{self, ErrorCode, KeyGrant, LotStatus, Request, WireError};
+use framing::rpc::{
+    self, Booking, ErrorCode, KeyGrant, LotFilter, LotOffer, LotStatus, Request, WireError,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -288,6 +290,94 @@ impl ParkingClient {
         .decode()
     }
 
+    /// `book`: books a space of `lot` (or its spot `spot`) for `plate` over
+    /// `[start, end)` (Unix seconds); the server's refusals (`FULL`, `SPOT_TAKEN`,
+    /// `BAD_WINDOW`, `UNKNOWN_SPOT`) come back as [`ClientError::Server`].
+    pub fn book(
+        &mut self,
+        lot: &str,
+        plate: &str,
+        start: u64,
+        end: u64,
+        spot: Option<&str>,
+    ) -> Result<Booking, ClientError> {
+        self.call(&Request::Book {
+            lot: lot.into(),
+            plate: plate.into(),
+            start,
+            end,
+            spot: spot.map(Into::into),
+        })?
+        .decode()
+    }
+
+    /// `getBooking`: the booking with id `id` (`<lotId>.<n>`).
+    pub fn get_booking(&mut self, id: &str) -> Result<Booking, ClientError> {
+        self.call(&Request::GetBooking { booking: id.into() })?
+            .decode()
+    }
+
+    /// `cancelBooking`: `true` if the confirmed booking was cancelled, `false` if there was
+    /// nothing to cancel.
+    pub fn cancel_booking(&mut self, id: &str) -> Result<bool, ClientError> {
+        self.call(&Request::CancelBooking { booking: id.into() })?
+            .decode()
+    }
+
+    /// `checkIn`: checks the booking in and returns it (`NOT_DUE` before check-in opens,
+    /// `BAD_STATE` unless it is confirmed).
+    pub fn check_in(&mut self, id: &str) -> Result<Booking, ClientError> {
+        self.call(&Request::CheckIn { booking: id.into() })?
+            .decode()
+    }
+
+    /// `listBookings`: the first page (the server's default size, 100) of `lot`'s bookings
+    /// overlapping `[start, end)`, by id; see [`list_bookings_page`](Self::list_bookings_page).
+    pub fn list_bookings(
+        &mut self,
+        lot: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Booking>, ClientError> {
+        self.call(&Request::ListBookings {
+            lot: lot.into(),
+            start,
+            end,
+            limit: None,
+            after: None,
+        })?
+        .decode()
+    }
+
+    /// `listBookings` one page at a time: up to `limit` bookings (1 to 1,000) after booking
+    /// `after` (the last of the previous page; `None` for the first), by id. A page shorter
+    /// than `limit` is the last.
+    pub fn list_bookings_page(
+        &mut self,
+        lot: &str,
+        start: u64,
+        end: u64,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<Vec<Booking>, ClientError> {
+        self.call(&Request::ListBookings {
+            lot: lot.into(),
+            start,
+            end,
+            limit: Some(u64::from(limit)),
+            after: after.map(Into::into),
+        })?
+        .decode()
+    }
+
+    /// `findLots`: the lots that can take a booking matching `query`.
+    pub fn find_lots(&mut self, query: &LotFilter<'_>) -> Result<Vec<LotOffer>, ClientError> {
+        self.call(&Request::FindLots {
+            query: query.clone(),
+        })?
+        .decode()
+    }
+
     /// `PING`: succeeds when the server answers `"PONG"`.
     pub fn ping(&mut self) -> Result<(), ClientError> {
         let pong: Cow<'_, str> = self.call(&Request::Ping)?.decode()?;
@@ -371,8 +461,7 @@ impl ParkingClient {
 
     /// Like [`queue`](Self::queue), for the text alias form (see [`send_text`](Self::send_text)).
     pub fn queue_text(&mut self, request: &Request<'_>) -> Result<(), ClientError> {
-        let has_space = |arg: &&str| arg.is_empty() || arg.bytes().any(|b| b.is_ascii_whitespace());
-        if request.with_args(|args| args.iter().any(has_space)) {
+        if !request.with_args(|args| args.iter().all(rpc::Arg::fits_text_field)) {
             return Err(ClientError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "text alias arguments must be non-empty and contain no whitespace",

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use framing::Secret;
-use framing::sensor::{self, CountChange, SensorCommand, SensorError, SensorReply};
+use framing::sensor::{self, CountChange, Passage, SensorCommand, SensorError, SensorReply};
 
 use crate::access::Access;
 use crate::endpoints::Endpoints;
@@ -14,6 +14,26 @@ use crate::net::{self, Conn, LineReader};
 
 /// Why a sensor command failed; [`Error::Server`] carries the server's `ERR` reply.
 pub type SensorClientError = Error<SensorError>;
+
+/// What a car through the gate did, as the server answered `ENTER`/`EXIT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatePass {
+    /// The lot's free spaces afterwards.
+    pub free: u32,
+    /// The booking the car checked in to (`ENTER`) or completed (`EXIT`), if any.
+    pub booking: Option<String>,
+}
+
+/// Refuses a field that cannot be sent as one field of a line.
+fn one_field(what: &str, field: &str) -> Result<(), SensorClientError> {
+    if field.is_empty() || field.bytes().any(|b| b.is_ascii_whitespace()) {
+        return Err(SensorClientError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} {field:?} must be non-empty and contain no whitespace"),
+        )));
+    }
+    Ok(())
+}
 
 /// A blocking client for the sensor port: one connection, one command and its reply at a
 /// time. Each command goes out in one write; replies are read through a buffered reader.
@@ -86,16 +106,39 @@ impl SensorClient {
     /// A lot id that is empty or contains whitespace cannot be sent as one field and is
     /// refused before anything is written (`Io` with kind `InvalidInput`).
     pub fn update(&mut self, lot: &str, change: CountChange) -> Result<u32, SensorClientError> {
-        if lot.is_empty() || lot.bytes().any(|b| b.is_ascii_whitespace()) {
-            return Err(SensorClientError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("lot id {lot:?} must be non-empty and contain no whitespace"),
-            )));
-        }
+        one_field("lot id", lot)?;
         match self.exchange(&SensorCommand::Update { lot, change })? {
             SensorReply::Updated { free } => Ok(free),
             other => Err(SensorClientError::Protocol(format!(
                 "UPDATE answered {other:?}"
+            ))),
+        }
+    }
+
+    /// `ENTER <lot> <plate>` or `EXIT <lot> <plate>`: a car through the lot's gate. Fields
+    /// that cannot be sent as one are refused before anything is written.
+    pub fn pass(
+        &mut self,
+        lot: &str,
+        plate: &str,
+        passage: Passage,
+    ) -> Result<GatePass, SensorClientError> {
+        one_field("lot id", lot)?;
+        one_field("plate", plate)?;
+        let command = SensorCommand::Gate {
+            lot,
+            plate,
+            passage,
+        };
+        match self.exchange(&command)? {
+            // `OK <free>` alone reads as an update's reply; for a gate line it means no booking.
+            SensorReply::Updated { free } => Ok(GatePass {
+                free,
+                booking: None,
+            }),
+            SensorReply::Passed { free, booking } => Ok(GatePass { free, booking }),
+            other => Err(SensorClientError::Protocol(format!(
+                "a gate line answered {other:?}"
             ))),
         }
     }

@@ -7,7 +7,7 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use client::{ClientError, ParkingClient, Reservation};
+use client::{Booking, BookingStatus, ClientError, LotFilter, ParkingClient, Reservation};
 use common::{Fake, closed_port, read_payload, read_request, write_payload, write_reply};
 use framing::rpc::{
     Availability, CancelOutcome, ErrorCode, KeyGrant, LotStatus, Reply, Request, ReserveOutcome,
@@ -32,6 +32,7 @@ fn typed_calls_round_trip_with_increasing_ids() {
                     occupied: 3,
                     counted: 3,
                     reserved: 2,
+                    booked: 0,
                     free: 95,
                     status: Some(Availability::Open),
                 }]),
@@ -52,6 +53,7 @@ fn typed_calls_round_trip_with_increasing_ids() {
                         role: "client".into(),
                     })
                 }
+                other => panic!("unexpected {other:?}"),
             };
             write_reply(&mut stream, Some(id), Ok(&reply));
         }
@@ -246,5 +248,87 @@ fn text_aliases_are_sent_and_read_verbatim() {
     // An argument with a space would become a different command; it is refused locally.
     let bad = Request::GetAvailability { lot: "A B".into() };
     assert!(matches!(client.send_text(&bad), Err(ClientError::Io(_))));
+    fake.join();
+}
+
+/// A booking as the server sends it.
+fn booking(id: &str, status: &str) -> Booking {
+    let lot = id.split('.').next().unwrap();
+    serde_json::from_str(&format!(
+        r#"{{"id":"{id}","lot":"{lot}","spot":null,"plate":"P1","start":100,"end":200,"status":"{status}","owner":null}}"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn booking_calls_send_their_arguments_by_kind_and_decode_bookings() {
+    let fake = Fake::start(|mut stream| {
+        while let Some((id, request)) = read_request(&mut stream) {
+            let reply = match request {
+                Request::Book {
+                    lot,
+                    plate,
+                    start,
+                    end,
+                    spot,
+                } => {
+                    assert_eq!((&*lot, &*plate, start, end), ("A", "P1", 100, 200));
+                    assert_eq!(spot.as_deref(), Some("A-EV1"));
+                    Reply::Booking(booking("A.1", "CONFIRMED"))
+                }
+                Request::GetBooking { booking: wanted } => {
+                    assert_eq!(wanted, "A.1");
+                    Reply::Booking(booking("A.1", "CONFIRMED"))
+                }
+                Request::CheckIn { .. } => Reply::Booking(booking("A.1", "CHECKED_IN")),
+                Request::CancelBooking { .. } => Reply::Cancel(CancelOutcome::NotFound),
+                Request::ListBookings {
+                    lot,
+                    start,
+                    end,
+                    limit,
+                    after,
+                } => {
+                    assert_eq!((&*lot, start, end), ("A", 0, 1000));
+                    match (limit, after.as_deref()) {
+                        (None, None) => Reply::Bookings(vec![booking("A.1", "CHECKED_IN")]),
+                        (Some(2), Some("A.1")) => Reply::Bookings(Vec::new()),
+                        other => panic!("unexpected page {other:?}"),
+                    }
+                }
+                Request::FindLots { query } => {
+                    assert_eq!(query.feature.as_deref(), Some("ev"));
+                    Reply::Offers(Vec::new())
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            write_reply(&mut stream, Some(id), Ok(&reply));
+        }
+    });
+    let mut client = ParkingClient::connect(fake.addr).unwrap();
+    let made = client.book("A", "P1", 100, 200, Some("A-EV1")).unwrap();
+    assert_eq!(made.id.to_string(), "A.1");
+    assert_eq!(made.status, BookingStatus::Confirmed);
+    assert_eq!(client.get_booking("A.1").unwrap(), made);
+    assert_eq!(
+        client.check_in("A.1").unwrap().status,
+        BookingStatus::CheckedIn
+    );
+    assert!(!client.cancel_booking("A.1").unwrap());
+    assert_eq!(client.list_bookings("A", 0, 1000).unwrap().len(), 1);
+    assert!(
+        client
+            .list_bookings_page("A", 0, 1000, 2, Some("A.1"))
+            .unwrap()
+            .is_empty()
+    );
+    let query = LotFilter {
+        zone: None,
+        feature: Some("ev".into()),
+        start: 100,
+        end: 200,
+    };
+    assert!(client.find_lots(&query).unwrap().is_empty());
+    drop(client);
     fake.join();
 }

@@ -7,7 +7,7 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use client::{SensorClient, SensorClientError};
+use client::{GatePass, Passage, SensorClient, SensorClientError};
 use common::{Fake, Lines, closed_port};
 use framing::sensor::{CountChange, SensorErrorCode};
 
@@ -28,6 +28,40 @@ fn updates_and_pings_round_trip() {
     assert_eq!(client.update("A", CountChange::Add(3)).unwrap(), 97);
     assert_eq!(client.update("A", CountChange::Set(40)).unwrap(), 60);
     client.ping().unwrap();
+    fake.join();
+}
+
+#[test]
+fn gate_lines_report_free_spaces_and_the_booking() {
+    let fake = Fake::start(|stream| {
+        let mut lines = Lines::new(stream);
+        assert_eq!(lines.read().unwrap(), "ENTER A 7ABC");
+        lines.write(b"OK 41 BOOKING A.3\n");
+        assert_eq!(lines.read().unwrap(), "EXIT A XYZ");
+        lines.write(b"OK 42\n");
+    });
+    let mut client = SensorClient::connect(fake.addr, TIMEOUT).unwrap();
+    assert_eq!(
+        client.pass("A", "7ABC", Passage::Enter).unwrap(),
+        GatePass {
+            free: 41,
+            booking: Some("A.3".into())
+        }
+    );
+    assert_eq!(
+        client.pass("A", "XYZ", Passage::Exit).unwrap(),
+        GatePass {
+            free: 42,
+            booking: None
+        }
+    );
+    for (lot, plate) in [("A", "7 ABC"), ("A B", "P"), ("A", "")] {
+        assert!(matches!(
+            client.pass(lot, plate, Passage::Enter),
+            Err(SensorClientError::Io(_))
+        ));
+    }
+    drop(client);
     fake.join();
 }
 

@@ -62,6 +62,7 @@ fn refused_topic_fails_the_subscription() {
 #[test]
 fn timeout_keeps_a_partly_received_line() {
     let (half_tx, half_rx) = mpsc::channel::<()>();
+    let (written_tx, written_rx) = mpsc::channel::<()>();
     let (rest_tx, rest_rx) = mpsc::channel::<()>();
     let fake = Fake::start(move |stream| {
         let mut lines = Lines::new(stream);
@@ -69,13 +70,18 @@ fn timeout_keeps_a_partly_received_line() {
         lines.write(b"OK 3\n");
         let _ = half_rx.recv();
         lines.write(&EVENT_A[..20]);
+        written_tx.send(()).unwrap();
         let _ = rest_rx.recv();
         lines.write(&[&EVENT_A[20..], b"\n"].concat());
     });
     let mut sub = Subscription::connect(fake.addr, &[Topic::All], TIMEOUT).unwrap();
     let wait = Duration::from_millis(50);
     assert!(sub.next_event_timeout(wait).unwrap().is_none());
+    // The first 20 bytes are on their way before the next wait starts (over loopback they are
+    // in our socket when the write returns), so this call reads them and then times out in
+    // the middle of the line.
     half_tx.send(()).unwrap();
+    written_rx.recv().unwrap();
     assert!(sub.next_event_timeout(wait).unwrap().is_none());
     rest_tx.send(()).unwrap();
     let event = sub.next_event_timeout(TIMEOUT).unwrap().unwrap();

@@ -282,6 +282,107 @@ mod tests {
         ));
     }
 
+    /// A reader that fails with `kind` once `data` is used up.
+    struct FailingReader<'a> {
+        data: &'a [u8],
+        kind: io::ErrorKind,
+    }
+
+    impl Read for FailingReader<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.data.is_empty() {
+                return Err(self.kind.into());
+            }
+            let n = buf.len().min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_limit_is_four_mebibytes() {
+        // The protocol's number (docs/protocol.md), not just whatever the constant says.
+        assert_eq!(MAX_FRAME_LEN, 4_194_304);
+    }
+
+    #[test]
+    fn read_frame_takes_a_frame_at_the_limit_and_refuses_one_past_it() {
+        let payload = vec![b'x'; MAX_FRAME_LEN];
+        let stream = framed(&payload);
+        let mut read = Vec::new();
+        assert!(read_frame(&mut &stream[..], &mut read).unwrap());
+        assert_eq!(read.len(), MAX_FRAME_LEN);
+        let mut header = [0u8; HEADER_LEN];
+        BigEndian::write_u32(&mut header, MAX_FRAME_LEN as u32 + 1);
+        assert!(matches!(
+            read_frame(&mut &header[..], &mut read),
+            Err(FrameError::TooLarge { len }) if len == MAX_FRAME_LEN + 1
+        ));
+    }
+
+    #[test]
+    fn read_frame_passes_on_errors_other_than_interrupted() {
+        let stream = framed(b"hello");
+        // Failing inside the header, and inside the payload.
+        for cut in [2, 6] {
+            let mut reader = FailingReader {
+                data: &stream[..cut],
+                kind: io::ErrorKind::ConnectionReset,
+            };
+            let err = read_frame(&mut reader, &mut Vec::new()).unwrap_err();
+            assert!(
+                matches!(&err, FrameError::Io(io) if io.kind() == io::ErrorKind::ConnectionReset),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let too_large = FrameError::TooLarge { len: 5_000_000 };
+        assert_eq!(
+            too_large.to_string(),
+            "frame of 5000000 bytes exceeds the 4194304-byte limit"
+        );
+        assert!(std::error::Error::source(&too_large).is_none());
+        let truncated = FrameError::Truncated {
+            expected: 9,
+            received: 6,
+        };
+        assert_eq!(
+            truncated.to_string(),
+            "stream ended inside a frame (6 of 9 bytes received)"
+        );
+        let io = FrameError::from(io::Error::new(io::ErrorKind::BrokenPipe, "gone"));
+        assert_eq!(io.to_string(), "i/o error: gone");
+        let source = std::error::Error::source(&io).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("gone"));
+    }
+
+    #[test]
+    fn write_frame_writes_one_frame() {
+        let mut out = Vec::new();
+        write_frame(&mut out, b"PING").unwrap();
+        assert_eq!(out, framed(b"PING"));
+        let too_large = vec![0; MAX_FRAME_LEN + 1];
+        assert!(matches!(
+            write_frame(&mut Vec::new(), &too_large),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn encode_with_takes_a_payload_at_the_limit() {
+        let mut out = Vec::new();
+        encode_with(&mut out, |out| out.resize(out.len() + MAX_FRAME_LEN, b'x')).unwrap();
+        assert_eq!(out.len(), HEADER_LEN + MAX_FRAME_LEN);
+        assert_eq!(
+            BigEndian::read_u32(&out[..HEADER_LEN]) as usize,
+            MAX_FRAME_LEN
+        );
+    }
+
     #[test]
     fn oversized_payload_is_removed_again() {
         let mut out = b"keep".to_vec();

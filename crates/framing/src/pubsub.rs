@@ -392,7 +392,10 @@ mod tests {
             ServerLine::Snapshot(snapshot)
         );
         assert!(parse_server_line(b"{\"lotId\":\"B\",\"free\":3,\"timestamp\":1.5}").is_err());
-        assert!(parse_server_line(b"HELLO").is_err());
+        assert_eq!(
+            parse_server_line(b"HELLO").unwrap_err().to_string(),
+            "malformed pub/sub line \"HELLO\""
+        );
         out.clear();
         encode_authenticated(&mut out, "signs");
         assert_eq!(out, b"OK signs\n");

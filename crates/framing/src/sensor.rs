@@ -1,11 +1,11 @@
-//! The sensor port's line protocol: `UPDATE <lotId> <n|+k|-k>`, `PING` and `AUTH <token>`, one
-//! reply line each.
+//! The sensor port's line protocol: `UPDATE <lotId> <n|+k|-k>`, the gate's
+//! `ENTER|EXIT <lotId> <plate>`, `PING` and `AUTH <token>`; one reply line each.
 
 use std::fmt;
 use std::io::Write;
 
-pub use state::CountChange;
 use state::shown;
+pub use state::{CountChange, Passage};
 
 use crate::Secret;
 
@@ -22,6 +22,15 @@ pub enum SensorCommand<'a> {
         lot: &'a str,
         /// The reported change.
         change: CountChange,
+    },
+    /// `ENTER <lotId> <plate>` or `EXIT <lotId> <plate>`: a car through the lot's gate.
+    Gate {
+        /// The lot the gate belongs to.
+        lot: &'a str,
+        /// The car's plate, as read (validated by the server).
+        plate: &'a str,
+        /// In or out.
+        passage: Passage,
     },
     /// `PING`.
     Ping,
@@ -47,6 +56,8 @@ pub enum SensorErrorCode {
     Busy,
     /// The update could not be made durable, so it was not applied; retrying later is safe.
     Unavailable,
+    /// A gate line's plate is missing or breaks the plate rules.
+    BadPlate,
     /// Keys are configured and the connection has not authenticated (or sent a wrong token);
     /// after 5 wrong tokens the connection is closed after this reply.
     Unauthorized,
@@ -64,6 +75,7 @@ impl SensorErrorCode {
             SensorErrorCode::LineTooLong => "LINE_TOO_LONG",
             SensorErrorCode::Busy => "BUSY",
             SensorErrorCode::Unavailable => "UNAVAILABLE",
+            SensorErrorCode::BadPlate => "BAD_PLATE",
             SensorErrorCode::Unauthorized => "UNAUTHORIZED",
             SensorErrorCode::Forbidden => "FORBIDDEN",
         }
@@ -77,6 +89,7 @@ impl SensorErrorCode {
             SensorErrorCode::LineTooLong,
             SensorErrorCode::Busy,
             SensorErrorCode::Unavailable,
+            SensorErrorCode::BadPlate,
             SensorErrorCode::Unauthorized,
             SensorErrorCode::Forbidden,
         ]
@@ -159,6 +172,16 @@ pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
             )),
         };
     }
+    let passage = if verb.eq_ignore_ascii_case("ENTER") {
+        Some(Passage::Enter)
+    } else if verb.eq_ignore_ascii_case("EXIT") {
+        Some(Passage::Exit)
+    } else {
+        None
+    };
+    if let Some(passage) = passage {
+        return parse_gate(fields, passage);
+    }
     if verb.eq_ignore_ascii_case("AUTH") {
         return match (fields.next(), fields.next()) {
             (Some(token), None) => Ok(SensorCommand::Auth {
@@ -174,7 +197,7 @@ pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
         return Err(SensorError::new(
             SensorErrorCode::UnknownCommand,
             format!(
-                "unknown command {} (try UPDATE <lotId> <n|+k|-k>, PING or AUTH <token>)",
+                "unknown command {} (try UPDATE <lotId> <n|+k|-k>, ENTER|EXIT <lotId> <plate>, PING or AUTH <token>)",
                 shown(verb)
             ),
         ));
@@ -195,11 +218,52 @@ pub fn parse_command(line: &[u8]) -> Result<SensorCommand<'_>, SensorError> {
     Ok(SensorCommand::Update { lot, change })
 }
 
+/// The fields after `ENTER` or `EXIT`: `<lotId> <plate>`.
+fn parse_gate<'a>(
+    mut fields: impl Iterator<Item = &'a str>,
+    passage: Passage,
+) -> Result<SensorCommand<'a>, SensorError> {
+    let verb = passage_verb(passage);
+    let lot = fields.next().ok_or_else(|| {
+        SensorError::new(
+            SensorErrorCode::UnknownLot,
+            format!("{verb} needs a lot id"),
+        )
+    })?;
+    let plate = fields.next().ok_or_else(|| {
+        SensorError::new(SensorErrorCode::BadPlate, format!("{verb} needs a plate"))
+    })?;
+    if fields.next().is_some() {
+        return Err(SensorError::new(
+            SensorErrorCode::UnknownCommand,
+            format!("{verb} takes exactly two fields: <lotId> <plate>"),
+        ));
+    }
+    Ok(SensorCommand::Gate {
+        lot,
+        plate,
+        passage,
+    })
+}
+
+/// The verb of a gate line.
+fn passage_verb(passage: Passage) -> &'static str {
+    match passage {
+        Passage::Enter => "ENTER",
+        Passage::Exit => "EXIT",
+    }
+}
+
 /// Appends a command line, terminator included.
 pub fn encode_command(out: &mut Vec<u8>, command: &SensorCommand<'_>) {
     // Writing to a Vec cannot fail.
     let _ = match command {
         SensorCommand::Update { lot, change } => writeln!(out, "UPDATE {lot} {change}"),
+        SensorCommand::Gate {
+            lot,
+            plate,
+            passage,
+        } => writeln!(out, "{} {lot} {plate}", passage_verb(*passage)),
         SensorCommand::Ping => writeln!(out, "PING"),
         SensorCommand::Auth { token } => writeln!(out, "AUTH {}", token.expose()),
     };
@@ -212,6 +276,14 @@ pub enum SensorReply {
     Updated {
         /// Free spaces after the update.
         free: u32,
+    },
+    /// `OK <free>` or `OK <free> BOOKING <id>`: a car passed the gate; it checked in to
+    /// (`ENTER`) or completed (`EXIT`) booking `id`.
+    Passed {
+        /// Free spaces afterwards.
+        free: u32,
+        /// The booking it checked in to or completed, if any.
+        booking: Option<String>,
     },
     /// `PONG`.
     Pong,
@@ -226,7 +298,15 @@ pub enum SensorReply {
 /// Appends a reply line, terminator included.
 pub fn encode_reply(out: &mut Vec<u8>, reply: Result<&SensorReply, &SensorError>) {
     let _ = match reply {
-        Ok(SensorReply::Updated { free }) => writeln!(out, "OK {free}"),
+        Ok(SensorReply::Updated { free })
+        | Ok(SensorReply::Passed {
+            free,
+            booking: None,
+        }) => writeln!(out, "OK {free}"),
+        Ok(SensorReply::Passed {
+            free,
+            booking: Some(booking),
+        }) => writeln!(out, "OK {free} BOOKING {booking}"),
         Ok(SensorReply::Pong) => writeln!(out, "PONG"),
         Ok(SensorReply::Authenticated { id }) => writeln!(out, "OK {id}"),
         Err(error) => writeln!(out, "ERR {error}"),
@@ -253,15 +333,29 @@ pub fn parse_reply(line: &[u8]) -> Result<Result<SensorReply, SensorError>, Malf
         return Ok(Ok(SensorReply::Pong));
     }
     if let Some(rest) = text.strip_prefix("OK ") {
+        // `OK <keyId>` answers `AUTH` (key ids start with a letter); `OK <free>` answers an
+        // update and a gate line alike: the caller knows which it sent.
         if rest.starts_with(|c: char| c.is_ascii_alphabetic()) && !rest.contains(' ') {
             return Ok(Ok(SensorReply::Authenticated {
                 id: rest.to_owned(),
             }));
         }
-        return rest
-            .parse()
-            .map(|free| Ok(SensorReply::Updated { free }))
-            .map_err(|_| malformed());
+        return match rest.split_once(" BOOKING ") {
+            None => rest
+                .parse()
+                .map(|free| Ok(SensorReply::Updated { free }))
+                .map_err(|_| malformed()),
+            Some((free, booking)) if !booking.is_empty() && !booking.contains(' ') => free
+                .parse()
+                .map(|free| {
+                    Ok(SensorReply::Passed {
+                        free,
+                        booking: Some(booking.to_owned()),
+                    })
+                })
+                .map_err(|_| malformed()),
+            Some(_) => Err(malformed()),
+        };
     }
     if let Some(rest) = text.strip_prefix("ERR ") {
         let (code, detail) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -304,6 +398,22 @@ mod tests {
         );
         assert_eq!(parse_command(b"ping").unwrap(), SensorCommand::Ping);
         assert_eq!(
+            parse_command(b"enter A 7abc").unwrap(),
+            SensorCommand::Gate {
+                lot: "A",
+                plate: "7abc",
+                passage: Passage::Enter
+            }
+        );
+        assert_eq!(
+            parse_command(b"EXIT  B  X").unwrap(),
+            SensorCommand::Gate {
+                lot: "B",
+                plate: "X",
+                passage: Passage::Exit
+            }
+        );
+        assert_eq!(
             parse_command(b"auth  s3cret ").unwrap(),
             SensorCommand::Auth {
                 token: Secret::new("s3cret")
@@ -325,6 +435,9 @@ mod tests {
         assert_eq!(code("UPDATE A 4294967296"), SensorErrorCode::BadCount);
         assert_eq!(code("UPDATE A 1 2"), SensorErrorCode::UnknownCommand);
         assert_eq!(code("PING now"), SensorErrorCode::UnknownCommand);
+        assert_eq!(code("ENTER"), SensorErrorCode::UnknownLot);
+        assert_eq!(code("ENTER A"), SensorErrorCode::BadPlate);
+        assert_eq!(code("EXIT A P Q"), SensorErrorCode::UnknownCommand);
         assert_eq!(code("AUTH"), SensorErrorCode::UnknownCommand);
         assert_eq!(code("AUTH a b"), SensorErrorCode::UnknownCommand);
         assert_eq!(
@@ -341,6 +454,11 @@ mod tests {
                 lot: "A",
                 change: CountChange::Remove(4),
             },
+            SensorCommand::Gate {
+                lot: "A",
+                plate: "P-1",
+                passage: Passage::Exit,
+            },
             SensorCommand::Auth {
                 token: Secret::new("t"),
             },
@@ -354,6 +472,10 @@ mod tests {
         for reply in [
             Ok(SensorReply::Pong),
             Ok(SensorReply::Updated { free: 7 }),
+            Ok(SensorReply::Passed {
+                free: 3,
+                booking: Some("A.17".into()),
+            }),
             Ok(SensorReply::Authenticated {
                 id: "gate-A".into(),
             }),
@@ -363,7 +485,12 @@ mod tests {
             encode_reply(&mut out, reply.as_ref());
             assert_eq!(parse_reply(&out[..out.len() - 1]).unwrap(), reply);
         }
-        assert!(parse_reply(b"OK 1x").is_err());
+        assert_eq!(
+            parse_reply(b"OK 1x").unwrap_err().to_string(),
+            "malformed sensor reply \"OK 1x\""
+        );
+        assert!(parse_reply(b"OK 1 BOOKING ").is_err());
+        assert!(parse_reply(b"OK x BOOKING A.1").is_err());
         assert!(parse_reply(b"OK a b").is_err());
         assert!(parse_reply(b"ERR NOPE x").is_err());
     }

@@ -45,6 +45,7 @@ struct LotView<'a> {
     capacity: u32,
     occupied: u32,
     reserved: u32,
+    booked: u32,
     free: u32,
     status: Availability,
 }
@@ -56,6 +57,7 @@ impl<'a> From<&'a LotSnapshot> for LotView<'a> {
             capacity: lot.capacity,
             occupied: lot.occupied,
             reserved: lot.reserved,
+            booked: lot.booked,
             free: lot.free,
             status: lot.status,
         }
@@ -260,7 +262,7 @@ impl Api {
         let plate = parse_plate(plate)?;
         // Another key's reservation answers as none at all: whose it is is not revealed.
         let allowed =
-            |owner: Option<&str>| caller.is_none_or(|identity| identity.may_cancel(owner));
+            |owner: Option<&str>| caller.is_none_or(|identity| identity.may_handle(owner));
         match self.store.cancel(lot, plate, &allowed).map_err(refused)? {
             CancelOutcome::Cancelled => Ok(Response::empty(Status::NO_CONTENT)),
             CancelOutcome::NotFound => Err(ApiError::new(

@@ -4,11 +4,15 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use auth::AuthConfig;
 use serde::{Deserialize, Deserializer};
-use state::{LotId, LotSpec};
+use state::{
+    BookingRules, Clock, Label, LotId, LotSpec, LotTerms, ParkingState, SetupError, SpotId,
+    SpotSpec,
+};
 use store::Fsync;
 
 /// The file read when no `--config` is given, from the current directory.
@@ -29,7 +33,54 @@ pub struct LotConfig {
     /// absent, 10 % of the capacity (rounded down).
     #[serde(default)]
     pub almost_full_free: Option<u32>,
+    /// Where the lot is (`findLots` filters on it).
+    #[serde(default)]
+    pub zone: Option<Label>,
+    /// What every space of it offers (`covered`, `ev`).
+    #[serde(default)]
+    pub features: Vec<Label>,
+    /// How many spaces may be booked for any one instant; the rest are for drive-ups.
+    /// Default: the capacity.
+    #[serde(default)]
+    pub bookable: Option<u32>,
+    /// Named spaces, bookable one by one; at most the capacity.
+    #[serde(default)]
+    pub spots: Vec<SpotConfig>,
 }
+
+impl LotConfig {
+    /// A lot of `capacity` spaces with no zone, features or named spots, every space bookable,
+    /// `almostFull` at the default threshold.
+    pub fn new(id: LotId, capacity: u32) -> Self {
+        LotConfig {
+            id,
+            capacity,
+            zone: None,
+            features: Vec::new(),
+            bookable: None,
+            spots: Vec::new(),
+            almost_full_free: None,
+        }
+    }
+}
+
+/// A named space of a lot, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpotConfig {
+    /// Its id, unique in its lot: 1-32 characters of `A-Z a-z 0-9 _ -`.
+    pub id: SpotId,
+    /// What it offers beyond its lot's features.
+    #[serde(default)]
+    pub features: Vec<Label>,
+}
+
+/// Most features one lot or spot lists.
+pub const MAX_FEATURES: usize = 32;
+
+/// Most named spots over all lots: `findLots` lists the free ones, and its reply must fit in
+/// one 4 MiB frame.
+pub const MAX_SPOTS: usize = 10_000;
 
 /// A port, as `tls_ports` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -150,6 +201,23 @@ pub struct Config {
     /// On shutdown, how long in-flight replies and queued events may take to drain.
     #[serde(deserialize_with = "seconds")]
     pub shutdown_grace: Duration,
+    /// Longest booking window, in hours.
+    pub max_booking_hours: u32,
+    /// How far ahead a booking may start, in days.
+    pub booking_horizon_days: u32,
+    /// How long before its window a booking may check in, in minutes.
+    pub early_checkin_minutes: u32,
+    /// How long after its start a booking that has not checked in keeps its space before it
+    /// is released as a no-show, and how long after its end a car may stay before it is
+    /// flagged as overstaying.
+    #[serde(deserialize_with = "seconds")]
+    pub checkin_grace: Duration,
+    /// How long a finished booking (completed, cancelled, no-show) stays readable after its
+    /// window, in days; then it is forgotten, so memory follows live bookings.
+    pub booking_retention_days: u32,
+    /// Most finished bookings one lot keeps; past it the one due to be forgotten soonest
+    /// goes at once, so memory stays bounded whatever clients do within the retention.
+    pub max_finished_bookings: u32,
     /// Access control: `{"keys": [...]}`, each key an id, a role, for a sensor its lots, and
     /// the SHA-256 of its token. With no keys every port is open to whoever can reach it, which
     /// protected mode limits to loopback.
@@ -244,11 +312,10 @@ impl fmt::Debug for PostgresConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        let lot = |id: &str, capacity| LotConfig {
+        let lot = |id: &str, capacity| {
             // The built-in ids are valid.
-            id: LotId::new(id).unwrap_or_else(|_| unreachable!("built-in lot id {id}")),
-            capacity,
-            almost_full_free: None,
+            let id = LotId::new(id).unwrap_or_else(|_| unreachable!("built-in lot id {id}"));
+            LotConfig::new(id, capacity)
         };
         Config {
             host: "127.0.0.1".into(),
@@ -275,6 +342,12 @@ impl Default for Config {
             notifier_threads: 2,
             subscriber_send_buffer: 32 * 1024,
             shutdown_grace: Duration::from_secs(2),
+            max_booking_hours: 24,
+            booking_horizon_days: 30,
+            early_checkin_minutes: 15,
+            checkin_grace: Duration::from_secs(900),
+            booking_retention_days: 7,
+            max_finished_bookings: state::DEFAULT_MAX_FINISHED,
             auth: AuthConfig::default(),
             auth_timeout: Duration::from_secs(10),
             protected_mode: true,
@@ -692,9 +765,11 @@ impl Config {
             }
         }
         let mut seen = std::collections::HashSet::with_capacity(self.lots.len());
+        let mut spots = 0;
         for lot in &self.lots {
+            let id = lot.id.as_str();
             if lot.capacity == 0 {
-                return invalid("lots", &format!("lot {:?} has capacity 0", lot.id.as_str()));
+                return invalid("lots", &format!("lot {id:?} has capacity 0"));
             }
             if let Some(threshold) = lot.almost_full_free
                 && threshold > lot.capacity
@@ -709,11 +784,74 @@ impl Config {
                 );
             }
             if !seen.insert(&lot.id) {
+                return invalid("lots", &format!("lot id {id:?} appears twice"));
+            }
+            if let Some(bookable) = lot.bookable
+                && bookable > lot.capacity
+            {
                 return invalid(
                     "lots",
-                    &format!("lot id {:?} appears twice", lot.id.as_str()),
+                    &format!(
+                        "lot {id:?} has bookable {bookable}, over its capacity {}",
+                        lot.capacity
+                    ),
                 );
             }
+            if lot.spots.len() > lot.capacity as usize {
+                return invalid(
+                    "lots",
+                    &format!(
+                        "lot {id:?} names {} spots but has {} spaces",
+                        lot.spots.len(),
+                        lot.capacity
+                    ),
+                );
+            }
+            let mut spot_ids = std::collections::HashSet::with_capacity(lot.spots.len());
+            if let Some(spot) = lot.spots.iter().find(|spot| !spot_ids.insert(&spot.id)) {
+                return invalid(
+                    "lots",
+                    &format!("lot {id:?} names spot {:?} twice", spot.id.as_str()),
+                );
+            }
+            let most_features = lot.spots.iter().map(|spot| spot.features.len());
+            if most_features.chain([lot.features.len()]).max() > Some(MAX_FEATURES) {
+                return invalid(
+                    "lots",
+                    &format!("lot {id:?}: at most {MAX_FEATURES} features a lot or spot"),
+                );
+            }
+            spots += lot.spots.len();
+        }
+        if spots > MAX_SPOTS {
+            return invalid(
+                "lots",
+                &format!("at most {MAX_SPOTS} named spots in all, got {spots}"),
+            );
+        }
+        for (key, value, max) in [
+            ("max_booking_hours", self.max_booking_hours, 24 * 366),
+            ("booking_horizon_days", self.booking_horizon_days, 3660),
+        ] {
+            if value == 0 || value > max {
+                return invalid(key, &format!("must be from 1 to {max}, got {value}"));
+            }
+        }
+        for (key, value, max) in [
+            ("early_checkin_minutes", self.early_checkin_minutes, 24 * 60),
+            ("booking_retention_days", self.booking_retention_days, 3660),
+            (
+                "max_finished_bookings",
+                self.max_finished_bookings,
+                1_000_000,
+            ),
+        ] {
+            if value > max {
+                return invalid(key, &format!("must be from 0 to {max}, got {value}"));
+            }
+        }
+        if self.checkin_grace > MAX_CHECKIN_GRACE {
+            return invalid("checkin_grace", "must be from 0 to 86400 seconds (a day)");
         }
         self.validate_access()
     }
@@ -775,6 +913,47 @@ impl Config {
                 .is_none_or(|ports| ports.contains(&port))
     }
 
+    /// What booking windows must keep, from the settings.
+    pub fn booking_rules(&self) -> BookingRules {
+        let hours = |n: u32| Duration::from_secs(u64::from(n) * 3600);
+        BookingRules {
+            max_length: hours(self.max_booking_hours),
+            horizon: hours(self.booking_horizon_days) * 24,
+            early_checkin: Duration::from_secs(u64::from(self.early_checkin_minutes) * 60),
+            checkin_grace: self.checkin_grace,
+            retention: hours(self.booking_retention_days) * 24,
+            max_finished: self.max_finished_bookings,
+        }
+    }
+
+    /// How each lot is booked, as the state wants it.
+    pub fn lot_terms(&self) -> Vec<LotTerms> {
+        self.lots
+            .iter()
+            .map(|lot| LotTerms {
+                id: lot.id.clone(),
+                zone: lot.zone.clone(),
+                features: lot.features.clone(),
+                bookable: lot.bookable.unwrap_or(lot.capacity),
+                spots: lot
+                    .spots
+                    .iter()
+                    .map(|spot| SpotSpec {
+                        id: spot.id.clone(),
+                        features: spot.features.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The state the configuration describes, every lot empty, on `clock`: what a store
+    /// starts from.
+    pub fn state(&self, clock: Arc<dyn Clock>) -> Result<ParkingState, SetupError> {
+        ParkingState::new(self.lot_specs(), self.reservation_ttl, clock)?
+            .with_bookings(self.booking_rules(), self.lot_terms())
+    }
+
     /// The lots as the state wants them.
     pub fn lot_specs(&self) -> Vec<LotSpec> {
         self.lots
@@ -805,6 +984,9 @@ impl Config {
 
 /// Longest `shutdown_grace`.
 const MAX_GRACE: Duration = Duration::from_secs(3600);
+
+/// Longest `checkin_grace`.
+const MAX_CHECKIN_GRACE: Duration = Duration::from_secs(86_400);
 
 /// A number of seconds as a duration, or why it cannot be one.
 fn duration_from_seconds(secs: f64) -> Result<Duration, String> {
@@ -1243,6 +1425,62 @@ mod tests {
     }
 
     #[test]
+    fn lots_take_booking_terms_that_are_checked() {
+        let config = Config::from_json(
+            r#"{"lots": [{"id": "A", "capacity": 3, "zone": "north", "features": ["covered"],
+                "bookable": 2, "spots": [{"id": "A-EV1", "features": ["ev"]}, {"id": "A-2"}]}],
+                "max_booking_hours": 2, "checkin_grace": 60}"#,
+        )
+        .unwrap();
+        let terms = &config.lot_terms()[0];
+        assert_eq!(terms.bookable, 2);
+        assert_eq!(terms.zone.as_ref().map(Label::as_str), Some("north"));
+        assert_eq!(terms.spots[0].features[0].as_str(), "ev");
+        let rules = config.booking_rules();
+        assert_eq!(rules.max_length, Duration::from_secs(7200));
+        assert_eq!(rules.horizon, Duration::from_secs(30 * 86_400));
+        assert_eq!(rules.checkin_grace, Duration::from_secs(60));
+        assert!(config.state(Arc::new(state::SystemClock)).is_ok());
+        // Without terms, every space is bookable.
+        assert_eq!(Config::default().lot_terms()[0].bookable, 100);
+        for json in [
+            r#"{"lots": [{"id": "A", "capacity": 1, "bookable": 2}]}"#,
+            r#"{"lots": [{"id": "A", "capacity": 1, "spots": [{"id": "S1"}, {"id": "S2"}]}]}"#,
+            r#"{"lots": [{"id": "A", "capacity": 5, "spots": [{"id": "S1"}, {"id": "S1"}]}]}"#,
+        ] {
+            assert_eq!(invalid_key(json), "lots", "{json}");
+        }
+        for (json, key) in [
+            (r#"{"max_booking_hours": 0}"#, "max_booking_hours"),
+            (
+                r#"{"booking_horizon_days": 100000}"#,
+                "booking_horizon_days",
+            ),
+            (
+                r#"{"early_checkin_minutes": 5000}"#,
+                "early_checkin_minutes",
+            ),
+            (r#"{"checkin_grace": 90000}"#, "checkin_grace"),
+            (
+                r#"{"max_finished_bookings": 2000000}"#,
+                "max_finished_bookings",
+            ),
+        ] {
+            assert_eq!(invalid_key(json), key, "{json}");
+        }
+        for json in [
+            r#"{"lots": [{"id": "A", "capacity": 1, "zone": "north side"}]}"#,
+            r#"{"lots": [{"id": "A", "capacity": 1, "spots": [{"id": "S", "colour": "red"}]}]}"#,
+            r#"{"lots": [{"id": "A", "capacity": 1, "features": [""]}]}"#,
+        ] {
+            assert!(
+                matches!(Config::from_json(json), Err(ConfigError::Parse { .. })),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error_naming_it() {
         let err = Config::load(Some(Path::new("/nonexistent/parking.json"))).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
@@ -1265,6 +1503,12 @@ mod tests {
             thread_pool_size: Some(0),
             ..ConfigOverrides::default()
         };
-        assert!(config.apply(&bad).is_err());
+        assert!(matches!(
+            config.apply(&bad),
+            Err(ConfigError::Invalid {
+                key: "thread_pool_size",
+                ..
+            })
+        ));
     }
 }

@@ -9,7 +9,8 @@
 //!   worker;
 //! - the `broker::Broker`'s notifier threads, which push state changes to subscribers; the
 //!   state calls the broker after releasing its lock, so publishing never holds up a request;
-//! - the `state::Purger`, which expires reservations on time.
+//! - the `state::Purger`, which does what is due on time: expires reservations, and holds,
+//!   releases (no-shows) and completes bookings.
 //!
 //! Writes go through the `store::Store` the `store` setting names: the state in this
 //! process, or `store_pg::PgStore`, where PostgreSQL decides every write and several nodes
@@ -52,8 +53,8 @@ mod worker;
 
 pub use config::{
     Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR,
-    LotConfig, MAX_POOL_SIZE, MAX_SECONDS, OptionalPort, PortName, PostgresConfig, StoreConfig,
-    TlsConfig,
+    LotConfig, MAX_FEATURES, MAX_POOL_SIZE, MAX_SECONDS, MAX_SPOTS, OptionalPort, PortName,
+    PostgresConfig, SpotConfig, StoreConfig, TlsConfig,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

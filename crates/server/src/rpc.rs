@@ -10,14 +10,22 @@ use std::time::Instant;
 use auth::{Action, AuthFailure, Denied, Session};
 use framing::frame::{self, Decoded, FrameError};
 use framing::rpc::{
-    self, CancelOutcome, ErrorCode, KeyGrant, LotStatus, Method, Reply, Request, ReserveOutcome,
-    WireError,
+    self, CancelOutcome, ErrorCode, KeyGrant, LotFilter, LotStatus, Method, Reply, Request,
+    ReserveOutcome, WireError,
 };
 use metrics::{Outcome, RequestMetrics};
 use protocol::{Protocol, Step};
-use state::{Plate, StateError, UnknownLot, shown};
+use state::{
+    BookingError, BookingId, BookingRequest, LotQuery, Plate, StateError, UnknownLot, Window, shown,
+};
 use store::Store;
 use warn_limit::peer_warn;
+
+/// Bookings a `listBookings` page holds when the request gives no `limit`.
+const LIST_DEFAULT: u64 = 100;
+/// Most bookings a `listBookings` page may hold: a page of them (a few hundred bytes each)
+/// stays far inside one 4 MiB frame.
+const LIST_MAX: u64 = 1000;
 
 /// Answers RPC requests: reads from the store's in-memory state, writes through the store.
 pub struct RpcProtocol {
@@ -69,9 +77,15 @@ impl RpcProtocol {
                     }
                 };
             }
-            Request::GetLots | Request::GetAvailability { .. } => Action::Read,
+            Request::GetLots | Request::GetAvailability { .. } | Request::FindLots { .. } => {
+                Action::Read
+            }
             Request::Reserve { .. } => Action::Reserve,
-            Request::Cancel { .. } => Action::Cancel,
+            Request::Cancel { .. } | Request::CancelBooking { .. } => Action::Cancel,
+            Request::Book { .. } => Action::Book,
+            Request::GetBooking { .. } => Action::ReadBooking,
+            Request::CheckIn { .. } => Action::CheckIn,
+            Request::ListBookings { .. } => Action::ListBookings,
         };
         session.check(action).map_err(|denied| match denied {
             Denied::Unauthenticated => WireError::new(
@@ -107,6 +121,7 @@ impl RpcProtocol {
                         occupied: lot.occupied,
                         counted: lot.counted,
                         reserved: lot.reserved,
+                        booked: lot.booked,
                         free: lot.free,
                         status: Some(lot.status),
                     })
@@ -126,9 +141,135 @@ impl RpcProtocol {
                 // Another key's reservation is "not found": who holds what is not told.
                 let outcome = self
                     .store
-                    .cancel(lot, plate(text)?, &|owner| session.may_cancel(owner))
+                    .cancel(lot, plate(text)?, &|owner| session.may_handle(owner))
                     .map_err(refused)?;
                 Reply::Cancel(outcome)
+            }
+            Request::Book {
+                lot,
+                plate: text,
+                start,
+                end,
+                spot,
+            } => {
+                let request = BookingRequest {
+                    lot,
+                    spot: spot.as_deref(),
+                    plate: plate(text)?,
+                    window: Window {
+                        start: *start,
+                        end: *end,
+                    },
+                };
+                // The booking belongs to the key that made it (nobody, with access off).
+                Reply::Booking(
+                    self.store
+                        .book(request, session.owner())
+                        .map_err(booking_error)?,
+                )
+            }
+            Request::GetBooking { booking } => {
+                let id = booking_id(booking)?;
+                let found = self.store.state().booking(&id).map_err(booking_error)?;
+                // Another key's booking is unknown: who booked what is not told.
+                if !session.may_handle(found.owner.as_deref()) {
+                    return Err(booking_error(BookingError::UnknownBooking(id.to_string())));
+                }
+                Reply::Booking(found)
+            }
+            Request::CancelBooking { booking } => match BookingId::parse(booking) {
+                // Not one of ours: there is nothing to cancel.
+                Err(_) => Reply::Cancel(CancelOutcome::NotFound),
+                Ok(id) => Reply::Cancel(
+                    self.store
+                        .cancel_booking(&id, &|owner| session.may_handle(owner))
+                        .map_err(refused)?,
+                ),
+            },
+            Request::CheckIn { booking } => {
+                let id = booking_id(booking)?;
+                Reply::Booking(
+                    self.store
+                        .check_in(&id, &|owner| session.may_handle(owner))
+                        .map_err(booking_error)?,
+                )
+            }
+            Request::ListBookings {
+                lot,
+                start,
+                end,
+                limit,
+                after,
+            } => {
+                let window = Window {
+                    start: *start,
+                    end: *end,
+                };
+                if window.end <= window.start {
+                    return Err(WireError::new(
+                        ErrorCode::BadWindow,
+                        "the window must end after it starts",
+                    ));
+                }
+                let limit = match *limit {
+                    None => LIST_DEFAULT,
+                    Some(n @ 1..=LIST_MAX) => n,
+                    Some(n) => {
+                        return Err(WireError::new(
+                            ErrorCode::BadArgs,
+                            format!("listBookings: limit must be from 1 to {LIST_MAX}, got {n}"),
+                        ));
+                    }
+                };
+                let after = match after.as_deref() {
+                    None => 0,
+                    Some(text) => match BookingId::parse(text) {
+                        Ok(id) if id.lot().as_str() == lot.as_ref() => id.seq(),
+                        _ => {
+                            return Err(WireError::new(
+                                ErrorCode::BadArgs,
+                                format!(
+                                    "listBookings: after must be a booking id of lot {} (the last of the previous page), got {}",
+                                    shown(lot),
+                                    shown(text)
+                                ),
+                            ));
+                        }
+                    },
+                };
+                Reply::Bookings(
+                    self.store
+                        .state()
+                        .list_bookings(
+                            lot,
+                            window,
+                            after,
+                            usize::try_from(limit).unwrap_or(usize::MAX),
+                        )
+                        .map_err(unknown_lot)?,
+                )
+            }
+            Request::FindLots { query } => {
+                let LotFilter {
+                    zone,
+                    feature,
+                    start,
+                    end,
+                } = query;
+                let query = LotQuery {
+                    zone: zone.as_deref(),
+                    feature: feature.as_deref(),
+                    window: Window {
+                        start: *start,
+                        end: *end,
+                    },
+                };
+                Reply::Offers(
+                    self.store
+                        .state()
+                        .find_lots(&query)
+                        .map_err(|err| WireError::new(ErrorCode::BadWindow, err.to_string()))?,
+                )
             }
         })
     }
@@ -226,6 +367,32 @@ impl Format {
             Format::Text => rpc::encode_text_reply(out, result),
         }
     }
+}
+
+/// A booking id from the wire; one that is not `<lotId>.<n>` names no booking of ours.
+fn booking_id(text: &str) -> Result<BookingId, WireError> {
+    BookingId::parse(text).map_err(|_| {
+        WireError::new(
+            ErrorCode::UnknownBooking,
+            format!("no booking with id {}", shown(text)),
+        )
+    })
+}
+
+/// A refused booking operation as its wire error.
+fn booking_error(error: BookingError) -> WireError {
+    let code = match &error {
+        BookingError::UnknownLot(_) => ErrorCode::UnknownLot,
+        BookingError::UnknownSpot { .. } => ErrorCode::UnknownSpot,
+        BookingError::UnknownBooking(_) => ErrorCode::UnknownBooking,
+        BookingError::BadWindow(_) => ErrorCode::BadWindow,
+        BookingError::Full { .. } | BookingError::NoSpaceNow => ErrorCode::Full,
+        BookingError::SpotTaken => ErrorCode::SpotTaken,
+        BookingError::NotDue { .. } => ErrorCode::NotDue,
+        BookingError::BadState(_) => ErrorCode::BadState,
+        BookingError::Unavailable(_) => ErrorCode::Unavailable,
+    };
+    WireError::new(code, error.to_string())
 }
 
 /// Appends `result` as one reply frame in `format`. A reply too large for a frame (which
@@ -327,6 +494,7 @@ mod tests {
                     occupied: u32::MAX,
                     counted: i64::MAX,
                     reserved: u32::MAX,
+                    booked: u32::MAX,
                     free: u32::MAX,
                     status: Some(state::Availability::AlmostFull),
                 })

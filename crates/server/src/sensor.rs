@@ -10,21 +10,23 @@ use auth::{Action, AuthFailure, Denied, Session};
 
 use framing::line::{self, Decoded};
 use framing::sensor::{
-    self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
+    self, MAX_LINE_LEN, Passage, SensorCommand, SensorError, SensorErrorCode, SensorReply,
 };
 use metrics::{LotCounters, Outcome, RequestMetrics};
 use protocol::{Protocol, Step};
-use state::{StateError, UnknownLot, shown};
+use state::{Plate, StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
 /// The names the sensor port's lines are counted under, in [`Method`] order.
-pub(crate) const METRIC_METHODS: [&str; 4] = ["UPDATE", "PING", "AUTH", "invalid"];
+pub(crate) const METRIC_METHODS: [&str; 6] = ["UPDATE", "ENTER", "EXIT", "PING", "AUTH", "invalid"];
 
 /// What a line asked for, as its metric is labelled.
 #[derive(Debug, Clone, Copy)]
 enum Method {
     Update,
+    Enter,
+    Exit,
     Ping,
     Auth,
     Invalid,
@@ -65,6 +67,22 @@ impl SensorProtocol {
         session: &mut Session,
         close: &mut bool,
     ) -> Result<SensorReply, SensorError> {
+        let denied = |denied: Denied| {
+            let code = match denied {
+                Denied::Unauthenticated => SensorErrorCode::Unauthorized,
+                Denied::Forbidden { .. } => SensorErrorCode::Forbidden,
+            };
+            SensorError::new(code, denied.to_string())
+        };
+        let refused = |error| match error {
+            StateError::UnknownLot(UnknownLot(lot)) => SensorError::new(
+                SensorErrorCode::UnknownLot,
+                format!("no lot with id {}", shown(&lot)),
+            ),
+            StateError::Unavailable(why) => {
+                SensorError::new(SensorErrorCode::Unavailable, why.to_string())
+            }
+        };
         let (lot, change) = match command {
             SensorCommand::Ping => return Ok(SensorReply::Pong),
             SensorCommand::Auth { token } => {
@@ -83,28 +101,30 @@ impl SensorProtocol {
                 };
             }
             SensorCommand::Update { lot, change } => (lot, change),
+            SensorCommand::Gate {
+                lot,
+                plate,
+                passage,
+            } => {
+                // Access first: a peer that may not pass this lot's gate learns nothing of
+                // the lot or the plate.
+                session.check(Action::PassGate { lot }).map_err(denied)?;
+                let plate = Plate::parse(plate)
+                    .map_err(|err| SensorError::new(SensorErrorCode::BadPlate, err.to_string()))?;
+                let outcome = self.store.pass_gate(lot, plate, passage).map_err(refused)?;
+                if outcome.consumed_reservation {
+                    log::debug!("sensor {peer}: {plate} entered {lot} on its reservation");
+                }
+                return Ok(SensorReply::Passed {
+                    free: outcome.free,
+                    booking: outcome.booking.map(|id| id.to_string()),
+                });
+            }
         };
         session
             .check(Action::UpdateOccupancy { lot })
-            .map_err(|denied| {
-                let code = match denied {
-                    Denied::Unauthenticated => SensorErrorCode::Unauthorized,
-                    Denied::Forbidden { .. } => SensorErrorCode::Forbidden,
-                };
-                SensorError::new(code, denied.to_string())
-            })?;
-        let update = self
-            .store
-            .update_occupancy(lot, change)
-            .map_err(|error| match error {
-                StateError::UnknownLot(UnknownLot(lot)) => SensorError::new(
-                    SensorErrorCode::UnknownLot,
-                    format!("no lot with id {}", shown(&lot)),
-                ),
-                StateError::Unavailable(why) => {
-                    SensorError::new(SensorErrorCode::Unavailable, why.to_string())
-                }
-            })?;
+            .map_err(denied)?;
+        let update = self.store.update_occupancy(lot, change).map_err(refused)?;
         if update.clamped {
             // More cars than spaces (or fewer than none) is a fact of life for counters.
             log::debug!(
@@ -156,6 +176,10 @@ impl Protocol for SensorProtocol {
                         self.lines_by_lot.inc(lot);
                         Method::Update
                     }
+                    Ok(SensorCommand::Gate { passage, .. }) => match passage {
+                        Passage::Enter => Method::Enter,
+                        Passage::Exit => Method::Exit,
+                    },
                     Ok(SensorCommand::Ping) => Method::Ping,
                     Ok(SensorCommand::Auth { .. }) => Method::Auth,
                     Err(_) => Method::Invalid,
@@ -164,7 +188,9 @@ impl Protocol for SensorProtocol {
                     command.and_then(|command| self.execute(command, peer, session, &mut close));
                 if let Err(error) = &reply {
                     match error.code {
-                        SensorErrorCode::UnknownLot => {
+                        // A lot or plate the server does not know is a fact of life for a
+                        // gate camera, not a malformed line.
+                        SensorErrorCode::UnknownLot | SensorErrorCode::BadPlate => {
                             log::debug!("sensor {peer}: refused: {error}");
                         }
                         // Authentication failures are logged where they are counted.

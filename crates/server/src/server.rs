@@ -483,10 +483,7 @@ fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, 
 
 /// The embedded store in `data_dir`, or memory only when it is `null`.
 fn open_embedded(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
-    let state = Arc::new(
-        ParkingState::new(config.lot_specs(), config.reservation_ttl, clock)
-            .map_err(StartError::State)?,
-    );
+    let state = Arc::new(config.state(clock).map_err(StartError::State)?);
     let Some(dir) = &config.data_dir else {
         log::warn!("data_dir is null: the state lives in memory only, nothing survives a restart");
         return Ok(Arc::new(MemoryStore::new(state)));

@@ -1,17 +1,18 @@
-//! Access control over real sockets, on every port: the role table row by row, each error
-//! code, five wrong tokens closing the connection, `auth_timeout`, reservation ownership (and
-//! that it survives the state being rebuilt from its changes, and a restart over PostgreSQL),
-//! and a server without keys.
+//! Access control over real sockets, on every port: the role table row by row (bookings and
+//! the gate lines included), each error code, five wrong tokens closing the connection,
+//! `auth_timeout`, reservation and booking ownership (and that it survives the state being
+//! rebuilt from its changes, and for reservations a restart over PostgreSQL), and a server
+//! without keys.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
-use common::{RawLines, RawRpc, error_code};
+use common::{DEADLINE, RawLines, RawRpc, error_code};
 use server::{Config, PostgresConfig, RunningServer, Server, StoreConfig};
 use shutdown::ShutdownHandle;
 use state::{LotId, ParkingState, SystemClock};
@@ -127,6 +128,198 @@ fn rpc_port_follows_the_role_table() {
     );
 }
 
+/// Now, in Unix seconds, as the bookings' windows are written.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A text reply as one word: the error code, `json` for a JSON value, or the reply itself.
+fn word(reply: &str) -> String {
+    match reply.strip_prefix("ERR ") {
+        Some(error) => error.split(' ').next().unwrap().to_owned(),
+        None if reply.starts_with('{') || reply.starts_with('[') => "json".into(),
+        None => reply.to_owned(),
+    }
+}
+
+/// Books `plate` in lot A from `start` for an hour as `rpc`'s key; returns the booking.
+fn book(rpc: &mut RawRpc, plate: &str, start: u64) -> serde_json::Value {
+    let reply = rpc.text(&format!("BOOK A {plate} {start} {}", start + 3600));
+    serde_json::from_str(&reply).unwrap_or_else(|_| panic!("BOOK answered {reply}"))
+}
+
+#[test]
+fn rpc_booking_methods_follow_the_role_table() {
+    let server = start_keyed(|_| {});
+    let later = unix_now() + 86_400;
+    let mut ops = rpc_as(&server, "ops");
+    // (key, book, findLots, getBooking, checkIn, cancelBooking, listBookings). The key reads,
+    // checks in and cancels a booking of its own when it may book, else one of the operator's.
+    let table = [
+        (
+            "signs",
+            [
+                "FORBIDDEN",
+                "json",
+                "FORBIDDEN",
+                "FORBIDDEN",
+                "FORBIDDEN",
+                "FORBIDDEN",
+            ],
+        ),
+        (
+            "kiosk-1",
+            ["json", "json", "json", "NOT_DUE", "OK", "FORBIDDEN"],
+        ),
+        (
+            "gate-A",
+            [
+                "FORBIDDEN",
+                "FORBIDDEN",
+                "FORBIDDEN",
+                "FORBIDDEN",
+                "FORBIDDEN",
+                "FORBIDDEN",
+            ],
+        ),
+        ("ops", ["json", "json", "json", "NOT_DUE", "OK", "json"]),
+    ];
+    for (n, (id, expected)) in table.into_iter().enumerate() {
+        let mut rpc = rpc_as(&server, id);
+        let plate = format!("RT{n}");
+        let reply = rpc.text(&format!("BOOK A {plate} {later} {}", later + 3600));
+        let booking = match serde_json::from_str::<serde_json::Value>(&reply) {
+            Ok(mine) => mine,
+            Err(_) => book(&mut ops, &plate, later),
+        };
+        let booking = booking["id"].as_str().unwrap().to_owned();
+        let find = format!("FIND start={later}&end={}", later + 3600);
+        let got = [
+            word(&reply),
+            word(&rpc.text(&find)),
+            word(&rpc.text(&format!("BOOKING {booking}"))),
+            word(&rpc.text(&format!("CHECKIN {booking}"))),
+            word(&rpc.text(&format!("CANCELBOOKING {booking}"))),
+            word(&rpc.text(&format!("BOOKINGS A {later} {}", later + 1))),
+        ];
+        assert_eq!(got, expected.map(String::from), "{id}");
+    }
+    let mut kiosk = rpc_as(&server, "kiosk-1");
+    assert_eq!(
+        kiosk.text(&format!("BOOKINGS A {later} {}", later + 1)),
+        "ERR FORBIDDEN key kiosk-1 (client) may not list bookings"
+    );
+    let mut viewer = rpc_as(&server, "signs");
+    let refused = viewer.json(&format!(
+        r#"{{"rpcId": 9, "method": "book", "args": ["A", "V1", {later}, {}]}}"#,
+        later + 60
+    ));
+    assert_eq!(error_code(&refused), "FORBIDDEN");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("key signs (viewer) may not book"),
+        "{refused}"
+    );
+    // Unauthenticated, a booking method is refused before anything is looked at.
+    let mut anonymous = RawRpc::connect(server.rpc_addr());
+    assert!(
+        anonymous
+            .text("BOOKING A.1")
+            .starts_with("ERR UNAUTHORIZED authenticate first")
+    );
+}
+
+#[test]
+fn a_booking_belongs_to_the_key_that_made_it() {
+    let server = start_keyed(|_| {});
+    let now = unix_now();
+    let mut kiosk1 = rpc_as(&server, "kiosk-1");
+    let mut kiosk2 = rpc_as(&server, "kiosk-2");
+    let mut ops = rpc_as(&server, "ops");
+    let mine = book(&mut kiosk1, "OWNB1", now);
+    assert_eq!(mine["owner"], "kiosk-1");
+    let id = mine["id"].as_str().unwrap().to_owned();
+    // Another client cannot read, check in or cancel it, and is not told that it exists.
+    let unknown = format!("ERR UNKNOWN_BOOKING no booking with id \"{id}\"");
+    assert_eq!(kiosk2.text(&format!("BOOKING {id}")), unknown);
+    assert_eq!(
+        kiosk2.text(&format!("BOOKING {}.999", id.split('.').next().unwrap())),
+        unknown.replace(&id, &format!("{}.999", id.split('.').next().unwrap()))
+    );
+    assert_eq!(kiosk2.text(&format!("CHECKIN {id}")), unknown);
+    assert_eq!(kiosk2.text(&format!("CANCELBOOKING {id}")), "NOT_FOUND");
+    let json = kiosk2.json(&format!(
+        r#"{{"rpcId": 1, "method": "cancelBooking", "args": ["{id}"]}}"#
+    ));
+    assert_eq!(json["result"], false);
+    // Its owner can; the operator sees it, with its owner, among the lot's bookings.
+    assert_eq!(word(&kiosk1.text(&format!("BOOKING {id}"))), "json");
+    let listed: serde_json::Value =
+        serde_json::from_str(&ops.text(&format!("BOOKINGS A {now} {}", now + 3600))).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|booking| booking["id"] == id.as_str() && booking["owner"] == "kiosk-1"),
+        "{listed}"
+    );
+    let checked: serde_json::Value =
+        serde_json::from_str(&kiosk1.text(&format!("CHECKIN {id}"))).unwrap();
+    assert_eq!(checked["status"], "CHECKED_IN");
+    // An operator may cancel anyone's; then there is nothing left for its owner to cancel.
+    let other = book(&mut kiosk1, "OWNB2", now + 7200);
+    let other = other["id"].as_str().unwrap();
+    assert_eq!(word(&ops.text(&format!("BOOKING {other}"))), "json");
+    assert_eq!(ops.text(&format!("CANCELBOOKING {other}")), "OK");
+    assert_eq!(kiosk1.text(&format!("CANCELBOOKING {other}")), "NOT_FOUND");
+}
+
+#[test]
+fn gate_lines_follow_the_role_table() {
+    let server = start_keyed(|_| {});
+    let mut kiosk = rpc_as(&server, "kiosk-1");
+    let booking = book(&mut kiosk, "GATE1", unix_now());
+    let mut before = RawLines::connect(server.sensor_addr());
+    assert!(
+        before
+            .call("ENTER A GATE1")
+            .starts_with("ERR UNAUTHORIZED authenticate first")
+    );
+    for id in ["signs", "kiosk-1"] {
+        let mut lines = lines_as(server.sensor_addr(), id);
+        for line in ["ENTER A GATE1", "EXIT A GATE1"] {
+            assert!(
+                lines.call(line).starts_with("ERR FORBIDDEN"),
+                "{id}: {line}"
+            );
+        }
+    }
+    let mut gate = lines_as(server.sensor_addr(), "gate-A");
+    assert_eq!(
+        gate.call("ENTER B GATE1"),
+        "ERR FORBIDDEN key gate-A (sensor) may not pass the gate of lot \"B\""
+    );
+    // Refused before the plate is checked: a key learns nothing of another lot's gate.
+    assert!(gate.call("ENTER B no/plate").starts_with("ERR FORBIDDEN"));
+    assert!(gate.call("ENTER A no/plate").starts_with("ERR BAD_PLATE"));
+    // The lot's own gate checks the booking in, whoever made it.
+    let entered = gate.call("ENTER A GATE1");
+    assert!(
+        entered.ends_with(&format!(" BOOKING {}", booking["id"].as_str().unwrap())),
+        "{entered}"
+    );
+    assert!(gate.call("EXIT A GATE1").starts_with("OK "));
+    let mut ops = lines_as(server.sensor_addr(), "ops");
+    assert!(ops.call("ENTER B DRIVEUP").starts_with("OK "));
+    assert!(ops.call("EXIT B DRIVEUP").starts_with("OK "));
+}
+
 #[test]
 fn rpc_json_auth_answers_the_key_and_unauthenticated_requests_are_refused() {
     let server = start_keyed(|_| {});
@@ -235,7 +428,7 @@ fn five_wrong_tokens_close_the_connection_on_every_port() {
         rpc.text("AUTH wrong"),
         "ERR UNAUTHORIZED wrong token; 5 failed attempts, closing"
     );
-    assert!(rpc.is_closed());
+    rpc.expect_closed(DEADLINE);
     for addr in [server.sensor_addr(), server.pubsub_addr()] {
         let mut lines = RawLines::connect(addr);
         for _ in 0..4 {
@@ -249,7 +442,7 @@ fn five_wrong_tokens_close_the_connection_on_every_port() {
             lines.call("AUTH wrong"),
             "ERR UNAUTHORIZED wrong token; 5 failed attempts, closing"
         );
-        assert!(lines.is_closed(), "{addr}");
+        lines.expect_closed(DEADLINE);
     }
     // A right token after failures works, on a fresh connection as on the same one.
     let mut rpc = RawRpc::connect(server.rpc_addr());
@@ -263,12 +456,12 @@ fn unauthenticated_connections_are_closed_after_auth_timeout() {
     let mut rpc = RawRpc::connect(server.rpc_addr());
     // PING is allowed, but does not count as authenticating.
     assert_eq!(rpc.text("PING"), "PONG");
-    let mut sensor = RawLines::connect(server.sensor_addr());
-    let mut subscriber = RawLines::connect(server.pubsub_addr());
+    let sensor = RawLines::connect(server.sensor_addr());
+    let subscriber = RawLines::connect(server.pubsub_addr());
     let mut authenticated = rpc_as(&server, "signs");
-    assert!(rpc.is_closed());
-    assert!(sensor.is_closed());
-    assert!(subscriber.is_closed());
+    rpc.expect_closed(DEADLINE);
+    sensor.expect_closed(DEADLINE);
+    subscriber.expect_closed(DEADLINE);
     assert_eq!(authenticated.text("PING"), "PONG");
 }
 
@@ -290,13 +483,15 @@ fn a_reservation_belongs_to_the_key_that_made_it() {
 }
 
 /// The durable stores rebuild the state by replaying its `state::Change`s; a reservation's
-/// change carries its owner. Rebuilding a second server's state from the first one's changes
+/// change and a booking's carry their owner. Rebuilding a second server's state from the first one's changes
 /// (what a restart on the embedded store does) keeps who may cancel what.
 #[test]
 fn ownership_survives_rebuilding_the_state_from_its_changes() {
     let first = start_keyed(|_| {});
     let mut kiosk1 = rpc_as(&first, "kiosk-1");
     assert_eq!(kiosk1.text("RESERVE B KEEP1"), "OK");
+    let booking = book(&mut kiosk1, "KEEPB", unix_now() + 3600);
+    let booking = booking["id"].as_str().unwrap().to_owned();
     let changes = first.state().image();
     assert!(changes.iter().any(|change| matches!(
         change,
@@ -327,8 +522,13 @@ fn ownership_survives_rebuilding_the_state_from_its_changes() {
         .unwrap();
     let mut kiosk2 = rpc_as(&second, "kiosk-2");
     assert_eq!(kiosk2.text("CANCEL B KEEP1"), "NOT_FOUND");
+    assert_eq!(
+        kiosk2.text(&format!("CANCELBOOKING {booking}")),
+        "NOT_FOUND"
+    );
     let mut kiosk1 = rpc_as(&second, "kiosk-1");
     assert_eq!(kiosk1.text("CANCEL B KEEP1"), "OK");
+    assert_eq!(kiosk1.text(&format!("CANCELBOOKING {booking}")), "OK");
 }
 
 /// Over PostgreSQL the owner is stored with the reservation: another node sees it, and so

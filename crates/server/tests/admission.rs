@@ -6,7 +6,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::{RawLines, RawRpc, error_code, eventually, start_with};
+use common::{DEADLINE, RawLines, RawRpc, error_code, eventually, start_with};
 
 const GREEDY: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -28,7 +28,7 @@ fn one_address_holds_at_most_its_share_of_the_rpc_port() {
         message.contains("127.0.0.1") && message.contains("2 connections"),
         "{message}"
     );
-    assert!(refused.is_closed());
+    refused.expect_closed(DEADLINE);
     // Another client is not held to the first one's count.
     let mut other = RawRpc::connect_from(OTHER, server.rpc_addr());
     assert_eq!(other.text("PING"), "PONG");
@@ -53,7 +53,7 @@ fn the_sensor_and_pubsub_ports_have_the_same_limit() {
         line.starts_with("ERR BUSY ") && line.contains("127.0.0.1"),
         "{line}"
     );
-    assert!(refused.is_closed());
+    refused.expect_closed(DEADLINE);
     let mut elsewhere = RawLines::connect_from(OTHER, server.sensor_addr());
     assert_eq!(elsewhere.call("PING"), "PONG");
 
@@ -65,7 +65,7 @@ fn the_sensor_and_pubsub_ports_have_the_same_limit() {
         line.starts_with("ERR BUSY ") && line.contains("127.0.0.1"),
         "{line}"
     );
-    assert!(refused.is_closed());
+    refused.expect_closed(DEADLINE);
     let mut elsewhere = RawLines::connect_from(OTHER, server.pubsub_addr());
     assert!(elsewhere.call("SUBSCRIBE A").starts_with("OK"));
     assert_eq!(server.summary().refused_busy, 2);

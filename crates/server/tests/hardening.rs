@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{RawLines, RawRpc, error_code, eventually, start, start_with};
+use common::{DEADLINE, RawLines, RawRpc, error_code, eventually, start, start_with};
 use server::LotConfig;
 
 /// Longest error reply any of these tests accepts: a code, a sentence and an echo of at
@@ -116,7 +116,7 @@ fn a_large_request_past_the_buffer_budget_is_refused_and_others_are_served() {
             .contains("max_buffered_bytes"),
         "{reply}"
     );
-    assert!(greedy.is_closed());
+    greedy.expect_closed(DEADLINE);
     // Small requests need no budget and are served meanwhile.
     let mut small = RawRpc::connect(server.rpc_addr());
     assert_eq!(small.text("PING"), "PONG");
@@ -137,11 +137,7 @@ fn pipelined_requests_with_large_replies_are_all_answered_in_order() {
     // so answering pauses and resumes many times within one read.
     let server = start_with(|config| {
         config.lots = (0..400)
-            .map(|i| LotConfig {
-                id: state::LotId::new(&format!("L{i}")).unwrap(),
-                capacity: 10,
-                almost_full_free: None,
-            })
+            .map(|i| LotConfig::new(state::LotId::new(&format!("L{i}")).unwrap(), 10))
             .collect();
     });
     let mut rpc = RawRpc::connect(server.rpc_addr());
@@ -191,7 +187,7 @@ fn an_rpc_frame_on_a_line_port_is_answered_at_once_and_closed() {
         let line = port.line();
         assert!(line.starts_with(expected), "{line}");
         assert!(line.contains("RPC frame"), "{line}");
-        assert!(port.is_closed());
+        port.expect_closed(DEADLINE);
     }
 }
 

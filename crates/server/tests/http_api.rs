@@ -42,9 +42,9 @@ fn lots_are_listed_in_config_order_and_one_lot_by_id() {
     assert_eq!(
         lots.json(),
         serde_json::json!([
-            {"id": "A", "capacity": 100, "occupied": 0, "reserved": 0, "free": 100, "status": "open"},
-            {"id": "B", "capacity": 50, "occupied": 46, "reserved": 0, "free": 4, "status": "almostFull"},
-            {"id": "C", "capacity": 200, "occupied": 0, "reserved": 0, "free": 200, "status": "open"},
+            {"id": "A", "capacity": 100, "occupied": 0, "reserved": 0, "booked": 0, "free": 100, "status": "open"},
+            {"id": "B", "capacity": 50, "occupied": 46, "reserved": 0, "booked": 0, "free": 4, "status": "almostFull"},
+            {"id": "C", "capacity": 200, "occupied": 0, "reserved": 0, "booked": 0, "free": 200, "status": "open"},
         ])
     );
     // The same connection serves the next request (keep-alive).
@@ -64,11 +64,7 @@ fn lots_are_listed_in_config_order_and_one_lot_by_id() {
 fn reservations_are_made_and_cancelled_through_the_same_rules_as_rpc() {
     let clock = Arc::new(ManualClock::new());
     let mut config = testkit::small_config();
-    config.lots = vec![server::LotConfig {
-        id: state::LotId::new("A").unwrap(),
-        capacity: 2,
-        almost_full_free: None,
-    }];
+    config.lots = vec![server::LotConfig::new(state::LotId::new("A").unwrap(), 2)];
     let server = Server::new(config)
         .with_clock(Arc::clone(&clock) as Arc<dyn Clock>)
         .start(ShutdownHandle::new())

@@ -6,53 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RawLines, RawRpc, start, start_with};
+use common::{RawLines, RawRpc, expect_snapshots, next_event, start, start_with, subscribe};
 use serde_json::Value;
-
-/// Subscribes and checks the snapshot of every lot the topic covers: the current values,
-/// which come before any event.
-fn subscribe(server: &server::RunningServer, topic: &str) -> RawLines {
-    let mut subscriber = RawLines::connect(server.pubsub_addr());
-    let reply = subscriber.call(&format!("SUBSCRIBE {topic}"));
-    assert!(reply.starts_with("OK "), "{reply}");
-    expect_snapshots(server, &mut subscriber, topic);
-    subscriber
-}
-
-fn expect_snapshots(server: &server::RunningServer, subscriber: &mut RawLines, topic: &str) {
-    let lots = server.state().lots();
-    let covered: Vec<_> = lots
-        .iter()
-        .filter(|lot| topic.eq_ignore_ascii_case("ALL") || lot.id.as_str() == topic)
-        .collect();
-    let mut seen = Vec::new();
-    for _ in &covered {
-        let line: Value = serde_json::from_str(&subscriber.line()).unwrap();
-        assert_eq!(line["type"], "SNAPSHOT", "{line}");
-        assert!(line["timestamp"].as_f64().unwrap() > 1.7e9);
-        seen.push((
-            line["lotId"].as_str().unwrap().to_owned(),
-            line["free"].as_u64().unwrap(),
-        ));
-    }
-    seen.sort();
-    let mut expected: Vec<(String, u64)> = covered
-        .iter()
-        .map(|lot| (lot.id.to_string(), u64::from(lot.free)))
-        .collect();
-    expected.sort();
-    assert_eq!(seen, expected);
-}
-
-fn next_event(subscriber: &mut RawLines) -> (String, u64) {
-    let event: Value = serde_json::from_str(&subscriber.line()).unwrap();
-    assert_eq!(event["type"], "EVENT");
-    assert!(event["timestamp"].as_f64().unwrap() > 1.7e9);
-    (
-        event["lotId"].as_str().unwrap().to_owned(),
-        event["free"].as_u64().unwrap(),
-    )
-}
 
 #[test]
 fn a_new_subscriber_hears_the_current_value_first_then_the_changes() {

@@ -33,9 +33,9 @@ fn json_methods() {
     assert_eq!(
         rpc.json(r#"{"rpcId": 6, "method": "getLots", "args": []}"#),
         json!({"rpcId": 6, "error": null, "result": [
-            {"id": "A", "capacity": 100, "occupied": 0, "counted": 0, "reserved": 1, "free": 99, "status": "open"},
-            {"id": "B", "capacity": 50, "occupied": 0, "counted": 0, "reserved": 0, "free": 50, "status": "open"},
-            {"id": "C", "capacity": 200, "occupied": 0, "counted": 0, "reserved": 0, "free": 200, "status": "open"},
+            {"id": "A", "capacity": 100, "occupied": 0, "counted": 0, "reserved": 1, "booked": 0, "free": 99, "status": "open"},
+            {"id": "B", "capacity": 50, "occupied": 0, "counted": 0, "reserved": 0, "booked": 0, "free": 50, "status": "open"},
+            {"id": "C", "capacity": 200, "occupied": 0, "counted": 0, "reserved": 0, "booked": 0, "free": 200, "status": "open"},
         ]})
     );
     assert_eq!(
@@ -49,6 +49,11 @@ fn json_methods() {
     assert_eq!(
         rpc.json(r#"{"rpcId": 4294967295, "method": "getAvailability", "args": ["A"]}"#),
         json!({"rpcId": 4294967295u32, "result": 100, "error": null})
+    );
+    // Other keys are ignored, wherever they are and whatever they hold.
+    assert_eq!(
+        rpc.json(r#"{"note": {"x": [1]}, "rpcId": 9, "method": "PING", "args": [], "v": 2}"#),
+        json!({"rpcId": 9, "result": "PONG", "error": null})
     );
 }
 
@@ -87,7 +92,7 @@ fn text_aliases() {
     let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
     assert_eq!(
         lots[1],
-        json!({"id": "B", "capacity": 50, "occupied": 0, "counted": 0, "reserved": 1, "free": 49, "status": "open"})
+        json!({"id": "B", "capacity": 50, "occupied": 0, "counted": 0, "reserved": 1, "booked": 0, "free": 49, "status": "open"})
     );
     assert_eq!(rpc.text("Cancel B xy-1"), "OK");
     assert_eq!(rpc.text("CANCEL B xy-1"), "NOT_FOUND");
@@ -106,6 +111,12 @@ fn text_errors() {
         ("RESERVE A bad_plate", "ERR BAD_PLATE"),
         ("RESERVE A 12345678901234567", "ERR BAD_PLATE"),
         ("   ", "ERR BAD_REQUEST"),
+        // Extra arguments are refused, not ignored.
+        ("PING now", "ERR BAD_ARGS"),
+        ("LOTS A", "ERR BAD_ARGS"),
+        ("AVAIL A B", "ERR BAD_ARGS"),
+        ("RESERVE A P1 P2", "ERR BAD_ARGS"),
+        ("CANCEL A P1 P2", "ERR BAD_ARGS"),
     ];
     for (request, expected) in cases {
         let reply = rpc.text(request);
@@ -220,4 +231,39 @@ fn json_error_codes() {
         rpc.json(r#"{"rpcId": 10, "method": "PING", "args": []}"#)["result"],
         "PONG"
     );
+}
+
+#[test]
+fn the_plate_is_checked_before_the_lot() {
+    let server = start();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    for request in ["RESERVE Z bad_plate", "CANCEL Z bad_plate"] {
+        let reply = rpc.text(request);
+        assert!(
+            reply.starts_with("ERR BAD_PLATE "),
+            "{request:?} -> {reply:?}"
+        );
+    }
+    for method in ["reserve", "cancel"] {
+        let reply = rpc.json(&format!(
+            r#"{{"rpcId": 1, "method": "{method}", "args": ["Z", "no spaces"]}}"#
+        ));
+        assert_eq!(error_code(&reply), "BAD_PLATE", "{method}");
+    }
+}
+
+#[test]
+fn lot_ids_are_case_sensitive() {
+    let server = start();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    for request in ["AVAIL a", "RESERVE a P1", "CANCEL a P1"] {
+        let reply = rpc.text(request);
+        assert!(
+            reply.starts_with("ERR UNKNOWN_LOT "),
+            "{request:?} -> {reply:?}"
+        );
+    }
+    let reply = rpc.json(r#"{"rpcId": 1, "method": "getAvailability", "args": ["a"]}"#);
+    assert_eq!(error_code(&reply), "UNKNOWN_LOT");
+    assert_eq!(rpc.text("AVAIL A"), "100");
 }

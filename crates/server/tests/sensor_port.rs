@@ -3,11 +3,11 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{RawLines, RawRpc, start, start_with};
+use common::{DEADLINE, Port, RawLines, RawRpc, start, start_with};
 use serde_json::json;
 
 #[test]
@@ -26,7 +26,7 @@ fn every_command_row() {
     let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
     assert_eq!(
         lots[0],
-        json!({"id": "A", "capacity": 100, "occupied": 12, "counted": 12, "reserved": 0, "free": 88, "status": "open"})
+        json!({"id": "A", "capacity": 100, "occupied": 12, "counted": 12, "reserved": 0, "booked": 0, "free": 88, "status": "open"})
     );
 }
 
@@ -53,8 +53,31 @@ fn errors_change_nothing() {
         );
     }
     sensor.send(b"UPDATE \xff 1\n");
-    assert!(sensor.line().starts_with("ERR "));
+    let reply = sensor.line();
+    assert!(reply.starts_with("ERR UNKNOWN_COMMAND "), "{reply:?}");
     assert_eq!(sensor.call("UPDATE A +0"), "OK 90");
+}
+
+#[test]
+fn pipelined_lines_are_answered_in_order_one_reply_each() {
+    let server = start();
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    sensor.send(b"UPDATE A 10\nPING\nFLY\nUPDATE A +5\r\n\nUPDATE Z 1\nUPDATE A -15\n");
+    let replies: Vec<String> = (0..7).map(|_| sensor.line()).collect();
+    assert_eq!(replies[..2], ["OK 90", "PONG"]);
+    assert!(
+        replies[2].starts_with("ERR UNKNOWN_COMMAND "),
+        "{replies:?}"
+    );
+    assert_eq!(replies[3], "OK 85");
+    assert!(
+        replies[4].starts_with("ERR UNKNOWN_COMMAND "),
+        "{replies:?}"
+    );
+    assert!(replies[5].starts_with("ERR UNKNOWN_LOT "), "{replies:?}");
+    assert_eq!(replies[6], "OK 100");
+    // Nothing more was sent: the next reply is to the next line.
+    assert_eq!(sensor.call("PING"), "PONG");
 }
 
 #[test]
@@ -98,7 +121,7 @@ fn an_overlong_line_is_refused_and_closed() {
     line.push(b'\n');
     sensor.send(&line);
     assert!(sensor.line().starts_with("ERR LINE_TOO_LONG "));
-    assert!(sensor.is_closed());
+    sensor.expect_closed(DEADLINE);
     // A line of exactly 1024 bytes is fine (and malformed here, which is a different error).
     let mut sensor = RawLines::connect(server.sensor_addr());
     let mut line = b"UPDATE A ".to_vec();
@@ -114,15 +137,17 @@ fn a_disconnect_mid_line_changes_nothing() {
     let server = start();
     let mut stream = TcpStream::connect(server.sensor_addr()).unwrap();
     stream.write_all(b"UPDATE A 50").unwrap();
-    drop(stream);
+    // Our end of stream reaches the server with the line unfinished; the server then closes its
+    // side, and waiting for that orders the check below after it has dropped the line.
+    stream.shutdown(Shutdown::Write).unwrap();
+    common::expect_closed(&stream, DEADLINE);
     let mut sensor = RawLines::connect(server.sensor_addr());
-    // Ordering: the sensor pool handles the first connection's EOF; it had no line to apply.
-    common::eventually("the first connection to close", || {
-        server.summary().sensor_connections == 2
-    });
     assert_eq!(sensor.call("UPDATE A +0"), "OK 100");
 }
 
+/// Issue 4's load: 50 sensors at 10 updates a second each, on the sensor port's 4 workers,
+/// every line acked with its count. How fast is measured by `cargo bench -p server --bench
+/// sensor_fleet` (docs/benchmarks.md), not asserted here.
 #[test]
 fn fifty_sensors_at_ten_updates_a_second_are_all_served() {
     let server = start();
@@ -131,35 +156,24 @@ fn fifty_sensors_at_ten_updates_a_second_are_all_served() {
         .map(|n| {
             thread::spawn(move || {
                 let mut sensor = RawLines::connect(addr);
-                let lot = ["A", "B", "C"][n % 3];
-                let mut latencies = Vec::new();
+                let (lot, capacity) = [("A", 100), ("B", 50), ("C", 200)][n % 3];
+                let mut acked = 0;
                 for i in 0..10 {
                     let sent = Instant::now();
-                    let reply = sensor.call(&format!("UPDATE {lot} {}", (n + i) % 40));
-                    latencies.push(sent.elapsed());
-                    assert!(reply.starts_with("OK "), "{reply}");
+                    // An absolute count is applied under the lot's lock, so the ack is exactly
+                    // its own result whatever the other sensors of the lot send meanwhile.
+                    let occupied = (n + i) % 40;
+                    let reply = sensor.call(&format!("UPDATE {lot} {occupied}"));
+                    assert_eq!(reply, format!("OK {}", capacity - occupied));
+                    acked += 1;
                     thread::sleep(Duration::from_millis(100).saturating_sub(sent.elapsed()));
                 }
-                latencies
+                acked
             })
         })
         .collect();
-    let mut latencies: Vec<Duration> = sensors
-        .into_iter()
-        .flat_map(|sensor| sensor.join().unwrap())
-        .collect();
-    assert_eq!(latencies.len(), 500);
-    latencies.sort();
-    let median = latencies[latencies.len() / 2];
-    eprintln!(
-        "50 sensors x 10/s: median ack {:?}, p99 {:?}",
-        median,
-        latencies[latencies.len() * 99 / 100]
-    );
-    assert!(
-        median < Duration::from_millis(100),
-        "median ack latency {median:?}"
-    );
+    let acked: usize = sensors.into_iter().map(|s| s.join().unwrap()).sum();
+    assert_eq!(acked, 500);
 }
 
 #[test]
@@ -169,5 +183,20 @@ fn sensor_connections_over_the_limit_get_busy() {
     assert_eq!(first.call("PING"), "PONG");
     let mut extra = RawLines::connect(server.sensor_addr());
     assert!(extra.line().starts_with("ERR BUSY "));
-    assert!(extra.is_closed());
+    extra.expect_closed(DEADLINE);
+}
+
+#[test]
+fn an_idle_sensor_is_closed_after_idle_timeout() {
+    common::check_idle_timeout(Port::Sensor);
+}
+
+#[test]
+fn a_line_that_trickles_in_is_closed_after_frame_timeout() {
+    common::check_frame_timeout(Port::Sensor);
+}
+
+#[test]
+fn a_sensor_that_stops_reading_acks_is_closed_while_others_are_served() {
+    common::check_write_stall(Port::Sensor);
 }

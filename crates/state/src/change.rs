@@ -10,7 +10,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{LotId, Plate};
+use crate::booking::Booking;
+use crate::ids::{BookingId, LotId, Plate};
 
 /// One key of the state and its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,13 +37,40 @@ pub enum Change {
         /// The count, unclamped.
         counted: i64,
     },
+    /// Booking `id`: its whole record, or none (never made, or forgotten).
+    Booking {
+        /// The booking, which names its lot.
+        id: BookingId,
+        /// Its record; its own id is `id`.
+        booking: Option<Booking>,
+    },
+    /// The number `lot`'s next booking gets, at least: a snapshot carries it, so that a
+    /// booking forgotten after its retention never has its id handed out again.
+    BookingNumber {
+        /// The lot.
+        lot: LotId,
+        /// The next number.
+        next: u64,
+    },
+    /// Changes of one lot made as one (a car at the gate: the count, the booking it checks
+    /// in to, the reservation it consumes), so that a replay never has one without the others.
+    Batch {
+        /// The lot every change is in.
+        lot: LotId,
+        /// The changes, applied in order.
+        changes: Vec<Change>,
+    },
 }
 
 impl Change {
     /// The lot the change is in.
     pub fn lot(&self) -> &LotId {
         match self {
-            Change::Reservation { lot, .. } | Change::Count { lot, .. } => lot,
+            Change::Reservation { lot, .. }
+            | Change::Count { lot, .. }
+            | Change::BookingNumber { lot, .. }
+            | Change::Batch { lot, .. } => lot,
+            Change::Booking { id, .. } => id.lot(),
         }
     }
 }
@@ -101,6 +129,21 @@ mod tests {
             Change::Count {
                 lot: LotId::new("B").unwrap(),
                 counted: -3,
+            },
+            Change::Booking {
+                id: crate::BookingId::parse("A.3").unwrap(),
+                booking: None,
+            },
+            Change::BookingNumber {
+                lot: LotId::new("A").unwrap(),
+                next: 4,
+            },
+            Change::Batch {
+                lot: LotId::new("A").unwrap(),
+                changes: vec![Change::Count {
+                    lot: LotId::new("A").unwrap(),
+                    counted: 1,
+                }],
             },
         ];
         for change in changes {

@@ -204,6 +204,195 @@ impl fmt::Debug for Plate {
     }
 }
 
+/// Longest spot id, zone or feature name.
+pub const MAX_NAME_LEN: usize = 32;
+
+/// Why a string is not a valid spot id, zone or feature name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameError {
+    /// What the string was to name: `spot id`, `zone`, `feature`.
+    pub of: &'static str,
+    /// The string, as given.
+    pub text: String,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.text.is_empty() {
+            write!(f, "{} is empty", self.of)
+        } else {
+            write!(
+                f,
+                "{} {} must be 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ -",
+                self.of,
+                shown(&self.text)
+            )
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Checks the rules every name shares with lot ids: 1 to 32 characters of `A-Z a-z 0-9 _ -`.
+fn checked_name(text: &str, of: &'static str) -> Result<Arc<str>, NameError> {
+    let valid = !text.is_empty()
+        && text.len() <= MAX_NAME_LEN
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(text.into())
+    } else {
+        Err(NameError {
+            of,
+            text: text.to_owned(),
+        })
+    }
+}
+
+/// A named space in a lot (`A-EV1`), bookable on its own: 1 to 32 characters of
+/// `A-Z a-z 0-9 _ -`, compared exactly, unique within its lot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SpotId(Arc<str>);
+
+impl SpotId {
+    /// Validates `id`.
+    pub fn new(id: &str) -> Result<Self, NameError> {
+        checked_name(id, "spot id").map(SpotId)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for SpotId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A zone (`north`) or a feature (`ev`, `covered`) of a lot or spot: 1 to 32 characters of
+/// `A-Z a-z 0-9 _ -`, compared exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Label(Arc<str>);
+
+impl Label {
+    /// Validates `text` as a zone or feature name; `of` says which, for the error.
+    pub fn new(text: &str, of: &'static str) -> Result<Self, NameError> {
+        checked_name(text, of).map(Label)
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! text_conversions {
+    ($($name:ident => |$text:ident| $parse:expr;)+) => {$(
+        impl TryFrom<String> for $name {
+            type Error = NameError;
+
+            fn try_from($text: String) -> Result<Self, Self::Error> {
+                $parse
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> Self {
+                name.as_str().to_owned()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )+};
+}
+
+text_conversions! {
+    SpotId => |text| SpotId::new(&text);
+    Label => |text| Label::new(&text, "label");
+}
+
+/// A booking's id: its lot and its number there, written `<lotId>.<n>` (`A.17`). Lot ids have
+/// no `.`, so the text names both; a booking is found without any index across lots, and two
+/// lots never hand out the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BookingId {
+    lot: LotId,
+    seq: u64,
+}
+
+/// A string that is not `<lotId>.<n>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingIdError(pub String);
+
+impl fmt::Display for BookingIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "booking id {} is not <lotId>.<number>", shown(&self.0))
+    }
+}
+
+impl std::error::Error for BookingIdError {}
+
+impl BookingId {
+    /// The id of booking number `seq` in `lot`.
+    pub fn new(lot: LotId, seq: u64) -> Self {
+        BookingId { lot, seq }
+    }
+
+    /// Parses `<lotId>.<n>`.
+    pub fn parse(text: &str) -> Result<Self, BookingIdError> {
+        let bad = || BookingIdError(text.to_owned());
+        let (lot, seq) = text.split_once('.').ok_or_else(bad)?;
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        Ok(BookingId {
+            lot: LotId::new(lot).map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+
+    /// The lot the booking is in.
+    pub fn lot(&self) -> &LotId {
+        &self.lot
+    }
+
+    /// Its number within the lot.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl TryFrom<String> for BookingId {
+    type Error = BookingIdError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        BookingId::parse(&text)
+    }
+}
+
+impl From<BookingId> for String {
+    fn from(id: BookingId) -> Self {
+        id.to_string()
+    }
+}
+
+impl fmt::Display for BookingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.lot, self.seq)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +437,89 @@ mod tests {
         ));
         let parsed: Result<LotId, _> = serde_json::from_str("\"\"");
         assert!(parsed.is_err());
+    }
+
+    /// The messages reach peers (BAD_PLATE details) and operators (configuration errors).
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert_eq!(PlateError::Empty.to_string(), "plate is empty");
+        let long = "X".repeat(17);
+        assert_eq!(
+            Plate::parse(&long).unwrap_err().to_string(),
+            format!("plate {long:?} is longer than 16 characters")
+        );
+        assert_eq!(
+            Plate::parse("A B").unwrap_err().to_string(),
+            "plate \"A B\" may only use the characters A-Z a-z 0-9 -"
+        );
+        assert_eq!(LotIdError::Empty.to_string(), "lot id is empty");
+        let long = "a".repeat(33);
+        assert_eq!(
+            LotId::new(&long).unwrap_err().to_string(),
+            format!("lot id {long:?} is longer than 32 characters")
+        );
+        assert_eq!(
+            LotId::new("a b").unwrap_err().to_string(),
+            "lot id \"a b\" may only use the characters A-Z a-z 0-9 _ -"
+        );
+        assert_eq!(
+            LotId::new("All").unwrap_err().to_string(),
+            "lot id \"All\" is reserved (SUBSCRIBE ALL means every lot)"
+        );
+    }
+
+    #[test]
+    fn ids_print_and_serialise_as_their_text() {
+        let plate = Plate::parse("ab-1").unwrap();
+        assert_eq!(plate.to_string(), "AB-1");
+        assert_eq!(format!("{plate:?}"), "Plate(AB-1)");
+        let lot = LotId::new("North-1").unwrap();
+        assert_eq!(lot.to_string(), "North-1");
+        assert_eq!(serde_json::to_string(&lot).unwrap(), "\"North-1\"");
+        assert_eq!(String::from(lot), "North-1");
+    }
+
+    #[test]
+    fn names_and_booking_ids_validate() {
+        assert_eq!(SpotId::new("A-EV1").unwrap().as_str(), "A-EV1");
+        assert_eq!(
+            Label::new("covered", "feature").unwrap().to_string(),
+            "covered"
+        );
+        assert_eq!(SpotId::new("").unwrap_err().to_string(), "spot id is empty");
+        assert_eq!(
+            Label::new("ev charger", "feature").unwrap_err().to_string(),
+            "feature \"ev charger\" must be 1 to 32 characters of A-Z a-z 0-9 _ -"
+        );
+        assert!(SpotId::new(&"s".repeat(33)).is_err());
+        // Unlike lot ids, spots and labels may be called ALL.
+        assert!(SpotId::new("ALL").is_ok());
+
+        let id = BookingId::parse("North-1.17").unwrap();
+        assert_eq!((id.lot().as_str(), id.seq()), ("North-1", 17));
+        assert_eq!(id.to_string(), "North-1.17");
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"North-1.17\"");
+        assert_eq!(
+            serde_json::from_str::<BookingId>("\"A.0\"").unwrap(),
+            BookingId::new(LotId::new("A").unwrap(), 0)
+        );
+        for bad in [
+            "",
+            "A",
+            "A.",
+            ".1",
+            "A.1.2",
+            "A.x",
+            "A.-1",
+            "A.+1",
+            "ALL.1",
+            "A.99999999999999999999",
+        ] {
+            assert!(BookingId::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            BookingId::parse("A.x").unwrap_err().to_string(),
+            "booking id \"A.x\" is not <lotId>.<number>"
+        );
     }
 }

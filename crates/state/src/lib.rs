@@ -15,22 +15,40 @@
 //! finds no one else publishing hands the queue to the listeners, so no thread ever waits for
 //! a listener.
 //!
-//! Time comes from a [`Clock`], so tests can expire reservations without sleeping.
+//! Bookings of time windows live beside the reservations, in the same lot under the same
+//! lock: a booking is accepted only while, at every instant of its window, the lot's active
+//! bookings stay below its `bookable` limit (checked exactly against a step function of
+//! them, not sampled), and a named spot only while no active booking of it overlaps. A
+//! confirmed booking whose window includes now holds a space as a reservation does. A lot
+//! without bookings pays one comparison per operation for them.
+//!
+//! Time comes from a [`Clock`], so tests can expire reservations and move bookings on without
+//! sleeping; reservations expire on the monotonic clock, bookings run on the wall clock
+//! (their windows are Unix seconds).
 //!
 //! # Layout
 //! - `availability`: [`Availability`], a lot's `open` / `almostFull` / `full` status.
+//! - `booking`: the vocabulary of bookings: [`Booking`], [`Window`], [`BookingRules`],
+//!   [`LotTerms`], [`BookingError`] and the outcomes of the gate and of discovery.
+//! - `bookings`: one lot's bookings: records, the lot's timeline, spot lines, due times.
 //! - `change`: [`Change`], the unit in which the state is made durable, and the [`Recorder`]
 //!   a durable store plugs in.
 //! - `clock`: the [`Clock`] trait, the real clock and a manual one for tests.
-//! - `ids`: validated domain values, [`LotId`] and [`Plate`].
+//! - `ids`: validated domain values: [`LotId`], [`Plate`], [`SpotId`], [`Label`],
+//!   [`BookingId`].
 //! - `lot`: one lot's counters and reservations, and the outcomes of operations on it.
-//! - `parking`: [`ParkingState`], the lots shared between threads, and what reads return.
-//! - `purger`: the background thread that expires reservations on time.
+//! - `parking`: [`ParkingState`], the lots shared between threads, and what reads return;
+//!   `parking/bookings.rs` holds its booking operations.
+//! - `purger`: the background thread that does what is due on time: expiries, and the
+//!   holds, no-shows and completions of bookings.
 //! - `shown`: [`shown`], how errors everywhere echo peer input (short, escaped).
+//! - `timeline`: how many bookings cover each instant.
 
 #![forbid(unsafe_code)]
 
 mod availability;
+mod booking;
+mod bookings;
 mod change;
 mod clock;
 mod ids;
@@ -38,11 +56,20 @@ mod lot;
 mod parking;
 mod purger;
 mod shown;
+mod timeline;
 
 pub use availability::Availability;
+pub use booking::{
+    Booking, BookingError, BookingRequest, BookingRules, BookingStatus, DEFAULT_MAX_FINISHED,
+    GateOutcome, LotOffer, LotQuery, LotTerms, Passage, START_SLACK_SECS, SpotOffer, SpotSpec,
+    Window, WindowError,
+};
 pub use change::{Change, Commit, Recorder, Unavailable};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use ids::{LotId, LotIdError, MAX_LOT_ID_LEN, MAX_PLATE_LEN, Plate, PlateError};
+pub use ids::{
+    BookingId, BookingIdError, Label, LotId, LotIdError, MAX_LOT_ID_LEN, MAX_NAME_LEN,
+    MAX_PLATE_LEN, NameError, Plate, PlateError, SpotId,
+};
 pub use lot::{CancelOutcome, CountChange, ReserveOutcome};
 pub use parking::{
     Listener, LotChange, LotSnapshot, LotSpec, OccupancyUpdate, ParkingState, SetupError,

@@ -12,10 +12,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::availability::Availability;
+use crate::booking::BookingRules;
+use crate::bookings::LotBookings;
 use crate::ids::Plate;
 
-/// Stale expiry entries (left behind by cancels) tolerated per live reservation before the
-/// expiry queue is rebuilt; keeps memory proportional to live reservations under churn.
+/// Entries the expiry queue may hold per live reservation (the live one's own entry included,
+/// the rest stale ones left behind by cancels) before it is rebuilt; keeps memory proportional
+/// to live reservations under churn.
 const STALE_ENTRY_RATIO: usize = 2;
 /// Queue length below which stale entries are never worth a rebuild.
 const MIN_COMPACT_LEN: usize = 64;
@@ -30,7 +33,7 @@ pub(crate) const COUNT_LIMIT: i64 = 1 << 40;
 pub enum ReserveOutcome {
     /// A space is held for the plate until the TTL runs out.
     Reserved,
-    /// Occupied plus reserved spaces already reach the capacity.
+    /// Occupied, reserved and booked spaces already reach the capacity.
     Full,
     /// The plate already holds a live reservation in this lot.
     Exists,
@@ -95,6 +98,8 @@ pub(crate) struct Lot {
     published_free: u32,
     /// The number of the last change published.
     published_seq: u64,
+    /// Bookings of time windows; those holding a space now count like reservations.
+    pub(crate) bookings: LotBookings,
 }
 
 impl Lot {
@@ -107,6 +112,7 @@ impl Lot {
             expiries: BinaryHeap::new(),
             published_free: capacity,
             published_seq: 0,
+            bookings: LotBookings::new(capacity, BookingRules::default()),
         }
     }
 
@@ -122,9 +128,19 @@ impl Lot {
         u32::try_from(self.reservations.len()).unwrap_or(u32::MAX)
     }
 
+    /// Spaces held by bookings whose window includes now.
+    pub(crate) fn booked(&self) -> u32 {
+        self.bookings.holding()
+    }
+
+    /// Spaces taken: occupied, reserved, or held by a booking.
+    fn taken(&self) -> u64 {
+        u64::from(self.occupied()) + u64::from(self.reserved()) + u64::from(self.booked())
+    }
+
     pub(crate) fn free(&self) -> u32 {
-        self.capacity
-            .saturating_sub(self.occupied().saturating_add(self.reserved()))
+        // At most capacity once saturated, so it fits.
+        u64::from(self.capacity).saturating_sub(self.taken()) as u32
     }
 
     /// How full the lot is now.
@@ -173,7 +189,7 @@ impl Lot {
         if self.reservations.contains_key(&plate) {
             return ReserveOutcome::Exists;
         }
-        if u64::from(self.occupied()) + u64::from(self.reserved()) >= u64::from(self.capacity) {
+        if self.taken() >= u64::from(self.capacity) {
             return ReserveOutcome::Full;
         }
         self.set_held(plate, Some(held));
@@ -256,6 +272,21 @@ mod tests {
         Plate::parse(text).unwrap()
     }
 
+    /// Reserves and cancels one plate `rounds` times, returning the queue's length after each.
+    fn churn(lot: &mut Lot, plate_name: &str, rounds: u64, now: Instant) -> Vec<usize> {
+        (0..rounds)
+            .map(|round| {
+                let at = now + Duration::from_millis(round);
+                assert_eq!(
+                    lot.reserve(plate(plate_name), held(at)),
+                    ReserveOutcome::Reserved
+                );
+                assert_eq!(lot.cancel(plate(plate_name)), Some(held(at)));
+                lot.expiries.len()
+            })
+            .collect()
+    }
+
     fn held(at: Instant) -> Held {
         Held {
             expires_at: at,
@@ -264,16 +295,35 @@ mod tests {
     }
 
     #[test]
-    fn cancel_compacts_stale_expiries() {
+    fn cancel_compacts_stale_expiries_past_the_minimum_length() {
         let mut lot = Lot::new(10, 0);
-        let now = Instant::now();
-        for round in 0..1000 {
-            let at = now + Duration::from_millis(round);
-            assert_eq!(lot.reserve(plate("P"), held(at)), ReserveOutcome::Reserved);
-            assert_eq!(lot.cancel(plate("P")), Some(held(at)));
-        }
-        assert!(lot.expiries.len() <= MIN_COMPACT_LEN + 1);
+        let lengths = churn(&mut lot, "P", 200, Instant::now());
+        // Below MIN_COMPACT_LEN stale entries are left alone; the cancel that takes the queue
+        // past it rebuilds it, and the churn starts over.
+        let expected: Vec<usize> = (1..=200).map(|n| n % (MIN_COMPACT_LEN + 1)).collect();
+        assert_eq!(lengths, expected);
         assert_eq!(lot.free(), 10);
+    }
+
+    #[test]
+    fn memory_follows_live_reservations_under_churn() {
+        const LIVE: usize = 40;
+        let mut lot = Lot::new(1000, 0);
+        let now = Instant::now();
+        for n in 0..LIVE {
+            let expires = now + Duration::from_secs(60);
+            assert_eq!(
+                lot.reserve(plate(&format!("L{n}")), held(expires)),
+                ReserveOutcome::Reserved
+            );
+        }
+        // The queue may grow to twice the live reservations (as many stale entries as live
+        // ones); the cancel that takes it past that rebuilds it down to the live ones.
+        let lengths = churn(&mut lot, "P", 100, now);
+        let limit = STALE_ENTRY_RATIO * LIVE;
+        let expected: Vec<usize> = (1..=100).map(|n| LIVE + n % (limit - LIVE + 1)).collect();
+        assert_eq!(lengths, expected);
+        assert_eq!(lot.reserved(), LIVE as u32);
     }
 
     #[test]

@@ -1,13 +1,22 @@
 //! [`ParkingState`]: the lots, shared by every worker, and the values its operations return.
+//!
+//! # Layout
+//! - this file: the state, its setup, reservations, sensor counts, durability and publishing.
+//! - `bookings`: its booking operations (book, check in, the gate, discovery).
+
+mod bookings;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 
 use crate::availability::Availability;
+use crate::booking::{BookingRules, LotTerms};
 use crate::change::{Change, Recorder, Unavailable};
 use crate::clock::Clock;
 use crate::ids::{LotId, Plate};
@@ -49,7 +58,9 @@ pub struct LotSnapshot {
     pub counted: i64,
     /// Live reservations.
     pub reserved: u32,
-    /// `max(0, capacity - occupied - reserved)`.
+    /// Spaces held by confirmed bookings whose window includes now.
+    pub booked: u32,
+    /// `max(0, capacity - occupied - reserved - booked)`.
     pub free: u32,
     /// How full it is.
     pub status: Availability,
@@ -145,6 +156,14 @@ pub enum SetupError {
     ZeroCapacity(LotId),
     /// The reservation TTL is zero.
     ZeroTtl,
+    /// Booking terms name a lot that does not exist.
+    UnknownLot(LotId),
+    /// A lot's `bookable` is over its capacity.
+    BookableOverCapacity(LotId),
+    /// A lot has more named spots than spaces.
+    TooManySpots(LotId),
+    /// Two spots of a lot share an id.
+    DuplicateSpot(LotId, crate::ids::SpotId),
 }
 
 impl fmt::Display for SetupError {
@@ -154,6 +173,16 @@ impl fmt::Display for SetupError {
             SetupError::DuplicateLot(id) => write!(f, "lot id {id:?} appears more than once"),
             SetupError::ZeroCapacity(id) => write!(f, "lot {id:?} has capacity 0"),
             SetupError::ZeroTtl => write!(f, "the reservation TTL must be at least 1 second"),
+            SetupError::UnknownLot(id) => write!(f, "booking terms for unknown lot {id:?}"),
+            SetupError::BookableOverCapacity(id) => {
+                write!(f, "lot {id:?} has bookable over its capacity")
+            }
+            SetupError::TooManySpots(id) => {
+                write!(f, "lot {id:?} has more named spots than spaces")
+            }
+            SetupError::DuplicateSpot(id, spot) => {
+                write!(f, "lot {id:?} has spot {spot} more than once")
+            }
         }
     }
 }
@@ -183,6 +212,14 @@ pub struct ParkingState {
     listeners: RwLock<Vec<Listener>>,
     /// Where changes are made durable; unset, the state lives in memory only.
     recorder: OnceLock<Arc<dyn Recorder>>,
+    /// What booking windows must keep.
+    rules: BookingRules,
+    /// Wakes the thread that does what is due (`Purger`) when a booking makes something due
+    /// sooner than it planned to wake.
+    waker: Mutex<Option<Sender<()>>>,
+    /// When that thread plans to wake, in Unix milliseconds: `u64::MAX` while it is working
+    /// out when (so a booking made meanwhile wakes it), 0 while there is no such thread.
+    wakes_at_ms: AtomicU64,
     /// Set for a copy of a state decided elsewhere ([`ParkingState::follower`]): nothing
     /// expires by this state's clock.
     follower: bool,
@@ -239,8 +276,56 @@ impl ParkingState {
             clock,
             listeners: RwLock::new(Vec::new()),
             recorder: OnceLock::new(),
+            rules: BookingRules::default(),
+            waker: Mutex::new(None),
+            wakes_at_ms: AtomicU64::new(0),
             follower: false,
         })
+    }
+
+    /// Sets how lots are booked: the rules of every window, and each lot's terms (lots
+    /// without terms keep every space bookable and no named spots). Before any booking.
+    pub fn with_bookings(
+        mut self,
+        rules: BookingRules,
+        terms: impl IntoIterator<Item = LotTerms>,
+    ) -> Result<Self, SetupError> {
+        for entry in &mut self.entries {
+            let lot = entry.lot.get_mut();
+            let default = LotTerms {
+                id: entry.id.clone(),
+                zone: None,
+                features: Vec::new(),
+                bookable: lot.capacity,
+                spots: Vec::new(),
+            };
+            lot.bookings.configure(default, rules);
+        }
+        for terms in terms {
+            let index = *self
+                .index
+                .get(&terms.id)
+                .ok_or_else(|| SetupError::UnknownLot(terms.id.clone()))?;
+            let lot = self.entries[index].lot.get_mut();
+            if terms.bookable > lot.capacity {
+                return Err(SetupError::BookableOverCapacity(terms.id));
+            }
+            if terms.spots.len() > lot.capacity as usize {
+                return Err(SetupError::TooManySpots(terms.id));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(spot) = terms.spots.iter().find(|spot| !seen.insert(&spot.id)) {
+                return Err(SetupError::DuplicateSpot(terms.id.clone(), spot.id.clone()));
+            }
+            lot.bookings.configure(terms, rules);
+        }
+        self.rules = rules;
+        Ok(self)
+    }
+
+    /// The rules booking windows must keep.
+    pub fn booking_rules(&self) -> &BookingRules {
+        &self.rules
     }
 
     /// Makes this state a follower: a copy of a state that something else decides (a
@@ -322,6 +407,7 @@ impl ParkingState {
             occupied: lot.occupied(),
             counted: lot.counted,
             reserved: lot.reserved(),
+            booked: lot.booked(),
             free: lot.free(),
             status: lot.availability(),
         })
@@ -429,9 +515,16 @@ impl ParkingState {
 
     /// Sets one key of the state to the value `change` gives it, whatever it was: a journal's
     /// replay, an undo, a change another node made. Capacity is not checked (it was, when the
-    /// reservation was granted); a reservation already past its time is dropped at once
-    /// (by a follower, kept until a change removes it).
+    /// reservation or booking was made); a reservation already past its time is dropped at
+    /// once (by a follower, kept until a change removes it), and a booking is brought up to
+    /// date with the clock (a no-show, a completion).
     pub fn apply(&self, change: &Change) -> Result<(), UnknownLot> {
+        if let Change::Batch { lot, changes } = change
+            && changes.iter().any(|change| change.lot() != lot)
+        {
+            // Never written by this state; applied key by key rather than refused.
+            return changes.iter().try_for_each(|change| self.apply(change));
+        }
         self.apply_all(std::slice::from_ref(change))
     }
 
@@ -444,17 +537,26 @@ impl ParkingState {
         for run in changes.chunk_by(|a, b| a.lot() == b.lot()) {
             let Some(first) = run.first() else { continue };
             let entry = self.entry(first.lot().as_str())?;
-            self.with_entry(entry, |lot, now| {
-                let wall_now = unix_ms(self.clock.wall());
-                for change in run {
-                    set_key(lot, change, now, wall_now);
-                }
-            });
+            let due = self
+                .with_entry(entry, |lot, now| {
+                    let wall_now = unix_ms(self.clock.wall());
+                    for change in run {
+                        set_key(lot, change, now, wall_now);
+                    }
+                    if self.follower {
+                        return None;
+                    }
+                    lot.bookings.advance(wall_now / 1000);
+                    lot.bookings.next_due()
+                })
+                .0;
+            self.nudge(due);
         }
         Ok(())
     }
 
-    /// Every key of the state as changes: each lot's count and its live reservations. Taken
+    /// Every key of the state as changes: each lot's count, its live reservations and its
+    /// bookings. Taken
     /// lot by lot, each under its own lock, so it never stops the whole state; replaying the
     /// journal from where it began on top of it gives the state as it was at the end.
     pub fn image(&self) -> Vec<Change> {
@@ -469,15 +571,30 @@ impl ParkingState {
                 for (&plate, held) in lot.reservations() {
                     changes.push(reservation(&entry.id, plate, Some(held), wall));
                 }
+                let next = lot.bookings.next_number();
+                if next > 1 {
+                    changes.push(Change::BookingNumber {
+                        lot: entry.id.clone(),
+                        next,
+                    });
+                }
+                let mut bookings: Vec<_> = lot.bookings.all().collect();
+                bookings.sort_by_key(|booking| booking.id.seq());
+                changes.extend(bookings.into_iter().map(|booking| Change::Booking {
+                    id: booking.id.clone(),
+                    booking: Some(booking.clone()),
+                }));
             });
         }
         changes
     }
 
-    /// Removes expired reservations from every lot (publishing the resulting changes);
-    /// returns how many were removed. Reads never count expired reservations whether or not
-    /// this has run; it keeps memory bounded and makes expiry events timely. A follower
-    /// removes none.
+    /// Does what is due in every lot (publishing the resulting changes): removes expired
+    /// reservations, and moves bookings on (holding a space from their start, no-shows,
+    /// completions, overstays). Returns how many reservations were removed. Reads never count
+    /// an expired reservation or a released booking whether or not this has run; it keeps
+    /// memory bounded and makes the events timely. A follower removes and moves on nothing:
+    /// what it holds changes only through the changes applied to it.
     pub fn purge_expired(&self) -> usize {
         self.entries
             .iter()
@@ -495,6 +612,45 @@ impl ParkingState {
             .iter()
             .filter_map(|entry| entry.lot.lock().next_expiry())
             .min()
+    }
+
+    /// The earliest time (Unix seconds) something may be due for a booking.
+    pub fn next_booking_due(&self) -> Option<u64> {
+        self.entries
+            .iter()
+            .filter_map(|entry| entry.lot.lock().bookings.next_due())
+            .min()
+    }
+
+    /// Makes `waker` the way to wake the thread that does what is due; `wakes_at` stands at
+    /// `u64::MAX` until that thread first plans its sleep.
+    pub(crate) fn attach_waker(&self, waker: Sender<()>) {
+        *self.waker.lock() = Some(waker);
+        self.wakes_at_ms.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Detaches the waker; later bookings wake no one.
+    pub(crate) fn detach_waker(&self) {
+        self.wakes_at_ms.store(0, Ordering::SeqCst);
+        *self.waker.lock() = None;
+    }
+
+    /// Records when the due-time thread plans to wake (Unix ms; `u64::MAX` while it is
+    /// working that out).
+    pub(crate) fn plan_wake(&self, at_ms: u64) {
+        self.wakes_at_ms.store(at_ms, Ordering::SeqCst);
+    }
+
+    /// Wakes the due-time thread if `due` (Unix seconds) comes before it planned to wake.
+    /// Only booking operations call this, never reservations or reads.
+    fn nudge(&self, due: Option<u64>) {
+        let Some(due) = due else { return };
+        if due.saturating_mul(1000) < self.wakes_at_ms.load(Ordering::SeqCst)
+            && let Some(waker) = &*self.waker.lock()
+        {
+            // A full channel already holds a wake-up.
+            let _ = waker.try_send(());
+        }
     }
 
     /// The clock this state runs on.
@@ -567,6 +723,16 @@ impl ParkingState {
         // could queue an expiry behind a later one, keeping its reservation past the TTL.
         let now = self.clock.now();
         let purged = if self.follower { 0 } else { lot.purge(now) };
+        // With no bookings in the lot this is one comparison; the wall clock is read only
+        // when bookings exist. A follower's bookings move on only through applied changes.
+        if !self.follower
+            && let Some(due) = lot.bookings.next_due()
+        {
+            let wall_now = unix_ms(self.clock.wall()) / 1000;
+            if due <= wall_now {
+                lot.bookings.advance(wall_now);
+            }
+        }
         let result = op(&mut lot, now);
         let changed = lot.take_change();
         if let Some((free, seq)) = changed {
@@ -614,7 +780,7 @@ impl ParkingState {
 }
 
 /// Milliseconds since the Unix epoch (0 before it, which no clock of ours reads).
-fn unix_ms(at: SystemTime) -> u64 {
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |since| {
         u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
     })
@@ -653,6 +819,19 @@ fn set_key(lot: &mut Lot, change: &Change, now: Instant, wall_now: u64) {
         }
         Change::Count { counted, .. } => {
             lot.counted = (*counted).clamp(-crate::lot::COUNT_LIMIT, crate::lot::COUNT_LIMIT);
+        }
+        Change::Booking { id, booking } => {
+            if booking.as_ref().is_some_and(|booking| booking.id != *id) {
+                log::error!("a change of booking {id} carries another booking's record; skipped");
+                return;
+            }
+            lot.bookings.set(id.seq(), booking.clone(), wall_now / 1000);
+        }
+        Change::BookingNumber { next, .. } => lot.bookings.number_from(*next),
+        Change::Batch { changes, .. } => {
+            for change in changes {
+                set_key(lot, change, now, wall_now);
+            }
         }
     }
 }
@@ -742,6 +921,36 @@ mod tests {
         assert_eq!(
             ParkingState::new([spec("A", 1)], Duration::ZERO, clock).unwrap_err(),
             SetupError::ZeroTtl
+        );
+        // What the server prints when it cannot start.
+        assert_eq!(SetupError::NoLots.to_string(), "at least one lot is needed");
+        assert_eq!(
+            SetupError::DuplicateLot(LotId::new("A").unwrap()).to_string(),
+            "lot id LotId(\"A\") appears more than once"
+        );
+        assert_eq!(
+            SetupError::ZeroCapacity(LotId::new("A").unwrap()).to_string(),
+            "lot LotId(\"A\") has capacity 0"
+        );
+        assert_eq!(
+            SetupError::ZeroTtl.to_string(),
+            "the reservation TTL must be at least 1 second"
+        );
+    }
+
+    #[test]
+    fn accessors_report_the_configuration() {
+        let state = state_with(Arc::new(ManualClock::new()), 3);
+        assert_eq!(state.ttl(), Duration::from_secs(10));
+        let ids: Vec<&str> = state.lot_ids().map(LotId::as_str).collect();
+        assert_eq!(ids, ["A", "B"]);
+        assert_eq!(state.lot_id("B").unwrap().as_str(), "B");
+        assert_eq!(UnknownLot("Z".into()).to_string(), "no lot with id \"Z\"");
+        let debug = format!("{state:?}");
+        assert!(
+            debug.starts_with("ParkingState { lots: [LotSnapshot { id: LotId(\"A\"), capacity: 3")
+                && debug.contains("ttl: 10s"),
+            "{debug}"
         );
     }
 

@@ -1,7 +1,7 @@
 //! Model-based test of [`ParkingState`] (see `docs/robustness.md`).
 //!
 //! Random sequences of operations run both against a `ParkingState` on a [`ManualClock`] and
-//! against a deliberately naive model written here (per lot: the occupied count and a map from
+//! against a deliberately naive model written here (per lot: the sensors' running count and a map from
 //! plate to expiry). After every step the two must agree on the operation's result, on every
 //! change of a lot's free count that listeners heard about, and, where the case asks for it,
 //! on a full `getLots`/`getAvailability` read.
@@ -88,8 +88,15 @@ struct ModelLot {
     /// The sensors' running count; what is reported as occupied is it clamped to
     /// `[0, capacity]`, and it never leaves `[-2^40, 2^40]`.
     counted: i64,
-    /// Plate (uppercase) to expiry; may hold expired entries until the lot is next touched.
+    /// Plate (uppercase) to expiry, for every plate granted a reservation and not cancelled
+    /// since. Entries are never dropped when they expire: past its expiry, an entry simply no
+    /// longer counts.
     reservations: BTreeMap<String, Instant>,
+    /// The expiry of every reservation ever granted here, cancelled ones included.
+    granted: Vec<Instant>,
+    /// When an operation last looked at this lot. Expiries up to then have been noticed:
+    /// counted by a purge and heard by listeners.
+    seen_until: Instant,
     /// The free count listeners last heard of.
     published: u32,
 }
@@ -110,6 +117,12 @@ impl ModelLot {
             .count() as u32
     }
 
+    fn holds(&self, plate: &str, now: Instant) -> bool {
+        self.reservations
+            .get(plate)
+            .is_some_and(|&expiry| expiry > now)
+    }
+
     fn free(&self, now: Instant) -> u32 {
         self.capacity
             .saturating_sub(self.occupied() + self.live(now))
@@ -126,9 +139,10 @@ struct Model {
 }
 
 impl Model {
-    /// Runs `op` on lot `index` the way the state does: drop what expired, apply, and publish
-    /// the new free count if it differs from the last one published. Returns `op`'s result and
-    /// how many reservations expired.
+    /// What the protocol says an operation on lot `index` at `now` does, around `op`: it
+    /// notices every reservation whose TTL ran out since the lot was last looked at (the count
+    /// a purge reports), and listeners hear the lot's free count whenever it differs from the
+    /// last one they heard. Returns `op`'s result and that count.
     fn touch<R>(
         &mut self,
         index: usize,
@@ -136,10 +150,14 @@ impl Model {
     ) -> (R, usize) {
         let now = self.now;
         let lot = &mut self.lots[index];
-        let before = lot.reservations.len();
-        lot.reservations.retain(|_, expiry| *expiry > now);
-        let expired = before - lot.reservations.len();
+        let since = lot.seen_until;
+        let expired = lot
+            .reservations
+            .values()
+            .filter(|&&expiry| since < expiry && expiry <= now)
+            .count();
         let result = op(lot, now);
+        lot.seen_until = now;
         let free = lot.free(now);
         if free != lot.published {
             lot.published = free;
@@ -165,12 +183,13 @@ impl Model {
     fn reserve(&mut self, index: usize, plate: &str) -> ReserveOutcome {
         let plate = plate.to_ascii_uppercase();
         self.touch(index, |lot, now| {
-            if lot.reservations.contains_key(&plate) {
+            if lot.holds(&plate, now) {
                 ReserveOutcome::Exists
             } else if lot.occupied() + lot.live(now) >= lot.capacity {
                 ReserveOutcome::Full
             } else {
                 lot.reservations.insert(plate, now + TTL);
+                lot.granted.push(now + TTL);
                 ReserveOutcome::Reserved
             }
         })
@@ -179,13 +198,20 @@ impl Model {
 
     fn cancel(&mut self, index: usize, plate: &str) -> CancelOutcome {
         let plate = plate.to_ascii_uppercase();
-        self.touch(index, |lot, _| match lot.reservations.remove(&plate) {
-            Some(_) => CancelOutcome::Cancelled,
-            None => CancelOutcome::NotFound,
+        self.touch(index, |lot, now| {
+            if lot.holds(&plate, now) {
+                lot.reservations.remove(&plate);
+                CancelOutcome::Cancelled
+            } else {
+                CancelOutcome::NotFound
+            }
         })
         .0
     }
 
+    /// As the protocol table says: `n`, `+k` and `-k` move the running count (kept within
+    /// `[-2^40, 2^40]`), the report is it clamped to `[0, capacity]`, and clamped when the
+    /// count is outside that range.
     fn sensor(&mut self, index: usize, change: CountChange) -> OccupancyUpdate {
         self.touch(index, |lot, now| {
             let wanted = match change {
@@ -204,6 +230,7 @@ impl Model {
         .0
     }
 
+    /// The earliest expiry of a reservation that still counts, if any.
     fn next_live_expiry(&self) -> Option<Instant> {
         self.lots
             .iter()
@@ -212,6 +239,14 @@ impl Model {
             .filter(|&expiry| expiry > self.now)
             .min()
     }
+
+    /// Whether `at` is the expiry of a reservation granted in some lot (cancelled or not) that
+    /// the lot has not yet seen pass: the only instants `next_expiry` may report.
+    fn is_pending_expiry(&self, at: Instant) -> bool {
+        self.lots
+            .iter()
+            .any(|lot| lot.granted.contains(&at) && at > lot.seen_until)
+    }
 }
 
 struct Harness {
@@ -219,6 +254,8 @@ struct Harness {
     state: ParkingState,
     heard: Arc<Mutex<Vec<(String, u32, SystemTime)>>>,
     model: Model,
+    /// The lot the last operation granted a reservation in, for the next `getLots` to check.
+    granted_in: Option<usize>,
 }
 
 impl Harness {
@@ -236,8 +273,9 @@ impl Harness {
                 .unwrap()
                 .push((change.lot.to_string(), change.free, change.at));
         }));
+        let now = clock.now();
         let model = Model {
-            now: clock.now(),
+            now,
             wall: clock.wall(),
             lots: capacities
                 .iter()
@@ -247,6 +285,8 @@ impl Harness {
                     capacity,
                     counted: 0,
                     reservations: BTreeMap::new(),
+                    granted: Vec::new(),
+                    seen_until: now,
                     published: capacity,
                 })
                 .collect(),
@@ -257,6 +297,7 @@ impl Harness {
             state,
             heard,
             model,
+            granted_in: None,
         }
     }
 
@@ -265,6 +306,7 @@ impl Harness {
     }
 
     fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        self.granted_in = None;
         let lots = self.model.lots.len();
         let known = |index: usize| index < lots;
         match *op {
@@ -273,16 +315,9 @@ impl Harness {
                     .state
                     .reserve(self.lot_name(lot), Plate::parse(plate).unwrap());
                 if known(lot) {
-                    let (occupied, live) = {
-                        let model_lot = &self.model.lots[lot];
-                        (model_lot.occupied(), model_lot.live(self.model.now))
-                    };
-                    let expected = self.model.reserve(lot, plate);
-                    prop_assert_eq!(got.clone(), Ok(expected));
+                    prop_assert_eq!(got.clone(), Ok(self.model.reserve(lot, plate)));
                     if got == Ok(ReserveOutcome::Reserved) {
-                        // Granted only below capacity, counting the cars already there.
-                        let capacity = self.model.lots[lot].capacity;
-                        prop_assert!(occupied + live < capacity);
+                        self.granted_in = Some(lot);
                     }
                 } else {
                     prop_assert_eq!(
@@ -352,6 +387,7 @@ impl Harness {
                     occupied,
                     counted,
                     reserved,
+                    booked: 0,
                     free,
                     // The model's own statement of the rule: full at 0, almost full at or
                     // below the default threshold of a tenth of the capacity.
@@ -363,6 +399,17 @@ impl Harness {
                 }
             })
             .collect();
+        // A reservation is granted only while occupied + live reservations < capacity, so right
+        // after a grant the lot holds at most its capacity. Checked on the state's own counts,
+        // independently of the model's rule.
+        if let Some(index) = self.granted_in.take() {
+            let lot = &got[index];
+            prop_assert!(
+                lot.occupied + lot.reserved <= lot.capacity,
+                "granted past capacity: {:?}",
+                lot
+            );
+        }
         for lot in &got {
             prop_assert!(lot.occupied <= lot.capacity, "{:?}", lot);
             prop_assert!(lot.reserved <= lot.capacity, "{:?}", lot);
@@ -378,8 +425,7 @@ impl Harness {
         Ok(())
     }
 
-    /// Checks that need no lock of the state's and change nothing: what listeners heard, and
-    /// that `next_expiry` is no later than the next live expiry.
+    /// Checks that change nothing: what listeners heard, and what `next_expiry` reports.
     fn check_quietly(&self) -> Result<(), TestCaseError> {
         let heard = self.heard.lock().unwrap().clone();
         prop_assert_eq!(&heard, &self.model.events);
@@ -394,9 +440,19 @@ impl Harness {
             let previous = last.insert(lot.as_str(), *free);
             prop_assert_ne!(previous, Some(*free), "a repeated free count for {}", lot);
         }
+        // `next_expiry` may be early (a cancelled reservation's expiry, or one that passed
+        // while nobody looked at its lot) but never invented, and never later than the first
+        // reservation that still counts.
+        let next = self.state.next_expiry();
+        if let Some(next) = next {
+            prop_assert!(
+                self.model.is_pending_expiry(next),
+                "next_expiry {:?} is no pending reservation's expiry",
+                next
+            );
+        }
         if let Some(next_live) = self.model.next_live_expiry() {
-            let next = self.state.next_expiry();
-            prop_assert!(next.is_some_and(|next| next <= next_live));
+            prop_assert!(next.is_some_and(|next| next <= next_live), "{:?}", next);
         }
         Ok(())
     }

@@ -18,6 +18,10 @@
 //! reservation's time comes; several nodes running it at once queue on the lot's row lock
 //! and each reservation is removed once.
 //!
+//! Bookings and gate lines (`ENTER`/`EXIT`) are not in this store yet: they are refused
+//! with [`NOT_HERE`] as the reason, rather than decided in one node's copy, where the other
+//! nodes would never see them (docs/scaling.md lays out the schema they will take).
+//!
 //! When PostgreSQL cannot be reached, writes answer [`StateError::Unavailable`] within the
 //! configured timeout (at once, once the outage is known), reads go on from the copy, and
 //! [`Store::health`] says why. The listening thread reconnects, re-`LISTEN`s, reads every lot
@@ -48,8 +52,9 @@ use std::time::Duration;
 
 use postgres::types::Type;
 use state::{
-    CancelOutcome, Change, Clock, CountChange, LotId, LotSpec, OccupancyUpdate, ParkingState,
-    Plate, ReserveOutcome, SetupError, StateError, Unavailable,
+    Booking, BookingError, BookingId, BookingRequest, CancelOutcome, Change, Clock, CountChange,
+    GateOutcome, LotId, LotSpec, OccupancyUpdate, ParkingState, Passage, Plate, ReserveOutcome,
+    SetupError, StateError, Unavailable,
 };
 use store::{Health, Store};
 
@@ -59,6 +64,15 @@ use crate::follow::Follower;
 use crate::link::Link;
 
 pub use crate::schema::MIGRATIONS;
+
+/// Why a booking or a gate line is refused by this store: the default `Store` methods would
+/// decide it in this node's copy alone, unseen by the other nodes and lost at a restart.
+pub const NOT_HERE: &str = "bookings and gate lines (ENTER/EXIT) are not supported with the \
+    PostgreSQL store yet (docs/scaling.md); count lines and reservations are";
+
+fn not_here() -> Unavailable {
+    Unavailable(NOT_HERE.to_owned())
+}
 
 /// How a node reaches its database.
 #[derive(Clone)]
@@ -370,6 +384,33 @@ impl Store for PgStore {
             free: capacity.saturating_sub(occupied.saturating_add(reserved)),
             clamped: counted != i64::from(occupied),
         })
+    }
+
+    // Bookings and gate lines are refused (see `NOT_HERE`) rather than left to the provided
+    // methods, which would decide them in this node's copy alone.
+
+    fn book(&self, _: BookingRequest<'_>, _: Option<&str>) -> Result<Booking, BookingError> {
+        Err(BookingError::Unavailable(not_here()))
+    }
+
+    fn cancel_booking(
+        &self,
+        _: &BookingId,
+        _: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<CancelOutcome, StateError> {
+        Err(StateError::Unavailable(not_here()))
+    }
+
+    fn check_in(
+        &self,
+        _: &BookingId,
+        _: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Booking, BookingError> {
+        Err(BookingError::Unavailable(not_here()))
+    }
+
+    fn pass_gate(&self, _: &str, _: Plate, _: Passage) -> Result<GateOutcome, StateError> {
+        Err(StateError::Unavailable(not_here()))
     }
 }
 

@@ -6,15 +6,15 @@
 
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use state::{
-    CancelOutcome, CountChange, LotChange, LotId, LotSpec, Plate, ReserveOutcome, StateError,
-    SystemClock,
+    BookingError, BookingId, BookingRequest, CancelOutcome, CountChange, LotChange, LotId, LotSpec,
+    Passage, Plate, ReserveOutcome, StateError, SystemClock, Window,
 };
 use store::{Health, Store};
-use store_pg::{PgOptions, PgStore};
+use store_pg::{NOT_HERE, PgOptions, PgStore};
 use testkit::eventually;
 use testkit::pg::TempPostgres;
 
@@ -237,6 +237,49 @@ fn a_change_too_large_to_announce_is_read_afresh_by_the_other_nodes() {
         Ok(CancelOutcome::Cancelled)
     );
     eventually("and hears the cancel", || free(&one) == 3);
+}
+
+#[test]
+fn bookings_and_gate_lines_are_refused_not_decided_in_one_node_s_copy() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let node = node(&pg, 3);
+    let not_here = state::Unavailable(NOT_HERE.to_owned());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let request = BookingRequest {
+        lot: "A",
+        spot: None,
+        plate: plate("BOOKED"),
+        window: Window {
+            start: now + 3600,
+            end: now + 7200,
+        },
+    };
+    assert_eq!(
+        node.book(request, None),
+        Err(BookingError::Unavailable(not_here.clone()))
+    );
+    let id = BookingId::parse("A.1").unwrap();
+    assert_eq!(
+        node.check_in(&id, &|_| true),
+        Err(BookingError::Unavailable(not_here.clone()))
+    );
+    assert_eq!(
+        node.cancel_booking(&id, &|_| true),
+        Err(StateError::Unavailable(not_here.clone()))
+    );
+    assert_eq!(
+        node.pass_gate("A", plate("BOOKED"), Passage::Enter),
+        Err(StateError::Unavailable(not_here))
+    );
+    // Nothing was decided locally: the copy holds no booking and no car.
+    let lot = &node.state().lots()[0];
+    assert_eq!((lot.booked, lot.occupied, lot.free), (0, 0, 3));
+    assert!(node.state().booking(&id).is_err());
 }
 
 #[test]

@@ -12,6 +12,18 @@
 //! fsync serves as many writers as arrived during the previous one: throughput grows with
 //! concurrency instead of being one fsync per request.
 //!
+//! # Writing through (`everysec`, `no`)
+//! Without an fsync per change, a batch buys little: a `write` to the page cache costs a few
+//! microseconds, far less than parking every writer on a condition variable and waking it
+//! again. So under those policies `record` writes its record to the OS itself, under the
+//! mutex (and so under the lot's lock), and the change is decided before `record` returns:
+//! its bytes are in the kernel before its reply is sent, so a killed server loses nothing
+//! acknowledged, and the file's order is the order of the records. The cost is that a lot's
+//! readers may wait for one `write` of a writer of that lot. Whenever the flush path is busy
+//! (a segment switch, records pending behind it) or the disk has failed, records take the
+//! flush path instead, so a retry, its rewrite after a failed sync and its rollback stay in
+//! one place; the syncer thread fdatasyncs once a second either way.
+//!
 //! # When the disk fails
 //! Nothing is acknowledged that is not durable. A failed write or sync makes the journal
 //! unavailable: the flusher cuts the segment back to its last good length (it never retries
@@ -533,6 +545,38 @@ impl Journal {
         self.flushed.notify_all();
     }
 
+    /// `everysec` and `no`'s path: writes one record to the OS at once, under the mutex,
+    /// and decides it. Only called when nothing is pending, no flush or segment switch is
+    /// running and the disk is healthy, so the record goes right after every earlier one
+    /// and nothing else can be caught in a failure: a failed write cuts the record's bytes
+    /// back off and refuses the change, which the state undoes under the lot's lock before
+    /// anyone can see it.
+    fn write_through(&self, shared: &mut Shared, encoded: &[u8]) -> Result<Commit, Unavailable> {
+        let segment = &mut shared.segment;
+        let offset = segment.written;
+        if let Err(err) = segment.file.write_at(encoded, offset) {
+            let err = DiskError::new("write", &segment.path, err);
+            // A partial write must not stay in the file. If the cut fails too, the next
+            // attempt (a flush, as the disk is marked failed) cuts first.
+            let _ = segment.file.truncate(offset);
+            shared.truncations += 1;
+            let reason = err.to_string();
+            self.mark_failed(shared, reason.clone(), false);
+            return Err(Unavailable(reason));
+        }
+        segment.written += encoded.len() as u64;
+        if self.settings.fsync == Fsync::Everysec {
+            segment.unsynced.extend_from_slice(encoded);
+        }
+        if segment.written >= self.settings.segment_bytes {
+            let _ = self.compact.try_send(());
+        }
+        let seq = shared.next;
+        shared.next += 1;
+        shared.decided = seq;
+        Ok(Commit(seq))
+    }
+
     /// The failure path of a flush: refuses changes from now on, cuts the segment back to
     /// its last good length, undoes in memory every change that is not durable (the failed
     /// batch and whatever was recorded since), newest first, and records them as lost so
@@ -629,6 +673,14 @@ impl Shared {
         }
     }
 
+    /// Whether a record may be written to the OS at once ([`Journal::write_through`]):
+    /// nothing is pending (it would go after those), no one holds the flusher's token (a
+    /// flush or a segment switch is under way) and the disk is healthy (a retry after a
+    /// failure takes the flush path, which rewrites, syncs and rolls back as it must).
+    fn can_write_through(&self) -> bool {
+        self.pending.is_empty() && !self.flushing && matches!(self.status, Status::Ok)
+    }
+
     /// What the next flush does, given the policy and whether the last attempt failed.
     fn plan(&self, fsync: Fsync) -> Plan {
         let segment = &self.segment;
@@ -692,6 +744,9 @@ impl Recorder for Journal {
                 .map_err(|err| Unavailable(format!("cannot encode a change: {err}")))?;
             let mut shared = self.shared.lock();
             shared.accepting(Instant::now())?;
+            if self.settings.fsync != Fsync::Always && shared.can_write_through() {
+                return self.write_through(&mut shared, encoded);
+            }
             shared.pending.extend_from_slice(encoded);
             shared.pending_undo.push(undo.clone());
             let seq = shared.next;

@@ -1,7 +1,8 @@
 //! Where the parking server's state is made durable.
 //!
 //! The server writes through one seam, [`Store`]: every operation that changes the state
-//! (reserve, cancel, a sensor's count) goes to the store, which decides it and answers only
+//! (reserve, cancel, a sensor's count, a booking and its check-in, a car at the gate) goes
+//! to the store, which decides it and answers only
 //! once the change is as durable as it promises. Reads never come here: they are served
 //! from the store's in-memory copy, [`Store::state`], which is the source of truth for reads.
 //!
@@ -49,7 +50,8 @@ pub use journal::{DiskError, Fsync};
 pub use recovery::{Cut, Repair, repair};
 
 use state::{
-    CancelOutcome, CountChange, OccupancyUpdate, ParkingState, Plate, ReserveOutcome, StateError,
+    Booking, BookingError, BookingId, BookingRequest, CancelOutcome, CountChange, GateOutcome,
+    OccupancyUpdate, ParkingState, Passage, Plate, ReserveOutcome, StateError,
 };
 
 /// What the server writes through. Every method that changes the state returns only once
@@ -98,6 +100,44 @@ pub trait Store: Send + Sync {
         change: CountChange,
     ) -> Result<OccupancyUpdate, StateError> {
         self.state().update_occupancy(lot, change)
+    }
+
+    /// Books a space (or a named spot) over a window, on behalf of `owner` if given.
+    fn book(
+        &self,
+        request: BookingRequest<'_>,
+        owner: Option<&str>,
+    ) -> Result<Booking, BookingError> {
+        self.state().book_for(request, owner)
+    }
+
+    /// Cancels a confirmed booking if `allowed` says so of its owner (a refusal, like an
+    /// unknown or unconfirmed booking, is reported as not found).
+    fn cancel_booking(
+        &self,
+        id: &BookingId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<CancelOutcome, StateError> {
+        self.state().cancel_booking_if(id, allowed)
+    }
+
+    /// Checks a booking in if `allowed` says so of its owner (a refusal looks unknown).
+    fn check_in(
+        &self,
+        id: &BookingId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Booking, BookingError> {
+        self.state().check_in_if(id, allowed)
+    }
+
+    /// A car through `lot`'s gate: the count, and the plate's booking and reservation.
+    fn pass_gate(
+        &self,
+        lot: &str,
+        plate: Plate,
+        passage: Passage,
+    ) -> Result<GateOutcome, StateError> {
+        self.state().pass_gate(lot, plate, passage)
     }
 }
 

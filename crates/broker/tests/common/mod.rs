@@ -159,6 +159,33 @@ impl Client {
         line
     }
 
+    /// The next event's free count, or `None` once the connection has ended; fails on a
+    /// line that is not an event.
+    pub fn event_or_end(&mut self) -> Option<u32> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("reading an event: {e}"),
+        }
+        match pubsub::parse_server_line(line.trim_end().as_bytes()) {
+            Ok(ServerLine::Event(event)) => Some(event.free),
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    /// Waits until bytes the server sent are waiting in this socket, unread.
+    pub fn wait_for_unread_bytes(&self) {
+        let mut byte = [0u8; 1];
+        let stream = self.reader.get_ref();
+        assert!(
+            self.reader.buffer().is_empty(),
+            "bytes were already read into the buffer"
+        );
+        assert_eq!(stream.peek(&mut byte).unwrap(), 1);
+    }
+
     /// Sends `SUBSCRIBE <topic>` and returns the id of the `OK` reply.
     pub fn subscribe(&mut self, topic: &str) -> u64 {
         self.send(format!("SUBSCRIBE {topic}\n").as_bytes());

@@ -23,6 +23,21 @@ pub enum ErrorCode {
     /// The change could not be made durable (a failing disk, the database unreachable), so it
     /// was not made; reads still work. Retrying later is safe.
     Unavailable,
+    /// The lot has no bookable space over the window (or, for a window that includes now,
+    /// no free space now).
+    Full,
+    /// The named spot is booked at some time in the window.
+    SpotTaken,
+    /// The window breaks the booking rules (empty, in the past, too long, too far ahead).
+    BadWindow,
+    /// The lot has no spot with that id.
+    UnknownSpot,
+    /// No booking has that id.
+    UnknownBooking,
+    /// Check-in is not open yet.
+    NotDue,
+    /// The booking's status does not allow it (a check-in of a cancelled one, say).
+    BadState,
     /// Keys are configured and the connection has not authenticated (or sent a wrong token);
     /// after 5 wrong tokens the connection is closed after this reply.
     Unauthorized,
@@ -32,7 +47,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for parsing.
-    const ALL: [ErrorCode; 10] = [
+    const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownMethod,
         ErrorCode::BadArgs,
@@ -41,6 +56,13 @@ impl ErrorCode {
         ErrorCode::FrameTooLarge,
         ErrorCode::Busy,
         ErrorCode::Unavailable,
+        ErrorCode::Full,
+        ErrorCode::SpotTaken,
+        ErrorCode::BadWindow,
+        ErrorCode::UnknownSpot,
+        ErrorCode::UnknownBooking,
+        ErrorCode::NotDue,
+        ErrorCode::BadState,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
     ];
@@ -56,6 +78,13 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "FRAME_TOO_LARGE",
             ErrorCode::Busy => "BUSY",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Full => "FULL",
+            ErrorCode::SpotTaken => "SPOT_TAKEN",
+            ErrorCode::BadWindow => "BAD_WINDOW",
+            ErrorCode::UnknownSpot => "UNKNOWN_SPOT",
+            ErrorCode::UnknownBooking => "UNKNOWN_BOOKING",
+            ErrorCode::NotDue => "NOT_DUE",
+            ErrorCode::BadState => "BAD_STATE",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Forbidden => "FORBIDDEN",
         }
@@ -144,5 +173,11 @@ mod tests {
             assert_eq!(code.as_str().parse(), Ok(code));
         }
         assert!("bad_request".parse::<ErrorCode>().is_err());
+        assert_eq!(
+            WireError::parse_json_form("NOPE: x")
+                .unwrap_err()
+                .to_string(),
+            "unknown error code \"NOPE\""
+        );
     }
 }

@@ -27,12 +27,14 @@ use serde_json::value::RawValue;
 use state::shown;
 
 pub use error::{ErrorCode, RejectedRequest, UnknownErrorCode, WireError};
-pub use methods::{Method, Request};
+pub use methods::{Arg, LotFilter, Method, Request};
 pub use reply::{
     KeyGrant, LotStatus, Reply, ReplyEnvelope, decode_json_reply, encode_json_reply,
     encode_text_reply,
 };
-pub use state::{Availability, CancelOutcome, ReserveOutcome};
+pub use state::{
+    Availability, Booking, BookingStatus, CancelOutcome, LotOffer, ReserveOutcome, SpotOffer,
+};
 
 /// True when the payload is a JSON request (first non-blank byte is `{`), false for a text alias.
 pub fn is_json(payload: &[u8]) -> bool {
@@ -116,24 +118,7 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
         rpc_id: Some(rpc_id),
         error,
     };
-    // Argument types are checked before the method is looked up, so any request with a
-    // non-string argument is BAD_ARGS whatever its method.
-    let mut strings = Vec::with_capacity(args.len());
-    for (index, arg) in args.iter().enumerate() {
-        match json_str(arg) {
-            Some(text) => strings.push(text),
-            None => {
-                return Err(rejected(WireError::new(
-                    ErrorCode::BadArgs,
-                    format!(
-                        "{}: argument {index} must be a string, got {}",
-                        shown(&method),
-                        shown(arg.get())
-                    ),
-                )));
-            }
-        }
-    }
+    // The method is looked up first: what an argument must be depends on the method.
     let known = Method::from_name(&method).ok_or_else(|| {
         rejected(WireError::new(
             ErrorCode::UnknownMethod,
@@ -144,7 +129,8 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
             ),
         ))
     })?;
-    let request = Request::from_args(known, &method, strings).map_err(rejected)?;
+    let request =
+        Request::from_args(known, &method, methods::Args::Json(args)).map_err(rejected)?;
     Ok((rpc_id, request))
 }
 
@@ -163,28 +149,36 @@ pub fn decode_text_request(payload: &[u8]) -> Result<Request<'_>, WireError> {
         )
     })?;
     // Errors name the method as JSON does, whatever the verb's case.
-    Request::from_args(method, method.name(), fields.map(Cow::Borrowed).collect())
+    Request::from_args(method, method.name(), methods::Args::Text(fields.collect()))
 }
 
 /// Appends the JSON form of `request` to `out`.
 pub fn encode_json_request(out: &mut Vec<u8>, rpc_id: u32, request: &Request<'_>) {
     #[derive(Serialize)]
-    struct Wire<'r> {
+    struct Wire {
         #[serde(rename = "rpcId")]
         rpc_id: u32,
         method: &'static str,
-        args: &'r [&'r str],
     }
+    reply::write_json(
+        out,
+        &Wire {
+            rpc_id,
+            method: request.method().name(),
+        },
+    );
+    // The object is written up to its closing brace, then the arguments by kind.
+    out.pop();
+    out.extend_from_slice(b",\"args\":[");
     request.with_args(|args| {
-        reply::write_json(
-            out,
-            &Wire {
-                rpc_id,
-                method: request.method().name(),
-                args,
-            },
-        );
+        for (index, arg) in args.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            arg.write_json(out);
+        }
     });
+    out.extend_from_slice(b"]}");
 }
 
 /// Appends the text alias form of `request` to `out`.
@@ -193,7 +187,7 @@ pub fn encode_text_request(out: &mut Vec<u8>, request: &Request<'_>) {
     request.with_args(|args| {
         for arg in args {
             out.push(b' ');
-            out.extend_from_slice(arg.as_bytes());
+            arg.write_text(out);
         }
     });
 }
@@ -320,6 +314,67 @@ mod tests {
     }
 
     #[test]
+    fn booking_arguments_are_numbers_and_objects_in_json() {
+        assert_eq!(
+            json(r#"{"rpcId":1,"method":"book","args":["A","P",10,20,"S1"]}"#)
+                .unwrap()
+                .1,
+            Request::Book {
+                lot: "A".into(),
+                plate: "P".into(),
+                start: 10,
+                end: 20,
+                spot: Some("S1".into()),
+            }
+        );
+        assert_eq!(
+            json(r#"{"rpcId":1,"method":"book","args":["A","P",10,20,null]}"#)
+                .unwrap()
+                .1,
+            json(r#"{"rpcId":1,"method":"book","args":["A","P",10,20]}"#)
+                .unwrap()
+                .1
+        );
+        assert_eq!(
+            json(r#"{"rpcId":1,"method":"findLots","args":[{"start":1,"end":2,"zone":"n"}]}"#)
+                .unwrap()
+                .1,
+            Request::FindLots {
+                query: LotFilter {
+                    zone: Some("n".into()),
+                    feature: None,
+                    start: 1,
+                    end: 2,
+                }
+            }
+        );
+        for args in [
+            r#"["A","P","10",20]"#,
+            r#"["A","P",10.5,20]"#,
+            r#"["A","P",-1,20]"#,
+            r#"["A","P",1e3,20]"#,
+            r#"["A","P",10,20,5]"#,
+            r#"["A","P",10,20,"S",1]"#,
+        ] {
+            let payload = format!(r#"{{"rpcId":3,"method":"book","args":{args}}}"#);
+            assert_eq!(code_of(&payload), (Some(3), ErrorCode::BadArgs), "{args}");
+        }
+        for args in [
+            r#"[{"start":1}]"#,
+            r#"[{"start":1,"end":2,"colour":"red"}]"#,
+            "[7]",
+        ] {
+            let payload = format!(r#"{{"rpcId":3,"method":"findLots","args":{args}}}"#);
+            assert_eq!(code_of(&payload), (Some(3), ErrorCode::BadArgs), "{args}");
+        }
+        // The method is known before arguments are read by kind.
+        assert_eq!(
+            code_of(r#"{"rpcId":7,"method":"fly","args":[5]}"#),
+            (Some(7), ErrorCode::UnknownMethod)
+        );
+    }
+
+    #[test]
     fn text_aliases() {
         assert_eq!(decode_text_request(b"ping").unwrap(), Request::Ping);
         assert_eq!(decode_text_request(b"  LOTS ").unwrap(), Request::GetLots);
@@ -369,6 +424,51 @@ mod tests {
             Request::Cancel {
                 lot: "C".into(),
                 plate: "Q".into(),
+            },
+            Request::Book {
+                lot: "A".into(),
+                plate: "P".into(),
+                start: 1_712_345_678,
+                end: 1_712_349_278,
+                spot: None,
+            },
+            Request::Book {
+                lot: "A".into(),
+                plate: "P".into(),
+                start: 0,
+                end: u64::MAX,
+                spot: Some("A-EV1".into()),
+            },
+            Request::GetBooking {
+                booking: "A.1".into(),
+            },
+            Request::CancelBooking {
+                booking: "A.2".into(),
+            },
+            Request::CheckIn {
+                booking: "A.3".into(),
+            },
+            Request::ListBookings {
+                lot: "A".into(),
+                start: 5,
+                end: 6,
+                limit: None,
+                after: None,
+            },
+            Request::ListBookings {
+                lot: "A".into(),
+                start: 5,
+                end: 6,
+                limit: Some(10),
+                after: Some("A.9".into()),
+            },
+            Request::FindLots {
+                query: LotFilter {
+                    zone: None,
+                    feature: Some("ev".into()),
+                    start: 7,
+                    end: 8,
+                },
             },
             Request::Ping,
         ];
@@ -446,13 +546,14 @@ mod tests {
             occupied: 3,
             counted: 3,
             reserved: 2,
+            booked: 0,
             free: 95,
             status: Some(state::Availability::Open),
         }]);
         encode_json_reply(&mut out, Some(1), Ok(&lots));
         assert_eq!(
             out,
-            br#"{"rpcId":1,"result":[{"id":"A","capacity":100,"occupied":3,"counted":3,"reserved":2,"free":95,"status":"open"}],"error":null}"#
+            br#"{"rpcId":1,"result":[{"id":"A","capacity":100,"occupied":3,"counted":3,"reserved":2,"booked":0,"free":95,"status":"open"}],"error":null}"#
         );
     }
 

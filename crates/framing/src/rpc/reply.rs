@@ -7,7 +7,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use state::{Availability, CancelOutcome, ReserveOutcome};
+use state::{Availability, Booking, CancelOutcome, LotOffer, ReserveOutcome};
 
 use super::error::WireError;
 
@@ -27,7 +27,11 @@ pub struct LotStatus<'a> {
     pub counted: i64,
     /// Live (unexpired) reservations.
     pub reserved: u32,
-    /// `max(0, capacity - occupied - reserved)`.
+    /// Spaces held by confirmed bookings whose window includes now; 0 from a server that
+    /// predates bookings.
+    #[serde(default)]
+    pub booked: u32,
+    /// `max(0, capacity - occupied - reserved - booked)`.
     pub free: u32,
     /// `open`, `almostFull` or `full`; absent from a server that predates it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,8 +47,14 @@ pub enum Reply<'a> {
     Free(u32),
     /// `reserve`.
     Reserve(ReserveOutcome),
-    /// `cancel`.
+    /// `cancel`, `cancelBooking`.
     Cancel(CancelOutcome),
+    /// `book`, `getBooking`, `checkIn`: the booking.
+    Booking(Booking),
+    /// `listBookings`.
+    Bookings(Vec<Booking>),
+    /// `findLots`.
+    Offers(Vec<LotOffer>),
     /// `PING`.
     Pong,
     /// `auth`: the connection is now this key.
@@ -88,6 +98,9 @@ impl Serialize for Reply<'_> {
             Reply::Cancel(outcome) => {
                 serializer.serialize_bool(*outcome == CancelOutcome::Cancelled)
             }
+            Reply::Booking(booking) => booking.serialize(serializer),
+            Reply::Bookings(bookings) => bookings.serialize(serializer),
+            Reply::Offers(offers) => offers.serialize(serializer),
             Reply::Pong => serializer.serialize_str("PONG"),
             Reply::Authenticated(grant) => grant.serialize(serializer),
         }
@@ -122,8 +135,8 @@ impl Serialize for JsonReply<'_, '_> {
     }
 }
 
-/// Serialises into a `Vec`, which cannot fail for this module's types (plain strings, integers
-/// and sequences; no maps with non-string keys).
+/// Serialises into a `Vec`, which cannot fail for the protocol's types (plain strings,
+/// integers, sequences and structs; no maps with non-string keys).
 pub(crate) fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
     let mark = out.len();
     if serde_json::to_writer(&mut *out, value).is_err() {
@@ -141,11 +154,14 @@ pub fn encode_json_reply(
     write_json(out, &JsonReply { rpc_id, result });
 }
 
-/// Appends a text reply (`PONG`, `12`, `OK`, `FULL`, `OK kiosk-1 client`, `ERR BAD_PLATE ...`)
-/// to `out`.
+/// Appends a text reply (`PONG`, `12`, `OK`, `FULL`, `OK kiosk-1 client`, `ERR BAD_PLATE ...`;
+/// a lot list, a booking or a list of them as their JSON) to `out`.
 pub fn encode_text_reply(out: &mut Vec<u8>, result: Result<&Reply<'_>, &WireError>) {
     let word: &[u8] = match result {
         Ok(Reply::Lots(lots)) => return write_json(out, lots),
+        Ok(Reply::Booking(booking)) => return write_json(out, booking),
+        Ok(Reply::Bookings(bookings)) => return write_json(out, bookings),
+        Ok(Reply::Offers(offers)) => return write_json(out, offers),
         Ok(Reply::Free(free)) => {
             // Writing to a Vec cannot fail.
             let _ = write!(out, "{free}");

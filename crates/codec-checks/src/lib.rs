@@ -1,9 +1,17 @@
-//! The checks behind the fuzz targets in `fuzz_targets/`, one function per target.
+//! The checks behind the fuzz targets in `fuzz/fuzz_targets/`, one function per target, and
+//! [`TARGETS`], which names them.
 //!
-//! Each decodes the fuzzer's bytes with the `framing` crate and, for whatever decodes,
-//! re-encodes the value and decodes it again. Any disagreement panics, which libFuzzer reports
-//! as a crash and saves under `fuzz/artifacts/<target>/`. The same properties, on generated
-//! rather than mutated inputs, are in `crates/framing/tests/properties.rs`.
+//! Each decodes its bytes with the `framing` crate and, for whatever decodes, re-encodes the
+//! value and decodes it again. Any disagreement panics, which libFuzzer reports as a crash and
+//! saves under `fuzz/artifacts/<target>/`. The checks live in this workspace crate rather than
+//! in `fuzz/` (a workspace of its own, built with cargo-fuzz) so that `cargo test` can replay
+//! the committed seed corpus through exactly the same code (`tests/seeds.rs`), and so that a
+//! change to `framing` that breaks them fails CI. The same properties, on generated rather than
+//! mutated inputs, are in `crates/framing/tests/properties.rs`.
+
+#![forbid(unsafe_code)]
+// A check's only way to report a disagreement is to panic, as libFuzzer expects.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{self, Read};
 
@@ -48,18 +56,36 @@ fn walk_frames(data: &[u8]) -> (Vec<&[u8]>, FramesEnd) {
 }
 
 /// Read sizes for the chunked and short-read runs, taken from the input so that the fuzzer
-/// explores them too; 0 stands for an `Interrupted` read.
+/// explores them too; 0 stands for an `Interrupted` read (and a chunk of one byte).
 fn read_sizes(data: &[u8]) -> Vec<usize> {
-    let mut sizes: Vec<usize> = data.iter().take(8).map(|&b| usize::from(b % 9)).collect();
-    // Progress in every cycle, whatever the bytes.
-    sizes.push(1);
-    sizes
+    data.iter().take(8).map(|&b| usize::from(b % 9)).collect()
 }
 
-struct ShortReads<'a> {
+/// A reader over `data` that returns at most `sizes[i]` bytes on its i-th call (cycling), and
+/// `ErrorKind::Interrupted` for a size of 0, like a socket under load. Shared with the
+/// `framing` property tests.
+pub struct ShortReads<'a> {
     data: &'a [u8],
     sizes: Vec<usize>,
     calls: usize,
+}
+
+impl<'a> ShortReads<'a> {
+    /// Reads `data` in pieces of the given sizes.
+    pub fn new(data: &'a [u8], mut sizes: Vec<usize>) -> Self {
+        // A non-zero size in every cycle, so the reader always makes progress.
+        sizes.push(1);
+        ShortReads {
+            data,
+            sizes,
+            calls: 0,
+        }
+    }
+
+    /// The bytes not read yet.
+    pub fn unread(&self) -> &'a [u8] {
+        self.data
+    }
 }
 
 impl Read for ShortReads<'_> {
@@ -127,11 +153,7 @@ pub fn check_frames(data: &[u8]) {
     assert_eq!(chunked_end, end);
 
     // A blocking reader with short and interrupted reads.
-    let mut reader = ShortReads {
-        data,
-        sizes,
-        calls: 0,
-    };
+    let mut reader = ShortReads::new(data, sizes);
     let mut payload = Vec::new();
     let mut read = Vec::new();
     let outcome = loop {
@@ -231,16 +253,16 @@ pub fn check_sensor_stream(data: &[u8]) {
     }
 }
 
-/// serde_json's default float parser may land 1-2 ULPs away from the f64 it reads back.
-fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
+/// Equality of server lines, with events' timestamps compared bit for bit: `framing` enables
+/// serde_json's `float_roundtrip`, so a timestamp must come back as exactly the same f64 (and
+/// `-0.0` as `-0.0`), not merely a neighbour of it. Shared with the `framing` property tests.
+pub fn same_server_line(a: &ServerLine<'_>, b: &ServerLine<'_>) -> bool {
     match (a, b) {
         (ServerLine::Event(a), ServerLine::Event(b))
         | (ServerLine::Snapshot(a), ServerLine::Snapshot(b)) => {
             a.lot_id == b.lot_id
                 && a.free == b.free
-                && (a.timestamp == b.timestamp
-                    || (a.timestamp.is_sign_negative() == b.timestamp.is_sign_negative()
-                        && a.timestamp.to_bits().abs_diff(b.timestamp.to_bits()) <= 2))
+                && a.timestamp.to_bits() == b.timestamp.to_bits()
         }
         _ => a == b,
     }
@@ -276,3 +298,16 @@ pub fn check_pubsub_stream(data: &[u8]) {
         }
     }
 }
+
+/// A fuzz target's check of one input; it panics on any disagreement.
+pub type Check = fn(&[u8]);
+
+/// Every fuzz target by name (the name of its file in `fuzz/fuzz_targets/` and of its seed
+/// directory in `fuzz/seeds/`), with its check.
+pub const TARGETS: [(&str, Check); 5] = [
+    ("frame_decode", check_frames),
+    ("json_request", check_json_payload),
+    ("text_request", check_text_payload),
+    ("sensor_line", check_sensor_stream),
+    ("pubsub_command", check_pubsub_stream),
+];
