@@ -113,7 +113,7 @@ start_server() { # NAME BINARY CONFIG
     local name=$1 binary=$2 config=$3 pid
     # Every benchmark connection comes from one address, so the per-address limit is lifted.
     RUST_LOG=info "$binary" --config "$config" --host "$HOST" --rpc-port 0 --sensor-port 0 \
-        --pubsub-port 0 --max-connections-per-address 0 2> "$WORK/server-$name.log" &
+        --pubsub-port 0 --http-port 0 --max-connections-per-address 0 2> "$WORK/server-$name.log" &
     pid=$!
     STARTED_PIDS+=("$pid")
     PORT[$name]=$(wait_for_port "$WORK/server-$name.log" "listening: rpc ${HOST//./\\.}:" "$pid") || exit 2

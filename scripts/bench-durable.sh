@@ -85,7 +85,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Not called as $(server ...): the started pid must reach this shell's STARTED_PIDS.
+# Not called as $(server ...): the started pid must reach this shell's STARTED_PIDS. This
+# build's servers also take an ephemeral HTTP port (an earlier build may have none to set).
 server() { # server BINARY NAME FLAGS...: starts a parking-server, sets PORT to its RPC port
     local binary=$1 name=$2 pid
     shift 2
@@ -96,11 +97,11 @@ server() { # server BINARY NAME FLAGS...: starts a parking-server, sets PORT to 
     STARTED_PIDS+=("$pid")
     PORT=$(wait_for_port "$WORK/$name.log" "listening: rpc ${HOST//./\\.}:" "$pid") || exit 2
 }
-server "$BIN/parking-server" always --data-dir "$WORK/always-data" --fsync always
+server "$BIN/parking-server" always --data-dir "$WORK/always-data" --fsync always --http-port 0
 ALWAYS_PORT=$PORT
-server "$BIN/parking-server" everysec --data-dir "$WORK/everysec-data" --fsync everysec
+server "$BIN/parking-server" everysec --data-dir "$WORK/everysec-data" --fsync everysec --http-port 0
 EVERYSEC_PORT=$PORT
-server "$BIN/parking-server" memory --in-memory
+server "$BIN/parking-server" memory --in-memory --http-port 0
 MEMORY_PORT=$PORT
 if [ -n "$BEFORE" ]; then
     server "$BEFORE" before --data-dir "$WORK/before-data" --fsync everysec

@@ -60,7 +60,7 @@ node() { # node NAME STORE_JSON: starts a server, sets RPC and PUBSUB to its por
     local name=$1 store=$2 pid
     # data_dir is the embedded store's (next to the config, in $WORK, not PostgreSQL's data).
     cat > "$WORK/$name.json" <<EOF
-{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "max_connections_per_address": 0,
+{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "http_port": 0, "max_connections_per_address": 0,
  "lots": $LOTS, "store": $store, "data_dir": "$name-data"}
 EOF
     RUST_LOG=info "$BIN/parking-server" --config "$WORK/$name.json" > "$WORK/$name.log" 2>&1 &

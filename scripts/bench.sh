@@ -95,7 +95,7 @@ trap 'exit 130' INT TERM
 
 # Every benchmark connection comes from one address, so the per-address limit is lifted.
 RUST_LOG=info "$BIN/parking-server" --config "$ROOT/config.json" --host "$HOST" \
-    --rpc-port 0 --sensor-port 0 --pubsub-port 0 --max-connections-per-address 0 \
+    --rpc-port 0 --sensor-port 0 --pubsub-port 0 --http-port 0 --max-connections-per-address 0 \
     --data-dir "$WORK/data" \
     2>"$WORK/parking-server.log" &
 pid=$!

@@ -42,7 +42,7 @@ trap 'exit 130' INT TERM
 
 cat > "$WORK/config.json" <<JSON
 {
-  "rpc_port": 0, "sensor_port": 0, "pubsub_port": 0,
+  "rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "http_port": 0,
   "data_dir": "data", "fsync": "$FSYNC", "journal_segment_bytes": 262144,
   "reservation_ttl": 3600,
   "lots": [

@@ -36,7 +36,7 @@ cargo build --release --quiet --bin parking-server --bin sensor-sim --bin subscr
     --bin load-test --bin parking-rpc
 bin=target/release
 
-RUST_LOG=info "$bin/parking-server" --rpc-port 0 --sensor-port 0 --pubsub-port 0 \
+RUST_LOG=info "$bin/parking-server" --rpc-port 0 --sensor-port 0 --pubsub-port 0 --http-port 0 \
     --data-dir "$work/data" 2> "$work/server.log" &
 server=$!
 STARTED_PIDS+=("$server")

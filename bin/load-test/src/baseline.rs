@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use framing::frame::{self, Decoded, FrameError};
 use framing::rpc::{
-    self, CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome, WireError,
+    self, Availability, CancelOutcome, ErrorCode, LotStatus, Reply, Request, ReserveOutcome,
+    WireError,
 };
 use state::{Booking, BookingId, BookingStatus, LotId, Plate, Window};
 
@@ -173,6 +174,7 @@ fn reply_to(request: &Request<'_>) -> Result<Reply<'static>, WireError> {
                     reserved: 0,
                     booked: 0,
                     free: capacity,
+                    status: Some(Availability::Open),
                 })
                 .collect(),
         ),

@@ -177,6 +177,7 @@ mod tests {
             reserved,
             booked: 0,
             free,
+            status: None,
         }
     }
 

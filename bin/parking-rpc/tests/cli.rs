@@ -70,6 +70,7 @@ fn double_booking_server() -> (SocketAddr, JoinHandle<()>) {
                     reserved: capacity - free,
                     booked: 0,
                     free,
+                    status: None,
                 }]),
                 Request::GetAvailability { .. } => Reply::Free(free),
                 Request::Reserve { .. } => {

@@ -22,9 +22,10 @@ const EXIT_START: u8 = 1;
     version,
     about = "Smart-parking server: reservations over RPC, sensor ingestion, live availability",
     long_about = "Smart-parking server.\n\n\
-        Listens on three ports: RPC (reservations and queries, length-prefixed JSON or text \
-        frames), sensors (occupancy lines) and pub/sub (availability events). See \
-        docs/protocol.md.\n\n\
+        Listens on four ports: RPC (reservations and queries, length-prefixed JSON or text \
+        frames), sensors (occupancy lines), pub/sub (availability events) and HTTP (REST \
+        API, event stream, /metrics, the dashboard at /; --http-port off turns it off). See \
+        docs/protocol.md and docs/http.md.\n\n\
         Settings come from --config FILE, else ./config.json if present, else built-in \
         defaults; the flags below override them. Port 0 picks a free port; the bound \
         addresses are logged at startup. Log level: RUST_LOG (default info).\n\n\

@@ -41,7 +41,7 @@ impl Node {
             pg.port()
         ));
         let json = format!(
-            r#"{{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "thread_pool_size": 8,
+            r#"{{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "http_port": 0, "thread_pool_size": 8,
                 "sensor_pool_size": 1, "notifier_threads": 1, "reservation_ttl": {ttl_secs},
                 "shutdown_grace": 0.2, "lots": [{{"id": "A", "capacity": {capacity}}}],
                 "store": {{"kind": "postgres", "url": "{}", "pool_size": 8, "timeout": 1}}}}"#,

@@ -90,6 +90,8 @@ impl ServerProcess {
             &port,
             "--sensor-port",
             "0",
+            "--http-port",
+            "0",
             "--pubsub-port",
             "0",
             "--data-dir",
@@ -286,6 +288,8 @@ fn a_second_server_on_the_same_data_directory_exits_1_naming_it() {
         "0",
         "--sensor-port",
         "0",
+        "--http-port",
+        "0",
         "--pubsub-port",
         "0",
     ];
@@ -320,6 +324,8 @@ fn a_corrupt_journal_stops_the_start_until_repair_cuts_it() {
         "0",
         "--sensor-port",
         "0",
+        "--http-port",
+        "0",
         "--pubsub-port",
         "0",
     ];
@@ -353,7 +359,7 @@ fn a_corrupt_journal_stops_the_start_until_repair_cuts_it() {
 fn kill_9_loses_no_acknowledged_change() {
     let config = TempConfig::new(
         "crash",
-        r#"{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "thread_pool_size": 4,
+        r#"{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "http_port": 0, "thread_pool_size": 4,
             "journal_segment_bytes": 65536, "reservation_ttl": 3600,
             "lots": [{"id": "R", "capacity": 1000000}, {"id": "S0", "capacity": 100},
                      {"id": "S1", "capacity": 100}]}"#,
@@ -402,6 +408,8 @@ fn protected_mode_an_open_server_beyond_loopback_exits_2() {
         "0",
         "--sensor-port",
         "0",
+        "--http-port",
+        "0",
         "--pubsub-port",
         "0",
     ]);
@@ -449,7 +457,7 @@ fn tokens_never_appear_in_the_log() {
     let config = TempConfig::new(
         "tokens",
         &format!(
-            r#"{{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "thread_pool_size": 2,
+            r#"{{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0, "http_port": 0, "thread_pool_size": 2,
                 "sensor_pool_size": 1, "notifier_threads": 1, "shutdown_grace": 0.2,
                 "auth": {{"keys": [{{"id": "ops", "role": "operator", "sha256": "{}"}}]}}}}"#,
             auth::token_hash(right)

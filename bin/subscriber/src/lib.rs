@@ -264,6 +264,7 @@ mod tests {
         let event = OwnedEvent {
             lot_id: Cow::Borrowed("A"),
             free: 12,
+            status: None,
             timestamp: 1_795_428_000.123,
         };
         assert_eq!(format_event(&event), "2026-11-23T10:00:00.123Z  A  free=12");

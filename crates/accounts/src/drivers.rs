@@ -177,10 +177,7 @@ mod tests {
     use crate::limiter::FAILURES_PER_USERNAME;
 
     fn store() -> MemoryStore {
-        let lot = LotSpec {
-            id: LotId::new("A").unwrap(),
-            capacity: 1,
-        };
+        let lot = LotSpec::new(LotId::new("A").unwrap(), 1);
         let state = ParkingState::new([lot], Duration::from_secs(60), Arc::new(ManualClock::new()))
             .unwrap();
         MemoryStore::new(Arc::new(state))

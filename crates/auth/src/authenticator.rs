@@ -328,10 +328,7 @@ mod tests {
         use store::MemoryStore;
 
         let clock = Arc::new(ManualClock::new());
-        let lot = LotSpec {
-            id: LotId::new("A").unwrap(),
-            capacity: 1,
-        };
+        let lot = LotSpec::new(LotId::new("A").unwrap(), 1);
         let store = MemoryStore::new(Arc::new(
             ParkingState::new([lot], Duration::from_secs(60), clock.clone()).unwrap(),
         ));

@@ -1,5 +1,7 @@
-//! One pub/sub connection as its notifier thread drives it: reading `SUBSCRIBE` lines,
-//! answering them, and writing queued events, all without ever blocking on the socket.
+//! One connection as its notifier thread drives it, without ever blocking on the socket: a
+//! pub/sub port connection (reading `SUBSCRIBE` lines, answering them, writing queued events)
+//! or an HTTP event stream (subscribed from the start, writing queued events and a keep-alive
+//! comment when quiet, its input read only to notice that the peer has gone).
 //!
 //! The socket is non-blocking and registered (edge-triggered) with the notifier's poll, which
 //! calls [`Connection::step`] when it becomes readable or writable, and
@@ -18,12 +20,14 @@ use std::time::{Duration, Instant};
 use auth::{Action, AuthFailure, Denied, Session};
 use framing::line::{self, Decoded};
 use framing::pubsub::{self, Command, PubsubError, PubsubErrorCode, Topic};
+use framing::sse;
 use mio::Token;
+use state::LotId;
 use transport::Stream;
 
 use crate::Held;
 use crate::notifier::Doorbell;
-use crate::registry::{Registry, Subscription, event_of};
+use crate::registry::{Encoding, Registry, Subscription};
 
 /// Most bytes waiting to be written before the connection stops taking events from its queue.
 pub(crate) const MAX_PENDING_OUTPUT: usize = 16 * 1024;
@@ -54,6 +58,8 @@ pub(crate) struct Context {
     pub(crate) idle_timeout: Duration,
     /// Longest time a started line may take to complete.
     pub(crate) line_timeout: Duration,
+    /// How long an event stream may stay quiet before a keep-alive comment is sent.
+    pub(crate) keep_alive: Duration,
     /// Longest a connection may go unauthenticated, when keys are configured.
     pub(crate) auth_timeout: Duration,
 }
@@ -96,11 +102,13 @@ struct Closing {
     write_shut: bool,
 }
 
-/// One pub/sub connection, owned by one notifier thread.
+/// One connection, owned by one notifier thread.
 #[derive(Debug)]
 pub(crate) struct Connection {
     stream: Stream,
     peer: SocketAddr,
+    /// How its events are written: a pub/sub port connection's lines, or an event stream.
+    encoding: Encoding,
     /// Who the peer authenticated as, when keys are configured.
     session: Session,
     connected: Instant,
@@ -123,12 +131,16 @@ pub(crate) struct Connection {
     /// unread (at the per-step cap, or while output is over its cap) is not reported again.
     unread_input: bool,
     closing: Option<Closing>,
+    /// When the socket last took bytes (or the connection began), for an event stream's
+    /// keep-alive.
+    last_output: Instant,
     /// The caller's hold on this connection, let go when it is dropped.
     _held: Held,
 }
 
 impl Connection {
-    /// Wraps an accepted, non-blocking stream known to its notifier as `token`.
+    /// Wraps an accepted, non-blocking pub/sub port stream known to its notifier as `token`;
+    /// `session` is who the peer is (nobody yet, when keys are configured).
     pub(crate) fn new(
         stream: Stream,
         peer: SocketAddr,
@@ -137,14 +149,61 @@ impl Connection {
         held: Held,
         session: Session,
     ) -> Self {
+        Connection::with(
+            stream,
+            peer,
+            token,
+            now,
+            held,
+            session,
+            Encoding::Lines,
+            Vec::new(),
+        )
+    }
+
+    /// Wraps an HTTP connection that becomes an event stream: `preamble` (its response head,
+    /// and any replies before it) goes out first. [`Connection::open_stream`] subscribes it.
+    /// The HTTP port checked its access before handing it over, so it needs no session.
+    pub(crate) fn event_stream(
+        stream: Stream,
+        peer: SocketAddr,
+        token: Token,
+        now: Instant,
+        held: Held,
+        preamble: Vec<u8>,
+    ) -> Self {
+        Connection::with(
+            stream,
+            peer,
+            token,
+            now,
+            held,
+            Session::new(None),
+            Encoding::EventStream,
+            preamble,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn with(
+        stream: Stream,
+        peer: SocketAddr,
+        token: Token,
+        now: Instant,
+        held: Held,
+        session: Session,
+        encoding: Encoding,
+        output: Vec<u8>,
+    ) -> Self {
         Connection {
             stream,
             peer,
             session,
             connected: now,
+            encoding,
             token,
             input: Vec::new(),
-            output: Vec::new(),
+            output,
             subscription: None,
             last_input: now,
             line_started: None,
@@ -152,13 +211,52 @@ impl Connection {
             // A new connection's SUBSCRIBE often arrives with it.
             unread_input: true,
             closing: None,
+            last_output: now,
             _held: held,
         }
+    }
+
+    /// Subscribes an event stream to `lots` (every lot when empty) and queues the current
+    /// value of each, which come before any change.
+    pub(crate) fn open_stream(&mut self, ctx: &Context, lots: &[LotId]) {
+        let all = [Topic::All];
+        let named: Vec<Topic<'_>> = lots.iter().map(|lot| Topic::Lot(lot.as_str())).collect();
+        let topics = if lots.is_empty() { &all[..] } else { &named };
+        for &topic in topics {
+            match ctx.registry.subscribe(
+                &mut self.subscription,
+                topic,
+                self.peer,
+                (&ctx.doorbell, self.token),
+                Encoding::EventStream,
+            ) {
+                Ok((_, snapshots)) => {
+                    for current in &snapshots {
+                        self.encoding.encode(&mut self.output, current, true);
+                    }
+                }
+                // The HTTP port checked the lots before handing the stream over.
+                Err(error) => log::debug!("event stream {}: {error}", self.peer),
+            }
+        }
+        if let Some(id) = self.subscription_id() {
+            log::debug!("{} opened event stream (subscription {id})", self.peer);
+        }
+    }
+
+    /// Whether this is an HTTP event stream rather than a pub/sub port connection.
+    pub(crate) fn is_event_stream(&self) -> bool {
+        self.encoding == Encoding::EventStream
     }
 
     /// The peer's address.
     pub(crate) fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The notifier's name for this connection.
+    pub(crate) fn token(&self) -> Token {
+        self.token
     }
 
     /// The stream, to register with the notifier's poll.
@@ -187,6 +285,7 @@ impl Connection {
             self.read_input(ctx, now)?;
             self.check_timeouts(ctx, now)?;
             if self.closing.is_none() {
+                self.keep_alive(ctx, now);
                 self.send(now)?;
             }
         }
@@ -226,6 +325,10 @@ impl Connection {
             self.subscription
                 .is_none()
                 .then(|| self.last_input + ctx.idle_timeout),
+            // Only with nothing pending: while output waits, the stalled write's deadline
+            // stands instead (a keep-alive could not go out anyway).
+            (self.is_event_stream() && self.output.is_empty())
+                .then(|| self.last_output + ctx.keep_alive),
             self.session
                 .needs_auth()
                 .then(|| self.connected + ctx.auth_timeout),
@@ -316,10 +419,28 @@ impl Connection {
         Ok(())
     }
 
+    /// On an event stream that has sent nothing for the keep-alive interval and has nothing
+    /// to send, queues a comment, so that proxies and browsers see the stream alive.
+    fn keep_alive(&mut self, ctx: &Context, now: Instant) {
+        if self.is_event_stream()
+            && self.output.is_empty()
+            && now.saturating_duration_since(self.last_output) >= ctx.keep_alive
+            && !self
+                .subscription
+                .as_ref()
+                .is_some_and(|s| s.subscriber().has_events())
+        {
+            self.output.extend_from_slice(sse::KEEP_ALIVE);
+        }
+    }
+
     /// Writes what the socket takes; `Ok(true)` if everything was written.
     fn write_output(&mut self, now: Instant) -> Result<bool, CloseReason> {
         let before = self.output.len();
         let done = write_pending(&mut self.stream, &mut self.output).map_err(CloseReason::Io)?;
+        if self.output.len() < before {
+            self.last_output = now;
+        }
         if done {
             self.stalled_since = None;
         } else if self.output.len() < before || self.stalled_since.is_none() {
@@ -353,6 +474,8 @@ impl Connection {
             }
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(CloseReason::PeerClosed),
+                // An event stream takes no commands: what its peer sends is dropped unread.
+                Ok(_) if self.is_event_stream() => self.last_input = now,
                 Ok(n) => {
                     self.last_input = now;
                     self.input.extend_from_slice(&chunk[..n]);
@@ -423,6 +546,7 @@ impl Connection {
                                         topic,
                                         peer,
                                         (&ctx.doorbell, token),
+                                        Encoding::Lines,
                                     )?;
                                     let topic = match topic {
                                         Topic::All => "ALL",
@@ -441,10 +565,7 @@ impl Connection {
                                     // holds, so a sign is right at once, not at the lot's next
                                     // change.
                                     for current in &snapshots {
-                                        pubsub::encode_snapshot(
-                                            &mut self.output,
-                                            &event_of(current),
-                                        );
+                                        self.encoding.encode(&mut self.output, current, true);
                                     }
                                 }
                                 Err(error) => pubsub::encode_error(&mut self.output, &error),
@@ -627,6 +748,7 @@ mod tests {
             doorbell: Doorbell::detached(),
             idle_timeout: Duration::from_secs(60),
             line_timeout: Duration::from_secs(60),
+            keep_alive: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(60),
         };
         let token = Token(1);
@@ -644,6 +766,7 @@ mod tests {
                 Topic::Lot("A"),
                 peer,
                 (&ctx.doorbell, token),
+                Encoding::Lines,
             )
             .unwrap();
         let peer_end: std::net::TcpStream = socket.into();
@@ -658,6 +781,7 @@ mod tests {
         ctx.registry.publish(&LotChange {
             lot: LotId::new("A").unwrap(),
             free,
+            status: state::Availability::of(free, 0),
             seq: u64::from(free) + 1,
             at: SystemTime::now(),
         });

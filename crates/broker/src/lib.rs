@@ -6,7 +6,11 @@
 //! The server registers [`Broker::listener`] with `state::ParkingState::add_listener`; the
 //! state calls it, after releasing the lot's lock, on the RPC or sensor thread that made the
 //! change, once per change and in order per lot. The server's pub/sub accept loop hands every
-//! accepted socket to [`Broker::attach`]. Nothing else crosses the boundary.
+//! accepted socket to [`Broker::attach`]. The HTTP port hands each `GET /v1/events` connection
+//! to [`Broker::attach_stream`]: an event stream is a subscriber like any other (same queue,
+//! same back-pressure, same notifier threads, no thread of its own), with its own encoding
+//! ([`framing::sse`]) and a keep-alive comment when it is quiet. Nothing else crosses the
+//! boundary.
 //!
 //! # Guarantees
 //! - **Publishing never blocks a worker.** [`Broker::on_lot_change`] takes a read lock on the
@@ -40,9 +44,11 @@
 //!
 //! # Layout
 //! - `lib.rs`: [`Broker`], its [`BrokerConfig`], attaching connections and shutdown.
-//! - `registry`: topic lists, subscribers and their bounded queues; the publishing path.
+//! - `registry`: topic lists, subscribers (each with its encoding) and their bounded queues;
+//!   the publishing path, which encodes each change once per encoding in use.
 //! - `notifier`: the notifier threads, their wake-ups and poll schedule.
-//! - `connection`: one connection's non-blocking reading, command handling and writing.
+//! - `connection`: one connection's non-blocking reading, command handling and writing, for
+//!   pub/sub port connections and event streams alike.
 //! - `stats`: the counters behind [`BrokerStats`].
 
 #![forbid(unsafe_code)]
@@ -71,6 +77,16 @@ use crate::registry::Registry;
 use warn_limit::peer_warn;
 
 pub use crate::stats::BrokerStats;
+
+/// What an event stream ([`Broker::attach_stream`]) follows, and what it sends first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventStream {
+    /// The lots it follows; empty for every lot.
+    pub lots: Vec<LotId>,
+    /// Bytes to send before any event: the HTTP response head, after whatever replies
+    /// before it the connection had not written yet.
+    pub preamble: Vec<u8>,
+}
 
 /// Something the caller keeps alive while a connection is open and lets go when it closes,
 /// such as its place in a server-wide connection count.
@@ -123,6 +139,9 @@ pub struct BrokerConfig {
     /// Small, so that a subscriber that stops reading is detected by its queue overflowing
     /// rather than hidden by a large kernel buffer.
     pub send_buffer: usize,
+    /// How long an event stream may send nothing before it gets a keep-alive comment
+    /// (default 15 s): proxies and load balancers close connections that stay silent.
+    pub stream_keep_alive: Duration,
     /// The key table; with one, a connection must `AUTH <token>` before it may `SUBSCRIBE`
     /// (default none: anyone may).
     pub auth: Option<Arc<Authenticator>>,
@@ -143,6 +162,7 @@ impl Default for BrokerConfig {
             line_timeout: Duration::from_secs(10),
             max_connections: 1024,
             send_buffer: 32 * 1024,
+            stream_keep_alive: Duration::from_secs(15),
             auth: None,
             auth_timeout: Duration::from_secs(10),
             tls: None,
@@ -225,6 +245,7 @@ impl Broker {
         let timeouts = Timeouts {
             idle: config.idle_timeout,
             line: config.line_timeout,
+            keep_alive: config.stream_keep_alive,
             auth: config.auth_timeout,
         };
         let mut notifiers = Vec::with_capacity(config.notifier_threads);
@@ -321,6 +342,40 @@ impl Broker {
             // returned command.
             log::error!("pub/sub notifier {} is not running", index + 1);
             counters.connection_closed();
+        }
+    }
+
+    /// Takes over an HTTP connection as an event stream and returns at once: the socket is
+    /// made non-blocking and handed to a notifier, which sends `request.preamble`, then the
+    /// current value of every lot the stream follows, then one event per change, in the
+    /// stream's own encoding (`framing::sse`), under the same queue and back-pressure rules
+    /// as a pub/sub subscriber. The caller has admitted the connection (its limits are the
+    /// HTTP port's, not [`BrokerConfig::max_connections`]); after shutdown it is closed.
+    pub fn attach_stream(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        held: Held,
+        request: EventStream,
+    ) {
+        let accepting = self.accepting.read();
+        if !*accepting {
+            log::debug!("event stream {peer} closed: the server is shutting down");
+            return;
+        }
+        if let Err(error) = configure(&stream, self.config.send_buffer) {
+            log::debug!("dropped event stream {peer}: cannot set up its socket: {error}");
+            return;
+        }
+        let index = self.next_notifier.fetch_add(1, Ordering::Relaxed) % self.notifiers.len();
+        let command = Command::AttachStream {
+            stream,
+            peer,
+            held,
+            request,
+        };
+        if self.notifiers[index].send(command).is_err() {
+            log::error!("pub/sub notifier {} is not running", index + 1);
         }
     }
 

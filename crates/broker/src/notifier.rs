@@ -24,9 +24,9 @@ use parking_lot::Mutex;
 use transport::{Stream, TlsAcceptor};
 use warn_limit::peer_warn;
 
-use crate::Held;
 use crate::connection::{CloseReason, Connection, Context};
 use crate::registry::Registry;
+use crate::{EventStream, Held};
 
 /// Shortest time between two deliveries triggered by the doorbell. During a burst of events
 /// this batches them (at 60,000 events/s, about 15 per write) instead of waking the notifier,
@@ -53,6 +53,17 @@ pub(crate) enum Command {
         /// Kept until the connection closes.
         held: Held,
     },
+    /// Take over this HTTP connection as an event stream.
+    AttachStream {
+        /// The connection's socket, already non-blocking.
+        stream: TcpStream,
+        /// The peer's address, for logs.
+        peer: SocketAddr,
+        /// Kept until the connection closes.
+        held: Held,
+        /// What it follows and what goes out first.
+        request: EventStream,
+    },
     /// Flush pending output until `deadline`, close every connection and exit.
     Shutdown {
         /// When to give up flushing.
@@ -67,6 +78,8 @@ pub(crate) struct Timeouts {
     pub(crate) idle: Duration,
     /// See `BrokerConfig::line_timeout`.
     pub(crate) line: Duration,
+    /// See `BrokerConfig::stream_keep_alive`.
+    pub(crate) keep_alive: Duration,
     /// See `BrokerConfig::auth_timeout`.
     pub(crate) auth: Duration,
 }
@@ -177,6 +190,7 @@ pub(crate) fn spawn(
             doorbell: Arc::clone(&doorbell),
             idle_timeout: timeouts.idle,
             line_timeout: timeouts.line,
+            keep_alive: timeouts.keep_alive,
             auth_timeout: timeouts.auth,
         },
         access,
@@ -274,6 +288,12 @@ impl Notifier {
         loop {
             match control.try_recv() {
                 Ok(Command::Attach { stream, peer, held }) => self.adopt(stream, peer, held),
+                Ok(Command::AttachStream {
+                    stream,
+                    peer,
+                    held,
+                    request,
+                }) => self.adopt_stream(stream, peer, held, request),
                 Ok(Command::Shutdown { deadline }) => return Some(deadline),
                 Err(crossbeam_channel::TryRecvError::Empty) => return None,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return Some(Instant::now()),
@@ -298,7 +318,37 @@ impl Notifier {
             }
         };
         let session = Session::new(self.access.auth.as_ref());
-        let mut connection = Connection::new(stream, peer, token, now, held, session);
+        let connection = Connection::new(stream, peer, token, now, held, session);
+        self.register(connection, now);
+    }
+
+    fn adopt_stream(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        held: Held,
+        request: EventStream,
+    ) {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        let now = Instant::now();
+        let mut connection = Connection::event_stream(
+            Stream::Plain(mio::net::TcpStream::from_std(stream)),
+            peer,
+            token,
+            now,
+            held,
+            request.preamble,
+        );
+        // Subscribed before it is registered: the doorbell may ring for it at once, and the
+        // snapshots are queued behind the preamble, ahead of any change.
+        connection.open_stream(&self.ctx, &request.lots);
+        self.register(connection, now);
+    }
+
+    /// Registers a new connection with the poll and steps it at once.
+    fn register(&mut self, mut connection: Connection, now: Instant) {
+        let token = connection.token();
         if let Err(err) = self.poll.registry().register(
             connection.stream_mut(),
             token,
@@ -313,7 +363,8 @@ impl Notifier {
                 scheduled: None,
             },
         );
-        // Read at once: the SUBSCRIBE line often arrives with the connection.
+        // At once: a SUBSCRIBE line often arrives with the connection, and an event stream
+        // has its response head and snapshots to send.
         self.step(token, true, now);
     }
 
@@ -438,8 +489,12 @@ impl Notifier {
                 peer_warn!("{who} closed: sent an RPC frame to the pub/sub port");
             }
         }
+        let pubsub_port = !connection.is_event_stream();
         connection.close(&self.ctx.registry);
-        counters.connection_closed();
+        // Event streams are the HTTP port's connections, counted there.
+        if pubsub_port {
+            counters.connection_closed();
+        }
     }
 
     /// Takes every subscriber off the topic lists (so the work is finite), writes what is
@@ -483,9 +538,12 @@ impl Notifier {
         // The broker stops sending before it shuts notifiers down; anything still here
         // was counted as a connection and must be uncounted.
         while let Ok(command) = control.try_recv() {
-            if let Command::Attach { held, .. } = command {
-                self.ctx.registry.counters().connection_closed();
-                drop(held);
+            match command {
+                Command::Attach { held, .. } => {
+                    self.ctx.registry.counters().connection_closed();
+                    drop(held);
+                }
+                Command::AttachStream { .. } | Command::Shutdown { .. } => {}
             }
         }
     }
@@ -493,6 +551,9 @@ impl Notifier {
 
 fn describe(connection: &Connection) -> String {
     match connection.subscription_id() {
+        Some(id) if connection.is_event_stream() => {
+            format!("event stream {} (subscription {id})", connection.peer())
+        }
         Some(id) => format!("subscriber {} (subscription {id})", connection.peer()),
         None => format!("pub/sub client {}", connection.peer()),
     }

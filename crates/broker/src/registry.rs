@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use framing::pubsub::{self, Event, PubsubError, PubsubErrorCode, Topic};
+use framing::sse;
 use mio::Token;
 use parking_lot::{Mutex, RwLock};
 use state::{LotChange, LotId};
@@ -26,8 +27,31 @@ use state::{LotChange, LotId};
 use crate::notifier::Doorbell;
 use crate::stats::Counters;
 
-/// One encoded event line (terminator included), shared by every queue it is offered to.
+/// One encoded event (a pub/sub line with its terminator, or an event-stream event), shared
+/// by every queue it is offered to.
 pub(crate) type EventLine = Arc<[u8]>;
+
+/// How a subscriber's events are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// The pub/sub port's JSON lines.
+    Lines,
+    /// The HTTP port's Server-Sent Events.
+    EventStream,
+}
+
+impl Encoding {
+    /// The event for `change`, as a change (`EVENT` line) or as a new subscriber's current
+    /// value (`SNAPSHOT` line; an event stream does not tell them apart).
+    pub(crate) fn encode(self, out: &mut Vec<u8>, change: &LotChange, snapshot: bool) {
+        let event = event_of(change);
+        match (self, snapshot) {
+            (Encoding::Lines, false) => pubsub::encode_event(out, &event),
+            (Encoding::Lines, true) => pubsub::encode_snapshot(out, &event),
+            (Encoding::EventStream, _) => sse::encode_event(out, &event, change.seq),
+        }
+    }
+}
 
 /// How many times a publisher tries to make room in a full queue. Publishers of different
 /// lots may race for the same subscriber's last free slot; after this many lost races the
@@ -40,6 +64,7 @@ const PUSH_ATTEMPTS: usize = 4;
 pub(crate) struct Subscriber {
     id: u64,
     peer: SocketAddr,
+    encoding: Encoding,
     sender: Sender<EventLine>,
     /// Kept by the broker too, so that a publisher can discard the oldest line of a full queue.
     receiver: Receiver<EventLine>,
@@ -239,6 +264,7 @@ impl Registry {
         topic: Topic<'_>,
         peer: SocketAddr,
         doorbell: (&Arc<Doorbell>, Token),
+        encoding: Encoding,
     ) -> Result<(u64, Vec<LotChange>), PubsubError> {
         let lot = match topic {
             Topic::All => None,
@@ -255,7 +281,7 @@ impl Registry {
         };
         let subscription = match slot {
             Some(subscription) => subscription,
-            None => slot.insert(self.new_subscription(peer, doorbell)),
+            None => slot.insert(self.new_subscription(peer, doorbell, encoding)),
         };
         let mut topics = self.topics.write();
         let snapshot = |lot: &LotId| {
@@ -309,13 +335,15 @@ impl Registry {
         &self,
         peer: SocketAddr,
         (doorbell, token): (&Arc<Doorbell>, Token),
+        encoding: Encoding,
     ) -> Subscription {
         let (sender, receiver) = crossbeam_channel::bounded(self.queue_size);
-        self.counters.subscriber_added();
+        self.counters.subscriber_added(encoding);
         Subscription {
             subscriber: Arc::new(Subscriber {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 peer,
+                encoding,
                 sender,
                 receiver,
                 consecutive_drops: AtomicU32::new(0),
@@ -350,7 +378,8 @@ impl Registry {
         }
         drop(topics);
         subscription.listed = false;
-        self.counters.subscriber_removed();
+        self.counters
+            .subscriber_removed(subscription.subscriber.encoding);
         log::debug!(
             "subscription {} of {} ended",
             subscription.subscriber.id,
@@ -375,12 +404,20 @@ impl Registry {
         if of_lot.is_empty() && topics.all.is_empty() {
             return;
         }
-        let line = encode(change);
+        // Encoded once per encoding that someone listening uses, shared by their queues.
+        let mut lines = None;
+        let mut events = None;
         for subscriber in of_lot.iter().chain(&topics.all) {
             if subscriber.is_doomed() {
                 continue;
             }
-            subscriber.push(&line, &self.counters);
+            let line = match subscriber.encoding {
+                Encoding::Lines => lines.get_or_insert_with(|| encode(change, Encoding::Lines)),
+                Encoding::EventStream => {
+                    events.get_or_insert_with(|| encode(change, Encoding::EventStream))
+                }
+            };
+            subscriber.push(line, &self.counters);
             subscriber.ring();
         }
     }
@@ -402,15 +439,16 @@ pub(crate) fn event_of(change: &LotChange) -> Event<'_> {
     Event {
         lot_id: change.lot.as_str().into(),
         free: change.free,
+        status: Some(change.status),
         timestamp: unix_seconds(change.at),
     }
 }
 
-/// Encodes the change's event line once, for every queue.
-fn encode(change: &LotChange) -> EventLine {
+/// Encodes the change's event once, for every queue of subscribers that use `encoding`.
+fn encode(change: &LotChange, encoding: Encoding) -> EventLine {
     SCRATCH.with_borrow_mut(|buf| {
         buf.clear();
-        pubsub::encode_event(buf, &event_of(change));
+        encoding.encode(buf, change, false);
         Arc::from(buf.as_slice())
     })
 }
@@ -440,9 +478,11 @@ mod tests {
     }
 
     fn change(id: &str, free: u32) -> LotChange {
+        use state::Availability;
         LotChange {
             lot: lot(id),
             free,
+            status: Availability::of(free, 0),
             seq: next_seq(),
             at: UNIX_EPOCH + Duration::from_millis(1_712_345_678_900),
         }
@@ -463,8 +503,9 @@ mod tests {
     }
 
     fn event_line(id: &str, free: u32) -> String {
+        let status = if free == 0 { "full" } else { "open" };
         format!(
-            "{{\"type\":\"EVENT\",\"lotId\":\"{id}\",\"free\":{free},\"timestamp\":1712345678.9}}\n"
+            "{{\"type\":\"EVENT\",\"lotId\":\"{id}\",\"free\":{free},\"status\":\"{status}\",\"timestamp\":1712345678.9}}\n"
         )
     }
 
@@ -474,7 +515,13 @@ mod tests {
         let doorbell = Doorbell::detached();
         let mut slot = None;
         registry
-            .subscribe(&mut slot, Topic::Lot("A"), peer(), (&doorbell, Token(1)))
+            .subscribe(
+                &mut slot,
+                Topic::Lot("A"),
+                peer(),
+                (&doorbell, Token(1)),
+                Encoding::Lines,
+            )
             .unwrap();
         for free in 1..=6 {
             registry.publish(&change("A", free));
@@ -496,7 +543,13 @@ mod tests {
         let doorbell = Doorbell::detached();
         let mut slot = None;
         registry
-            .subscribe(&mut slot, Topic::All, peer(), (&doorbell, Token(1)))
+            .subscribe(
+                &mut slot,
+                Topic::All,
+                peer(),
+                (&doorbell, Token(1)),
+                Encoding::Lines,
+            )
             .unwrap();
         let subscription = slot.unwrap();
         // While the socket is taking data, drops alone never doom a subscriber.
@@ -525,7 +578,13 @@ mod tests {
         let doorbell = Doorbell::detached();
         let mut slot = None;
         let (id, _) = registry
-            .subscribe(&mut slot, Topic::Lot("A"), peer(), (&doorbell, Token(1)))
+            .subscribe(
+                &mut slot,
+                Topic::Lot("A"),
+                peer(),
+                (&doorbell, Token(1)),
+                Encoding::Lines,
+            )
             .unwrap();
         for topic in [
             Topic::Lot("A"),
@@ -535,7 +594,13 @@ mod tests {
         ] {
             assert_eq!(
                 registry
-                    .subscribe(&mut slot, topic, peer(), (&doorbell, Token(1)))
+                    .subscribe(
+                        &mut slot,
+                        topic,
+                        peer(),
+                        (&doorbell, Token(1)),
+                        Encoding::Lines
+                    )
                     .map(|(id, _)| id),
                 Ok(id)
             );
@@ -570,17 +635,35 @@ mod tests {
         let doorbell = Doorbell::detached();
         let mut slot = None;
         let refused = registry
-            .subscribe(&mut slot, Topic::Lot("a"), peer(), (&doorbell, Token(1)))
+            .subscribe(
+                &mut slot,
+                Topic::Lot("a"),
+                peer(),
+                (&doorbell, Token(1)),
+                Encoding::Lines,
+            )
             .unwrap_err();
         assert_eq!(refused, PubsubError::new(PubsubErrorCode::UnknownLot, "a"));
         assert!(slot.is_none());
         assert_eq!(registry.counters().snapshot().subscribers, 0);
         let first = registry
-            .subscribe(&mut slot, Topic::Lot("A"), peer(), (&doorbell, Token(1)))
+            .subscribe(
+                &mut slot,
+                Topic::Lot("A"),
+                peer(),
+                (&doorbell, Token(1)),
+                Encoding::Lines,
+            )
             .unwrap();
         let mut other = None;
         let second = registry
-            .subscribe(&mut other, Topic::All, peer(), (&doorbell, Token(1)))
+            .subscribe(
+                &mut other,
+                Topic::All,
+                peer(),
+                (&doorbell, Token(1)),
+                Encoding::Lines,
+            )
             .unwrap();
         assert_eq!((first.0, second.0), (1, 2));
     }
@@ -594,7 +677,13 @@ mod tests {
         registry.publish(&change("B", 6));
         let mut slot = None;
         let (_, first) = registry
-            .subscribe(&mut slot, Topic::Lot("B"), peer(), (&doorbell, Token(1)))
+            .subscribe(
+                &mut slot,
+                Topic::Lot("B"),
+                peer(),
+                (&doorbell, Token(1)),
+                Encoding::Lines,
+            )
             .unwrap();
         assert_eq!(
             first
@@ -605,12 +694,24 @@ mod tests {
         );
         // Again: nothing new is covered, so no snapshot (and no duplicate events).
         let (_, again) = registry
-            .subscribe(&mut slot, Topic::Lot("B"), peer(), (&doorbell, Token(1)))
+            .subscribe(
+                &mut slot,
+                Topic::Lot("B"),
+                peer(),
+                (&doorbell, Token(1)),
+                Encoding::Lines,
+            )
             .unwrap();
         assert!(again.is_empty());
         // ALL covers A and C newly, B already.
         let (_, all) = registry
-            .subscribe(&mut slot, Topic::All, peer(), (&doorbell, Token(1)))
+            .subscribe(
+                &mut slot,
+                Topic::All,
+                peer(),
+                (&doorbell, Token(1)),
+                Encoding::Lines,
+            )
             .unwrap();
         let mut lots: Vec<&str> = all.iter().map(|c| c.lot.as_str()).collect();
         lots.sort_unstable();
@@ -639,8 +740,49 @@ mod tests {
         assert_eq!(unix_seconds(UNIX_EPOCH + Duration::from_millis(1500)), 1.5);
         assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_millis(500)), -0.5);
         assert_eq!(
-            String::from_utf8(encode(&change("A", 12)).to_vec()).unwrap(),
+            String::from_utf8(encode(&change("A", 12), Encoding::Lines).to_vec()).unwrap(),
             event_line("A", 12)
         );
+    }
+
+    #[test]
+    fn each_subscriber_gets_its_own_encoding() {
+        let registry = registry(4, 10);
+        let doorbell = Doorbell::detached();
+        let (mut lines, mut stream) = (None, None);
+        registry
+            .subscribe(
+                &mut lines,
+                Topic::All,
+                peer(),
+                (&doorbell, Token(1)),
+                Encoding::Lines,
+            )
+            .unwrap();
+        registry
+            .subscribe(
+                &mut stream,
+                Topic::Lot("A"),
+                peer(),
+                (&doorbell, Token(2)),
+                Encoding::EventStream,
+            )
+            .unwrap();
+        let stats = registry.counters().snapshot();
+        assert_eq!((stats.subscribers, stats.streams), (1, 1));
+        let published = change("A", 12);
+        registry.publish(&published);
+        assert_eq!(queued(lines.as_ref().unwrap()), [event_line("A", 12)]);
+        assert_eq!(
+            queued(stream.as_ref().unwrap()),
+            [format!(
+                "event: availability\nid: {}\ndata: {{\"lotId\":\"A\",\"free\":12,\
+                 \"status\":\"open\",\"timestamp\":1712345678.9}}\n\n",
+                published.seq
+            )]
+        );
+        registry.unsubscribe(stream.as_mut().unwrap());
+        let stats = registry.counters().snapshot();
+        assert_eq!((stats.subscribers, stats.streams), (1, 0));
     }
 }

@@ -3,12 +3,16 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::registry::Encoding;
+
 /// A snapshot of the broker's counters. The fields are read one by one, so under load they
 /// may be a few events apart from each other; each one on its own is exact.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BrokerStats {
-    /// Connections that have subscribed to at least one topic and are still open.
+    /// Pub/sub connections that have subscribed to at least one topic and are still open.
     pub subscribers: usize,
+    /// Open event streams (the HTTP port's `GET /v1/events`), each a subscriber too.
+    pub streams: usize,
     /// Open connections on the pub/sub port, subscribed or not (those refused with `ERR BUSY`
     /// are never counted).
     pub connections: usize,
@@ -31,6 +35,7 @@ pub struct BrokerStats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     subscribers: AtomicUsize,
+    streams: AtomicUsize,
     connections: AtomicUsize,
     changes_published: AtomicU64,
     events_published: AtomicU64,
@@ -52,12 +57,21 @@ impl Counters {
         self.connections.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn subscriber_added(&self) {
-        self.subscribers.fetch_add(1, Ordering::Relaxed);
+    fn subscribers_of(&self, encoding: Encoding) -> &AtomicUsize {
+        match encoding {
+            Encoding::Lines => &self.subscribers,
+            Encoding::EventStream => &self.streams,
+        }
     }
 
-    pub(crate) fn subscriber_removed(&self) {
-        self.subscribers.fetch_sub(1, Ordering::Relaxed);
+    pub(crate) fn subscriber_added(&self, encoding: Encoding) {
+        self.subscribers_of(encoding)
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn subscriber_removed(&self, encoding: Encoding) {
+        self.subscribers_of(encoding)
+            .fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(crate) fn change_published(&self) {
@@ -79,6 +93,7 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> BrokerStats {
         BrokerStats {
             subscribers: self.subscribers.load(Ordering::Relaxed),
+            streams: self.streams.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
             changes_published: self.changes_published.load(Ordering::Relaxed),
             events_published: self.events_published.load(Ordering::Relaxed),

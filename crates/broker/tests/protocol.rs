@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use broker::BrokerConfig;
 use common::{Harness, next_seq};
 use framing::pubsub::{self, ServerLine};
-use state::{LotChange, LotId};
+use state::{Availability, LotChange, LotId};
 
 fn harness() -> Harness {
     Harness::start(BrokerConfig::default())
@@ -169,6 +169,7 @@ fn a_hundred_changes_arrive_in_order_with_their_timestamps() {
         harness.broker.on_lot_change(&LotChange {
             lot: LotId::new("B").unwrap(),
             free: 1000 - n,
+            status: Availability::of(1000 - n, 0),
             seq: next_seq(),
             at: start + Duration::from_millis(100 * u64::from(n)),
         });
@@ -198,6 +199,7 @@ fn the_listener_publishes_like_on_lot_change() {
     listener(&LotChange {
         lot: LotId::new("C").unwrap(),
         free: 5,
+        status: Availability::of(5, 0),
         seq: next_seq(),
         at: SystemTime::now(),
     });

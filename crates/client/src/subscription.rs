@@ -269,6 +269,7 @@ fn into_owned(event: Event<'_>) -> OwnedEvent {
     Event {
         lot_id: Cow::Owned(event.lot_id.into_owned()),
         free: event.free,
+        status: event.status,
         timestamp: event.timestamp,
     }
 }

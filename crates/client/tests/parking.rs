@@ -10,7 +10,8 @@ use std::time::Duration;
 use client::{Booking, BookingStatus, ClientError, LotFilter, ParkingClient, Reservation};
 use common::{Fake, closed_port, read_payload, read_request, write_payload, write_reply};
 use framing::rpc::{
-    CancelOutcome, ErrorCode, KeyGrant, LotStatus, Reply, Request, ReserveOutcome, WireError,
+    Availability, CancelOutcome, ErrorCode, KeyGrant, LotStatus, Reply, Request, ReserveOutcome,
+    WireError,
 };
 
 const SHORT: Duration = Duration::from_millis(100);
@@ -33,6 +34,7 @@ fn typed_calls_round_trip_with_increasing_ids() {
                     reserved: 2,
                     booked: 0,
                     free: 95,
+                    status: Some(Availability::Open),
                 }]),
                 Request::GetAvailability { lot } => {
                     assert_eq!(lot, "A");

@@ -7,7 +7,7 @@ use std::fmt;
 use std::io::Write;
 
 use serde::{Deserialize, Serialize};
-use state::shown;
+use state::{Availability, shown};
 
 use crate::Secret;
 
@@ -181,6 +181,9 @@ pub struct Event<'a> {
     pub lot_id: Cow<'a, str>,
     /// Its free spaces after the change.
     pub free: u32,
+    /// `open`, `almostFull` or `full`; absent from a server that predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Availability>,
     /// When the change happened, in Unix seconds.
     pub timestamp: f64,
 }
@@ -329,19 +332,32 @@ mod tests {
             &Event {
                 lot_id: "A".into(),
                 free: 12,
+                status: Some(Availability::Open),
                 timestamp: 1712345678.5,
             },
         );
         assert_eq!(
             out,
-            b"{\"type\":\"EVENT\",\"lotId\":\"A\",\"free\":12,\"timestamp\":1712345678.5}\n"
+            b"{\"type\":\"EVENT\",\"lotId\":\"A\",\"free\":12,\"status\":\"open\",\"timestamp\":1712345678.5}\n"
         );
         assert_eq!(
             parse_server_line(&out[..out.len() - 1]).unwrap(),
             ServerLine::Event(Event {
                 lot_id: "A".into(),
                 free: 12,
+                status: Some(Availability::Open),
                 timestamp: 1712345678.5
+            })
+        );
+        // A server that predates `status` sends none, and its lines still parse.
+        assert_eq!(
+            parse_server_line(b"{\"type\":\"EVENT\",\"lotId\":\"A\",\"free\":0,\"timestamp\":1.5}")
+                .unwrap(),
+            ServerLine::Event(Event {
+                lot_id: "A".into(),
+                free: 0,
+                status: None,
+                timestamp: 1.5
             })
         );
         out.clear();
@@ -363,12 +379,13 @@ mod tests {
         let snapshot = Event {
             lot_id: "B".into(),
             free: 3,
+            status: Some(Availability::AlmostFull),
             timestamp: 1.5,
         };
         encode_snapshot(&mut out, &snapshot);
         assert_eq!(
             out,
-            b"{\"type\":\"SNAPSHOT\",\"lotId\":\"B\",\"free\":3,\"timestamp\":1.5}\n"
+            b"{\"type\":\"SNAPSHOT\",\"lotId\":\"B\",\"free\":3,\"status\":\"almostFull\",\"timestamp\":1.5}\n"
         );
         assert_eq!(
             parse_server_line(&out[..out.len() - 1]).unwrap(),

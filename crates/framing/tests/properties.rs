@@ -33,8 +33,8 @@ use proptest::prelude::*;
 use proptest::{collection::vec, option, sample::select};
 use serde_json::Value;
 use state::{
-    Booking, BookingId, BookingStatus, Label, LotId, LotOffer, Offer, Plate, SpotId, SpotOffer,
-    WaitEntry, WaitId, Window,
+    Availability, Booking, BookingId, BookingStatus, Label, LotId, LotOffer, Offer, Plate, SpotId,
+    SpotOffer, WaitEntry, WaitId, Window,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -356,10 +356,24 @@ const PUBSUB_ERROR_CODES: [PubsubErrorCode; 6] = [
     PubsubErrorCode::Forbidden,
 ];
 
+fn availability() -> BoxedStrategy<Option<Availability>> {
+    proptest::option::of(select(vec![
+        Availability::Open,
+        Availability::AlmostFull,
+        Availability::Full,
+    ]))
+    .boxed()
+}
+
 fn lot_status() -> BoxedStrategy<LotStatus<'static>> {
-    (any::<String>(), any::<[u32; 4]>(), any::<i64>())
+    (
+        any::<String>(),
+        any::<[u32; 4]>(),
+        any::<i64>(),
+        availability(),
+    )
         .prop_map(
-            |(id, [capacity, occupied, reserved, free], counted)| LotStatus {
+            |(id, [capacity, occupied, reserved, free], counted, status)| LotStatus {
                 id: id.into(),
                 capacity,
                 occupied,
@@ -367,6 +381,7 @@ fn lot_status() -> BoxedStrategy<LotStatus<'static>> {
                 reserved,
                 booked: free / 2,
                 free,
+                status,
             },
         )
         .boxed()
@@ -1356,7 +1371,7 @@ proptest! {
                     .and_then(|free| u32::try_from(free).ok())
                     // What serde_json reads from those digits.
                     .zip(serde_json::from_str::<f64>(&timestamp.to_string()).ok())
-                    .map(|(free, timestamp)| Event { lot_id: lot.clone().into(), free, timestamp }),
+                    .map(|(free, timestamp)| Event { lot_id: lot.clone().into(), free, status: None, timestamp }),
             _ => None,
         };
         let got = pubsub::parse_server_line(line.as_bytes());
@@ -1558,9 +1573,11 @@ proptest! {
             "[A-Za-z][A-Za-z0-9_.-]{0,63}".prop_map(ServerLine::Authenticated),
             (select(PUBSUB_ERROR_CODES.to_vec()), line_detail())
                 .prop_map(|(code, detail)| ServerLine::Refused(PubsubError::new(code, detail))),
-            (any::<String>(), any::<u32>(), timestamp()).prop_map(|(lot, free, timestamp)| {
-                ServerLine::Event(Event { lot_id: lot.into(), free, timestamp })
-            }),
+            (any::<String>(), any::<u32>(), availability(), timestamp()).prop_map(
+                |(lot, free, status, timestamp)| {
+                    ServerLine::Event(Event { lot_id: lot.into(), free, status, timestamp })
+                }
+            ),
         ],
     ) {
         let mut out = Vec::new();

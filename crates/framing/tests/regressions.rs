@@ -28,6 +28,7 @@ fn pushed_json_lines_must_be_typed_events() {
         Ok(ServerLine::Event(Event {
             lot_id: "A\n".into(),
             free: 1,
+            status: None,
             timestamp: 2.5,
         }))
     );
@@ -45,6 +46,7 @@ fn event_timestamps_come_back_bit_for_bit() {
         &Event {
             lot_id: "A".into(),
             free: 1,
+            status: None,
             timestamp,
         },
     );

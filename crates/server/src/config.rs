@@ -29,6 +29,10 @@ pub struct LotConfig {
     pub id: LotId,
     /// Number of spaces, at least 1.
     pub capacity: u32,
+    /// Free spaces at or below which the lot's status is `almostFull`, at most `capacity`;
+    /// absent, 10 % of the capacity (rounded down).
+    #[serde(default)]
+    pub almost_full_free: Option<u32>,
     /// Where the lot is (`findLots` filters on it).
     #[serde(default)]
     pub zone: Option<Label>,
@@ -45,7 +49,8 @@ pub struct LotConfig {
 }
 
 impl LotConfig {
-    /// A lot of `capacity` spaces with no zone, features or named spots, every space bookable.
+    /// A lot of `capacity` spaces with no zone, features or named spots, every space bookable,
+    /// `almostFull` at the default threshold.
     pub fn new(id: LotId, capacity: u32) -> Self {
         LotConfig {
             id,
@@ -54,6 +59,7 @@ impl LotConfig {
             features: Vec::new(),
             bookable: None,
             spots: Vec::new(),
+            almost_full_free: None,
         }
     }
 }
@@ -114,9 +120,10 @@ const MAX_BUFFERED_BYTES: usize = 1 << 40;
 
 /// Bounds of the counts: past these a setting is a typo, and some (threads) would crash the
 /// process at start rather than fail cleanly.
-const COUNT_BOUNDS: [(&str, usize); 6] = [
+const COUNT_BOUNDS: [(&str, usize); 7] = [
     ("thread_pool_size", 1024),
     ("sensor_pool_size", 1024),
+    ("http_pool_size", 1024),
     ("notifier_threads", 256),
     ("max_connections", 1_000_000),
     ("subscriber_queue_size", 1 << 16),
@@ -138,6 +145,18 @@ pub struct Config {
     pub sensor_port: u16,
     /// Pub/sub port; 0 picks a free port.
     pub pubsub_port: u16,
+    /// HTTP port (REST API, event stream, metrics, dashboard); 0 picks a free port, `null`
+    /// turns it off.
+    pub http_port: Option<u16>,
+    /// Worker threads serving HTTP connections.
+    pub http_pool_size: usize,
+    /// Origins (`https://ops.example.com`, or `*` for any) whose pages may call the HTTP API
+    /// from a browser; none by default, so no CORS header is sent.
+    pub http_cors_origins: Vec<String>,
+    /// An HTTP event stream that has sent nothing for this long gets a keep-alive comment,
+    /// so that proxies do not close it.
+    #[serde(deserialize_with = "seconds")]
+    pub event_stream_keep_alive: Duration,
     /// Worker threads serving RPC connections.
     pub thread_pool_size: usize,
     /// Worker threads serving sensor connections, separate so sensors never wait for RPC.
@@ -313,6 +332,10 @@ impl Default for Config {
             rpc_port: 9000,
             sensor_port: 9001,
             pubsub_port: 9002,
+            http_port: Some(8080),
+            http_pool_size: 4,
+            http_cors_origins: Vec::new(),
+            event_stream_keep_alive: Duration::from_secs(15),
             thread_pool_size: 16,
             sensor_pool_size: 4,
             backlog: 128,
@@ -466,6 +489,9 @@ pub struct ConfigOverrides {
     /// Pub/sub port, 0 for any free port (`pubsub_port`).
     #[arg(long)]
     pub pubsub_port: Option<u16>,
+    /// HTTP port, 0 for any free port, `off` for none (`http_port`).
+    #[arg(long, value_name = "PORT|off", value_parser = parse_optional_port)]
+    pub http_port: Option<OptionalPort>,
     /// RPC worker threads (`thread_pool_size`).
     #[arg(long)]
     pub thread_pool_size: Option<usize>,
@@ -569,6 +595,7 @@ impl Config {
             rpc_port,
             sensor_port,
             pubsub_port,
+            http_port,
             thread_pool_size,
             sensor_pool_size,
             reservation_ttl,
@@ -585,6 +612,9 @@ impl Config {
         set(&mut self.rpc_port, *rpc_port);
         set(&mut self.sensor_port, *sensor_port);
         set(&mut self.pubsub_port, *pubsub_port);
+        if let Some(OptionalPort(port)) = http_port {
+            self.http_port = *port;
+        }
         set(&mut self.thread_pool_size, *thread_pool_size);
         set(&mut self.sensor_pool_size, *sensor_pool_size);
         set(&mut self.max_connections, *max_connections);
@@ -619,6 +649,7 @@ impl Config {
             let value = match key {
                 "thread_pool_size" => self.thread_pool_size,
                 "sensor_pool_size" => self.sensor_pool_size,
+                "http_pool_size" => self.http_pool_size,
                 "notifier_threads" => self.notifier_threads,
                 "max_connections" => self.max_connections,
                 "subscriber_queue_size" => self.subscriber_queue_size,
@@ -628,7 +659,7 @@ impl Config {
                 return invalid(key, &format!("must be from 1 to {max}, got {value}"));
             }
         }
-        if self.max_connections_per_address > COUNT_BOUNDS[3].1 {
+        if self.max_connections_per_address > COUNT_BOUNDS[4].1 {
             return invalid(
                 "max_connections_per_address",
                 &format!(
@@ -666,6 +697,7 @@ impl Config {
             ("purge_interval", self.purge_interval),
             ("idle_timeout", self.idle_timeout),
             ("frame_timeout", self.frame_timeout),
+            ("event_stream_keep_alive", self.event_stream_keep_alive),
         ] {
             if duration.is_zero() {
                 return invalid(key, "must be a positive number of seconds, got 0");
@@ -674,10 +706,23 @@ impl Config {
         if self.shutdown_grace > MAX_GRACE {
             return invalid("shutdown_grace", "must be from 0 to 3600 seconds");
         }
+        for origin in &self.http_cors_origins {
+            if !valid_origin(origin) {
+                return invalid(
+                    "http_cors_origins",
+                    &format!(
+                        "{:?} is not an origin (scheme://host[:port], like \
+                         https://ops.example.com) or *",
+                        origin
+                    ),
+                );
+            }
+        }
         let ports = [
             ("rpc_port", self.rpc_port),
             ("sensor_port", self.sensor_port),
             ("pubsub_port", self.pubsub_port),
+            ("http_port", self.http_port.unwrap_or(0)),
         ];
         // Reported under the first key of the clashing pair; the reason names both.
         for (i, &(key, port)) in ports.iter().enumerate() {
@@ -739,6 +784,18 @@ impl Config {
             let id = lot.id.as_str();
             if lot.capacity == 0 {
                 return invalid("lots", &format!("lot {id:?} has capacity 0"));
+            }
+            if let Some(threshold) = lot.almost_full_free
+                && threshold > lot.capacity
+            {
+                return invalid(
+                    "lots",
+                    &format!(
+                        "lot {:?} has almost_full_free {threshold}, more than its capacity {}",
+                        lot.id.as_str(),
+                        lot.capacity
+                    ),
+                );
             }
             if !seen.insert(&lot.id) {
                 return invalid("lots", &format!("lot id {id:?} appears twice"));
@@ -946,9 +1003,12 @@ impl Config {
     pub fn lot_specs(&self) -> Vec<LotSpec> {
         self.lots
             .iter()
-            .map(|lot| LotSpec {
-                id: lot.id.clone(),
-                capacity: lot.capacity,
+            .map(|lot| {
+                let spec = LotSpec::new(lot.id.clone(), lot.capacity);
+                LotSpec {
+                    almost_full_free: lot.almost_full_free.unwrap_or(spec.almost_full_free),
+                    ..spec
+                }
             })
             .collect()
     }
@@ -960,6 +1020,7 @@ impl Config {
             rpc_port: 0,
             sensor_port: 0,
             pubsub_port: 0,
+            http_port: Some(0),
             data_dir: None,
             ..Config::default()
         }
@@ -999,6 +1060,39 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     duration_from_seconds(secs)
+}
+
+/// Whether `origin` is `*` or `scheme://host[:port]` with nothing that could break a header
+/// line: a browser's `Origin` is compared to it as it is written.
+fn valid_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return false;
+    };
+    !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+}
+
+/// A port that may be turned off: `--http-port 8080`, `--http-port 0`, `--http-port off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalPort(pub Option<u16>);
+
+/// Parses a port number or `off`.
+fn parse_optional_port(text: &str) -> Result<OptionalPort, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(OptionalPort(None));
+    }
+    text.parse()
+        .map(|port| OptionalPort(Some(port)))
+        .map_err(|_| format!("{text:?} is not a port number (0 to 65535) or `off`"))
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {
@@ -1155,6 +1249,15 @@ mod tests {
             Config::from_json(r#"{"rpc_port": 0, "sensor_port": 0, "pubsub_port": 0}"#).is_ok()
         );
         assert_eq!(invalid_key(r#"{"host": " "}"#), "host");
+        assert_eq!(
+            invalid_key(r#"{"lots": [{"id": "A", "capacity": 5, "almost_full_free": 6}]}"#),
+            "lots"
+        );
+        let config =
+            Config::from_json(r#"{"lots": [{"id": "A", "capacity": 5, "almost_full_free": 5}]}"#)
+                .unwrap();
+        assert_eq!(config.lot_specs()[0].almost_full_free, 5);
+        assert_eq!(Config::default().lot_specs()[0].almost_full_free, 10);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! One connection of the RPC or sensor port: its socket and its buffers, and the three things
-//! a worker does with it: answer what is buffered, write some, read some.
+//! One connection of a port the scheduler serves (RPC, sensor, HTTP): its socket and its
+//! buffers, and the three things a worker does with it: answer what is buffered, write some,
+//! read some.
 //!
 //! The socket is non-blocking. A worker serving a connection reads what has arrived, answers
 //! every complete request, and writes the replies; when the socket has nothing more to give
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use auth::Session;
 use memmap2::MmapMut;
+use protocol::{Protocol, Released, Step};
 use transport::Stream;
 
 use crate::limits::{BufferBudget, BufferCharge, Ticket};
@@ -34,42 +36,6 @@ const INITIAL_BUFFER: usize = 4 * 1024;
 /// that pipelines many requests with large replies (`getLots` over thousands of lots) holds
 /// at most this much plus one reply, however many requests it has sent.
 pub(crate) const OUTPUT_HIGH_WATER: usize = 64 * 1024;
-
-/// What a protocol did with the request at the front of its input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// One request of `consumed` bytes was answered.
-    Answered {
-        /// Its length in the input.
-        consumed: usize,
-    },
-    /// The input holds only the start of a request.
-    Incomplete,
-    /// A fatal protocol error was answered (frame or line too large, the last wrong token
-    /// allowed): close once the replies are written.
-    Fatal,
-}
-
-/// A request/reply protocol served by the scheduler.
-pub trait Protocol: Send + Sync + 'static {
-    /// Short name for logs and thread names, e.g. `rpc`.
-    fn name(&self) -> &'static str;
-    /// Most bytes one request may occupy in the buffer; the protocol must refuse (and ask to
-    /// close) before a request grows past it.
-    fn max_request_len(&self) -> usize;
-    /// Handles the request at the front of `input`, if it is complete, appending its reply to
-    /// `out`; `session` is the connection's access (which `auth` requests change).
-    fn serve_one(
-        &self,
-        input: &[u8],
-        out: &mut Vec<u8>,
-        peer: SocketAddr,
-        session: &mut Session,
-    ) -> Step;
-    /// Appends the `BUSY` reply sent to a connection refused at a connection limit, `detail`
-    /// saying which.
-    fn busy_reply(&self, out: &mut Vec<u8>, detail: &str);
-}
 
 /// Counters kept per port.
 #[derive(Debug, Default)]
@@ -231,8 +197,9 @@ pub(crate) struct Connection {
     paused: bool,
     /// What the buffers hold beyond their free allowance, counted in the server's budget.
     charge: BufferCharge,
-    /// The connection's place under the port's limits, given back when it is dropped.
-    _ticket: Ticket,
+    /// The connection's place under the port's limits, given back when it is dropped (or
+    /// handed on with the connection by [`Connection::release`]).
+    ticket: Ticket,
 }
 
 impl Connection {
@@ -261,7 +228,7 @@ impl Connection {
             closing: false,
             paused: false,
             charge: BufferCharge::new(budget),
-            _ticket: ticket,
+            ticket,
         }
     }
 
@@ -292,8 +259,9 @@ impl Connection {
 
     /// Answers the complete requests in the buffer, appending the replies to the output,
     /// until none is left or [`OUTPUT_HIGH_WATER`] bytes of replies wait to be written
-    /// ([`Connection::paused`]).
-    pub(crate) fn answer(&mut self, protocol: &impl Protocol, now: Instant) {
+    /// ([`Connection::paused`]). Returns the upgrade a request asked for: the connection is
+    /// then to be released to the protocol, the rest of its input unanswered.
+    pub(crate) fn answer<P: Protocol>(&mut self, protocol: &P, now: Instant) -> Option<P::Upgrade> {
         let began = self.start;
         self.paused = false;
         while !self.closing && self.start < self.end {
@@ -310,6 +278,7 @@ impl Connection {
                 Step::Answered { consumed } => self.start += consumed,
                 Step::Incomplete => break,
                 Step::Fatal => self.closing = true,
+                Step::Upgrade { upgrade } => return Some(upgrade),
             }
         }
         if self.start == self.end || self.closing {
@@ -328,6 +297,7 @@ impl Connection {
             self.partial_since = Some(now);
         }
         self.charge_buffers();
+        None
     }
 
     /// Whether the last [`Connection::answer`] stopped at [`OUTPUT_HIGH_WATER`] with
@@ -490,6 +460,23 @@ impl Connection {
     /// already written stay on their way.
     pub(crate) fn close(mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Lets go of the connection for a protocol to take over: its socket, the replies not
+    /// yet written, and its place under the port's limits. Its buffers leave the budget.
+    /// Only a plain TCP connection can be let go of (a TLS session's state cannot move to
+    /// another owner); `None` closes it.
+    pub(crate) fn release(mut self) -> Option<Released> {
+        let unwritten = self.output.split_off(self.written.min(self.output.len()));
+        match self.stream {
+            Stream::Plain(tcp) => Some(Released {
+                stream: tcp.into(),
+                peer: self.peer,
+                unwritten,
+                place: Box::new(self.ticket),
+            }),
+            Stream::Tls(_) => None,
+        }
     }
 }
 

@@ -26,7 +26,7 @@
 //! - `config`: the [`Config`] struct, its defaults, loading and validation.
 //! - `listener`: binding ports and the accept loops.
 //! - `connection`: one connection and its buffers (answer what is buffered, write some, read
-//!   some), and the `Protocol` trait that answers requests.
+//!   some); the `protocol::Protocol` a port implements answers its requests.
 //! - `scheduler`: the policy sharing a port's workers between its connections, and the
 //!   ready queue.
 //! - `worker`: one worker thread: its own poll and the hot connections it keeps there.
@@ -34,12 +34,14 @@
 //! - `limits`: the open-files limit and the `max_connections` it allows.
 //! - `rpc`: the RPC port's protocol: decoding requests and dispatching them to the state.
 //! - `sensor`: the sensor port's protocol.
+//! - `exposition`: the metrics read at scrape time (connections, lots, the broker).
 //! - `server`: [`Server`], [`RunningServer`] and shutdown.
 
 #![forbid(unsafe_code)]
 
 mod config;
 mod connection;
+mod exposition;
 mod limits;
 mod listener;
 mod poller;
@@ -51,8 +53,8 @@ mod worker;
 
 pub use config::{
     Config, ConfigError, ConfigOverrides, ConfigSource, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR,
-    LotConfig, MAX_FEATURES, MAX_POOL_SIZE, MAX_SECONDS, MAX_SPOTS, PortName, PostgresConfig,
-    SpotConfig, StoreConfig, TlsConfig,
+    LotConfig, MAX_FEATURES, MAX_POOL_SIZE, MAX_SECONDS, MAX_SPOTS, OptionalPort, PortName,
+    PostgresConfig, SpotConfig, StoreConfig, TlsConfig,
 };
 pub use listener::BindError;
 pub use server::{OpenConnections, RunningServer, Server, StartError, Summary};

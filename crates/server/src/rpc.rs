@@ -1,6 +1,7 @@
 //! The RPC port: frames in, one reply frame per request out, in order.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,16 +10,17 @@ use std::time::Instant;
 use auth::{Action, AuthFailure, Denied, Session};
 use framing::frame::{self, Decoded, FrameError};
 use framing::rpc::{
-    self, CancelOutcome, ErrorCode, KeyGrant, LotFilter, LotStatus, Reply, Request, WireError,
+    self, CancelOutcome, ErrorCode, KeyGrant, LotFilter, LotStatus, Method, Reply, Request,
+    ReserveOutcome, WireError,
 };
+use metrics::{Outcome, RequestMetrics};
+use protocol::{Protocol, Step};
 use state::{
     BookingError, BookingId, BookingRequest, LotQuery, Plate, StateError, UnknownLot, WaitId,
     WaitlistError, Window, shown,
 };
 use store::Store;
 use warn_limit::peer_warn;
-
-use crate::connection::{Protocol, Step};
 
 /// Bookings a `listBookings` page holds when the request gives no `limit`.
 const LIST_DEFAULT: u64 = 100;
@@ -30,14 +32,17 @@ const LIST_MAX: u64 = 1000;
 pub struct RpcProtocol {
     store: Arc<dyn Store>,
     requests: AtomicU64,
+    /// Counted under [`metric_methods`].
+    metrics: RequestMetrics,
 }
 
 impl RpcProtocol {
-    /// Serves `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// Serves `store`, counting requests in `metrics`.
+    pub fn new(store: Arc<dyn Store>, metrics: RequestMetrics) -> Self {
         RpcProtocol {
             store,
             requests: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -124,6 +129,7 @@ impl RpcProtocol {
                         reserved: lot.reserved,
                         booked: lot.booked,
                         free: lot.free,
+                        status: Some(lot.status),
                     })
                     .collect(),
             ),
@@ -335,29 +341,37 @@ impl RpcProtocol {
         peer: SocketAddr,
         session: &mut Session,
     ) -> bool {
+        let started = Instant::now();
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut close = false;
-        let (format, result) = if rpc::is_json(payload) {
+        let (format, method, result) = if rpc::is_json(payload) {
             match rpc::decode_json_request(payload) {
-                Ok((rpc_id, request)) => (
-                    Format::Json(Some(rpc_id)),
-                    self.run(&request, peer, session, &mut close),
-                ),
+                Ok((rpc_id, request)) => {
+                    let (method, result) = self.run(&request, peer, session, &mut close);
+                    (Format::Json(Some(rpc_id)), method, result)
+                }
                 Err(rejected) => {
                     warn_malformed(peer, &rejected.error);
-                    (Format::Json(rejected.rpc_id), Err(rejected.error))
+                    (Format::Json(rejected.rpc_id), None, Err(rejected.error))
                 }
             }
         } else {
             match rpc::decode_text_request(payload) {
-                Ok(request) => (Format::Text, self.run(&request, peer, session, &mut close)),
+                Ok(request) => {
+                    let (method, result) = self.run(&request, peer, session, &mut close);
+                    (Format::Text, method, result)
+                }
                 Err(error) => {
                     warn_malformed(peer, &error);
-                    (Format::Text, Err(error))
+                    (Format::Text, None, Err(error))
                 }
             }
         };
         encode_reply(out, format, result.as_ref(), peer);
+        // Undecodable requests are counted under the method after the table's last.
+        let method = method.map_or(Method::ALL.len(), |method| method as usize);
+        self.metrics
+            .record(method, outcome(&result), started.elapsed());
         close
     }
 
@@ -367,10 +381,31 @@ impl RpcProtocol {
         peer: SocketAddr,
         session: &mut Session,
         close: &mut bool,
-    ) -> Result<Reply<'static>, WireError> {
+    ) -> (Option<Method>, Result<Reply<'static>, WireError>) {
         let result = self.execute(request, session, peer, close);
         log_outcome(peer, request, result.as_ref().err());
-        result
+        (Some(request.method()), result)
+    }
+}
+
+/// The names the RPC port's requests are counted under: the method table's, then
+/// `invalid` for requests that could not be decoded.
+pub(crate) fn metric_methods() -> Vec<&'static str> {
+    Method::ALL
+        .iter()
+        .map(|method| method.name())
+        .chain(["invalid"])
+        .collect()
+}
+
+/// How a request ended, for its metric.
+fn outcome(result: &Result<Reply<'_>, WireError>) -> Outcome {
+    match result {
+        Ok(Reply::Reserve(ReserveOutcome::Full | ReserveOutcome::Exists))
+        | Ok(Reply::Cancel(CancelOutcome::NotFound)) => Outcome::Refused,
+        Ok(_) => Outcome::Ok,
+        Err(error) if error.code == ErrorCode::Unavailable => Outcome::Unavailable,
+        Err(_) => Outcome::Invalid,
     }
 }
 
@@ -473,6 +508,8 @@ fn warn_malformed(peer: SocketAddr, error: &WireError) {
 }
 
 impl Protocol for RpcProtocol {
+    type Upgrade = Infallible;
+
     fn name(&self) -> &'static str {
         "rpc"
     }
@@ -487,7 +524,7 @@ impl Protocol for RpcProtocol {
         out: &mut Vec<u8>,
         peer: SocketAddr,
         session: &mut Session,
-    ) -> Step {
+    ) -> Step<Infallible> {
         match frame::decode(input) {
             Ok(Decoded::Frame { payload, consumed }) => {
                 if self.answer(&input[payload], out, peer, session) {
@@ -542,6 +579,7 @@ mod tests {
                     reserved: u32::MAX,
                     booked: u32::MAX,
                     free: u32::MAX,
+                    status: Some(state::Availability::AlmostFull),
                 })
                 .collect(),
         )

@@ -37,7 +37,9 @@ use parking_lot::Mutex;
 use transport::{Stream, TlsAcceptor};
 use warn_limit::peer_warn;
 
-use crate::connection::{CloseReason, Connection, ConnectionStats, Protocol, Timeouts};
+use protocol::Protocol;
+
+use crate::connection::{CloseReason, Connection, ConnectionStats, Timeouts};
 use crate::limits::{Admission, BufferBudget, Refusal};
 use crate::poller::{Handoff, Parking};
 use crate::worker::{self, Worker};
@@ -309,6 +311,24 @@ impl<P: Protocol> Scheduler<P> {
     /// Parks `connection` in the poller; if that fails, it is closed.
     pub(crate) fn park(&self, connection: Connection, interest: Interest) {
         self.parking.park(connection, interest, self);
+    }
+
+    /// Hands `connection` to the protocol, which asked to take it over.
+    pub(crate) fn hand_over(&self, connection: Connection, upgrade: P::Upgrade) {
+        let peer = connection.peer();
+        match connection.release() {
+            Some(released) => {
+                log::debug!(
+                    "{} {peer}: taken over by the protocol",
+                    self.protocol.name()
+                );
+                self.protocol.take_over(upgrade, released);
+            }
+            None => log::debug!(
+                "{} {peer}: closed: a TLS connection cannot be taken over",
+                self.protocol.name()
+            ),
+        }
     }
 
     /// Closes `connection`, logging why.

@@ -1,5 +1,6 @@
 //! The sensor port: one command line in, one reply line out, in order.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,26 +10,46 @@ use auth::{Action, AuthFailure, Denied, Session};
 
 use framing::line::{self, Decoded};
 use framing::sensor::{
-    self, MAX_LINE_LEN, SensorCommand, SensorError, SensorErrorCode, SensorReply,
+    self, MAX_LINE_LEN, Passage, SensorCommand, SensorError, SensorErrorCode, SensorReply,
 };
+use metrics::{LotCounters, Outcome, RequestMetrics};
+use protocol::{Protocol, Step};
 use state::{Plate, StateError, UnknownLot, shown};
 use store::Store;
 use warn_limit::peer_warn;
 
-use crate::connection::{Protocol, Step};
+/// The names the sensor port's lines are counted under, in [`Method`] order.
+pub(crate) const METRIC_METHODS: [&str; 6] = ["UPDATE", "ENTER", "EXIT", "PING", "AUTH", "invalid"];
+
+/// What a line asked for, as its metric is labelled.
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Update,
+    Enter,
+    Exit,
+    Ping,
+    Auth,
+    Invalid,
+}
 
 /// Applies sensor reports through the store.
 pub struct SensorProtocol {
     store: Arc<dyn Store>,
     updates: AtomicU64,
+    /// Counted under [`METRIC_METHODS`].
+    metrics: RequestMetrics,
+    /// `UPDATE` lines per lot.
+    lines_by_lot: LotCounters,
 }
 
 impl SensorProtocol {
-    /// Serves `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// Serves `store`, counting lines in `metrics` and `lines_by_lot`.
+    pub fn new(store: Arc<dyn Store>, metrics: RequestMetrics, lines_by_lot: LotCounters) -> Self {
         SensorProtocol {
             store,
             updates: AtomicU64::new(0),
+            metrics,
+            lines_by_lot,
         }
     }
 
@@ -116,6 +137,8 @@ impl SensorProtocol {
 }
 
 impl Protocol for SensorProtocol {
+    type Upgrade = Infallible;
+
     fn name(&self) -> &'static str {
         "sensor"
     }
@@ -131,7 +154,7 @@ impl Protocol for SensorProtocol {
         out: &mut Vec<u8>,
         peer: SocketAddr,
         session: &mut Session,
-    ) -> Step {
+    ) -> Step<Infallible> {
         if line::starts_like_a_frame(input) {
             let error = SensorError::new(
                 SensorErrorCode::UnknownCommand,
@@ -144,10 +167,25 @@ impl Protocol for SensorProtocol {
         }
         match line::decode(input, MAX_LINE_LEN) {
             Decoded::Line { content, consumed } => {
+                let started = Instant::now();
                 self.updates.fetch_add(1, Ordering::Relaxed);
                 let mut close = false;
-                let reply = sensor::parse_command(&input[content])
-                    .and_then(|command| self.execute(command, peer, session, &mut close));
+                let command = sensor::parse_command(&input[content]);
+                let method = match &command {
+                    Ok(SensorCommand::Update { lot, .. }) => {
+                        self.lines_by_lot.inc(lot);
+                        Method::Update
+                    }
+                    Ok(SensorCommand::Gate { passage, .. }) => match passage {
+                        Passage::Enter => Method::Enter,
+                        Passage::Exit => Method::Exit,
+                    },
+                    Ok(SensorCommand::Ping) => Method::Ping,
+                    Ok(SensorCommand::Auth { .. }) => Method::Auth,
+                    Err(_) => Method::Invalid,
+                };
+                let reply =
+                    command.and_then(|command| self.execute(command, peer, session, &mut close));
                 if let Err(error) = &reply {
                     match error.code {
                         // A lot or plate the server does not know is a fact of life for a
@@ -164,6 +202,15 @@ impl Protocol for SensorProtocol {
                     }
                 }
                 sensor::encode_reply(out, reply.as_ref());
+                let outcome = match &reply {
+                    Ok(_) => Outcome::Ok,
+                    Err(error) if error.code == SensorErrorCode::Unavailable => {
+                        Outcome::Unavailable
+                    }
+                    Err(_) => Outcome::Invalid,
+                };
+                self.metrics
+                    .record(method as usize, outcome, started.elapsed());
                 if close {
                     return Step::Fatal;
                 }

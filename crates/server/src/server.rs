@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use accounts::{Drivers, JwtSecret};
 use auth::Authenticator;
 use broker::{Broker, BrokerConfig, Held};
+use history::History;
+use http::{Cors, HttpPort};
+use metrics::{Metrics, MetricsError};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
 use store::{EmbeddedStore, MemoryStore, Store};
@@ -20,11 +23,12 @@ use warn_limit::peer_warn;
 
 use crate::config::{Config, ConfigError, PortName, StoreConfig};
 use crate::connection::Timeouts;
+use crate::exposition::{self, Ports};
 use crate::limits::{self, Admission, BufferBudget, ConnectionBudget};
 use crate::listener::{self, BindError};
-use crate::rpc::RpcProtocol;
+use crate::rpc::{self, RpcProtocol};
 use crate::scheduler::{Scheduler, SchedulerConfig};
-use crate::sensor::SensorProtocol;
+use crate::sensor::{self, SensorProtocol};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -35,6 +39,8 @@ pub enum StartError {
     Bind(BindError),
     /// A thread could not be started.
     Spawn(io::Error),
+    /// The metrics could not be set up.
+    Metrics(MetricsError),
     /// The data directory could not be used (held by another server, corrupt, unwritable).
     Store(store::OpenError),
     /// The configuration cannot be served (protected mode, unusable keys).
@@ -51,6 +57,7 @@ impl fmt::Display for StartError {
             StartError::State(err) => write!(f, "invalid lots: {err}"),
             StartError::Bind(err) => write!(f, "{err}"),
             StartError::Spawn(err) => write!(f, "cannot start a thread: {err}"),
+            StartError::Metrics(err) => write!(f, "{err}"),
             StartError::Store(err) => write!(f, "{err}"),
             StartError::Config(err) => write!(f, "{err}"),
             StartError::Tls(err) => write!(f, "{err}"),
@@ -65,6 +72,7 @@ impl std::error::Error for StartError {
             StartError::State(err) => Some(err),
             StartError::Bind(err) => Some(err),
             StartError::Spawn(err) => Some(err),
+            StartError::Metrics(err) => Some(err),
             StartError::Store(err) => Some(err),
             StartError::Config(err) => Some(err),
             StartError::Tls(err) => Some(err),
@@ -76,6 +84,12 @@ impl std::error::Error for StartError {
 impl From<BindError> for StartError {
     fn from(err: BindError) -> Self {
         StartError::Bind(err)
+    }
+}
+
+impl From<MetricsError> for StartError {
+    fn from(err: MetricsError) -> Self {
+        StartError::Metrics(err)
     }
 }
 
@@ -96,6 +110,10 @@ pub struct Summary {
     pub sensor_connections: u64,
     /// Sensor lines answered.
     pub sensor_lines: u64,
+    /// HTTP connections served.
+    pub http_connections: u64,
+    /// HTTP requests answered.
+    pub http_requests: u64,
     /// Connections refused at a connection limit, on every port.
     pub refused_busy: u64,
     /// Changes of a lot's free count published.
@@ -113,12 +131,15 @@ impl fmt::Display for Summary {
         write!(
             f,
             "rpc: {} connection(s), {} request(s); sensor: {} connection(s), {} line(s); \
-             {} refused busy; pub/sub: {} change(s) published, {} event line(s) queued for \
-             subscribers, {} dropped, {} slow subscriber(s) disconnected",
+             http: {} connection(s), {} request(s); {} refused busy; pub/sub: {} change(s) \
+             published, {} event line(s) queued for subscribers, {} dropped, {} slow \
+             subscriber(s) disconnected",
             self.rpc_connections,
             self.rpc_requests,
             self.sensor_connections,
             self.sensor_lines,
+            self.http_connections,
+            self.http_requests,
             self.refused_busy,
             self.changes_published,
             self.events_published,
@@ -137,6 +158,8 @@ pub struct OpenConnections {
     pub sensor: usize,
     /// On the pub/sub port.
     pub pubsub: usize,
+    /// On the HTTP port, event streams included.
+    pub http: usize,
 }
 
 /// A server to start: its configuration and what the caller supplies besides.
@@ -189,7 +212,7 @@ impl Server {
         self
     }
 
-    /// Binds the three ports and starts every thread; returns once the server is accepting.
+    /// Binds the ports and starts every thread; returns once the server is accepting.
     /// Triggering `shutdown` (from a signal handler, say) makes [`RunningServer::wait`]
     /// return after a graceful stop.
     pub fn start(self, shutdown: ShutdownHandle) -> Result<RunningServer, StartError> {
@@ -230,16 +253,25 @@ impl Server {
             listener::bind("sensor", &config.host, config.sensor_port, config.backlog)?;
         let pubsub_listener =
             listener::bind("pubsub", &config.host, config.pubsub_port, config.backlog)?;
+        let http_listener = config
+            .http_port
+            .map(|port| listener::bind("http", &config.host, port, config.backlog))
+            .transpose()?;
         let addrs = Addresses {
             rpc: rpc_listener.local_addr()?,
             sensor: sensor_listener.local_addr()?,
             pubsub: pubsub_listener.local_addr()?,
+            http: http_listener
+                .as_ref()
+                .map(|listener| listener.local_addr())
+                .transpose()?,
         };
 
         // Every port's connections are file descriptors; see what the process may open.
         let max_connections = config.max_connections;
+        let ports = 3 + usize::from(http_listener.is_some());
         let budget = Arc::new(ConnectionBudget::new(limits::fit_open_files(
-            3,
+            ports,
             max_connections,
         )));
         let broker = Arc::new(Broker::start(
@@ -252,6 +284,7 @@ impl Server {
                 line_timeout: config.frame_timeout,
                 max_connections,
                 send_buffer: config.subscriber_send_buffer,
+                stream_keep_alive: config.event_stream_keep_alive,
                 auth: auth.clone(),
                 auth_timeout: config.auth_timeout,
                 tls: tls_for(PortName::Pubsub),
@@ -259,6 +292,7 @@ impl Server {
         )?);
         broker.seed(&state.published());
         state.add_listener(broker.listener());
+        let metrics = Arc::new(Metrics::new()?);
         let purger = Purger::spawn(Arc::clone(&state), config.purge_interval)?;
 
         let admission = || {
@@ -269,7 +303,7 @@ impl Server {
             )
         };
         let buffers = BufferBudget::new(config.max_buffered_bytes);
-        let scheduler_config = |workers, port| SchedulerConfig {
+        let scheduler_config = |workers, tls, auth| SchedulerConfig {
             workers,
             timeouts: Timeouts {
                 idle: config.idle_timeout,
@@ -278,19 +312,74 @@ impl Server {
             },
             admission: admission(),
             buffers: Arc::clone(&buffers),
-            auth: auth.clone(),
-            tls: tls_for(port),
+            auth,
+            tls,
         };
         let rpc = Scheduler::start(
-            RpcProtocol::new(Arc::clone(&store)),
-            scheduler_config(config.thread_pool_size, PortName::Rpc),
+            RpcProtocol::new(
+                Arc::clone(&store),
+                metrics.requests("rpc", &rpc::metric_methods()),
+            ),
+            scheduler_config(
+                config.thread_pool_size,
+                tls_for(PortName::Rpc),
+                auth.clone(),
+            ),
         )?;
         let sensor = Scheduler::start(
-            SensorProtocol::new(Arc::clone(&store)),
-            scheduler_config(config.sensor_pool_size, PortName::Sensor),
+            SensorProtocol::new(
+                Arc::clone(&store),
+                metrics.requests("sensor", &sensor::METRIC_METHODS),
+                metrics.lot_counters(
+                    "parking_sensor_lines_total",
+                    "UPDATE lines received, by lot.",
+                    state.lot_ids().map(|lot| lot.as_str()),
+                )?,
+            ),
+            scheduler_config(
+                config.sensor_pool_size,
+                tls_for(PortName::Sensor),
+                auth.clone(),
+            ),
+        )?;
+        let http = match http_listener {
+            Some(listener) => {
+                // Kept only for the HTTP port, which alone serves it.
+                let history = History::new(&state.published());
+                state.add_listener(history.listener());
+                let port = HttpPort::new(
+                    Arc::clone(&store),
+                    Arc::clone(&broker),
+                    history,
+                    Arc::clone(&metrics),
+                    shutdown.clone(),
+                    Cors::new(&config.http_cors_origins),
+                    auth.clone(),
+                );
+                // Plain HTTP, and each request is checked for its bearer token by the port
+                // itself: connections have no session to open.
+                let scheduler =
+                    Scheduler::start(port, scheduler_config(config.http_pool_size, None, None))?;
+                Some((scheduler, listener))
+            }
+            None => None,
+        };
+        let pubsub_admission = admission();
+        exposition::register(
+            &metrics,
+            &state,
+            &broker,
+            Ports {
+                rpc: Arc::clone(&rpc.config.admission),
+                sensor: Arc::clone(&sensor.config.admission),
+                pubsub: Arc::clone(&pubsub_admission),
+                http: http
+                    .as_ref()
+                    .map(|(scheduler, _)| Arc::clone(&scheduler.config.admission)),
+            },
         )?;
 
-        let mut accept_threads = Vec::with_capacity(3);
+        let mut accept_threads = Vec::with_capacity(ports);
         let scheduler = Arc::clone(&rpc);
         accept_threads.push(listener::spawn_accept_loop(
             "rpc",
@@ -306,7 +395,6 @@ impl Server {
             move |stream, peer| scheduler.admit(stream, peer),
         )?);
         let subscribers = Arc::clone(&broker);
-        let pubsub_admission = admission();
         let admitted = Arc::clone(&pubsub_admission);
         accept_threads.push(listener::spawn_accept_loop(
             "pubsub",
@@ -321,10 +409,28 @@ impl Server {
             },
         )?);
 
+        let http = match http {
+            Some((scheduler, listener)) => {
+                let admit = Arc::clone(&scheduler);
+                accept_threads.push(listener::spawn_accept_loop(
+                    "http",
+                    listener,
+                    shutdown.clone(),
+                    move |stream, peer| admit.admit(stream, peer),
+                )?);
+                Some(scheduler)
+            }
+            None => None,
+        };
+
+        let http_line = match addrs.http {
+            Some(addr) => format!("http {addr} ({} workers)", config.http_pool_size),
+            None => "http off".to_owned(),
+        };
         let tls = |port| if config.tls_on(port) { " TLS" } else { "" };
         log::info!(
-            "listening: rpc {}{} ({} workers), sensor {}{} ({} workers), pubsub {}{} ({} notifiers); \
-             {}; lots: {}",
+            "listening: rpc {}{} ({} workers), sensor {}{} ({} workers), pubsub {}{} ({} notifiers), \
+             {http_line}; {}; lots: {}",
             addrs.rpc,
             tls(PortName::Rpc),
             config.thread_pool_size,
@@ -348,6 +454,7 @@ impl Server {
             accept_threads,
             rpc,
             sensor,
+            http,
             broker,
             pubsub_admission,
             buffers,
@@ -451,6 +558,7 @@ struct Addresses {
     rpc: SocketAddr,
     sensor: SocketAddr,
     pubsub: SocketAddr,
+    http: Option<SocketAddr>,
 }
 
 /// A started server. Dropping it stops it (gracefully, like [`RunningServer::shutdown`]).
@@ -463,10 +571,12 @@ pub struct RunningServer {
     accept_threads: Vec<JoinHandle<()>>,
     rpc: Arc<Scheduler<RpcProtocol>>,
     sensor: Arc<Scheduler<SensorProtocol>>,
+    /// Absent with `http_port: null`.
+    http: Option<Arc<Scheduler<HttpPort>>>,
     broker: Arc<Broker>,
     /// Who may connect to the pub/sub port (the broker holds each admitted one's ticket).
     pubsub_admission: Arc<Admission>,
-    /// What RPC and sensor connections buffer beyond their free allowance.
+    /// What RPC, sensor and HTTP connections buffer beyond their free allowance.
     buffers: Arc<BufferBudget>,
     purger: Option<Purger>,
     grace: Duration,
@@ -487,6 +597,11 @@ impl RunningServer {
     /// The pub/sub port's bound address.
     pub fn pubsub_addr(&self) -> SocketAddr {
         self.addrs.pubsub
+    }
+
+    /// The HTTP port's bound address, unless it is off.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.addrs.http
     }
 
     /// The shared state, for embedding and tests.
@@ -539,6 +654,10 @@ impl RunningServer {
             rpc: self.rpc.config.admission.open(),
             sensor: self.sensor.config.admission.open(),
             pubsub: self.broker.stats().connections,
+            http: self
+                .http
+                .as_ref()
+                .map_or(0, |http| http.config.admission.open()),
         }
     }
 
@@ -552,9 +671,21 @@ impl RunningServer {
             rpc_requests: self.rpc.protocol.requests(),
             sensor_connections: sensor.accepted.load(Ordering::Relaxed),
             sensor_lines: self.sensor.protocol.lines(),
+            http_connections: self
+                .http
+                .as_ref()
+                .map_or(0, |http| http.stats().accepted.load(Ordering::Relaxed)),
+            http_requests: self
+                .http
+                .as_ref()
+                .map_or(0, |http| http.protocol.requests()),
             refused_busy: self.rpc.config.admission.refused()
                 + self.sensor.config.admission.refused()
-                + self.pubsub_admission.refused(),
+                + self.pubsub_admission.refused()
+                + self
+                    .http
+                    .as_ref()
+                    .map_or(0, |http| http.config.admission.refused()),
             changes_published: broker.changes_published,
             events_published: broker.events_published,
             events_dropped: broker.events_dropped,
@@ -569,7 +700,8 @@ impl RunningServer {
         self.stopped = true;
         let started = Instant::now();
         self.shutdown.trigger();
-        for addr in [self.addrs.rpc, self.addrs.sensor, self.addrs.pubsub] {
+        let addrs = [self.addrs.rpc, self.addrs.sensor, self.addrs.pubsub];
+        for addr in addrs.into_iter().chain(self.addrs.http) {
             listener::wake(addr);
         }
         for thread in self.accept_threads.drain(..) {
@@ -579,6 +711,10 @@ impl RunningServer {
         }
         self.rpc.stop();
         self.sensor.stop();
+        // Its event streams belong to the broker by now, which closes them below.
+        if let Some(http) = &self.http {
+            http.stop();
+        }
         let remaining = self.grace.saturating_sub(started.elapsed());
         self.broker.shutdown(remaining);
         drop(self.purger.take());

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::connection::{CloseReason, Connection, Protocol, ReadOutcome};
+use protocol::Protocol;
+
+use crate::connection::{CloseReason, Connection, ReadOutcome};
 use crate::scheduler::{Scheduler, TURN_BUDGET};
 use warn_limit::peer_warn;
 
@@ -32,7 +34,7 @@ pub(crate) fn wake(waker: &Waker) {
 }
 
 /// How serving a connection for a while ended.
-enum Turn {
+enum Turn<U> {
     /// Everything it sent is answered and written; its socket has nothing more for now.
     Drained,
     /// The peer is not taking replies: wait for its socket to become writable.
@@ -41,6 +43,8 @@ enum Turn {
     Yield,
     /// It is finished.
     Closed(CloseReason),
+    /// A request asked for the connection to be taken over by the protocol.
+    HandOver(U),
 }
 
 /// A worker's own state: its poll and the connections it keeps hot there.
@@ -240,7 +244,7 @@ impl Worker {
 }
 
 /// Sends a connection that is not hot where its turn says it goes.
-fn place<P: Protocol>(scheduler: &Scheduler<P>, connection: Connection, turn: Turn) {
+fn place<P: Protocol>(scheduler: &Scheduler<P>, connection: Connection, turn: Turn<P::Upgrade>) {
     match turn {
         Turn::Drained if scheduler.is_stopping() => {
             scheduler.close(connection, CloseReason::Shutdown);
@@ -254,13 +258,15 @@ fn place<P: Protocol>(scheduler: &Scheduler<P>, connection: Connection, turn: Tu
         // It has requests in the kernel already; queue it behind the others.
         Turn::Yield => scheduler.dispatch.push(connection),
         Turn::Closed(reason) => scheduler.close(connection, reason),
+        // It leaves the scheduler for good, with its place under the limits.
+        Turn::HandOver(upgrade) => scheduler.hand_over(connection, upgrade),
     }
 }
 
 /// Reads, answers and writes until the connection has nothing more, its peer stops taking
 /// replies, its time is up, or it ends. A panic in the protocol costs this connection, never
 /// the worker.
-fn serve<P: Protocol>(scheduler: &Scheduler<P>, connection: &mut Connection) -> Turn {
+fn serve<P: Protocol>(scheduler: &Scheduler<P>, connection: &mut Connection) -> Turn<P::Upgrade> {
     let peer = connection.peer();
     panic::catch_unwind(AssertUnwindSafe(|| serve_turn(scheduler, connection))).unwrap_or_else(
         |_| {
@@ -273,13 +279,19 @@ fn serve<P: Protocol>(scheduler: &Scheduler<P>, connection: &mut Connection) -> 
     )
 }
 
-fn serve_turn<P: Protocol>(scheduler: &Scheduler<P>, connection: &mut Connection) -> Turn {
+fn serve_turn<P: Protocol>(
+    scheduler: &Scheduler<P>,
+    connection: &mut Connection,
+) -> Turn<P::Upgrade> {
     let started = Instant::now();
     let max_request = scheduler.protocol.max_request_len();
     let mut drained = false;
     loop {
         let now = Instant::now();
-        connection.answer(&scheduler.protocol, now);
+        // Its replies so far go with it, unwritten: whoever takes it over sends them first.
+        if let Some(upgrade) = connection.answer(&scheduler.protocol, now) {
+            return Turn::HandOver(upgrade);
+        }
         match connection.write_some(now) {
             Ok(true) => {}
             Ok(false) => return Turn::WriteBlocked,

@@ -122,3 +122,50 @@ fn unknown_lot_then_a_good_subscribe_on_the_same_connection() {
     assert_eq!(rpc.text("RESERVE B P1"), "OK");
     assert_eq!(next_event(&mut subscriber), ("B".into(), 49));
 }
+
+#[test]
+fn status_follows_the_lots_threshold_on_rpc_and_pubsub_alike() {
+    let server = start_with(|config| {
+        config.lots = serde_json::from_str(
+            r#"[{"id": "S", "capacity": 10, "almost_full_free": 3}, {"id": "T", "capacity": 100}]"#,
+        )
+        .unwrap();
+    });
+    let mut subscriber = RawLines::connect(server.pubsub_addr());
+    assert!(subscriber.call("SUBSCRIBE S").starts_with("OK "));
+    let snapshot: Value = serde_json::from_str(&subscriber.line()).unwrap();
+    assert_eq!(
+        (&snapshot["free"], &snapshot["status"]),
+        (&10.into(), &"open".into())
+    );
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let status_of = |rpc: &mut RawRpc, lot: usize| {
+        let lots = rpc.json(r#"{"rpcId": 1, "method": "getLots", "args": []}"#);
+        lots["result"][lot]["status"].as_str().unwrap().to_owned()
+    };
+    for (count, free, status) in [
+        (6, 4, "open"),
+        (7, 3, "almostFull"),
+        (9, 1, "almostFull"),
+        (10, 0, "full"),
+    ] {
+        assert_eq!(
+            sensor.call(&format!("UPDATE S {count}")),
+            format!("OK {free}")
+        );
+        let event: Value = serde_json::from_str(&subscriber.line()).unwrap();
+        assert_eq!(event["type"], "EVENT");
+        assert_eq!(
+            (&event["free"], &event["status"]),
+            (&free.into(), &status.into()),
+            "{event}"
+        );
+        assert_eq!(status_of(&mut rpc, 0), status);
+    }
+    // Without a threshold configured, a tenth of the capacity: 10 free of 100 is almost full.
+    assert_eq!(sensor.call("UPDATE T 90"), "OK 10");
+    assert_eq!(status_of(&mut rpc, 1), "almostFull");
+    assert_eq!(sensor.call("UPDATE T 89"), "OK 11");
+    assert_eq!(status_of(&mut rpc, 1), "open");
+}

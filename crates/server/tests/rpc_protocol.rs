@@ -33,9 +33,9 @@ fn json_methods() {
     assert_eq!(
         rpc.json(r#"{"rpcId": 6, "method": "getLots", "args": []}"#),
         json!({"rpcId": 6, "error": null, "result": [
-            {"id": "A", "capacity": 100, "occupied": 0, "counted": 0, "reserved": 1, "booked": 0, "free": 99},
-            {"id": "B", "capacity": 50, "occupied": 0, "counted": 0, "reserved": 0, "booked": 0, "free": 50},
-            {"id": "C", "capacity": 200, "occupied": 0, "counted": 0, "reserved": 0, "booked": 0, "free": 200},
+            {"id": "A", "capacity": 100, "occupied": 0, "counted": 0, "reserved": 1, "booked": 0, "free": 99, "status": "open"},
+            {"id": "B", "capacity": 50, "occupied": 0, "counted": 0, "reserved": 0, "booked": 0, "free": 50, "status": "open"},
+            {"id": "C", "capacity": 200, "occupied": 0, "counted": 0, "reserved": 0, "booked": 0, "free": 200, "status": "open"},
         ]})
     );
     assert_eq!(
@@ -92,7 +92,7 @@ fn text_aliases() {
     let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
     assert_eq!(
         lots[1],
-        json!({"id": "B", "capacity": 50, "occupied": 0, "counted": 0, "reserved": 1, "booked": 0, "free": 49})
+        json!({"id": "B", "capacity": 50, "occupied": 0, "counted": 0, "reserved": 1, "booked": 0, "free": 49, "status": "open"})
     );
     assert_eq!(rpc.text("Cancel B xy-1"), "OK");
     assert_eq!(rpc.text("CANCEL B xy-1"), "NOT_FOUND");

@@ -26,7 +26,7 @@ fn every_command_row() {
     let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
     assert_eq!(
         lots[0],
-        json!({"id": "A", "capacity": 100, "occupied": 12, "counted": 12, "reserved": 0, "booked": 0, "free": 88})
+        json!({"id": "A", "capacity": 100, "occupied": 12, "counted": 12, "reserved": 0, "booked": 0, "free": 88, "status": "open"})
     );
 }
 

@@ -209,10 +209,9 @@ fn run(target: Arc<dyn Target>, threads: usize) -> f64 {
 }
 
 fn per_lot_state() -> Arc<ParkingState> {
-    let specs = LOTS.iter().map(|id| LotSpec {
-        id: LotId::new(id).unwrap(),
-        capacity: 1000,
-    });
+    let specs = LOTS
+        .iter()
+        .map(|id| LotSpec::new(LotId::new(id).unwrap(), 1000));
     Arc::new(ParkingState::new(specs, TTL, Arc::new(SystemClock)).unwrap())
 }
 

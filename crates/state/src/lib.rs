@@ -34,6 +34,7 @@
 //!
 //! # Layout
 //! - `account`: drivers' [`Account`]s as kept (the password's hash, never the password).
+//! - `availability`: [`Availability`], a lot's `open` / `almostFull` / `full` status.
 //! - `booking`: the vocabulary of bookings: [`Booking`], [`Window`], [`BookingRules`],
 //!   [`LotTerms`], [`BookingError`] and the outcomes of the gate and of discovery.
 //! - `bookings`: one lot's bookings: records, the lot's timeline, spot lines, due times.
@@ -56,6 +57,7 @@
 #![forbid(unsafe_code)]
 
 mod account;
+mod availability;
 mod booking;
 mod bookings;
 mod change;
@@ -70,6 +72,7 @@ mod timeline;
 mod waitlist;
 
 pub use account::{Account, AccountError};
+pub use availability::Availability;
 pub use booking::{
     Booking, BookingError, BookingRequest, BookingRules, BookingStatus, DEFAULT_MAX_FINISHED,
     GateOutcome, LotOffer, LotQuery, LotTerms, Passage, START_SLACK_SECS, SpotOffer, SpotSpec,

@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::availability::Availability;
 use crate::booking::BookingRules;
 use crate::bookings::LotBookings;
 use crate::ids::Plate;
@@ -82,6 +83,8 @@ pub(crate) struct Held {
 #[derive(Debug)]
 pub(crate) struct Lot {
     pub(crate) capacity: u32,
+    /// Free spaces at or below which the lot is [`Availability::AlmostFull`].
+    pub(crate) almost_full_free: u32,
     /// The sensors' running count, kept unclamped (within [`COUNT_LIMIT`]): a gate counter
     /// that reports more cars leaving than came in must come back to the true count when they
     /// return. What is reported as occupied is this clamped to `[0, capacity]`.
@@ -103,9 +106,10 @@ pub(crate) struct Lot {
 }
 
 impl Lot {
-    pub(crate) fn new(capacity: u32) -> Self {
+    pub(crate) fn new(capacity: u32, almost_full_free: u32) -> Self {
         Lot {
             capacity,
+            almost_full_free,
             counted: 0,
             reservations: HashMap::new(),
             expiries: BinaryHeap::new(),
@@ -141,6 +145,11 @@ impl Lot {
     pub(crate) fn free(&self) -> u32 {
         // At most capacity once saturated, so it fits.
         u64::from(self.capacity).saturating_sub(self.taken()) as u32
+    }
+
+    /// How full the lot is now.
+    pub(crate) fn availability(&self) -> Availability {
+        Availability::of(self.free(), self.almost_full_free)
     }
 
     /// Drops every reservation whose time has come; returns how many.
@@ -291,7 +300,7 @@ mod tests {
 
     #[test]
     fn cancel_compacts_stale_expiries_past_the_minimum_length() {
-        let mut lot = Lot::new(10);
+        let mut lot = Lot::new(10, 0);
         let lengths = churn(&mut lot, "P", 200, Instant::now());
         // Below MIN_COMPACT_LEN stale entries are left alone; the cancel that takes the queue
         // past it rebuilds it, and the churn starts over.
@@ -303,7 +312,7 @@ mod tests {
     #[test]
     fn memory_follows_live_reservations_under_churn() {
         const LIVE: usize = 40;
-        let mut lot = Lot::new(1000);
+        let mut lot = Lot::new(1000, 0);
         let now = Instant::now();
         for n in 0..LIVE {
             let expires = now + Duration::from_secs(60);
@@ -323,7 +332,7 @@ mod tests {
 
     #[test]
     fn stale_entry_does_not_expire_a_newer_reservation() {
-        let mut lot = Lot::new(10);
+        let mut lot = Lot::new(10, 0);
         let now = Instant::now();
         lot.reserve(plate("P"), held(now + Duration::from_secs(1)));
         lot.cancel(plate("P"));
@@ -336,7 +345,7 @@ mod tests {
 
     #[test]
     fn restored_reservations_expire_in_time_order_whatever_the_order_they_came_in() {
-        let mut lot = Lot::new(10);
+        let mut lot = Lot::new(10, 0);
         let now = Instant::now();
         for (name, secs) in [("LATE", 30), ("EARLY", 10), ("MID", 20)] {
             lot.set_held(plate(name), Some(held(now + Duration::from_secs(secs))));
@@ -350,7 +359,7 @@ mod tests {
 
     #[test]
     fn the_running_count_is_kept_and_only_the_report_is_clamped() {
-        let mut lot = Lot::new(50);
+        let mut lot = Lot::new(50, 0);
         assert!(!lot.count(CountChange::Set(50)));
         // Five more cars than spaces: the report stays at capacity, the count goes on.
         assert!(lot.count(CountChange::Add(5)));

@@ -19,6 +19,7 @@ use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 
 use crate::account::Accounts;
+use crate::availability::Availability;
 use crate::booking::{BookingRules, LotTerms};
 use crate::change::{Change, Recorder, Unavailable};
 use crate::clock::Clock;
@@ -34,6 +35,20 @@ pub struct LotSpec {
     pub id: LotId,
     /// Its number of spaces (at least 1).
     pub capacity: u32,
+    /// Free spaces at or below which it is [`Availability::AlmostFull`].
+    pub almost_full_free: u32,
+}
+
+impl LotSpec {
+    /// A lot of `capacity` spaces with the default threshold
+    /// ([`Availability::default_threshold`]).
+    pub fn new(id: LotId, capacity: u32) -> Self {
+        LotSpec {
+            id,
+            capacity,
+            almost_full_free: Availability::default_threshold(capacity),
+        }
+    }
 }
 
 /// One lot's counts at one instant, expired reservations excluded.
@@ -53,6 +68,8 @@ pub struct LotSnapshot {
     pub booked: u32,
     /// `max(0, capacity - occupied - reserved - booked)`.
     pub free: u32,
+    /// How full it is.
+    pub status: Availability,
 }
 
 /// Result of [`ParkingState::update_occupancy`].
@@ -75,6 +92,8 @@ pub struct LotChange {
     pub lot: LotId,
     /// Its free count after the change.
     pub free: u32,
+    /// Its status after the change (it changes only with `free`).
+    pub status: Availability,
     /// The change's number in its lot, from 1 up: listeners see each lot's changes with
     /// increasing numbers, so one that joins late can tell which changes a snapshot already
     /// covers.
@@ -257,7 +276,7 @@ impl ParkingState {
             }
             entries.push(LotEntry {
                 id: spec.id,
-                lot: Mutex::new(Lot::new(spec.capacity)),
+                lot: Mutex::new(Lot::new(spec.capacity, spec.almost_full_free)),
                 pending: Mutex::new(VecDeque::new()),
                 publishing: Mutex::new(()),
             });
@@ -396,6 +415,7 @@ impl ParkingState {
                 LotChange {
                     lot: entry.id.clone(),
                     free,
+                    status: Availability::of(free, lot.almost_full_free),
                     seq,
                     at,
                 }
@@ -407,19 +427,27 @@ impl ParkingState {
     pub fn lots(&self) -> Vec<LotSnapshot> {
         self.entries
             .iter()
-            .map(|entry| {
-                self.with_entry(entry, |lot, _| LotSnapshot {
-                    id: entry.id.clone(),
-                    capacity: lot.capacity,
-                    occupied: lot.occupied(),
-                    counted: lot.counted,
-                    reserved: lot.reserved(),
-                    booked: lot.booked(),
-                    free: lot.free(),
-                })
-                .0
-            })
+            .map(|entry| self.snapshot(entry))
             .collect()
+    }
+
+    /// One lot's counts.
+    pub fn lot(&self, id: &str) -> Result<LotSnapshot, UnknownLot> {
+        self.entry(id).map(|entry| self.snapshot(entry))
+    }
+
+    fn snapshot(&self, entry: &LotEntry) -> LotSnapshot {
+        self.with_entry(entry, |lot, _| LotSnapshot {
+            id: entry.id.clone(),
+            capacity: lot.capacity,
+            occupied: lot.occupied(),
+            counted: lot.counted,
+            reserved: lot.reserved(),
+            booked: lot.booked(),
+            free: lot.free(),
+            status: lot.availability(),
+        })
+        .0
     }
 
     /// Free spaces in one lot.
@@ -814,6 +842,7 @@ impl ParkingState {
                 pending.push_back(Published::Free(LotChange {
                     lot: entry.id.clone(),
                     free,
+                    status: Availability::of(free, lot.almost_full_free),
                     seq,
                     at: self.clock.wall(),
                 }));
@@ -984,10 +1013,7 @@ mod tests {
     use crate::clock::ManualClock;
 
     fn spec(id: &str, capacity: u32) -> LotSpec {
-        LotSpec {
-            id: LotId::new(id).unwrap(),
-            capacity,
-        }
+        LotSpec::new(LotId::new(id).unwrap(), capacity)
     }
 
     fn plate(text: &str) -> Plate {
@@ -1010,6 +1036,38 @@ mod tests {
             sink.lock().push((change.lot.to_string(), change.free));
         }));
         seen
+    }
+
+    #[test]
+    fn status_follows_free_with_the_lots_own_threshold() {
+        let clock = Arc::new(ManualClock::new());
+        let lot = LotSpec {
+            almost_full_free: 2,
+            ..spec("A", 4)
+        };
+        let state = ParkingState::new([lot], Duration::from_secs(10), clock).unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&heard);
+        state.add_listener(Arc::new(move |change: &LotChange| {
+            sink.lock().push((change.free, change.status));
+        }));
+        assert_eq!(state.published()[0].status, Availability::Open);
+        for text in ["P1", "P2", "P3", "P4"] {
+            state.reserve("A", plate(text)).unwrap();
+        }
+        assert_eq!(
+            *heard.lock(),
+            [
+                (3, Availability::Open),
+                (2, Availability::AlmostFull),
+                (1, Availability::AlmostFull),
+                (0, Availability::Full),
+            ]
+        );
+        assert_eq!(state.lots()[0].status, Availability::Full);
+        assert_eq!(state.lot("A").unwrap(), state.lots()[0]);
+        assert_eq!(state.lot("Z").unwrap_err(), UnknownLot("Z".into()));
+        assert_eq!(state.published()[0].status, Availability::Full);
     }
 
     #[test]

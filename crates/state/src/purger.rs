@@ -107,10 +107,7 @@ mod tests {
     };
 
     fn one_space(ttl: Duration, clock: Arc<dyn Clock>) -> Arc<ParkingState> {
-        let lot = LotSpec {
-            id: LotId::new("A").unwrap(),
-            capacity: 1,
-        };
+        let lot = LotSpec::new(LotId::new("A").unwrap(), 1);
         Arc::new(
             ParkingState::new([lot], ttl, clock)
                 .unwrap()

@@ -38,10 +38,7 @@ impl Recorder for Journal {
 }
 
 fn state(clock: Arc<ManualClock>) -> ParkingState {
-    let lot = LotSpec {
-        id: LotId::new("A").unwrap(),
-        capacity: 5,
-    };
+    let lot = LotSpec::new(LotId::new("A").unwrap(), 5);
     let terms = LotTerms {
         id: LotId::new("A").unwrap(),
         zone: None,

@@ -292,10 +292,7 @@ impl Harness {
         let clock = Arc::new(ManualClock::new());
         let id = LotId::new("A").unwrap();
         let state = ParkingState::new(
-            [LotSpec {
-                id: id.clone(),
-                capacity,
-            }],
+            [LotSpec::new(id.clone(), capacity)],
             Duration::from_secs(300),
             clock.clone(),
         )

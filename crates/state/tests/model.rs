@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use proptest::prelude::*;
 use proptest::sample::select;
 use state::{
-    CancelOutcome, Clock, CountChange, LotChange, LotId, LotSnapshot, LotSpec, ManualClock,
-    OccupancyUpdate, ParkingState, Plate, ReserveOutcome, StateError, UnknownLot,
+    Availability, CancelOutcome, Clock, CountChange, LotChange, LotId, LotSnapshot, LotSpec,
+    ManualClock, OccupancyUpdate, ParkingState, Plate, ReserveOutcome, StateError, UnknownLot,
 };
 
 const TTL: Duration = Duration::from_secs(10);
@@ -264,10 +264,7 @@ impl Harness {
         let specs = capacities
             .iter()
             .zip(LOT_IDS)
-            .map(|(&capacity, id)| LotSpec {
-                id: LotId::new(id).unwrap(),
-                capacity,
-            });
+            .map(|(&capacity, id)| LotSpec::new(LotId::new(id).unwrap(), capacity));
         let state = ParkingState::new(specs, TTL, clock.clone()).unwrap();
         let heard = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&heard);
@@ -392,6 +389,13 @@ impl Harness {
                     reserved,
                     booked: 0,
                     free,
+                    // The model's own statement of the rule: full at 0, almost full at or
+                    // below the default threshold of a tenth of the capacity.
+                    status: match free {
+                        0 => Availability::Full,
+                        free if free <= capacity / 10 => Availability::AlmostFull,
+                        _ => Availability::Open,
+                    },
                 }
             })
             .collect();

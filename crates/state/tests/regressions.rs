@@ -48,10 +48,7 @@ fn a_thread_delayed_after_reading_the_clock_cannot_outlive_its_ttl() {
         inner: ManualClock::new(),
         pause: Mutex::new(Some((entered_tx, release_rx))),
     });
-    let lot = LotSpec {
-        id: LotId::new("A").unwrap(),
-        capacity: 5,
-    };
+    let lot = LotSpec::new(LotId::new("A").unwrap(), 5);
     let state = Arc::new(ParkingState::new([lot], ttl, clock.clone()).unwrap());
 
     // The first reservation reads the time (t0) and is held there.

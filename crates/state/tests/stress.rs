@@ -161,10 +161,7 @@ fn sixteen_threads_never_overbook_and_the_books_balance() {
         "stress: {THREADS} threads x {rounds} rounds x {OPS_PER_ROUND} operations, STRESS_SEED={seed}"
     );
 
-    let lot = LotSpec {
-        id: LotId::new("A").unwrap(),
-        capacity: CAPACITY,
-    };
+    let lot = LotSpec::new(LotId::new("A").unwrap(), CAPACITY);
     let shared = Arc::new(Shared {
         state: ParkingState::new([lot], TTL, Arc::new(SystemClock)).unwrap(),
         plates: (0..PLATES)

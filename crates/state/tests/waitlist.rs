@@ -56,10 +56,7 @@ fn state(clock: Arc<ManualClock>) -> ParkingState {
             features: Vec::new(),
         }],
     };
-    let lot = LotSpec {
-        id: LotId::new("A").unwrap(),
-        capacity: 5,
-    };
+    let lot = LotSpec::new(LotId::new("A").unwrap(), 5);
     ParkingState::new([lot], Duration::from_secs(300), clock)
         .unwrap()
         .with_bookings(BookingRules::default(), [terms])

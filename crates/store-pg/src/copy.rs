@@ -219,10 +219,7 @@ mod tests {
 
     fn copy() -> (Copy, Arc<Mutex<Vec<u32>>>) {
         let state = ParkingState::new(
-            [LotSpec {
-                id: lot(),
-                capacity: 10,
-            }],
+            [LotSpec::new(lot(), 10)],
             Duration::from_secs(60),
             Arc::new(ManualClock::new()),
         )

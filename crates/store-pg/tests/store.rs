@@ -22,14 +22,8 @@ const TTL: Duration = Duration::from_secs(300);
 
 fn lots(capacity: u32) -> Vec<LotSpec> {
     vec![
-        LotSpec {
-            id: LotId::new("A").unwrap(),
-            capacity,
-        },
-        LotSpec {
-            id: LotId::new("B").unwrap(),
-            capacity: 5,
-        },
+        LotSpec::new(LotId::new("A").unwrap(), capacity),
+        LotSpec::new(LotId::new("B").unwrap(), 5),
     ]
 }
 

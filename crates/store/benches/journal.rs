@@ -19,10 +19,7 @@ fn appends_per_second(fsync: Fsync, writers: usize) -> f64 {
     let base = std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let dir = base.join(format!("journal-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let lots = [LotSpec {
-        id: LotId::new("A").unwrap(),
-        capacity: 1_000_000,
-    }];
+    let lots = [LotSpec::new(LotId::new("A").unwrap(), 1_000_000)];
     let state = ParkingState::new(lots, Duration::from_secs(300), Arc::new(SystemClock)).unwrap();
     let options = Options {
         fsync,

@@ -10,11 +10,13 @@
 //!
 //! # Layout
 //! - this file: servers, waiting, connecting from another address.
+//! - `http`: [`http::Http`], a raw HTTP/1.1 client that reads responses and event streams.
 //! - `pg`: [`pg::TempPostgres`].
 
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used)]
 
+pub mod http;
 pub mod pg;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};

@@ -7,10 +7,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use broker::{Broker, BrokerConfig, BrokerStats};
+use broker::{Broker, BrokerConfig, BrokerStats, EventStream, Held};
 use framing::pubsub::{self, ServerLine};
 use socket2::{Domain, Protocol, Socket, Type};
-use state::{LotChange, LotId};
+use state::{Availability, LotChange, LotId};
 
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(5);
@@ -53,6 +53,34 @@ impl Harness {
         socket.into()
     }
 
+    /// Connects a client and hands the server side over as an event stream following `lots`
+    /// (all when empty), with `preamble` to go first.
+    pub fn connect_stream(&self, lots: &[&str], preamble: &[u8]) -> Client {
+        Client::new(self.connect_stream_raw(lots, preamble, None))
+    }
+
+    /// [`Harness::connect_stream`], with the client's receive buffer set to `receive_buffer`.
+    pub fn connect_stream_raw(
+        &self,
+        lots: &[&str],
+        preamble: &[u8],
+        receive_buffer: Option<usize>,
+    ) -> TcpStream {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        if let Some(size) = receive_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        socket.connect(&self.addr.into()).unwrap();
+        let (server_side, peer) = self.listener.accept().unwrap();
+        let request = EventStream {
+            lots: lots.iter().map(|lot| LotId::new(lot).unwrap()).collect(),
+            preamble: preamble.to_vec(),
+        };
+        self.broker
+            .attach_stream(server_side, peer, Held::new(()), request);
+        socket.into()
+    }
+
     /// Publishes a change of `lot`'s free count.
     pub fn publish(&self, lot: &str, free: u32) {
         self.broker.on_lot_change(&change(lot, free));
@@ -85,6 +113,7 @@ pub fn change(lot: &str, free: u32) -> LotChange {
     LotChange {
         lot: LotId::new(lot).unwrap(),
         free,
+        status: Availability::of(free, 0),
         seq: next_seq(),
         at: SystemTime::now(),
     }
@@ -174,6 +203,32 @@ impl Client {
             Ok(ServerLine::Event(event)) => (event.lot_id.into_owned(), event.free),
             other => panic!("expected an event, got {other:?}"),
         }
+    }
+
+    /// The next event-stream event: its `event`, `id` and `data` fields (the blank line that
+    /// ends it is read too); keep-alive comments before it are skipped.
+    pub fn sse_event(&mut self) -> (String, u64, String) {
+        let mut line = self.line();
+        while line.starts_with(':') || line.is_empty() {
+            line = self.line();
+        }
+        let event = line
+            .strip_prefix("event: ")
+            .expect("an event: line")
+            .to_owned();
+        let id = self
+            .line()
+            .strip_prefix("id: ")
+            .expect("an id: line")
+            .parse()
+            .unwrap();
+        let data = self
+            .line()
+            .strip_prefix("data: ")
+            .expect("a data: line")
+            .to_owned();
+        assert_eq!(self.line(), "", "an event ends with a blank line");
+        (event, id, data)
     }
 
     /// Reads (and discards) until the server closes the connection.

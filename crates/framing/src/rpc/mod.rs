@@ -33,7 +33,8 @@ pub use reply::{
     encode_text_reply,
 };
 pub use state::{
-    Booking, BookingStatus, CancelOutcome, LotOffer, Offer, ReserveOutcome, SpotOffer, WaitEntry,
+    Availability, Booking, BookingStatus, CancelOutcome, LotOffer, Offer, ReserveOutcome,
+    SpotOffer, WaitEntry,
 };
 
 /// True when the payload is a JSON request (first non-blank byte is `{`), false for a text alias.
@@ -548,11 +549,12 @@ mod tests {
             reserved: 2,
             booked: 0,
             free: 95,
+            status: Some(state::Availability::Open),
         }]);
         encode_json_reply(&mut out, Some(1), Ok(&lots));
         assert_eq!(
             out,
-            br#"{"rpcId":1,"result":[{"id":"A","capacity":100,"occupied":3,"counted":3,"reserved":2,"booked":0,"free":95}],"error":null}"#
+            br#"{"rpcId":1,"result":[{"id":"A","capacity":100,"occupied":3,"counted":3,"reserved":2,"booked":0,"free":95,"status":"open"}],"error":null}"#
         );
     }
 

@@ -7,7 +7,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use state::{Booking, CancelOutcome, LotOffer, ReserveOutcome, WaitEntry};
+use state::{Availability, Booking, CancelOutcome, LotOffer, ReserveOutcome, WaitEntry};
 
 use super::error::WireError;
 
@@ -33,6 +33,9 @@ pub struct LotStatus<'a> {
     pub booked: u32,
     /// `max(0, capacity - occupied - reserved - booked)`.
     pub free: u32,
+    /// `open`, `almostFull` or `full`; absent from a server that predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Availability>,
 }
 
 /// A successful result, in the shape shared by the JSON and text replies.

@@ -24,10 +24,9 @@ pub fn new_state(clock: &Arc<ManualClock>) -> Arc<ParkingState> {
 
 /// A state with `lots`, on `clock`.
 pub fn state_with(clock: &Arc<ManualClock>, lots: &[(&str, u32)]) -> Arc<ParkingState> {
-    let lots = lots.iter().map(|&(id, capacity)| LotSpec {
-        id: LotId::new(id).unwrap(),
-        capacity,
-    });
+    let lots = lots
+        .iter()
+        .map(|&(id, capacity)| LotSpec::new(LotId::new(id).unwrap(), capacity));
     Arc::new(ParkingState::new(lots, TTL, clock.clone()).unwrap())
 }
 

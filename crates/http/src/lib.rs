@@ -1,0 +1,316 @@
+//! The parking server's HTTP port: a REST API over the same state as the RPC port, a live
+//! event stream, Prometheus metrics and a dashboard for the wall screen.
+//!
+//! # How it fits
+//! [`HttpPort`] is a [`protocol::Protocol`], served by the server's scheduler like the RPC
+//! and sensor ports: a fixed pool of workers answers the requests of any number of
+//! connections, and a keep-alive connection with nothing to say waits in the port's poller,
+//! never on a thread. One request is read at a time from the connection's buffer (with
+//! `httparse`), routed ([`route`](crate::route)), answered, and its response appended to the
+//! connection's output in one piece; pipelined requests are answered in order.
+//!
+//! Reads come from the store's state and writes go through the store (`store::Store`), as
+//! the RPC port's do, so no rule is written twice. A `GET /v1/events` request takes its
+//! connection over ([`protocol::Step::Upgrade`]): the response head is written, and the
+//! connection is handed to the broker (`broker::Broker::attach_stream`), whose notifier
+//! threads push its events from then on, under the pub/sub port's back-pressure rules. No
+//! thread per stream.
+//!
+//! Every request passes through one place, `HttpPort::respond`, with its route known, where
+//! its key is checked (`Authorization: Bearer`, with `auth::Authenticator::verify`: no
+//! session, each request on its own) against what the route needs (`Route::action`).
+//!
+//! `docs/http.md` is the normative description, `docs/openapi.yaml` the schema (also served
+//! at `GET /openapi.yaml`).
+//!
+//! # Layout
+//! - `request`: reading one request with `httparse`, and the size limits.
+//! - `route`: the table of routes: method and path to a typed [`Route`](crate::route).
+//! - `api`: what each route answers.
+//! - `response`: writing a response.
+//! - `error`: the error codes and their statuses.
+//! - `cors`: [`Cors`], which other origins may call the API.
+//! - `assets/dashboard.html`: the dashboard, compiled in.
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod cors;
+mod error;
+mod request;
+mod response;
+mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use auth::{Authenticator, Identity, Session};
+use broker::{Broker, EventStream, Held};
+use framing::rpc::ErrorCode;
+use history::History;
+use metrics::{Metrics, Outcome, RequestMetrics};
+use protocol::{Protocol, Released, Step};
+use shutdown::ShutdownHandle;
+use state::LotId;
+use store::Store;
+use warn_limit::peer_warn;
+
+use crate::api::{Answer, Api};
+use crate::error::ApiError;
+use crate::request::{Parsed, Request};
+use crate::response::{Response, Status};
+use crate::route::Route;
+
+pub use crate::cors::Cors;
+pub use crate::request::{MAX_BODY_LEN, MAX_HEAD_LEN};
+
+/// The HTTP port's protocol.
+pub struct HttpPort {
+    api: Api,
+    /// The key table; with one, every route but the health probes, the dashboard page and
+    /// the API document needs a key allowed to do what it asks.
+    auth: Option<Arc<Authenticator>>,
+    broker: Arc<Broker>,
+    cors: Cors,
+    requests: AtomicU64,
+    /// Counted under `route::METRIC_NAMES`.
+    metrics: RequestMetrics,
+}
+
+impl HttpPort {
+    /// The HTTP port over `store`, handing event streams to `broker`, answering history from
+    /// `history`, rendering `metrics`, and telling readiness probes when `shutdown` is
+    /// triggered; `cors` says which other origins may call it, `auth` which keys may (none:
+    /// anyone).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        broker: Arc<Broker>,
+        history: Arc<History>,
+        metrics: Arc<Metrics>,
+        shutdown: ShutdownHandle,
+        cors: Cors,
+        auth: Option<Arc<Authenticator>>,
+    ) -> Self {
+        let requests = metrics.requests("http", &route::METRIC_NAMES);
+        HttpPort {
+            api: Api {
+                store,
+                history,
+                metrics,
+                shutdown,
+            },
+            auth,
+            broker,
+            cors,
+            requests: AtomicU64::new(0),
+            metrics: requests,
+        }
+    }
+
+    /// Requests answered so far (errors included).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The answer to one request, the metric it is counted under, and whether the
+    /// connection must close after it (an address over its failed-token budget). Every
+    /// request passes here with its route known.
+    fn respond(
+        &self,
+        request: &Request<'_>,
+        peer: SocketAddr,
+    ) -> (usize, Result<Answer, ApiError>, bool) {
+        let (route, _) = match route::route(request.method, request.path) {
+            Ok(routed) => routed,
+            Err(error) => return (route::INVALID, Err(error), false),
+        };
+        let metric = route.metric();
+        let caller = match self.authorize(&route, request, peer) {
+            Ok(caller) => caller,
+            Err((error, close)) => return (metric, Err(error), close),
+        };
+        let preflight = match route {
+            Route::Options(allow) => self.cors.preflight(request.origin, allow),
+            _ => Vec::new(),
+        };
+        let mut answer = self
+            .api
+            .answer(route, request.query, request.body, caller.as_deref());
+        if let Ok(Answer::Response(response)) = &mut answer {
+            response.headers.extend(preflight);
+        }
+        (metric, answer, false)
+    }
+
+    /// Who the request comes from, when keys are configured and the route needs one: the
+    /// key of its `Authorization: Bearer` header, or of an `access_token` query parameter
+    /// (for `EventSource`, which cannot send headers; it lands in proxy logs, so the header
+    /// is the safer choice). Each request is checked on its own: a keep-alive connection may
+    /// carry several clients' requests through a proxy.
+    fn authorize(
+        &self,
+        route: &Route<'_>,
+        request: &Request<'_>,
+        peer: SocketAddr,
+    ) -> Result<Option<Arc<Identity>>, (ApiError, bool)> {
+        let (Some(auth), Some(action)) = (&self.auth, route.action()) else {
+            return Ok(None);
+        };
+        let from_query = || {
+            form_urlencoded::parse(request.query.as_bytes())
+                .find(|(key, _)| key == "access_token")
+                .map(|(_, token)| token.into_owned())
+        };
+        let Some(token) = request.bearer.map(str::to_owned).or_else(from_query) else {
+            return Err((
+                ApiError::rpc(
+                    ErrorCode::Unauthorized,
+                    "this route needs a key: send Authorization: Bearer <token>",
+                ),
+                false,
+            ));
+        };
+        let identity = auth
+            .verify(&token, peer.ip(), Instant::now())
+            .map_err(|failure| {
+                peer_warn!("http {peer}: refused a token: {failure}");
+                (
+                    ApiError::rpc(ErrorCode::Unauthorized, failure.to_string()),
+                    failure.closes(),
+                )
+            })?;
+        if !identity.may(action) {
+            return Err((
+                ApiError::rpc(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "key {} ({}) may not {action}",
+                        identity.id().as_str(),
+                        identity.role()
+                    ),
+                ),
+                false,
+            ));
+        }
+        Ok(Some(identity))
+    }
+}
+
+impl Protocol for HttpPort {
+    type Upgrade = Vec<LotId>;
+
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn max_request_len(&self) -> usize {
+        MAX_HEAD_LEN + MAX_BODY_LEN
+    }
+
+    fn serve_one(
+        &self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        peer: SocketAddr,
+        _session: &mut Session,
+    ) -> Step<Vec<LotId>> {
+        let started = Instant::now();
+        let request = match request::parse(input) {
+            Parsed::Request(request) => request,
+            Parsed::Incomplete => return Step::Incomplete,
+            Parsed::Invalid(error) => {
+                peer_warn!("http {peer}: refused: {error}");
+                let mut response = error.clone().into_response();
+                response.headers.extend(self.cors.headers(None));
+                response.write(out, false, true);
+                self.count(route::INVALID, error.code.outcome(), started);
+                return Step::Fatal;
+            }
+        };
+        let head_only = request.method == "HEAD";
+        let (metric, answer, close) = self.respond(&request, peer);
+        let keep_alive = request.keep_alive && !close;
+        let cors = self.cors.headers(request.origin);
+        let (mut response, outcome) = match answer {
+            Ok(Answer::Stream(lots)) => {
+                stream_head(out, cors);
+                self.count(metric, Outcome::Ok, started);
+                if head_only {
+                    return Step::Fatal;
+                }
+                log::debug!(
+                    "http {peer}: event stream of {} lot(s) (0: all)",
+                    lots.len()
+                );
+                return Step::Upgrade { upgrade: lots };
+            }
+            Ok(Answer::Response(response)) => (response, Outcome::Ok),
+            Err(error) => {
+                log::debug!(
+                    "http {peer}: {} {}: {error}",
+                    state::shown(request.method),
+                    state::shown(request.path)
+                );
+                let outcome = error.code.outcome();
+                (error.into_response(), outcome)
+            }
+        };
+        response.headers.extend(cors);
+        response.write(out, head_only, !keep_alive);
+        self.count(metric, outcome, started);
+        if keep_alive {
+            Step::Answered {
+                consumed: request.len,
+            }
+        } else {
+            // The conversation ends with this response: close once it is written.
+            Step::Fatal
+        }
+    }
+
+    fn busy_reply(&self, out: &mut Vec<u8>, detail: &str) {
+        ApiError::rpc(ErrorCode::Busy, detail)
+            .into_response()
+            .write(out, false, true);
+    }
+
+    fn take_over(&self, lots: Vec<LotId>, connection: Released) {
+        let Released {
+            stream,
+            peer,
+            unwritten,
+            place,
+        } = connection;
+        self.broker.attach_stream(
+            stream,
+            peer,
+            Held::new(place),
+            EventStream {
+                lots,
+                preamble: unwritten,
+            },
+        );
+    }
+}
+
+impl HttpPort {
+    fn count(&self, metric: usize, outcome: Outcome, started: Instant) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.metrics.record(metric, outcome, started.elapsed());
+    }
+}
+
+/// Appends an event stream's response head. It has no length: the stream ends when the
+/// connection does, which `Connection: close` says.
+fn stream_head(out: &mut Vec<u8>, cors: Vec<String>) {
+    let mut response = Response::empty(Status::OK)
+        .header("Content-Type", "text/event-stream")
+        .header("Cache-Control", "no-cache")
+        // Tells nginx not to buffer the stream.
+        .header("X-Accel-Buffering", "no");
+    response.headers.extend(cors);
+    response.write_stream_head(out);
+}
