@@ -3,7 +3,7 @@
 //! The server (`crates/server`) owns the sockets, the workers and the poller where idle
 //! connections wait; a [`Protocol`] only turns the bytes a connection sent into the bytes to
 //! send back. The RPC and sensor ports implement it in the server crate, the HTTP port in
-//! its own crate (`crates/http`), which is why the trait lives here, below both.
+//! its own crate (`crates/http-port`), which is why the trait lives here, below both.
 //!
 //! A request may also take its connection off the scheduler for good: an HTTP event stream
 //! is handed to the pub/sub broker's notifier threads, which push events to it from then on.

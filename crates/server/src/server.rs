@@ -12,7 +12,7 @@ use accounts::{Drivers, JwtSecret};
 use auth::Authenticator;
 use broker::{Broker, BrokerConfig, Held};
 use history::History;
-use http::{Cors, HttpPort};
+use http_port::{Cors, HttpPort};
 use metrics::{Metrics, MetricsError};
 use shutdown::ShutdownHandle;
 use state::{Clock, ParkingState, Purger, SetupError, SystemClock};
