@@ -50,10 +50,8 @@ impl Printer {
         reservation: Reservation,
     ) -> io::Result<()> {
         let reason = match reservation {
-            Reservation::Reserved => None,
-            Reservation::Full => Some("FULL"),
-            Reservation::AlreadyReserved => Some("EXISTS"),
             Reservation::Refused => Some("UNKNOWN"),
+            known => known.reason(),
         };
         if self.json {
             return Self::json_line(

@@ -557,6 +557,27 @@ mod tests {
         Registry::new(vec![lot("A"), lot("B"), lot("C")], queue_size, max_drops)
     }
 
+    /// [`Registry::subscribe`] for a pub/sub port connection known to `doorbell` as token 1.
+    fn subscribe(
+        registry: &Registry,
+        doorbell: &Arc<Doorbell>,
+        slot: &mut Option<Subscription>,
+        topic: Topic<'_>,
+    ) -> Result<(u64, Vec<LotChange>), PubsubError> {
+        subscribe_as(registry, (doorbell, Token(1)), slot, topic, Encoding::Lines)
+    }
+
+    /// [`Registry::subscribe`] for a connection with its own token and encoding.
+    fn subscribe_as(
+        registry: &Registry,
+        doorbell: (&Arc<Doorbell>, Token),
+        slot: &mut Option<Subscription>,
+        topic: Topic<'_>,
+        encoding: Encoding,
+    ) -> Result<(u64, Vec<LotChange>), PubsubError> {
+        registry.subscribe(slot, topic, peer(), doorbell, encoding)
+    }
+
     fn queued(subscription: &Subscription) -> Vec<String> {
         std::iter::from_fn(|| subscription.subscriber().next_event())
             .map(|line| String::from_utf8(line.to_vec()).unwrap())
@@ -575,15 +596,7 @@ mod tests {
         let registry = registry(4, 100);
         let doorbell = Doorbell::detached();
         let mut slot = None;
-        registry
-            .subscribe(
-                &mut slot,
-                Topic::Lot("A"),
-                peer(),
-                (&doorbell, Token(1)),
-                Encoding::Lines,
-            )
-            .unwrap();
+        subscribe(&registry, &doorbell, &mut slot, Topic::Lot("A")).unwrap();
         for free in 1..=6 {
             registry.publish(&change("A", free));
         }
@@ -603,15 +616,7 @@ mod tests {
         let registry = registry(2, 3);
         let doorbell = Doorbell::detached();
         let mut slot = None;
-        registry
-            .subscribe(
-                &mut slot,
-                Topic::All,
-                peer(),
-                (&doorbell, Token(1)),
-                Encoding::Lines,
-            )
-            .unwrap();
+        subscribe(&registry, &doorbell, &mut slot, Topic::All).unwrap();
         let subscription = slot.unwrap();
         // While the socket is taking data, drops alone never doom a subscriber.
         for free in 0..10 {
@@ -638,15 +643,7 @@ mod tests {
         let registry = registry(16, 10);
         let doorbell = Doorbell::detached();
         let mut slot = None;
-        let (id, _) = registry
-            .subscribe(
-                &mut slot,
-                Topic::Lot("A"),
-                peer(),
-                (&doorbell, Token(1)),
-                Encoding::Lines,
-            )
-            .unwrap();
+        let (id, _) = subscribe(&registry, &doorbell, &mut slot, Topic::Lot("A")).unwrap();
         for topic in [
             Topic::Lot("A"),
             Topic::Lot("B"),
@@ -654,15 +651,7 @@ mod tests {
             Topic::Lot("C"),
         ] {
             assert_eq!(
-                registry
-                    .subscribe(
-                        &mut slot,
-                        topic,
-                        peer(),
-                        (&doorbell, Token(1)),
-                        Encoding::Lines
-                    )
-                    .map(|(id, _)| id),
+                subscribe(&registry, &doorbell, &mut slot, topic).map(|(id, _)| id),
                 Ok(id)
             );
         }
@@ -695,37 +684,13 @@ mod tests {
         let registry = registry(16, 10);
         let doorbell = Doorbell::detached();
         let mut slot = None;
-        let refused = registry
-            .subscribe(
-                &mut slot,
-                Topic::Lot("a"),
-                peer(),
-                (&doorbell, Token(1)),
-                Encoding::Lines,
-            )
-            .unwrap_err();
+        let refused = subscribe(&registry, &doorbell, &mut slot, Topic::Lot("a")).unwrap_err();
         assert_eq!(refused, PubsubError::new(PubsubErrorCode::UnknownLot, "a"));
         assert!(slot.is_none());
         assert_eq!(registry.counters().snapshot().subscribers, 0);
-        let first = registry
-            .subscribe(
-                &mut slot,
-                Topic::Lot("A"),
-                peer(),
-                (&doorbell, Token(1)),
-                Encoding::Lines,
-            )
-            .unwrap();
+        let first = subscribe(&registry, &doorbell, &mut slot, Topic::Lot("A")).unwrap();
         let mut other = None;
-        let second = registry
-            .subscribe(
-                &mut other,
-                Topic::All,
-                peer(),
-                (&doorbell, Token(1)),
-                Encoding::Lines,
-            )
-            .unwrap();
+        let second = subscribe(&registry, &doorbell, &mut other, Topic::All).unwrap();
         assert_eq!((first.0, second.0), (1, 2));
     }
 
@@ -737,15 +702,7 @@ mod tests {
         registry.seed(&seeded);
         registry.publish(&change("B", 6));
         let mut slot = None;
-        let (_, first) = registry
-            .subscribe(
-                &mut slot,
-                Topic::Lot("B"),
-                peer(),
-                (&doorbell, Token(1)),
-                Encoding::Lines,
-            )
-            .unwrap();
+        let (_, first) = subscribe(&registry, &doorbell, &mut slot, Topic::Lot("B")).unwrap();
         assert_eq!(
             first
                 .iter()
@@ -754,26 +711,10 @@ mod tests {
             [("B", 6)]
         );
         // Again: nothing new is covered, so no snapshot (and no duplicate events).
-        let (_, again) = registry
-            .subscribe(
-                &mut slot,
-                Topic::Lot("B"),
-                peer(),
-                (&doorbell, Token(1)),
-                Encoding::Lines,
-            )
-            .unwrap();
+        let (_, again) = subscribe(&registry, &doorbell, &mut slot, Topic::Lot("B")).unwrap();
         assert!(again.is_empty());
         // ALL covers A and C newly, B already.
-        let (_, all) = registry
-            .subscribe(
-                &mut slot,
-                Topic::All,
-                peer(),
-                (&doorbell, Token(1)),
-                Encoding::Lines,
-            )
-            .unwrap();
+        let (_, all) = subscribe(&registry, &doorbell, &mut slot, Topic::All).unwrap();
         let mut lots: Vec<&str> = all.iter().map(|c| c.lot.as_str()).collect();
         lots.sort_unstable();
         assert_eq!(lots, ["A", "C"]);
@@ -811,24 +752,15 @@ mod tests {
         let registry = registry(4, 10);
         let doorbell = Doorbell::detached();
         let (mut lines, mut stream) = (None, None);
-        registry
-            .subscribe(
-                &mut lines,
-                Topic::All,
-                peer(),
-                (&doorbell, Token(1)),
-                Encoding::Lines,
-            )
-            .unwrap();
-        registry
-            .subscribe(
-                &mut stream,
-                Topic::Lot("A"),
-                peer(),
-                (&doorbell, Token(2)),
-                Encoding::EventStream,
-            )
-            .unwrap();
+        subscribe(&registry, &doorbell, &mut lines, Topic::All).unwrap();
+        subscribe_as(
+            &registry,
+            (&doorbell, Token(2)),
+            &mut stream,
+            Topic::Lot("A"),
+            Encoding::EventStream,
+        )
+        .unwrap();
         let stats = registry.counters().snapshot();
         assert_eq!((stats.subscribers, stats.streams), (1, 1));
         let published = change("A", 12);

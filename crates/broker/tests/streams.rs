@@ -6,11 +6,17 @@
 mod common;
 
 use std::io::Write;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use broker::BrokerConfig;
-use common::{Harness, change, expect_closed};
+use common::{DEADLINE, Harness, change, expect_closed};
 use serde_json::Value;
+
+/// The free count published last, after the stuck stream is gone: above any count before it.
+const LAST: u32 = u32::MAX;
 
 const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
 
@@ -100,28 +106,58 @@ fn a_quiet_stream_gets_keep_alive_comments() {
 
 #[test]
 fn a_stream_that_stops_reading_is_disconnected_like_a_subscriber() {
+    // The broker's default send buffer (32 KiB): a reader that keeps up never has a full
+    // socket, even when the loaded machine is slow to acknowledge what it has read. A line
+    // timeout far past the test's deadline: only the overflow rule can cut a stream off.
     let harness = Harness::start(BrokerConfig {
         queue_size: 4,
         max_overflow_drops: 3,
-        send_buffer: 4096,
+        line_timeout: Duration::from_secs(60),
         ..BrokerConfig::default()
     });
     let mut stuck = harness.connect_stream_raw(&["A"], b"", Some(4096));
     let mut reading = harness.connect_stream(&["A"], b"");
     harness.wait_for_stats("two streams", |stats| stats.streams == 2);
-    let free = std::cell::Cell::new(0);
-    // Each event is about 110 bytes: a few hundred fill the stuck peer's buffers.
-    harness.wait_for_stats("the stuck stream to be cut off", |stats| {
-        for _ in 0..50 {
-            free.set(free.get() + 1);
-            harness.publish("A", free.get());
+    // The reading stream is read all along and reports the latest free count it saw; it may
+    // lose its oldest events to a full queue, never their order or the latest one.
+    let seen = Arc::new(AtomicU32::new(0));
+    let reader = {
+        let seen = Arc::clone(&seen);
+        thread::spawn(move || {
+            loop {
+                let free = data(&reading.sse_event().2).1;
+                let last = seen.swap(free.try_into().unwrap(), Ordering::SeqCst);
+                assert!(u64::from(last) < free, "{free} came after {last}");
+                if free == u64::from(LAST) {
+                    return reading;
+                }
+            }
+        })
+    };
+    // Published at most 100 events (about 11 KB) ahead of the reader, as a peer that keeps
+    // up is: only the stuck stream (4 KiB receive buffer, a few hundred events behind) can
+    // fill its socket.
+    let deadline = Instant::now() + 4 * DEADLINE;
+    let mut free = 0;
+    while harness.broker.stats().slow_disconnects == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stuck stream was not cut off after {free} events: {:?}",
+            harness.broker.stats()
+        );
+        if free < seen.load(Ordering::SeqCst) + 100 {
+            free += 1;
+            harness.publish("A", free);
+        } else {
+            thread::sleep(Duration::from_millis(1));
         }
-        stats.slow_disconnects == 1
-    });
+    }
     harness.wait_for_stats("one stream left", |stats| stats.streams == 1);
     expect_closed(&mut stuck);
     let _ = stuck.write_all(b"x");
-    // The reading one lost at most its oldest events, and hears the latest.
-    harness.publish("A", 100_000);
-    while data(&reading.sse_event().2).1 != 100_000 {}
+    // The reading one is still subscribed, and hears the latest.
+    harness.publish("A", LAST);
+    let _reading = reader.join().unwrap();
+    let stats = harness.broker.stats();
+    assert_eq!((stats.slow_disconnects, stats.streams), (1, 1), "{stats:?}");
 }

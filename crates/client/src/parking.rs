@@ -8,8 +8,8 @@ use std::time::Duration;
 use framing::Secret;
 use framing::frame::{self, FrameError};
 use framing::rpc::{
-    self, Booking, ErrorCode, KeyGrant, LotFilter, LotOffer, LotStatus, Request, WaitEntry,
-    WireError,
+    self, Booking, ErrorCode, KeyGrant, LotFilter, LotOffer, LotStatus, Request, ReserveOutcome,
+    WaitEntry, WireError,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -133,6 +133,28 @@ pub enum Reservation {
     /// Refused by a server that does not say why (one that predates reasons): the lot is full
     /// or the plate already holds a reservation there.
     Refused,
+}
+
+impl Reservation {
+    /// The reply's `reason` for this outcome ([`ReserveOutcome::reason`]); `None` for a grant
+    /// and for a refusal the server did not explain.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Reservation::Full => ReserveOutcome::Full.reason(),
+            Reservation::AlreadyReserved => ReserveOutcome::Exists.reason(),
+            Reservation::Reserved | Reservation::Refused => None,
+        }
+    }
+}
+
+impl From<ReserveOutcome> for Reservation {
+    fn from(outcome: ReserveOutcome) -> Self {
+        match outcome {
+            ReserveOutcome::Reserved => Reservation::Reserved,
+            ReserveOutcome::Full => Reservation::Full,
+            ReserveOutcome::Exists => Reservation::AlreadyReserved,
+        }
+    }
 }
 
 /// A blocking client for the RPC port: one TCP connection, one request at a time with the
@@ -268,12 +290,11 @@ impl ParkingClient {
             plate: plate.into(),
         })?;
         // Taken before `decode` consumes the reply; a success carries no reason.
-        let refusal = match reply.reason() {
-            Some("FULL") => Reservation::Full,
-            Some("EXISTS") => Reservation::AlreadyReserved,
-            // No reason (a server that predates them) or one this client does not know.
-            _ => Reservation::Refused,
-        };
+        // No reason (a server that predates them) or one this client does not know: Refused.
+        let refusal = reply
+            .reason()
+            .and_then(ReserveOutcome::from_reason)
+            .map_or(Reservation::Refused, Reservation::from);
         let reserved: bool = reply.decode()?;
         Ok(if reserved {
             Reservation::Reserved

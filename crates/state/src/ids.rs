@@ -14,11 +14,50 @@ pub const MAX_LOT_ID_LEN: usize = 32;
 /// Longest plate.
 pub const MAX_PLATE_LEN: usize = 16;
 
-/// A lot's id: 1 to 32 characters of `A-Z a-z 0-9 _ -`, compared exactly, and never `ALL`
-/// in any case (the pub/sub port's `SUBSCRIBE ALL` means every lot). Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct LotId(Arc<str>);
+/// Defines a validated-name newtype: text (an `Arc<str>`, cheap to clone) that exists only
+/// once its constructor accepted it, compared exactly, serialised as the text and checked
+/// again when deserialised (`try_from` = the constructor, through `$text`).
+macro_rules! validated_name {
+    ($(#[$doc:meta])* $name:ident, $error:ty, |$text:ident| $parse:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $error;
+
+            fn try_from($text: String) -> Result<Self, Self::Error> {
+                $parse
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> Self {
+                name.as_str().to_owned()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+validated_name! {
+    /// A lot's id: 1 to 32 characters of `A-Z a-z 0-9 _ -`, compared exactly, and never `ALL`
+    /// in any case (the pub/sub port's `SUBSCRIBE ALL` means every lot). Cheap to clone.
+    LotId, LotIdError, |id| LotId::new(&id)
+}
 
 /// Why a string is not a valid lot id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,41 +108,13 @@ impl LotId {
         if id.len() > MAX_LOT_ID_LEN {
             return Err(LotIdError::TooLong(id.to_owned()));
         }
-        if !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !id.bytes().all(is_name_byte) {
             return Err(LotIdError::BadCharacter(id.to_owned()));
         }
         if id.eq_ignore_ascii_case("ALL") {
             return Err(LotIdError::Reserved(id.to_owned()));
         }
         Ok(LotId(id.into()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for LotId {
-    type Error = LotIdError;
-
-    fn try_from(id: String) -> Result<Self, Self::Error> {
-        LotId::new(&id)
-    }
-}
-
-impl From<LotId> for String {
-    fn from(id: LotId) -> Self {
-        id.as_str().to_owned()
-    }
-}
-
-impl fmt::Display for LotId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -233,13 +244,14 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
+/// The characters of lot ids and every other name: `A-Z a-z 0-9 _ -`.
+fn is_name_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
+}
+
 /// Checks the rules every name shares with lot ids: 1 to 32 characters of `A-Z a-z 0-9 _ -`.
 fn checked_name(text: &str, of: &'static str) -> Result<Arc<str>, NameError> {
-    let valid = !text.is_empty()
-        && text.len() <= MAX_NAME_LEN
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let valid = !text.is_empty() && text.len() <= MAX_NAME_LEN && text.bytes().all(is_name_byte);
     if valid {
         Ok(text.into())
     } else {
@@ -250,21 +262,16 @@ fn checked_name(text: &str, of: &'static str) -> Result<Arc<str>, NameError> {
     }
 }
 
-/// A named space in a lot (`A-EV1`), bookable on its own: 1 to 32 characters of
-/// `A-Z a-z 0-9 _ -`, compared exactly, unique within its lot.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SpotId(Arc<str>);
+validated_name! {
+    /// A named space in a lot (`A-EV1`), bookable on its own: 1 to 32 characters of
+    /// `A-Z a-z 0-9 _ -`, compared exactly, unique within its lot.
+    SpotId, NameError, |text| SpotId::new(&text)
+}
 
 impl SpotId {
     /// Validates `id`.
     pub fn new(id: &str) -> Result<Self, NameError> {
         checked_name(id, "spot id").map(SpotId)
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -274,51 +281,17 @@ impl std::borrow::Borrow<str> for SpotId {
     }
 }
 
-/// A zone (`north`) or a feature (`ev`, `covered`) of a lot or spot: 1 to 32 characters of
-/// `A-Z a-z 0-9 _ -`, compared exactly.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Label(Arc<str>);
+validated_name! {
+    /// A zone (`north`) or a feature (`ev`, `covered`) of a lot or spot: 1 to 32 characters of
+    /// `A-Z a-z 0-9 _ -`, compared exactly.
+    Label, NameError, |text| Label::new(&text, "label")
+}
 
 impl Label {
     /// Validates `text` as a zone or feature name; `of` says which, for the error.
     pub fn new(text: &str, of: &'static str) -> Result<Self, NameError> {
         checked_name(text, of).map(Label)
     }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-macro_rules! text_conversions {
-    ($($name:ident => |$text:ident| $parse:expr;)+) => {$(
-        impl TryFrom<String> for $name {
-            type Error = NameError;
-
-            fn try_from($text: String) -> Result<Self, Self::Error> {
-                $parse
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(name: $name) -> Self {
-                name.as_str().to_owned()
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    )+};
-}
-
-text_conversions! {
-    SpotId => |text| SpotId::new(&text);
-    Label => |text| Label::new(&text, "label");
 }
 
 /// A booking's id: its lot and its number there, written `<lotId>.<n>` (`A.17`). Lot ids have

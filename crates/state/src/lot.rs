@@ -40,6 +40,25 @@ pub enum ReserveOutcome {
     Exists,
 }
 
+impl ReserveOutcome {
+    /// Why nothing was reserved, in the word every port and client uses for it (`FULL`,
+    /// `EXISTS`: the RPC reply's `reason`); `None` for a grant.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            ReserveOutcome::Reserved => None,
+            ReserveOutcome::Full => Some("FULL"),
+            ReserveOutcome::Exists => Some("EXISTS"),
+        }
+    }
+
+    /// The refusal that `reason` names, if it is one of [`ReserveOutcome::reason`]'s words.
+    pub fn from_reason(reason: &str) -> Option<Self> {
+        [ReserveOutcome::Full, ReserveOutcome::Exists]
+            .into_iter()
+            .find(|outcome| outcome.reason() == Some(reason))
+    }
+}
+
 /// Result of a cancellation ([`crate::ParkingState::cancel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelOutcome {

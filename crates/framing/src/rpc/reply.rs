@@ -81,8 +81,7 @@ impl Reply<'_> {
     /// `"result":false`) and the text reply's word.
     pub fn reason(&self) -> Option<&'static str> {
         match self {
-            Reply::Reserve(ReserveOutcome::Full) => Some("FULL"),
-            Reply::Reserve(ReserveOutcome::Exists) => Some("EXISTS"),
+            Reply::Reserve(outcome) => outcome.reason(),
             Reply::Cancel(CancelOutcome::NotFound) => Some("NOT_FOUND"),
             _ => None,
         }
