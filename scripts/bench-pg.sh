@@ -88,7 +88,7 @@ chmod a+r "$WORK/update.sql"
 loadtest() { # loadtest MODE HOSTS: prints req/s of one 16-connection row
     "$BIN/load-test" --mode "$1" --host "$2" --workers 16 --warmup 1 --duration "$DURATION" \
         --json "$WORK/row.json" > /dev/null || true
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["rows"][0]; print(f"{r[\"throughput\"]:.0f} {r[\"errors\"]}")' "$WORK/row.json"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["rows"][0]; print("%.0f %d" % (r["throughput"], r["errors"]))' "$WORK/row.json"
 }
 pgbench_tps() {
     "${AS[@]}" "$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -n -c 16 -j 2 -M prepared \
