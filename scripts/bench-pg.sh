@@ -12,6 +12,8 @@
 #      includes the commit's own WAL flush.
 #
 # Usage: scripts/bench-pg.sh [SECS]     (recorded seconds per throughput row, default 10)
+#        BENCH_BIN=DIR scripts/bench-pg.sh [SECS]   (DIR's release binaries, not built here:
+#                                                    e.g. another branch's, to compare)
 #
 # Needs PostgreSQL (initdb, pg_ctl, pgbench on PATH or under /usr/lib/postgresql/*/bin) and
 # python3. As root the cluster runs as the postgres user. Everything started is stopped and
@@ -20,7 +22,7 @@ set -euo pipefail
 
 DURATION=${1:-10}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 cd "$ROOT"
 source scripts/lib.sh
 require_python3
@@ -45,8 +47,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building (release)..." >&2
-cargo build --release --quiet -p parking-server -p load-test -p subscriber
+if [ -z "${BENCH_BIN:-}" ]; then
+    echo "building (release)..." >&2
+    cargo build --release --quiet -p parking-server -p load-test -p subscriber
+fi
 
 "${AS[@]}" "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 --locale=C > /dev/null
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w \

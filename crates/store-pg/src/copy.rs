@@ -1,9 +1,13 @@
 //! The node's copy of the database: the follower [`ParkingState`] that reads are served
 //! from, and each lot's version, so that every committed change is applied once and in
 //! order, whether it arrives first from this node's own commit or from the announcement.
+//! Announcements are sent after their commits, by each node on its own (`crate::announce`),
+//! so they come in any order: a change that comes early is held until the ones before it
+//! arrive, and a lot held up for long is one whose announcement was lost ([`Copy::stalled`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use state::{Change, LotId, ParkingState, Plate};
@@ -21,6 +25,8 @@ struct Followed {
     /// Changes with later versions that came before one in between (this node's own
     /// commits overtaking the announcement of another node's earlier one).
     early: BTreeMap<u64, Vec<Change>>,
+    /// Since when the change after `version` has been awaited while later ones are held.
+    waiting_since: Option<Instant>,
 }
 
 /// What became of a change offered to the copy.
@@ -95,10 +101,27 @@ impl Copy {
             if followed.early.len() < MAX_EARLY {
                 followed.early.insert(version, changes);
             }
+            followed.waiting_since.get_or_insert_with(Instant::now);
             return Applied::Early;
         }
         self.apply_in_order(&mut followed, version, &changes);
         Applied::Now
+    }
+
+    /// The lots that have held a later change for `longer_than` while the one after their
+    /// version has not come: its announcement was lost (or is very late), so the lot is to
+    /// be read afresh.
+    pub(crate) fn stalled(&self, longer_than: Duration) -> Vec<LotId> {
+        self.lots
+            .iter()
+            .filter(|(_, followed)| {
+                followed
+                    .lock()
+                    .waiting_since
+                    .is_some_and(|since| since.elapsed() >= longer_than)
+            })
+            .map(|(lot, _)| lot.clone())
+            .collect()
     }
 
     /// Makes each image its lot's content, unless the copy is already there or past it: the
@@ -184,6 +207,8 @@ impl Copy {
             self.set(&changes);
             followed.version = next;
         }
+        // A gap that remains is a later one, awaited from now on; none, nothing awaited.
+        followed.waiting_since = (!followed.early.is_empty()).then(Instant::now);
     }
 
     fn set(&self, changes: &[Change]) {
@@ -246,6 +271,27 @@ mod tests {
         assert_eq!(copy.apply(&lot(), 2, vec![held("P2")]), Applied::Already);
         assert_eq!(copy.apply(&lot(), 3, vec![held("P3")]), Applied::Already);
         assert_eq!(*seen.lock(), vec![9, 8, 7]);
+    }
+
+    #[test]
+    fn a_lot_is_stalled_while_a_change_before_a_held_one_has_not_come() {
+        let (copy, _) = copy();
+        assert!(copy.stalled(Duration::ZERO).is_empty());
+        copy.apply(&lot(), 2, vec![held("P2")]);
+        assert_eq!(copy.stalled(Duration::ZERO), vec![lot()]);
+        assert!(copy.stalled(Duration::from_secs(3600)).is_empty());
+        copy.apply(&lot(), 1, vec![held("P1")]);
+        assert!(copy.stalled(Duration::ZERO).is_empty());
+        // A reset past the gap ends the wait too.
+        copy.apply(&lot(), 4, vec![held("P4")]);
+        copy.reset(vec![LotImage {
+            lot: lot(),
+            version: 4,
+            counted: 0,
+            reservations: vec![],
+        }]);
+        assert!(copy.stalled(Duration::ZERO).is_empty());
+        assert_eq!(copy.version("A"), 4);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The expiry work: removing reservations whose time has come. Every node runs it, each as
 //! the earliest reservation's time comes; it is idempotent SQL (`parking_expire`), so nodes
 //! running it at once remove each reservation once, and a node that dies leaves it to the
-//! others. Removals are announced like any change, so every copy hears of them.
+//! others. Removals are announced like any change (after each commit, through the outbox),
+//! so every copy hears of them.
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -12,7 +13,6 @@ use postgres::types::Type;
 use state::Unavailable;
 
 use crate::Shared;
-use crate::link::Link;
 
 /// Reservations removed per transaction: few enough that the announcement (about 100
 /// bytes each) fits in one notification and the lot's row lock is held briefly.
@@ -23,8 +23,8 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Removes every due reservation, lot by lot; returns how many, and how long until the
 /// next one is due (`None` when none is held).
-pub(crate) fn sweep(link: &Link) -> Result<(usize, Option<Duration>), Unavailable> {
-    link.with_connection(|client| {
+pub(crate) fn sweep(shared: &Shared) -> Result<(usize, Option<Duration>), Unavailable> {
+    shared.link.with_connection(|client| {
         let due = client.query_typed(
             "SELECT DISTINCT lot FROM parking_reservations WHERE expires_at <= now()",
             &[],
@@ -33,12 +33,12 @@ pub(crate) fn sweep(link: &Link) -> Result<(usize, Option<Duration>), Unavailabl
         for row in &due {
             let lot: &str = row.try_get(0)?;
             loop {
-                let removed: i32 = client
-                    .query_typed_one(
-                        "SELECT parking_expire($1, $2)",
-                        &[(&lot, Type::TEXT), (&BATCH, Type::INT4)],
-                    )?
-                    .try_get(0)?;
+                let row = client.query_typed_one(
+                    "SELECT removed, parking_unsent() FROM parking_expire($1, $2) AS removed",
+                    &[(&lot, Type::TEXT), (&BATCH, Type::INT4)],
+                )?;
+                let removed: i32 = row.try_get(0)?;
+                shared.outbox.send(row.try_get(1)?);
                 expired += usize::try_from(removed).unwrap_or(0);
                 if removed < BATCH {
                     break;
@@ -80,7 +80,7 @@ fn run(shared: &Shared, stopped: &Receiver<()>) {
     loop {
         // Never sleeps longer than the TTL: a reservation another node makes meanwhile is
         // due a TTL after it was made, so it is looked for in time.
-        let wait = match sweep(&shared.link) {
+        let wait = match sweep(shared) {
             Ok((expired, next)) => {
                 if expired > 0 {
                     log::debug!("expired {expired} reservation(s)");

@@ -7,12 +7,16 @@
 //!
 //! Reads are served from each node's in-memory copy ([`state::ParkingState`] as a
 //! follower), so they cost what they cost with the embedded store. Every committed change
-//! bumps its lot's version and announces itself with `NOTIFY` in the same transaction (the
-//! lot, the new version, the keys that changed as [`state::Change`]s). Each node `LISTEN`s
-//! and applies each lot's changes in version order, exactly once, whichever node made them,
-//! so its subscribers hear every lot's events in the order they were committed. A node also
-//! applies its own commits at once (when they are next in line), so a client reads its own
-//! writes on the node it wrote through.
+//! bumps its lot's version; the node that made it announces it with `NOTIFY` once it has
+//! committed (the lot, the new version, the keys that changed as [`state::Change`]s), in a
+//! transaction of its own: a NOTIFY inside the writing transaction would make every write
+//! wait for an fsync of its own (docs/scaling.md). Each node `LISTEN`s and applies each
+//! lot's changes in version order, exactly once, whichever node made them, so its
+//! subscribers hear every lot's events in the order they were committed. An announcement
+//! lost with its node (dead between commit and announcement) is noticed from the versions
+//! and the lot read afresh, within about two seconds. A node also applies its own commits
+//! at once (when they are next in line), so a client reads its own writes on the node it
+//! wrote through.
 //!
 //! Time-driven work (reservation expiry) is idempotent SQL that every node runs when a
 //! reservation's time comes; several nodes running it at once queue on the lot's row lock
@@ -33,12 +37,15 @@
 //! - `schema`: the versioned migrations (`migrations/*.sql`), applied under an advisory lock,
 //!   and the lots a node brings.
 //! - `copy`: the node's copy: each lot's version, applying changes in version order.
+//! - `announce`: the thread that sends this node's announcements after their commits.
 //! - `link`: the connection pool and whether the database is reachable.
-//! - `follow`: the thread that `LISTEN`s, applies announcements and resynchronises.
+//! - `follow`: the thread that `LISTEN`s, applies announcements, resynchronises, and reads
+//!   afresh the lots whose announcement was lost.
 //! - `expiry`: the thread that runs the expiry work on time.
 
 #![forbid(unsafe_code)]
 
+mod announce;
 mod copy;
 mod expiry;
 mod follow;
@@ -50,7 +57,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postgres::types::Type;
+use postgres::Row;
+use postgres::types::{ToSql, Type};
 use state::{
     Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome, Change,
     Clock, CountChange, GateOutcome, LotId, LotSpec, OccupancyUpdate, ParkingState, Passage, Plate,
@@ -58,12 +66,13 @@ use state::{
 };
 use store::{Health, Store};
 
+use crate::announce::{Announcer, Outbox};
 use crate::copy::Copy;
 use crate::expiry::Expirer;
 use crate::follow::Follower;
 use crate::link::Link;
 
-pub use crate::schema::MIGRATIONS;
+pub use crate::schema::{MIGRATIONS, Migration};
 
 /// Why a booking or a gate line is refused by this store: the default `Store` methods would
 /// decide it in this node's copy alone, unseen by the other nodes and lost at a restart.
@@ -157,7 +166,23 @@ impl std::error::Error for OpenError {
 pub(crate) struct Shared {
     pub(crate) copy: Copy,
     pub(crate) link: Link,
+    pub(crate) outbox: Outbox,
     pub(crate) ttl: Duration,
+}
+
+impl Shared {
+    /// Runs a write whose statement ends with `parking_unsent()` (every write function's
+    /// call does) and hands its announcements to the announcing thread: the statement is
+    /// its own transaction, so by the time it answers it has committed.
+    fn write(&self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Row, Unavailable> {
+        let row = self.link.query_one(sql, params)?;
+        match link::unsent(&row) {
+            Ok(unsent) => self.outbox.send(unsent),
+            // Committed all the same: the nodes read the lot afresh when they notice.
+            Err(err) => log::error!("a write's announcements: {err}"),
+        }
+        Ok(row)
+    }
 }
 
 /// A node's store over PostgreSQL; see the crate documentation.
@@ -165,6 +190,7 @@ pub struct PgStore {
     shared: Arc<Shared>,
     follower: parking_lot::Mutex<Option<Follower>>,
     expirer: parking_lot::Mutex<Option<Expirer>>,
+    announcer: parking_lot::Mutex<Option<Announcer>>,
 }
 
 impl fmt::Debug for PgStore {
@@ -199,9 +225,11 @@ impl PgStore {
         let state = ParkingState::new(lots, ttl, clock)
             .map_err(OpenError::Lots)?
             .follower();
+        let (outbox, pending) = Outbox::new();
         let shared = Arc::new(Shared {
             copy: Copy::new(Arc::new(state)),
             link: Link::new(config, options),
+            outbox,
             ttl,
         });
         // LISTEN before reading: a change committed in between is then both in what is read
@@ -209,18 +237,20 @@ impl PgStore {
         follow::listen(&mut client).map_err(OpenError::Database)?;
         follow::resync(&shared.copy, &mut client, None).map_err(OpenError::Database)?;
         let follower = Follower::spawn(Arc::clone(&shared), client).map_err(OpenError::Spawn)?;
+        let announcer = Announcer::spawn(Arc::clone(&shared), pending).map_err(OpenError::Spawn)?;
         let expirer = Expirer::spawn(Arc::clone(&shared)).map_err(OpenError::Spawn)?;
         log::info!(
             "store: PostgreSQL at {} (pool of {}, timeout {} ms), schema version {}",
             redacted(&options.url),
             options.pool_size,
             options.timeout.as_millis(),
-            MIGRATIONS.len()
+            MIGRATIONS.last().map_or(0, |m| m.version)
         );
         Ok(PgStore {
             shared,
             follower: parking_lot::Mutex::new(Some(follower)),
             expirer: parking_lot::Mutex::new(Some(expirer)),
+            announcer: parking_lot::Mutex::new(Some(announcer)),
         })
     }
 
@@ -228,7 +258,7 @@ impl PgStore {
     /// lot of the database; returns how many. The store's own thread runs it on time;
     /// running it anywhere else too (another node, a test) is harmless.
     pub fn expire_due(&self) -> Result<usize, Unavailable> {
-        expiry::sweep(&self.shared.link).map(|(expired, _)| expired)
+        expiry::sweep(&self.shared).map(|(expired, _)| expired)
     }
 
     /// The lot's id as this node's state knows it, or the error a write reports.
@@ -252,6 +282,8 @@ impl Store for PgStore {
     fn close(&self) {
         self.shared.link.close();
         drop(self.expirer.lock().take());
+        // After the writers and the expiry work: it sends what they committed, then stops.
+        drop(self.announcer.lock().take());
         drop(self.follower.lock().take());
     }
 
@@ -263,8 +295,9 @@ impl Store for PgStore {
     ) -> Result<ReserveOutcome, StateError> {
         let lot = self.lot(lot)?;
         let ttl_ms = i64::try_from(self.shared.ttl.as_millis()).unwrap_or(i64::MAX);
-        let row = self.shared.link.query_one(
-            "SELECT outcome, version, expires_at_ms FROM parking_reserve($1, $2, $3, $4)",
+        let row = self.shared.write(
+            "SELECT outcome, version, expires_at_ms, parking_unsent() \
+             FROM parking_reserve($1, $2, $3, $4)",
             &[
                 (&lot.as_str(), Type::TEXT),
                 (&plate.as_str(), Type::TEXT),
@@ -316,8 +349,8 @@ impl Store for PgStore {
             return Ok(CancelOutcome::NotFound);
         }
         // Removed only if the owner is still the one judged allowed.
-        let row = self.shared.link.query_one(
-            "SELECT version FROM parking_cancel($1, $2, $3)",
+        let row = self.shared.write(
+            "SELECT version, parking_unsent() FROM parking_cancel($1, $2, $3)",
             &[
                 (&lot_id, Type::TEXT),
                 (&plate_text, Type::TEXT),
@@ -351,8 +384,9 @@ impl Store for PgStore {
             CountChange::Add(k) => (None, i64::from(k)),
             CountChange::Remove(k) => (None, -i64::from(k)),
         };
-        let row = self.shared.link.query_one(
-            "SELECT counted, capacity, reserved, version FROM parking_count($1, $2, $3)",
+        let row = self.shared.write(
+            "SELECT counted, capacity, reserved, version, parking_unsent() \
+             FROM parking_count($1, $2, $3)",
             &[
                 (&lot.as_str(), Type::TEXT),
                 (&set, Type::INT8),

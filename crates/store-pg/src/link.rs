@@ -24,10 +24,12 @@ const CLOSED: &str = "the server is stopping";
 pub(crate) fn client_config(options: &PgOptions) -> Result<Config, OpenError> {
     let mut config: Config = options.url.parse().map_err(OpenError::Url)?;
     let millis = options.timeout.as_millis().max(1);
-    let statement_timeout = format!("-c statement_timeout={millis}");
+    // `parking.announce`: this node sends each write's announcement itself once the write
+    // has committed (migration 0003, `crate::announce`).
+    let ours = format!("-c statement_timeout={millis} -c parking.announce=after_commit");
     let server_options = match config.get_options() {
-        Some(given) => format!("{given} {statement_timeout}"),
-        None => statement_timeout,
+        Some(given) => format!("{given} {ours}"),
+        None => ours,
     };
     config
         .options(&server_options)
@@ -204,6 +206,12 @@ pub(crate) fn describe(err: &postgres::Error) -> String {
 pub(crate) fn column<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, Unavailable> {
     row.try_get(idx)
         .map_err(|err| unexpected(format!("column {idx}: {err}")))
+}
+
+/// The announcements a write made, which its statement takes with `parking_unsent()` as
+/// its last column, to be sent once it has committed.
+pub(crate) fn unsent(row: &Row) -> Result<Vec<String>, Unavailable> {
+    column(row, row.len().saturating_sub(1))
 }
 
 /// A lot version in column `idx`, absent (NULL) when nothing changed.

@@ -1,11 +1,14 @@
 //! The database's schema: versioned migrations applied at start, and the lots a node brings.
 //!
-//! Migrations are numbered SQL files in `migrations/`, applied in order, each in its own
-//! transaction together with its row in `parking_schema`, under a session advisory lock so
-//! that nodes starting together apply each one once. They only ever add (tables, columns,
-//! functions with new names): a node of the previous release keeps working against the
-//! newer schema during a rolling upgrade, which is why a database ahead of this node is
-//! accepted with a warning rather than refused.
+//! Migrations are numbered SQL files in `migrations/`, each applied once, in order, in its
+//! own transaction together with its row in `parking_schema`, under a session advisory lock
+//! so that nodes starting together apply each one once. A migration's version is its file's
+//! number, not its place in the list, so that migrations written on branches at the same
+//! time keep their numbers when they meet (one that a database lacks is applied even if a
+//! later one is there). They only ever add (tables, columns, functions) or change what a
+//! function does in a way the previous release still works with: a node of the previous
+//! release keeps working against the newer schema during a rolling upgrade, which is why a
+//! database ahead of this node is accepted with a warning rather than refused.
 
 use postgres::Client;
 use postgres::types::Type;
@@ -13,12 +16,30 @@ use state::{LotId, LotSpec, StateError, Unavailable};
 
 use crate::OpenError;
 
-/// Every migration this node knows, in order: its name and its SQL. The position (from 1)
-/// is its version.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "lots_and_reservations",
-    include_str!("../migrations/0001_lots_and_reservations.sql"),
-)];
+/// One migration: its version (the file's number), its name and its SQL.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The number in the file's name; recorded in `parking_schema`.
+    pub version: i32,
+    /// What it does, in a word or three (the rest of the file's name).
+    pub name: &'static str,
+    /// The statements, run in one transaction.
+    pub sql: &'static str,
+}
+
+/// Every migration this node knows, in order of version.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "lots_and_reservations",
+        sql: include_str!("../migrations/0001_lots_and_reservations.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "announce_after_commit",
+        sql: include_str!("../migrations/0003_announce_after_commit.sql"),
+    },
+];
 
 /// The advisory lock key that migrations are applied under ("parking" and 1).
 const MIGRATION_LOCK: i64 = 0x7061_726b_696e_6701;
@@ -50,34 +71,41 @@ fn apply_missing(client: &mut Client) -> Result<(), OpenError> {
              )",
         )
         .map_err(OpenError::Database)?;
-    let current: i32 = client
-        .query_typed_one("SELECT coalesce(max(version), 0) FROM parking_schema", &[])
-        .and_then(|row| row.try_get(0))
+    let applied: Vec<i32> = client
+        .query_typed("SELECT version FROM parking_schema ORDER BY version", &[])
+        .map_err(OpenError::Database)?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
         .map_err(OpenError::Database)?;
-    let known = MIGRATIONS.len();
-    let current = usize::try_from(current)
-        .map_err(|_| OpenError::Schema(format!("parking_schema holds version {current}")))?;
-    if current > known {
+    let unknown: Vec<i32> = applied
+        .iter()
+        .copied()
+        .filter(|version| !MIGRATIONS.iter().any(|m| m.version == *version))
+        .collect();
+    if !unknown.is_empty() {
         log::warn!(
-            "the database's schema is at version {current}, newer than this node's {known}: \
-             migrations only add, so this node goes on (finish the rolling upgrade)"
+            "the database's schema has migration(s) {unknown:?}, which this node does not \
+             know: migrations only add, so this node goes on (finish the rolling upgrade)"
         );
-        return Ok(());
     }
-    for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current) {
-        let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         let mut transaction = client.transaction().map_err(OpenError::Database)?;
         transaction
-            .batch_execute(sql)
+            .batch_execute(migration.sql)
             .map_err(OpenError::Database)?;
         transaction
             .execute(
                 "INSERT INTO parking_schema (version, name) VALUES ($1, $2)",
-                &[&version, name],
+                &[&migration.version, &migration.name],
             )
             .map_err(OpenError::Database)?;
         transaction.commit().map_err(OpenError::Database)?;
-        log::info!("PostgreSQL schema: applied migration {version} ({name})");
+        log::info!(
+            "PostgreSQL schema: applied migration {} ({})",
+            migration.version,
+            migration.name
+        );
     }
     Ok(())
 }
