@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use state::{Account, AccountError, Username, UsernameError, shown};
-use store::Store;
+use store::{Feature, Store, Unsupported};
 use warn_limit::peer_warn;
 
 use crate::limiter::{LoginLimiter, RetryAfter};
@@ -23,6 +23,8 @@ pub enum RegisterError {
     BadPassword(PasswordError),
     /// The account could not be made: the name is taken, too many accounts, or storage.
     Account(AccountError),
+    /// The server's store keeps no accounts.
+    Unsupported(Unsupported),
 }
 
 impl fmt::Display for RegisterError {
@@ -31,6 +33,7 @@ impl fmt::Display for RegisterError {
             RegisterError::BadUsername(err) => err.fmt(f),
             RegisterError::BadPassword(err) => err.fmt(f),
             RegisterError::Account(err) => err.fmt(f),
+            RegisterError::Unsupported(err) => err.fmt(f),
         }
     }
 }
@@ -47,6 +50,8 @@ pub enum LoginError {
     BadCredentials,
     /// The token could not be made.
     Token(TokenError),
+    /// The server's store keeps no accounts.
+    Unsupported(Unsupported),
 }
 
 impl fmt::Display for LoginError {
@@ -59,6 +64,7 @@ impl fmt::Display for LoginError {
             ),
             LoginError::BadCredentials => write!(f, "wrong username or password"),
             LoginError::Token(err) => err.fmt(f),
+            LoginError::Unsupported(err) => err.fmt(f),
         }
     }
 }
@@ -92,6 +98,9 @@ impl Drivers {
         password: &str,
         now: SystemTime,
     ) -> Result<Account, RegisterError> {
+        store
+            .require(Feature::Accounts)
+            .map_err(RegisterError::Unsupported)?;
         let username = Username::new(username).map_err(RegisterError::BadUsername)?;
         Passwords::check_rules(password).map_err(RegisterError::BadPassword)?;
         // Refused before the slow hash when the name is taken (the state checks again).
@@ -125,6 +134,9 @@ impl Drivers {
         now: Instant,
         wall: SystemTime,
     ) -> Result<Issued, LoginError> {
+        store
+            .require(Feature::Accounts)
+            .map_err(LoginError::Unsupported)?;
         self.limiter
             .check(username, peer, now)
             .map_err(LoginError::RateLimited)?;

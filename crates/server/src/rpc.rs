@@ -19,7 +19,7 @@ use state::{
     BookingError, BookingId, BookingRequest, LotQuery, Plate, StateError, UnknownLot, WaitId,
     WaitlistError, Window, shown,
 };
-use store::Store;
+use store::{Feature, Store};
 use warn_limit::peer_warn;
 
 /// Bookings a `listBookings` page holds when the request gives no `limit`.
@@ -100,6 +100,14 @@ impl RpcProtocol {
             ),
             forbidden => WireError::new(ErrorCode::Forbidden, forbidden.to_string()),
         })?;
+        // The one place a request meets what the store keeps: a store without the feature
+        // would otherwise decide it in this node's copy alone, or read it from a copy that
+        // never holds any.
+        if let Some(feature) = feature(request) {
+            self.store
+                .require(feature)
+                .map_err(|refusal| WireError::new(ErrorCode::Unavailable, refusal.to_string()))?;
+        }
         let unknown_lot = |UnknownLot(lot): UnknownLot| {
             WireError::new(
                 ErrorCode::UnknownLot,
@@ -385,6 +393,29 @@ impl RpcProtocol {
         let result = self.execute(request, session, peer, close);
         log_outcome(peer, request, result.as_ref().err());
         (Some(request.method()), result)
+    }
+}
+
+/// The part of the state `request` needs beyond lots and reservations, if any.
+fn feature(request: &Request<'_>) -> Option<Feature> {
+    match request {
+        Request::Ping
+        | Request::Auth { .. }
+        | Request::GetLots
+        | Request::GetAvailability { .. }
+        | Request::Reserve { .. }
+        | Request::Cancel { .. } => None,
+        Request::Book { .. }
+        | Request::GetBooking { .. }
+        | Request::CancelBooking { .. }
+        | Request::CheckIn { .. }
+        | Request::ListBookings { .. }
+        | Request::MyBookings { .. }
+        | Request::FindLots { .. } => Some(Feature::Bookings),
+        Request::JoinWaitlist { .. }
+        | Request::LeaveWaitlist { .. }
+        | Request::AcceptOffer { .. }
+        | Request::MyWaitlist { .. } => Some(Feature::Waitlists),
     }
 }
 

@@ -18,9 +18,9 @@
 //! reservation's time comes; several nodes running it at once queue on the lot's row lock
 //! and each reservation is removed once.
 //!
-//! Bookings and gate lines (`ENTER`/`EXIT`) are not in this store yet: they are refused
-//! with [`NOT_HERE`] as the reason, rather than decided in one node's copy, where the other
-//! nodes would never see them (docs/scaling.md lays out the schema they will take).
+//! What this store does not keep yet it says so through [`Store::supports`], and the ports
+//! refuse those requests (reads included) rather than decide them in one node's copy, where
+//! the other nodes would never see them (docs/scaling.md lists which).
 //!
 //! When PostgreSQL cannot be reached, writes answer [`StateError::Unavailable`] within the
 //! configured timeout (at once, once the outage is known), reads go on from the copy, and
@@ -52,11 +52,10 @@ use std::time::Duration;
 
 use postgres::types::Type;
 use state::{
-    Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome, Change,
-    Clock, CountChange, GateOutcome, LotId, LotSpec, OccupancyUpdate, ParkingState, Passage, Plate,
-    ReserveOutcome, SetupError, StateError, Unavailable, WaitEntry, WaitId, WaitlistError,
+    CancelOutcome, Change, Clock, CountChange, LotId, LotSpec, OccupancyUpdate, ParkingState,
+    Plate, ReserveOutcome, SetupError, StateError, Unavailable,
 };
-use store::{Health, Store};
+use store::{Feature, Health, Store};
 
 use crate::copy::Copy;
 use crate::expiry::Expirer;
@@ -64,16 +63,6 @@ use crate::follow::Follower;
 use crate::link::Link;
 
 pub use crate::schema::MIGRATIONS;
-
-/// Why a booking or a gate line is refused by this store: the default `Store` methods would
-/// decide it in this node's copy alone, unseen by the other nodes and lost at a restart.
-pub const NOT_HERE: &str = "bookings, gate lines (ENTER/EXIT), waitlists and drivers' \
-    accounts are not supported with the PostgreSQL store yet (docs/scaling.md); count lines \
-    and reservations are";
-
-fn not_here() -> Unavailable {
-    Unavailable(NOT_HERE.to_owned())
-}
 
 /// How a node reaches its database.
 #[derive(Clone)]
@@ -255,6 +244,15 @@ impl Store for PgStore {
         drop(self.follower.lock().take());
     }
 
+    /// Lots, reservations and counts only, so far. The ports refuse the rest before it
+    /// reaches the provided methods, which would decide it in this node's copy alone, unseen
+    /// by the other nodes and lost at a restart.
+    fn supports(&self, feature: Feature) -> bool {
+        match feature {
+            Feature::Bookings | Feature::Gates | Feature::Waitlists | Feature::Accounts => false,
+        }
+    }
+
     fn reserve(
         &self,
         lot: &str,
@@ -385,61 +383,6 @@ impl Store for PgStore {
             free: capacity.saturating_sub(occupied.saturating_add(reserved)),
             clamped: counted != i64::from(occupied),
         })
-    }
-
-    // Bookings, gate lines, waitlists and accounts are refused (see `NOT_HERE`) rather than left to the provided
-    // methods, which would decide them in this node's copy alone.
-
-    fn book(&self, _: BookingRequest<'_>, _: Option<&str>) -> Result<Booking, BookingError> {
-        Err(BookingError::Unavailable(not_here()))
-    }
-
-    fn cancel_booking(
-        &self,
-        _: &BookingId,
-        _: &dyn Fn(Option<&str>) -> bool,
-    ) -> Result<CancelOutcome, StateError> {
-        Err(StateError::Unavailable(not_here()))
-    }
-
-    fn check_in(
-        &self,
-        _: &BookingId,
-        _: &dyn Fn(Option<&str>) -> bool,
-    ) -> Result<Booking, BookingError> {
-        Err(BookingError::Unavailable(not_here()))
-    }
-
-    fn pass_gate(&self, _: &str, _: Plate, _: Passage) -> Result<GateOutcome, StateError> {
-        Err(StateError::Unavailable(not_here()))
-    }
-
-    fn join_waitlist(
-        &self,
-        _: BookingRequest<'_>,
-        _: Option<&str>,
-    ) -> Result<WaitEntry, WaitlistError> {
-        Err(WaitlistError::Unavailable(not_here()))
-    }
-
-    fn leave_waitlist(
-        &self,
-        _: &WaitId,
-        _: &dyn Fn(Option<&str>) -> bool,
-    ) -> Result<CancelOutcome, StateError> {
-        Err(StateError::Unavailable(not_here()))
-    }
-
-    fn accept_offer(
-        &self,
-        _: &WaitId,
-        _: &dyn Fn(Option<&str>) -> bool,
-    ) -> Result<Booking, WaitlistError> {
-        Err(WaitlistError::Unavailable(not_here()))
-    }
-
-    fn create_account(&self, _: Account) -> Result<(), AccountError> {
-        Err(AccountError::Unavailable(not_here()))
     }
 }
 

@@ -13,8 +13,8 @@ use state::{
     BookingError, BookingId, BookingRequest, CancelOutcome, CountChange, LotChange, LotId, LotSpec,
     Passage, Plate, ReserveOutcome, StateError, SystemClock, Window,
 };
-use store::{Health, Store};
-use store_pg::{NOT_HERE, PgOptions, PgStore};
+use store::{Feature, Health, Store, Unsupported};
+use store_pg::{PgOptions, PgStore};
 use testkit::eventually;
 use testkit::pg::TempPostgres;
 
@@ -240,69 +240,15 @@ fn a_change_too_large_to_announce_is_read_afresh_by_the_other_nodes() {
 }
 
 #[test]
-fn bookings_and_gate_lines_are_refused_not_decided_in_one_node_s_copy() {
+fn the_store_says_what_it_does_not_keep() {
     let Some(pg) = TempPostgres::start() else {
         return;
     };
     let node = node(&pg, 3);
-    let not_here = state::Unavailable(NOT_HERE.to_owned());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let request = BookingRequest {
-        lot: "A",
-        spot: None,
-        plate: plate("BOOKED"),
-        window: Window {
-            start: now + 3600,
-            end: now + 7200,
-        },
-    };
-    assert_eq!(
-        node.book(request, None),
-        Err(BookingError::Unavailable(not_here.clone()))
-    );
-    let id = BookingId::parse("A.1").unwrap();
-    assert_eq!(
-        node.check_in(&id, &|_| true),
-        Err(BookingError::Unavailable(not_here.clone()))
-    );
-    assert_eq!(
-        node.cancel_booking(&id, &|_| true),
-        Err(StateError::Unavailable(not_here.clone()))
-    );
-    assert_eq!(
-        node.pass_gate("A", plate("BOOKED"), Passage::Enter),
-        Err(StateError::Unavailable(not_here.clone()))
-    );
-    // Waitlists and drivers' accounts alike.
-    assert_eq!(
-        node.join_waitlist(request, None),
-        Err(state::WaitlistError::Unavailable(not_here.clone()))
-    );
-    let entry = state::WaitId::parse("A.w1").unwrap();
-    assert_eq!(
-        node.accept_offer(&entry, &|_| true),
-        Err(state::WaitlistError::Unavailable(not_here.clone()))
-    );
-    assert_eq!(
-        node.leave_waitlist(&entry, &|_| true),
-        Err(StateError::Unavailable(not_here.clone()))
-    );
-    let account = state::Account {
-        username: state::Username::new("alice").unwrap(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        created_at: now,
-    };
-    assert_eq!(
-        node.create_account(account),
-        Err(state::AccountError::Unavailable(not_here))
-    );
-    // Nothing was decided locally: the copy holds no booking and no car.
-    let lot = &node.state().lots()[0];
-    assert_eq!((lot.booked, lot.occupied, lot.free), (0, 0, 3));
-    assert!(node.state().booking(&id).is_err());
+    for feature in [Feature::Gates, Feature::Waitlists] {
+        assert!(!node.supports(feature), "{feature}");
+        assert_eq!(node.require(feature), Err(Unsupported(feature)));
+    }
 }
 
 #[test]
