@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use state::{Account, AccountError, Username, UsernameError, shown};
+use state::{Account, AccountError, Unavailable, Username, UsernameError, shown};
 use store::{Feature, Store, Unsupported};
 use warn_limit::peer_warn;
 
@@ -52,6 +52,8 @@ pub enum LoginError {
     Token(TokenError),
     /// The server's store keeps no accounts.
     Unsupported(Unsupported),
+    /// The accounts could not be read (the database is unreachable); nothing was judged.
+    Unavailable(Unavailable),
 }
 
 impl fmt::Display for LoginError {
@@ -65,6 +67,7 @@ impl fmt::Display for LoginError {
             LoginError::BadCredentials => write!(f, "wrong username or password"),
             LoginError::Token(err) => err.fmt(f),
             LoginError::Unsupported(err) => err.fmt(f),
+            LoginError::Unavailable(err) => err.fmt(f),
         }
     }
 }
@@ -103,8 +106,11 @@ impl Drivers {
             .map_err(RegisterError::Unsupported)?;
         let username = Username::new(username).map_err(RegisterError::BadUsername)?;
         Passwords::check_rules(password).map_err(RegisterError::BadPassword)?;
-        // Refused before the slow hash when the name is taken (the state checks again).
-        if store.state().account(&username).is_some() {
+        // Refused before the slow hash when the name is taken (the store checks again).
+        let existing = store
+            .account(&username)
+            .map_err(|err| RegisterError::Account(AccountError::Unavailable(err)))?;
+        if existing.is_some() {
             return Err(RegisterError::Account(AccountError::Exists(username)));
         }
         let account = Account {
@@ -140,9 +146,10 @@ impl Drivers {
         self.limiter
             .check(username, peer, now)
             .map_err(LoginError::RateLimited)?;
-        let account = Username::new(username)
-            .ok()
-            .and_then(|name| store.state().account(&name));
+        let account = match Username::new(username) {
+            Ok(name) => store.account(&name).map_err(LoginError::Unavailable)?,
+            Err(_) => None,
+        };
         let verified = match &account {
             Some(account) => self.passwords.verify(password, &account.password_hash),
             None => {

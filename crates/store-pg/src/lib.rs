@@ -14,9 +14,13 @@
 //! applies its own commits at once (when they are next in line), so a client reads its own
 //! writes on the node it wrote through.
 //!
-//! Time-driven work (reservation expiry) is idempotent SQL that every node runs when a
-//! reservation's time comes; several nodes running it at once queue on the lot's row lock
-//! and each reservation is removed once.
+//! Bookings are decided the same way (`bookings`): the spot rule is an exclusion
+//! constraint, the lot-wide rule a peak computed under the lot's row lock. Drivers' accounts
+//! are rows with the username as key; logins read them from the database (`accounts`).
+//!
+//! Time-driven work (reservation expiry; bookings held from their start, no-shows,
+//! completions) is idempotent SQL that every node runs when its time comes; several nodes
+//! running it at once queue on the lot's row lock and each thing is done once.
 //!
 //! What this store does not keep yet it says so through [`Store::supports`], and the ports
 //! refuse those requests (reads included) rather than decide them in one node's copy, where
@@ -30,15 +34,19 @@
 //! # Layout
 //! - this file: [`PgStore`] and its [`Store`] implementation (the writes), [`PgOptions`],
 //!   [`OpenError`].
+//! - `bookings`: bookings, cancellations and check-ins; the time-driven moves of bookings.
+//! - `accounts`: drivers' accounts.
 //! - `schema`: the versioned migrations (`migrations/*.sql`), applied under an advisory lock,
 //!   and the lots a node brings.
 //! - `copy`: the node's copy: each lot's version, applying changes in version order.
 //! - `link`: the connection pool and whether the database is reachable.
 //! - `follow`: the thread that `LISTEN`s, applies announcements and resynchronises.
-//! - `expiry`: the thread that runs the expiry work on time.
+//! - `expiry`: the thread that runs the time-driven work on time.
 
 #![forbid(unsafe_code)]
 
+mod accounts;
+mod bookings;
 mod copy;
 mod expiry;
 mod follow;
@@ -48,12 +56,14 @@ mod schema;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::Sender;
 use postgres::types::Type;
 use state::{
-    CancelOutcome, Change, Clock, CountChange, LotId, LotSpec, OccupancyUpdate, ParkingState,
-    Plate, ReserveOutcome, SetupError, StateError, Unavailable,
+    Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome, Change,
+    Clock, CountChange, LotId, LotSpec, OccupancyUpdate, ParkingState, Plate, ReserveOutcome,
+    SetupError, StateError, Unavailable, Username,
 };
 use store::{Feature, Health, Store};
 
@@ -147,6 +157,14 @@ pub(crate) struct Shared {
     pub(crate) copy: Copy,
     pub(crate) link: Link,
     pub(crate) ttl: Duration,
+    /// Wakes the expiry thread: something this node made is due sooner than it would look.
+    pub(crate) nudge: Sender<()>,
+}
+
+/// `at` in whole Unix seconds (0 before the epoch).
+pub(crate) fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// A node's store over PostgreSQL; see the crate documentation.
@@ -169,12 +187,15 @@ impl PgStore {
     /// starting together are safe), adds the configured lots the database lacks, reads
     /// every lot, and starts following the database. A lot's capacity is the database's
     /// when it already has the lot (a differing configured one is logged): every node then
-    /// agrees on it. Reservations live for `ttl`.
+    /// agrees on it. Reservations live for `ttl`. `setup` configures the copy's state beyond
+    /// its lots (bookings' rules and terms, waitlists, accounts), as the node's
+    /// configuration says; every node must say the same.
     pub fn open(
         options: &PgOptions,
         lots: Vec<LotSpec>,
         ttl: Duration,
         clock: Arc<dyn Clock>,
+        setup: impl FnOnce(ParkingState) -> Result<ParkingState, SetupError>,
     ) -> Result<PgStore, OpenError> {
         if ttl.is_zero() {
             return Err(OpenError::Lots(SetupError::ZeroTtl));
@@ -185,20 +206,21 @@ impl PgStore {
             .map_err(OpenError::Database)?;
         schema::migrate(&mut client)?;
         let lots = schema::ensure_lots(&mut client, lots)?;
-        let state = ParkingState::new(lots, ttl, clock)
-            .map_err(OpenError::Lots)?
-            .follower();
+        let state = ParkingState::new(lots, ttl, clock).map_err(OpenError::Lots)?;
+        let state = setup(state).map_err(OpenError::Lots)?.follower();
+        let (nudge, nudged) = crossbeam_channel::bounded(1);
         let shared = Arc::new(Shared {
             copy: Copy::new(Arc::new(state)),
             link: Link::new(config, options),
             ttl,
+            nudge,
         });
         // LISTEN before reading: a change committed in between is then both in what is read
         // and announced, and its version tells the copy it has it already.
         follow::listen(&mut client).map_err(OpenError::Database)?;
         follow::resync(&shared.copy, &mut client, None).map_err(OpenError::Database)?;
         let follower = Follower::spawn(Arc::clone(&shared), client).map_err(OpenError::Spawn)?;
-        let expirer = Expirer::spawn(Arc::clone(&shared)).map_err(OpenError::Spawn)?;
+        let expirer = Expirer::spawn(Arc::clone(&shared), nudged).map_err(OpenError::Spawn)?;
         log::info!(
             "store: PostgreSQL at {} (pool of {}, timeout {} ms), schema version {}",
             redacted(&options.url),
@@ -217,7 +239,14 @@ impl PgStore {
     /// lot of the database; returns how many. The store's own thread runs it on time;
     /// running it anywhere else too (another node, a test) is harmless.
     pub fn expire_due(&self) -> Result<usize, Unavailable> {
-        expiry::sweep(&self.shared.link).map(|(expired, _)| expired)
+        expiry::sweep(&self.shared).map(|swept| swept.expired)
+    }
+
+    /// Runs the time-driven work once and returns how many bookings it moved on (held from
+    /// their start, no-shows, completions, forgotten); harmless anywhere, like
+    /// [`PgStore::expire_due`], which it includes.
+    pub fn settle_due(&self) -> Result<usize, Unavailable> {
+        expiry::sweep(&self.shared).map(|swept| swept.moved)
     }
 
     /// The lot's id as this node's state knows it, or the error a write reports.
@@ -244,12 +273,13 @@ impl Store for PgStore {
         drop(self.follower.lock().take());
     }
 
-    /// Lots, reservations and counts only, so far. The ports refuse the rest before it
-    /// reaches the provided methods, which would decide it in this node's copy alone, unseen
-    /// by the other nodes and lost at a restart.
+    /// Lots, reservations, counts, bookings and accounts. The ports refuse the rest before
+    /// it reaches the provided methods, which would decide it in this node's copy alone,
+    /// unseen by the other nodes and lost at a restart.
     fn supports(&self, feature: Feature) -> bool {
         match feature {
-            Feature::Bookings | Feature::Gates | Feature::Waitlists | Feature::Accounts => false,
+            Feature::Bookings | Feature::Accounts => true,
+            Feature::Gates | Feature::Waitlists => false,
         }
     }
 
@@ -383,6 +413,41 @@ impl Store for PgStore {
             free: capacity.saturating_sub(occupied.saturating_add(reserved)),
             clamped: counted != i64::from(occupied),
         })
+    }
+
+    fn book(
+        &self,
+        request: BookingRequest<'_>,
+        owner: Option<&str>,
+    ) -> Result<Booking, BookingError> {
+        let booking = bookings::book(&self.shared, request, owner)?;
+        // Its start (or no-show time) may come before the expiry thread would look.
+        let _ = self.shared.nudge.try_send(());
+        Ok(booking)
+    }
+
+    fn cancel_booking(
+        &self,
+        id: &BookingId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<CancelOutcome, StateError> {
+        bookings::cancel(&self.shared, id, allowed)
+    }
+
+    fn check_in(
+        &self,
+        id: &BookingId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Booking, BookingError> {
+        bookings::check_in(&self.shared, id, allowed)
+    }
+
+    fn create_account(&self, account: Account) -> Result<(), AccountError> {
+        accounts::create(&self.shared.link, &account, self.state().max_accounts())
+    }
+
+    fn account(&self, username: &Username) -> Result<Option<Account>, Unavailable> {
+        accounts::find(&self.shared.link, username)
     }
 }
 

@@ -15,10 +15,14 @@ use crate::OpenError;
 
 /// Every migration this node knows, in order: its name and its SQL. The position (from 1)
 /// is its version.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "lots_and_reservations",
-    include_str!("../migrations/0001_lots_and_reservations.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "lots_and_reservations",
+        include_str!("../migrations/0001_lots_and_reservations.sql"),
+    ),
+    ("accounts", include_str!("../migrations/0002_accounts.sql")),
+    ("bookings", include_str!("../migrations/0003_bookings.sql")),
+];
 
 /// The advisory lock key that migrations are applied under ("parking" and 1).
 const MIGRATION_LOCK: i64 = 0x7061_726b_696e_6701;

@@ -55,7 +55,7 @@ pub use recovery::{Cut, Repair, repair};
 use state::{
     Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome,
     CountChange, GateOutcome, OccupancyUpdate, ParkingState, Passage, Plate, ReserveOutcome,
-    StateError, WaitEntry, WaitId, WaitlistError,
+    StateError, Unavailable, Username, WaitEntry, WaitId, WaitlistError,
 };
 
 /// What the server writes through. Every method that changes the state returns only once
@@ -194,6 +194,12 @@ pub trait Store: Send + Sync {
     /// Makes a driver's account (its password already hashed).
     fn create_account(&self, account: Account) -> Result<(), AccountError> {
         self.state().create_account(account)
+    }
+
+    /// The driver's account named `username`, for a login: the in-memory state's, unless
+    /// the store keeps accounts where every node sees them at once (a database).
+    fn account(&self, username: &Username) -> Result<Option<Account>, Unavailable> {
+        Ok(self.state().account(username))
     }
 }
 
