@@ -5,8 +5,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use state::{Account, AccountError, Username, UsernameError, shown};
-use store::Store;
+use state::{Account, AccountError, Unavailable, Username, UsernameError, shown};
+use store::{Feature, Store, Unsupported};
 use warn_limit::peer_warn;
 
 use crate::limiter::{LoginLimiter, RetryAfter};
@@ -25,6 +25,8 @@ pub enum RegisterError {
     Account(AccountError),
     /// Too many registrations from this address: try again later. Nothing was hashed.
     RateLimited(RetryAfter),
+    /// The server's store keeps no accounts.
+    Unsupported(Unsupported),
 }
 
 impl fmt::Display for RegisterError {
@@ -38,6 +40,7 @@ impl fmt::Display for RegisterError {
                 "too many registrations from this address; try again in {} s",
                 after.as_secs().max(1)
             ),
+            RegisterError::Unsupported(err) => err.fmt(f),
         }
     }
 }
@@ -54,6 +57,10 @@ pub enum LoginError {
     BadCredentials,
     /// The token could not be made.
     Token(TokenError),
+    /// The server's store keeps no accounts.
+    Unsupported(Unsupported),
+    /// The accounts could not be read (the database is unreachable); nothing was judged.
+    Unavailable(Unavailable),
 }
 
 impl fmt::Display for LoginError {
@@ -66,6 +73,8 @@ impl fmt::Display for LoginError {
             ),
             LoginError::BadCredentials => write!(f, "wrong username or password"),
             LoginError::Token(err) => err.fmt(f),
+            LoginError::Unsupported(err) => err.fmt(f),
+            LoginError::Unavailable(err) => err.fmt(f),
         }
     }
 }
@@ -125,10 +134,16 @@ impl Drivers {
         from: Option<(IpAddr, Instant)>,
         now: SystemTime,
     ) -> Result<Account, RegisterError> {
+        store
+            .require(Feature::Accounts)
+            .map_err(RegisterError::Unsupported)?;
         let username = Username::new(username).map_err(RegisterError::BadUsername)?;
         Passwords::check_rules(password).map_err(RegisterError::BadPassword)?;
-        // Refused before the slow hash when the name is taken (the state checks again).
-        if store.state().account(&username).is_some() {
+        // Refused before the slow hash when the name is taken (the store checks again).
+        let existing = store
+            .account(&username)
+            .map_err(|err| RegisterError::Account(AccountError::Unavailable(err)))?;
+        if existing.is_some() {
             return Err(RegisterError::Account(AccountError::Exists(username)));
         }
         if let Some((peer, at)) = from {
@@ -164,12 +179,16 @@ impl Drivers {
         now: Instant,
         wall: SystemTime,
     ) -> Result<Issued, LoginError> {
+        store
+            .require(Feature::Accounts)
+            .map_err(LoginError::Unsupported)?;
         self.limiter
             .check(username, peer, now)
             .map_err(LoginError::RateLimited)?;
-        let account = Username::new(username)
-            .ok()
-            .and_then(|name| store.state().account(&name));
+        let account = match Username::new(username) {
+            Ok(name) => store.account(&name).map_err(LoginError::Unavailable)?,
+            Err(_) => None,
+        };
         let verified = match &account {
             Some(account) => self.passwords.verify(password, &account.password_hash),
             None => {

@@ -19,7 +19,7 @@ use state::{
     LotSnapshot, Page, Plate, ReserveOutcome, StateError, UnknownLot, Username, WaitId, Window,
     shown,
 };
-use store::{Health, Store};
+use store::{Feature, Health, Store};
 
 use crate::error::{ApiError, Code};
 use crate::response::{Body, Response, Status};
@@ -391,6 +391,9 @@ impl Api {
             let views: Vec<LotView<'_>> = lots.iter().map(LotView::from).collect();
             return Ok(Response::json(Status::OK, &views));
         }
+        self.store
+            .require(Feature::Bookings)
+            .map_err(|refusal| ApiError::rpc(ErrorCode::Unavailable, refusal.to_string()))?;
         let (Some(start), Some(end)) = (start, end) else {
             return Err(ApiError::rpc(
                 ErrorCode::BadArgs,
@@ -550,9 +553,8 @@ impl Api {
                     RegisterError::BadPassword(_) => Code::BadPassword,
                     RegisterError::Account(AccountError::Exists(_)) => Code::UsernameTaken,
                     RegisterError::Account(AccountError::TooMany { .. }) => Code::TooManyAccounts,
-                    RegisterError::Account(AccountError::Unavailable(_)) => {
-                        Code::Rpc(ErrorCode::Unavailable)
-                    }
+                    RegisterError::Account(AccountError::Unavailable(_))
+                    | RegisterError::Unsupported(_) => Code::Rpc(ErrorCode::Unavailable),
                     RegisterError::RateLimited(retry) => {
                         return rate_limited(error.to_string(), *retry);
                     }
@@ -584,7 +586,9 @@ impl Api {
                 LoginError::BadCredentials => {
                     ApiError::rpc(ErrorCode::Unauthorized, error.to_string())
                 }
-                LoginError::Token(_) => ApiError::rpc(ErrorCode::Unavailable, error.to_string()),
+                LoginError::Token(_) | LoginError::Unavailable(_) | LoginError::Unsupported(_) => {
+                    ApiError::rpc(ErrorCode::Unavailable, error.to_string())
+                }
             })?;
         let body = LoginView {
             expires_at: rfc3339(issued.expires_at),

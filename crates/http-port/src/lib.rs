@@ -143,6 +143,12 @@ impl HttpPort {
             Ok(caller) => caller,
             Err((error, close)) => return (metric, Err(error), close),
         };
+        if let Some(feature) = route.feature()
+            && let Err(refusal) = self.api.store.require(feature)
+        {
+            let error = ApiError::rpc(ErrorCode::Unavailable, refusal.to_string());
+            return (metric, Err(error), false);
+        }
         let preflight = match route {
             Route::Options(allow) => self.cors.preflight(request.origin, allow),
             _ => Vec::new(),

@@ -192,6 +192,28 @@ impl Route<'_> {
         }
     }
 
+    /// What the store must keep for this route to mean anything: a store without it has
+    /// the request refused once here, rather than answered from a copy that never holds
+    /// any (the RPC port's dispatch asks the same). Registering and logging in ask the
+    /// accounts code, which checks for itself; a search of lots over a window asks in its
+    /// handler, as `GET /v1/lots` without one needs nothing.
+    pub(crate) fn feature(&self) -> Option<store::Feature> {
+        match self {
+            Route::LotBookings(_)
+            | Route::Book
+            | Route::Booking(_)
+            | Route::CancelBooking(_)
+            | Route::CheckIn(_)
+            | Route::MyBookings => Some(store::Feature::Bookings),
+            Route::JoinWaitlist
+            | Route::WaitEntry(_)
+            | Route::LeaveWaitlist(_)
+            | Route::AcceptOffer(_)
+            | Route::MyWaitlist => Some(store::Feature::Waitlists),
+            _ => None,
+        }
+    }
+
     /// Whether only a driver (a login token) may use it, even with access control off: the
     /// routes about "me", which mean nothing for a key or for nobody.
     pub(crate) fn needs_driver(&self) -> bool {

@@ -16,7 +16,7 @@ use framing::rpc::{
 use metrics::{Outcome, RequestMetrics};
 use protocol::{Protocol, Step};
 use state::{BookingId, BookingRequest, LotQuery, Page, Plate, WaitId, Window, shown};
-use store::Store;
+use store::{Feature, Store};
 use warn_limit::peer_warn;
 
 /// Answers RPC requests: reads from the store's in-memory state, writes through the store.
@@ -91,6 +91,14 @@ impl RpcProtocol {
             ),
             forbidden => WireError::new(ErrorCode::Forbidden, forbidden.to_string()),
         })?;
+        // The one place a request meets what the store keeps: a store without the feature
+        // would otherwise decide it in this node's copy alone, or read it from a copy that
+        // never holds any.
+        if let Some(feature) = feature(request) {
+            self.store
+                .require(feature)
+                .map_err(|refusal| WireError::new(ErrorCode::Unavailable, refusal.to_string()))?;
+        }
         let plate = |plate: &str| {
             Plate::parse(plate).map_err(|err| WireError::new(ErrorCode::BadPlate, err.to_string()))
         };
@@ -308,6 +316,29 @@ impl RpcProtocol {
         let result = self.execute(request, session, peer, close);
         log_outcome(peer, request, result.as_ref().err());
         (Some(request.method()), result)
+    }
+}
+
+/// The part of the state `request` needs beyond lots and reservations, if any.
+fn feature(request: &Request<'_>) -> Option<Feature> {
+    match request {
+        Request::Ping
+        | Request::Auth { .. }
+        | Request::GetLots
+        | Request::GetAvailability { .. }
+        | Request::Reserve { .. }
+        | Request::Cancel { .. } => None,
+        Request::Book { .. }
+        | Request::GetBooking { .. }
+        | Request::CancelBooking { .. }
+        | Request::CheckIn { .. }
+        | Request::ListBookings { .. }
+        | Request::MyBookings { .. }
+        | Request::FindLots { .. } => Some(Feature::Bookings),
+        Request::JoinWaitlist { .. }
+        | Request::LeaveWaitlist { .. }
+        | Request::AcceptOffer { .. }
+        | Request::MyWaitlist { .. } => Some(Feature::Waitlists),
     }
 }
 

@@ -15,7 +15,7 @@ use framing::sensor::{
 use metrics::{LotCounters, Outcome, RequestMetrics};
 use protocol::{Protocol, Step};
 use state::{Plate, StateError, UnknownLot, shown};
-use store::Store;
+use store::{Feature, Store};
 use warn_limit::peer_warn;
 
 /// The names the sensor port's lines are counted under, in [`Method`] order.
@@ -109,6 +109,9 @@ impl SensorProtocol {
                 // Access first: a peer that may not pass this lot's gate learns nothing of
                 // the lot or the plate.
                 session.check(Action::PassGate { lot }).map_err(denied)?;
+                self.store.require(Feature::Gates).map_err(|refusal| {
+                    SensorError::new(SensorErrorCode::Unavailable, refusal.to_string())
+                })?;
                 let plate = Plate::parse(plate)
                     .map_err(|err| SensorError::new(SensorErrorCode::BadPlate, err.to_string()))?;
                 let outcome = self.store.pass_gate(lot, plate, passage).map_err(refused)?;

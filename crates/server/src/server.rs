@@ -512,8 +512,18 @@ fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, 
                 pool_size: pg.pool_size,
                 timeout: pg.timeout,
             };
-            let store = PgStore::open(&options, config.lot_specs(), config.reservation_ttl, clock)
-                .map_err(StartError::Postgres)?;
+            let store = PgStore::open(
+                &options,
+                config.lot_specs(),
+                config.reservation_ttl,
+                clock,
+                |state| {
+                    Ok(state
+                        .with_bookings(config.booking_rules(), config.lot_terms())?
+                        .with_waitlist(config.waitlist_rules(), config.max_accounts))
+                },
+            )
+            .map_err(StartError::Postgres)?;
             Ok(Arc::new(store))
         }
     }

@@ -407,6 +407,12 @@ impl From<UnknownLot> for BookingError {
     }
 }
 
+impl From<Unavailable> for BookingError {
+    fn from(err: Unavailable) -> Self {
+        BookingError::Unavailable(err)
+    }
+}
+
 impl From<StateError> for BookingError {
     fn from(err: StateError) -> Self {
         match err {

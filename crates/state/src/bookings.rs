@@ -13,7 +13,7 @@ use crate::booking::{
     Booking, BookingError, BookingRules, BookingStatus, LotOffer, LotQuery, LotTerms, Passage,
     SpotOffer, SpotSpec, Window,
 };
-use crate::ids::{BookingId, Label, LotId, Plate};
+use crate::ids::{BookingId, Label, LotId, Plate, SpotId};
 use crate::notice::Notice;
 use crate::timeline::Timeline;
 
@@ -109,6 +109,16 @@ impl LotBookings {
             .collect();
         self.spot_lines = vec![BTreeMap::new(); terms.spots.len()];
         self.spots = terms.spots;
+    }
+
+    /// How many spaces may be booked for any instant.
+    pub(crate) fn bookable(&self) -> u32 {
+        self.bookable
+    }
+
+    /// The id of the named spot on line `line`.
+    pub(crate) fn spot_id(&self, line: usize) -> SpotId {
+        self.spots[line].id.clone()
     }
 
     /// Bookings holding a space now (confirmed, inside their window).

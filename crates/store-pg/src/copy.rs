@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use state::{Change, LotId, ParkingState, Plate};
+use state::{Booking, BookingId, Change, LotId, ParkingState, Plate};
 
 /// Changes held for a lot while an earlier version is still on its way; past this many the
 /// newest are dropped (the lot is read afresh when the listening thread catches up), so a
@@ -48,6 +48,8 @@ pub(crate) struct LotImage {
     pub(crate) counted: i64,
     /// Plate, expiry (Unix ms) and owner of every reservation.
     pub(crate) reservations: Vec<(Plate, u64, Option<String>)>,
+    /// Every booking the database keeps.
+    pub(crate) bookings: Vec<Booking>,
 }
 
 /// The follower state and the version of each of its lots.
@@ -140,9 +142,14 @@ impl Copy {
             .filter_map(|id| Some((images.remove(id)?, self.lots.get(id)?.lock())))
             .collect();
         let mut local: HashMap<LotId, Vec<Plate>> = HashMap::new();
+        let mut local_bookings: HashMap<LotId, Vec<BookingId>> = HashMap::new();
         for change in self.state.image() {
-            if let Change::Reservation { lot, plate, .. } = change {
-                local.entry(lot).or_default().push(plate);
+            match change {
+                Change::Reservation { lot, plate, .. } => local.entry(lot).or_default().push(plate),
+                Change::Booking { id, .. } => {
+                    local_bookings.entry(id.lot().clone()).or_default().push(id);
+                }
+                _ => {}
             }
         }
         for (image, followed) in &mut held {
@@ -189,6 +196,21 @@ impl Copy {
                         owner,
                     }),
             );
+            // Bookings are set whole: a booking the database no longer keeps is forgotten,
+            // every other one set to its record (setting one the copy has is harmless).
+            let kept: HashSet<BookingId> = image.bookings.iter().map(|b| b.id.clone()).collect();
+            changes.extend(
+                local_bookings
+                    .remove(&image.lot)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|id| !kept.contains(id))
+                    .map(|id| Change::Booking { id, booking: None }),
+            );
+            changes.extend(image.bookings.drain(..).map(|booking| Change::Booking {
+                id: booking.id.clone(),
+                booking: Some(booking),
+            }));
             self.apply_in_order(followed, image.version, &changes);
         }
     }
@@ -289,6 +311,7 @@ mod tests {
             version: 4,
             counted: 0,
             reservations: vec![],
+            bookings: vec![],
         }]);
         assert!(copy.stalled(Duration::ZERO).is_empty());
         assert_eq!(copy.version("A"), 4);
@@ -306,6 +329,7 @@ mod tests {
             version: 5,
             counted: 3,
             reservations: vec![(Plate::parse("P2").unwrap(), 1, None)],
+            bookings: vec![],
         }]);
         // P1 gone, P2 kept, three cars counted: 10 - 3 - 1 = 6; then 6 applies: 5.
         assert_eq!(*seen.lock(), vec![9, 8, 6, 5]);
@@ -315,6 +339,7 @@ mod tests {
             version: 4,
             counted: 0,
             reservations: vec![],
+            bookings: vec![],
         };
         copy.reset(vec![older]);
         assert_eq!(copy.state().free("A").unwrap(), 5);

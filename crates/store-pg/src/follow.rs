@@ -96,6 +96,11 @@ pub(crate) fn resync(
          WHERE lot = ANY($1)",
         &[(&ids, Type::TEXT_ARRAY)],
     )?;
+    let bookings = snapshot.query_typed(
+        "SELECT b.lot, parking_booking_json(b)::text FROM parking_bookings b \
+         WHERE b.lot = ANY($1)",
+        &[(&ids, Type::TEXT_ARRAY)],
+    )?;
     snapshot.commit()?;
     let mut images = std::collections::HashMap::new();
     for row in &rows {
@@ -111,6 +116,7 @@ pub(crate) fn resync(
                 version: u64::try_from(version).unwrap_or(0),
                 counted: row.try_get(1)?,
                 reservations: Vec::new(),
+                bookings: Vec::new(),
             },
         );
     }
@@ -126,6 +132,15 @@ pub(crate) fn resync(
         image
             .reservations
             .push((plate, u64::try_from(expires_at_ms).unwrap_or(0), owner));
+    }
+    for row in &bookings {
+        let lot: &str = row.try_get(0)?;
+        let record: &str = row.try_get(1)?;
+        // The table only holds bookings that were valid when made.
+        let (Some(image), Ok(booking)) = (images.get_mut(lot), serde_json::from_str(record)) else {
+            continue;
+        };
+        image.bookings.push(booking);
     }
     let count = images.len();
     copy.reset(images.into_values().collect());

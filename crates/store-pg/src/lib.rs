@@ -18,13 +18,17 @@
 //! at once (when they are next in line), so a client reads its own writes on the node it
 //! wrote through.
 //!
-//! Time-driven work (reservation expiry) is idempotent SQL that every node runs when a
-//! reservation's time comes; several nodes running it at once queue on the lot's row lock
-//! and each reservation is removed once.
+//! Bookings are decided the same way (`bookings`): the spot rule is an exclusion
+//! constraint, the lot-wide rule a peak computed under the lot's row lock. Drivers' accounts
+//! are rows with the username as key; logins read them from the database (`accounts`).
 //!
-//! Bookings and gate lines (`ENTER`/`EXIT`) are not in this store yet: they are refused
-//! with [`NOT_HERE`] as the reason, rather than decided in one node's copy, where the other
-//! nodes would never see them (docs/scaling.md lays out the schema they will take).
+//! Time-driven work (reservation expiry; bookings held from their start, no-shows,
+//! completions) is idempotent SQL that every node runs when its time comes; several nodes
+//! running it at once queue on the lot's row lock and each thing is done once.
+//!
+//! What this store does not keep yet it says so through [`Store::supports`], and the ports
+//! refuse those requests (reads included) rather than decide them in one node's copy, where
+//! the other nodes would never see them (docs/scaling.md lists which).
 //!
 //! When PostgreSQL cannot be reached, writes answer [`StateError::Unavailable`] within the
 //! configured timeout (at once, once the outage is known), reads go on from the copy, and
@@ -34,6 +38,8 @@
 //! # Layout
 //! - this file: [`PgStore`] and its [`Store`] implementation (the writes), [`PgOptions`],
 //!   [`OpenError`].
+//! - `bookings`: bookings, cancellations and check-ins; the time-driven moves of bookings.
+//! - `accounts`: drivers' accounts.
 //! - `schema`: the versioned migrations (`migrations/*.sql`), applied under an advisory lock,
 //!   and the lots a node brings.
 //! - `copy`: the node's copy: each lot's version, applying changes in version order.
@@ -41,11 +47,13 @@
 //! - `link`: the connection pool and whether the database is reachable.
 //! - `follow`: the thread that `LISTEN`s, applies announcements, resynchronises, and reads
 //!   afresh the lots whose announcement was lost.
-//! - `expiry`: the thread that runs the expiry work on time.
+//! - `expiry`: the thread that runs the time-driven work on time.
 
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod announce;
+mod bookings;
 mod copy;
 mod expiry;
 mod follow;
@@ -55,16 +63,17 @@ mod schema;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::Sender;
 use postgres::Row;
 use postgres::types::{ToSql, Type};
 use state::{
     Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome, Change,
-    Clock, CountChange, GateOutcome, LotId, LotSpec, OccupancyUpdate, ParkingState, Passage, Plate,
-    ReserveOutcome, SetupError, StateError, Unavailable, WaitEntry, WaitId, WaitlistError,
+    Clock, CountChange, LotId, LotSpec, OccupancyUpdate, ParkingState, Plate, ReserveOutcome,
+    SetupError, StateError, Unavailable, Username,
 };
-use store::{Health, Store};
+use store::{Feature, Health, Store};
 
 use crate::announce::{Announcer, Outbox};
 use crate::copy::Copy;
@@ -73,16 +82,6 @@ use crate::follow::Follower;
 use crate::link::Link;
 
 pub use crate::schema::{MIGRATIONS, Migration};
-
-/// Why a booking or a gate line is refused by this store: the default `Store` methods would
-/// decide it in this node's copy alone, unseen by the other nodes and lost at a restart.
-pub const NOT_HERE: &str = "bookings, gate lines (ENTER/EXIT), waitlists and drivers' \
-    accounts are not supported with the PostgreSQL store yet (docs/scaling.md); count lines \
-    and reservations are";
-
-fn not_here() -> Unavailable {
-    Unavailable(NOT_HERE.to_owned())
-}
 
 /// How a node reaches its database.
 #[derive(Clone)]
@@ -168,6 +167,14 @@ pub(crate) struct Shared {
     pub(crate) link: Link,
     pub(crate) outbox: Outbox,
     pub(crate) ttl: Duration,
+    /// Wakes the expiry thread: something this node made is due sooner than it would look.
+    pub(crate) nudge: Sender<()>,
+}
+
+/// `at` in whole Unix seconds (0 before the epoch).
+pub(crate) fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 impl Shared {
@@ -206,12 +213,15 @@ impl PgStore {
     /// starting together are safe), adds the configured lots the database lacks, reads
     /// every lot, and starts following the database. A lot's capacity is the database's
     /// when it already has the lot (a differing configured one is logged): every node then
-    /// agrees on it. Reservations live for `ttl`.
+    /// agrees on it. Reservations live for `ttl`. `setup` configures the copy's state beyond
+    /// its lots (bookings' rules and terms, waitlists, accounts), as the node's
+    /// configuration says; every node must say the same.
     pub fn open(
         options: &PgOptions,
         lots: Vec<LotSpec>,
         ttl: Duration,
         clock: Arc<dyn Clock>,
+        setup: impl FnOnce(ParkingState) -> Result<ParkingState, SetupError>,
     ) -> Result<PgStore, OpenError> {
         if ttl.is_zero() {
             return Err(OpenError::Lots(SetupError::ZeroTtl));
@@ -222,15 +232,16 @@ impl PgStore {
             .map_err(OpenError::Database)?;
         schema::migrate(&mut client)?;
         let lots = schema::ensure_lots(&mut client, lots)?;
-        let state = ParkingState::new(lots, ttl, clock)
-            .map_err(OpenError::Lots)?
-            .follower();
+        let state = ParkingState::new(lots, ttl, clock).map_err(OpenError::Lots)?;
+        let state = setup(state).map_err(OpenError::Lots)?.follower();
+        let (nudge, nudged) = crossbeam_channel::bounded(1);
         let (outbox, pending) = Outbox::new();
         let shared = Arc::new(Shared {
             copy: Copy::new(Arc::new(state)),
             link: Link::new(config, options),
             outbox,
             ttl,
+            nudge,
         });
         // LISTEN before reading: a change committed in between is then both in what is read
         // and announced, and its version tells the copy it has it already.
@@ -238,7 +249,7 @@ impl PgStore {
         follow::resync(&shared.copy, &mut client, None).map_err(OpenError::Database)?;
         let follower = Follower::spawn(Arc::clone(&shared), client).map_err(OpenError::Spawn)?;
         let announcer = Announcer::spawn(Arc::clone(&shared), pending).map_err(OpenError::Spawn)?;
-        let expirer = Expirer::spawn(Arc::clone(&shared)).map_err(OpenError::Spawn)?;
+        let expirer = Expirer::spawn(Arc::clone(&shared), nudged).map_err(OpenError::Spawn)?;
         log::info!(
             "store: PostgreSQL at {} (pool of {}, timeout {} ms), schema version {}",
             redacted(&options.url),
@@ -258,7 +269,14 @@ impl PgStore {
     /// lot of the database; returns how many. The store's own thread runs it on time;
     /// running it anywhere else too (another node, a test) is harmless.
     pub fn expire_due(&self) -> Result<usize, Unavailable> {
-        expiry::sweep(&self.shared).map(|(expired, _)| expired)
+        expiry::sweep(&self.shared).map(|swept| swept.expired)
+    }
+
+    /// Runs the time-driven work once and returns how many bookings it moved on (held from
+    /// their start, no-shows, completions, forgotten); harmless anywhere, like
+    /// [`PgStore::expire_due`], which it includes.
+    pub fn settle_due(&self) -> Result<usize, Unavailable> {
+        expiry::sweep(&self.shared).map(|swept| swept.moved)
     }
 
     /// The lot's id as this node's state knows it, or the error a write reports.
@@ -285,6 +303,16 @@ impl Store for PgStore {
         // After the writers and the expiry work: it sends what they committed, then stops.
         drop(self.announcer.lock().take());
         drop(self.follower.lock().take());
+    }
+
+    /// Lots, reservations, counts, bookings and accounts. The ports refuse the rest before
+    /// it reaches the provided methods, which would decide it in this node's copy alone,
+    /// unseen by the other nodes and lost at a restart.
+    fn supports(&self, feature: Feature) -> bool {
+        match feature {
+            Feature::Bookings | Feature::Accounts => true,
+            Feature::Gates | Feature::Waitlists => false,
+        }
     }
 
     fn reserve(
@@ -421,59 +449,39 @@ impl Store for PgStore {
         })
     }
 
-    // Bookings, gate lines, waitlists and accounts are refused (see `NOT_HERE`) rather than left to the provided
-    // methods, which would decide them in this node's copy alone.
-
-    fn book(&self, _: BookingRequest<'_>, _: Option<&str>) -> Result<Booking, BookingError> {
-        Err(BookingError::Unavailable(not_here()))
+    fn book(
+        &self,
+        request: BookingRequest<'_>,
+        owner: Option<&str>,
+    ) -> Result<Booking, BookingError> {
+        let booking = bookings::book(&self.shared, request, owner)?;
+        // Its start (or no-show time) may come before the expiry thread would look.
+        let _ = self.shared.nudge.try_send(());
+        Ok(booking)
     }
 
     fn cancel_booking(
         &self,
-        _: &BookingId,
-        _: &dyn Fn(Option<&str>) -> bool,
+        id: &BookingId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
     ) -> Result<CancelOutcome, StateError> {
-        Err(StateError::Unavailable(not_here()))
+        bookings::cancel(&self.shared, id, allowed)
     }
 
     fn check_in(
         &self,
-        _: &BookingId,
-        _: &dyn Fn(Option<&str>) -> bool,
+        id: &BookingId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
     ) -> Result<Booking, BookingError> {
-        Err(BookingError::Unavailable(not_here()))
+        bookings::check_in(&self.shared, id, allowed)
     }
 
-    fn pass_gate(&self, _: &str, _: Plate, _: Passage) -> Result<GateOutcome, StateError> {
-        Err(StateError::Unavailable(not_here()))
+    fn create_account(&self, account: Account) -> Result<(), AccountError> {
+        accounts::create(&self.shared.link, &account, self.state().max_accounts())
     }
 
-    fn join_waitlist(
-        &self,
-        _: BookingRequest<'_>,
-        _: Option<&str>,
-    ) -> Result<WaitEntry, WaitlistError> {
-        Err(WaitlistError::Unavailable(not_here()))
-    }
-
-    fn leave_waitlist(
-        &self,
-        _: &WaitId,
-        _: &dyn Fn(Option<&str>) -> bool,
-    ) -> Result<CancelOutcome, StateError> {
-        Err(StateError::Unavailable(not_here()))
-    }
-
-    fn accept_offer(
-        &self,
-        _: &WaitId,
-        _: &dyn Fn(Option<&str>) -> bool,
-    ) -> Result<Booking, WaitlistError> {
-        Err(WaitlistError::Unavailable(not_here()))
-    }
-
-    fn create_account(&self, _: Account) -> Result<(), AccountError> {
-        Err(AccountError::Unavailable(not_here()))
+    fn account(&self, username: &Username) -> Result<Option<Account>, Unavailable> {
+        accounts::find(&self.shared.link, username)
     }
 }
 

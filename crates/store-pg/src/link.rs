@@ -25,7 +25,7 @@ pub(crate) fn client_config(options: &PgOptions) -> Result<Config, OpenError> {
     let mut config: Config = options.url.parse().map_err(OpenError::Url)?;
     let millis = options.timeout.as_millis().max(1);
     // `parking.announce`: this node sends each write's announcement itself once the write
-    // has committed (migration 0003, `crate::announce`).
+    // has committed (migration 0004, `crate::announce`).
     let ours = format!("-c statement_timeout={millis} -c parking.announce=after_commit");
     let server_options = match config.get_options() {
         Some(given) => format!("{given} {ours}"),

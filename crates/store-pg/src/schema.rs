@@ -35,9 +35,19 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0001_lots_and_reservations.sql"),
     },
     Migration {
+        version: 2,
+        name: "accounts",
+        sql: include_str!("../migrations/0002_accounts.sql"),
+    },
+    Migration {
         version: 3,
+        name: "bookings",
+        sql: include_str!("../migrations/0003_bookings.sql"),
+    },
+    Migration {
+        version: 4,
         name: "announce_after_commit",
-        sql: include_str!("../migrations/0003_announce_after_commit.sql"),
+        sql: include_str!("../migrations/0004_announce_after_commit.sql"),
     },
 ];
 

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use state::{
-    BookingError, BookingId, BookingRequest, CancelOutcome, CountChange, LotChange, LotId, LotSpec,
-    Passage, Plate, ReserveOutcome, StateError, SystemClock, Window,
+    Account, AccountError, Booking, BookingError, BookingRequest, BookingRules, BookingStatus,
+    CancelOutcome, CountChange, LotChange, LotId, LotSpec, LotTerms, Plate, ReserveOutcome, SpotId,
+    SpotSpec, StateError, SystemClock, Username, Window,
 };
-use store::{Health, Store};
-use store_pg::{NOT_HERE, PgOptions, PgStore};
+use store::{Feature, Health, Store, Unsupported};
+use store_pg::{PgOptions, PgStore};
 use testkit::eventually;
 use testkit::pg::TempPostgres;
 
@@ -37,7 +38,69 @@ fn options(pg: &TempPostgres) -> PgOptions {
 
 fn node(pg: &TempPostgres, capacity: u32) -> PgStore {
     let _ = env_logger::builder().is_test(true).try_init();
-    PgStore::open(&options(pg), lots(capacity), TTL, Arc::new(SystemClock)).expect("opens")
+    PgStore::open(&options(pg), lots(capacity), TTL, Arc::new(SystemClock), Ok).expect("opens")
+}
+
+/// A node whose lot A (capacity 10) may have `bookable` spaces booked at once and has
+/// the named spots S1 and S2.
+fn booking_node(pg: &TempPostgres, bookable: u32) -> PgStore {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let terms = LotTerms {
+        id: LotId::new("A").unwrap(),
+        zone: None,
+        features: Vec::new(),
+        bookable,
+        spots: ["S1", "S2"]
+            .into_iter()
+            .map(|id| SpotSpec {
+                id: SpotId::new(id).unwrap(),
+                features: Vec::new(),
+            })
+            .collect(),
+    };
+    PgStore::open(
+        &options(pg),
+        lots(10),
+        TTL,
+        Arc::new(SystemClock),
+        |state| state.with_bookings(BookingRules::default(), [terms]),
+    )
+    .expect("opens")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn request<'a>(
+    plate_text: &str,
+    spot: Option<&'a str>,
+    start: u64,
+    end: u64,
+) -> BookingRequest<'a> {
+    BookingRequest {
+        lot: "A",
+        spot,
+        plate: plate(plate_text),
+        window: Window { start, end },
+    }
+}
+
+/// The active bookings of lot A as the database holds them: (start, end, spot).
+fn active_rows(pg: &TempPostgres) -> Vec<(i64, i64, Option<String>)> {
+    pg.client()
+        .query(
+            "SELECT lower(during), upper(during), spot FROM parking_bookings \
+             WHERE lot = 'A' AND status IN ('CONFIRMED', 'CHECKED_IN')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect()
 }
 
 fn plate(text: &str) -> Plate {
@@ -199,7 +262,7 @@ fn nodes_starting_together_apply_each_migration_once_and_agree_on_capacity() {
             };
             thread::spawn(move || {
                 // Each node brings a different capacity for A; one of them wins for all.
-                PgStore::open(&options, lots(10 + n), TTL, Arc::new(SystemClock)).unwrap()
+                PgStore::open(&options, lots(10 + n), TTL, Arc::new(SystemClock), Ok).unwrap()
             })
         })
         .collect();
@@ -303,69 +366,294 @@ fn a_change_whose_announcement_was_lost_still_reaches_every_node_in_order() {
 }
 
 #[test]
-fn bookings_and_gate_lines_are_refused_not_decided_in_one_node_s_copy() {
+fn the_store_says_what_it_does_not_keep() {
     let Some(pg) = TempPostgres::start() else {
         return;
     };
     let node = node(&pg, 3);
-    let not_here = state::Unavailable(NOT_HERE.to_owned());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let request = BookingRequest {
-        lot: "A",
-        spot: None,
-        plate: plate("BOOKED"),
-        window: Window {
-            start: now + 3600,
-            end: now + 7200,
-        },
+    for feature in [Feature::Gates, Feature::Waitlists] {
+        assert!(!node.supports(feature), "{feature}");
+        assert_eq!(node.require(feature), Err(Unsupported(feature)));
+    }
+}
+
+#[test]
+fn two_nodes_racing_for_one_spot_get_exactly_one_booking() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
     };
-    assert_eq!(
-        node.book(request, None),
-        Err(BookingError::Unavailable(not_here.clone()))
+    let nodes = [
+        Arc::new(booking_node(&pg, 10)),
+        Arc::new(booking_node(&pg, 10)),
+    ];
+    let start = unix_now() + 3600;
+    let racers: Vec<_> = (0..16)
+        .map(|n| {
+            let node = Arc::clone(&nodes[n % 2]);
+            thread::spawn(move || {
+                // Overlapping windows, each a little different: one instant in common.
+                let window = (start + n as u64 * 10, start + 1000 + n as u64 * 10);
+                node.book(
+                    request(&format!("R{n}"), Some("S1"), window.0, window.1),
+                    None,
+                )
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    let won: Vec<&Booking> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().err())
+            .all(|err| *err == BookingError::SpotTaken),
+        "{outcomes:?}"
     );
-    let id = BookingId::parse("A.1").unwrap();
-    assert_eq!(
-        node.check_in(&id, &|_| true),
-        Err(BookingError::Unavailable(not_here.clone()))
+    assert_eq!(active_rows(&pg).len(), 1);
+    // The other spot, and the same spot after the window, are still free.
+    assert!(
+        nodes[0]
+            .book(request("S2CAR", Some("S2"), start, start + 600), None)
+            .is_ok()
     );
-    assert_eq!(
-        node.cancel_booking(&id, &|_| true),
-        Err(StateError::Unavailable(not_here.clone()))
+    assert!(
+        nodes[1]
+            .book(
+                request("LATER", Some("S1"), start + 5000, start + 6000),
+                None
+            )
+            .is_ok()
     );
+    // A cancelled booking frees its spot (the constraint counts active ones only).
+    let winner = won[0].clone();
+    let anyone = |_: Option<&str>| true;
     assert_eq!(
-        node.pass_gate("A", plate("BOOKED"), Passage::Enter),
-        Err(StateError::Unavailable(not_here.clone()))
+        nodes[1].cancel_booking(&winner.id, &anyone),
+        Ok(CancelOutcome::Cancelled)
     );
-    // Waitlists and drivers' accounts alike.
-    assert_eq!(
-        node.join_waitlist(request, None),
-        Err(state::WaitlistError::Unavailable(not_here.clone()))
+    assert!(
+        nodes[0]
+            .book(
+                request("AGAIN", Some("S1"), winner.window.start, winner.window.end),
+                None
+            )
+            .is_ok()
     );
-    let entry = state::WaitId::parse("A.w1").unwrap();
-    assert_eq!(
-        node.accept_offer(&entry, &|_| true),
-        Err(state::WaitlistError::Unavailable(not_here.clone()))
-    );
-    assert_eq!(
-        node.leave_waitlist(&entry, &|_| true),
-        Err(StateError::Unavailable(not_here.clone()))
-    );
-    let account = state::Account {
-        username: state::Username::new("alice").unwrap(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        created_at: now,
+    // A spot the lot does not have is refused on the node, before the database.
+    assert!(matches!(
+        nodes[0].book(request("NOPE", Some("S9"), start, start + 60), None),
+        Err(BookingError::UnknownSpot { .. })
+    ));
+}
+
+#[test]
+fn concurrent_bookings_from_two_nodes_never_exceed_bookable_at_any_instant() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
     };
+    const BOOKABLE: u32 = 4;
+    let nodes = [
+        Arc::new(booking_node(&pg, BOOKABLE)),
+        Arc::new(booking_node(&pg, BOOKABLE)),
+    ];
+    let start = unix_now() + 3600;
+    // Staggered windows of different lengths: their peaks fall at different instants.
+    let racers: Vec<_> = (0..32)
+        .map(|n| {
+            let node = Arc::clone(&nodes[n % 2]);
+            thread::spawn(move || {
+                let from = start + (n as u64 % 8) * 300;
+                let to = from + 600 + (n as u64 % 3) * 400;
+                node.book(request(&format!("L{n}"), None, from, to), None)
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    for outcome in &outcomes {
+        assert!(
+            matches!(
+                outcome,
+                Ok(_) | Err(BookingError::Full { bookable: BOOKABLE })
+            ),
+            "{outcome:?}"
+        );
+    }
+    let rows = active_rows(&pg);
+    let made = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(rows.len(), made);
+    assert!(made >= BOOKABLE as usize, "{outcomes:?}");
+    // At every instant (every start is where a peak can begin) at most BOOKABLE overlap.
+    for &(at, ..) in &rows {
+        let overlapping = rows.iter().filter(|&&(s, e, _)| s <= at && at < e).count();
+        assert!(
+            overlapping <= BOOKABLE as usize,
+            "{overlapping} at {at}: {rows:?}"
+        );
+    }
+    // Thirty-two racers for one window: exactly what is left of BOOKABLE.
+    let late = start + 100_000;
+    let racers: Vec<_> = (0..32)
+        .map(|n| {
+            let node = Arc::clone(&nodes[n % 2]);
+            thread::spawn(move || {
+                node.book(request(&format!("W{n}"), None, late, late + 600), None)
+            })
+        })
+        .collect();
+    let won = racers
+        .into_iter()
+        .map(|r| r.join().unwrap())
+        .filter(Result::is_ok)
+        .count();
+    assert_eq!(won, BOOKABLE as usize);
+}
+
+#[test]
+fn a_booking_made_on_one_node_is_read_moved_and_settled_on_every_node() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let (one, two) = (booking_node(&pg, 10), booking_node(&pg, 10));
+    let anyone = |_: Option<&str>| true;
+    let now = unix_now();
+    // A window that includes now: it holds a space at once, on both nodes.
+    let made = one
+        .book(request("NOW1", None, now, now + 3600), Some("key-1"))
+        .unwrap();
+    assert_eq!(made.status, BookingStatus::Confirmed);
+    assert_eq!(made.owner.as_deref(), Some("key-1"));
+    eventually("node two reads it", || {
+        two.state().booking(&made.id) == Ok(made.clone())
+    });
+    eventually("both nodes count its space", || {
+        free(&one) == 9 && free(&two) == 9
+    });
+    // A reservation on node two sees the held space: 10 - 1 booked - 9 reserved = 0 left.
+    for n in 0..9 {
+        assert_eq!(
+            two.reserve("A", plate(&format!("Q{n}")), None),
+            Ok(ReserveOutcome::Reserved)
+        );
+    }
     assert_eq!(
-        node.create_account(account),
-        Err(state::AccountError::Unavailable(not_here))
+        two.reserve("A", plate("Q9"), None),
+        Ok(ReserveOutcome::Full)
     );
-    // Nothing was decided locally: the copy holds no booking and no car.
-    let lot = &node.state().lots()[0];
-    assert_eq!((lot.booked, lot.occupied, lot.free), (0, 0, 3));
-    assert!(node.state().booking(&id).is_err());
+    // And a booking of a window that includes now finds no space now.
+    assert_eq!(
+        one.book(request("NOW2", None, now, now + 60), None),
+        Err(BookingError::NoSpaceNow)
+    );
+    for n in 0..9 {
+        assert_eq!(
+            one.cancel("A", plate(&format!("Q{n}")), &anyone),
+            Ok(CancelOutcome::Cancelled)
+        );
+    }
+    // Another key may not check it in; its owner may, through the other node.
+    let other_key = |owner: Option<&str>| owner == Some("key-2");
+    assert!(matches!(
+        two.check_in(&made.id, &other_key),
+        Err(BookingError::UnknownBooking(_))
+    ));
+    let checked = two
+        .check_in(&made.id, &|owner| owner == Some("key-1"))
+        .unwrap();
+    assert_eq!(checked.status, BookingStatus::CheckedIn);
+    eventually("node one sees the check-in", || {
+        one.state()
+            .booking(&made.id)
+            .is_ok_and(|b| b.status == BookingStatus::CheckedIn)
+    });
+    assert!(matches!(
+        one.check_in(&made.id, &anyone),
+        Err(BookingError::BadState(BookingStatus::CheckedIn))
+    ));
+    assert_eq!(
+        one.cancel_booking(&made.id, &anyone),
+        Ok(CancelOutcome::NotFound)
+    );
+
+    // A future booking: check-in has not opened; then time passes in the database past its
+    // grace, and two nodes settling at once make it a no-show once.
+    let later = one
+        .book(request("LATE", None, now + 7200, now + 9000), None)
+        .unwrap();
+    assert!(matches!(
+        two.check_in(&later.id, &anyone),
+        Err(BookingError::NotDue { .. })
+    ));
+    pg.client()
+        .execute(
+            "UPDATE parking_bookings SET during = int8range(lower(during) - 8500, \
+             upper(during) - 8500), due = 0 WHERE seq = $1",
+            &[&(later.id.seq() as i64)],
+        )
+        .unwrap();
+    let (one, two) = (Arc::new(one), Arc::new(two));
+    let settlers: Vec<_> = [&one, &two, &one, &two]
+        .into_iter()
+        .map(|node| {
+            let node = Arc::clone(node);
+            thread::spawn(move || node.settle_due().unwrap())
+        })
+        .collect();
+    let moved: usize = settlers.into_iter().map(|s| s.join().unwrap()).sum();
+    // The no-show, and the checked-in booking, whose window (an hour) is not over: nothing.
+    assert_eq!(moved, 1);
+    for node in [&one, &two] {
+        eventually("every node sees the no-show", || {
+            node.state()
+                .booking(&later.id)
+                .is_ok_and(|b| b.status == BookingStatus::NoShow)
+        });
+    }
+    assert_eq!(one.settle_due(), Ok(0));
+}
+
+#[test]
+fn accounts_are_unique_across_nodes_and_read_from_the_database() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let (one, two) = (Arc::new(node(&pg, 3)), Arc::new(node(&pg, 3)));
+    let account = |name: &str| Account {
+        username: Username::new(name).unwrap(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${name}"),
+        created_at: 1_700_000_000,
+    };
+    // Eight registrations of one name through two nodes at once: one account.
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let node = Arc::clone(if n % 2 == 0 { &one } else { &two });
+            let account = account("alice");
+            thread::spawn(move || node.create_account(account))
+        })
+        .collect();
+    let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().err())
+            .all(|err| matches!(err, AccountError::Exists(_))),
+        "{outcomes:?}"
+    );
+    let alice = Username::new("alice").unwrap();
+    assert_eq!(two.account(&alice), Ok(Some(account("alice"))));
+    assert_eq!(one.account(&Username::new("bob").unwrap()), Ok(None));
+    // Only an Argon2id hash is stored.
+    let mut plain = account("carol");
+    plain.password_hash = "hunter2".into();
+    assert!(matches!(
+        one.create_account(plain),
+        Err(AccountError::Unavailable(_))
+    ));
 }
 
 #[test]

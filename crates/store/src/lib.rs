@@ -19,6 +19,7 @@
 //!
 //! # Layout
 //! - this file: [`Store`], [`Health`] and [`MemoryStore`].
+//! - `feature`: [`Feature`], what a store may lack, and [`Unsupported`], the refusal.
 //! - `embedded`: [`EmbeddedStore`] and its [`Options`]: opening a directory, its threads.
 //! - `journal`: the state's recorder: group commit, the fsync policies ([`Fsync`]), the
 //!   failure path (rollback, retry with backoff).
@@ -36,6 +37,7 @@ mod compactor;
 pub mod disk;
 mod embedded;
 mod error;
+mod feature;
 mod files;
 mod journal;
 mod record;
@@ -46,13 +48,14 @@ use std::sync::Arc;
 
 pub use embedded::{DEFAULT_RETRY_AFTER, DEFAULT_SEGMENT_BYTES, EmbeddedStore, Options};
 pub use error::{OpenError, OpenErrorKind};
+pub use feature::{Feature, Unsupported};
 pub use journal::{DiskError, Fsync};
 pub use recovery::{Cut, Repair, repair};
 
 use state::{
     Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome,
     CountChange, GateOutcome, OccupancyUpdate, ParkingState, Passage, Plate, ReserveOutcome,
-    StateError, WaitEntry, WaitId, WaitlistError,
+    StateError, Unavailable, Username, WaitEntry, WaitId, WaitlistError,
 };
 
 /// What the server writes through. Every method that changes the state returns only once
@@ -72,6 +75,24 @@ pub trait Store: Send + Sync {
     /// Makes everything acknowledged so far durable and stops the store's threads; later
     /// writes are refused. Called once the server has stopped taking requests.
     fn close(&self);
+
+    /// Whether this store keeps `feature`. The ports ask before they serve a request of
+    /// that feature, reads included, and refuse it with [`Unsupported`] when not: a store
+    /// that lacks a feature would otherwise decide it in its in-memory copy alone (and
+    /// answer reads from a copy that never holds any). Every feature by default.
+    fn supports(&self, feature: Feature) -> bool {
+        let _ = feature;
+        true
+    }
+
+    /// `Ok` if this store keeps `feature`, else the refusal a port answers with.
+    fn require(&self, feature: Feature) -> Result<(), Unsupported> {
+        if self.supports(feature) {
+            Ok(())
+        } else {
+            Err(Unsupported(feature))
+        }
+    }
 
     /// Holds a space for `plate` in `lot`, on behalf of `owner` (a key id) if given.
     fn reserve(
@@ -173,6 +194,12 @@ pub trait Store: Send + Sync {
     /// Makes a driver's account (its password already hashed).
     fn create_account(&self, account: Account) -> Result<(), AccountError> {
         self.state().create_account(account)
+    }
+
+    /// The driver's account named `username`, for a login: the in-memory state's, unless
+    /// the store keeps accounts where every node sees them at once (a database).
+    fn account(&self, username: &Username) -> Result<Option<Account>, Unavailable> {
+        Ok(self.state().account(username))
     }
 }
 

@@ -8,7 +8,7 @@ use crate::booking::{
     WindowError,
 };
 use crate::change::Change;
-use crate::ids::{BookingId, LotId, Plate};
+use crate::ids::{BookingId, LotId, Plate, SpotId};
 use crate::lot::{CancelOutcome, CountChange};
 use crate::parking::{ParkingState, StateError, UnknownLot, reservation, unix_ms};
 
@@ -81,6 +81,24 @@ impl ParkingState {
         })?;
         self.nudge(due);
         booked
+    }
+
+    /// What a store that decides bookings elsewhere (a database) needs of the lot's terms:
+    /// how many of its spaces may be booked for any instant (`bookable`), and the named
+    /// spot `spot` asked for, checked (`UnknownSpot`).
+    pub fn booking_terms(
+        &self,
+        lot: &str,
+        spot: Option<&str>,
+    ) -> Result<(u32, Option<SpotId>), BookingError> {
+        let id = self.lot_id(lot)?.clone();
+        self.with_lot(lot, |lot, _| {
+            let line = lot.bookings.spot(&id, spot)?;
+            Ok((
+                lot.bookings.bookable(),
+                line.map(|line| lot.bookings.spot_id(line)),
+            ))
+        })?
     }
 
     /// The booking with id `id`.

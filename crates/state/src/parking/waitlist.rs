@@ -218,6 +218,11 @@ impl ParkingState {
         self.accounts.lock().by_name.get(name).cloned()
     }
 
+    /// How many drivers' accounts are kept at most (`max_accounts`).
+    pub fn max_accounts(&self) -> usize {
+        self.accounts.lock().max
+    }
+
     /// Offers room that has appeared in the lot to its waitlist, oldest entry first: each
     /// waiting entry whose window now fits (cut to start no earlier than now) gets an
     /// `OFFERED` booking holding its space until `offer_minutes` from now (or its window's
