@@ -23,6 +23,9 @@ use crate::route::Route;
 /// The dashboard, compiled into the binary: the machines that show it may be offline.
 const DASHBOARD: &str = include_str!("../assets/dashboard.html");
 
+/// The drivers' booking page, compiled in like the dashboard.
+const BOOK_PAGE: &str = include_str!("../assets/book.html");
+
 /// The API's OpenAPI document, served as it is in the repository.
 const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
@@ -110,6 +113,12 @@ impl Api {
                 Status::OK,
                 "text/html; charset=utf-8",
                 Body::Static(DASHBOARD.as_bytes()),
+            )
+            .header("Cache-Control", "no-cache"),
+            Route::BookPage => Response::with_body(
+                Status::OK,
+                "text/html; charset=utf-8",
+                Body::Static(BOOK_PAGE.as_bytes()),
             )
             .header("Cache-Control", "no-cache"),
             Route::Health => Response::json(Status::OK, &StatusBody { status: "ok" }),

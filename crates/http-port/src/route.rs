@@ -13,6 +13,8 @@ use crate::error::{ApiError, Code};
 pub(crate) enum Route<'a> {
     /// `GET /`: the dashboard.
     Dashboard,
+    /// `GET /book`: the drivers' booking page.
+    BookPage,
     /// `GET /healthz`.
     Health,
     /// `GET /readyz`.
@@ -50,6 +52,7 @@ pub(crate) enum Verb {
 /// Where a path leads, before the method is considered.
 enum Resource<'a> {
     Dashboard,
+    BookPage,
     Health,
     Ready,
     Metrics,
@@ -75,7 +78,7 @@ impl Resource<'_> {
 
 /// The names requests are counted under in the metrics, one per [`Route`] kind, then
 /// `invalid` for requests that reached none.
-pub(crate) const METRIC_NAMES: [&str; 13] = [
+pub(crate) const METRIC_NAMES: [&str; 14] = [
     "getDashboard",
     "getHealth",
     "getReady",
@@ -87,6 +90,7 @@ pub(crate) const METRIC_NAMES: [&str; 13] = [
     "createReservation",
     "deleteReservation",
     "streamEvents",
+    "getBookPage",
     "options",
     "invalid",
 ];
@@ -102,6 +106,7 @@ impl Route<'_> {
     pub(crate) fn action(&self) -> Option<auth::Action<'static>> {
         match self {
             Route::Dashboard
+            | Route::BookPage
             | Route::Health
             | Route::Ready
             | Route::OpenApi
@@ -128,7 +133,8 @@ impl Route<'_> {
             Route::Reserve(_) => 8,
             Route::Cancel(..) => 9,
             Route::Events => 10,
-            Route::Options(_) => 11,
+            Route::BookPage => 11,
+            Route::Options(_) => 12,
         }
     }
 }
@@ -146,6 +152,7 @@ pub(crate) fn route<'a>(method: &str, path: &'a str) -> Result<(Route<'a>, Verb)
     let route = match (resource, verb) {
         (resource, Verb::Options) => Route::Options(resource.allow()),
         (Resource::Dashboard, Verb::Read) => Route::Dashboard,
+        (Resource::BookPage, Verb::Read) => Route::BookPage,
         (Resource::Health, Verb::Read) => Route::Health,
         (Resource::Ready, Verb::Read) => Route::Ready,
         (Resource::Metrics, Verb::Read) => Route::Metrics,
@@ -190,6 +197,7 @@ fn resource(path: &str) -> Result<Resource<'_>, ApiError> {
     }
     Ok(match segments.as_slice() {
         [""] => Resource::Dashboard,
+        ["book"] => Resource::BookPage,
         ["healthz"] => Resource::Health,
         ["readyz"] => Resource::Ready,
         ["metrics"] => Resource::Metrics,
@@ -225,6 +233,7 @@ mod tests {
     fn every_route_and_its_methods() {
         for (method, path, expected) in [
             ("GET", "/", Route::Dashboard),
+            ("GET", "/book", Route::BookPage),
             ("HEAD", "/healthz", Route::Health),
             ("GET", "/readyz", Route::Ready),
             ("GET", "/metrics", Route::Metrics),
