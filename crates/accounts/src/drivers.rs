@@ -23,6 +23,8 @@ pub enum RegisterError {
     BadPassword(PasswordError),
     /// The account could not be made: the name is taken, too many accounts, or storage.
     Account(AccountError),
+    /// Too many registrations from this address: try again later. Nothing was hashed.
+    RateLimited(RetryAfter),
 }
 
 impl fmt::Display for RegisterError {
@@ -31,6 +33,11 @@ impl fmt::Display for RegisterError {
             RegisterError::BadUsername(err) => err.fmt(f),
             RegisterError::BadPassword(err) => err.fmt(f),
             RegisterError::Account(err) => err.fmt(f),
+            RegisterError::RateLimited(RetryAfter(after)) => write!(
+                f,
+                "too many registrations from this address; try again in {} s",
+                after.as_secs().max(1)
+            ),
         }
     }
 }
@@ -92,11 +99,43 @@ impl Drivers {
         password: &str,
         now: SystemTime,
     ) -> Result<Account, RegisterError> {
+        self.register_limited(store, username, password, None, now)
+    }
+
+    /// [`Drivers::register`] for a request from `peer` at monotonic time `at`: refused when
+    /// the address has made [`REGISTRATIONS_PER_ADDRESS`](crate::REGISTRATIONS_PER_ADDRESS)
+    /// registrations in the window. Only a registration that gets as far as the hash counts,
+    /// so that a driver fixing a mistyped name is not locked out.
+    pub fn register_from(
+        &self,
+        store: &dyn Store,
+        username: &str,
+        password: &str,
+        (peer, at): (IpAddr, Instant),
+        now: SystemTime,
+    ) -> Result<Account, RegisterError> {
+        self.register_limited(store, username, password, Some((peer, at)), now)
+    }
+
+    fn register_limited(
+        &self,
+        store: &dyn Store,
+        username: &str,
+        password: &str,
+        from: Option<(IpAddr, Instant)>,
+        now: SystemTime,
+    ) -> Result<Account, RegisterError> {
         let username = Username::new(username).map_err(RegisterError::BadUsername)?;
         Passwords::check_rules(password).map_err(RegisterError::BadPassword)?;
         // Refused before the slow hash when the name is taken (the state checks again).
         if store.state().account(&username).is_some() {
             return Err(RegisterError::Account(AccountError::Exists(username)));
+        }
+        if let Some((peer, at)) = from {
+            self.limiter.register(peer, at).map_err(|retry| {
+                peer_warn!("register from {peer}: over the registration limit");
+                RegisterError::RateLimited(retry)
+            })?;
         }
         let account = Account {
             username,

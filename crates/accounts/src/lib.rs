@@ -17,7 +17,8 @@
 //! - `token`: [`Tokens`], [`Claims`], [`Issued`], [`TokenError`].
 //! - `secret`: [`JwtSecret`]: read from `auth.jwt_secret_file`, or generated into the data
 //!   directory on first start; never logged.
-//! - `limiter`: [`LoginLimiter`]: failed logins per username and per peer address.
+//! - `limiter`: [`LoginLimiter`]: failed logins per username and per peer address, and
+//!   registrations per peer address.
 
 #![forbid(unsafe_code)]
 
@@ -30,7 +31,7 @@ mod token;
 pub use drivers::{Drivers, LoginError, RegisterError};
 pub use limiter::{
     FAILURE_WINDOW, FAILURES_PER_ADDRESS, FAILURES_PER_USERNAME, LoginLimiter, MAX_TRACKED,
-    RetryAfter,
+    REGISTRATIONS_PER_ADDRESS, RetryAfter,
 };
 pub use password::{
     ARGON2_M_COST_KIB, ARGON2_P_COST, ARGON2_T_COST, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN,

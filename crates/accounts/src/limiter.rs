@@ -1,5 +1,7 @@
 //! How often a login may fail: per username (someone guessing one driver's password) and
-//! per peer address (someone guessing many), each in a fixed window.
+//! per peer address (someone guessing many), each in a fixed window; and how many accounts
+//! one peer address may make per window (each costs an Argon2 hash, and `max_accounts` is
+//! shared by everyone: one address must not take it all).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,6 +15,9 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const FAILURES_PER_USERNAME: u32 = 5;
 /// Failed logins from one address per window before more are refused.
 pub const FAILURES_PER_ADDRESS: u32 = 20;
+/// Registrations (that reached the password hash) from one address per window before more
+/// are refused.
+pub const REGISTRATIONS_PER_ADDRESS: u32 = 10;
 /// Usernames and addresses tracked at most: the table is bounded whatever a peer sends.
 /// When it is full, windows that have ended are dropped, then the oldest.
 pub const MAX_TRACKED: usize = 10_000;
@@ -25,6 +30,7 @@ pub struct RetryAfter(pub Duration);
 enum Key {
     Username(String),
     Address(IpAddr),
+    Registrations(IpAddr),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,21 +74,24 @@ impl LoginLimiter {
     pub fn failed(&self, username: &str, address: IpAddr, now: Instant) {
         let mut windows = self.windows.lock();
         for key in [Key::Username(username.to_owned()), Key::Address(address)] {
-            if !windows.contains_key(&key) && windows.len() >= MAX_TRACKED {
-                make_room(&mut windows, now);
-            }
-            let window = windows.entry(key).or_insert(Window {
-                started: now,
-                failures: 0,
-            });
-            if now >= window.started + FAILURE_WINDOW {
-                *window = Window {
-                    started: now,
-                    failures: 0,
-                };
-            }
-            window.failures = window.failures.saturating_add(1);
+            count(&mut windows, key, now);
         }
+    }
+
+    /// Takes one registration for `address` at `now`, unless it has made its most in the
+    /// current window. Checked and counted in one step, so that concurrent registrations
+    /// from one address cannot all slip under the limit.
+    pub fn register(&self, address: IpAddr, now: Instant) -> Result<(), RetryAfter> {
+        let mut windows = self.windows.lock();
+        let key = Key::Registrations(address);
+        if let Some(window) = windows.get(&key) {
+            let ends = window.started + FAILURE_WINDOW;
+            if now < ends && window.failures >= REGISTRATIONS_PER_ADDRESS {
+                return Err(RetryAfter(ends - now));
+            }
+        }
+        count(&mut windows, key, now);
+        Ok(())
     }
 
     /// A successful login: the username's failures are forgotten (the address's are not,
@@ -92,6 +101,24 @@ impl LoginLimiter {
             .lock()
             .remove(&Key::Username(username.to_owned()));
     }
+}
+
+/// Counts one more for `key` in its current window (a new one if the last has ended).
+fn count(windows: &mut HashMap<Key, Window>, key: Key, now: Instant) {
+    if !windows.contains_key(&key) && windows.len() >= MAX_TRACKED {
+        make_room(windows, now);
+    }
+    let window = windows.entry(key).or_insert(Window {
+        started: now,
+        failures: 0,
+    });
+    if now >= window.started + FAILURE_WINDOW {
+        *window = Window {
+            started: now,
+            failures: 0,
+        };
+    }
+    window.failures = window.failures.saturating_add(1);
 }
 
 /// Drops ended windows; if none had ended, the oldest one.
@@ -113,6 +140,23 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([127, 0, 0, last])
+    }
+
+    #[test]
+    fn an_address_makes_at_most_its_registrations_per_window() {
+        let limiter = LoginLimiter::new();
+        let start = Instant::now();
+        for _ in 0..REGISTRATIONS_PER_ADDRESS {
+            assert_eq!(limiter.register(ip(1), start), Ok(()));
+        }
+        assert_eq!(
+            limiter.register(ip(1), start + Duration::from_secs(1)),
+            Err(RetryAfter(FAILURE_WINDOW - Duration::from_secs(1)))
+        );
+        // Another address, and logins from the same one, are not affected.
+        assert_eq!(limiter.register(ip(2), start), Ok(()));
+        assert_eq!(limiter.check("alice", ip(1), start), Ok(()));
+        assert_eq!(limiter.register(ip(1), start + FAILURE_WINDOW), Ok(()));
     }
 
     #[test]

@@ -216,9 +216,22 @@ impl Connection {
         }
     }
 
-    /// Subscribes an event stream to `lots` (every lot when empty) and queues the current
-    /// value of each, which come before any change.
-    pub(crate) fn open_stream(&mut self, ctx: &Context, lots: &[LotId]) {
+    /// Subscribes an event stream to `owner`'s notices, when given; else to `lots` (every
+    /// lot when empty), queueing the current value of each, which come before any change.
+    pub(crate) fn open_stream(&mut self, ctx: &Context, lots: &[LotId], owner: Option<&str>) {
+        if let Some(owner) = owner {
+            let id = ctx.registry.follow_owner(
+                &mut self.subscription,
+                owner,
+                self.peer,
+                (&ctx.doorbell, self.token),
+            );
+            log::debug!(
+                "{} opened the notice stream of {owner} (subscription {id})",
+                self.peer
+            );
+            return;
+        }
         let all = [Topic::All];
         let named: Vec<Topic<'_>> = lots.iter().map(|lot| Topic::Lot(lot.as_str())).collect();
         let topics = if lots.is_empty() { &all[..] } else { &named };

@@ -9,8 +9,9 @@
 //! accepted socket to [`Broker::attach`]. The HTTP port hands each `GET /v1/events` connection
 //! to [`Broker::attach_stream`]: an event stream is a subscriber like any other (same queue,
 //! same back-pressure, same notifier threads, no thread of its own), with its own encoding
-//! ([`framing::sse`]) and a keep-alive comment when it is quiet. Nothing else crosses the
-//! boundary.
+//! ([`framing::sse`]) and a keep-alive comment when it is quiet. A driver's notice stream
+//! (`GET /v1/me/events`) is one too, following an owner instead of lots: the state's notices
+//! reach it through [`Broker::notice_listener`]. Nothing else crosses the boundary.
 //!
 //! # Guarantees
 //! - **Publishing never blocks a worker.** [`Broker::on_lot_change`] takes a read lock on the
@@ -69,7 +70,7 @@ use std::time::{Duration, Instant};
 use auth::Authenticator;
 use framing::pubsub::{self, PubsubError, PubsubErrorCode};
 use parking_lot::{Mutex, RwLock};
-use state::{Listener, LotChange, LotId};
+use state::{Listener, LotChange, LotId, Notice, NoticeListener};
 use transport::TlsAcceptor;
 
 use crate::notifier::{Command, NotifierHandle, Timeouts};
@@ -81,8 +82,11 @@ pub use crate::stats::BrokerStats;
 /// What an event stream ([`Broker::attach_stream`]) follows, and what it sends first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventStream {
-    /// The lots it follows; empty for every lot.
+    /// The lots it follows; empty for every lot. Ignored when `owner` is set.
     pub lots: Vec<LotId>,
+    /// For a driver's stream (`GET /v1/me/events`): the owner (`@<username>`) whose
+    /// notices it follows, instead of any lot's availability.
+    pub owner: Option<String>,
     /// Bytes to send before any event: the HTTP response head, after whatever replies
     /// before it the connection had not written yet.
     pub preamble: Vec<u8>,
@@ -285,6 +289,22 @@ impl Broker {
     pub fn listener(&self) -> Listener {
         let registry = Arc::clone(&self.registry);
         Arc::new(move |change: &LotChange| registry.publish(change))
+    }
+
+    /// The state's notice listener (`state::ParkingState::add_notice_listener`): each
+    /// notice goes to the streams that follow its owner, written by `encode` (the HTTP
+    /// port's format) once, and only when such a stream is open. A notice without an owner
+    /// goes nowhere.
+    pub fn notice_listener(
+        &self,
+        encode: impl Fn(&Notice, &mut Vec<u8>) + Send + Sync + 'static,
+    ) -> NoticeListener {
+        let registry = Arc::clone(&self.registry);
+        Arc::new(move |notice: &Notice| {
+            if let Some(owner) = notice.owner() {
+                registry.publish_notice(owner, |out| encode(notice, out));
+            }
+        })
     }
 
     /// Records each lot's current value before anything changes (the state at start), so

@@ -342,7 +342,7 @@ impl Notifier {
         );
         // Subscribed before it is registered: the doorbell may ring for it at once, and the
         // snapshots are queued behind the preamble, ahead of any change.
-        connection.open_stream(&self.ctx, &request.lots);
+        connection.open_stream(&self.ctx, &request.lots, request.owner.as_deref());
         self.register(connection, now);
     }
 

@@ -191,6 +191,8 @@ pub(crate) struct Subscription {
     subscriber: Arc<Subscriber>,
     all: bool,
     lots: HashSet<LotId>,
+    /// For a driver's notice stream: whose notices it follows (it follows no lot then).
+    owner: Option<String>,
     /// Whether the subscriber is still in the topic lists.
     listed: bool,
 }
@@ -208,6 +210,9 @@ struct Topics {
     by_lot: HashMap<LotId, Vec<Arc<Subscriber>>>,
     /// `SUBSCRIBE ALL` subscribers, who hear about every lot, known or not.
     all: Vec<Arc<Subscriber>>,
+    /// Notice streams by owner (`GET /v1/me/events`); an owner with none has no entry, so
+    /// the map holds no more owners than there are open streams.
+    by_owner: HashMap<String, Vec<Arc<Subscriber>>>,
 }
 
 /// Every subscription of the broker, and the publishing path.
@@ -241,6 +246,7 @@ impl Registry {
             topics: RwLock::new(Topics {
                 by_lot,
                 all: Vec::new(),
+                by_owner: HashMap::new(),
             }),
             next_id: AtomicU64::new(1),
             queue_size: queue_size.max(1),
@@ -356,7 +362,54 @@ impl Registry {
             }),
             all: false,
             lots: HashSet::new(),
+            owner: None,
             listed: true,
+        }
+    }
+
+    /// Makes the connection's subscription one that follows `owner`'s notices (a driver's
+    /// event stream). Returns its id.
+    pub(crate) fn follow_owner(
+        &self,
+        slot: &mut Option<Subscription>,
+        owner: &str,
+        peer: SocketAddr,
+        doorbell: (&Arc<Doorbell>, Token),
+    ) -> u64 {
+        let subscription =
+            slot.insert(self.new_subscription(peer, doorbell, Encoding::EventStream));
+        subscription.owner = Some(owner.to_owned());
+        self.topics
+            .write()
+            .by_owner
+            .entry(owner.to_owned())
+            .or_default()
+            .push(Arc::clone(&subscription.subscriber));
+        subscription.subscriber.id
+    }
+
+    /// Queues a notice for every stream following `owner`, encoded by `encode` once and only
+    /// if one does, and wakes their notifiers. Like [`Registry::publish`], it never blocks
+    /// and does no I/O: it runs on the thread that changed the state.
+    pub(crate) fn publish_notice(&self, owner: &str, encode: impl FnOnce(&mut Vec<u8>)) {
+        let topics = self.topics.read();
+        let Some(streams) = topics.by_owner.get(owner) else {
+            return;
+        };
+        let line: EventLine = SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            encode(buf);
+            Arc::from(buf.as_slice())
+        });
+        if line.is_empty() {
+            return;
+        }
+        for subscriber in streams {
+            if subscriber.is_doomed() {
+                continue;
+            }
+            subscriber.push(&line, &self.counters);
+            subscriber.ring();
         }
     }
 
@@ -374,6 +427,14 @@ impl Registry {
         for lot in &subscription.lots {
             if let Some(list) = topics.by_lot.get_mut(lot) {
                 remove(list, &subscription.subscriber);
+            }
+        }
+        if let Some(owner) = &subscription.owner
+            && let Some(list) = topics.by_owner.get_mut(owner)
+        {
+            remove(list, &subscription.subscriber);
+            if list.is_empty() {
+                topics.by_owner.remove(owner);
             }
         }
         drop(topics);

@@ -1,17 +1,22 @@
 //! What each route answers. Reads come from the store's state, writes go through the store,
-//! exactly as the RPC port's do: no rule is written twice.
+//! exactly as the RPC port's do: no rule is written twice. Who may handle which booking or
+//! waitlist entry is the caller's `Identity::may_handle`, given to the same state and store
+//! calls the RPC port makes; refusals come back as the RPC port's `WireError`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use accounts::{Drivers, LoginError, RegisterError, RetryAfter};
 use auth::Identity;
-use framing::rpc::ErrorCode;
+use framing::rpc::{ErrorCode, WireError};
 use history::History;
 use metrics::Metrics;
 use serde::Serialize;
 use shutdown::ShutdownHandle;
 use state::{
-    Availability, CancelOutcome, LotId, LotSnapshot, Plate, ReserveOutcome, StateError, UnknownLot,
+    AccountError, Availability, BookingId, BookingRequest, CancelOutcome, LotId, LotQuery,
+    LotSnapshot, Page, Plate, ReserveOutcome, StateError, UnknownLot, Username, WaitId, Window,
     shown,
 };
 use store::{Health, Store};
@@ -19,6 +24,17 @@ use store::{Health, Store};
 use crate::error::{ApiError, Code};
 use crate::response::{Body, Response, Status};
 use crate::route::Route;
+use crate::views::{
+    AccountView, BookingBody, BookingView, Credentials, EntryView, LoginView, LotOfferView,
+    parse_time, rfc3339,
+};
+
+/// What a booking body looks like, for error details.
+const BOOKING_EXAMPLE: &str = "{\"lot\": \"A\", \"spot\": null, \"plate\": \"7ABC123\", \"start\": \"2026-12-01T16:00:00Z\", \"end\": \"2026-12-01T18:00:00Z\"}";
+
+/// What a credentials body looks like, for error details.
+const CREDENTIALS_EXAMPLE: &str =
+    "{\"username\": \"alice\", \"password\": \"at least 10 characters\"}";
 
 /// The dashboard, compiled into the binary: the machines that show it may be offline.
 const DASHBOARD: &str = include_str!("../assets/dashboard.html");
@@ -39,6 +55,8 @@ pub(crate) enum Answer {
     Response(Response),
     /// The event stream of these lots (all of them when empty).
     Stream(Vec<LotId>),
+    /// The notice stream of this owner (a driver, `@<username>`).
+    Notices(String),
 }
 
 /// One lot, as the API shows it.
@@ -93,21 +111,27 @@ struct StatusBody {
 /// What the routes answer from.
 pub(crate) struct Api {
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) drivers: Arc<Drivers>,
     pub(crate) history: Arc<History>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: ShutdownHandle,
 }
 
 impl Api {
-    /// Answers a routed request with its query and body.
-    /// `caller` is the key the request came with, when keys are configured.
+    /// Answers a routed request with its query and body, from `peer`.
+    /// `caller` is the key (or driver) the request came with: with access control on, every
+    /// route that needs one has one; with it off, only a driver's token names a caller.
     pub(crate) fn answer(
         &self,
         route: Route<'_>,
         query: &str,
         body: &[u8],
         caller: Option<&Identity>,
+        peer: SocketAddr,
     ) -> Result<Answer, ApiError> {
+        // With a caller, only what it may handle; without one (access control off), anything.
+        let allowed =
+            |owner: Option<&str>| caller.is_none_or(|identity| identity.may_handle(owner));
         let response = match route {
             Route::Dashboard => Response::with_body(
                 Status::OK,
@@ -133,11 +157,7 @@ impl Api {
                 "application/yaml",
                 Body::Static(OPENAPI.as_bytes()),
             ),
-            Route::Lots => {
-                let lots = self.store.state().lots();
-                let views: Vec<LotView<'_>> = lots.iter().map(LotView::from).collect();
-                Response::json(Status::OK, &views)
-            }
+            Route::Lots => self.lots(query)?,
             Route::Lot(lot) => {
                 let lot = self.store.state().lot(&lot).map_err(unknown_lot)?;
                 Response::json(Status::OK, &LotView::from(&lot))
@@ -146,6 +166,83 @@ impl Api {
             Route::Reserve(lot) => self.reserve(&lot, body, caller)?,
             Route::Cancel(lot, plate) => self.cancel(&lot, &plate, caller)?,
             Route::Events => return self.events(query),
+            Route::LotBookings(lot) => self.lot_bookings(&lot, query)?,
+            Route::Book => self.book(body, caller)?,
+            Route::Booking(id) => {
+                let booking = self.store.state().booking_if(&booking_id(&id)?, &allowed);
+                Response::json(Status::OK, &BookingView::from(&booking.map_err(wire)?))
+            }
+            Route::CancelBooking(id) => {
+                // Not one of ours, not confirmed, or another's: there is nothing to cancel.
+                let outcome = match BookingId::parse(&id) {
+                    Err(_) => CancelOutcome::NotFound,
+                    Ok(id) => self.store.cancel_booking(&id, &allowed).map_err(wire)?,
+                };
+                match outcome {
+                    CancelOutcome::Cancelled => Response::empty(Status::NO_CONTENT),
+                    CancelOutcome::NotFound => {
+                        return Err(ApiError::new(
+                            Code::NotFound,
+                            format!("no confirmed booking {} to cancel", shown(&id)),
+                        ));
+                    }
+                }
+            }
+            Route::CheckIn(id) => {
+                let booking = self.store.check_in(&booking_id(&id)?, &allowed);
+                Response::json(Status::OK, &BookingView::from(&booking.map_err(wire)?))
+            }
+            Route::Register => self.register(body, peer)?,
+            Route::Login => self.login(body, peer)?,
+            Route::Me => self.me(caller)?,
+            Route::MyEvents => {
+                // The port lets only a driver through.
+                let Some(identity) = caller else {
+                    return Err(ApiError::rpc(ErrorCode::Unauthorized, "no driver's token"));
+                };
+                return Ok(Answer::Notices(identity.id().as_str().to_owned()));
+            }
+            Route::MyBookings => self.my_bookings(query, &allowed)?,
+            Route::MyWaitlist => {
+                let entries = self.store.state().waitlist_where(|entry| {
+                    entry.owner.is_some() && allowed(entry.owner.as_deref())
+                });
+                let views: Vec<EntryView<'_>> = entries.iter().map(EntryView::from).collect();
+                Response::json(Status::OK, &views)
+            }
+            Route::JoinWaitlist => self.join_waitlist(body, caller)?,
+            Route::WaitEntry(id) => {
+                let id = entry_id(&id)?;
+                let entry = self
+                    .store
+                    .state()
+                    .waitlist_entry(&id)
+                    // Another's entry is unknown, as a missing one: whose it is is not told.
+                    .filter(|entry| allowed(entry.owner.as_deref()))
+                    .ok_or_else(|| unknown_entry(&id.to_string()))?;
+                Response::json(Status::OK, &EntryView::from(&entry))
+            }
+            Route::LeaveWaitlist(id) => {
+                let outcome = match WaitId::parse(&id) {
+                    Err(_) => CancelOutcome::NotFound,
+                    Ok(id) => self.store.leave_waitlist(&id, &allowed).map_err(wire)?,
+                };
+                match outcome {
+                    CancelOutcome::Cancelled => Response::empty(Status::NO_CONTENT),
+                    CancelOutcome::NotFound => {
+                        return Err(ApiError::new(
+                            Code::NotFound,
+                            format!("no waitlist entry {} to leave", shown(&id)),
+                        ));
+                    }
+                }
+            }
+            Route::AcceptOffer(id) => {
+                let booking = self.store.accept_offer(&entry_id(&id)?, &allowed);
+                let booking = booking.map_err(wire)?;
+                Response::json(Status::OK, &BookingView::from(&booking))
+                    .header("Location", format!("/v1/bookings/{}", booking.id))
+            }
             Route::Options(allow) => Response::empty(Status::NO_CONTENT).header("Allow", allow),
         };
         Ok(Answer::Response(response))
@@ -285,6 +382,241 @@ impl Api {
         }
     }
 
+    /// `GET /v1/lots`: every lot now; with `start` and `end` (and optionally `zone`,
+    /// `feature`), the lots that can take a booking over that window (`findLots`).
+    fn lots(&self, query: &str) -> Result<Response, ApiError> {
+        let (mut zone, mut feature, mut start, mut end) = (None, None, None, None);
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "zone" => zone = Some(value),
+                "feature" => feature = Some(value),
+                "start" => start = Some(value),
+                "end" => end = Some(value),
+                _ => {}
+            }
+        }
+        if zone.is_none() && feature.is_none() && start.is_none() && end.is_none() {
+            let lots = self.store.state().lots();
+            let views: Vec<LotView<'_>> = lots.iter().map(LotView::from).collect();
+            return Ok(Response::json(Status::OK, &views));
+        }
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(ApiError::rpc(
+                ErrorCode::BadArgs,
+                "a search for lots needs start and end (RFC 3339), e.g. \
+                 ?start=2026-12-01T16:00:00Z&end=2026-12-01T18:00:00Z",
+            ));
+        };
+        let query = LotQuery {
+            zone: zone.as_deref(),
+            feature: feature.as_deref(),
+            window: Window {
+                start: parse_time("start", &start)?,
+                end: parse_time("end", &end)?,
+            },
+        };
+        let offers = self
+            .store
+            .state()
+            .find_lots(&query)
+            .map_err(|error| ApiError::rpc(ErrorCode::BadWindow, error.to_string()))?;
+        let (start, end) = (rfc3339(query.window.start), rfc3339(query.window.end));
+        let views: Vec<LotOfferView<'_>> = offers
+            .iter()
+            .map(|offer| LotOfferView::new(offer, &start, &end))
+            .collect();
+        Ok(Response::json(Status::OK, &views))
+    }
+
+    /// `GET /v1/lots/{id}/bookings?start=&end=&limit=&after=` (`listBookings`).
+    fn lot_bookings(&self, lot: &str, query: &str) -> Result<Response, ApiError> {
+        let (mut start, mut end, mut limit, mut after) = (None, None, None, None);
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "start" => start = Some(parse_time("start", &value)?),
+                "end" => end = Some(parse_time("end", &value)?),
+                "limit" => {
+                    limit = Some(value.parse::<u64>().map_err(|_| {
+                        ApiError::rpc(
+                            ErrorCode::BadArgs,
+                            format!("limit must be a whole number, got {}", shown(&value)),
+                        )
+                    })?);
+                }
+                "after" => after = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(ApiError::rpc(
+                ErrorCode::BadArgs,
+                "listing bookings needs start and end (RFC 3339): the window they overlap",
+            ));
+        };
+        let page = Page::new(lot, limit, after.as_deref())
+            .map_err(|error| ApiError::rpc(ErrorCode::BadArgs, error.to_string()))?;
+        let bookings = self
+            .store
+            .state()
+            .bookings_page(lot, Window { start, end }, page)
+            .map_err(wire)?;
+        let views: Vec<BookingView<'_>> = bookings.iter().map(BookingView::from).collect();
+        Ok(Response::json(Status::OK, &views))
+    }
+
+    /// A booking (or waitlist) request from a body.
+    fn booking_request<'a>(
+        &self,
+        fields: &'a BookingBody<'a>,
+    ) -> Result<BookingRequest<'a>, ApiError> {
+        Ok(BookingRequest {
+            lot: &fields.lot,
+            spot: fields.spot.as_deref(),
+            plate: parse_plate(&fields.plate)?,
+            window: Window {
+                start: parse_time("start", &fields.start)?,
+                end: parse_time("end", &fields.end)?,
+            },
+        })
+    }
+
+    /// `POST /v1/bookings`: the booking belongs to the caller (nobody, with access off and
+    /// no driver's token).
+    fn book(&self, body: &[u8], caller: Option<&Identity>) -> Result<Response, ApiError> {
+        let fields: BookingBody<'_> = crate::views::body(body, BOOKING_EXAMPLE)?;
+        let request = self.booking_request(&fields)?;
+        let owner = caller.map(|identity| identity.id().as_str());
+        let booking = self.store.book(request, owner).map_err(wire)?;
+        Ok(
+            Response::json(Status::CREATED, &BookingView::from(&booking))
+                .header("Location", format!("/v1/bookings/{}", booking.id)),
+        )
+    }
+
+    /// `POST /v1/waitlist`: allowed only when the booking would be refused as full.
+    fn join_waitlist(&self, body: &[u8], caller: Option<&Identity>) -> Result<Response, ApiError> {
+        let fields: BookingBody<'_> = crate::views::body(body, BOOKING_EXAMPLE)?;
+        let request = self.booking_request(&fields)?;
+        let owner = caller.map(|identity| identity.id().as_str());
+        let entry = self.store.join_waitlist(request, owner).map_err(wire)?;
+        Ok(Response::json(Status::CREATED, &EntryView::from(&entry))
+            .header("Location", format!("/v1/waitlist/{}", entry.id)))
+    }
+
+    /// `GET /v1/me/bookings?upcoming=`: the caller's bookings, the latest start first;
+    /// `upcoming=true` keeps those not finished whose window has not ended.
+    fn my_bookings(
+        &self,
+        query: &str,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Response, ApiError> {
+        let mut upcoming = false;
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if key == "upcoming" {
+                upcoming = match &*value {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(ApiError::rpc(
+                            ErrorCode::BadArgs,
+                            format!("upcoming must be true or false, got {}", shown(&value)),
+                        ));
+                    }
+                };
+            }
+        }
+        let state = self.store.state();
+        let now = unix_seconds(state.clock().wall()) as u64;
+        let mut bookings = state.bookings_where(|booking| {
+            // `/v1/me` is a driver's: a booking nobody owns is nobody's "mine".
+            booking.owner.is_some()
+                && allowed(booking.owner.as_deref())
+                && (!upcoming || (booking.status.is_active() && booking.window.end > now))
+        });
+        bookings.sort_by(|a, b| {
+            (b.window.start, b.id.to_string()).cmp(&(a.window.start, a.id.to_string()))
+        });
+        let views: Vec<BookingView<'_>> = bookings.iter().map(BookingView::from).collect();
+        Ok(Response::json(Status::OK, &views))
+    }
+
+    /// `POST /v1/auth/register`: 201 with the account.
+    fn register(&self, body: &[u8], peer: SocketAddr) -> Result<Response, ApiError> {
+        let credentials: Credentials<'_> = crate::views::body(body, CREDENTIALS_EXAMPLE)?;
+        let wall = self.store.state().clock().wall();
+        let account = self
+            .drivers
+            .register_from(
+                &*self.store,
+                &credentials.username,
+                &credentials.password,
+                (peer.ip(), Instant::now()),
+                wall,
+            )
+            .map_err(|error| {
+                let code = match &error {
+                    RegisterError::BadUsername(_) => Code::BadUsername,
+                    RegisterError::BadPassword(_) => Code::BadPassword,
+                    RegisterError::Account(AccountError::Exists(_)) => Code::UsernameTaken,
+                    RegisterError::Account(AccountError::TooMany { .. }) => Code::TooManyAccounts,
+                    RegisterError::Account(AccountError::Unavailable(_)) => {
+                        Code::Rpc(ErrorCode::Unavailable)
+                    }
+                    RegisterError::RateLimited(retry) => {
+                        return rate_limited(error.to_string(), *retry);
+                    }
+                };
+                ApiError::new(code, error.to_string())
+            })?;
+        Ok(
+            Response::json(Status::CREATED, &AccountView::from(&account))
+                .header("Location", "/v1/me"),
+        )
+    }
+
+    /// `POST /v1/auth/login`: `{"token", "expiresAt"}`.
+    fn login(&self, body: &[u8], peer: SocketAddr) -> Result<Response, ApiError> {
+        let credentials: Credentials<'_> = crate::views::body(body, CREDENTIALS_EXAMPLE)?;
+        let wall = self.store.state().clock().wall();
+        let issued = self
+            .drivers
+            .login(
+                &*self.store,
+                &credentials.username,
+                &credentials.password,
+                peer.ip(),
+                Instant::now(),
+                wall,
+            )
+            .map_err(|error| match &error {
+                LoginError::RateLimited(retry) => rate_limited(error.to_string(), *retry),
+                LoginError::BadCredentials => {
+                    ApiError::rpc(ErrorCode::Unauthorized, error.to_string())
+                }
+                LoginError::Token(_) => ApiError::rpc(ErrorCode::Unavailable, error.to_string()),
+            })?;
+        let body = LoginView {
+            expires_at: rfc3339(issued.expires_at),
+            token: issued.token,
+        };
+        // A credential: no cache may keep it.
+        Ok(Response::json(Status::OK, &body).header("Cache-Control", "no-store"))
+    }
+
+    /// `GET /v1/me`: the caller's account (the port let only a driver through).
+    fn me(&self, caller: Option<&Identity>) -> Result<Response, ApiError> {
+        let name = caller
+            .and_then(|identity| identity.id().as_str().strip_prefix('@'))
+            .and_then(|name| Username::new(name).ok());
+        let account = name.and_then(|name| self.store.state().account(&name));
+        // A valid token for an account this server does not keep (a restored older data
+        // directory): it names nobody here.
+        let account = account.ok_or_else(|| {
+            ApiError::rpc(ErrorCode::Unauthorized, "the token names no account here")
+        })?;
+        Ok(Response::json(Status::OK, &AccountView::from(&account)))
+    }
+
     fn events(&self, query: &str) -> Result<Answer, ApiError> {
         let state = self.store.state();
         let mut lots = Vec::new();
@@ -294,6 +626,40 @@ impl Api {
             }
         }
         Ok(Answer::Stream(lots))
+    }
+}
+
+/// A refusal of the state or store, in the RPC port's words.
+fn wire(error: impl Into<WireError>) -> ApiError {
+    ApiError::from(error.into())
+}
+
+/// A booking id from a path; one that is not `<lotId>.<n>` names no booking of ours.
+fn booking_id(text: &str) -> Result<BookingId, ApiError> {
+    BookingId::parse(text).map_err(|_| {
+        ApiError::rpc(
+            ErrorCode::UnknownBooking,
+            format!("no booking with id {}", shown(text)),
+        )
+    })
+}
+
+fn unknown_entry(text: &str) -> ApiError {
+    ApiError::rpc(
+        ErrorCode::UnknownEntry,
+        format!("no waitlist entry with id {}", shown(text)),
+    )
+}
+
+/// A waitlist entry id from a path; one that is not `<lotId>.w<n>` names no entry of ours.
+fn entry_id(text: &str) -> Result<WaitId, ApiError> {
+    WaitId::parse(text).map_err(|_| unknown_entry(text))
+}
+
+fn rate_limited(detail: String, RetryAfter(after): RetryAfter) -> ApiError {
+    ApiError {
+        retry_after: Some(after.as_secs().max(1)),
+        ..ApiError::new(Code::RateLimited, detail)
     }
 }
 

@@ -14,11 +14,16 @@
 //! connection over ([`protocol::Step::Upgrade`]): the response head is written, and the
 //! connection is handed to the broker (`broker::Broker::attach_stream`), whose notifier
 //! threads push its events from then on, under the pub/sub port's back-pressure rules. No
-//! thread per stream.
+//! thread per stream. `GET /v1/me/events` is taken over the same way, following the
+//! driver's own notices (the server registers `broker::Broker::notice_listener` with
+//! [`encode_notice`]) instead of lots.
 //!
 //! Every request passes through one place, `HttpPort::respond`, with its route known, where
 //! its key is checked (`Authorization: Bearer`, with `auth::Authenticator::verify`: no
-//! session, each request on its own) against what the route needs (`Route::action`).
+//! session, each request on its own) against what the route needs (`Route::action`). A
+//! driver's login token (a JWT from `POST /v1/auth/login`) is such a key, with role
+//! `driver`; with access control off (no keys configured) it is still checked, by
+//! `accounts::Drivers`, so that a driver's bookings are theirs and `/v1/me` knows them.
 //!
 //! `docs/http.md` is the normative description, `docs/openapi.yaml` the schema (also served
 //! at `GET /openapi.yaml`).
@@ -27,6 +32,7 @@
 //! - `request`: reading one request with `httparse`, and the size limits.
 //! - `route`: the table of routes: method and path to a typed [`Route`](crate::route).
 //! - `api`: what each route answers.
+//! - `views`: the booking, waitlist and account bodies as HTTP spells them (RFC 3339 times).
 //! - `response`: writing a response.
 //! - `error`: the error codes and their statuses.
 //! - `cors`: [`Cors`], which other origins may call the API.
@@ -41,13 +47,15 @@ mod error;
 mod request;
 mod response;
 mod route;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use auth::{Authenticator, Identity, Session};
+use accounts::Drivers;
+use auth::{Authenticator, Identity, KeyId, Role, Session};
 use broker::{Broker, EventStream, Held};
 use framing::rpc::ErrorCode;
 use history::History;
@@ -66,6 +74,7 @@ use crate::route::Route;
 
 pub use crate::cors::Cors;
 pub use crate::request::{MAX_BODY_LEN, MAX_HEAD_LEN};
+pub use crate::views::encode_notice;
 
 /// The HTTP port's protocol.
 pub struct HttpPort {
@@ -84,10 +93,11 @@ impl HttpPort {
     /// The HTTP port over `store`, handing event streams to `broker`, answering history from
     /// `history`, rendering `metrics`, and telling readiness probes when `shutdown` is
     /// triggered; `cors` says which other origins may call it, `auth` which keys may (none:
-    /// anyone).
+    /// anyone); `drivers` registers and logs in drivers and checks their tokens.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
+        drivers: Arc<Drivers>,
         broker: Arc<Broker>,
         history: Arc<History>,
         metrics: Arc<Metrics>,
@@ -99,6 +109,7 @@ impl HttpPort {
         HttpPort {
             api: Api {
                 store,
+                drivers,
                 history,
                 metrics,
                 shutdown,
@@ -137,27 +148,28 @@ impl HttpPort {
             Route::Options(allow) => self.cors.preflight(request.origin, allow),
             _ => Vec::new(),
         };
-        let mut answer = self
-            .api
-            .answer(route, request.query, request.body, caller.as_deref());
+        let mut answer =
+            self.api
+                .answer(route, request.query, request.body, caller.as_deref(), peer);
         if let Ok(Answer::Response(response)) = &mut answer {
             response.headers.extend(preflight);
         }
         (metric, answer, false)
     }
 
-    /// Who the request comes from, when keys are configured and the route needs one: the
-    /// key of its `Authorization: Bearer` header, or of an `access_token` query parameter
-    /// (for `EventSource`, which cannot send headers; it lands in proxy logs, so the header
-    /// is the safer choice). Each request is checked on its own: a keep-alive connection may
-    /// carry several clients' requests through a proxy.
+    /// Who the request comes from: with keys configured and a route that needs one, the key
+    /// of its `Authorization: Bearer` header, or of an `access_token` query parameter (for
+    /// `EventSource`, which cannot send headers; it lands in proxy logs, so the header is
+    /// the safer choice). With access control off, only a driver's token names a caller
+    /// (other tokens are ignored, as before there were drivers). Each request is checked on
+    /// its own: a keep-alive connection may carry several clients' requests through a proxy.
     fn authorize(
         &self,
         route: &Route<'_>,
         request: &Request<'_>,
         peer: SocketAddr,
     ) -> Result<Option<Arc<Identity>>, (ApiError, bool)> {
-        let (Some(auth), Some(action)) = (&self.auth, route.action()) else {
+        let Some(action) = route.action() else {
             return Ok(None);
         };
         let from_query = || {
@@ -165,24 +177,57 @@ impl HttpPort {
                 .find(|(key, _)| key == "access_token")
                 .map(|(_, token)| token.into_owned())
         };
-        let Some(token) = request.bearer.map(str::to_owned).or_else(from_query) else {
-            return Err((
-                ApiError::rpc(
-                    ErrorCode::Unauthorized,
-                    "this route needs a key: send Authorization: Bearer <token>",
-                ),
+        let token = request.bearer.map(str::to_owned).or_else(from_query);
+        let unauthorized = |detail: &str| {
+            (
+                ApiError::rpc(ErrorCode::Unauthorized, detail.to_owned()),
                 false,
-            ));
+            )
         };
-        let identity = auth
-            .verify(&token, peer.ip(), Instant::now())
-            .map_err(|failure| {
-                peer_warn!("http {peer}: refused a token: {failure}");
-                (
-                    ApiError::rpc(ErrorCode::Unauthorized, failure.to_string()),
-                    failure.closes(),
-                )
-            })?;
+        let identity = match (&self.auth, token) {
+            (_, None) if route.needs_driver() => {
+                return Err(unauthorized(
+                    "this route is a driver's: send Authorization: Bearer <token from POST /v1/auth/login>",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(unauthorized(
+                    "this route needs a key: send Authorization: Bearer <token>",
+                ));
+            }
+            (None, None) => return Ok(None),
+            (Some(auth), Some(token)) => {
+                auth.verify(&token, peer.ip(), Instant::now())
+                    .map_err(|failure| {
+                        peer_warn!("http {peer}: refused a token: {failure}");
+                        (
+                            ApiError::rpc(ErrorCode::Unauthorized, failure.to_string()),
+                            failure.closes(),
+                        )
+                    })?
+            }
+            (None, Some(token)) => {
+                // A JWT has three parts; a key's token (URL-safe base64) has no dot.
+                let jwt = token.bytes().filter(|&b| b == b'.').count() == 2;
+                if !jwt && !route.needs_driver() {
+                    return Ok(None);
+                }
+                let wall = self.api.store.state().clock().wall();
+                let driver = self
+                    .api
+                    .drivers
+                    .authenticate(&token, wall)
+                    .map_err(|error| {
+                        peer_warn!("http {peer}: refused a driver's token: {error}");
+                        unauthorized(&format!("{error}; log in again at POST /v1/auth/login"))
+                    })?;
+                Arc::new(Identity::new(
+                    KeyId::driver(&driver),
+                    Role::Driver,
+                    Vec::new(),
+                ))
+            }
+        };
         if !identity.may(action) {
             return Err((
                 ApiError::rpc(
@@ -196,12 +241,26 @@ impl HttpPort {
                 false,
             ));
         }
+        if route.needs_driver() && identity.role() != Role::Driver {
+            return Err((
+                ApiError::rpc(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "key {} ({}) has no account: this route is a driver's (a token from POST /v1/auth/login)",
+                        identity.id().as_str(),
+                        identity.role()
+                    ),
+                ),
+                false,
+            ));
+        }
         Ok(Some(identity))
     }
 }
 
 impl Protocol for HttpPort {
-    type Upgrade = Vec<LotId>;
+    /// An event stream's lots (empty: all), or a notice stream's owner.
+    type Upgrade = (Vec<LotId>, Option<String>);
 
     fn name(&self) -> &'static str {
         "http"
@@ -217,7 +276,7 @@ impl Protocol for HttpPort {
         out: &mut Vec<u8>,
         peer: SocketAddr,
         _session: &mut Session,
-    ) -> Step<Vec<LotId>> {
+    ) -> Step<(Vec<LotId>, Option<String>)> {
         let started = Instant::now();
         let request = match request::parse(input) {
             Parsed::Request(request) => request,
@@ -246,7 +305,20 @@ impl Protocol for HttpPort {
                     "http {peer}: event stream of {} lot(s) (0: all)",
                     lots.len()
                 );
-                return Step::Upgrade { upgrade: lots };
+                return Step::Upgrade {
+                    upgrade: (lots, None),
+                };
+            }
+            Ok(Answer::Notices(owner)) => {
+                stream_head(out, cors);
+                self.count(metric, Outcome::Ok, started);
+                if head_only {
+                    return Step::Fatal;
+                }
+                log::debug!("http {peer}: notice stream of {owner}");
+                return Step::Upgrade {
+                    upgrade: (Vec::new(), Some(owner)),
+                };
             }
             Ok(Answer::Response(response)) => (response, Outcome::Ok),
             Err(error) => {
@@ -278,7 +350,7 @@ impl Protocol for HttpPort {
             .write(out, false, true);
     }
 
-    fn take_over(&self, lots: Vec<LotId>, connection: Released) {
+    fn take_over(&self, (lots, owner): (Vec<LotId>, Option<String>), connection: Released) {
         let Released {
             stream,
             peer,
@@ -291,6 +363,7 @@ impl Protocol for HttpPort {
             Held::new(place),
             EventStream {
                 lots,
+                owner,
                 preamble: unwritten,
             },
         );

@@ -24,7 +24,9 @@ impl Status {
     pub(crate) const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
     pub(crate) const CONFLICT: Status = Status(409, "Conflict");
     pub(crate) const LENGTH_REQUIRED: Status = Status(411, "Length Required");
+    pub(crate) const UNPROCESSABLE: Status = Status(422, "Unprocessable Content");
     pub(crate) const BODY_TOO_LARGE: Status = Status(413, "Content Too Large");
+    pub(crate) const TOO_MANY_REQUESTS: Status = Status(429, "Too Many Requests");
     pub(crate) const HEADERS_TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
     pub(crate) const SERVICE_UNAVAILABLE: Status = Status(503, "Service Unavailable");
 }

@@ -35,6 +35,36 @@ pub(crate) enum Route<'a> {
     Cancel(Cow<'a, str>, Cow<'a, str>),
     /// `GET /v1/events`.
     Events,
+    /// `GET /v1/lots/{id}/bookings` (operator).
+    LotBookings(Cow<'a, str>),
+    /// `POST /v1/bookings`.
+    Book,
+    /// `GET /v1/bookings/{id}`.
+    Booking(Cow<'a, str>),
+    /// `DELETE /v1/bookings/{id}`.
+    CancelBooking(Cow<'a, str>),
+    /// `POST /v1/bookings/{id}/checkin`.
+    CheckIn(Cow<'a, str>),
+    /// `POST /v1/auth/register`.
+    Register,
+    /// `POST /v1/auth/login`.
+    Login,
+    /// `GET /v1/me`.
+    Me,
+    /// `GET /v1/me/bookings`.
+    MyBookings,
+    /// `GET /v1/me/waitlist`.
+    MyWaitlist,
+    /// `POST /v1/waitlist`.
+    JoinWaitlist,
+    /// `GET /v1/waitlist/{id}`.
+    WaitEntry(Cow<'a, str>),
+    /// `DELETE /v1/waitlist/{id}`.
+    LeaveWaitlist(Cow<'a, str>),
+    /// `POST /v1/waitlist/{id}/accept`.
+    AcceptOffer(Cow<'a, str>),
+    /// `GET /v1/me/events`.
+    MyEvents,
     /// `OPTIONS` on any route: what it allows (a CORS preflight, or a client asking).
     Options(&'static str),
 }
@@ -63,14 +93,34 @@ enum Resource<'a> {
     Reservations(Cow<'a, str>),
     Reservation(Cow<'a, str>, Cow<'a, str>),
     Events,
+    LotBookings(Cow<'a, str>),
+    Bookings,
+    Booking(Cow<'a, str>),
+    CheckIn(Cow<'a, str>),
+    Register,
+    Login,
+    Me,
+    MyBookings,
+    MyWaitlist,
+    MyEvents,
+    Waitlist,
+    WaitEntry(Cow<'a, str>),
+    Accept(Cow<'a, str>),
 }
 
 impl Resource<'_> {
     /// The methods it takes, as the `Allow` header lists them.
     fn allow(&self) -> &'static str {
         match self {
-            Resource::Reservations(_) => "POST, OPTIONS",
+            Resource::Reservations(_)
+            | Resource::Bookings
+            | Resource::CheckIn(_)
+            | Resource::Register
+            | Resource::Login
+            | Resource::Waitlist
+            | Resource::Accept(_) => "POST, OPTIONS",
             Resource::Reservation(..) => "DELETE, OPTIONS",
+            Resource::Booking(_) | Resource::WaitEntry(_) => "GET, HEAD, DELETE, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
     }
@@ -78,7 +128,7 @@ impl Resource<'_> {
 
 /// The names requests are counted under in the metrics, one per [`Route`] kind, then
 /// `invalid` for requests that reached none.
-pub(crate) const METRIC_NAMES: [&str; 14] = [
+pub(crate) const METRIC_NAMES: [&str; 29] = [
     "getDashboard",
     "getHealth",
     "getReady",
@@ -90,6 +140,21 @@ pub(crate) const METRIC_NAMES: [&str; 14] = [
     "createReservation",
     "deleteReservation",
     "streamEvents",
+    "listLotBookings",
+    "createBooking",
+    "getBooking",
+    "cancelBooking",
+    "checkIn",
+    "register",
+    "login",
+    "getMe",
+    "listMyBookings",
+    "listMyWaitlist",
+    "joinWaitlist",
+    "getWaitlistEntry",
+    "leaveWaitlist",
+    "acceptOffer",
+    "streamMyEvents",
     "getBookPage",
     "options",
     "invalid",
@@ -115,8 +180,30 @@ impl Route<'_> {
                 Some(auth::Action::Read)
             }
             Route::Reserve(_) => Some(auth::Action::Reserve),
-            Route::Cancel(..) => Some(auth::Action::Cancel),
+            Route::Cancel(..) | Route::CancelBooking(_) | Route::LeaveWaitlist(_) => {
+                Some(auth::Action::Cancel)
+            }
+            Route::Book | Route::JoinWaitlist | Route::AcceptOffer(_) => Some(auth::Action::Book),
+            Route::Booking(_)
+            | Route::WaitEntry(_)
+            | Route::Me
+            | Route::MyBookings
+            | Route::MyWaitlist
+            | Route::MyEvents => Some(auth::Action::ReadBooking),
+            Route::CheckIn(_) => Some(auth::Action::CheckIn),
+            Route::LotBookings(_) => Some(auth::Action::ListBookings),
+            // Anyone may make an account and log in: that is how a driver gets a token.
+            Route::Register | Route::Login => None,
         }
+    }
+
+    /// Whether only a driver (a login token) may use it, even with access control off: the
+    /// routes about "me", which mean nothing for a key or for nobody.
+    pub(crate) fn needs_driver(&self) -> bool {
+        matches!(
+            self,
+            Route::Me | Route::MyBookings | Route::MyWaitlist | Route::MyEvents
+        )
     }
 
     /// Its index in [`METRIC_NAMES`] (the `operationId` in `docs/openapi.yaml`).
@@ -133,8 +220,23 @@ impl Route<'_> {
             Route::Reserve(_) => 8,
             Route::Cancel(..) => 9,
             Route::Events => 10,
-            Route::BookPage => 11,
-            Route::Options(_) => 12,
+            Route::LotBookings(_) => 11,
+            Route::Book => 12,
+            Route::Booking(_) => 13,
+            Route::CancelBooking(_) => 14,
+            Route::CheckIn(_) => 15,
+            Route::Register => 16,
+            Route::Login => 17,
+            Route::Me => 18,
+            Route::MyBookings => 19,
+            Route::MyWaitlist => 20,
+            Route::JoinWaitlist => 21,
+            Route::WaitEntry(_) => 22,
+            Route::LeaveWaitlist(_) => 23,
+            Route::AcceptOffer(_) => 24,
+            Route::MyEvents => 25,
+            Route::BookPage => 26,
+            Route::Options(_) => 27,
         }
     }
 }
@@ -163,6 +265,21 @@ pub(crate) fn route<'a>(method: &str, path: &'a str) -> Result<(Route<'a>, Verb)
         (Resource::Events, Verb::Read) => Route::Events,
         (Resource::Reservations(lot), Verb::Create) => Route::Reserve(lot),
         (Resource::Reservation(lot, plate), Verb::Delete) => Route::Cancel(lot, plate),
+        (Resource::LotBookings(lot), Verb::Read) => Route::LotBookings(lot),
+        (Resource::Bookings, Verb::Create) => Route::Book,
+        (Resource::Booking(id), Verb::Read) => Route::Booking(id),
+        (Resource::Booking(id), Verb::Delete) => Route::CancelBooking(id),
+        (Resource::CheckIn(id), Verb::Create) => Route::CheckIn(id),
+        (Resource::Register, Verb::Create) => Route::Register,
+        (Resource::Login, Verb::Create) => Route::Login,
+        (Resource::Me, Verb::Read) => Route::Me,
+        (Resource::MyBookings, Verb::Read) => Route::MyBookings,
+        (Resource::MyWaitlist, Verb::Read) => Route::MyWaitlist,
+        (Resource::MyEvents, Verb::Read) => Route::MyEvents,
+        (Resource::Waitlist, Verb::Create) => Route::JoinWaitlist,
+        (Resource::WaitEntry(id), Verb::Read) => Route::WaitEntry(id),
+        (Resource::WaitEntry(id), Verb::Delete) => Route::LeaveWaitlist(id),
+        (Resource::Accept(id), Verb::Create) => Route::AcceptOffer(id),
         (resource, _) => return Err(not_allowed(method, path, &resource)),
     };
     Ok((route, verb))
@@ -210,6 +327,19 @@ fn resource(path: &str) -> Result<Resource<'_>, ApiError> {
         ["v1", "lots", lot, "reservations", plate] => {
             Resource::Reservation(decode(lot)?, decode(plate)?)
         }
+        ["v1", "lots", lot, "bookings"] => Resource::LotBookings(decode(lot)?),
+        ["v1", "bookings"] => Resource::Bookings,
+        ["v1", "bookings", id] => Resource::Booking(decode(id)?),
+        ["v1", "bookings", id, "checkin"] => Resource::CheckIn(decode(id)?),
+        ["v1", "auth", "register"] => Resource::Register,
+        ["v1", "auth", "login"] => Resource::Login,
+        ["v1", "me"] => Resource::Me,
+        ["v1", "me", "bookings"] => Resource::MyBookings,
+        ["v1", "me", "waitlist"] => Resource::MyWaitlist,
+        ["v1", "me", "events"] => Resource::MyEvents,
+        ["v1", "waitlist"] => Resource::Waitlist,
+        ["v1", "waitlist", id] => Resource::WaitEntry(decode(id)?),
+        ["v1", "waitlist", id, "accept"] => Resource::Accept(decode(id)?),
         _ => return Err(unknown()),
     })
 }
@@ -256,6 +386,37 @@ mod tests {
                 Route::Cancel("A".into(), "7ABC".into()),
             ),
             ("GET", "/v1/events", Route::Events),
+            ("GET", "/v1/lots/A/bookings", Route::LotBookings("A".into())),
+            ("POST", "/v1/bookings", Route::Book),
+            ("GET", "/v1/bookings/A.1", Route::Booking("A.1".into())),
+            (
+                "DELETE",
+                "/v1/bookings/A.1",
+                Route::CancelBooking("A.1".into()),
+            ),
+            (
+                "POST",
+                "/v1/bookings/A.1/checkin",
+                Route::CheckIn("A.1".into()),
+            ),
+            ("POST", "/v1/auth/register", Route::Register),
+            ("POST", "/v1/auth/login", Route::Login),
+            ("GET", "/v1/me", Route::Me),
+            ("GET", "/v1/me/bookings", Route::MyBookings),
+            ("GET", "/v1/me/waitlist", Route::MyWaitlist),
+            ("GET", "/v1/me/events", Route::MyEvents),
+            ("POST", "/v1/waitlist", Route::JoinWaitlist),
+            ("GET", "/v1/waitlist/A.w1", Route::WaitEntry("A.w1".into())),
+            (
+                "DELETE",
+                "/v1/waitlist/A.w1",
+                Route::LeaveWaitlist("A.w1".into()),
+            ),
+            (
+                "POST",
+                "/v1/waitlist/A.w1/accept",
+                Route::AcceptOffer("A.w1".into()),
+            ),
             (
                 "OPTIONS",
                 "/v1/lots/A/reservations",
@@ -320,7 +481,7 @@ mod tests {
                 if method == "PARAMETERS" {
                     continue;
                 }
-                let concrete = path.replace("{id}", "A").replace("{plate}", "P1");
+                let concrete = path.replace("{id}", "A.1").replace("{plate}", "P1");
                 let (route, _) = route(&method, &concrete).unwrap();
                 let id = operation["operationId"].as_str().unwrap();
                 assert_eq!(METRIC_NAMES[route.metric()], id, "{method} {path}");

@@ -15,18 +15,9 @@ use framing::rpc::{
 };
 use metrics::{Outcome, RequestMetrics};
 use protocol::{Protocol, Step};
-use state::{
-    BookingError, BookingId, BookingRequest, LotQuery, Plate, StateError, UnknownLot, WaitId,
-    WaitlistError, Window, shown,
-};
+use state::{BookingId, BookingRequest, LotQuery, Page, Plate, WaitId, Window, shown};
 use store::Store;
 use warn_limit::peer_warn;
-
-/// Bookings a `listBookings` page holds when the request gives no `limit`.
-const LIST_DEFAULT: u64 = 100;
-/// Most bookings a `listBookings` page may hold: a page of them (a few hundred bytes each)
-/// stays far inside one 4 MiB frame.
-const LIST_MAX: u64 = 1000;
 
 /// Answers RPC requests: reads from the store's in-memory state, writes through the store.
 pub struct RpcProtocol {
@@ -100,16 +91,6 @@ impl RpcProtocol {
             ),
             forbidden => WireError::new(ErrorCode::Forbidden, forbidden.to_string()),
         })?;
-        let unknown_lot = |UnknownLot(lot): UnknownLot| {
-            WireError::new(
-                ErrorCode::UnknownLot,
-                format!("no lot with id {}", shown(&lot)),
-            )
-        };
-        let refused = |error: StateError| match error {
-            StateError::UnknownLot(lot) => unknown_lot(lot),
-            StateError::Unavailable(why) => WireError::new(ErrorCode::Unavailable, why.to_string()),
-        };
         let plate = |plate: &str| {
             Plate::parse(plate).map_err(|err| WireError::new(ErrorCode::BadPlate, err.to_string()))
         };
@@ -133,22 +114,16 @@ impl RpcProtocol {
                     })
                     .collect(),
             ),
-            Request::GetAvailability { lot } => {
-                Reply::Free(self.store.state().free(lot).map_err(unknown_lot)?)
-            }
+            Request::GetAvailability { lot } => Reply::Free(self.store.state().free(lot)?),
             Request::Reserve { lot, plate: text } => {
-                let outcome = self
-                    .store
-                    .reserve(lot, plate(text)?, session.owner())
-                    .map_err(refused)?;
+                let outcome = self.store.reserve(lot, plate(text)?, session.owner())?;
                 Reply::Reserve(outcome)
             }
             Request::Cancel { lot, plate: text } => {
                 // Another key's reservation is "not found": who holds what is not told.
                 let outcome = self
                     .store
-                    .cancel(lot, plate(text)?, &|owner| session.may_handle(owner))
-                    .map_err(refused)?;
+                    .cancel(lot, plate(text)?, &|owner| session.may_handle(owner))?;
                 Reply::Cancel(outcome)
             }
             Request::Book {
@@ -168,36 +143,29 @@ impl RpcProtocol {
                     },
                 };
                 // The booking belongs to the key that made it (nobody, with access off).
-                Reply::Booking(
-                    self.store
-                        .book(request, session.owner())
-                        .map_err(booking_error)?,
-                )
+                Reply::Booking(self.store.book(request, session.owner())?)
             }
             Request::GetBooking { booking } => {
                 let id = booking_id(booking)?;
-                let found = self.store.state().booking(&id).map_err(booking_error)?;
-                // Another key's booking is unknown: who booked what is not told.
-                if !session.may_handle(found.owner.as_deref()) {
-                    return Err(booking_error(BookingError::UnknownBooking(id.to_string())));
-                }
-                Reply::Booking(found)
+                Reply::Booking(
+                    self.store
+                        .state()
+                        .booking_if(&id, &|owner| session.may_handle(owner))?,
+                )
             }
             Request::CancelBooking { booking } => match BookingId::parse(booking) {
                 // Not one of ours: there is nothing to cancel.
                 Err(_) => Reply::Cancel(CancelOutcome::NotFound),
                 Ok(id) => Reply::Cancel(
                     self.store
-                        .cancel_booking(&id, &|owner| session.may_handle(owner))
-                        .map_err(refused)?,
+                        .cancel_booking(&id, &|owner| session.may_handle(owner))?,
                 ),
             },
             Request::CheckIn { booking } => {
                 let id = booking_id(booking)?;
                 Reply::Booking(
                     self.store
-                        .check_in(&id, &|owner| session.may_handle(owner))
-                        .map_err(booking_error)?,
+                        .check_in(&id, &|owner| session.may_handle(owner))?,
                 )
             }
             Request::ListBookings {
@@ -207,53 +175,14 @@ impl RpcProtocol {
                 limit,
                 after,
             } => {
+                let page = Page::new(lot, *limit, after.as_deref()).map_err(|error| {
+                    WireError::new(ErrorCode::BadArgs, format!("listBookings: {error}"))
+                })?;
                 let window = Window {
                     start: *start,
                     end: *end,
                 };
-                if window.end <= window.start {
-                    return Err(WireError::new(
-                        ErrorCode::BadWindow,
-                        "the window must end after it starts",
-                    ));
-                }
-                let limit = match *limit {
-                    None => LIST_DEFAULT,
-                    Some(n @ 1..=LIST_MAX) => n,
-                    Some(n) => {
-                        return Err(WireError::new(
-                            ErrorCode::BadArgs,
-                            format!("listBookings: limit must be from 1 to {LIST_MAX}, got {n}"),
-                        ));
-                    }
-                };
-                let after = match after.as_deref() {
-                    None => 0,
-                    Some(text) => match BookingId::parse(text) {
-                        Ok(id) if id.lot().as_str() == lot.as_ref() => id.seq(),
-                        _ => {
-                            return Err(WireError::new(
-                                ErrorCode::BadArgs,
-                                format!(
-                                    "listBookings: after must be a booking id of lot {} (the last of the previous page), got {}",
-                                    shown(lot),
-                                    shown(text)
-                                ),
-                            ));
-                        }
-                    },
-                };
-                Reply::Bookings(
-                    self.store
-                        .state()
-                        .list_bookings(
-                            lot,
-                            window,
-                            after,
-                            usize::try_from(limit).unwrap_or(usize::MAX),
-                        )
-                        .map_err(unknown_lot)?,
-                )
+                Reply::Bookings(self.store.state().bookings_page(lot, window, page)?)
             }
             Request::JoinWaitlist {
                 lot,
@@ -271,18 +200,13 @@ impl RpcProtocol {
                         end: *end,
                     },
                 };
-                Reply::Entry(
-                    self.store
-                        .join_waitlist(request, session.owner())
-                        .map_err(waitlist_error)?,
-                )
+                Reply::Entry(self.store.join_waitlist(request, session.owner())?)
             }
             Request::AcceptOffer { entry } => {
                 let id = entry_id(entry)?;
                 Reply::Booking(
                     self.store
-                        .accept_offer(&id, &|owner| session.may_handle(owner))
-                        .map_err(waitlist_error)?,
+                        .accept_offer(&id, &|owner| session.may_handle(owner))?,
                 )
             }
             Request::LeaveWaitlist { entry } => match WaitId::parse(entry) {
@@ -290,8 +214,7 @@ impl RpcProtocol {
                 Err(_) => Reply::Cancel(CancelOutcome::NotFound),
                 Ok(id) => Reply::Cancel(
                     self.store
-                        .leave_waitlist(&id, &|owner| session.may_handle(owner))
-                        .map_err(refused)?,
+                        .leave_waitlist(&id, &|owner| session.may_handle(owner))?,
                 ),
             },
             Request::MyBookings { plate: text } => {
@@ -444,38 +367,6 @@ fn entry_id(text: &str) -> Result<WaitId, WireError> {
             format!("no waitlist entry with id {}", shown(text)),
         )
     })
-}
-
-/// A refused waitlist operation as its wire error.
-fn waitlist_error(error: WaitlistError) -> WireError {
-    let code = match &error {
-        WaitlistError::UnknownLot(_) => ErrorCode::UnknownLot,
-        WaitlistError::UnknownSpot { .. } => ErrorCode::UnknownSpot,
-        WaitlistError::BadWindow(_) => ErrorCode::BadWindow,
-        WaitlistError::NotFull => ErrorCode::NotFull,
-        WaitlistError::AlreadyWaiting(_) => ErrorCode::AlreadyWaiting,
-        WaitlistError::WaitlistFull { .. } => ErrorCode::WaitlistFull,
-        WaitlistError::UnknownEntry(_) => ErrorCode::UnknownEntry,
-        WaitlistError::NoOffer => ErrorCode::NoOffer,
-        WaitlistError::Unavailable(_) => ErrorCode::Unavailable,
-    };
-    WireError::new(code, error.to_string())
-}
-
-/// A refused booking operation as its wire error.
-fn booking_error(error: BookingError) -> WireError {
-    let code = match &error {
-        BookingError::UnknownLot(_) => ErrorCode::UnknownLot,
-        BookingError::UnknownSpot { .. } => ErrorCode::UnknownSpot,
-        BookingError::UnknownBooking(_) => ErrorCode::UnknownBooking,
-        BookingError::BadWindow(_) => ErrorCode::BadWindow,
-        BookingError::Full { .. } | BookingError::NoSpaceNow => ErrorCode::Full,
-        BookingError::SpotTaken => ErrorCode::SpotTaken,
-        BookingError::NotDue { .. } => ErrorCode::NotDue,
-        BookingError::BadState(_) => ErrorCode::BadState,
-        BookingError::Unavailable(_) => ErrorCode::Unavailable,
-    };
-    WireError::new(code, error.to_string())
 }
 
 /// Appends `result` as one reply frame in `format`. A reply too large for a frame (which

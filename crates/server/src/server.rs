@@ -347,8 +347,11 @@ impl Server {
                 // Kept only for the HTTP port, which alone serves it.
                 let history = History::new(&state.published());
                 state.add_listener(history.listener());
+                // Drivers' notices reach their `/v1/me/events` streams through the broker.
+                state.add_notice_listener(broker.notice_listener(http_port::encode_notice));
                 let port = HttpPort::new(
                     Arc::clone(&store),
+                    Arc::clone(&drivers),
                     Arc::clone(&broker),
                     history,
                     Arc::clone(&metrics),

@@ -58,7 +58,6 @@ fn search(tab: &Tab, plate: &str, start: u64) {
 }
 
 #[test]
-#[ignore = "needs the driver and booking HTTP routes of branch s3-http (not merged yet)"]
 fn two_drivers_book_cancel_and_a_waitlist_offer_arrives_live() {
     let Some(chromium) = browser::chromium("the booking page browser test") else {
         return;

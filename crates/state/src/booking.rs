@@ -416,6 +416,80 @@ impl From<StateError> for BookingError {
     }
 }
 
+/// Bookings a page of a lot's bookings holds when the request gives no `limit`.
+pub const PAGE_DEFAULT: u64 = 100;
+/// Most bookings a page may hold: a page of them (a few hundred bytes each) stays far
+/// inside one 4 MiB RPC frame or one HTTP response.
+pub const PAGE_MAX: u64 = 1000;
+
+/// Which page of a lot's bookings is asked for (`listBookings` on RPC,
+/// `GET /v1/lots/{id}/bookings` on HTTP): the one after booking `after`, of `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// The sequence number of the last booking of the previous page (0: the first page).
+    pub after: u64,
+    /// How many at most.
+    pub limit: usize,
+}
+
+impl Page {
+    /// The page of lot `lot`'s bookings after booking `after` (an id of that lot), of at most
+    /// `limit` (1 to [`PAGE_MAX`], default [`PAGE_DEFAULT`]).
+    pub fn new(lot: &str, limit: Option<u64>, after: Option<&str>) -> Result<Page, PageError> {
+        let limit = match limit {
+            None => PAGE_DEFAULT,
+            Some(n @ 1..=PAGE_MAX) => n,
+            Some(n) => return Err(PageError::Limit(n)),
+        };
+        let after = match after {
+            None => 0,
+            Some(text) => match BookingId::parse(text) {
+                Ok(id) if id.lot().as_str() == lot => id.seq(),
+                _ => {
+                    return Err(PageError::After {
+                        lot: lot.to_owned(),
+                        after: text.to_owned(),
+                    });
+                }
+            },
+        };
+        Ok(Page {
+            after,
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        })
+    }
+}
+
+/// Why a page was refused (`BAD_ARGS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageError {
+    /// `limit` out of range.
+    Limit(u64),
+    /// `after` is not an id of the lot.
+    After {
+        /// The lot listed.
+        lot: String,
+        /// The `after` given.
+        after: String,
+    },
+}
+
+impl fmt::Display for PageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PageError::Limit(n) => write!(f, "limit must be from 1 to {PAGE_MAX}, got {n}"),
+            PageError::After { lot, after } => write!(
+                f,
+                "after must be a booking id of lot {} (the last of the previous page), got {}",
+                shown(lot),
+                shown(after)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PageError {}
+
 /// A car through a lot's gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Passage {

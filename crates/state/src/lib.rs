@@ -75,8 +75,8 @@ pub use account::{Account, AccountError};
 pub use availability::Availability;
 pub use booking::{
     Booking, BookingError, BookingRequest, BookingRules, BookingStatus, DEFAULT_MAX_FINISHED,
-    GateOutcome, LotOffer, LotQuery, LotTerms, Passage, START_SLACK_SECS, SpotOffer, SpotSpec,
-    Window, WindowError,
+    GateOutcome, LotOffer, LotQuery, LotTerms, PAGE_DEFAULT, PAGE_MAX, Page, PageError, Passage,
+    START_SLACK_SECS, SpotOffer, SpotSpec, Window, WindowError,
 };
 pub use change::{Change, Commit, Recorder, Unavailable};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -74,6 +74,7 @@ impl Harness {
         let (server_side, peer) = self.listener.accept().unwrap();
         let request = EventStream {
             lots: lots.iter().map(|lot| LotId::new(lot).unwrap()).collect(),
+            owner: None,
             preamble: preamble.to_vec(),
         };
         self.broker

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use state::{BookingError, StateError, UnknownLot, WaitlistError, shown};
+
 /// The protocol's error codes; `Display` prints the code exactly as it goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -173,6 +175,62 @@ impl fmt::Display for WireError {
 }
 
 impl std::error::Error for WireError {}
+
+/// A refused booking operation as the ports send it: the RPC port's reply error, and the
+/// HTTP port's `{"error", "detail"}` (which maps the code to a status). One mapping, so that
+/// the two ports cannot name the same refusal differently.
+impl From<BookingError> for WireError {
+    fn from(error: BookingError) -> Self {
+        let code = match &error {
+            BookingError::UnknownLot(_) => ErrorCode::UnknownLot,
+            BookingError::UnknownSpot { .. } => ErrorCode::UnknownSpot,
+            BookingError::UnknownBooking(_) => ErrorCode::UnknownBooking,
+            BookingError::BadWindow(_) => ErrorCode::BadWindow,
+            BookingError::Full { .. } | BookingError::NoSpaceNow => ErrorCode::Full,
+            BookingError::SpotTaken => ErrorCode::SpotTaken,
+            BookingError::NotDue { .. } => ErrorCode::NotDue,
+            BookingError::BadState(_) => ErrorCode::BadState,
+            BookingError::Unavailable(_) => ErrorCode::Unavailable,
+        };
+        WireError::new(code, error.to_string())
+    }
+}
+
+/// A refused waitlist operation as the ports send it (see the booking conversion).
+impl From<WaitlistError> for WireError {
+    fn from(error: WaitlistError) -> Self {
+        let code = match &error {
+            WaitlistError::UnknownLot(_) => ErrorCode::UnknownLot,
+            WaitlistError::UnknownSpot { .. } => ErrorCode::UnknownSpot,
+            WaitlistError::BadWindow(_) => ErrorCode::BadWindow,
+            WaitlistError::NotFull => ErrorCode::NotFull,
+            WaitlistError::AlreadyWaiting(_) => ErrorCode::AlreadyWaiting,
+            WaitlistError::WaitlistFull { .. } => ErrorCode::WaitlistFull,
+            WaitlistError::UnknownEntry(_) => ErrorCode::UnknownEntry,
+            WaitlistError::NoOffer => ErrorCode::NoOffer,
+            WaitlistError::Unavailable(_) => ErrorCode::Unavailable,
+        };
+        WireError::new(code, error.to_string())
+    }
+}
+
+impl From<UnknownLot> for WireError {
+    fn from(UnknownLot(lot): UnknownLot) -> Self {
+        WireError::new(
+            ErrorCode::UnknownLot,
+            format!("no lot with id {}", shown(&lot)),
+        )
+    }
+}
+
+impl From<StateError> for WireError {
+    fn from(error: StateError) -> Self {
+        match error {
+            StateError::UnknownLot(lot) => lot.into(),
+            StateError::Unavailable(why) => WireError::new(ErrorCode::Unavailable, why.to_string()),
+        }
+    }
+}
 
 /// A JSON request that could not be decoded, with the `rpcId` to echo if it could be read.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! [`Change::Booking`] (the gate's several changes as one [`Change::Batch`]).
 
 use crate::booking::{
-    Booking, BookingError, BookingRequest, GateOutcome, LotOffer, LotQuery, Passage, Window,
+    Booking, BookingError, BookingRequest, GateOutcome, LotOffer, LotQuery, Page, Passage, Window,
     WindowError,
 };
 use crate::change::Change;
@@ -91,6 +91,21 @@ impl ParkingState {
         })
         .map_err(|_| unknown())?
         .ok_or_else(unknown)
+    }
+
+    /// The booking with id `id`, if `allowed` says so of its owner: another's booking is
+    /// [`BookingError::UnknownBooking`], as a missing one is, so that nobody learns who
+    /// booked what. Every port reads a booking through this.
+    pub fn booking_if(
+        &self,
+        id: &BookingId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Booking, BookingError> {
+        let found = self.booking(id)?;
+        if !allowed(found.owner.as_deref()) {
+            return Err(BookingError::UnknownBooking(id.to_string()));
+        }
+        Ok(found)
     }
 
     /// Cancels a confirmed booking if `allowed` says so of its owner; anything else
@@ -205,6 +220,20 @@ impl ParkingState {
         limit: usize,
     ) -> Result<Vec<Booking>, UnknownLot> {
         self.with_lot(lot, |lot, _| lot.bookings.list(window, after, limit))
+    }
+
+    /// [`ParkingState::list_bookings`] as the ports ask for it: `page` of the lot's
+    /// bookings overlapping `window`, which must not be empty.
+    pub fn bookings_page(
+        &self,
+        lot: &str,
+        window: Window,
+        page: Page,
+    ) -> Result<Vec<Booking>, BookingError> {
+        if window.end <= window.start {
+            return Err(BookingError::BadWindow(WindowError::Empty));
+        }
+        Ok(self.list_bookings(lot, window, page.after, page.limit)?)
     }
 
     /// The lots (in configuration order) that can take a booking matching `query`, with how
