@@ -4,7 +4,8 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use client::{LotInfo, Reservation};
+use client::cli::format_time;
+use client::{Booking, BookingStatus, LotInfo, LotOffer, Reservation, WaitEntry};
 use serde::Serialize;
 use serde_json::json;
 
@@ -118,6 +119,113 @@ impl Printer {
         Ok(())
     }
 
+    /// `book`, `get-booking`, `check-in`, `accept-offer`, `list-bookings`, `my-bookings`: a
+    /// table of bookings, or the array of them with the RPC port's fields (Unix seconds).
+    pub fn bookings(&self, out: &mut dyn Write, bookings: &[Booking]) -> io::Result<()> {
+        if self.json {
+            return Self::json_line(out, &bookings);
+        }
+        let rows = bookings.iter().map(|booking| {
+            vec![
+                booking.id.to_string(),
+                booking.lot().to_string(),
+                optional(booking.spot.as_ref()),
+                booking.plate.to_string(),
+                format_time(booking.window.start),
+                format_time(booking.window.end),
+                booking_status(booking),
+            ]
+        });
+        out.write_all(
+            table(
+                &["BOOKING", "LOT", "SPOT", "PLATE", "START", "END", "STATUS"],
+                rows,
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// `join-waitlist`, `my-waitlist`: a table of waitlist entries, or the array of them.
+    pub fn entries(&self, out: &mut dyn Write, entries: &[WaitEntry]) -> io::Result<()> {
+        if self.json {
+            return Self::json_line(out, &entries);
+        }
+        let rows = entries.iter().map(|entry| {
+            let status = match &entry.offer {
+                Some(offer) => format!(
+                    "OFFERED {} until {} (accept-offer {})",
+                    offer.booking,
+                    format_time(offer.expires_at),
+                    entry.id
+                ),
+                None => "WAITING".to_owned(),
+            };
+            vec![
+                entry.id.to_string(),
+                entry.lot().to_string(),
+                optional(entry.spot.as_ref()),
+                entry.plate.to_string(),
+                format_time(entry.window.start),
+                format_time(entry.window.end),
+                status,
+            ]
+        });
+        out.write_all(
+            table(
+                &["ENTRY", "LOT", "SPOT", "PLATE", "START", "END", "STATUS"],
+                rows,
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// `find-lots`: the lots that can take the booking, with what remains and their free
+    /// named spots.
+    pub fn lot_offers(&self, out: &mut dyn Write, lots: &[LotOffer]) -> io::Result<()> {
+        if self.json {
+            return Self::json_line(out, &lots);
+        }
+        let rows = lots.iter().map(|lot| {
+            let spots: Vec<String> = lot.spots.iter().map(|spot| spot.id.to_string()).collect();
+            vec![
+                lot.id.to_string(),
+                optional(lot.zone.as_ref()),
+                joined(&lot.features),
+                lot.remaining.to_string(),
+                if spots.is_empty() {
+                    "-".to_owned()
+                } else {
+                    spots.join(",")
+                },
+            ]
+        });
+        out.write_all(table(&["LOT", "ZONE", "FEATURES", "REMAINING", "SPOTS"], rows).as_bytes())
+    }
+
+    /// `cancel-booking`, `leave-waitlist`: whether `what` `id` was `done`; if not, that there
+    /// was `none` of that id to act on.
+    pub fn done(
+        &self,
+        out: &mut dyn Write,
+        what: &str,
+        id: &str,
+        done: bool,
+        verb: &str,
+        none: &str,
+    ) -> io::Result<()> {
+        if self.json {
+            let mut answer = serde_json::Map::new();
+            answer.insert("id".to_owned(), id.into());
+            answer.insert(verb.to_owned(), done.into());
+            return Self::json_line(out, &answer);
+        }
+        if done {
+            writeln!(out, "{verb}: {what} {id}")
+        } else {
+            writeln!(out, "not found: {none} {id} (or not yours)")
+        }
+    }
+
     /// `raw`: the text reply as it came.
     pub fn raw(&self, out: &mut dyn Write, reply: &str) -> io::Result<()> {
         if self.json {
@@ -129,37 +237,90 @@ impl Printer {
 
 /// The lots as an aligned table with a header row: the id left-aligned, counts right-aligned.
 pub fn lots_table(lots: &[LotInfo]) -> String {
-    const HEADERS: [&str; 6] = ["LOT", "CAPACITY", "OCCUPIED", "RESERVED", "BOOKED", "FREE"];
-    let rows: Vec<[String; 6]> = lots
-        .iter()
-        .map(|lot| {
-            [
-                lot.id.to_string(),
-                lot.capacity.to_string(),
-                lot.occupied.to_string(),
-                lot.reserved.to_string(),
-                lot.booked.to_string(),
-                lot.free.to_string(),
-            ]
-        })
-        .collect();
-    let mut widths = HEADERS.map(str::len);
+    let rows = lots.iter().map(|lot| {
+        vec![
+            lot.id.to_string(),
+            lot.capacity.to_string(),
+            lot.occupied.to_string(),
+            lot.reserved.to_string(),
+            lot.booked.to_string(),
+            lot.free.to_string(),
+        ]
+    });
+    aligned(
+        &["LOT", "CAPACITY", "OCCUPIED", "RESERVED", "BOOKED", "FREE"],
+        rows,
+        Align::Right,
+    )
+}
+
+/// A table of words: every column left-aligned (ids, times and statuses read better so).
+fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    aligned(headers, rows, Align::Left)
+}
+
+/// How the columns after the first are aligned.
+#[derive(Clone, Copy)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// An aligned table with a header row; the first column is left-aligned, the others as
+/// `rest` says, and trailing spaces are trimmed.
+fn aligned(headers: &[&str], rows: impl Iterator<Item = Vec<String>>, rest: Align) -> String {
+    let headers: Vec<String> = headers.iter().map(|&header| header.to_owned()).collect();
+    let rows: Vec<Vec<String>> = rows.collect();
+    let mut widths: Vec<usize> = headers.iter().map(String::len).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
+            *width = (*width).max(cell.chars().count());
         }
     }
     let mut table = String::new();
-    let headers = HEADERS.map(str::to_owned);
     for row in std::iter::once(&headers).chain(&rows) {
-        let mut line = format!("{:<w$}", row[0], w = widths[0]);
-        for (cell, width) in row.iter().zip(widths).skip(1) {
-            line.push_str(&format!("  {cell:>width$}"));
+        let mut line = String::new();
+        for (index, (cell, &width)) in row.iter().zip(&widths).enumerate() {
+            match (index, rest) {
+                (0, _) => line.push_str(&format!("{cell:<width$}")),
+                (_, Align::Left) => line.push_str(&format!("  {cell:<width$}")),
+                (_, Align::Right) => line.push_str(&format!("  {cell:>width$}")),
+            }
         }
         table.push_str(line.trim_end());
         table.push('\n');
     }
     table
+}
+
+/// An optional value as a table cell: `-` when there is none.
+fn optional(value: Option<&impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "-".to_owned(), ToString::to_string)
+}
+
+/// A list as one table cell, `a,b`; `-` when empty.
+fn joined(values: &[impl std::fmt::Display]) -> String {
+    if values.is_empty() {
+        return "-".to_owned();
+    }
+    let words: Vec<String> = values.iter().map(ToString::to_string).collect();
+    words.join(",")
+}
+
+/// A booking's status with what else a reader needs: an offer's deadline, a car inside or
+/// overstaying.
+fn booking_status(booking: &Booking) -> String {
+    let mut status = booking.status.to_string();
+    if let (BookingStatus::Offered, Some(until)) = (booking.status, booking.offered_until) {
+        status.push_str(&format!(" until {}", format_time(until)));
+    }
+    if booking.inside {
+        status.push_str(" (inside)");
+    }
+    if booking.overstay {
+        status.push_str(" (overstay)");
+    }
+    status
 }
 
 #[cfg(test)]

@@ -315,3 +315,171 @@ fn pointed_at_a_line_port_it_says_what_it_got_at_once() {
     }
     server.shutdown();
 }
+
+/// A server with lot `ONE` (one space) and lot `EV` (zone `north`, covered, with named spot
+/// `EV-1` that has a charger).
+fn booking_server() -> RunningServer {
+    testkit::start_server(|config| {
+        let mut ev = LotConfig::new(state::LotId::new("EV").unwrap(), 2);
+        ev.zone = Some(state::Label::new("north", "zone").unwrap());
+        ev.features = vec![state::Label::new("covered", "feature").unwrap()];
+        ev.spots = vec![server::SpotConfig {
+            id: state::SpotId::new("EV-1").unwrap(),
+            features: vec![state::Label::new("ev", "feature").unwrap()],
+        }];
+        config.lots = vec![LotConfig::new(state::LotId::new("ONE").unwrap(), 1), ev];
+    })
+}
+
+/// The cells of a table's data rows (the header left out), split on runs of two spaces.
+fn rows(output: &Output) -> Vec<Vec<String>> {
+    stdout(output)
+        .lines()
+        .skip(1)
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn bookings_and_waitlists_from_the_command_line() {
+    let server = booking_server();
+    let addr = server.rpc_addr();
+    let run = |args: &[&str]| parking_rpc(addr, args);
+
+    let found = run(&["find-lots", "+1h", "+2h", "--feature", "ev"]);
+    assert_eq!(found.status.code(), Some(0), "{}", stderr(&found));
+    assert_eq!(rows(&found), [["EV", "north", "covered", "1", "EV-1"]]);
+    let found = run(&["--json", "find-lots", "+1h", "+2h", "--zone", "south"]);
+    assert_eq!(json(&found), serde_json::json!([]));
+
+    // Times given as RFC 3339 print back as given; the spot is booked.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (start, end) = (
+        client::cli::format_time(now + 3600),
+        client::cli::format_time(now + 7200),
+    );
+    let spot = run(&["book", "EV", "EV-CAR", &start, &end, "--spot", "EV-1"]);
+    assert_eq!(spot.status.code(), Some(0), "{}", stderr(&spot));
+    assert_eq!(
+        rows(&spot),
+        [["EV.1", "EV", "EV-1", "EV-CAR", &start, &end, "CONFIRMED"]]
+    );
+    let taken = run(&["book", "EV", "OTHER", &start, &end, "--spot", "EV-1"]);
+    assert_eq!(taken.status.code(), Some(1), "{}", stderr(&taken));
+    assert!(
+        stderr(&taken).contains("refused: SPOT_TAKEN"),
+        "{}",
+        stderr(&taken)
+    );
+
+    let booked = run(&["book", "ONE", "P-1", "+1h", "+3h"]);
+    assert_eq!(booked.status.code(), Some(0), "{}", stderr(&booked));
+    assert_eq!(rows(&booked)[0][0], "ONE.1");
+    // Full over that window: exit 1, and --json says why on stdout.
+    let full = run(&["--json", "book", "ONE", "P-2", "+2h", "+4h"]);
+    assert_eq!(full.status.code(), Some(1));
+    assert_eq!(json(&full)["error"], "FULL");
+
+    let joined = run(&["join-waitlist", "ONE", "P-2", "+2h", "+4h"]);
+    assert_eq!(joined.status.code(), Some(0), "{}", stderr(&joined));
+    let entry = &rows(&joined)[0];
+    assert_eq!(
+        (entry[0].as_str(), entry[6].as_str()),
+        ("ONE.w1", "WAITING")
+    );
+    let again = run(&["join-waitlist", "ONE", "P-2", "+2h", "+4h"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("ALREADY_WAITING"),
+        "{}",
+        stderr(&again)
+    );
+    let early = run(&["accept-offer", "ONE.w1"]);
+    assert_eq!(early.status.code(), Some(1));
+    assert!(stderr(&early).contains("NO_OFFER"), "{}", stderr(&early));
+
+    // Cancelling the booking frees the space, and the entry gets it as an offer.
+    let cancelled = run(&["cancel-booking", "ONE.1"]);
+    assert_eq!(stdout(&cancelled), "cancelled: booking ONE.1\n");
+    assert_eq!(cancelled.status.code(), Some(0));
+    let twice = run(&["cancel-booking", "ONE.1"]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(
+        stdout(&twice).starts_with("not found:"),
+        "{}",
+        stdout(&twice)
+    );
+    let waiting = run(&["my-waitlist", "P-2"]);
+    let status = &rows(&waiting)[0][6];
+    assert!(
+        status.starts_with("OFFERED ONE.2 until ") && status.ends_with("(accept-offer ONE.w1)"),
+        "{status}"
+    );
+    let accepted = run(&["accept-offer", "ONE.w1"]);
+    assert_eq!(accepted.status.code(), Some(0), "{}", stderr(&accepted));
+    assert_eq!(rows(&accepted)[0][0], "ONE.2");
+    assert_eq!(rows(&accepted)[0][6], "CONFIRMED");
+    let gone = run(&["leave-waitlist", "ONE.w1"]);
+    assert_eq!(gone.status.code(), Some(1), "{}", stdout(&gone));
+
+    // JSON keeps the RPC port's fields: times in Unix seconds.
+    let mine = json(&run(&["--json", "my-bookings", "P-2"]));
+    assert_eq!(mine[0]["id"], "ONE.2");
+    assert_eq!(mine[0]["status"], "CONFIRMED");
+    assert!(mine[0]["start"].as_u64().unwrap() >= now + 7200, "{mine}");
+    assert_eq!(rows(&run(&["get-booking", "ONE.1"]))[0][6], "CANCELLED");
+
+    let all = run(&["list-bookings", "ONE", "now", "+1d"]);
+    let ids: Vec<String> = rows(&all).into_iter().map(|row| row[0].clone()).collect();
+    assert_eq!(ids, ["ONE.1", "ONE.2"], "{}", stdout(&all));
+    let page = run(&[
+        "list-bookings",
+        "ONE",
+        "now",
+        "+1d",
+        "--limit",
+        "1",
+        "--after",
+        "ONE.1",
+    ]);
+    assert_eq!(rows(&page).len(), 1);
+    assert_eq!(rows(&page)[0][0], "ONE.2");
+
+    // Check-in opens 15 minutes before the window: not yet.
+    let not_due = run(&["check-in", "ONE.2"]);
+    assert_eq!(not_due.status.code(), Some(1));
+    assert!(stderr(&not_due).contains("NOT_DUE"), "{}", stderr(&not_due));
+    let checked = run(&["check-in", "EV.1"]);
+    assert_eq!(checked.status.code(), Some(1));
+
+    // A window the rules refuse is the server's error (3); a time that is none, a usage
+    // error (2) that says which forms are taken.
+    let backwards = run(&["book", "ONE", "P-3", "+3h", "+1h"]);
+    assert_eq!(backwards.status.code(), Some(3));
+    assert!(
+        stderr(&backwards).contains("BAD_WINDOW"),
+        "{}",
+        stderr(&backwards)
+    );
+    let vague = run(&["book", "ONE", "P-3", "soon", "+1h"]);
+    assert_eq!(vague.status.code(), Some(2));
+    assert!(
+        stderr(&vague).contains("\"soon\" is not a time") && stderr(&vague).contains("RFC 3339"),
+        "{}",
+        stderr(&vague)
+    );
+    server.shutdown();
+}

@@ -1,8 +1,8 @@
 //! What the command-line tools share besides the clients: setting up the process
 //! ([`init_logging`], [`stop_on_signal`]), the access flags ([`AccessArgs`]: `--token`,
 //! `--tls`, `--ca`), value parsers for clap's `value_parser` (each takes the argument's text
-//! and returns the value or a one-line reason), and [`Failure`], the one-line error a tool
-//! reports before exiting.
+//! and returns the value or a one-line reason; [`parse_time`] and [`format_time`] for the
+//! times of bookings), and [`Failure`], the one-line error a tool reports before exiting.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -138,6 +138,74 @@ pub fn parse_lot(text: &str) -> Result<String, String> {
     }
 }
 
+/// The forms [`parse_time`] takes, for help texts and error messages.
+pub const TIME_FORMS: &str = "Unix seconds (1796140800), `now`, a duration from now (+90m, \
++2h30m, +1d) or an RFC 3339 time with its offset (2026-12-01T18:00:00Z)";
+
+/// Parses a moment given on a command line (see [`TIME_FORMS`]) as whole Unix seconds, the
+/// unit of the RPC port's times. A relative time counts from the moment it is parsed.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    let now = u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
+    parse_time_at(text, now)
+}
+
+/// [`parse_time`] with `now` (Unix seconds) given, so that relative times are testable.
+pub fn parse_time_at(text: &str, now: u64) -> Result<u64, String> {
+    let bad = |why: &str| {
+        format!(
+            "{:?} is not a time ({why}); give {TIME_FORMS}",
+            prefix(text)
+        )
+    };
+    if text == "now" {
+        return Ok(now);
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| bad("too many seconds"));
+    }
+    if let Some(after) = text.strip_prefix('+') {
+        let span: jiff::Span = after
+            .parse()
+            .map_err(|_| bad("not a duration such as 90m, 2h30m or 1d"))?;
+        // A day on a booking's clock is 24 hours: times here are UTC instants, with no
+        // calendar in which a day could be 23 or 25.
+        let secs = span
+            .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+            .ok()
+            .and_then(|duration| u64::try_from(duration.as_secs()).ok())
+            .ok_or_else(|| {
+                bad("a duration from now must be positive, in weeks or smaller units")
+            })?;
+        return now
+            .checked_add(secs)
+            .ok_or_else(|| bad("too far in the future"));
+    }
+    // jiff's own reason ("failed to parse four digit integer as year") would puzzle more
+    // than it helps: the forms taken are what the user needs.
+    let at: jiff::Timestamp = text
+        .parse()
+        .map_err(|_| bad("not Unix seconds, now, +DURATION or RFC 3339 with an offset"))?;
+    u64::try_from(at.as_second()).map_err(|_| bad("before 1970"))
+}
+
+/// Unix seconds as an RFC 3339 UTC time (`2026-12-01T18:00:00Z`), as the tools print
+/// times; a number beyond the calendar's range is printed as it is.
+pub fn format_time(unix_seconds: u64) -> String {
+    i64::try_from(unix_seconds)
+        .ok()
+        .and_then(|secs| jiff::Timestamp::from_second(secs).ok())
+        .map_or_else(|| unix_seconds.to_string(), |at| at.to_string())
+}
+
+/// A command-line argument as an error message shows it: at most 64 characters.
+fn prefix(text: &str) -> &str {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +233,49 @@ mod tests {
         for bad in ["", "A B", "A\t", "\n"] {
             assert!(parse_lot(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn times_are_unix_seconds_now_from_now_or_rfc_3339() {
+        let now = 1_796_140_800; // 2026-12-01T16:00:00Z
+        assert_eq!(parse_time_at("1796140800", now), Ok(now));
+        assert_eq!(parse_time_at("now", now), Ok(now));
+        assert_eq!(parse_time_at("+90m", now), Ok(now + 5400));
+        assert_eq!(parse_time_at("+2h30m", now), Ok(now + 9000));
+        assert_eq!(parse_time_at("+1d", now), Ok(now + 86_400));
+        assert_eq!(parse_time_at("+PT15M", now), Ok(now + 900));
+        assert_eq!(parse_time_at("2026-12-01T18:00:00Z", now), Ok(now + 7200));
+        assert_eq!(
+            parse_time_at("2026-12-01T19:00:00+01:00", now),
+            Ok(now + 7200)
+        );
+        for bad in [
+            "",
+            "soon",
+            "+",
+            "+-1h",
+            "-5",
+            "12:00",
+            "2026-12-01T18:00:00",
+            "1969-12-31T00:00:00Z",
+            "1.5",
+        ] {
+            let err = parse_time_at(bad, now).unwrap_err();
+            assert!(
+                err.contains("is not a time") && err.contains("RFC 3339"),
+                "{bad}: {err}"
+            );
+        }
+        let long = "x".repeat(200);
+        assert!(parse_time_at(&long, now).unwrap_err().len() < 400);
+    }
+
+    #[test]
+    fn times_print_as_rfc_3339_utc() {
+        assert_eq!(format_time(1_796_140_800), "2026-12-01T16:00:00Z");
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(u64::MAX), u64::MAX.to_string());
+        let now = 1_796_140_800;
+        assert_eq!(parse_time_at(&format_time(now + 61), now), Ok(now + 61));
     }
 }

@@ -58,7 +58,9 @@ pub use access::{Access, TlsClient, TlsSetupError};
 pub use cli::Failure;
 pub use endpoints::{Endpoints, Hosts};
 pub use error::Error;
-pub use framing::rpc::{Booking, BookingStatus, LotFilter, LotOffer, SpotOffer};
+pub use framing::rpc::{
+    Booking, BookingStatus, ErrorCode, LotFilter, LotOffer, SpotOffer, WaitEntry, WireError,
+};
 pub use framing::sensor::Passage;
 pub use net::MAX_REPLY_LINE_LEN;
 pub use parking::{ClientError, DEFAULT_TIMEOUT, LotInfo, ParkingClient, Reservation, RpcReply};

@@ -39,6 +39,9 @@ const CREDENTIALS_EXAMPLE: &str =
 /// The dashboard, compiled into the binary: the machines that show it may be offline.
 const DASHBOARD: &str = include_str!("../assets/dashboard.html");
 
+/// The drivers' booking page, compiled in like the dashboard.
+const BOOK_PAGE: &str = include_str!("../assets/book.html");
+
 /// The API's OpenAPI document, served as it is in the repository.
 const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
@@ -134,6 +137,12 @@ impl Api {
                 Status::OK,
                 "text/html; charset=utf-8",
                 Body::Static(DASHBOARD.as_bytes()),
+            )
+            .header("Cache-Control", "no-cache"),
+            Route::BookPage => Response::with_body(
+                Status::OK,
+                "text/html; charset=utf-8",
+                Body::Static(BOOK_PAGE.as_bytes()),
             )
             .header("Cache-Control", "no-cache"),
             Route::Health => Response::json(Status::OK, &StatusBody { status: "ok" }),

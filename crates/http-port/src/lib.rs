@@ -37,6 +37,7 @@
 //! - `error`: the error codes and their statuses.
 //! - `cors`: [`Cors`], which other origins may call the API.
 //! - `assets/dashboard.html`: the dashboard, compiled in.
+//! - `assets/book.html`: the drivers' booking page (`GET /book`), compiled in.
 
 #![forbid(unsafe_code)]
 
@@ -78,8 +79,8 @@ pub use crate::views::encode_notice;
 /// The HTTP port's protocol.
 pub struct HttpPort {
     api: Api,
-    /// The key table; with one, every route but the health probes, the dashboard page and
-    /// the API document needs a key allowed to do what it asks.
+    /// The key table; with one, every route but the health probes, the dashboard and booking
+    /// pages and the API document needs a key allowed to do what it asks.
     auth: Option<Arc<Authenticator>>,
     broker: Arc<Broker>,
     cors: Cors,

@@ -13,6 +13,8 @@ use crate::error::{ApiError, Code};
 pub(crate) enum Route<'a> {
     /// `GET /`: the dashboard.
     Dashboard,
+    /// `GET /book`: the drivers' booking page.
+    BookPage,
     /// `GET /healthz`.
     Health,
     /// `GET /readyz`.
@@ -80,6 +82,7 @@ pub(crate) enum Verb {
 /// Where a path leads, before the method is considered.
 enum Resource<'a> {
     Dashboard,
+    BookPage,
     Health,
     Ready,
     Metrics,
@@ -125,7 +128,7 @@ impl Resource<'_> {
 
 /// The names requests are counted under in the metrics, one per [`Route`] kind, then
 /// `invalid` for requests that reached none.
-pub(crate) const METRIC_NAMES: [&str; 28] = [
+pub(crate) const METRIC_NAMES: [&str; 29] = [
     "getDashboard",
     "getHealth",
     "getReady",
@@ -152,6 +155,7 @@ pub(crate) const METRIC_NAMES: [&str; 28] = [
     "leaveWaitlist",
     "acceptOffer",
     "streamMyEvents",
+    "getBookPage",
     "options",
     "invalid",
 ];
@@ -167,6 +171,7 @@ impl Route<'_> {
     pub(crate) fn action(&self) -> Option<auth::Action<'static>> {
         match self {
             Route::Dashboard
+            | Route::BookPage
             | Route::Health
             | Route::Ready
             | Route::OpenApi
@@ -252,7 +257,8 @@ impl Route<'_> {
             Route::LeaveWaitlist(_) => 23,
             Route::AcceptOffer(_) => 24,
             Route::MyEvents => 25,
-            Route::Options(_) => 26,
+            Route::BookPage => 26,
+            Route::Options(_) => 27,
         }
     }
 }
@@ -270,6 +276,7 @@ pub(crate) fn route<'a>(method: &str, path: &'a str) -> Result<(Route<'a>, Verb)
     let route = match (resource, verb) {
         (resource, Verb::Options) => Route::Options(resource.allow()),
         (Resource::Dashboard, Verb::Read) => Route::Dashboard,
+        (Resource::BookPage, Verb::Read) => Route::BookPage,
         (Resource::Health, Verb::Read) => Route::Health,
         (Resource::Ready, Verb::Read) => Route::Ready,
         (Resource::Metrics, Verb::Read) => Route::Metrics,
@@ -329,6 +336,7 @@ fn resource(path: &str) -> Result<Resource<'_>, ApiError> {
     }
     Ok(match segments.as_slice() {
         [""] => Resource::Dashboard,
+        ["book"] => Resource::BookPage,
         ["healthz"] => Resource::Health,
         ["readyz"] => Resource::Ready,
         ["metrics"] => Resource::Metrics,
@@ -377,6 +385,7 @@ mod tests {
     fn every_route_and_its_methods() {
         for (method, path, expected) in [
             ("GET", "/", Route::Dashboard),
+            ("GET", "/book", Route::BookPage),
             ("HEAD", "/healthz", Route::Health),
             ("GET", "/readyz", Route::Ready),
             ("GET", "/metrics", Route::Metrics),

@@ -3,75 +3,25 @@
 //! is saved as `target/dashboard.png` for people to look at. Access control is on: the page
 //! is opened with a viewer's `access_token`, as a wall screen would be.
 //!
-//! The driver is `headless_chrome` (CDP from Rust): the test stays a `cargo test` like every
-//! other, with no Node or Python runtime to install, and it drives the system's Chromium
-//! (Debian's `chromium`, which works offline). Without Chromium the test says so and passes,
-//! unless `CI=true`, where a missing tool is a failure (`.ci/run` installs it).
+//! The browser is driven as `tests/browser` says. Without Chromium the test says so and
+//! passes, unless `CI=true`, where a missing tool is a failure (`.ci/run` installs it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod browser;
 
+use std::time::Duration;
+
+use browser::{shows, text};
 use client::ParkingClient;
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
-use headless_chrome::{Browser, LaunchOptions, Tab};
 use state::CountChange;
 
 /// How soon the page must show a change.
 const SHOWN_WITHIN: Duration = Duration::from_secs(2);
 
-fn chromium() -> Option<PathBuf> {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| {
-            std::env::var_os("PATH")
-                .into_iter()
-                .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-                .map(move |dir| dir.join(name))
-        })
-        .find(|path| path.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "chromium is not installed, and under CI=true the dashboard test must run"
-        );
-        eprintln!("SKIPPED: the dashboard browser test needs chromium (apt-get install chromium)");
-    }
-    found
-}
-
-/// The text of the first element matching `selector`.
-fn text(tab: &Tab, selector: &str) -> String {
-    let script = format!(
-        "(() => {{ const e = document.querySelector({selector:?}); return e ? e.textContent : ''; }})()"
-    );
-    tab.evaluate(&script, false)
-        .unwrap()
-        .value
-        .and_then(|value| value.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// Waits up to `within` for `selector`'s text to be `expected`.
-fn shows(tab: &Tab, selector: &str, expected: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let shown = text(tab, selector);
-        if shown == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{selector} shows {shown:?}, not {expected:?}, after {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = browser::chromium("the dashboard browser test") else {
         return;
     };
     // With access control on, as a wall screen would run: the page gets a viewer's token.
@@ -93,18 +43,7 @@ fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
         "http://{}/?access_token=token-wall",
         server.http_addr().unwrap()
     );
-    let browser = Browser::new(
-        LaunchOptions::default_builder()
-            .path(Some(chromium))
-            .headless(true)
-            // CI runs as root, where Chromium's sandbox cannot start.
-            .sandbox(false)
-            .window_size(Some((1600, 900)))
-            .idle_browser_timeout(Duration::from_secs(60))
-            .build()
-            .unwrap(),
-    )
-    .expect("chromium starts");
+    let browser = browser::launch(chromium, (1600, 900));
     let tab = browser.new_tab().unwrap();
     tab.set_default_timeout(testkit::DEADLINE);
     tab.navigate_to(&url).unwrap();
@@ -132,12 +71,7 @@ fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
     sensor.update("C", CountChange::Set(200)).unwrap();
     shows(&tab, r#"[data-lot="C"] .status"#, "full", SHOWN_WITHIN);
 
-    let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-        .unwrap();
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard.png");
-    std::fs::write(&target, png).unwrap();
-    eprintln!("dashboard screenshot: {}", target.display());
+    browser::screenshot(&tab, "dashboard");
 
     // The server going away shows as reconnecting.
     drop(server);
