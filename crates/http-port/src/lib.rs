@@ -217,7 +217,7 @@ impl Protocol for HttpPort {
         peer: SocketAddr,
         _session: &mut Session,
     ) -> Step<Vec<LotId>> {
-        let started = Instant::now();
+        let started = self.metrics.start();
         let request = match request::parse(input) {
             Parsed::Request(request) => request,
             Parsed::Incomplete => return Step::Incomplete,
@@ -297,9 +297,9 @@ impl Protocol for HttpPort {
 }
 
 impl HttpPort {
-    fn count(&self, metric: usize, outcome: Outcome, started: Instant) {
+    fn count(&self, metric: usize, outcome: Outcome, started: Option<Instant>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.metrics.record(metric, outcome, started.elapsed());
+        self.metrics.record_since(metric, outcome, started);
     }
 }
 

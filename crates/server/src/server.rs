@@ -292,7 +292,11 @@ impl Server {
         )?);
         broker.seed(&state.published());
         state.add_listener(broker.listener());
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = match config.metrics {
+            true => Metrics::new()?,
+            false => Metrics::new()?.without_request_counts(),
+        };
+        let metrics = Arc::new(metrics);
         let purger = Purger::spawn(Arc::clone(&state), config.purge_interval)?;
 
         let admission = || {
