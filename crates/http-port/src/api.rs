@@ -18,7 +18,7 @@ use store::{Health, Store};
 
 use crate::error::{ApiError, Code};
 use crate::response::{Body, Response, Status};
-use crate::route::Route;
+use crate::route::{Route, SessionVerb};
 
 /// The dashboard, compiled into the binary: the machines that show it may be offline.
 const DASHBOARD: &str = include_str!("../assets/dashboard.html");
@@ -36,6 +36,9 @@ pub(crate) enum Answer {
     Response(Response),
     /// The event stream of these lots (all of them when empty).
     Stream(Vec<LotId>),
+    /// A session route, which the port answers itself: it needs the key table and the
+    /// caller's address (`crate::session`).
+    Session(SessionVerb),
 }
 
 /// One lot, as the API shows it.
@@ -137,6 +140,7 @@ impl Api {
             Route::Reserve(lot) => self.reserve(&lot, body, caller)?,
             Route::Cancel(lot, plate) => self.cancel(&lot, &plate, caller)?,
             Route::Events => return self.events(query),
+            Route::Session(verb) => return Ok(Answer::Session(verb)),
             Route::Options(allow) => Response::empty(Status::NO_CONTENT).header("Allow", allow),
         };
         Ok(Answer::Response(response))

@@ -33,8 +33,21 @@ pub(crate) enum Route<'a> {
     Cancel(Cow<'a, str>, Cow<'a, str>),
     /// `GET /v1/events`.
     Events,
+    /// `/v1/session`: the dashboard's sign-in (`crate::session`).
+    Session(SessionVerb),
     /// `OPTIONS` on any route: what it allows (a CORS preflight, or a client asking).
     Options(&'static str),
+}
+
+/// What a request does with the dashboard's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionVerb {
+    /// `GET`: who the request's key is.
+    Show,
+    /// `POST` with a token: signs in.
+    SignIn,
+    /// `DELETE`: signs out.
+    SignOut,
 }
 
 /// What a request does with a route.
@@ -60,6 +73,7 @@ enum Resource<'a> {
     Reservations(Cow<'a, str>),
     Reservation(Cow<'a, str>, Cow<'a, str>),
     Events,
+    Session,
 }
 
 impl Resource<'_> {
@@ -68,6 +82,7 @@ impl Resource<'_> {
         match self {
             Resource::Reservations(_) => "POST, OPTIONS",
             Resource::Reservation(..) => "DELETE, OPTIONS",
+            Resource::Session => "GET, HEAD, POST, DELETE, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
     }
@@ -75,7 +90,7 @@ impl Resource<'_> {
 
 /// The names requests are counted under in the metrics, one per [`Route`] kind, then
 /// `invalid` for requests that reached none.
-pub(crate) const METRIC_NAMES: [&str; 13] = [
+pub(crate) const METRIC_NAMES: [&str; 16] = [
     "getDashboard",
     "getHealth",
     "getReady",
@@ -87,6 +102,9 @@ pub(crate) const METRIC_NAMES: [&str; 13] = [
     "createReservation",
     "deleteReservation",
     "streamEvents",
+    "getSession",
+    "createSession",
+    "deleteSession",
     "options",
     "invalid",
 ];
@@ -109,6 +127,10 @@ impl Route<'_> {
             Route::Metrics | Route::Lots | Route::Lot(_) | Route::History(_) | Route::Events => {
                 Some(auth::Action::Read)
             }
+            Route::Session(SessionVerb::Show) => Some(auth::Action::Read),
+            // Signing in checks the token it carries; signing out ends what the cookie
+            // names, if anything.
+            Route::Session(_) => None,
             Route::Reserve(_) => Some(auth::Action::Reserve),
             Route::Cancel(..) => Some(auth::Action::Cancel),
         }
@@ -128,7 +150,10 @@ impl Route<'_> {
             Route::Reserve(_) => 8,
             Route::Cancel(..) => 9,
             Route::Events => 10,
-            Route::Options(_) => 11,
+            Route::Session(SessionVerb::Show) => 11,
+            Route::Session(SessionVerb::SignIn) => 12,
+            Route::Session(SessionVerb::SignOut) => 13,
+            Route::Options(_) => 14,
         }
     }
 }
@@ -154,6 +179,9 @@ pub(crate) fn route<'a>(method: &str, path: &'a str) -> Result<(Route<'a>, Verb)
         (Resource::Lot(lot), Verb::Read) => Route::Lot(lot),
         (Resource::History(lot), Verb::Read) => Route::History(lot),
         (Resource::Events, Verb::Read) => Route::Events,
+        (Resource::Session, Verb::Read) => Route::Session(SessionVerb::Show),
+        (Resource::Session, Verb::Create) => Route::Session(SessionVerb::SignIn),
+        (Resource::Session, Verb::Delete) => Route::Session(SessionVerb::SignOut),
         (Resource::Reservations(lot), Verb::Create) => Route::Reserve(lot),
         (Resource::Reservation(lot, plate), Verb::Delete) => Route::Cancel(lot, plate),
         (resource, _) => return Err(not_allowed(method, path, &resource)),
@@ -196,6 +224,7 @@ fn resource(path: &str) -> Result<Resource<'_>, ApiError> {
         ["openapi.yaml"] => Resource::OpenApi,
         ["v1", "lots"] => Resource::Lots,
         ["v1", "events"] => Resource::Events,
+        ["v1", "session"] => Resource::Session,
         ["v1", "lots", lot] => Resource::Lot(decode(lot)?),
         ["v1", "lots", lot, "history"] => Resource::History(decode(lot)?),
         ["v1", "lots", lot, "reservations"] => Resource::Reservations(decode(lot)?),
@@ -247,6 +276,13 @@ mod tests {
                 Route::Cancel("A".into(), "7ABC".into()),
             ),
             ("GET", "/v1/events", Route::Events),
+            ("GET", "/v1/session", Route::Session(SessionVerb::Show)),
+            ("POST", "/v1/session", Route::Session(SessionVerb::SignIn)),
+            (
+                "DELETE",
+                "/v1/session",
+                Route::Session(SessionVerb::SignOut),
+            ),
             (
                 "OPTIONS",
                 "/v1/lots/A/reservations",

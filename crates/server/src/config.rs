@@ -92,6 +92,8 @@ pub enum PortName {
     Sensor,
     /// The pub/sub port.
     Pubsub,
+    /// The HTTP port.
+    Http,
 }
 
 /// The server's TLS certificate and key: `"tls": {"cert": "server.pem", "key": "key.pem"}`.
