@@ -370,8 +370,7 @@ impl RpcProtocol {
         encode_reply(out, format, result.as_ref(), peer);
         // Undecodable requests are counted under the method after the table's last.
         let method = method.map_or(Method::ALL.len(), |method| method as usize);
-        self.metrics
-            .record_since(method, outcome(&result), started);
+        self.metrics.record_since(method, outcome(&result), started);
         close
     }
 

@@ -209,8 +209,7 @@ impl Protocol for SensorProtocol {
                     }
                     Err(_) => Outcome::Invalid,
                 };
-                self.metrics
-                    .record_since(method as usize, outcome, started);
+                self.metrics.record_since(method as usize, outcome, started);
                 if close {
                     return Step::Fatal;
                 }
