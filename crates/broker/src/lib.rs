@@ -71,7 +71,7 @@ use auth::Authenticator;
 use framing::pubsub::{self, PubsubError, PubsubErrorCode};
 use parking_lot::{Mutex, RwLock};
 use state::{Listener, LotChange, LotId, Notice, NoticeListener};
-use transport::TlsAcceptor;
+use transport::{Stream, TlsAcceptor};
 
 use crate::notifier::{Command, NotifierHandle, Timeouts};
 use crate::registry::Registry;
@@ -365,15 +365,15 @@ impl Broker {
         }
     }
 
-    /// Takes over an HTTP connection as an event stream and returns at once: the socket is
-    /// made non-blocking and handed to a notifier, which sends `request.preamble`, then the
+    /// Takes over an HTTP connection as an event stream and returns at once: the stream
+    /// (non-blocking; plain, or TLS with its session) is handed to a notifier, which sends `request.preamble`, then the
     /// current value of every lot the stream follows, then one event per change, in the
     /// stream's own encoding (`framing::sse`), under the same queue and back-pressure rules
     /// as a pub/sub subscriber. The caller has admitted the connection (its limits are the
     /// HTTP port's, not [`BrokerConfig::max_connections`]); after shutdown it is closed.
     pub fn attach_stream(
         &self,
-        stream: TcpStream,
+        stream: Stream,
         peer: SocketAddr,
         held: Held,
         request: EventStream,
@@ -383,7 +383,7 @@ impl Broker {
             log::debug!("event stream {peer} closed: the server is shutting down");
             return;
         }
-        if let Err(error) = configure(&stream, self.config.send_buffer) {
+        if let Err(error) = configure_stream(stream.tcp(), self.config.send_buffer) {
             log::debug!("dropped event stream {peer}: cannot set up its socket: {error}");
             return;
         }
@@ -459,6 +459,16 @@ impl Drop for Broker {
 /// leave at once) and the configured send buffer.
 fn configure(stream: &TcpStream, send_buffer: usize) -> io::Result<()> {
     stream.set_nonblocking(true)?;
+    stream.set_nodelay(true)?;
+    if send_buffer > 0 {
+        socket2::SockRef::from(stream).set_send_buffer_size(send_buffer)?;
+    }
+    Ok(())
+}
+
+/// [`configure`] for a socket that is already non-blocking (an event stream's, from the
+/// scheduler's mio poller).
+fn configure_stream(stream: &mio::net::TcpStream, send_buffer: usize) -> io::Result<()> {
     stream.set_nodelay(true)?;
     if send_buffer > 0 {
         socket2::SockRef::from(stream).set_send_buffer_size(send_buffer)?;

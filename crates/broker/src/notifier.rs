@@ -55,8 +55,8 @@ pub(crate) enum Command {
     },
     /// Take over this HTTP connection as an event stream.
     AttachStream {
-        /// The connection's socket, already non-blocking.
-        stream: TcpStream,
+        /// The connection's stream (plain or TLS), already non-blocking.
+        stream: Stream,
         /// The peer's address, for logs.
         peer: SocketAddr,
         /// Kept until the connection closes.
@@ -322,24 +322,12 @@ impl Notifier {
         self.register(connection, now);
     }
 
-    fn adopt_stream(
-        &mut self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        held: Held,
-        request: EventStream,
-    ) {
+    fn adopt_stream(&mut self, stream: Stream, peer: SocketAddr, held: Held, request: EventStream) {
         let token = Token(self.next_token);
         self.next_token += 1;
         let now = Instant::now();
-        let mut connection = Connection::event_stream(
-            Stream::Plain(mio::net::TcpStream::from_std(stream)),
-            peer,
-            token,
-            now,
-            held,
-            request.preamble,
-        );
+        let mut connection =
+            Connection::event_stream(stream, peer, token, now, held, request.preamble);
         // Subscribed before it is registered: the doorbell may ring for it at once, and the
         // snapshots are queued behind the preamble, ahead of any change.
         connection.open_stream(&self.ctx, &request.lots, request.owner.as_deref());

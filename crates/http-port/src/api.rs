@@ -23,7 +23,7 @@ use store::{Feature, Health, Store};
 
 use crate::error::{ApiError, Code};
 use crate::response::{Body, Response, Status};
-use crate::route::Route;
+use crate::route::{Route, SessionVerb};
 use crate::views::{
     AccountView, BookingBody, BookingView, Credentials, EntryView, LoginView, LotOfferView,
     parse_time, rfc3339,
@@ -57,6 +57,9 @@ pub(crate) enum Answer {
     Stream(Vec<LotId>),
     /// The notice stream of this owner (a driver, `@<username>`).
     Notices(String),
+    /// A session route, which the port answers itself: it needs the key table and the
+    /// caller's address (`crate::session`).
+    Session(SessionVerb),
 }
 
 /// One lot, as the API shows it.
@@ -243,6 +246,7 @@ impl Api {
                 Response::json(Status::OK, &BookingView::from(&booking))
                     .header("Location", format!("/v1/bookings/{}", booking.id))
             }
+            Route::Session(verb) => return Ok(Answer::Session(verb)),
             Route::Options(allow) => Response::empty(Status::NO_CONTENT).header("Allow", allow),
         };
         Ok(Answer::Response(response))

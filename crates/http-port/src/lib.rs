@@ -47,6 +47,7 @@ mod error;
 mod request;
 mod response;
 mod route;
+mod session;
 mod views;
 
 use std::net::SocketAddr;
@@ -55,7 +56,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use accounts::Drivers;
-use auth::{Authenticator, Identity, KeyId, Role, Session};
+use auth::{AuthFailure, Authenticator, Identity, KeyId, Role, Session};
 use broker::{Broker, EventStream, Held};
 use framing::rpc::ErrorCode;
 use history::History;
@@ -70,7 +71,8 @@ use crate::api::{Answer, Api};
 use crate::error::ApiError;
 use crate::request::{Parsed, Request};
 use crate::response::{Response, Status};
-use crate::route::Route;
+use crate::route::{Route, SessionVerb};
+use crate::session::Sessions;
 
 pub use crate::cors::Cors;
 pub use crate::request::{MAX_BODY_LEN, MAX_HEAD_LEN};
@@ -87,13 +89,18 @@ pub struct HttpPort {
     requests: AtomicU64,
     /// Counted under `route::METRIC_NAMES`.
     metrics: RequestMetrics,
+    /// The dashboard's signed-in browsers.
+    sessions: Sessions,
+    /// Whether the port speaks TLS: its session cookie is then `Secure`.
+    tls: bool,
 }
 
 impl HttpPort {
     /// The HTTP port over `store`, handing event streams to `broker`, answering history from
     /// `history`, rendering `metrics`, and telling readiness probes when `shutdown` is
     /// triggered; `cors` says which other origins may call it, `auth` which keys may (none:
-    /// anyone); `drivers` registers and logs in drivers and checks their tokens.
+    /// anyone); `drivers` registers and logs in drivers and checks their tokens; `tls`
+    /// whether its connections are TLS.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
@@ -104,6 +111,7 @@ impl HttpPort {
         shutdown: ShutdownHandle,
         cors: Cors,
         auth: Option<Arc<Authenticator>>,
+        tls: bool,
     ) -> Self {
         let requests = metrics.requests("http", &route::METRIC_NAMES);
         HttpPort {
@@ -119,6 +127,8 @@ impl HttpPort {
             cors,
             requests: AtomicU64::new(0),
             metrics: requests,
+            sessions: Sessions::default(),
+            tls,
         }
     }
 
@@ -157,6 +167,12 @@ impl HttpPort {
         let mut answer =
             self.api
                 .answer(route, request.query, request.body, caller.as_deref(), peer);
+        if let Ok(Answer::Session(verb)) = answer {
+            match self.session(verb, request, peer, caller.as_deref()) {
+                Ok(response) => answer = Ok(Answer::Response(response)),
+                Err((error, close)) => return (metric, Err(error), close),
+            }
+        }
         if let Ok(Answer::Response(response)) = &mut answer {
             response.headers.extend(preflight);
         }
@@ -164,9 +180,10 @@ impl HttpPort {
     }
 
     /// Who the request comes from: with keys configured and a route that needs one, the key
-    /// of its `Authorization: Bearer` header, or of an `access_token` query parameter (for
-    /// `EventSource`, which cannot send headers; it lands in proxy logs, so the header is
-    /// the safer choice). With access control off, only a driver's token names a caller
+    /// of its `Authorization: Bearer` header; else of its session cookie (the dashboard,
+    /// signed in: `crate::session`); else of an `access_token` query parameter (for an
+    /// `EventSource` opened without signing in; it lands in proxy logs, so the others are
+    /// the safer choices). With access control off, only a driver's token names a caller
     /// (other tokens are ignored, as before there were drivers). Each request is checked on
     /// its own: a keep-alive connection may carry several clients' requests through a proxy.
     fn authorize(
@@ -178,60 +195,67 @@ impl HttpPort {
         let Some(action) = route.action() else {
             return Ok(None);
         };
-        let from_query = || {
-            form_urlencoded::parse(request.query.as_bytes())
-                .find(|(key, _)| key == "access_token")
-                .map(|(_, token)| token.into_owned())
+        let now = Instant::now();
+        let signed_in = match (request.bearer, request.session) {
+            (None, Some(session)) => self.sessions.identity(session, now),
+            _ => None,
         };
-        let token = request.bearer.map(str::to_owned).or_else(from_query);
-        let unauthorized = |detail: &str| {
-            (
-                ApiError::rpc(ErrorCode::Unauthorized, detail.to_owned()),
-                false,
-            )
-        };
-        let identity = match (&self.auth, token) {
-            (_, None) if route.needs_driver() => {
-                return Err(unauthorized(
-                    "this route is a driver's: send Authorization: Bearer <token from POST /v1/auth/login>",
-                ));
-            }
-            (Some(_), None) => {
-                return Err(unauthorized(
-                    "this route needs a key: send Authorization: Bearer <token>",
-                ));
-            }
-            (None, None) => return Ok(None),
-            (Some(auth), Some(token)) => {
-                auth.verify(&token, peer.ip(), Instant::now())
-                    .map_err(|failure| {
-                        peer_warn!("http {peer}: refused a token: {failure}");
-                        (
-                            ApiError::rpc(ErrorCode::Unauthorized, failure.to_string()),
-                            failure.closes(),
-                        )
-                    })?
-            }
-            (None, Some(token)) => {
-                // A JWT has three parts; a key's token (URL-safe base64) has no dot.
-                let jwt = token.bytes().filter(|&b| b == b'.').count() == 2;
-                if !jwt && !route.needs_driver() {
-                    return Ok(None);
+        let identity = match signed_in {
+            Some(identity) => identity,
+            None => {
+                let from_query = || {
+                    form_urlencoded::parse(request.query.as_bytes())
+                        .find(|(key, _)| key == "access_token")
+                        .map(|(_, token)| token.into_owned())
+                };
+                let token = request.bearer.map(str::to_owned).or_else(from_query);
+                let unauthorized = |detail: &str| {
+                    (
+                        ApiError::rpc(ErrorCode::Unauthorized, detail.to_owned()),
+                        false,
+                    )
+                };
+                match (&self.auth, token) {
+                    (_, None) if route.needs_driver() => {
+                        return Err(unauthorized(
+                            "this route is a driver's: send Authorization: Bearer <token from POST /v1/auth/login>",
+                        ));
+                    }
+                    (Some(_), None) => {
+                        return Err(unauthorized(match request.session {
+                            Some(_) => {
+                                "the session has ended (signed out, unused for a day, or the \
+                                 server restarted): sign in again"
+                            }
+                            None => "this route needs a key: send Authorization: Bearer <token>",
+                        }));
+                    }
+                    (None, None) => return Ok(None),
+                    (Some(auth), Some(token)) => self.verify(auth, &token, peer, now)?,
+                    (None, Some(token)) => {
+                        // A JWT has three parts; a key's token (URL-safe base64) has no dot.
+                        let jwt = token.bytes().filter(|&b| b == b'.').count() == 2;
+                        if !jwt && !route.needs_driver() {
+                            return Ok(None);
+                        }
+                        let wall = self.api.store.state().clock().wall();
+                        let driver =
+                            self.api
+                                .drivers
+                                .authenticate(&token, wall)
+                                .map_err(|error| {
+                                    peer_warn!("http {peer}: refused a driver's token: {error}");
+                                    unauthorized(&format!(
+                                        "{error}; log in again at POST /v1/auth/login"
+                                    ))
+                                })?;
+                        Arc::new(Identity::new(
+                            KeyId::driver(&driver),
+                            Role::Driver,
+                            Vec::new(),
+                        ))
+                    }
                 }
-                let wall = self.api.store.state().clock().wall();
-                let driver = self
-                    .api
-                    .drivers
-                    .authenticate(&token, wall)
-                    .map_err(|error| {
-                        peer_warn!("http {peer}: refused a driver's token: {error}");
-                        unauthorized(&format!("{error}; log in again at POST /v1/auth/login"))
-                    })?;
-                Arc::new(Identity::new(
-                    KeyId::driver(&driver),
-                    Role::Driver,
-                    Vec::new(),
-                ))
             }
         };
         if !identity.may(action) {
@@ -262,6 +286,112 @@ impl HttpPort {
         }
         Ok(Some(identity))
     }
+
+    /// The key whose token `token` is; a wrong one is `UNAUTHORIZED`, and closes the
+    /// connection once the address is over its budget of failures.
+    fn verify(
+        &self,
+        auth: &Authenticator,
+        token: &str,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Result<Arc<Identity>, (ApiError, bool)> {
+        auth.verify(token, peer.ip(), now).map_err(|failure| {
+            peer_warn!("http {peer}: refused a token: {failure}");
+            let detail = match failure {
+                // Each HTTP request is checked on its own: no attempts are counted per
+                // connection, only per address.
+                AuthFailure::WrongToken { .. } => "no key has that token".to_owned(),
+                failure => failure.to_string(),
+            };
+            (
+                ApiError::rpc(ErrorCode::Unauthorized, detail),
+                failure.closes(),
+            )
+        })
+    }
+
+    /// Answers `/v1/session`: who the caller is, signing in (a token in, a session cookie
+    /// out), signing out.
+    fn session(
+        &self,
+        verb: SessionVerb,
+        request: &Request<'_>,
+        peer: SocketAddr,
+        caller: Option<&Identity>,
+    ) -> Result<Response, (ApiError, bool)> {
+        let refuse = |code, detail: &str| (ApiError::rpc(code, detail), false);
+        match verb {
+            SessionVerb::Show => Ok(Response::json(Status::OK, &SessionView::of(caller))),
+            SessionVerb::SignIn => {
+                let Some(auth) = &self.auth else {
+                    return Err(refuse(
+                        ErrorCode::BadRequest,
+                        "access control is off (no keys): there is nothing to sign in to",
+                    ));
+                };
+                // A page on another site can post a form here, but not JSON without a CORS
+                // preflight, which only `http_cors_origins` pass: no sign-in forgery.
+                if !request.json {
+                    return Err(refuse(
+                        ErrorCode::BadRequest,
+                        "sign in with Content-Type: application/json and {\"token\": \"...\"}",
+                    ));
+                }
+                let Ok(SignIn { token }) = serde_json::from_slice(request.body) else {
+                    return Err(refuse(
+                        ErrorCode::BadArgs,
+                        "the body must be {\"token\": \"...\"}, a key's token",
+                    ));
+                };
+                let now = Instant::now();
+                let identity = self.verify(auth, &token, peer, now)?;
+                let response = Response::json(Status::OK, &SessionView::of(Some(&*identity)));
+                log::debug!("http {peer}: signed in as {}", identity.id().as_str());
+                let id = self.sessions.open(identity, now).map_err(|error| {
+                    log::error!("http {peer}: cannot make a session id: {error}");
+                    refuse(
+                        ErrorCode::Unavailable,
+                        "the server could not make a session; try again",
+                    )
+                })?;
+                Ok(response
+                    .header("Set-Cookie", session::set_cookie(&id, self.tls))
+                    .header("Cache-Control", "no-store"))
+            }
+            SessionVerb::SignOut => {
+                if let Some(id) = request.session {
+                    self.sessions.close(id);
+                }
+                Ok(Response::empty(Status::NO_CONTENT)
+                    .header("Set-Cookie", session::clear_cookie(self.tls)))
+            }
+        }
+    }
+}
+
+/// The body of `POST /v1/session`. No `Debug`: it holds a token.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    token: String,
+}
+
+/// Who a request's key is: `{"id": "signs", "role": "viewer"}`, both `null` with access
+/// control off.
+#[derive(Debug, serde::Serialize)]
+struct SessionView<'a> {
+    id: Option<&'a str>,
+    role: Option<&'static str>,
+}
+
+impl<'a> SessionView<'a> {
+    fn of(identity: Option<&'a Identity>) -> Self {
+        SessionView {
+            id: identity.map(|identity| identity.id().as_str()),
+            role: identity.map(|identity| identity.role().as_str()),
+        }
+    }
 }
 
 impl Protocol for HttpPort {
@@ -283,7 +413,7 @@ impl Protocol for HttpPort {
         peer: SocketAddr,
         _session: &mut Session,
     ) -> Step<(Vec<LotId>, Option<String>)> {
-        let started = Instant::now();
+        let started = self.metrics.start();
         let request = match request::parse(input) {
             Parsed::Request(request) => request,
             Parsed::Incomplete => return Step::Incomplete,
@@ -327,6 +457,8 @@ impl Protocol for HttpPort {
                 };
             }
             Ok(Answer::Response(response)) => (response, Outcome::Ok),
+            // Answered in `respond`; never left for here.
+            Ok(Answer::Session(_)) => (Response::empty(Status::NO_CONTENT), Outcome::Ok),
             Err(error) => {
                 log::debug!(
                     "http {peer}: {} {}: {error}",
@@ -377,9 +509,9 @@ impl Protocol for HttpPort {
 }
 
 impl HttpPort {
-    fn count(&self, metric: usize, outcome: Outcome, started: Instant) {
+    fn count(&self, metric: usize, outcome: Outcome, started: Option<Instant>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.metrics.record(metric, outcome, started.elapsed());
+        self.metrics.record_since(metric, outcome, started);
     }
 }
 

@@ -35,6 +35,10 @@ pub(crate) struct Request<'a> {
     pub(crate) origin: Option<&'a str>,
     /// The token of an `Authorization: Bearer <token>` header.
     pub(crate) bearer: Option<&'a str>,
+    /// The dashboard session id of a `Cookie` header (`crate::session`).
+    pub(crate) session: Option<&'a str>,
+    /// Whether the body is declared JSON (`Content-Type: application/json`).
+    pub(crate) json: bool,
     /// Whether the connection stays open after the response (HTTP/1.1 unless
     /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`).
     pub(crate) keep_alive: bool,
@@ -133,6 +137,8 @@ pub(crate) fn parse(input: &[u8]) -> Parsed<'_> {
         query,
         origin: fields.origin,
         bearer: fields.bearer,
+        session: fields.session,
+        json: fields.json,
         keep_alive,
         body: &input[head_len..len],
         len,
@@ -173,6 +179,8 @@ struct Fields<'a> {
     keep_alive: bool,
     origin: Option<&'a str>,
     bearer: Option<&'a str>,
+    session: Option<&'a str>,
+    json: bool,
 }
 
 impl<'a> Fields<'a> {
@@ -199,6 +207,19 @@ impl<'a> Fields<'a> {
             }
         } else if name.eq_ignore_ascii_case("origin") {
             self.origin = str::from_utf8(value).ok();
+        } else if name.eq_ignore_ascii_case("cookie") {
+            // A browser may split its cookies over several headers (HTTP/2 proxies do).
+            if let Some(session) = str::from_utf8(value)
+                .ok()
+                .and_then(crate::session::from_header)
+            {
+                self.session = Some(session);
+            }
+        } else if name.eq_ignore_ascii_case("content-type") {
+            self.json = str::from_utf8(value).is_ok_and(|value| {
+                let media_type = value.split(';').next().unwrap_or("").trim();
+                media_type.eq_ignore_ascii_case("application/json")
+            });
         } else if name.eq_ignore_ascii_case("authorization") {
             // The scheme is case-insensitive (RFC 9110); any other scheme is no token.
             self.bearer = str::from_utf8(value).ok().and_then(|value| {
@@ -260,6 +281,12 @@ mod tests {
             (got.body, got.origin, got.keep_alive),
             (&b"hello"[..], Some("http://o"), true)
         );
+        assert_eq!((got.session, got.json), (None, false));
+        let with_cookie = request(
+            "POST / HTTP/1.1\r\nHost: h\r\nCookie: a=1; parking_session=s1\r\n\
+             Content-Type: Application/JSON; charset=utf-8\r\n\r\n",
+        );
+        assert_eq!((with_cookie.session, with_cookie.json), (Some("s1"), true));
         assert_eq!(got.len, text.len() - 3);
     }
 

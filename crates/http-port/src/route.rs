@@ -65,8 +65,21 @@ pub(crate) enum Route<'a> {
     AcceptOffer(Cow<'a, str>),
     /// `GET /v1/me/events`.
     MyEvents,
+    /// `/v1/session`: the dashboard's sign-in (`crate::session`).
+    Session(SessionVerb),
     /// `OPTIONS` on any route: what it allows (a CORS preflight, or a client asking).
     Options(&'static str),
+}
+
+/// What a request does with the dashboard's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionVerb {
+    /// `GET`: who the request's key is.
+    Show,
+    /// `POST` with a token: signs in.
+    SignIn,
+    /// `DELETE`: signs out.
+    SignOut,
 }
 
 /// What a request does with a route.
@@ -106,6 +119,7 @@ enum Resource<'a> {
     Waitlist,
     WaitEntry(Cow<'a, str>),
     Accept(Cow<'a, str>),
+    Session,
 }
 
 impl Resource<'_> {
@@ -121,6 +135,7 @@ impl Resource<'_> {
             | Resource::Accept(_) => "POST, OPTIONS",
             Resource::Reservation(..) => "DELETE, OPTIONS",
             Resource::Booking(_) | Resource::WaitEntry(_) => "GET, HEAD, DELETE, OPTIONS",
+            Resource::Session => "GET, HEAD, POST, DELETE, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
     }
@@ -128,7 +143,7 @@ impl Resource<'_> {
 
 /// The names requests are counted under in the metrics, one per [`Route`] kind, then
 /// `invalid` for requests that reached none.
-pub(crate) const METRIC_NAMES: [&str; 29] = [
+pub(crate) const METRIC_NAMES: [&str; 32] = [
     "getDashboard",
     "getHealth",
     "getReady",
@@ -156,6 +171,9 @@ pub(crate) const METRIC_NAMES: [&str; 29] = [
     "acceptOffer",
     "streamMyEvents",
     "getBookPage",
+    "getSession",
+    "createSession",
+    "deleteSession",
     "options",
     "invalid",
 ];
@@ -179,6 +197,10 @@ impl Route<'_> {
             Route::Metrics | Route::Lots | Route::Lot(_) | Route::History(_) | Route::Events => {
                 Some(auth::Action::Read)
             }
+            Route::Session(SessionVerb::Show) => Some(auth::Action::Read),
+            // Signing in checks the token it carries; signing out ends what the cookie
+            // names, if anything.
+            Route::Session(_) => None,
             Route::Reserve(_) => Some(auth::Action::Reserve),
             Route::Cancel(..) | Route::CancelBooking(_) | Route::LeaveWaitlist(_) => {
                 Some(auth::Action::Cancel)
@@ -258,7 +280,10 @@ impl Route<'_> {
             Route::AcceptOffer(_) => 24,
             Route::MyEvents => 25,
             Route::BookPage => 26,
-            Route::Options(_) => 27,
+            Route::Session(SessionVerb::Show) => 27,
+            Route::Session(SessionVerb::SignIn) => 28,
+            Route::Session(SessionVerb::SignOut) => 29,
+            Route::Options(_) => 30,
         }
     }
 }
@@ -285,6 +310,9 @@ pub(crate) fn route<'a>(method: &str, path: &'a str) -> Result<(Route<'a>, Verb)
         (Resource::Lot(lot), Verb::Read) => Route::Lot(lot),
         (Resource::History(lot), Verb::Read) => Route::History(lot),
         (Resource::Events, Verb::Read) => Route::Events,
+        (Resource::Session, Verb::Read) => Route::Session(SessionVerb::Show),
+        (Resource::Session, Verb::Create) => Route::Session(SessionVerb::SignIn),
+        (Resource::Session, Verb::Delete) => Route::Session(SessionVerb::SignOut),
         (Resource::Reservations(lot), Verb::Create) => Route::Reserve(lot),
         (Resource::Reservation(lot, plate), Verb::Delete) => Route::Cancel(lot, plate),
         (Resource::LotBookings(lot), Verb::Read) => Route::LotBookings(lot),
@@ -343,6 +371,7 @@ fn resource(path: &str) -> Result<Resource<'_>, ApiError> {
         ["openapi.yaml"] => Resource::OpenApi,
         ["v1", "lots"] => Resource::Lots,
         ["v1", "events"] => Resource::Events,
+        ["v1", "session"] => Resource::Session,
         ["v1", "lots", lot] => Resource::Lot(decode(lot)?),
         ["v1", "lots", lot, "history"] => Resource::History(decode(lot)?),
         ["v1", "lots", lot, "reservations"] => Resource::Reservations(decode(lot)?),
@@ -438,6 +467,13 @@ mod tests {
                 "POST",
                 "/v1/waitlist/A.w1/accept",
                 Route::AcceptOffer("A.w1".into()),
+            ),
+            ("GET", "/v1/session", Route::Session(SessionVerb::Show)),
+            ("POST", "/v1/session", Route::Session(SessionVerb::SignIn)),
+            (
+                "DELETE",
+                "/v1/session",
+                Route::Session(SessionVerb::SignOut),
             ),
             (
                 "OPTIONS",

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
@@ -105,9 +105,25 @@ pub struct RequestMetrics {
     /// `methods × Outcome::ALL`, method-major.
     counted: Vec<IntCounter>,
     latency: Vec<prometheus::Histogram>,
+    /// False with `"metrics": false`: nothing is timed or counted.
+    on: bool,
 }
 
 impl RequestMetrics {
+    /// When a request started, for [`RequestMetrics::record_since`]; `None` when metrics
+    /// are off, so that a server without them does not even read the clock.
+    pub fn start(&self) -> Option<Instant> {
+        self.on.then(Instant::now)
+    }
+
+    /// Records one request of method number `method` that began at `started` (from
+    /// [`RequestMetrics::start`]; `None`: nothing to record).
+    pub fn record_since(&self, method: usize, outcome: Outcome, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.record(method, outcome, started.elapsed());
+        }
+    }
+
     /// Records one request of method number `method` (its index in the list given to
     /// [`Metrics::requests`]). Atomic additions only.
     pub fn record(&self, method: usize, outcome: Outcome, took: Duration) {
@@ -192,6 +208,9 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// False with `"metrics": false`: [`Metrics::requests`] hands out metrics that neither
+    /// time nor count, so that a benchmark can measure what counting costs.
+    count_requests: bool,
 }
 
 impl fmt::Debug for Metrics {
@@ -229,12 +248,27 @@ impl Metrics {
             registry,
             requests,
             latency,
+            count_requests: true,
         })
+    }
+
+    /// The same registry, with request counting and timing off (the sampled values are
+    /// still rendered): what `"metrics": false` sets, to measure what counting costs.
+    pub fn without_request_counts(mut self) -> Self {
+        self.count_requests = false;
+        self
     }
 
     /// The request metrics of `port`, whose methods are `methods` (in the order
     /// [`RequestMetrics::record`] numbers them).
     pub fn requests(&self, port: &str, methods: &[&str]) -> RequestMetrics {
+        if !self.count_requests {
+            return RequestMetrics {
+                counted: Vec::new(),
+                latency: Vec::new(),
+                on: false,
+            };
+        }
         let mut counted = Vec::with_capacity(methods.len() * Outcome::ALL.len());
         let mut latency = Vec::with_capacity(methods.len());
         for method in methods {
@@ -246,7 +280,11 @@ impl Metrics {
             }
             latency.push(self.latency.with_label_values(&[port, method]));
         }
-        RequestMetrics { counted, latency }
+        RequestMetrics {
+            counted,
+            latency,
+            on: self.count_requests,
+        }
     }
 
     /// A counter `name` with a `lot` label for each of `lots`.

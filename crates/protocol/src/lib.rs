@@ -15,9 +15,10 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use auth::Session;
+use transport::Stream;
 
 /// What a protocol did with the request at the front of its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +44,9 @@ pub enum Step<U> {
 
 /// A connection the scheduler has let go of, for [`Protocol::take_over`].
 pub struct Released {
-    /// The socket, non-blocking.
-    pub stream: TcpStream,
+    /// The byte stream, non-blocking: plain TCP, or TLS with its session (records
+    /// still waiting in it go out with the next write).
+    pub stream: Stream,
     /// The peer's address.
     pub peer: SocketAddr,
     /// Replies the socket had not taken yet, to be sent first.

@@ -92,6 +92,8 @@ pub enum PortName {
     Sensor,
     /// The pub/sub port.
     Pubsub,
+    /// The HTTP port.
+    Http,
 }
 
 /// The server's TLS certificate and key: `"tls": {"cert": "server.pem", "key": "key.pem"}`.
@@ -157,6 +159,10 @@ pub struct Config {
     /// so that proxies do not close it.
     #[serde(deserialize_with = "seconds")]
     pub event_stream_keep_alive: Duration,
+    /// Count and time every request for `GET /metrics` (default true). False leaves the
+    /// request counters and latency histograms at zero (the sampled values stay): it exists
+    /// to measure what counting costs (`scripts/bench-http.sh`).
+    pub metrics: bool,
     /// Worker threads serving RPC connections.
     pub thread_pool_size: usize,
     /// Worker threads serving sensor connections, separate so sensors never wait for RPC.
@@ -335,6 +341,7 @@ impl Default for Config {
             http_port: Some(8080),
             http_pool_size: 4,
             http_cors_origins: Vec::new(),
+            metrics: true,
             event_stream_keep_alive: Duration::from_secs(15),
             thread_pool_size: 16,
             sensor_pool_size: 4,

@@ -462,20 +462,16 @@ impl Connection {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
-    /// Lets go of the connection for a protocol to take over: its socket, the replies not
-    /// yet written, and its place under the port's limits. Its buffers leave the budget.
-    /// Only a plain TCP connection can be let go of (a TLS session's state cannot move to
-    /// another owner); `None` closes it.
-    pub(crate) fn release(mut self) -> Option<Released> {
+    /// Lets go of the connection for a protocol to take over: its stream (a TLS session
+    /// moves with it), the replies not yet written, and its place under the port's limits.
+    /// Its buffers leave the budget.
+    pub(crate) fn release(mut self) -> Released {
         let unwritten = self.output.split_off(self.written.min(self.output.len()));
-        match self.stream {
-            Stream::Plain(tcp) => Some(Released {
-                stream: tcp.into(),
-                peer: self.peer,
-                unwritten,
-                place: Box::new(self.ticket),
-            }),
-            Stream::Tls(_) => None,
+        Released {
+            stream: self.stream,
+            peer: self.peer,
+            unwritten,
+            place: Box::new(self.ticket),
         }
     }
 }

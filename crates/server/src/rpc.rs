@@ -272,7 +272,7 @@ impl RpcProtocol {
         peer: SocketAddr,
         session: &mut Session,
     ) -> bool {
-        let started = Instant::now();
+        let started = self.metrics.start();
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut close = false;
         let (format, method, result) = if rpc::is_json(payload) {
@@ -301,8 +301,7 @@ impl RpcProtocol {
         encode_reply(out, format, result.as_ref(), peer);
         // Undecodable requests are counted under the method after the table's last.
         let method = method.map_or(Method::ALL.len(), |method| method as usize);
-        self.metrics
-            .record(method, outcome(&result), started.elapsed());
+        self.metrics.record_since(method, outcome(&result), started);
         close
     }
 

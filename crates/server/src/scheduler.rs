@@ -316,19 +316,11 @@ impl<P: Protocol> Scheduler<P> {
     /// Hands `connection` to the protocol, which asked to take it over.
     pub(crate) fn hand_over(&self, connection: Connection, upgrade: P::Upgrade) {
         let peer = connection.peer();
-        match connection.release() {
-            Some(released) => {
-                log::debug!(
-                    "{} {peer}: taken over by the protocol",
-                    self.protocol.name()
-                );
-                self.protocol.take_over(upgrade, released);
-            }
-            None => log::debug!(
-                "{} {peer}: closed: a TLS connection cannot be taken over",
-                self.protocol.name()
-            ),
-        }
+        log::debug!(
+            "{} {peer}: taken over by the protocol",
+            self.protocol.name()
+        );
+        self.protocol.take_over(upgrade, connection.release());
     }
 
     /// Closes `connection`, logging why.

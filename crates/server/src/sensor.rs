@@ -170,7 +170,7 @@ impl Protocol for SensorProtocol {
         }
         match line::decode(input, MAX_LINE_LEN) {
             Decoded::Line { content, consumed } => {
-                let started = Instant::now();
+                let started = self.metrics.start();
                 self.updates.fetch_add(1, Ordering::Relaxed);
                 let mut close = false;
                 let command = sensor::parse_command(&input[content]);
@@ -212,8 +212,7 @@ impl Protocol for SensorProtocol {
                     }
                     Err(_) => Outcome::Invalid,
                 };
-                self.metrics
-                    .record(method as usize, outcome, started.elapsed());
+                self.metrics.record_since(method as usize, outcome, started);
                 if close {
                     return Step::Fatal;
                 }

@@ -292,7 +292,11 @@ impl Server {
         )?);
         broker.seed(&state.published());
         state.add_listener(broker.listener());
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = match config.metrics {
+            true => Metrics::new()?,
+            false => Metrics::new()?.without_request_counts(),
+        };
+        let metrics = Arc::new(metrics);
         let purger = Purger::spawn(Arc::clone(&state), config.purge_interval)?;
 
         let admission = || {
@@ -358,11 +362,14 @@ impl Server {
                     shutdown.clone(),
                     Cors::new(&config.http_cors_origins),
                     auth.clone(),
+                    config.tls_on(PortName::Http),
                 );
-                // Plain HTTP, and each request is checked for its bearer token by the port
-                // itself: connections have no session to open.
-                let scheduler =
-                    Scheduler::start(port, scheduler_config(config.http_pool_size, None, None))?;
+                // Each request is checked for its key by the port itself: connections have
+                // no session to open.
+                let scheduler = Scheduler::start(
+                    port,
+                    scheduler_config(config.http_pool_size, tls_for(PortName::Http), None),
+                )?;
                 Some((scheduler, listener))
             }
             None => None,
@@ -427,7 +434,15 @@ impl Server {
         };
 
         let http_line = match addrs.http {
-            Some(addr) => format!("http {addr} ({} workers)", config.http_pool_size),
+            Some(addr) => format!(
+                "http {addr}{} ({} workers)",
+                if config.tls_on(PortName::Http) {
+                    " TLS"
+                } else {
+                    ""
+                },
+                config.http_pool_size
+            ),
             None => "http off".to_owned(),
         };
         let tls = |port| if config.tls_on(port) { " TLS" } else { "" };

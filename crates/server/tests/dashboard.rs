@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium: it opens `/`, availability changes over the RPC
 //! port and over the sensor port, and the page shows the new counts within 2 s. A screenshot
 //! is saved as `target/dashboard.png` for people to look at. Access control is on: the page
-//! is opened with a viewer's `access_token`, as a wall screen would be.
+//! asks for a token, signs in with a viewer's (its session cookie then carries the key), and
+//! signs out and in again.
 //!
 //! The browser is driven as `tests/browser` says. Without Chromium the test says so and
 //! passes, unless `CI=true`, where a missing tool is a failure (`.ci/run` installs it).
@@ -13,18 +14,29 @@ mod browser;
 use std::time::Duration;
 
 use browser::{shows, text};
+use headless_chrome::Tab;
 use client::ParkingClient;
 use state::CountChange;
 
 /// How soon the page must show a change.
 const SHOWN_WITHIN: Duration = Duration::from_secs(2);
 
+/// Types `token` into the page's sign-in form and sends it.
+fn sign_in(tab: &Tab, token: &str) {
+    let input = tab.wait_for_element("#token").unwrap();
+    // Clears what an earlier attempt left.
+    tab.evaluate("document.getElementById('token').value = ''", false)
+        .unwrap();
+    input.type_into(token).unwrap();
+    tab.find_element("#signin button").unwrap().click().unwrap();
+}
+
 #[test]
 fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
     let Some(chromium) = browser::chromium("the dashboard browser test") else {
         return;
     };
-    // With access control on, as a wall screen would run: the page gets a viewer's token.
+    // With access control on: the page signs in with a viewer's token.
     let server = testkit::start_server(|config| {
         config.auth = auth::AuthConfig {
             jwt_secret_file: None,
@@ -39,14 +51,19 @@ fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
                 .collect(),
         };
     });
-    let url = format!(
-        "http://{}/?access_token=token-wall",
-        server.http_addr().unwrap()
-    );
+    let url = format!("http://{}/", server.http_addr().unwrap());
     let browser = browser::launch(chromium, (1600, 900));
     let tab = browser.new_tab().unwrap();
     tab.set_default_timeout(testkit::DEADLINE);
     tab.navigate_to(&url).unwrap();
+    sign_in(&tab, "token-nobody");
+    shows(
+        &tab,
+        "#signin .error",
+        "no key has that token",
+        testkit::DEADLINE,
+    );
+    sign_in(&tab, "token-wall");
     tab.wait_for_element(r#"[data-lot="C"] .free"#).unwrap();
     shows(&tab, r#"[data-lot="A"] .free"#, "100", testkit::DEADLINE);
     shows(&tab, "#connection", "live", testkit::DEADLINE);
@@ -72,6 +89,14 @@ fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
     shows(&tab, r#"[data-lot="C"] .status"#, "full", SHOWN_WITHIN);
 
     browser::screenshot(&tab, "dashboard");
+
+    // Signing out ends the session: the page asks for a token again.
+    shows(&tab, "#signout", "sign out wall", testkit::DEADLINE);
+    tab.find_element("#signout").unwrap().click().unwrap();
+    shows(&tab, "#connection", "signed out", testkit::DEADLINE);
+    sign_in(&tab, "token-wall");
+    shows(&tab, r#"[data-lot="A"] .free"#, "99", testkit::DEADLINE);
+    shows(&tab, "#connection", "live", testkit::DEADLINE);
 
     // The server going away shows as reconnecting.
     drop(server);

@@ -168,3 +168,170 @@ fn the_event_stream_takes_its_token_as_a_query_parameter() {
     let first = events.event();
     assert_eq!(first.json()["lotId"], "A");
 }
+
+/// Signs in with `key`'s token; the session cookie's `name=value`.
+fn sign_in(http: &mut Http, key: &str) -> String {
+    let body = format!(r#"{{"token": "{}"}}"#, token(key));
+    let signed_in = http.request("POST", "/v1/session", Some(&body));
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text());
+    let set_cookie = signed_in.header("set-cookie").unwrap();
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+fn with_cookie(http: &mut Http, method: &str, path: &str, cookie: &str) -> Response {
+    http.send(
+        request(
+            method,
+            path,
+            None,
+            &[&format!("Cookie: theme=dark; {cookie}")],
+        )
+        .as_bytes(),
+    );
+    http.response()
+}
+
+#[test]
+fn a_signed_in_browser_is_its_key_until_it_signs_out() {
+    let server = start_keyed();
+    let mut http = Http::connect(server.http_addr().unwrap());
+    let body = format!(r#"{{"token": "{}"}}"#, token("signs"));
+    let signed_in = http.request("POST", "/v1/session", Some(&body));
+    assert_eq!(signed_in.status, 200);
+    assert_eq!(
+        signed_in.json(),
+        serde_json::json!({"id": "signs", "role": "viewer"})
+    );
+    let set_cookie = signed_in.header("set-cookie").unwrap();
+    assert!(
+        !set_cookie.contains(&token("signs")),
+        "the token is the cookie"
+    );
+    let mut attributes: Vec<&str> = set_cookie.split("; ").skip(1).collect();
+    attributes.sort_unstable();
+    assert_eq!(attributes, ["HttpOnly", "Path=/", "SameSite=Strict"]);
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with("parking_session=") && cookie.len() > 40);
+
+    // The cookie carries the key, with the key's role, on another connection too.
+    let mut other = Http::connect(server.http_addr().unwrap());
+    assert_eq!(
+        with_cookie(&mut other, "GET", "/v1/lots/A", &cookie).status,
+        200
+    );
+    assert_eq!(
+        with_cookie(&mut other, "GET", "/v1/session", &cookie).json(),
+        serde_json::json!({"id": "signs", "role": "viewer"})
+    );
+    let forbidden = with_cookie(&mut other, "DELETE", "/v1/lots/A/reservations/P1", &cookie);
+    assert_eq!(
+        (forbidden.status, forbidden.error()),
+        (403, "FORBIDDEN".into())
+    );
+    // The event stream too: what EventSource needs.
+    let mut events = Http::connect(server.http_addr().unwrap());
+    events.send(
+        request(
+            "GET",
+            "/v1/events?lot=A",
+            None,
+            &[&format!("Cookie: {cookie}")],
+        )
+        .as_bytes(),
+    );
+    assert_eq!(events.stream_head().status, 200);
+    assert_eq!(events.event().json()["lotId"], "A");
+
+    // A bearer header wins over the cookie.
+    other.send(
+        request(
+            "GET",
+            "/v1/session",
+            None,
+            &[
+                &format!("Cookie: {cookie}"),
+                &format!("Authorization: Bearer {}", token("ops")),
+            ],
+        )
+        .as_bytes(),
+    );
+    assert_eq!(other.response().json()["id"], "ops");
+
+    // Signing out ends the session everywhere and clears the cookie.
+    let signed_out = with_cookie(&mut http, "DELETE", "/v1/session", &cookie);
+    assert_eq!(signed_out.status, 204);
+    let cleared = signed_out.header("set-cookie").unwrap();
+    assert!(cleared.starts_with("parking_session=;") && cleared.contains("Max-Age=0"));
+    let ended = with_cookie(&mut other, "GET", "/v1/lots/A", &cookie);
+    assert_eq!((ended.status, ended.error()), (401, "UNAUTHORIZED".into()));
+    assert!(
+        ended.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sign in again")
+    );
+    // Signing out again, or without a session, is harmless.
+    assert_eq!(
+        with_cookie(&mut http, "DELETE", "/v1/session", &cookie).status,
+        204
+    );
+}
+
+#[test]
+fn signing_in_takes_a_right_token_as_json_only() {
+    let server = start_keyed();
+    let mut http = Http::connect(server.http_addr().unwrap());
+    let wrong = http.request("POST", "/v1/session", Some(r#"{"token": "nope"}"#));
+    assert_eq!((wrong.status, wrong.error()), (401, "UNAUTHORIZED".into()));
+    assert!(wrong.header("set-cookie").is_none());
+    assert!(!wrong.text().contains("nope"));
+    for body in [r#"{"tok": "x"}"#, r#"{"token": 5}"#, "[]", "token=x"] {
+        let bad = http.request("POST", "/v1/session", Some(body));
+        assert_eq!(
+            (bad.status, bad.error()),
+            (400, "BAD_ARGS".into()),
+            "{body}"
+        );
+    }
+    // What an HTML form on another site could post: not JSON, refused before the token is
+    // looked at.
+    let form = format!("token={}", token("signs"));
+    http.send(
+        format!(
+            "POST /v1/session HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{form}",
+            form.len()
+        )
+        .as_bytes(),
+    );
+    let forged = http.response();
+    assert_eq!((forged.status, forged.error()), (400, "BAD_REQUEST".into()));
+    assert!(forged.header("set-cookie").is_none());
+    // A cookie nobody issued is no session.
+    let made_up = with_cookie(&mut http, "GET", "/v1/lots", "parking_session=made-up");
+    assert_eq!(
+        (made_up.status, made_up.error()),
+        (401, "UNAUTHORIZED".into())
+    );
+    // A sensor key may sign in, and may read nothing with it.
+    let cookie = sign_in(&mut http, "gate-A");
+    assert_eq!(
+        with_cookie(&mut http, "GET", "/v1/lots", &cookie).status,
+        403
+    );
+}
+
+#[test]
+fn without_keys_there_is_nothing_to_sign_in_to() {
+    let server = testkit::start_server(|_| {});
+    let mut http = Http::connect(server.http_addr().unwrap());
+    assert_eq!(
+        http.get("/v1/session").json(),
+        serde_json::json!({"id": null, "role": null})
+    );
+    let refused = http.request("POST", "/v1/session", Some(r#"{"token": "x"}"#));
+    assert_eq!(
+        (refused.status, refused.error()),
+        (400, "BAD_REQUEST".into())
+    );
+}

@@ -555,3 +555,29 @@ fn the_port_can_be_turned_off() {
     assert_eq!(server.http_addr(), None);
     assert_eq!(server.open_connections().http, 0);
 }
+
+#[test]
+fn readiness_says_shutting_down_once_shutdown_has_begun() {
+    let server = start_with(|_| {});
+    let mut http = http(&server);
+    assert_eq!(http.get("/readyz").status, 200);
+
+    // Shutdown begins as a signal handler begins it: the handle is triggered. Until
+    // `RunningServer::wait` (or `shutdown`) stops the ports, they keep serving: that is the
+    // drain phase in which a load balancer's probe must read "not ready", held open here for
+    // as long as the test needs it.
+    server.shutdown_handle().trigger();
+    let draining = http.get("/readyz");
+    assert_eq!(
+        (draining.status, draining.error()),
+        (503, "SHUTTING_DOWN".into())
+    );
+    assert_eq!(draining.header("retry-after"), Some("1"));
+    // Still alive, and still answering on the same keep-alive connection.
+    assert_eq!(http.get("/healthz").status, 200);
+    assert_eq!(http.get("/readyz").status, 503);
+
+    // The drain ends: the server stops and closes the connection.
+    server.wait();
+    assert!(http.is_closed());
+}

@@ -16,6 +16,7 @@ use framing::pubsub::Topic;
 use framing::sensor::CountChange;
 use server::{PortName, RunningServer};
 use testkit::TestCert;
+use testkit::http::{Http, request};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -208,4 +209,112 @@ fn a_tls_client_fails_over_between_nodes() {
     let mut rpc = ParkingClient::connect_with(&nodes, TIMEOUT, &tls(&cert)).unwrap();
     rpc.ping().unwrap();
     assert_eq!(rpc.peer_addr(), server.rpc_addr());
+}
+
+#[test]
+fn the_http_port_speaks_tls_with_keep_alive_and_tls_event_streams() {
+    let cert = TestCert::new();
+    let server = start_tls(&cert, |_| {});
+    let addr = server.http_addr().unwrap();
+    let mut https = Http::connect_tls(addr, &cert);
+    // Keep-alive: every request on the one TLS session, pipelined ones too.
+    for _ in 0..3 {
+        assert_eq!(https.get("/v1/lots/A").json()["free"], 100);
+    }
+    https.send(request("GET", "/healthz", None, &[]).repeat(20).as_bytes());
+    for _ in 0..20 {
+        assert_eq!(https.response().status, 200);
+    }
+
+    // An event stream over TLS is handed to the broker, its session with it.
+    let mut events = Http::connect_tls(addr, &cert);
+    events.send(request("GET", "/v1/events?lot=A", None, &[]).as_bytes());
+    assert_eq!(events.stream_head().status, 200);
+    assert_eq!(events.event().json()["free"], 100);
+    testkit::eventually("the stream to be the broker's", || {
+        server.broker().stats().streams == 1
+    });
+    let reserved = https.request(
+        "POST",
+        "/v1/lots/A/reservations",
+        Some(r#"{"plate":"TLS1"}"#),
+    );
+    assert_eq!(reserved.status, 201);
+    assert_eq!(events.event().json()["free"], 99);
+    // The session goes on after the hand-over: the keep-alive comment and more events.
+    let mut sensor =
+        SensorClient::connect_with(&at("localhost", server.sensor_addr()), TIMEOUT, &tls(&cert))
+            .unwrap();
+    sensor.update("A", CountChange::Set(10)).unwrap();
+    assert_eq!(events.event().json()["free"], 89);
+
+    // Plain text on the TLS HTTP port is refused at once, not left hanging.
+    let mut plain = Http::connect(addr);
+    plain.send(request("GET", "/healthz", None, &[]).as_bytes());
+    assert!(plain.closes_silently());
+}
+
+#[test]
+fn a_tls_event_stream_that_stops_reading_is_disconnected_like_a_slow_subscriber() {
+    let cert = TestCert::new();
+    let server = start_tls(&cert, |config| {
+        config.subscriber_queue_size = 4;
+        config.subscriber_send_buffer = 4096;
+    });
+    let addr = server.http_addr().unwrap();
+    // A small receive buffer, so that the socket fills after a few events.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut slow = Http::over_tls(socket.into(), &cert);
+    slow.send(request("GET", "/v1/events?lot=A", None, &[]).as_bytes());
+    assert_eq!(slow.stream_head().status, 200);
+    let mut fast = Http::connect_tls(addr, &cert);
+    fast.send(request("GET", "/v1/events?lot=A", None, &[]).as_bytes());
+    assert_eq!(fast.stream_head().status, 200);
+    fast.event();
+    testkit::eventually("both streams to be the broker's", || {
+        server.broker().stats().streams == 2
+    });
+    let mut sensor =
+        SensorClient::connect_with(&at("localhost", server.sensor_addr()), TIMEOUT, &tls(&cert))
+            .unwrap();
+    // The slow one reads nothing more; the changes fill its socket, then its queue.
+    let mut n = 0;
+    testkit::eventually("the slow TLS stream to be disconnected", || {
+        for _ in 0..50 {
+            n += 1;
+            sensor.update("A", CountChange::Set(n % 100)).unwrap();
+        }
+        server.broker().stats().slow_disconnects == 1
+    });
+    // The fast one is still served: it gets the last change.
+    let last = u64::from(100 - n % 100);
+    while fast.event().json()["free"] != last {}
+}
+
+#[test]
+fn the_session_cookie_is_secure_on_a_tls_http_port() {
+    let cert = TestCert::new();
+    let server = start_tls(&cert, |config| {
+        config.auth = AuthConfig {
+            jwt_secret_file: None,
+            keys: vec![KeyConfig {
+                id: KeyId::new("signs").unwrap(),
+                role: Role::Viewer,
+                lots: None,
+                sha256: token_hash("token-signs"),
+            }],
+        };
+    });
+    let mut https = Http::connect_tls(server.http_addr().unwrap(), &cert);
+    let signed_in = https.request("POST", "/v1/session", Some(r#"{"token":"token-signs"}"#));
+    assert_eq!(signed_in.status, 200);
+    let set_cookie = signed_in.header("set-cookie").unwrap();
+    assert!(
+        set_cookie
+            .split("; ")
+            .any(|attribute| attribute == "Secure"),
+        "{set_cookie}"
+    );
 }

@@ -1,13 +1,21 @@
 //! A raw HTTP/1.1 client for the HTTP port's tests: requests written as the test spells
 //! them, responses read with `httparse` (the server's own parser, so nothing here re-implements
-//! HTTP), and `text/event-stream` events read one at a time.
+//! HTTP), and `text/event-stream` events read one at a time, over plain TCP or over TLS
+//! ([`Http::connect_tls`], a rustls client that trusts a [`TestCert`]).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde_json::Value;
 
-use crate::DEADLINE;
+use crate::{DEADLINE, TestCert};
+
+/// A TLS connection to the HTTP port.
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
 /// One response.
 #[derive(Debug, Clone)]
@@ -53,10 +61,10 @@ impl Response {
     }
 }
 
-/// A connection to the HTTP port.
-pub struct Http {
-    /// The socket, for tests that need to stop reading or set options.
-    pub stream: TcpStream,
+/// A connection to the HTTP port, plain (`Http`) or TLS (`Http<TlsStream>`).
+pub struct Http<S = TcpStream> {
+    /// The socket (or TLS stream), for tests that need to stop reading or set options.
+    pub stream: S,
     /// Bytes read past the last response.
     buffered: Vec<u8>,
 }
@@ -96,10 +104,47 @@ impl Http {
             buffered: Vec::new(),
         }
     }
+}
 
+impl Http<TlsStream> {
+    /// Connects to `addr` over TLS, checking the server's certificate against `cert` for
+    /// the name `localhost`; reads are bounded by [`DEADLINE`].
+    pub fn connect_tls(addr: SocketAddr, cert: &TestCert) -> Http<TlsStream> {
+        let tcp = TcpStream::connect(addr).expect("connects to the HTTP port");
+        Http::over_tls(tcp, cert)
+    }
+
+    /// [`Http::connect_tls`] over an already connected `tcp`.
+    pub fn over_tls(tcp: TcpStream, cert: &TestCert) -> Http<TlsStream> {
+        let mut roots = RootCertStore::empty();
+        for der in CertificateDer::pem_slice_iter(cert.pem.as_bytes()) {
+            roots
+                .add(der.expect("the test certificate parses"))
+                .expect("a root");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").expect("a server name");
+        let session = ClientConnection::new(Arc::new(config), name).expect("a TLS session");
+        tcp.set_read_timeout(Some(DEADLINE))
+            .expect("a read timeout");
+        tcp.set_nodelay(true).expect("nodelay");
+        Http {
+            stream: StreamOwned::new(session, tcp),
+            buffered: Vec::new(),
+        }
+    }
+}
+
+impl<S: Read + Write> Http<S> {
     /// Writes `bytes` as they are (a reset connection is left for the reply to tell).
     pub fn send(&mut self, bytes: &[u8]) {
         let _ = self.stream.write_all(bytes);
+        let _ = self.stream.flush();
     }
 
     /// Sends `method path` with a `Host` header, and `body` as JSON if given, and reads the

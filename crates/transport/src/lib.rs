@@ -4,8 +4,9 @@
 //! and sensor ports' scheduler, the pub/sub port's notifiers). They read and write a
 //! [`Stream`], which is a `mio::net::TcpStream` or a `rustls::ServerConnection` over one, and
 //! register it with their poll like the socket itself. So every port that runs on those
-//! connection types (the HTTP port too, once it does) gets TLS from here, and the protocols
-//! above never see a record.
+//! connection types gets TLS from here, and the protocols above never see a record. A
+//! stream, TLS session and all, can change owners: an HTTP event stream moves from the
+//! scheduler to a broker notifier with its session as it is.
 //!
 //! What a connection must do differently for TLS, and why:
 //! - **Reading until `WouldBlock`.** A TLS read may return fewer bytes than the socket holds
@@ -82,6 +83,14 @@ impl Stream {
                 eof: false,
             })),
         })
+    }
+
+    /// The socket under the stream, for its options (`TCP_NODELAY`, buffer sizes).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => &tls.tcp,
+        }
     }
 
     /// Whether this is a TLS stream.

@@ -11,6 +11,7 @@ use broker::{Broker, BrokerConfig, BrokerStats, EventStream, Held};
 use framing::pubsub::{self, ServerLine};
 use socket2::{Domain, Protocol, Socket, Type};
 use state::{Availability, LotChange, LotId};
+use transport::Stream;
 
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(5);
@@ -77,8 +78,10 @@ impl Harness {
             owner: None,
             preamble: preamble.to_vec(),
         };
+        server_side.set_nonblocking(true).unwrap();
+        let stream = Stream::Plain(mio::net::TcpStream::from_std(server_side));
         self.broker
-            .attach_stream(server_side, peer, Held::new(()), request);
+            .attach_stream(stream, peer, Held::new(()), request);
         socket.into()
     }
 
