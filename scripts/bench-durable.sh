@@ -70,76 +70,25 @@ done
 echo "building (release)..." >&2
 cargo build --release --quiet -p parking-server -p load-test
 
-if [ -n "$OUT" ]; then
-    mkdir -p "$OUT"
-    WORK=$(cd "$OUT" && pwd)
-else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-durable.XXXXXX")
-fi
-cleanup() {
-    stop_started
-    if [ -z "$OUT" ]; then
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Not called as $(server ...): the started pid must reach this shell's STARTED_PIDS. This
-# build's servers also take an ephemeral HTTP port (an earlier build may have none to set).
-server() { # server BINARY NAME FLAGS...: starts a parking-server, sets PORT to its RPC port
-    local binary=$1 name=$2 pid
-    shift 2
-    RUST_LOG=info "$binary" --config "$ROOT/config.json" --host "$HOST" \
-        --rpc-port 0 --sensor-port 0 --pubsub-port 0 --max-connections-per-address 0 "$@" \
-        2> "$WORK/$name.log" &
-    pid=$!
-    STARTED_PIDS+=("$pid")
-    PORT=$(wait_for_port "$WORK/$name.log" "listening: rpc ${HOST//./\\.}:" "$pid") || exit 2
-}
-server "$BIN/parking-server" always --data-dir "$WORK/always-data" --fsync always --http-port 0
-ALWAYS_PORT=$PORT
-server "$BIN/parking-server" everysec --data-dir "$WORK/everysec-data" --fsync everysec --http-port 0
-EVERYSEC_PORT=$PORT
-server "$BIN/parking-server" memory --in-memory --http-port 0
-MEMORY_PORT=$PORT
+use_work_dir bench-durable
+# This build's servers also take an ephemeral HTTP port (an earlier build may have none).
+CONFIG=$ROOT/config.json
+start_parking_server always "$BIN/parking-server" "$CONFIG" --http-port 0 \
+    --data-dir "$WORK/always-data" --fsync always
+ALWAYS_PORT=$STARTED_PORT
+start_parking_server everysec "$BIN/parking-server" "$CONFIG" --http-port 0 \
+    --data-dir "$WORK/everysec-data" --fsync everysec
+EVERYSEC_PORT=$STARTED_PORT
+start_parking_server memory "$BIN/parking-server" "$CONFIG" --http-port 0 --in-memory
+MEMORY_PORT=$STARTED_PORT
 if [ -n "$BEFORE" ]; then
-    server "$BEFORE" before --data-dir "$WORK/before-data" --fsync everysec
-    BEFORE_PORT=$PORT
+    start_parking_server before "$BEFORE" "$CONFIG" --data-dir "$WORK/before-data" --fsync everysec
+    BEFORE_PORT=$STARTED_PORT
 fi
-
-# redis-server cannot pick its own port; take a free one (the window to lose it is tiny).
-REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$WORK/redis"
-redis-server --bind "$HOST" --port "$REDIS_PORT" --dir "$WORK/redis" --save '' \
-    --appendonly yes --appendfsync always > "$WORK/redis.log" 2>&1 &
-STARTED_PIDS+=($!)
-for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/$HOST/$REDIS_PORT") 2>/dev/null; then
-        break
-    fi
-    sleep 0.1
-done
+start_redis redis --appendonly yes --appendfsync always
 
 # The disk, and what one small append plus fdatasync costs on it (the floor of fsync always).
-python3 - "$WORK" > "$WORK/disk.txt" <<'PY'
-import os, subprocess, sys, time
-work = sys.argv[1]
-source = subprocess.run(["df", "-T", work], capture_output=True, text=True).stdout.splitlines()[-1].split()
-path = os.path.join(work, "fsync-probe")
-fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-times = []
-for _ in range(500):
-    os.write(fd, b"x" * 64)
-    start = time.perf_counter()
-    os.fdatasync(fd)
-    times.append((time.perf_counter() - start) * 1000)
-os.close(fd)
-os.remove(path)
-times.sort()
-print(f"disk: {source[0]} ({source[1]}), mounted on {source[-1]}; "
-      f"64-byte append + fdatasync: p50 {times[250]:.3f} ms, p99 {times[495]:.3f} ms")
-PY
+disk_report "$WORK" > "$WORK/disk.txt"
 cat "$WORK/disk.txt" >&2
 
 STATUS=0

@@ -77,49 +77,14 @@ if [ "$REDIS" = 1 ]; then
     done
 fi
 
-if [ -n "$OUT" ]; then
-    mkdir -p "$OUT"
-    WORK=$(cd "$OUT" && pwd)
-else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
-fi
-
-cleanup() {
-    stop_started
-    if [ -z "$OUT" ]; then
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Every benchmark connection comes from one address, so the per-address limit is lifted.
-RUST_LOG=info "$BIN/parking-server" --config "$ROOT/config.json" --host "$HOST" \
-    --rpc-port 0 --sensor-port 0 --pubsub-port 0 --http-port 0 --max-connections-per-address 0 \
-    --data-dir "$WORK/data" \
-    2>"$WORK/parking-server.log" &
-pid=$!
-STARTED_PIDS+=("$pid")
-SERVER_PORT=$(wait_for_port "$WORK/parking-server.log" "listening: rpc ${HOST//./\\.}:" "$pid") || exit 2
-
-"$BIN/baseline-server" --host "$HOST" --port 0 >"$WORK/baseline.log" 2>&1 &
-pid=$!
-STARTED_PIDS+=("$pid")
-BASELINE_PORT=$(wait_for_port "$WORK/baseline.log" "listening on ${HOST//./\\.}:" "$pid") || exit 2
-
+use_work_dir bench
+start_parking_server parking-server "$BIN/parking-server" "$ROOT/config.json" --http-port 0 \
+    --data-dir "$WORK/data"
+SERVER_PORT=$STARTED_PORT
+start_logged baseline "listening on ${HOST//./\\.}:" "$BIN/baseline-server" --host "$HOST" --port 0
+BASELINE_PORT=$STARTED_PORT
 if [ "$REDIS" = 1 ]; then
-    # redis-server cannot pick its own port; take a free one (the window to lose it is tiny).
-    REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
-        >"$WORK/redis.log" 2>&1 &
-    pid=$!
-    STARTED_PIDS+=("$pid")
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/$HOST/$REDIS_PORT") 2>/dev/null; then
-            break
-        fi
-        sleep 0.1
-    done
+    start_redis redis --appendonly no
 fi
 
 echo "parking-server on $HOST:$SERVER_PORT, baseline on $HOST:$BASELINE_PORT;" \

@@ -1,4 +1,7 @@
-# Shell functions shared by bench.sh and soak.sh; source it, it runs nothing by itself.
+# Shell functions shared by the scripts (bench*.sh, soak.sh, crash-test.sh); source it, it runs
+# nothing by itself. The start_* functions set variables instead of printing: call them
+# directly, never as $(start_...), or the started pid would not reach this shell's
+# STARTED_PIDS and the cleanup would not stop it.
 
 # The processes a script started, by id; stop_started stops exactly these.
 STARTED_PIDS=()
@@ -40,4 +43,105 @@ require_python3() {
         echo "$(basename "$0"): python3 is needed for the final report" >&2
         exit 2
     fi
+}
+
+# use_work_dir NAME: sets WORK to $OUT (created if need be) when OUT is set, else to a new
+# temporary directory ${TMPDIR:-/tmp}/NAME.XXXXXX; and on exit stops every started process
+# and removes WORK if it was temporary. INT and TERM exit with 130 (through that cleanup).
+use_work_dir() {
+    if [ -n "${OUT:-}" ]; then
+        mkdir -p "$OUT"
+        WORK=$(cd "$OUT" && pwd)
+        WORK_IS_TEMPORARY=0
+    else
+        WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+        WORK_IS_TEMPORARY=1
+    fi
+    trap cleanup_work EXIT
+    trap 'exit 130' INT TERM
+}
+
+# cleanup_work: use_work_dir's exit trap.
+cleanup_work() {
+    stop_started
+    if [ "${WORK_IS_TEMPORARY:-0}" = 1 ]; then
+        rm -rf "$WORK"
+    fi
+}
+
+# start_logged NAME PATTERN COMMAND...: starts COMMAND in the background with its stdout and
+# stderr in $WORK/NAME.log, adds it to STARTED_PIDS, and sets STARTED_PID to its pid and
+# STARTED_PORT to the port it logs after PATTERN (as wait_for_port). Exits with status 2 if
+# it does not start.
+start_logged() {
+    local name=$1 pattern=$2
+    shift 2
+    "$@" > "$WORK/$name.log" 2>&1 &
+    STARTED_PID=$!
+    STARTED_PIDS+=("$STARTED_PID")
+    STARTED_PORT=$(wait_for_port "$WORK/$name.log" "$pattern" "$STARTED_PID") || exit 2
+}
+
+# start_parking_server NAME BINARY CONFIG [FLAGS...]: starts parking-server BINARY with
+# CONFIG on $HOST (default 127.0.0.1), every port ephemeral and the per-address connection
+# limit lifted (a benchmark's connections all come from one address), logging at info to
+# $WORK/NAME.log; sets STARTED_PID and STARTED_PORT (its RPC port). FLAGS go last, so they
+# can add --http-port 0, --data-dir, --fsync, --in-memory (an older build may lack a flag;
+# its caller leaves that flag out).
+start_parking_server() {
+    local name=$1 binary=$2 config=$3 host=${HOST:-127.0.0.1}
+    shift 3
+    RUST_LOG=${RUST_LOG:-info} start_logged "$name" "listening: rpc ${host//./\\.}:" \
+        "$binary" --config "$config" --host "$host" --rpc-port 0 --sensor-port 0 \
+        --pubsub-port 0 --max-connections-per-address 0 "$@"
+}
+
+# start_redis NAME [REDIS-SERVER FLAGS...]: starts a throwaway redis-server on $HOST (default
+# 127.0.0.1) on a free port, with no RDB snapshots and its files in $WORK/NAME, logging to
+# $WORK/NAME.log; sets STARTED_PID and REDIS_PORT once it accepts connections.
+start_redis() {
+    local name=$1 host=${HOST:-127.0.0.1}
+    shift
+    # redis-server cannot pick its own port; take a free one (the window to lose it is tiny).
+    REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$WORK/$name"
+    redis-server --bind "$host" --port "$REDIS_PORT" --dir "$WORK/$name" --save '' "$@" \
+        > "$WORK/$name.log" 2>&1 &
+    STARTED_PID=$!
+    STARTED_PIDS+=("$STARTED_PID")
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/$host/$REDIS_PORT") 2>/dev/null; then
+            return 0
+        fi
+        if ! kill -0 "$STARTED_PID" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    echo "$(basename "$0"): redis-server did not start; its output:" >&2
+    cat "$WORK/$name.log" >&2
+    exit 2
+}
+
+# disk_report DIR: prints the disk under DIR and what one 64-byte append plus fdatasync
+# costs on it (p50 and p99 of 500): the floor of any write that is synced before its reply.
+disk_report() {
+    python3 - "$1" <<'PY'
+import os, subprocess, sys, time
+work = sys.argv[1]
+source = subprocess.run(["df", "-T", work], capture_output=True, text=True).stdout.splitlines()[-1].split()
+path = os.path.join(work, "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+times = []
+for _ in range(500):
+    os.write(fd, b"x" * 64)
+    start = time.perf_counter()
+    os.fdatasync(fd)
+    times.append((time.perf_counter() - start) * 1000)
+os.close(fd)
+os.remove(path)
+times.sort()
+print(f"disk: {source[0]} ({source[1]}), mounted on {source[-1]}; "
+      f"64-byte append + fdatasync: p50 {times[250]:.3f} ms, p99 {times[495]:.3f} ms")
+PY
 }
