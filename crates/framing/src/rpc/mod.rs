@@ -22,7 +22,7 @@ mod reply;
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use state::shown;
 
@@ -188,22 +188,13 @@ pub fn decode_text_request(payload: &[u8]) -> Result<Request<'_>, WireError> {
 
 /// Appends the JSON form of `request` to `out`.
 pub fn encode_json_request(out: &mut Vec<u8>, rpc_id: u32, request: &Request<'_>) {
-    #[derive(Serialize)]
-    struct Wire {
-        #[serde(rename = "rpcId")]
-        rpc_id: u32,
-        method: &'static str,
-    }
-    reply::write_json(
-        out,
-        &Wire {
-            rpc_id,
-            method: request.method().name(),
-        },
-    );
-    // The object is written up to its closing brace, then the arguments by kind.
-    out.pop();
-    out.extend_from_slice(b",\"args\":[");
+    // The keys and method names are the table's plain ASCII words, so they are written as
+    // they are; the id and the arguments go through serde_json.
+    out.extend_from_slice(b"{\"rpcId\":");
+    reply::write_json(out, &rpc_id);
+    out.extend_from_slice(b",\"method\":\"");
+    out.extend_from_slice(request.method().name().as_bytes());
+    out.extend_from_slice(b"\",\"args\":[");
     request.with_args(|args| {
         for (index, arg) in args.iter().enumerate() {
             if index > 0 {
@@ -457,6 +448,23 @@ mod tests {
         assert_eq!(
             decode_text_request(b"getLots").unwrap_err().code,
             ErrorCode::UnknownMethod
+        );
+    }
+
+    #[test]
+    fn method_names_need_no_json_escapes() {
+        // encode_json_request writes them between quotes as they are.
+        for method in Method::ALL {
+            assert!(
+                method.name().bytes().all(|b| b.is_ascii_alphanumeric()),
+                "{method:?}"
+            );
+        }
+        let mut out = Vec::new();
+        encode_json_request(&mut out, 7, &Request::GetAvailability { lot: "A\"".into() });
+        assert_eq!(
+            out,
+            br#"{"rpcId":7,"method":"getAvailability","args":["A\""]}"#
         );
     }
 
