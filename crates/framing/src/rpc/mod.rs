@@ -583,8 +583,16 @@ mod tests {
         let old = decode_json_reply(br#"{"rpcId":1,"result":false,"error":null}"#).unwrap();
         assert_eq!(old.reason, None);
         for (rpc_id, reply, json) in [
-            (Some(7), Reply::Free(95), &br#"{"rpcId":7,"result":95,"error":null}"#[..]),
-            (None, Reply::Pong, br#"{"rpcId":null,"result":"PONG","error":null}"#),
+            (
+                Some(7),
+                Reply::Free(95),
+                &br#"{"rpcId":7,"result":95,"error":null}"#[..],
+            ),
+            (
+                None,
+                Reply::Pong,
+                br#"{"rpcId":null,"result":"PONG","error":null}"#,
+            ),
         ] {
             out.clear();
             encode_json_reply(&mut out, rpc_id, Ok(&reply));
