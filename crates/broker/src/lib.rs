@@ -354,12 +354,7 @@ impl Broker {
             return;
         }
         let index = self.next_notifier.fetch_add(1, Ordering::Relaxed) % self.notifiers.len();
-        if self.notifiers[index]
-            .send(Command::Attach { stream, peer, held })
-            .is_err()
-        {
-            // The notifier is gone (it can only have panicked); the socket closes with the
-            // returned command.
+        if !self.notifiers[index].send(Command::Attach { stream, peer, held }) {
             log::error!("pub/sub notifier {} is not running", index + 1);
             counters.connection_closed();
         }
@@ -394,7 +389,7 @@ impl Broker {
             held,
             request,
         };
-        if self.notifiers[index].send(command).is_err() {
+        if !self.notifiers[index].send(command) {
             log::error!("pub/sub notifier {} is not running", index + 1);
         }
     }

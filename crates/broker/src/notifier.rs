@@ -151,11 +151,15 @@ pub(crate) struct NotifierHandle {
 }
 
 impl NotifierHandle {
-    /// Sends a command and wakes the notifier to read it.
-    pub(crate) fn send(&self, command: Command) -> Result<(), Command> {
-        self.control.send(command).map_err(|err| err.into_inner())?;
+    /// Sends a command and wakes the notifier to read it; `false` when the notifier is
+    /// gone (it can only have panicked): the command is dropped, and with it any socket it
+    /// carried, which closes.
+    pub(crate) fn send(&self, command: Command) -> bool {
+        if self.control.send(command).is_err() {
+            return false;
+        }
         self.doorbell.wake();
-        Ok(())
+        true
     }
 }
 

@@ -14,8 +14,8 @@ mod browser;
 use std::time::Duration;
 
 use browser::{shows, text};
-use headless_chrome::Tab;
 use client::ParkingClient;
+use headless_chrome::Tab;
 use state::CountChange;
 
 /// How soon the page must show a change.
