@@ -218,6 +218,18 @@ impl Session {
         }
     }
 
+    /// Counts a wrong token presented on this connection to a one-shot check (an HTTP
+    /// request's, [`Authenticator::verify`]), which counted it against the address: the
+    /// failure to answer, [`AuthFailure::TooManyFailures`] (close) at the
+    /// [`MAX_FAILURES`]th, as [`Session::authenticate`] counts.
+    pub fn wrong_token(&mut self) -> AuthFailure {
+        self.failures += 1;
+        match MAX_FAILURES.checked_sub(self.failures) {
+            Some(left) if left > 0 => AuthFailure::WrongToken { left },
+            _ => AuthFailure::TooManyFailures,
+        }
+    }
+
     /// Authenticates with `token`, as connection `peer` of port `port` (for the log). A
     /// failure is logged (rate-limited, without the token) and counted; see
     /// [`AuthFailure::closes`]. A connection may authenticate again (as another key); a

@@ -144,13 +144,14 @@ impl HttpPort {
         &self,
         request: &Request<'_>,
         peer: SocketAddr,
+        access: &mut Session,
     ) -> (usize, Result<Answer, ApiError>, bool) {
         let (route, _) = match route::route(request.method, request.path) {
             Ok(routed) => routed,
             Err(error) => return (route::INVALID, Err(error), false),
         };
         let metric = route.metric();
-        let caller = match self.authorize(&route, request, peer) {
+        let caller = match self.authorize(&route, request, peer, access) {
             Ok(caller) => caller,
             Err((error, close)) => return (metric, Err(error), close),
         };
@@ -168,7 +169,7 @@ impl HttpPort {
             self.api
                 .answer(route, request.query, request.body, caller.as_deref(), peer);
         if let Ok(Answer::Session(verb)) = answer {
-            match self.session(verb, request, peer, caller.as_deref()) {
+            match self.session(verb, request, (peer, access), caller.as_deref()) {
                 Ok(response) => answer = Ok(Answer::Response(response)),
                 Err((error, close)) => return (metric, Err(error), close),
             }
@@ -191,6 +192,7 @@ impl HttpPort {
         route: &Route<'_>,
         request: &Request<'_>,
         peer: SocketAddr,
+        access: &mut Session,
     ) -> Result<Option<Arc<Identity>>, (ApiError, bool)> {
         let Some(action) = route.action() else {
             return Ok(None);
@@ -231,7 +233,7 @@ impl HttpPort {
                         }));
                     }
                     (None, None) => return Ok(None),
-                    (Some(auth), Some(token)) => self.verify(auth, &token, peer, now)?,
+                    (Some(auth), Some(token)) => self.verify(auth, &token, (peer, access), now)?,
                     (None, Some(token)) => {
                         // A JWT has three parts; a key's token (URL-safe base64) has no dot.
                         let jwt = token.bytes().filter(|&b| b == b'.').count() == 2;
@@ -288,24 +290,23 @@ impl HttpPort {
     }
 
     /// The key whose token `token` is; a wrong one is `UNAUTHORIZED`, and closes the
-    /// connection once the address is over its budget of failures.
+    /// connection at its fifth wrong token (counted in `session`, as on the other ports) or
+    /// once the address is over its budget of failures.
     fn verify(
         &self,
         auth: &Authenticator,
         token: &str,
-        peer: SocketAddr,
+        (peer, session): (SocketAddr, &mut Session),
         now: Instant,
     ) -> Result<Arc<Identity>, (ApiError, bool)> {
         auth.verify(token, peer.ip(), now).map_err(|failure| {
-            peer_warn!("http {peer}: refused a token: {failure}");
-            let detail = match failure {
-                // Each HTTP request is checked on its own: no attempts are counted per
-                // connection, only per address.
-                AuthFailure::WrongToken { .. } => "no key has that token".to_owned(),
-                failure => failure.to_string(),
+            let failure = match failure {
+                AuthFailure::WrongToken { .. } => session.wrong_token(),
+                failure => failure,
             };
+            peer_warn!("http {peer}: refused a token: {failure}");
             (
-                ApiError::rpc(ErrorCode::Unauthorized, detail),
+                ApiError::rpc(ErrorCode::Unauthorized, failure.to_string()),
                 failure.closes(),
             )
         })
@@ -317,7 +318,7 @@ impl HttpPort {
         &self,
         verb: SessionVerb,
         request: &Request<'_>,
-        peer: SocketAddr,
+        (peer, access): (SocketAddr, &mut Session),
         caller: Option<&Identity>,
     ) -> Result<Response, (ApiError, bool)> {
         let refuse = |code, detail: &str| (ApiError::rpc(code, detail), false);
@@ -345,7 +346,7 @@ impl HttpPort {
                     ));
                 };
                 let now = Instant::now();
-                let identity = self.verify(auth, &token, peer, now)?;
+                let identity = self.verify(auth, &token, (peer, access), now)?;
                 let response = Response::json(Status::OK, &SessionView::of(Some(&*identity)));
                 log::debug!("http {peer}: signed in as {}", identity.id().as_str());
                 let id = self.sessions.open(identity, now).map_err(|error| {
@@ -411,7 +412,7 @@ impl Protocol for HttpPort {
         input: &[u8],
         out: &mut Vec<u8>,
         peer: SocketAddr,
-        _session: &mut Session,
+        access: &mut Session,
     ) -> Step<(Vec<LotId>, Option<String>)> {
         let started = self.metrics.start();
         let request = match request::parse(input) {
@@ -427,7 +428,7 @@ impl Protocol for HttpPort {
             }
         };
         let head_only = request.method == "HEAD";
-        let (metric, answer, close) = self.respond(&request, peer);
+        let (metric, answer, close) = self.respond(&request, peer, access);
         let keep_alive = request.keep_alive && !close;
         let cors = self.cors.headers(request.origin);
         let (mut response, outcome) = match answer {

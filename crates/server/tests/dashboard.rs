@@ -60,7 +60,7 @@ fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
     shows(
         &tab,
         "#signin .error",
-        "no key has that token",
+        "wrong token; 4 attempt(s) left on this connection",
         testkit::DEADLINE,
     );
     sign_in(&tab, "token-wall");

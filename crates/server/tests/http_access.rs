@@ -335,3 +335,41 @@ fn without_keys_there_is_nothing_to_sign_in_to() {
         (400, "BAD_REQUEST".into())
     );
 }
+
+#[test]
+fn five_wrong_tokens_on_one_connection_close_it_as_on_the_other_ports() {
+    let server = start_keyed();
+    let addr = server.http_addr().unwrap();
+    let mut http = Http::connect(addr);
+    let wrong = |http: &mut Http| {
+        http.send(request("GET", "/v1/lots", None, &["Authorization: Bearer nope"]).as_bytes());
+        http.response()
+    };
+    for left in (1..=4).rev() {
+        let refused = wrong(&mut http);
+        assert_eq!(
+            (refused.status, refused.error()),
+            (401, "UNAUTHORIZED".into())
+        );
+        assert!(
+            refused.text().contains(&format!("{left} attempt(s) left")),
+            "{}",
+            refused.text()
+        );
+        assert_ne!(refused.header("connection"), Some("close"));
+    }
+    let last = wrong(&mut http);
+    assert_eq!((last.status, last.error()), (401, "UNAUTHORIZED".into()));
+    assert!(
+        last.text().contains("5 failed attempts, closing"),
+        "{}",
+        last.text()
+    );
+    assert!(http.is_closed(), "open after five wrong tokens");
+    // One connection's five do not lock the address out: another connection is served.
+    let mut other = Http::connect(addr);
+    assert_eq!(
+        call(&mut other, "GET", "/v1/lots", None, "signs").status,
+        200
+    );
+}
