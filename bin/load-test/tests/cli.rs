@@ -387,10 +387,8 @@ fn a_server_killed_mid_run_is_counted_not_fatal() {
 
 #[test]
 fn a_server_that_is_down_is_reported_per_row() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    // Held, not dropped: a freed port may be handed to another test's server meanwhile.
+    let (_held, port) = testkit::refused_port();
     let runs: [(&str, &[&str], PathBuf); 3] = [
         ("mixed", &[], scratch("down-mixed.json")),
         ("ping", &[], scratch("down-ping.json")),

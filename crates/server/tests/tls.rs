@@ -195,9 +195,9 @@ fn a_tls_connection_that_never_handshakes_is_closed_by_the_idle_timeout() {
 fn a_tls_client_fails_over_between_nodes() {
     let cert = TestCert::new();
     let server = start_tls(&cert, |_| {});
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_port = dead.local_addr().unwrap().port();
-    drop(dead);
+    // Held, not dropped: a freed port may be handed to another test's server meanwhile.
+    let (_held, dead) = testkit::refused_port();
+    let dead_port = dead.port();
     let nodes = Endpoints::parse(
         &format!(
             "127.0.0.1:{dead_port},localhost:{}",

@@ -131,6 +131,22 @@ pub fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
     socket.into()
 }
 
+/// An address on 127.0.0.1 where nothing listens, held for as long as the returned socket
+/// lives: the socket is bound but never listens, so a connection to it is refused, and no
+/// other test's server can be given its port meanwhile (as a port bound and dropped can be).
+pub fn refused_port() -> (Socket, SocketAddr) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("binds to 127.0.0.1");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|addr| addr.as_socket())
+        .expect("its address");
+    (socket, addr)
+}
+
 /// A self-signed certificate for `localhost` and `127.0.0.1`, made fresh with rcgen: PEM files
 /// in a directory of its own (removed on drop) for the server's `tls`, and the certificate's
 /// PEM text for a client to trust.
