@@ -972,6 +972,36 @@ fn a_store_without_a_feature_refuses_its_requests_reads_included() {
             "{refused}"
         );
     }
+    // The HTTP port asks the store once per route, as the RPC port does per method.
+    let mut http = testkit::http::Http::connect(server.http_addr().unwrap());
+    let booking = format!("/v1/bookings/{}", made.id);
+    let search = format!(
+        "/v1/lots?start={}&end={}",
+        "2030-01-01T10:00:00Z", "2030-01-01T11:00:00Z"
+    );
+    for (method, path, feature) in [
+        ("GET", booking.as_str(), "bookings"),
+        ("DELETE", booking.as_str(), "bookings"),
+        ("GET", "/v1/lots/L/bookings", "bookings"),
+        ("GET", search.as_str(), "bookings"),
+        ("GET", "/v1/waitlist/L.w1", "waitlists"),
+        ("DELETE", "/v1/waitlist/L.w1", "waitlists"),
+    ] {
+        let refused = http.request(method, path, None);
+        assert_eq!(
+            (refused.status, refused.error()),
+            (503, "UNAVAILABLE".into()),
+            "{method} {path}: {}",
+            refused.text()
+        );
+        assert!(
+            refused
+                .text()
+                .contains(&format!("unsupported: {feature} are not kept")),
+            "{method} {path}: {}",
+            refused.text()
+        );
+    }
     let drivers = server.drivers();
     assert!(matches!(
         drivers.register(
