@@ -4,7 +4,10 @@
 #
 #   1. `reserve` through 16 connections spread over 2 nodes (load-test --mode reserve, each
 #      request a committed reserve or cancel), against pgbench running the equivalent
-#      conditional UPDATE on the same lot rows with 16 clients;
+#      conditional UPDATE on the same lot rows with 16 clients; and against two more pgbench
+#      rows, in statements per second: a reserve and a cancel as bare SQL (the conditional
+#      UPDATE joined with the INSERT of the reservation row; the DELETE joined with the
+#      UPDATE), and the nodes' own write functions called by pgbench (the SQL's cost alone);
 #   2. `getAvailability` on a postgres-backed node against an embedded one (16 connections);
 #   3. commit-to-event latency across nodes: reserves sent one at a time to node 1, each
 #      event timed on a subscriber of node 2, from the reserving transaction's start (the
@@ -14,6 +17,9 @@
 # Usage: scripts/bench-pg.sh [SECS]     (recorded seconds per throughput row, default 10)
 #        BENCH_BIN=DIR scripts/bench-pg.sh [SECS]   (DIR's release binaries, not built here:
 #                                                    e.g. another branch's, to compare)
+#        BENCH_BASE=DIR scripts/bench-pg.sh [SECS]  (also the reserve row of DIR's binaries,
+#                     two nodes of their own on a database of their own, in every round)
+#        BENCH_ROUNDS=N (interleaved rounds of the throughput rows, default 2)
 #
 # Needs PostgreSQL (initdb, pg_ctl, pgbench on PATH or under /usr/lib/postgresql/*/bin) and
 # python3. As root the cluster runs as the postgres user. Everything started is stopped and
@@ -21,6 +27,8 @@
 set -euo pipefail
 
 DURATION=${1:-10}
+ROUNDS=${BENCH_ROUNDS:-2}
+BASE=${BENCH_BASE:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 cd "$ROOT"
@@ -80,6 +88,18 @@ node node2 "$PG_STORE"
 RPC2=$RPC PUB2=$PUBSUB
 node embedded '{"kind": "embedded"}'
 RPCE=$RPC
+if [ -n "$BASE" ]; then
+    # A database of their own: NOTIFY stays within a database, so neither pair of nodes
+    # hears (and spends time on) the other's announcements.
+    "${AS[@]}" "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "CREATE DATABASE base" postgres
+    BASE_STORE="{\"kind\": \"postgres\", \"url\": \"postgres://postgres@127.0.0.1:$PGPORT/base\", \"pool_size\": 16}"
+    MAIN_BIN=$BIN BIN=$BASE
+    node base1 "$BASE_STORE"
+    RPCB1=$RPC
+    node base2 "$BASE_STORE"
+    RPCB2=$RPC
+    BIN=$MAIN_BIN
+fi
 
 cat > "$WORK/update.sql" <<'EOF'
 \set lot random(1, 3)
@@ -87,24 +107,52 @@ UPDATE parking_lots SET reserved = reserved + 1, version = version + 1
     WHERE id = (ARRAY['A', 'B', 'C'])[:lot]
       AND greatest(0, least(counted, capacity)) + reserved < capacity;
 EOF
-chmod a+r "$WORK/update.sql"
+# A reserve and a cancel as bare SQL, one statement each, as load-test's reserve mode sends
+# them (a plate per client, reserved then cancelled): what a reserve must write at least.
+cat > "$WORK/pair.sql" <<'EOF'
+\set lot random(1, 3)
+WITH l AS (UPDATE parking_lots SET reserved = reserved + 1, version = version + 1
+        WHERE id = (ARRAY['A', 'B', 'C'])[:lot]
+          AND greatest(0, least(counted, capacity)) + reserved < capacity RETURNING id)
+    INSERT INTO parking_reservations (lot, plate, expires_at)
+        SELECT id, 'PGB' || :client_id, now() + interval '5 minutes' FROM l;
+WITH d AS (DELETE FROM parking_reservations
+        WHERE lot = (ARRAY['A', 'B', 'C'])[:lot] AND plate = 'PGB' || :client_id RETURNING lot)
+    UPDATE parking_lots SET reserved = reserved - 1, version = version + 1
+        WHERE id IN (SELECT lot FROM d);
+EOF
+# The nodes' own statements for a reserve and a cancel (crates/store-pg/src/lib.rs).
+cat > "$WORK/functions.sql" <<'EOF'
+\set lot random(1, 3)
+SELECT outcome, version, expires_at_ms
+    FROM parking_reserve_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, 300000, NULL);
+SELECT version FROM parking_cancel_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, NULL);
+EOF
+chmod a+r "$WORK/update.sql" "$WORK/pair.sql" "$WORK/functions.sql"
 
 loadtest() { # loadtest MODE HOSTS: prints req/s of one 16-connection row
     "$BIN/load-test" --mode "$1" --host "$2" --workers 16 --warmup 1 --duration "$DURATION" \
         --json "$WORK/row.json" > /dev/null || true
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["rows"][0]; print("%.0f %d" % (r["throughput"], r["errors"]))' "$WORK/row.json"
 }
-pgbench_tps() {
-    "${AS[@]}" "$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -n -c 16 -j 2 -M prepared \
-        -T "$DURATION" -f "$WORK/update.sql" postgres 2>/dev/null \
-        | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1
+pgbench_tps() { # pgbench_tps SCRIPT STATEMENTS: statements per second of SCRIPT at 16 clients
+    local tps
+    tps=$("${AS[@]}" "$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -n -c 16 -j 2 -M prepared \
+        -T "$DURATION" -f "$WORK/$1" postgres 2>/dev/null \
+        | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
+    python3 -c 'import sys; print("%.0f" % (float(sys.argv[1] or 0) * int(sys.argv[2])))' "$tps" "$2"
 }
 
 echo "throughput rows, ${DURATION}s each, interleaved (run 1, run 2)..." >&2
 results=()
-for run in 1 2; do
-    results+=("pgbench $run $(pgbench_tps)")
+for run in $(seq "$ROUNDS"); do
+    results+=("pgbench $run $(pgbench_tps update.sql 1)")
+    results+=("pgpair $run $(pgbench_tps pair.sql 2)")
+    results+=("pgfunctions $run $(pgbench_tps functions.sql 2)")
     results+=("reserve2 $run $(loadtest reserve "127.0.0.1:$RPC1,127.0.0.1:$RPC2")")
+    if [ -n "$BASE" ]; then
+        results+=("reservebase $run $(loadtest reserve "127.0.0.1:$RPCB1,127.0.0.1:$RPCB2")")
+    fi
     results+=("availpg $run $(loadtest avail "127.0.0.1:$RPC1")")
     results+=("availemb $run $(loadtest avail "127.0.0.1:$RPCE")")
 done
@@ -155,10 +203,17 @@ for item in sys.argv[2:]:
     rows[name].append((float(value or 0), int(errors[0]) if errors else 0))
 def avg(name): return sum(v for v, _ in rows[name]) / len(rows[name])
 def runs(name): return " / ".join(f"{v:.0f}" for v, _ in rows[name])
-print("| what | run 1 / run 2 | mean | ratio |")
+def ratios(name):
+    return (f"{avg(name) / avg('pgbench'):.2f}x UPDATE, "
+            f"{avg(name) / avg('pgpair'):.2f}x UPDATE+INSERT")
+print("| what | each round | mean | ratio |")
 print("|---|---|---|---|")
 print(f"| pgbench conditional UPDATE, 16 clients (tps) | {runs('pgbench')} | {avg('pgbench'):.0f} | 1 |")
-print(f"| reserve over 2 nodes, 16 connections (req/s) | {runs('reserve2')} | {avg('reserve2'):.0f} | {avg('reserve2') / avg('pgbench'):.2f}x pgbench |")
+print(f"| pgbench UPDATE+INSERT reserve, DELETE+UPDATE cancel (statements/s) | {runs('pgpair')} | {avg('pgpair'):.0f} | {avg('pgpair') / avg('pgbench'):.2f}x UPDATE |")
+print(f"| pgbench of the nodes' reserve and cancel functions (statements/s) | {runs('pgfunctions')} | {avg('pgfunctions'):.0f} | {ratios('pgfunctions')} |")
+print(f"| reserve over 2 nodes, 16 connections (req/s) | {runs('reserve2')} | {avg('reserve2'):.0f} | {ratios('reserve2')} |")
+if rows['reservebase']:
+    print(f"| reserve over 2 nodes, BENCH_BASE build (req/s) | {runs('reservebase')} | {avg('reservebase'):.0f} | {ratios('reservebase')} |")
 print(f"| getAvailability, embedded node (req/s) | {runs('availemb')} | {avg('availemb'):.0f} | 1 |")
 print(f"| getAvailability, postgres-backed node (req/s) | {runs('availpg')} | {avg('availpg'):.0f} | {avg('availpg') / avg('availemb'):.2f}x embedded |")
 errors = sum(e for r in rows.values() for _, e in r)

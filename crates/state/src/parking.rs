@@ -455,6 +455,12 @@ impl ParkingState {
         self.with_lot(lot, |lot, _| lot.free())
     }
 
+    /// Whose live reservation `plate` holds in `lot`: `Some(owner)` when it holds one (the
+    /// owner is `None` when no key made it), `None` when it holds none.
+    pub fn holder(&self, lot: &str, plate: &Plate) -> Result<Option<Option<Arc<str>>>, UnknownLot> {
+        self.with_lot(lot, |lot, _| lot.held(plate).map(|held| held.owner.clone()))
+    }
+
     /// Holds a space for `plate` unless the lot is full or the plate already holds one.
     pub fn reserve(&self, lot: &str, plate: Plate) -> Result<ReserveOutcome, StateError> {
         self.reserve_for(lot, plate, None)

@@ -23,6 +23,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use postgres::types::Type;
 use postgres::{Client, NoTls};
+use serde::Serialize;
+use state::{Change, LotId};
 
 use crate::Shared;
 use crate::link;
@@ -37,6 +39,38 @@ const BATCH: usize = 256;
 
 /// How long the thread waits for an announcement before looking at its stop flag.
 const POLL: Duration = Duration::from_millis(100);
+
+/// The longest announcement sent with its changes. A notification's payload must be shorter
+/// than 8000 bytes; a longer one goes without its changes and the nodes read the lot afresh,
+/// as `parking_announce` does (migration 0001).
+const MAX_PAYLOAD: usize = 7900;
+
+/// An announcement as the listening nodes read it (`crate::follow`).
+#[derive(Serialize)]
+struct Announcement<'a> {
+    lot: &'a str,
+    version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<&'a [Change]>,
+}
+
+/// The announcement that `lot` reached `version` through `changes`, as `parking_announce`
+/// makes it: for the writes whose SQL leaves announcing to the node
+/// (`parking_reserve_quietly`, `parking_cancel_quietly`), so that nothing of it is done
+/// while the lot's row lock is held.
+pub(crate) fn payload(lot: &LotId, version: u64, changes: &[Change]) -> String {
+    let announcement = |changes| Announcement {
+        lot: lot.as_str(),
+        version,
+        changes,
+    };
+    // A lot id, plates and numbers always serialise; the fallback is never sent in practice.
+    let full = serde_json::to_string(&announcement(Some(changes))).unwrap_or_default();
+    if !full.is_empty() && full.len() <= MAX_PAYLOAD {
+        return full;
+    }
+    serde_json::to_string(&announcement(None)).unwrap_or_default()
+}
 
 /// Where writers leave the announcements of what they committed.
 pub(crate) struct Outbox {

@@ -190,6 +190,47 @@ impl Shared {
         }
         Ok(row)
     }
+
+    /// Hands the announcement of a committed change that its SQL left to the node (the
+    /// `*_quietly` functions) to the announcing thread, and applies it to the copy.
+    fn committed(&self, lot: &LotId, version: u64, change: Change) {
+        let changes = [change];
+        self.outbox
+            .send(vec![announce::payload(lot, version, &changes)]);
+        self.copy.apply(lot, version, Vec::from(changes));
+    }
+
+    /// Removes `plate`'s reservation in `lot` if `owner` still owns it; the lot's new
+    /// version, or `None` when nothing was removed.
+    fn cancel_owned(
+        &self,
+        lot: &LotId,
+        plate: &Plate,
+        owner: Option<&str>,
+    ) -> Result<Option<u64>, Unavailable> {
+        let row = self.link.query_one(
+            "SELECT version FROM parking_cancel_quietly($1, $2, $3)",
+            &[
+                (&lot.as_str(), Type::TEXT),
+                (&plate.as_str(), Type::TEXT),
+                (&owner, Type::TEXT),
+            ],
+        )?;
+        let version = link::optional_version(&row, 0)?;
+        if let Some(version) = version {
+            self.committed(
+                lot,
+                version,
+                Change::Reservation {
+                    lot: lot.clone(),
+                    plate: plate.clone(),
+                    expires_at_ms: None,
+                    owner: None,
+                },
+            );
+        }
+        Ok(version)
+    }
 }
 
 /// A node's store over PostgreSQL; see the crate documentation.
@@ -323,9 +364,9 @@ impl Store for PgStore {
     ) -> Result<ReserveOutcome, StateError> {
         let lot = self.lot(lot)?;
         let ttl_ms = i64::try_from(self.shared.ttl.as_millis()).unwrap_or(i64::MAX);
-        let row = self.shared.write(
-            "SELECT outcome, version, expires_at_ms, parking_unsent() \
-             FROM parking_reserve($1, $2, $3, $4)",
+        // One prepared statement, one round trip; the node announces it (`committed`).
+        let row = self.shared.link.query_one(
+            "SELECT outcome, version, expires_at_ms FROM parking_reserve_quietly($1, $2, $3, $4)",
             &[
                 (&lot.as_str(), Type::TEXT),
                 (&plate.as_str(), Type::TEXT),
@@ -338,15 +379,15 @@ impl Store for PgStore {
             "reserved" => {
                 let version = link::version(&row, 1)?;
                 let expires_at_ms: i64 = link::column(&row, 2)?;
-                self.shared.copy.apply(
+                self.shared.committed(
                     &lot,
                     version,
-                    vec![Change::Reservation {
+                    Change::Reservation {
                         lot: lot.clone(),
                         plate,
                         expires_at_ms: Some(u64::try_from(expires_at_ms).unwrap_or(0)),
                         owner: owner.map(str::to_owned),
-                    }],
+                    },
                 );
                 Ok(ReserveOutcome::Reserved)
             }
@@ -364,12 +405,23 @@ impl Store for PgStore {
         allowed: &dyn Fn(Option<&str>) -> bool,
     ) -> Result<CancelOutcome, StateError> {
         let lot = self.lot(lot)?;
-        let (lot_id, plate_text) = (lot.as_str(), plate.as_str());
-        // Who holds it is asked of the database, not the copy, which may not have heard yet
-        // of a reservation made a moment ago through another node.
+        // The owner as this node's copy has it, when it has the reservation (it has every
+        // one made through this node): one statement then decides, removing it only if
+        // the database agrees on the owner.
+        if let Ok(Some(owner)) = self.state().holder(lot.as_str(), &plate)
+            && allowed(owner.as_deref())
+            && self
+                .shared
+                .cancel_owned(&lot, &plate, owner.as_deref())?
+                .is_some()
+        {
+            return Ok(CancelOutcome::Cancelled);
+        }
+        // Otherwise who holds it is asked of the database, not the copy, which may not have
+        // heard yet of a reservation made a moment ago through another node.
         let holder = self.shared.link.query_one(
             "SELECT held, owner FROM parking_holder($1, $2)",
-            &[(&lot_id, Type::TEXT), (&plate_text, Type::TEXT)],
+            &[(&lot.as_str(), Type::TEXT), (&plate.as_str(), Type::TEXT)],
         )?;
         let held: bool = link::column(&holder, 0)?;
         let owner: Option<String> = link::column(&holder, 1)?;
@@ -377,28 +429,12 @@ impl Store for PgStore {
             return Ok(CancelOutcome::NotFound);
         }
         // Removed only if the owner is still the one judged allowed.
-        let row = self.shared.write(
-            "SELECT version, parking_unsent() FROM parking_cancel($1, $2, $3)",
-            &[
-                (&lot_id, Type::TEXT),
-                (&plate_text, Type::TEXT),
-                (&owner, Type::TEXT),
-            ],
-        )?;
-        let Some(version) = link::optional_version(&row, 0)? else {
-            return Ok(CancelOutcome::NotFound);
-        };
-        self.shared.copy.apply(
-            &lot,
-            version,
-            vec![Change::Reservation {
-                lot: lot.clone(),
-                plate,
-                expires_at_ms: None,
-                owner: None,
-            }],
-        );
-        Ok(CancelOutcome::Cancelled)
+        Ok(
+            match self.shared.cancel_owned(&lot, &plate, owner.as_deref())? {
+                Some(_) => CancelOutcome::Cancelled,
+                None => CancelOutcome::NotFound,
+            },
+        )
     }
 
     fn update_occupancy(

@@ -1,19 +1,22 @@
-//! The node's link to the database for writes: a pool of connections, and whether the
-//! database is reachable. While it is known not to be, writes are refused at once instead of
-//! each waiting out the timeout.
+//! The node's link to the database for writes: a pool of connections, each with the
+//! statements it has prepared, and whether the database is reachable. While it is known not
+//! to be, writes are refused at once instead of each waiting out the timeout.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use postgres::types::{FromSql, ToSql, Type};
-use postgres::{Config, NoTls, Row};
-use r2d2::Pool;
+use postgres::{Client, Config, NoTls, Row, Statement};
+use r2d2::{ManageConnection, Pool};
 use r2d2_postgres::PostgresConnectionManager;
 use state::Unavailable;
 
 use crate::{OpenError, PgOptions};
 
-type Manager = PostgresConnectionManager<NoTls>;
+/// Statements one pooled connection keeps prepared, at most: the store's statements are a
+/// fixed few, so this only bounds a caller that would build statement texts on the fly.
+const MAX_PREPARED: usize = 64;
 
 /// Why writes are refused after [`Link::close`].
 const CLOSED: &str = "the server is stopping";
@@ -77,13 +80,15 @@ impl Link {
         self.timeout
     }
 
-    /// Runs one statement that returns one row, on a pooled connection.
+    /// Runs one statement that returns one row, on a pooled connection, as a statement that
+    /// connection has prepared: after its first time, a write is one round trip that the
+    /// server neither parses nor plans (what `pgbench -M prepared` sends).
     pub(crate) fn query_one(
         &self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Row, Unavailable> {
-        self.with_connection(|client| client.query_typed_one(sql, params))
+        self.with_prepared(|connection| connection.query_one(sql, params))
     }
 
     /// Runs `work` on a pooled connection, unless the database is known to be unreachable.
@@ -92,6 +97,13 @@ impl Link {
         &self,
         work: impl FnOnce(&mut postgres::Client) -> Result<R, postgres::Error>,
     ) -> Result<R, Unavailable> {
+        self.with_prepared(|connection| work(&mut connection.client))
+    }
+
+    fn with_prepared<R>(
+        &self,
+        work: impl FnOnce(&mut Prepared) -> Result<R, postgres::Error>,
+    ) -> Result<R, Unavailable> {
         if let Some(why) = self.down_reason() {
             return Err(Unavailable(why));
         }
@@ -99,14 +111,14 @@ impl Link {
         // A pool that cannot hand out a connection in time is busy or cannot connect; the
         // listening thread finds out which (its own connection fails if the server is
         // gone), so this alone does not mark the database down.
-        let mut client = pool.get().map_err(|err| {
+        let mut connection = pool.get().map_err(|err| {
             log::debug!("no PostgreSQL connection: {err}");
             Unavailable(format!(
                 "PostgreSQL: no connection within {} ms",
                 self.timeout.as_millis()
             ))
         })?;
-        work(&mut client).map_err(|err| self.failed(&err))
+        work(&mut connection).map_err(|err| self.failed(&err))
     }
 
     /// Why writes are refused, if they are.
@@ -178,7 +190,65 @@ fn build_pool(config: &Config, size: u32, timeout: Duration) -> Pool<Manager> {
         .connection_timeout(timeout.max(Duration::from_millis(1)))
         // Failed connects are logged once per outage by `mark_down`, not once per attempt.
         .error_handler(Box::new(r2d2::NopErrorHandler))
-        .build_unchecked(PostgresConnectionManager::new(config.clone(), NoTls))
+        .build_unchecked(Manager(PostgresConnectionManager::new(
+            config.clone(),
+            NoTls,
+        )))
+}
+
+/// r2d2_postgres's manager, whose connections also keep the statements they prepared.
+#[derive(Debug)]
+struct Manager(PostgresConnectionManager<NoTls>);
+
+impl ManageConnection for Manager {
+    type Connection = Prepared;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Prepared, postgres::Error> {
+        Ok(Prepared {
+            client: self.0.connect()?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, connection: &mut Prepared) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut connection.client)
+    }
+
+    fn has_broken(&self, connection: &mut Prepared) -> bool {
+        self.0.has_broken(&mut connection.client)
+    }
+}
+
+/// A pooled connection and the statements it has prepared, by their text. A prepared
+/// statement belongs to its connection, so the pool's connections each keep their own.
+pub(crate) struct Prepared {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Prepared {
+    /// Runs `sql` as this connection's prepared statement, preparing it the first time.
+    fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Row, postgres::Error> {
+        let types: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
+        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(value, _)| *value).collect();
+        // The same text with other parameter types (no caller does this) is prepared anew.
+        let statement = match self.statements.get(sql) {
+            Some(statement) if statement.params() == types.as_slice() => statement.clone(),
+            _ => {
+                let statement = self.client.prepare_typed(sql, &types)?;
+                if self.statements.len() < MAX_PREPARED || self.statements.contains_key(sql) {
+                    self.statements.insert(sql.to_owned(), statement.clone());
+                }
+                statement
+            }
+        };
+        self.client.query_one(&statement, &values)
+    }
 }
 
 /// Whether `err` means the connection or the server is gone (rather than a statement the

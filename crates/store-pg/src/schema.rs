@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "announce_after_commit",
         sql: include_str!("../migrations/0004_announce_after_commit.sql"),
     },
+    Migration {
+        version: 5,
+        name: "lean_reserve_and_cancel",
+        sql: include_str!("../migrations/0005_lean_reserve_and_cancel.sql"),
+    },
 ];
 
 /// The advisory lock key that migrations are applied under ("parking" and 1).

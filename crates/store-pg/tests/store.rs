@@ -707,3 +707,225 @@ fn an_outage_refuses_writes_in_bounded_time_serves_reads_and_heals_itself() {
         free(&two) == 7 && free(&one) == 7
     });
 }
+
+/// Lot A's `reserved` and version, and the count of its reservation rows, in the database.
+fn lot_row(pg: &TempPostgres) -> (i32, i64, i64) {
+    let row = pg
+        .client()
+        .query_one(
+            "SELECT reserved, version, (SELECT count(*) FROM parking_reservations WHERE lot = 'A') \
+             FROM parking_lots WHERE id = 'A'",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Runs `sql` in a transaction left open on a connection of its own, then the same `sql` on
+/// another connection, which waits for the first one's lock on lot A; commits the first once
+/// the second waits, and returns the second's answer (column 0).
+fn second_of_two_at_once(pg: &TempPostgres, sql: &'static str) -> Option<String> {
+    let mut first = pg.client();
+    let mut open = first.transaction().unwrap();
+    let answer: Option<String> = open.query_one(sql, &[]).unwrap().get(0);
+    assert!(answer.is_some(), "the first one changes the lot");
+    let mut second = pg.client();
+    let waiting = thread::spawn(move || second.query_one(sql, &[]).unwrap().get(0));
+    eventually("the second waits for the lot's lock", || {
+        let waits: i64 = pg
+            .client()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        waits == 1
+    });
+    open.commit().unwrap();
+    waiting.join().unwrap()
+}
+
+#[test]
+fn a_reserve_or_cancel_that_waited_behind_the_same_one_changes_nothing() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let one = node(&pg, 10);
+    assert_eq!(
+        one.reserve("A", plate("OTHER"), None),
+        Ok(ReserveOutcome::Reserved)
+    );
+    let before = lot_row(&pg);
+    assert_eq!(before.0, 1);
+    // Both checked that P is not held before either took the lot's lock; the second one
+    // finds it held once it has the lock, and takes back its count and version.
+    let second = second_of_two_at_once(
+        &pg,
+        "SELECT outcome || coalesce(version::text, '') \
+         FROM parking_reserve_quietly('A', 'P', 300000, NULL)",
+    );
+    assert_eq!(second.as_deref(), Some("exists"));
+    assert_eq!(lot_row(&pg), (2, before.1 + 1, 2));
+    // Both saw P held; the second finds it gone once it has the lock. OTHER keeps the count
+    // above zero, so the second's count-down happens and is taken back.
+    let second = second_of_two_at_once(
+        &pg,
+        "SELECT version::text FROM parking_cancel_quietly('A', 'P', NULL)",
+    );
+    assert_eq!(second, None);
+    assert_eq!(lot_row(&pg), (1, before.1 + 2, 1));
+    // With nothing else held, the second finds nothing to count down.
+    let second = second_of_two_at_once(
+        &pg,
+        "SELECT version::text FROM parking_cancel_quietly('A', 'OTHER', NULL)",
+    );
+    assert_eq!(second, None);
+    assert_eq!(lot_row(&pg), (0, before.1 + 3, 0));
+    // The node reads what it did not write afresh: its copy agrees.
+    eventually("the copy agrees", || free(&one) == 10);
+}
+
+#[test]
+fn a_cancel_decided_from_the_copy_still_asks_the_database_whose_it_is() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let (one, two) = (node(&pg, 10), node(&pg, 10));
+    assert_eq!(
+        one.reserve("A", plate("P1"), Some("kiosk")),
+        Ok(ReserveOutcome::Reserved)
+    );
+    // Someone else's plate, as the copy knows: refused.
+    assert_eq!(
+        one.cancel("A", plate("P1"), &|owner| owner == Some("other")),
+        Ok(CancelOutcome::NotFound)
+    );
+    // The reservation changed hands behind the copy's back (nothing announced): the copy
+    // still says kiosk, the database says other, and the database is right.
+    pg.client()
+        .execute(
+            "UPDATE parking_reservations SET owner = 'other' WHERE plate = 'P1'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        one.cancel("A", plate("P1"), &|owner| owner == Some("kiosk")),
+        Ok(CancelOutcome::NotFound)
+    );
+    assert_eq!(lot_row(&pg).2, 1);
+    assert_eq!(
+        one.cancel("A", plate("P1"), &|owner| owner == Some("other")),
+        Ok(CancelOutcome::Cancelled)
+    );
+    assert_eq!(lot_row(&pg).2, 0);
+    eventually("the other node hears it", || free(&two) == 10);
+}
+
+#[test]
+fn racing_reserves_and_cancels_over_two_nodes_keep_the_count_exact() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let nodes = [Arc::new(node(&pg, 10)), Arc::new(node(&pg, 10))];
+    // 16 writers over two nodes: 40 plates for 10 spaces, each plate tried by two writers
+    // at once, then every writer cancels every plate.
+    let writers: Vec<_> = (0..16)
+        .map(|n| {
+            let store = Arc::clone(&nodes[n % 2]);
+            thread::spawn(move || {
+                let plates: Vec<String> = (0..40).map(|p| format!("R{p}")).collect();
+                let mine = plates.iter().skip(n / 2 * 5).take(5);
+                let reserved = mine
+                    .filter(|p| store.reserve("A", plate(p), None) == Ok(ReserveOutcome::Reserved))
+                    .count();
+                (store, reserved)
+            })
+        })
+        .collect();
+    let (stores, reserved): (Vec<_>, Vec<usize>) =
+        writers.into_iter().map(|w| w.join().unwrap()).unzip();
+    assert_eq!(reserved.iter().sum::<usize>(), 10);
+    assert_eq!(lot_row(&pg).0, 10);
+    assert_eq!(lot_row(&pg).2, 10);
+    let cancellers: Vec<_> = stores
+        .into_iter()
+        .map(|store| {
+            thread::spawn(move || {
+                (0..40)
+                    .filter(|p| {
+                        store.cancel("A", plate(&format!("R{p}")), &|_| true)
+                            == Ok(CancelOutcome::Cancelled)
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let cancelled: usize = cancellers.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(cancelled, 10);
+    let (count, version, rows) = lot_row(&pg);
+    assert_eq!((count, rows), (0, 0));
+    // One version per change that happened: ten reserves and ten cancels.
+    assert_eq!(version, 20);
+    for store in &nodes {
+        eventually("each copy is empty at the last version", || {
+            free(store) == 10
+        });
+    }
+}
+
+#[test]
+fn a_database_of_the_previous_release_upgrades_and_keeps_its_reservations() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    // The schema as the previous release left it (migrations 1-4), with a reservation its
+    // parking_reserve made.
+    let mut old = pg.client();
+    old.batch_execute(
+        "CREATE TABLE parking_schema (version integer PRIMARY KEY, name text NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .unwrap();
+    for migration in store_pg::MIGRATIONS.iter().filter(|m| m.version <= 4) {
+        old.batch_execute(migration.sql).unwrap();
+        old.execute(
+            "INSERT INTO parking_schema (version, name) VALUES ($1, $2)",
+            &[&migration.version, &migration.name],
+        )
+        .unwrap();
+    }
+    old.batch_execute(
+        "INSERT INTO parking_lots (id, capacity) VALUES ('A', 10), ('B', 5); \
+         SELECT parking_reserve('A', 'OLD', 300000, 'kiosk')",
+    )
+    .unwrap();
+    let one = node(&pg, 10);
+    let applied: Vec<i32> = pg
+        .client()
+        .query("SELECT version FROM parking_schema ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(applied, vec![1, 2, 3, 4, 5]);
+    assert_eq!(free(&one), 9);
+    assert_eq!(
+        one.cancel("A", plate("OLD"), &|owner| owner == Some("kiosk")),
+        Ok(CancelOutcome::Cancelled)
+    );
+    assert_eq!(
+        one.reserve("A", plate("NEW"), None),
+        Ok(ReserveOutcome::Reserved)
+    );
+    // A node of the previous release, mid-upgrade, still writes with its functions.
+    let outcome: String = old
+        .query_one(
+            "SELECT outcome FROM parking_reserve('A', 'NEW', 300000, NULL)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(outcome, "exists");
+    assert_eq!(lot_row(&pg), (1, 3, 1));
+}
