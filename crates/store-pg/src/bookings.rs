@@ -25,14 +25,14 @@ use crate::link;
 pub(crate) const SETTLE_BATCH: i32 = 20;
 
 /// The rules' durations as the SQL functions take them, in whole seconds.
-struct Times {
-    early: i64,
-    grace: i64,
-    retention: i64,
+pub(crate) struct Times {
+    pub(crate) early: i64,
+    pub(crate) grace: i64,
+    pub(crate) retention: i64,
 }
 
 impl Times {
-    fn of(rules: &BookingRules) -> Times {
+    pub(crate) fn of(rules: &BookingRules) -> Times {
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         Times {
             early: secs(rules.early_checkin),

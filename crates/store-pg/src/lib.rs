@@ -19,7 +19,9 @@
 //! wrote through.
 //!
 //! Bookings are decided the same way (`bookings`): the spot rule is an exclusion
-//! constraint, the lot-wide rule a peak computed under the lot's row lock. Drivers' accounts
+//! constraint, the lot-wide rule a peak computed under the lot's row lock. A car through
+//! the gate (`gates`) is one function moving the count, the plate's reservation and its
+//! booking under that lock, as one change. Drivers' accounts
 //! are rows with the username as key; logins read them from the database (`accounts`).
 //!
 //! Time-driven work (reservation expiry; bookings held from their start, no-shows,
@@ -39,6 +41,7 @@
 //! - this file: [`PgStore`] and its [`Store`] implementation (the writes), [`PgOptions`],
 //!   [`OpenError`].
 //! - `bookings`: bookings, cancellations and check-ins; the time-driven moves of bookings.
+//! - `gates`: cars through a lot's gate (`ENTER`/`EXIT`).
 //! - `accounts`: drivers' accounts.
 //! - `schema`: the versioned migrations (`migrations/*.sql`), applied under an advisory lock,
 //!   and the lots a node brings.
@@ -57,6 +60,7 @@ mod bookings;
 mod copy;
 mod expiry;
 mod follow;
+mod gates;
 mod link;
 mod schema;
 
@@ -70,8 +74,8 @@ use postgres::Row;
 use postgres::types::{ToSql, Type};
 use state::{
     Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome, Change,
-    Clock, CountChange, LotId, LotSpec, OccupancyUpdate, ParkingState, Plate, ReserveOutcome,
-    SetupError, StateError, Unavailable, Username,
+    Clock, CountChange, GateOutcome, LotId, LotSpec, OccupancyUpdate, ParkingState, Passage,
+    Plate, ReserveOutcome, SetupError, StateError, Unavailable, Username,
 };
 use store::{Feature, Health, Store};
 
@@ -305,13 +309,13 @@ impl Store for PgStore {
         drop(self.follower.lock().take());
     }
 
-    /// Lots, reservations, counts, bookings and accounts. The ports refuse the rest before
-    /// it reaches the provided methods, which would decide it in this node's copy alone,
-    /// unseen by the other nodes and lost at a restart.
+    /// Lots, reservations, counts, gate lines, bookings and accounts. The ports refuse the
+    /// rest before it reaches the provided methods, which would decide it in this node's
+    /// copy alone, unseen by the other nodes and lost at a restart.
     fn supports(&self, feature: Feature) -> bool {
         match feature {
-            Feature::Bookings | Feature::Accounts => true,
-            Feature::Gates | Feature::Waitlists => false,
+            Feature::Bookings | Feature::Accounts | Feature::Gates => true,
+            Feature::Waitlists => false,
         }
     }
 
@@ -474,6 +478,15 @@ impl Store for PgStore {
         allowed: &dyn Fn(Option<&str>) -> bool,
     ) -> Result<Booking, BookingError> {
         bookings::check_in(&self.shared, id, allowed)
+    }
+
+    fn pass_gate(
+        &self,
+        lot: &str,
+        plate: Plate,
+        passage: Passage,
+    ) -> Result<GateOutcome, StateError> {
+        gates::pass(&self.shared, lot, plate, passage)
     }
 
     fn create_account(&self, account: Account) -> Result<(), AccountError> {

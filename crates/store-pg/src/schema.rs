@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "announce_after_commit",
         sql: include_str!("../migrations/0004_announce_after_commit.sql"),
     },
+    Migration {
+        version: 6,
+        name: "gate_lines",
+        sql: include_str!("../migrations/0006_gate_lines.sql"),
+    },
 ];
 
 /// The advisory lock key that migrations are applied under ("parking" and 1).

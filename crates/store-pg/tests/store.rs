@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use state::{
     Account, AccountError, Booking, BookingError, BookingRequest, BookingRules, BookingStatus,
-    CancelOutcome, CountChange, LotChange, LotId, LotSpec, LotTerms, Plate, ReserveOutcome, SpotId,
-    SpotSpec, StateError, SystemClock, Username, Window,
+    CancelOutcome, CountChange, GateOutcome, LotChange, LotId, LotSpec, LotTerms, Passage, Plate,
+    ReserveOutcome, SpotId, SpotSpec, StateError, SystemClock, Username, Window,
 };
 use store::{Feature, Health, Store, Unsupported};
 use store_pg::{PgOptions, PgStore};
@@ -371,10 +371,150 @@ fn the_store_says_what_it_does_not_keep() {
         return;
     };
     let node = node(&pg, 3);
-    for feature in [Feature::Gates, Feature::Waitlists] {
+    for feature in [Feature::Waitlists] {
         assert!(!node.supports(feature), "{feature}");
         assert_eq!(node.require(feature), Err(Unsupported(feature)));
     }
+    for feature in [Feature::Bookings, Feature::Accounts, Feature::Gates] {
+        assert_eq!(node.require(feature), Ok(()), "{feature}");
+    }
+}
+
+/// `nodes` threads per node, each passing `per_thread` cars through lot A's gate one way;
+/// the free counts the replies gave.
+fn gate_race(nodes: &[Arc<PgStore>; 2], passage: Passage, per_thread: usize) -> Vec<u32> {
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let node = Arc::clone(&nodes[n % 2]);
+            thread::spawn(move || {
+                (0..per_thread)
+                    .map(|k| {
+                        let car = plate(&format!("G{n}X{k}"));
+                        node.pass_gate("A", car, passage).unwrap().free
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut replies: Vec<u32> = racers.into_iter().flat_map(|r| r.join().unwrap()).collect();
+    replies.sort_unstable();
+    replies
+}
+
+/// What a free count of lot A (capacity 10) is with `counted` cars counted.
+fn free_with(counted: i64) -> u32 {
+    10 - counted.clamp(0, 10) as u32
+}
+
+#[test]
+fn gate_lines_from_two_nodes_are_counted_once_each_and_heard_in_order() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let nodes = [Arc::new(node(&pg, 10)), Arc::new(node(&pg, 10))];
+    let heard_two = heard(&nodes[1]);
+    // 24 cars in through 8 gates on two nodes at once, for 10 spaces: every one counted
+    // (none lost to a race), the reported occupancy clamped at the capacity.
+    let mut expected: Vec<u32> = (1..=24).map(free_with).collect();
+    expected.sort_unstable();
+    assert_eq!(gate_race(&nodes, Passage::Enter, 3), expected);
+    let counted = |pg: &TempPostgres| -> i64 {
+        pg.client()
+            .query_one("SELECT counted FROM parking_lots WHERE id = 'A'", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(counted(&pg), 24);
+    eventually("both copies count 24, occupied 10", || {
+        nodes.iter().all(|node| {
+            let a = &node.state().lots()[0];
+            (a.counted, a.occupied, a.free) == (24, 10, 0)
+        })
+    });
+    // 32 out: the running count goes below zero, the occupancy never does.
+    let mut expected: Vec<u32> = (-8..=23).map(free_with).collect();
+    expected.sort_unstable();
+    assert_eq!(gate_race(&nodes, Passage::Exit, 4), expected);
+    assert_eq!(counted(&pg), -8);
+    eventually("both copies count -8, occupied 0", || {
+        nodes.iter().all(|node| {
+            let a = &node.state().lots()[0];
+            (a.counted, a.occupied, a.free) == (-8, 0, 10)
+        })
+    });
+    // Node two heard every free count once, in the order the database decided them,
+    // whichever node passed the car.
+    let order: Vec<u32> = (0..10).rev().chain(1..=10).collect();
+    eventually("node two heard each change once, in order", || {
+        *heard_two.lock() == order
+    });
+}
+
+#[test]
+fn a_car_at_the_gate_consumes_its_reservation_and_checks_its_booking_in_and_out() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let (one, two) = (booking_node(&pg, 10), booking_node(&pg, 10));
+    let now = unix_now();
+    // A reservation made through node two, consumed by the car entering through node one:
+    // the car is counted now instead, so the free count does not move.
+    assert_eq!(
+        two.reserve("A", plate("RES1"), None),
+        Ok(ReserveOutcome::Reserved)
+    );
+    let entered = one.pass_gate("A", plate("RES1"), Passage::Enter).unwrap();
+    assert_eq!(
+        entered,
+        GateOutcome {
+            free: 9,
+            booking: None,
+            consumed_reservation: true
+        }
+    );
+    assert_eq!(
+        two.reserve("A", plate("RES1"), None),
+        Ok(ReserveOutcome::Reserved),
+        "the reservation is gone from the database"
+    );
+    // A booking made through node two that holds a space now: checked in by the gate of
+    // node one, completed by the gate of node two; every copy follows.
+    let made = two
+        .book(request("BOOK1", None, now, now + 3600), None)
+        .unwrap();
+    eventually("node one holds the booked space", || free(&one) == 7);
+    let entered = one.pass_gate("A", plate("BOOK1"), Passage::Enter).unwrap();
+    assert_eq!(entered.booking.as_ref(), Some(&made.id));
+    assert!(!entered.consumed_reservation);
+    // Counted now (two cars), no longer held: 10 - 2 - 1 reserved.
+    assert_eq!(entered.free, 7);
+    for node in [&one, &two] {
+        eventually("every copy sees it checked in", || {
+            node.state()
+                .booking(&made.id)
+                .is_ok_and(|b| b.status == BookingStatus::CheckedIn && b.inside)
+        });
+    }
+    // A plate with nothing to check in is only counted.
+    let passer = two.pass_gate("A", plate("NONE1"), Passage::Enter).unwrap();
+    assert_eq!((passer.free, passer.booking), (6, None));
+    let left = two.pass_gate("A", plate("BOOK1"), Passage::Exit).unwrap();
+    assert_eq!((left.free, left.booking.as_ref()), (7, Some(&made.id)));
+    for node in [&one, &two] {
+        eventually("every copy sees it completed", || {
+            node.state()
+                .booking(&made.id)
+                .is_ok_and(|b| b.status == BookingStatus::Completed && !b.inside)
+        });
+        eventually("every copy counts two cars and one reservation", || {
+            let a = &node.state().lots()[0];
+            (a.counted, a.reserved, a.free) == (2, 1, 7)
+        });
+    }
+    assert!(matches!(
+        one.pass_gate("Z", plate("RES1"), Passage::Enter),
+        Err(StateError::UnknownLot(_))
+    ));
 }
 
 #[test]
