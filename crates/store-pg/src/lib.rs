@@ -74,8 +74,8 @@ use postgres::Row;
 use postgres::types::{ToSql, Type};
 use state::{
     Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome, Change,
-    Clock, CountChange, GateOutcome, LotId, LotSpec, OccupancyUpdate, ParkingState, Passage,
-    Plate, ReserveOutcome, SetupError, StateError, Unavailable, Username,
+    Clock, CountChange, GateOutcome, LotId, LotSpec, OccupancyUpdate, ParkingState, Passage, Plate,
+    ReserveOutcome, SetupError, StateError, Unavailable, Username,
 };
 use store::{Feature, Health, Store};
 
