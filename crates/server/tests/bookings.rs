@@ -774,10 +774,10 @@ fn booking_changes_that_cannot_be_made_durable_are_not_made() {
 
 /// Two nodes over one PostgreSQL: a booking made through one is read, checked in and
 /// counted through the other, and the gate of one checks in and completes the other's
-/// bookings; a driver registered through one logs in through the other; what the
-/// PostgreSQL store does not keep yet (waitlists) is refused naming it.
+/// bookings; a driver registered through one logs in through the other; a waitlist entry
+/// made through one is read through the other.
 #[test]
-fn two_nodes_over_postgresql_share_bookings_gates_and_accounts_and_refuse_the_rest() {
+fn two_nodes_over_postgresql_share_bookings_gates_waitlists_and_accounts() {
     use std::time::{Instant, SystemTime, UNIX_EPOCH};
     let Some(pg) = testkit::pg::TempPostgres::start() else {
         return;
@@ -885,16 +885,16 @@ fn two_nodes_over_postgresql_share_bookings_gates_and_accounts_and_refuse_the_re
     testkit::eventually("node one sees P4 checked in", || {
         rpc1.reply("getBooking", json!([walk_in["id"]]))["result"]["status"] == "CHECKED_IN"
     });
-    // Not kept by this store yet: refused, naming the feature; nothing decided locally.
-    let reply = rpc1.reply("joinWaitlist", json!(["A", "P9", start + 60, start + 600]));
-    assert_eq!(error_code(&reply), "UNAVAILABLE", "{reply}");
-    assert!(
-        reply["error"]
-            .as_str()
+    // Waitlists are kept too: the window P2 and P4 fill is waited for.
+    let entry = rpc1.ok("joinWaitlist", json!(["A", "P9", start + 60, start + 600]));
+    assert_eq!(entry["status"], "WAITING", "{entry}");
+    testkit::eventually("node two reads the entry", || {
+        rpc2.ok("myWaitlist", json!(["P9"]))
+            .as_array()
             .unwrap()
-            .contains("unsupported: waitlists are not kept"),
-        "{reply}"
-    );
+            .len()
+            == 1
+    });
     // Count lines and reservations go on as ever (the checked-in car holds no space: the
     // sensors count it now).
     assert_eq!(gate.call("UPDATE A +1"), "OK 98");

@@ -10,6 +10,7 @@ use state::{BookingId, Change, GateOutcome, Passage, Plate, StateError};
 use crate::Shared;
 use crate::bookings::Times;
 use crate::link;
+use crate::waitlists::OfferTerms;
 
 /// Passes a car through `lot`'s gate as [`store::Store::pass_gate`] says.
 pub(crate) fn pass(
@@ -22,8 +23,11 @@ pub(crate) fn pass(
     let lot = state.lot_id(lot)?.clone();
     let times = Times::of(state.booking_rules());
     let enter = passage == Passage::Enter;
+    // A car out makes room, which is offered to the waitlist in the same transaction.
+    let terms = OfferTerms::of(state, lot.as_str());
     let row = shared.write(
-        "SELECT counted, free, version, booking, consumed, changes::text, parking_unsent() \
+        "SELECT counted, free, version, booking, consumed, changes::text, \
+         parking_offer_room($1, $7, $8), parking_unsent() \
          FROM parking_gate($1, $2, $3, $4, $5, $6)",
         &[
             (&lot.as_str(), Type::TEXT),
@@ -32,6 +36,8 @@ pub(crate) fn pass(
             (&times.early, Type::INT8),
             (&times.grace, Type::INT8),
             (&times.retention, Type::INT8),
+            (&terms.bookable, Type::INT4),
+            (&terms.offer_for, Type::INT8),
         ],
     )?;
     let counted: Option<i64> = link::column(&row, 0)?;
