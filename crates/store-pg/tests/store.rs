@@ -1092,3 +1092,41 @@ fn an_outage_refuses_writes_in_bounded_time_serves_reads_and_heals_itself() {
         free(&two) == 7 && free(&one) == 7
     });
 }
+
+#[test]
+fn a_driver_holds_one_offer_per_lot_and_the_next_driver_gets_the_room() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let (one, two) = (booking_node(&pg, 1), booking_node(&pg, 1));
+    let anyone = |_: Option<&str>| true;
+    let first = (unix_now() + 3600, unix_now() + 5400);
+    let second = (first.1, first.1 + 1800);
+    let taken = [
+        one.book(request("P0", None, first.0, first.1), None)
+            .unwrap(),
+        one.book(request("Q0", None, second.0, second.1), None)
+            .unwrap(),
+    ];
+    let alice_first = two
+        .join_waitlist(request("A1", None, first.0, first.1), Some("@alice"))
+        .unwrap();
+    let alice_second = two
+        .join_waitlist(request("A1", None, second.0, second.1), Some("@alice"))
+        .unwrap();
+    let bob = one
+        .join_waitlist(request("B1", None, second.0, second.1), Some("@bob"))
+        .unwrap();
+    for booking in &taken {
+        assert_eq!(
+            two.cancel_booking(&booking.id, &anyone),
+            Ok(CancelOutcome::Cancelled)
+        );
+    }
+    // Alice holds the first window's offer, so her younger entry waits; bob is offered the
+    // second window although he joined after her.
+    assert!(offer_in_db(&pg, &alice_first.id).is_some());
+    assert_eq!(offer_in_db(&pg, &alice_second.id), None);
+    assert!(offer_in_db(&pg, &bob.id).is_some());
+    assert_eq!(offers_in_db(&pg), 2);
+}
