@@ -126,7 +126,8 @@ cat > "$WORK/functions.sql" <<'EOF'
 \set lot random(1, 3)
 SELECT outcome, version, expires_at_ms
     FROM parking_reserve_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, 300000, NULL);
-SELECT version FROM parking_cancel_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, NULL);
+SELECT c.version, parking_offer_room((ARRAY['A', 'B', 'C'])[:lot], 1000000, 900), parking_unsent()
+    FROM parking_cancel_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, NULL) AS c;
 EOF
 chmod a+r "$WORK/update.sql" "$WORK/pair.sql" "$WORK/functions.sql"
 
