@@ -245,7 +245,7 @@ impl Shared {
                 version,
                 Change::Reservation {
                     lot: lot.clone(),
-                    plate: plate.clone(),
+                    plate: *plate,
                     expires_at_ms: None,
                     owner: None,
                 },
