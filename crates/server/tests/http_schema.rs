@@ -15,11 +15,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
+use auth::Role;
 use serde_json::{Value, json};
 use server::RunningServer;
 use testkit::TempDir;
-use testkit::http::{Http, Response, request};
+use testkit::http::{Http, request};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -27,7 +27,7 @@ use time::format_description::well_known::Rfc3339;
 /// system-wide `pip install`).
 const CI_VENV: &str = "/opt/schemathesis/bin/schemathesis";
 
-/// The operator's bearer token.
+/// The operator's bearer token (`testkit::keys` makes it `token-<id>`).
 const OPERATOR: &str = "token-ops";
 
 /// Test cases per operation and phase: enough for the coverage phase's boundary cases plus a
@@ -79,20 +79,27 @@ fn at(unix: u64) -> String {
         .unwrap()
 }
 
-/// `method path` with a JSON `body`, as the holder of `token` (none: anonymous).
+/// `method path` with a JSON `body`, as the holder of `token` (none: anonymous); fails the
+/// test unless the answer is `status`. Its body as JSON (`null` for none).
 fn call(
     server: &RunningServer,
-    method: &str,
-    path: &str,
+    (method, path): (&str, &str),
     body: Option<&Value>,
     token: Option<&str>,
-) -> Response {
+    status: u16,
+) -> Value {
     let mut http = Http::connect(server.http_addr().unwrap());
     let auth = token.map(|token| format!("Authorization: Bearer {token}"));
     let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
     let body = body.map(Value::to_string);
     http.send(request(method, path, body.as_deref(), &headers).as_bytes());
-    http.response()
+    let answer = http.response();
+    assert_eq!(answer.status, status, "{method} {path}: {}", answer.text());
+    if answer.body.is_empty() {
+        Value::Null
+    } else {
+        answer.json()
+    }
 }
 
 /// Lots `L` (spots, zone, features: bookings and searches) and `W` (one bookable space: its
@@ -106,15 +113,7 @@ fn server() -> RunningServer {
             {"id": "W", "capacity": 2, "bookable": 1},
         ]))
         .unwrap();
-        config.auth = AuthConfig {
-            jwt_secret_file: None,
-            keys: vec![KeyConfig {
-                id: KeyId::new("ops").unwrap(),
-                role: Role::Operator,
-                lots: None,
-                sha256: token_hash(OPERATOR),
-            }],
-        };
+        config.auth = testkit::keys(&[("ops", Role::Operator)]);
     })
 }
 
@@ -130,69 +129,44 @@ struct Seeded {
 /// id routes and `accept` meet real resources.
 fn seed(server: &RunningServer, start: u64, end: u64) -> Seeded {
     let credentials = json!({"username": "schema-driver", "password": "correct horse"});
-    let made = call(
+    let register = ("POST", "/v1/auth/register");
+    call(server, register, Some(&credentials), None, 201);
+    let login = call(
         server,
-        "POST",
-        "/v1/auth/register",
+        ("POST", "/v1/auth/login"),
         Some(&credentials),
         None,
+        200,
     );
-    assert_eq!(made.status, 201, "{}", made.text());
-    let login = call(server, "POST", "/v1/auth/login", Some(&credentials), None);
-    assert_eq!(login.status, 200, "{}", login.text());
-    let driver = login.json()["token"].as_str().unwrap().to_owned();
+    let token = login["token"].as_str().unwrap().to_owned();
+    let driver = Some(token.as_str());
+    let id = |answer: &Value| answer["id"].as_str().unwrap().to_owned();
 
-    let window =
-        |lot: &str| json!({"lot": lot, "plate": "7ABC123", "start": at(start), "end": at(end)});
-    let booked = call(
-        server,
-        "POST",
-        "/v1/bookings",
-        Some(&window("L")),
-        Some(&driver),
-    );
-    assert_eq!(booked.status, 201, "{}", booked.text());
-    let held = call(
-        server,
-        "POST",
-        "/v1/bookings",
-        Some(&window("W")),
-        Some(OPERATOR),
-    );
-    assert_eq!(held.status, 201, "{}", held.text());
-    let waiting = call(
-        server,
-        "POST",
-        "/v1/waitlist",
-        Some(&window("W")),
-        Some(&driver),
-    );
-    assert_eq!(waiting.status, 201, "{}", waiting.text());
-    let held_id = held.json()["id"].as_str().unwrap().to_owned();
-    let cancelled = call(
-        server,
-        "DELETE",
-        &format!("/v1/bookings/{held_id}"),
-        None,
-        Some(OPERATOR),
-    );
-    assert_eq!(cancelled.status, 204, "{}", cancelled.text());
-    let entry = waiting.json()["id"].as_str().unwrap().to_owned();
+    // A booking or waitlist entry for the window on `lot`, as `token`.
+    let post = |path: &str, lot: &str, token: Option<&str>| {
+        let body = json!({"lot": lot, "plate": "7ABC123", "start": at(start), "end": at(end)});
+        call(server, ("POST", path), Some(&body), token, 201)
+    };
+    let booked = post("/v1/bookings", "L", driver);
+    let held = post("/v1/bookings", "W", Some(OPERATOR));
+    let waiting = post("/v1/waitlist", "W", driver);
+    let cancel = format!("/v1/bookings/{}", id(&held));
+    call(server, ("DELETE", &cancel), None, Some(OPERATOR), 204);
+    let entry = id(&waiting);
     let offered = call(
         server,
-        "GET",
-        &format!("/v1/waitlist/{entry}"),
+        ("GET", &format!("/v1/waitlist/{entry}")),
         None,
-        Some(&driver),
-    );
-    assert_eq!(offered.json()["status"], "OFFERED", "{}", offered.text());
-    let offer = offered.json()["offer"]["booking"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    Seeded {
         driver,
-        bookings: vec![booked.json()["id"].as_str().unwrap().to_owned(), offer],
+        200,
+    );
+    assert_eq!(offered["status"], "OFFERED", "{offered}");
+    Seeded {
+        driver: token,
+        bookings: vec![
+            id(&booked),
+            offered["offer"]["booking"].as_str().unwrap().to_owned(),
+        ],
         entries: vec![entry],
     }
 }
