@@ -9,7 +9,9 @@ use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use common::{DEADLINE, Port, RawRpc, error_code, eventually, start, start_with, start_with_clock};
+use common::{
+    DEADLINE, Port, RawLines, RawRpc, error_code, eventually, start, start_with, start_with_clock,
+};
 use framing::frame;
 use serde_json::json;
 use state::ManualClock;
@@ -233,6 +235,22 @@ fn connections_over_the_limit_get_busy_and_the_server_recovers() {
             .iter_mut()
             .all(|rpc| rpc.try_text("PING").as_deref() == Some("PONG"))
     });
+}
+
+/// The summary counts every request the RPC port answered and every line the sensor port
+/// answered, errors included.
+#[test]
+fn the_summary_counts_requests_and_sensor_lines_errors_included() {
+    let server = start();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    assert_eq!(rpc.text("PING"), "PONG");
+    assert!(rpc.text("NO-SUCH-METHOD").starts_with("ERR "));
+    assert_eq!(rpc.text("PING"), "PONG");
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    assert_eq!(sensor.call("PING"), "PONG");
+    assert!(sensor.call("FLY A 1").starts_with("ERR "));
+    let summary = server.summary();
+    assert_eq!((summary.rpc_requests, summary.sensor_lines), (3, 2));
 }
 
 #[test]
