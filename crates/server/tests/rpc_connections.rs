@@ -89,9 +89,11 @@ fn oversized_frame_is_refused_and_closed_while_others_carry_on() {
     assert_eq!(other.text("AVAIL A"), "100");
 }
 
+/// Even on the smallest buffer budget allowed, which must hold one request of the largest
+/// size.
 #[test]
 fn a_frame_at_the_limit_is_accepted() {
-    let server = start();
+    let server = start_with(|config| config.max_buffered_bytes = 4 << 20);
     let mut rpc = RawRpc::connect(server.rpc_addr());
     let mut request = br#"{"rpcId": 5, "method": "PING", "args": [], "pad": ""#.to_vec();
     request.resize(framing::MAX_FRAME_LEN - 2, b'x');
