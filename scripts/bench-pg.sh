@@ -143,7 +143,7 @@ pgbench_tps() { # pgbench_tps SCRIPT STATEMENTS: statements per second of SCRIPT
     python3 -c 'import sys; print("%.0f" % (float(sys.argv[1] or 0) * int(sys.argv[2])))' "$tps" "$2"
 }
 
-echo "throughput rows, ${DURATION}s each, interleaved (run 1, run 2)..." >&2
+echo "throughput rows, ${DURATION}s each, $ROUNDS interleaved round(s)..." >&2
 results=()
 for run in $(seq "$ROUNDS"); do
     results+=("pgbench $run $(pgbench_tps update.sql 1)")
