@@ -9,14 +9,19 @@
 #
 # benches/store-engines/src/main.rs says what each engine does in each mode (they differ:
 # redb's non-durable commits live in the process's memory, so its everysec row is weaker).
-# The benchmark is its own Cargo project outside the workspace, so CI never builds the three
-# engines; it is built here into the workspace's release target directory.
+# Then each engine's recovery: RECORDS reservations written, the engine closed, opened again
+# and every record read back into memory (the server's start-up); time and size on disk.
 #
-# Usage: scripts/bench-engines.sh [-w WRITERS] [-d SECS] [-r ROUNDS]
+# The benchmark is its own Cargo project outside the workspace, so CI never builds the three
+# engines; it is built (release) into a target directory of its own, target-engines/ (about
+# 1 GB, kept for the next run: `rm -rf target-engines` when done).
+#
+# Usage: scripts/bench-engines.sh [-w WRITERS] [-d SECS] [-r ROUNDS] [-n RECORDS]
 #
 #   -w WRITERS   writer threads, space separated (env WRITERS,  default "1 16")
 #   -d SECS      seconds per row                 (env DURATION, default 5)
 #   -r ROUNDS    rounds of every row             (env ROUNDS,   default 1)
+#   -n RECORDS   reservations in the recovery rows (env RECORDS, default 100000)
 #
 # The data goes under ${TMPDIR:-/tmp}: the disk under it is the disk measured, named at the
 # top with its fdatasync latency. Exit status: 0 on success, 2 on a usage or build error.
@@ -25,14 +30,16 @@ set -euo pipefail
 WRITERS=${WRITERS:-"1 16"}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-1}
+RECORDS=${RECORDS:-100000}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-while getopts "w:d:r:h" opt; do
+while getopts "w:d:r:n:h" opt; do
     case $opt in
         w) WRITERS=$OPTARG ;;
         d) DURATION=$OPTARG ;;
         r) ROUNDS=$OPTARG ;;
+        n) RECORDS=$OPTARG ;;
         h) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -44,7 +51,7 @@ if [ $# -gt 0 ]; then
 fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+export CARGO_TARGET_DIR=${ENGINES_TARGET_DIR:-$ROOT/target-engines}
 cd "$ROOT"
 source scripts/lib.sh
 require_python3
@@ -56,7 +63,8 @@ disk_report "$WORK"
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 "$CARGO_TARGET_DIR/release/store-engines" --dir "$WORK" --secs "$DURATION" --rounds "$ROUNDS" \
-    --writers "${WRITERS// /,}"
+    --records "$RECORDS" --writers "${WRITERS// /,}"
 echo
 echo "writes/s: reserve and cancel records written by WRITERS threads, each durable before it"
 echo "returns as the mode says; ENGINE/ours = that engine's rate / the journal's, same row."
+echo "recovery: open the closed engine and read all RECORDS into memory; MB: its files."

@@ -19,8 +19,14 @@
 //! Rows run one after another in one process, the engines of a row next to each other, so
 //! drift in the machine's load hits them alike; compare the ratios.
 //!
-//! Usage: `store-engines [--secs N] [--writers 1,16] [--rounds N] [--dir DIR]`
+//! Then recovery: each engine is filled with `--records` reservations (distinct plates, in
+//! batches of [`FILL_BATCH`], one record each in our journal), closed, and opened again, and
+//! everything it holds is read back into memory, as the server must at start-up (its reads
+//! are served from memory). The table gives that time and the size of the files.
+//!
+//! Usage: `store-engines [--secs N] [--writers 1,16] [--rounds N] [--records N] [--dir DIR]`
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,6 +98,128 @@ trait Target: Send + Sync {
     }
 }
 
+/// Reservations written before the recovery rows, per transaction where the engine has them.
+const FILL_BATCH: usize = 1000;
+
+/// The plate of the `n`th reservation of the recovery rows.
+fn fill_key(n: usize) -> String {
+    format!("A/R{n}")
+}
+
+/// Writes `records` reservations into an engine freshly created in `dir`, durably, and
+/// closes it.
+fn fill(engine: Engine, records: usize, dir: &Path) -> Result<()> {
+    let value = value(0);
+    match engine {
+        Engine::Journal => {
+            let journal = Journal::open(Mode::Everysec, dir)?;
+            for n in 0..records {
+                journal
+                    .store
+                    .state()
+                    .reserve("A", Plate::parse(&format!("R{n}"))?)?;
+            }
+            // Dropping the store flushes and syncs.
+        }
+        Engine::Sqlite => {
+            let sqlite = Sqlite::open(Mode::Always, dir)?;
+            let mut conn = sqlite.0.lock().map_err(|_| "sqlite mutex poisoned")?;
+            for start in (0..records).step_by(FILL_BATCH) {
+                let tx = conn.transaction()?;
+                {
+                    let mut insert = tx.prepare_cached("INSERT INTO r (k, v) VALUES (?1, ?2)")?;
+                    for n in start..records.min(start + FILL_BATCH) {
+                        insert.execute((fill_key(n), &value))?;
+                    }
+                }
+                tx.commit()?;
+            }
+        }
+        Engine::Redb => {
+            let redb = Redb::open(Mode::Always, dir)?;
+            for start in (0..records).step_by(FILL_BATCH) {
+                redb.write(redb::Durability::Immediate, |table| {
+                    for n in start..records.min(start + FILL_BATCH) {
+                        table.insert(fill_key(n).as_str(), value.as_slice())?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Engine::Fjall => {
+            let fjall = Fjall::open(Mode::Everysec, dir)?;
+            for start in (0..records).step_by(FILL_BATCH) {
+                let mut batch = fjall.db.batch();
+                for n in start..records.min(start + FILL_BATCH) {
+                    batch.insert(&fjall.items, fill_key(n), value.as_slice());
+                }
+                batch.commit()?;
+            }
+            fjall.db.persist(fjall::PersistMode::SyncAll)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens what [`fill`] left in `dir` and reads every record into memory; returns how many.
+fn recover(engine: Engine, dir: &Path) -> Result<usize> {
+    Ok(match engine {
+        Engine::Journal => {
+            // Opening replays the journal into the state.
+            let journal = Journal::open(Mode::Everysec, dir)?;
+            let free = journal.store.state().free("A")?;
+            (JOURNAL_CAPACITY - free) as usize
+        }
+        Engine::Sqlite => {
+            let sqlite = Sqlite::open_existing(dir)?;
+            let conn = sqlite.0.lock().map_err(|_| "sqlite mutex poisoned")?;
+            let mut select = conn.prepare("SELECT k, v FROM r")?;
+            let mut rows = select.query([])?;
+            let mut held = HashMap::new();
+            while let Some(row) = rows.next()? {
+                held.insert(row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?);
+            }
+            held.len()
+        }
+        Engine::Redb => {
+            use redb::{ReadableDatabase, ReadableTable};
+            let db = redb::Database::open(dir.join("db.redb"))?;
+            let tx = db.begin_read()?;
+            let table = tx.open_table(REDB_TABLE)?;
+            let mut held = HashMap::new();
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                held.insert(k.value().to_owned(), v.value().to_vec());
+            }
+            held.len()
+        }
+        Engine::Fjall => {
+            let fjall = Fjall::open(Mode::Everysec, dir)?;
+            let mut held = HashMap::new();
+            for guard in fjall.items.iter() {
+                let (k, v) = guard.into_inner()?;
+                held.insert(k.to_vec(), v.to_vec());
+            }
+            held.len()
+        }
+    })
+}
+
+/// Bytes of every file under `dir`.
+fn size_of(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            size_of(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
 fn key(writer: usize) -> String {
     format!("A/W{writer}")
 }
@@ -105,6 +233,9 @@ fn value(writer: usize) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The benchmark lot's capacity: room for every reservation of the recovery rows.
+const JOURNAL_CAPACITY: u32 = 10_000_000;
+
 struct Journal {
     store: EmbeddedStore,
     plates: Vec<Plate>,
@@ -112,7 +243,7 @@ struct Journal {
 
 impl Journal {
     fn open(mode: Mode, dir: &Path) -> Result<Journal> {
-        let lots = [LotSpec::new(LotId::new("A")?, 1_000_000)];
+        let lots = [LotSpec::new(LotId::new("A")?, JOURNAL_CAPACITY)];
         let state = ParkingState::new(lots, Duration::from_secs(300), Arc::new(SystemClock))?;
         let fsync = match mode {
             Mode::Always => Fsync::Always,
@@ -159,6 +290,12 @@ impl Sqlite {
         Ok(Sqlite(Mutex::new(conn)))
     }
 
+    fn open_existing(dir: &Path) -> Result<Sqlite> {
+        let conn = rusqlite::Connection::open(dir.join("db.sqlite"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Ok(Sqlite(Mutex::new(conn)))
+    }
+
     fn run(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
         let conn = self.0.lock().map_err(|_| "sqlite mutex poisoned")?;
         conn.prepare_cached(sql)?.execute(params)?;
@@ -198,7 +335,11 @@ impl Redb {
         })
     }
 
-    fn write(&self, durability: redb::Durability, op: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<()>) -> Result<()> {
+    fn write(
+        &self,
+        durability: redb::Durability,
+        op: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<()>,
+    ) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(durability)?;
         {
@@ -320,6 +461,7 @@ struct Args {
     secs: f64,
     writers: Vec<usize>,
     rounds: usize,
+    records: usize,
     dir: PathBuf,
 }
 
@@ -328,6 +470,7 @@ fn parse_args() -> Result<Args> {
         secs: 5.0,
         writers: vec![1, 16],
         rounds: 1,
+        records: 100_000,
         dir: std::env::temp_dir(),
     };
     let mut it = std::env::args().skip(1);
@@ -336,6 +479,7 @@ fn parse_args() -> Result<Args> {
         match flag.as_str() {
             "--secs" => args.secs = value()?.parse()?,
             "--rounds" => args.rounds = value()?.parse()?,
+            "--records" => args.records = value()?.parse()?,
             "--dir" => args.dir = value()?.into(),
             "--writers" => {
                 args.writers = value()?
@@ -347,7 +491,7 @@ fn parse_args() -> Result<Args> {
             _ => {
                 return Err(format!(
                     "unknown argument {flag:?}; usage: store-engines [--secs N] \
-                     [--writers 1,16] [--rounds N] [--dir DIR]"
+                     [--writers 1,16] [--rounds N] [--records N] [--dir DIR]"
                 )
                 .into());
             }
@@ -361,7 +505,9 @@ fn parse_args() -> Result<Args> {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let dir = args.dir.join(format!("store-engines-{}", std::process::id()));
+    let dir = args
+        .dir
+        .join(format!("store-engines-{}", std::process::id()));
     print!("{:>5} {:>9} {:>7}", "round", "mode", "writers");
     for engine in ENGINES {
         print!(" {:>10}", format!("{}/s", engine.name()));
@@ -387,6 +533,32 @@ fn main() -> Result<()> {
                 println!();
             }
         }
+    }
+    println!();
+    println!(
+        "{:>8} {:>9} {:>12} {:>10} {:>12}",
+        "engine", "records", "recovery ms", "MB", "bytes/record"
+    );
+    for engine in ENGINES {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        fill(engine, args.records, &dir)?;
+        let bytes = size_of(&dir)?;
+        let started = Instant::now();
+        let held = recover(engine, &dir)?;
+        let took = started.elapsed();
+        if held != args.records {
+            return Err(format!("{}: recovered {held} of {}", engine.name(), args.records).into());
+        }
+        println!(
+            "{:>8} {:>9} {:>12.0} {:>10.1} {:>12.0}",
+            engine.name(),
+            args.records,
+            took.as_secs_f64() * 1000.0,
+            bytes as f64 / 1e6,
+            bytes as f64 / args.records as f64
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
 }
