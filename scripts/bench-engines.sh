@@ -26,13 +26,12 @@
 # The data goes under ${TMPDIR:-/tmp}: the disk under it is the disk measured, named at the
 # top with its fdatasync latency. Exit status: 0 on success, 2 on a usage or build error.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 WRITERS=${WRITERS:-"1 16"}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-1}
 RECORDS=${RECORDS:-100000}
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while getopts "w:d:r:n:h" opt; do
     case $opt in
@@ -45,15 +44,10 @@ while getopts "w:d:r:n:h" opt; do
     esac
 done
 shift $((OPTIND - 1))
-if [ $# -gt 0 ]; then
-    usage >&2
-    exit 2
-fi
+no_operands "$@"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${ENGINES_TARGET_DIR:-$ROOT/target-engines}
 cd "$ROOT"
-source scripts/lib.sh
 require_python3
 echo "building benches/store-engines (release; SQLite's C source the first time)..." >&2
 cargo build --release --quiet --manifest-path benches/store-engines/Cargo.toml
