@@ -18,6 +18,9 @@
 #   -o DIR       keep every row's JSON report, table and the server logs in DIR
 #                (env OUT, default: a temporary directory, removed at the end)
 #
+# BIN=DIR takes parking-server, baseline-server and load-test from DIR instead of building
+# them (to measure another build, e.g. main's, with the same script).
+#
 # Both servers run on 127.0.0.1 with ephemeral ports, built in release mode. Rows are
 # interleaved (for each mode and connection count: parking-server, then baseline) so that
 # drift in the machine's load hits both alike. Each row is a separate load-test run, so the
@@ -61,13 +64,15 @@ fi
 HOST=127.0.0.1
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release
 
 cd "$ROOT"
 source scripts/lib.sh
 require_python3
-echo "building (release)..." >&2
-cargo build --release --quiet -p parking-server -p load-test
+if [ -z "${BIN:-}" ]; then
+    BIN=$TARGET_DIR/release
+    echo "building (release)..." >&2
+    cargo build --release --quiet -p parking-server -p load-test
+fi
 if [ "$REDIS" = 1 ]; then
     for tool in redis-server redis-benchmark; do
         if ! command -v "$tool" > /dev/null; then
