@@ -9,7 +9,7 @@
 mod bookings;
 mod waitlist;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
 
 use crate::account::Accounts;
 use crate::availability::Availability;
@@ -221,7 +222,12 @@ enum Published {
 pub struct ParkingState {
     /// In configuration order, which is the order `getLots` reports.
     entries: Vec<LotEntry>,
-    index: HashMap<LotId, usize>,
+    /// Lot id to its place in `entries`. FxHash rather than SipHash: every request looks a
+    /// lot up, and SipHash cost a `getAvailability` more than its free count. SipHash's
+    /// defence against chosen collisions is not needed here: the table holds only the
+    /// configured lots and never grows with what peers send, so a peer's lookup probes it
+    /// no longer however its id hashes.
+    index: FxHashMap<LotId, usize>,
     ttl: Duration,
     clock: Arc<dyn Clock>,
     listeners: RwLock<Vec<Listener>>,
@@ -271,7 +277,7 @@ impl ParkingState {
             return Err(SetupError::ZeroTtl);
         }
         let mut entries = Vec::new();
-        let mut index = HashMap::new();
+        let mut index = FxHashMap::default();
         for spec in lots {
             if spec.capacity == 0 {
                 return Err(SetupError::ZeroCapacity(spec.id));
