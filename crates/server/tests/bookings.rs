@@ -773,10 +773,11 @@ fn booking_changes_that_cannot_be_made_durable_are_not_made() {
 }
 
 /// Two nodes over one PostgreSQL: a booking made through one is read, checked in and
-/// counted through the other; a driver registered through one logs in through the other;
-/// what the PostgreSQL store does not keep yet (gate lines, waitlists) is refused naming it.
+/// counted through the other, and the gate of one checks in and completes the other's
+/// bookings; a driver registered through one logs in through the other; a waitlist entry
+/// made through one is read through the other.
 #[test]
-fn two_nodes_over_postgresql_share_bookings_and_accounts_and_refuse_the_rest() {
+fn two_nodes_over_postgresql_share_bookings_gates_waitlists_and_accounts() {
     use std::time::{Instant, SystemTime, UNIX_EPOCH};
     let Some(pg) = testkit::pg::TempPostgres::start() else {
         return;
@@ -861,25 +862,42 @@ fn two_nodes_over_postgresql_share_bookings_and_accounts_and_refuse_the_rest() {
         .unwrap();
     assert!(!issued.token.is_empty());
 
-    // Not kept by this store yet: refused, naming the feature; nothing decided locally.
+    // Gate lines are decided by the database too: the car checked in by `checkIn` is
+    // counted, its exit completes the booking on every node; a booking made through node
+    // one is checked in by node two's gate.
     let mut gate = RawLines::connect(two.sensor_addr());
-    let refused = gate.call("ENTER A P1");
-    assert!(
-        refused.starts_with("ERR UNAVAILABLE unsupported: gate lines (ENTER/EXIT) are not kept"),
-        "{refused}"
+    assert_eq!(gate.call("ENTER A P1"), "OK 99");
+    assert_eq!(
+        gate.call("EXIT A P1"),
+        format!("OK 100 BOOKING {}", id.as_str().unwrap())
     );
-    let reply = rpc1.reply("joinWaitlist", json!(["A", "P9", start + 60, start + 600]));
-    assert_eq!(error_code(&reply), "UNAVAILABLE", "{reply}");
-    assert!(
-        reply["error"]
-            .as_str()
+    testkit::eventually("node one sees the booking completed", || {
+        rpc1.reply("getBooking", json!([id]))["result"]["status"] == "COMPLETED"
+    });
+    let walk_in = rpc1.ok("book", json!(["A", "P4", start, start + 600]));
+    testkit::eventually("node two counts P4's held space", || {
+        rpc2.lot("A")["free"] == 99
+    });
+    assert_eq!(
+        gate.call("ENTER A P4"),
+        format!("OK 99 BOOKING {}", walk_in["id"].as_str().unwrap())
+    );
+    testkit::eventually("node one sees P4 checked in", || {
+        rpc1.reply("getBooking", json!([walk_in["id"]]))["result"]["status"] == "CHECKED_IN"
+    });
+    // Waitlists are kept too: the window P2 and P4 fill is waited for.
+    let entry = rpc1.ok("joinWaitlist", json!(["A", "P9", start + 60, start + 600]));
+    assert_eq!(entry["status"], "WAITING", "{entry}");
+    testkit::eventually("node two reads the entry", || {
+        rpc2.ok("myWaitlist", json!(["P9"]))
+            .as_array()
             .unwrap()
-            .contains("unsupported: waitlists are not kept"),
-        "{reply}"
-    );
+            .len()
+            == 1
+    });
     // Count lines and reservations go on as ever (the checked-in car holds no space: the
     // sensors count it now).
-    assert_eq!(gate.call("UPDATE A +1"), "OK 99");
+    assert_eq!(gate.call("UPDATE A +1"), "OK 98");
     assert_eq!(rpc1.ok("reserve", json!(["A", "P7"])), json!(true));
 }
 

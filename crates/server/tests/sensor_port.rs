@@ -200,3 +200,99 @@ fn a_line_that_trickles_in_is_closed_after_frame_timeout() {
 fn a_sensor_that_stops_reading_acks_is_closed_while_others_are_served() {
     common::check_write_stall(Port::Sensor);
 }
+
+/// Two nodes over one PostgreSQL: a gate line through either is decided by the database,
+/// read through the other node's `getAvailability` and heard by its subscribers in the
+/// order the database decided; gates of both nodes at once lose no car, and the reported
+/// occupancy stays within `[0, capacity]` whatever the running count does.
+#[test]
+fn gate_lines_over_postgresql_reach_every_node_in_order_and_lose_no_car() {
+    let Some(pg) = testkit::pg::TempPostgres::start() else {
+        return;
+    };
+    let node = || {
+        start_with(|config| {
+            config.lots = serde_json::from_value(json!([{"id": "A", "capacity": 10}])).unwrap();
+            config.store = server::StoreConfig::Postgres(server::PostgresConfig {
+                url: pg.url(),
+                pool_size: 4,
+                timeout: Duration::from_secs(2),
+            });
+        })
+    };
+    let (one, two) = (node(), node());
+    let mut subscriber = common::subscribe(&two, "A");
+    let mut gates = [
+        RawLines::connect(one.sensor_addr()),
+        RawLines::connect(two.sensor_addr()),
+    ];
+    let mut rpc2 = RawRpc::connect(two.rpc_addr());
+    for (node, line, reply) in [
+        (0, "ENTER A CAR1", "OK 9"),
+        (0, "ENTER A CAR2", "OK 8"),
+        (1, "ENTER A CAR3", "OK 7"),
+        (0, "EXIT A CAR1", "OK 8"),
+    ] {
+        assert_eq!(gates[node].call(line), reply);
+        let free = reply.trim_start_matches("OK ");
+        // Node two's reads follow node one's gate, and its subscriber hears each step.
+        common::eventually("node two reads it", || rpc2.text("AVAIL A") == free);
+        assert_eq!(
+            common::next_event(&mut subscriber),
+            ("A".into(), free.parse().unwrap())
+        );
+    }
+
+    // 4 gates per node, 8 cars each in at once: 2 + 32 counted, never more than 10 occupied.
+    let race = |line: &'static str, cars: usize| {
+        let gates: Vec<_> = (0..8)
+            .map(|n| {
+                let addr = if n % 2 == 0 {
+                    one.sensor_addr()
+                } else {
+                    two.sensor_addr()
+                };
+                thread::spawn(move || {
+                    let mut gate = RawLines::connect(addr);
+                    (0..cars)
+                        .map(|k| {
+                            let reply = gate.call(&format!("{line} A R{n}K{k}"));
+                            let free: u32 = reply.strip_prefix("OK ").unwrap().parse().unwrap();
+                            assert!(free <= 10, "{reply}");
+                            free
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut replies: Vec<u32> = gates.into_iter().flat_map(|g| g.join().unwrap()).collect();
+        replies.sort_unstable();
+        replies
+    };
+    let free_with = |counted: i64| 10 - counted.clamp(0, 10) as u32;
+    let sorted = |counts: std::ops::RangeInclusive<i64>| {
+        let mut frees: Vec<u32> = counts.map(free_with).collect();
+        frees.sort_unstable();
+        frees
+    };
+    // Each count from 3 to 34 was some gate's reply: none lost, none twice.
+    assert_eq!(race("ENTER", 4), sorted(3..=34));
+    // 40 out: the running count goes to -6, the occupancy stops at 0.
+    assert_eq!(race("EXIT", 5), sorted(-6..=33));
+    for server in [&one, &two] {
+        let mut rpc = RawRpc::connect(server.rpc_addr());
+        common::eventually("every node counts -6, occupied 0", || {
+            let lots: serde_json::Value = serde_json::from_str(&rpc.text("LOTS")).unwrap();
+            (
+                lots[0]["counted"].clone(),
+                lots[0]["occupied"].clone(),
+                lots[0]["free"].clone(),
+            ) == (json!(-6), json!(0), json!(10))
+        });
+    }
+    // Node two's subscriber heard every free count the races went through, in order.
+    let heard: Vec<u64> = (0..18)
+        .map(|_| common::next_event(&mut subscriber).1)
+        .collect();
+    assert_eq!(heard, (0..=7).rev().chain(1..=10).collect::<Vec<u64>>());
+}

@@ -433,3 +433,79 @@ fn entries_offers_accounts_and_tokens_survive_a_restart_of_the_embedded_store() 
     assert!(rpc.my_waitlist("P1").unwrap().is_empty());
     assert!(rpc.my_waitlist("P2").unwrap()[0].offer.is_some());
 }
+
+/// Two nodes over one PostgreSQL: a plate joins the waitlist through node one, a cancel
+/// through node two frees the space, and the offer it made in the same transaction is seen
+/// and accepted through node two; node one's copy follows.
+#[test]
+fn over_postgresql_an_offer_made_on_one_node_is_seen_and_accepted_on_another() {
+    let Some(pg) = testkit::pg::TempPostgres::start() else {
+        return;
+    };
+    // The database decides what time it is for offers; the nodes run on the system clock.
+    let node = || {
+        common::start_with(|config| {
+            config.lots =
+                serde_json::from_value(json!([{"id": "L", "capacity": 2, "bookable": 1}])).unwrap();
+            config.offer_minutes = 10;
+            config.store = server::StoreConfig::Postgres(server::PostgresConfig {
+                url: pg.url(),
+                pool_size: 2,
+                timeout: Duration::from_secs(2),
+            });
+        })
+    };
+    let (one, two) = (node(), node());
+    let mut rpc1 = ParkingClient::connect(one.rpc_addr()).unwrap();
+    let mut rpc2 = ParkingClient::connect(two.rpc_addr()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (start, end) = (now + 3600, now + 7200);
+    let taken = rpc2.book("L", "B1", start, end, None).unwrap();
+    let entry = rpc1.join_waitlist("L", "P1", start, end, None).unwrap();
+    assert!(entry.offer.is_none());
+    assert_eq!(
+        code(rpc2.join_waitlist("L", "P1", start, end, None)),
+        ErrorCode::AlreadyWaiting
+    );
+    common::eventually("node two's copy has the entry", || {
+        rpc2.my_waitlist("P1").unwrap().len() == 1
+    });
+    assert_eq!(
+        code(rpc2.accept_offer(&entry.id.to_string())),
+        ErrorCode::NoOffer
+    );
+
+    assert!(rpc2.cancel_booking(&taken.id.to_string()).unwrap());
+    common::eventually("node two sees the offer", || {
+        rpc2.my_waitlist("P1").unwrap()[0].offer.is_some()
+    });
+    let offer = rpc2.my_waitlist("P1").unwrap()[0].offer.clone().unwrap();
+    assert!(
+        offer.expires_at > now && offer.expires_at <= now + 700,
+        "{offer:?}"
+    );
+    // The offer holds the space: nobody else books the window through either node.
+    assert_eq!(
+        code(rpc1.book("L", "P9", start, end, None)),
+        ErrorCode::Full
+    );
+    let booking = rpc2.accept_offer(&entry.id.to_string()).unwrap();
+    assert_eq!(booking.status, BookingStatus::Confirmed);
+    assert_eq!(booking.id, offer.booking);
+    assert_eq!(booking.plate.as_str(), "P1");
+    common::eventually("node one's copy follows", || {
+        rpc1.my_waitlist("P1").unwrap().is_empty()
+            && rpc1
+                .my_bookings("P1")
+                .unwrap()
+                .first()
+                .is_some_and(|b| b.status == BookingStatus::Confirmed)
+    });
+    assert_eq!(
+        code(rpc1.accept_offer(&entry.id.to_string())),
+        ErrorCode::UnknownEntry
+    );
+}

@@ -367,6 +367,16 @@ impl ParkingState {
         self
     }
 
+    /// How waitlists work (every lot has the same rules): what a store that decides
+    /// waitlists elsewhere (a database) needs to know of the configuration.
+    pub fn waitlist_rules(&self) -> WaitlistRules {
+        self.entries
+            .first()
+            .map_or_else(WaitlistRules::default, |entry| {
+                *entry.lot.lock().waitlist.rules()
+            })
+    }
+
     /// The rules booking windows must keep.
     pub fn booking_rules(&self) -> &BookingRules {
         &self.rules
@@ -657,6 +667,9 @@ impl ParkingState {
                 .with_entry_as(entry, false, |lot, now| {
                     let wall_now = unix_ms(self.clock.wall());
                     for change in run {
+                        if self.follower {
+                            offer_notice(lot, change);
+                        }
                         set_key(lot, change, now, wall_now);
                     }
                     if self.follower {
@@ -1016,6 +1029,28 @@ fn reservation(lot: &LotId, plate: Plate, held: Option<&Held>, wall: (Instant, u
             wall_now.saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
         }),
         owner: held.and_then(|held| held.owner.as_deref().map(str::to_owned)),
+    }
+}
+
+/// A follower tells an entry's owner of the offer it was made when the change that makes it
+/// arrives (the node that made it decided it; a follower makes no offers of its own, so
+/// nothing else would). A journal's replay is no follower and tells nobody again.
+fn offer_notice(lot: &mut Lot, change: &Change) {
+    let Change::Waiting {
+        id,
+        entry: Some(entry),
+    } = change
+    else {
+        return;
+    };
+    let had_offer = lot
+        .waitlist
+        .get(id.seq())
+        .is_some_and(|old| old.offer.is_some());
+    if entry.offer.is_some() && entry.owner.is_some() && !had_offer {
+        lot.waitlist
+            .notices
+            .push(Notice::WaitlistOffer(entry.clone()));
     }
 }
 

@@ -250,6 +250,18 @@ impl From<StateError> for WaitlistError {
     }
 }
 
+impl From<Unavailable> for WaitlistError {
+    fn from(err: Unavailable) -> Self {
+        WaitlistError::Unavailable(err)
+    }
+}
+
+impl From<UnknownLot> for WaitlistError {
+    fn from(err: UnknownLot) -> Self {
+        WaitlistError::UnknownLot(err)
+    }
+}
+
 impl From<BookingError> for WaitlistError {
     fn from(err: BookingError) -> Self {
         match err {

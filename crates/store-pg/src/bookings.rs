@@ -13,26 +13,27 @@ use std::time::Duration;
 use postgres::types::Type;
 use state::{
     Booking, BookingError, BookingId, BookingRequest, BookingRules, BookingStatus, CancelOutcome,
-    Change, StateError, Unavailable,
+    Change, ParkingState, StateError, Unavailable,
 };
 
 use crate::Shared;
 use crate::announce::Outbox;
 use crate::link;
+use crate::waitlists::OfferTerms;
 
 /// Bookings `parking_settle` moves per transaction when the time-driven work runs it: few
 /// enough that the announcement (a few hundred bytes each) fits in one notification.
 pub(crate) const SETTLE_BATCH: i32 = 20;
 
 /// The rules' durations as the SQL functions take them, in whole seconds.
-struct Times {
-    early: i64,
-    grace: i64,
-    retention: i64,
+pub(crate) struct Times {
+    pub(crate) early: i64,
+    pub(crate) grace: i64,
+    pub(crate) retention: i64,
 }
 
 impl Times {
-    fn of(rules: &BookingRules) -> Times {
+    pub(crate) fn of(rules: &BookingRules) -> Times {
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         Times {
             early: secs(rules.early_checkin),
@@ -147,15 +148,20 @@ pub(crate) fn cancel(
     if booking.status != BookingStatus::Confirmed || !allowed(booking.owner.as_deref()) {
         return Ok(CancelOutcome::NotFound);
     }
-    // Cancelled only if it is still confirmed and still the owner's judged allowed.
+    // Cancelled only if it is still confirmed and still the owner's judged allowed; the
+    // room it leaves is offered to the waitlist in the same transaction.
+    let terms = OfferTerms::of(state, id.lot().as_str());
     let row = shared.write(
-        "SELECT version, booking::text, parking_unsent() FROM parking_cancel_booking($1, $2, $3, $4, $5)",
+        "SELECT version, booking::text, parking_offer_room($1, $6, $7), parking_unsent() \
+         FROM parking_cancel_booking($1, $2, $3, $4, $5)",
         &[
             (&id.lot().as_str(), Type::TEXT),
             (&seconds(id.seq()), Type::INT8),
             (&booking.owner, Type::TEXT),
             (&times.grace, Type::INT8),
             (&times.retention, Type::INT8),
+            (&terms.bookable, Type::INT4),
+            (&terms.offer_for, Type::INT8),
         ],
     )?;
     let Some(version) = link::optional_version(&row, 0)? else {
@@ -214,33 +220,41 @@ pub(crate) fn check_in(
     }
 }
 
-/// Moves on every booking whose time has come, lot by lot (`parking_settle`): returns how
-/// many moved. Idempotent, like the expiry of reservations.
+/// Moves on every booking and waitlist entry whose time has come, lot by lot
+/// (`parking_settle`), and offers the room there is to each lot's waitlist in the same
+/// statement (`parking_offer_room`; also where nothing moved, so room a node made and died
+/// before offering is offered now): returns how many moved. Idempotent, like the expiry of
+/// reservations.
 pub(crate) fn settle(
     client: &mut postgres::Client,
-    rules: &BookingRules,
+    state: &ParkingState,
     outbox: &Outbox,
 ) -> Result<usize, postgres::Error> {
-    let times = Times::of(rules);
+    let times = Times::of(state.booking_rules());
     let due = client.query_typed(
-        "SELECT DISTINCT lot FROM parking_bookings WHERE due <= parking_unix_now()",
+        "SELECT lot FROM parking_bookings WHERE due <= parking_unix_now() \
+         UNION SELECT lot FROM parking_waitlist",
         &[],
     )?;
     let mut moved = 0;
     for row in &due {
         let lot: &str = row.try_get(0)?;
+        let terms = OfferTerms::of(state, lot);
         loop {
             let row = client.query_typed_one(
-                "SELECT parking_settle($1, $2, $3, $4), parking_unsent()",
+                "SELECT parking_settle($1, $2, $3, $4), parking_offer_room($1, $5, $6), \
+                 parking_unsent()",
                 &[
                     (&lot, Type::TEXT),
                     (&times.grace, Type::INT8),
                     (&times.retention, Type::INT8),
                     (&SETTLE_BATCH, Type::INT4),
+                    (&terms.bookable, Type::INT4),
+                    (&terms.offer_for, Type::INT8),
                 ],
             )?;
             let count: i32 = row.try_get(0)?;
-            outbox.send(row.try_get(1)?);
+            outbox.send(row.try_get(2)?);
             moved += usize::try_from(count).unwrap_or(0);
             if count < SETTLE_BATCH {
                 break;
@@ -250,11 +264,14 @@ pub(crate) fn settle(
     Ok(moved)
 }
 
-/// How long until the next booking has something due (`None` when none has).
+/// How long until the next booking or waitlist entry has something due (`None` when none
+/// has).
 pub(crate) fn next_due(client: &mut postgres::Client) -> Result<Option<Duration>, postgres::Error> {
     let next: Option<i64> = client
         .query_typed_one(
-            "SELECT min(due) * 1000 - parking_ms(now()) FROM parking_bookings",
+            "SELECT least((SELECT min(due) FROM parking_bookings), \
+                          (SELECT min(upper(during)) FROM parking_waitlist \
+                               WHERE offer_booking IS NULL)) * 1000 - parking_ms(now())",
             &[],
         )?
         .try_get(0)?;

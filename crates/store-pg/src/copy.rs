@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use state::{Booking, BookingId, Change, LotId, ParkingState, Plate};
+use state::{Booking, BookingId, Change, LotId, ParkingState, Plate, WaitEntry, WaitId};
 
 /// Changes held for a lot while an earlier version is still on its way; past this many the
 /// newest are dropped (the lot is read afresh when the listening thread catches up), so a
@@ -50,6 +50,8 @@ pub(crate) struct LotImage {
     pub(crate) reservations: Vec<(Plate, u64, Option<String>)>,
     /// Every booking the database keeps.
     pub(crate) bookings: Vec<Booking>,
+    /// Every waitlist entry the database keeps.
+    pub(crate) entries: Vec<WaitEntry>,
 }
 
 /// The follower state and the version of each of its lots.
@@ -143,11 +145,15 @@ impl Copy {
             .collect();
         let mut local: HashMap<LotId, Vec<Plate>> = HashMap::new();
         let mut local_bookings: HashMap<LotId, Vec<BookingId>> = HashMap::new();
+        let mut local_entries: HashMap<LotId, Vec<WaitId>> = HashMap::new();
         for change in self.state.image() {
             match change {
                 Change::Reservation { lot, plate, .. } => local.entry(lot).or_default().push(plate),
                 Change::Booking { id, .. } => {
                     local_bookings.entry(id.lot().clone()).or_default().push(id);
+                }
+                Change::Waiting { id, .. } => {
+                    local_entries.entry(id.lot().clone()).or_default().push(id);
                 }
                 _ => {}
             }
@@ -210,6 +216,20 @@ impl Copy {
             changes.extend(image.bookings.drain(..).map(|booking| Change::Booking {
                 id: booking.id.clone(),
                 booking: Some(booking),
+            }));
+            // Waitlist entries likewise.
+            let kept: HashSet<WaitId> = image.entries.iter().map(|e| e.id.clone()).collect();
+            changes.extend(
+                local_entries
+                    .remove(&image.lot)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|id| !kept.contains(id))
+                    .map(|id| Change::Waiting { id, entry: None }),
+            );
+            changes.extend(image.entries.drain(..).map(|entry| Change::Waiting {
+                id: entry.id.clone(),
+                entry: Some(entry),
             }));
             self.apply_in_order(followed, image.version, &changes);
         }
@@ -312,6 +332,7 @@ mod tests {
             counted: 0,
             reservations: vec![],
             bookings: vec![],
+            entries: vec![],
         }]);
         assert!(copy.stalled(Duration::ZERO).is_empty());
         assert_eq!(copy.version("A"), 4);
@@ -330,6 +351,7 @@ mod tests {
             counted: 3,
             reservations: vec![(Plate::parse("P2").unwrap(), 1, None)],
             bookings: vec![],
+            entries: vec![],
         }]);
         // P1 gone, P2 kept, three cars counted: 10 - 3 - 1 = 6; then 6 applies: 5.
         assert_eq!(*seen.lock(), vec![9, 8, 6, 5]);
@@ -340,6 +362,7 @@ mod tests {
             counted: 0,
             reservations: vec![],
             bookings: vec![],
+            entries: vec![],
         };
         copy.reset(vec![older]);
         assert_eq!(copy.state().free("A").unwrap(), 5);

@@ -15,6 +15,7 @@ use state::Unavailable;
 
 use crate::Shared;
 use crate::bookings;
+use crate::waitlists::OfferTerms;
 
 /// Reservations removed per transaction: few enough that the announcement (about 100
 /// bytes each) fits in one notification and the lot's row lock is held briefly.
@@ -36,7 +37,7 @@ pub(crate) struct Swept {
 
 /// Removes every due reservation and moves on every due booking, lot by lot.
 pub(crate) fn sweep(shared: &Shared) -> Result<Swept, Unavailable> {
-    let rules = *shared.copy.state().booking_rules();
+    let state = shared.copy.state();
     shared.link.with_connection(|client| {
         let due = client.query_typed(
             "SELECT DISTINCT lot FROM parking_reservations WHERE expires_at <= now()",
@@ -45,20 +46,28 @@ pub(crate) fn sweep(shared: &Shared) -> Result<Swept, Unavailable> {
         let mut expired = 0;
         for row in &due {
             let lot: &str = row.try_get(0)?;
+            let terms = OfferTerms::of(state, lot);
             loop {
+                // The room they leave is offered to the waitlist in the same transaction.
                 let row = client.query_typed_one(
-                    "SELECT removed, parking_unsent() FROM parking_expire($1, $2) AS removed",
-                    &[(&lot, Type::TEXT), (&BATCH, Type::INT4)],
+                    "SELECT removed, parking_offer_room($1, $3, $4), parking_unsent() \
+                     FROM parking_expire($1, $2) AS removed",
+                    &[
+                        (&lot, Type::TEXT),
+                        (&BATCH, Type::INT4),
+                        (&terms.bookable, Type::INT4),
+                        (&terms.offer_for, Type::INT8),
+                    ],
                 )?;
                 let removed: i32 = row.try_get(0)?;
-                shared.outbox.send(row.try_get(1)?);
+                shared.outbox.send(row.try_get(2)?);
                 expired += usize::try_from(removed).unwrap_or(0);
                 if removed < BATCH {
                     break;
                 }
             }
         }
-        let moved = bookings::settle(client, &rules, &shared.outbox)?;
+        let moved = bookings::settle(client, state, &shared.outbox)?;
         let next: Option<i64> = client
             .query_typed_one(
                 "SELECT parking_ms(min(expires_at)) - parking_ms(now()) FROM parking_reservations",

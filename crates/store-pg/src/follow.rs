@@ -101,6 +101,11 @@ pub(crate) fn resync(
          WHERE b.lot = ANY($1)",
         &[(&ids, Type::TEXT_ARRAY)],
     )?;
+    let entries = snapshot.query_typed(
+        "SELECT w.lot, parking_entry_json(w)::text FROM parking_waitlist w \
+         WHERE w.lot = ANY($1)",
+        &[(&ids, Type::TEXT_ARRAY)],
+    )?;
     snapshot.commit()?;
     let mut images = std::collections::HashMap::new();
     for row in &rows {
@@ -117,6 +122,7 @@ pub(crate) fn resync(
                 counted: row.try_get(1)?,
                 reservations: Vec::new(),
                 bookings: Vec::new(),
+                entries: Vec::new(),
             },
         );
     }
@@ -141,6 +147,15 @@ pub(crate) fn resync(
             continue;
         };
         image.bookings.push(booking);
+    }
+    for row in &entries {
+        let lot: &str = row.try_get(0)?;
+        let record: &str = row.try_get(1)?;
+        // The table only holds entries that were valid when made.
+        let (Some(image), Ok(entry)) = (images.get_mut(lot), serde_json::from_str(record)) else {
+            continue;
+        };
+        image.entries.push(entry);
     }
     let count = images.len();
     copy.reset(images.into_values().collect());

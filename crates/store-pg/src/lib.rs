@@ -19,16 +19,21 @@
 //! wrote through.
 //!
 //! Bookings are decided the same way (`bookings`): the spot rule is an exclusion
-//! constraint, the lot-wide rule a peak computed under the lot's row lock. Drivers' accounts
+//! constraint, the lot-wide rule a peak computed under the lot's row lock. A car through
+//! the gate (`gates`) is one function moving the count, the plate's reservation and its
+//! booking under that lock, as one change. Waitlists (`waitlists`) are rows whose uniqueness
+//! and one-offer-per-driver rule are constraints; offers are made by idempotent SQL in the
+//! same transaction as whatever made the room. Drivers' accounts
 //! are rows with the username as key; logins read them from the database (`accounts`).
 //!
 //! Time-driven work (reservation expiry; bookings held from their start, no-shows,
-//! completions) is idempotent SQL that every node runs when its time comes; several nodes
-//! running it at once queue on the lot's row lock and each thing is done once.
+//! completions; offers running out and passing on) is idempotent SQL that every node runs
+//! when its time comes; several nodes running it at once queue on the lot's row lock and
+//! each thing is done once.
 //!
-//! What this store does not keep yet it says so through [`Store::supports`], and the ports
-//! refuse those requests (reads included) rather than decide them in one node's copy, where
-//! the other nodes would never see them (docs/scaling.md lists which).
+//! It keeps every feature ([`Store::supports`]); a feature it lacked would be refused by
+//! the ports (reads included) rather than decided in one node's copy, where the other nodes
+//! would never see it.
 //!
 //! When PostgreSQL cannot be reached, writes answer [`StateError::Unavailable`] within the
 //! configured timeout (at once, once the outage is known), reads go on from the copy, and
@@ -39,6 +44,8 @@
 //! - this file: [`PgStore`] and its [`Store`] implementation (the writes), [`PgOptions`],
 //!   [`OpenError`].
 //! - `bookings`: bookings, cancellations and check-ins; the time-driven moves of bookings.
+//! - `gates`: cars through a lot's gate (`ENTER`/`EXIT`).
+//! - `waitlists`: waitlist entries, the offers made to them, accepting and leaving.
 //! - `accounts`: drivers' accounts.
 //! - `schema`: the versioned migrations (`migrations/*.sql`), applied under an advisory lock,
 //!   and the lots a node brings.
@@ -57,8 +64,10 @@ mod bookings;
 mod copy;
 mod expiry;
 mod follow;
+mod gates;
 mod link;
 mod schema;
+mod waitlists;
 
 use std::fmt;
 use std::io;
@@ -70,8 +79,9 @@ use postgres::Row;
 use postgres::types::{ToSql, Type};
 use state::{
     Account, AccountError, Booking, BookingError, BookingId, BookingRequest, CancelOutcome, Change,
-    Clock, CountChange, LotId, LotSpec, OccupancyUpdate, ParkingState, Plate, ReserveOutcome,
-    SetupError, StateError, Unavailable, Username,
+    Clock, CountChange, GateOutcome, LotId, LotSpec, OccupancyUpdate, ParkingState, Passage, Plate,
+    ReserveOutcome, SetupError, StateError, Unavailable, Username, WaitEntry, WaitId,
+    WaitlistError,
 };
 use store::{Feature, Health, Store};
 
@@ -80,6 +90,7 @@ use crate::copy::Copy;
 use crate::expiry::Expirer;
 use crate::follow::Follower;
 use crate::link::Link;
+use crate::waitlists::OfferTerms;
 
 pub use crate::schema::{MIGRATIONS, Migration};
 
@@ -305,13 +316,12 @@ impl Store for PgStore {
         drop(self.follower.lock().take());
     }
 
-    /// Lots, reservations, counts, bookings and accounts. The ports refuse the rest before
-    /// it reaches the provided methods, which would decide it in this node's copy alone,
-    /// unseen by the other nodes and lost at a restart.
+    /// Every feature: lots, reservations, counts, gate lines, bookings, waitlists and
+    /// accounts. (A feature this store did not keep would be refused by the ports before it
+    /// reached the provided methods, which would decide it in this node's copy alone.)
     fn supports(&self, feature: Feature) -> bool {
         match feature {
-            Feature::Bookings | Feature::Accounts => true,
-            Feature::Gates | Feature::Waitlists => false,
+            Feature::Bookings | Feature::Accounts | Feature::Gates | Feature::Waitlists => true,
         }
     }
 
@@ -376,13 +386,18 @@ impl Store for PgStore {
         if !held || !allowed(owner.as_deref()) {
             return Ok(CancelOutcome::NotFound);
         }
-        // Removed only if the owner is still the one judged allowed.
+        // Removed only if the owner is still the one judged allowed; the space is offered to
+        // the lot's waitlist in the same transaction.
+        let terms = OfferTerms::of(self.state(), lot_id);
         let row = self.shared.write(
-            "SELECT version, parking_unsent() FROM parking_cancel($1, $2, $3)",
+            "SELECT version, parking_offer_room($1, $4, $5), parking_unsent() \
+             FROM parking_cancel($1, $2, $3)",
             &[
                 (&lot_id, Type::TEXT),
                 (&plate_text, Type::TEXT),
                 (&owner, Type::TEXT),
+                (&terms.bookable, Type::INT4),
+                (&terms.offer_for, Type::INT8),
             ],
         )?;
         let Some(version) = link::optional_version(&row, 0)? else {
@@ -412,13 +427,17 @@ impl Store for PgStore {
             CountChange::Add(k) => (None, i64::from(k)),
             CountChange::Remove(k) => (None, -i64::from(k)),
         };
+        // Cars gone make room, which is offered to the waitlist in the same transaction.
+        let terms = OfferTerms::of(self.state(), lot.as_str());
         let row = self.shared.write(
-            "SELECT counted, capacity, reserved, version, parking_unsent() \
-             FROM parking_count($1, $2, $3)",
+            "SELECT counted, capacity, reserved, version, parking_offer_room($1, $4, $5), \
+             parking_unsent() FROM parking_count($1, $2, $3)",
             &[
                 (&lot.as_str(), Type::TEXT),
                 (&set, Type::INT8),
                 (&add, Type::INT8),
+                (&terms.bookable, Type::INT4),
+                (&terms.offer_for, Type::INT8),
             ],
         )?;
         let counted: Option<i64> = link::column(&row, 0)?;
@@ -474,6 +493,39 @@ impl Store for PgStore {
         allowed: &dyn Fn(Option<&str>) -> bool,
     ) -> Result<Booking, BookingError> {
         bookings::check_in(&self.shared, id, allowed)
+    }
+
+    fn pass_gate(
+        &self,
+        lot: &str,
+        plate: Plate,
+        passage: Passage,
+    ) -> Result<GateOutcome, StateError> {
+        gates::pass(&self.shared, lot, plate, passage)
+    }
+
+    fn join_waitlist(
+        &self,
+        request: BookingRequest<'_>,
+        owner: Option<&str>,
+    ) -> Result<WaitEntry, WaitlistError> {
+        waitlists::join(&self.shared, request, owner)
+    }
+
+    fn leave_waitlist(
+        &self,
+        id: &WaitId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<CancelOutcome, StateError> {
+        waitlists::leave(&self.shared, id, allowed)
+    }
+
+    fn accept_offer(
+        &self,
+        id: &WaitId,
+        allowed: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Booking, WaitlistError> {
+        waitlists::accept(&self.shared, id, allowed)
     }
 
     fn create_account(&self, account: Account) -> Result<(), AccountError> {

@@ -49,6 +49,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "announce_after_commit",
         sql: include_str!("../migrations/0004_announce_after_commit.sql"),
     },
+    Migration {
+        version: 6,
+        name: "gate_lines",
+        sql: include_str!("../migrations/0006_gate_lines.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "waitlists",
+        sql: include_str!("../migrations/0007_waitlists.sql"),
+    },
 ];
 
 /// The advisory lock key that migrations are applied under ("parking" and 1).

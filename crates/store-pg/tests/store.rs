@@ -1,6 +1,7 @@
 //! The PostgreSQL store against a throwaway cluster: writes decided by the database, every
 //! node's copy following it in order, expiry run by several nodes at once, migrations on
-//! nodes starting together, a lost announcement, and an outage.
+//! nodes starting together, a lost announcement, an outage, bookings, gate lines and
+//! waitlists raced from two nodes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,10 +12,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use state::{
     Account, AccountError, Booking, BookingError, BookingRequest, BookingRules, BookingStatus,
-    CancelOutcome, CountChange, LotChange, LotId, LotSpec, LotTerms, Plate, ReserveOutcome, SpotId,
-    SpotSpec, StateError, SystemClock, Username, Window,
+    CancelOutcome, CountChange, GateOutcome, LotChange, LotId, LotSpec, LotTerms, Passage, Plate,
+    ReserveOutcome, SpotId, SpotSpec, StateError, SystemClock, Username, WaitId, WaitlistError,
+    Window,
 };
-use store::{Feature, Health, Store, Unsupported};
+use store::{Feature, Health, Store};
 use store_pg::{PgOptions, PgStore};
 use testkit::eventually;
 use testkit::pg::TempPostgres;
@@ -366,15 +368,394 @@ fn a_change_whose_announcement_was_lost_still_reaches_every_node_in_order() {
 }
 
 #[test]
-fn the_store_says_what_it_does_not_keep() {
+fn the_store_keeps_every_feature() {
     let Some(pg) = TempPostgres::start() else {
         return;
     };
     let node = node(&pg, 3);
-    for feature in [Feature::Gates, Feature::Waitlists] {
-        assert!(!node.supports(feature), "{feature}");
-        assert_eq!(node.require(feature), Err(Unsupported(feature)));
+    for feature in [
+        Feature::Bookings,
+        Feature::Accounts,
+        Feature::Gates,
+        Feature::Waitlists,
+    ] {
+        assert!(node.supports(feature), "{feature}");
+        assert_eq!(node.require(feature), Ok(()), "{feature}");
     }
+}
+
+/// The offer a waitlist entry holds in the database (its booking's number), if any.
+fn offer_in_db(pg: &TempPostgres, id: &WaitId) -> Option<i64> {
+    pg.client()
+        .query_opt(
+            "SELECT offer_booking FROM parking_waitlist WHERE lot = 'A' AND seq = $1",
+            &[&(id.seq() as i64)],
+        )
+        .unwrap()
+        .and_then(|row| row.get(0))
+}
+
+/// How many OFFERED bookings lot A has in the database.
+fn offers_in_db(pg: &TempPostgres) -> i64 {
+    pg.client()
+        .query_one(
+            "SELECT count(*) FROM parking_bookings WHERE lot = 'A' AND status = 'OFFERED'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_waitlist_kept_by_the_database_offers_once_and_one_accept_of_many_wins() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    // One bookable space: a booking fills every window overlapping it.
+    let (one, two) = (
+        Arc::new(booking_node(&pg, 1)),
+        Arc::new(booking_node(&pg, 1)),
+    );
+    let anyone = |_: Option<&str>| true;
+    // What node two would send its drivers' event streams.
+    let told = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&told);
+    two.state()
+        .add_notice_listener(Arc::new(move |notice: &state::Notice| {
+            sink.lock()
+                .push((notice.event(), notice.owner().map(str::to_owned)));
+        }));
+    let (start, end) = (unix_now() + 3600, unix_now() + 7200);
+    let taken = one.book(request("P0", None, start, end), None).unwrap();
+    // Joined through either node, in the order the database numbers them.
+    let alice = two
+        .join_waitlist(request("P1", None, start, end), Some("@alice"))
+        .unwrap();
+    assert_eq!(alice.offer, None);
+    assert!(matches!(
+        one.join_waitlist(request("P1", None, start + 60, end), Some("@alice")),
+        Err(WaitlistError::AlreadyWaiting(id)) if id == alice.id
+    ));
+    assert_eq!(
+        one.join_waitlist(request("P9", None, end, end + 600), None),
+        Err(WaitlistError::NotFull)
+    );
+    let bob = one
+        .join_waitlist(request("P2", None, start, end), Some("@bob"))
+        .unwrap();
+    assert!(bob.id.seq() > alice.id.seq());
+    for node in [&one, &two] {
+        eventually("every copy holds both entries", || {
+            node.state().waitlist_entry(&alice.id).is_some()
+                && node.state().waitlist_entry(&bob.id).is_some()
+        });
+    }
+    assert!(matches!(
+        two.accept_offer(&alice.id, &anyone),
+        Err(WaitlistError::NoOffer)
+    ));
+
+    // The cancel frees the space and offers it to the oldest entry in the same
+    // transaction: the offer is there when the cancel answers.
+    assert_eq!(
+        one.cancel_booking(&taken.id, &anyone),
+        Ok(CancelOutcome::Cancelled)
+    );
+    assert!(offer_in_db(&pg, &alice.id).is_some());
+    assert_eq!(offer_in_db(&pg, &bob.id), None);
+    assert_eq!(offers_in_db(&pg), 1);
+    eventually("node two's copy shows alice's offer", || {
+        two.state()
+            .waitlist_entry(&alice.id)
+            .is_some_and(|entry| entry.offer.is_some())
+    });
+    // And tells alice, once, though another node made the offer.
+    eventually("node two tells alice of her offer", || {
+        told.lock()
+            .contains(&("waitlist_offer", Some("@alice".to_owned())))
+    });
+    // Bob's offer does not exist; another driver may not take alice's.
+    assert!(matches!(
+        two.accept_offer(&bob.id, &anyone),
+        Err(WaitlistError::NoOffer)
+    ));
+    assert!(matches!(
+        two.accept_offer(&alice.id, &|owner| owner == Some("@bob")),
+        Err(WaitlistError::UnknownEntry(_))
+    ));
+
+    // Eight accepts of alice's offer at once through two nodes: exactly one booking.
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let node = Arc::clone(if n % 2 == 0 { &one } else { &two });
+            let id = alice.id.clone();
+            thread::spawn(move || node.accept_offer(&id, &|owner| owner == Some("@alice")))
+        })
+        .collect();
+    let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    let won: Vec<&Booking> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            Ok(_) | Err(WaitlistError::UnknownEntry(_) | WaitlistError::NoOffer)
+        )),
+        "{outcomes:?}"
+    );
+    let accepted = won[0].clone();
+    assert_eq!(accepted.status, BookingStatus::Confirmed);
+    assert_eq!(accepted.owner.as_deref(), Some("@alice"));
+    let offers_told = told
+        .lock()
+        .iter()
+        .filter(|(event, _)| *event == "waitlist_offer")
+        .count();
+    assert_eq!(offers_told, 1, "{:?}", told.lock());
+    for node in [&one, &two] {
+        eventually("every copy has the booking and not the entry", || {
+            node.state().booking(&accepted.id) == Ok(accepted.clone())
+                && node.state().waitlist_entry(&alice.id).is_none()
+        });
+    }
+    assert_eq!(offers_in_db(&pg), 0);
+    assert_eq!(offer_in_db(&pg, &bob.id), None);
+
+    // Leaving lets an offer go to the next in line, in the same transaction.
+    assert_eq!(
+        two.cancel_booking(&accepted.id, &anyone),
+        Ok(CancelOutcome::Cancelled)
+    );
+    assert!(offer_in_db(&pg, &bob.id).is_some());
+    let carol = two
+        .join_waitlist(request("P3", None, start, end), Some("@carol"))
+        .unwrap();
+    assert_eq!(
+        one.leave_waitlist(&bob.id, &|owner| owner == Some("@alice")),
+        Ok(CancelOutcome::NotFound)
+    );
+    assert_eq!(
+        one.leave_waitlist(&bob.id, &|owner| owner == Some("@bob")),
+        Ok(CancelOutcome::Cancelled)
+    );
+    assert!(offer_in_db(&pg, &carol.id).is_some());
+    assert_eq!(offers_in_db(&pg), 1);
+    for node in [&one, &two] {
+        eventually("every copy shows carol's offer and no bob", || {
+            node.state().waitlist_entry(&bob.id).is_none()
+                && node
+                    .state()
+                    .waitlist_entry(&carol.id)
+                    .is_some_and(|entry| entry.offer.is_some())
+        });
+    }
+}
+
+#[test]
+fn an_offer_run_out_passes_to_the_next_entry_once_whoever_settles() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let (one, two) = (
+        Arc::new(booking_node(&pg, 1)),
+        Arc::new(booking_node(&pg, 1)),
+    );
+    let anyone = |_: Option<&str>| true;
+    let (start, end) = (unix_now() + 3600, unix_now() + 7200);
+    let taken = one.book(request("P0", None, start, end), None).unwrap();
+    let first = two
+        .join_waitlist(request("P1", None, start, end), None)
+        .unwrap();
+    let second = one
+        .join_waitlist(request("P2", None, start, end), None)
+        .unwrap();
+    assert_eq!(
+        two.cancel_booking(&taken.id, &anyone),
+        Ok(CancelOutcome::Cancelled)
+    );
+    let offered = offer_in_db(&pg, &first.id).expect("the first entry is offered the space");
+    // Time passes in the database: the offer has run out.
+    pg.client()
+        .execute(
+            "UPDATE parking_bookings SET offered_until = parking_unix_now() - 1, due = 0 \
+             WHERE status = 'OFFERED'",
+            &[],
+        )
+        .unwrap();
+    let settlers: Vec<_> = [&one, &two, &one, &two]
+        .into_iter()
+        .map(|node| {
+            let node = Arc::clone(node);
+            thread::spawn(move || node.settle_due().unwrap())
+        })
+        .collect();
+    let moved: usize = settlers.into_iter().map(|s| s.join().unwrap()).sum();
+    // The offer ran out once; its entry left; the space went to the next entry once.
+    assert_eq!(moved, 1);
+    assert_eq!(offers_in_db(&pg), 1);
+    let next = offer_in_db(&pg, &second.id).expect("the second entry is offered the space");
+    assert_ne!(next, offered);
+    let gone: i64 = pg
+        .client()
+        .query_one(
+            "SELECT count(*) FROM parking_waitlist WHERE lot = 'A' AND seq = $1",
+            &[&(first.id.seq() as i64)],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(gone, 0);
+    for node in [&one, &two] {
+        eventually("every copy follows: first gone, second offered", || {
+            node.state().waitlist_entry(&first.id).is_none()
+                && node
+                    .state()
+                    .waitlist_entry(&second.id)
+                    .is_some_and(|entry| entry.offer.is_some())
+        });
+    }
+    assert_eq!(one.settle_due(), Ok(0));
+    assert!(matches!(
+        one.accept_offer(&first.id, &anyone),
+        Err(WaitlistError::UnknownEntry(_))
+    ));
+    let booking = two.accept_offer(&second.id, &anyone).unwrap();
+    assert_eq!(booking.status, BookingStatus::Confirmed);
+}
+
+/// `nodes` threads per node, each passing `per_thread` cars through lot A's gate one way;
+/// the free counts the replies gave.
+fn gate_race(nodes: &[Arc<PgStore>; 2], passage: Passage, per_thread: usize) -> Vec<u32> {
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let node = Arc::clone(&nodes[n % 2]);
+            thread::spawn(move || {
+                (0..per_thread)
+                    .map(|k| {
+                        let car = plate(&format!("G{n}X{k}"));
+                        node.pass_gate("A", car, passage).unwrap().free
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut replies: Vec<u32> = racers.into_iter().flat_map(|r| r.join().unwrap()).collect();
+    replies.sort_unstable();
+    replies
+}
+
+/// What a free count of lot A (capacity 10) is with `counted` cars counted.
+fn free_with(counted: i64) -> u32 {
+    10 - counted.clamp(0, 10) as u32
+}
+
+#[test]
+fn gate_lines_from_two_nodes_are_counted_once_each_and_heard_in_order() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let nodes = [Arc::new(node(&pg, 10)), Arc::new(node(&pg, 10))];
+    let heard_two = heard(&nodes[1]);
+    // 24 cars in through 8 gates on two nodes at once, for 10 spaces: every one counted
+    // (none lost to a race), the reported occupancy clamped at the capacity.
+    let mut expected: Vec<u32> = (1..=24).map(free_with).collect();
+    expected.sort_unstable();
+    assert_eq!(gate_race(&nodes, Passage::Enter, 3), expected);
+    let counted = |pg: &TempPostgres| -> i64 {
+        pg.client()
+            .query_one("SELECT counted FROM parking_lots WHERE id = 'A'", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(counted(&pg), 24);
+    eventually("both copies count 24, occupied 10", || {
+        nodes.iter().all(|node| {
+            let a = &node.state().lots()[0];
+            (a.counted, a.occupied, a.free) == (24, 10, 0)
+        })
+    });
+    // 32 out: the running count goes below zero, the occupancy never does.
+    let mut expected: Vec<u32> = (-8..=23).map(free_with).collect();
+    expected.sort_unstable();
+    assert_eq!(gate_race(&nodes, Passage::Exit, 4), expected);
+    assert_eq!(counted(&pg), -8);
+    eventually("both copies count -8, occupied 0", || {
+        nodes.iter().all(|node| {
+            let a = &node.state().lots()[0];
+            (a.counted, a.occupied, a.free) == (-8, 0, 10)
+        })
+    });
+    // Node two heard every free count once, in the order the database decided them,
+    // whichever node passed the car.
+    let order: Vec<u32> = (0..10).rev().chain(1..=10).collect();
+    eventually("node two heard each change once, in order", || {
+        *heard_two.lock() == order
+    });
+}
+
+#[test]
+fn a_car_at_the_gate_consumes_its_reservation_and_checks_its_booking_in_and_out() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let (one, two) = (booking_node(&pg, 10), booking_node(&pg, 10));
+    let now = unix_now();
+    // A reservation made through node two, consumed by the car entering through node one:
+    // the car is counted now instead, so the free count does not move.
+    assert_eq!(
+        two.reserve("A", plate("RES1"), None),
+        Ok(ReserveOutcome::Reserved)
+    );
+    let entered = one.pass_gate("A", plate("RES1"), Passage::Enter).unwrap();
+    assert_eq!(
+        entered,
+        GateOutcome {
+            free: 9,
+            booking: None,
+            consumed_reservation: true
+        }
+    );
+    assert_eq!(
+        two.reserve("A", plate("RES1"), None),
+        Ok(ReserveOutcome::Reserved),
+        "the reservation is gone from the database"
+    );
+    // A booking made through node two that holds a space now: checked in by the gate of
+    // node one, completed by the gate of node two; every copy follows.
+    let made = two
+        .book(request("BOOK1", None, now, now + 3600), None)
+        .unwrap();
+    eventually("node one holds the booked space", || free(&one) == 7);
+    let entered = one.pass_gate("A", plate("BOOK1"), Passage::Enter).unwrap();
+    assert_eq!(entered.booking.as_ref(), Some(&made.id));
+    assert!(!entered.consumed_reservation);
+    // Counted now (two cars), no longer held: 10 - 2 - 1 reserved.
+    assert_eq!(entered.free, 7);
+    for node in [&one, &two] {
+        eventually("every copy sees it checked in", || {
+            node.state()
+                .booking(&made.id)
+                .is_ok_and(|b| b.status == BookingStatus::CheckedIn && b.inside)
+        });
+    }
+    // A plate with nothing to check in is only counted.
+    let passer = two.pass_gate("A", plate("NONE1"), Passage::Enter).unwrap();
+    assert_eq!((passer.free, passer.booking), (6, None));
+    let left = two.pass_gate("A", plate("BOOK1"), Passage::Exit).unwrap();
+    assert_eq!((left.free, left.booking.as_ref()), (7, Some(&made.id)));
+    for node in [&one, &two] {
+        eventually("every copy sees it completed", || {
+            node.state()
+                .booking(&made.id)
+                .is_ok_and(|b| b.status == BookingStatus::Completed && !b.inside)
+        });
+        eventually("every copy counts two cars and one reservation", || {
+            let a = &node.state().lots()[0];
+            (a.counted, a.reserved, a.free) == (2, 1, 7)
+        });
+    }
+    assert!(matches!(
+        one.pass_gate("Z", plate("RES1"), Passage::Enter),
+        Err(StateError::UnknownLot(_))
+    ));
 }
 
 #[test]
@@ -687,6 +1068,10 @@ fn an_outage_refuses_writes_in_bounded_time_serves_reads_and_heals_itself() {
         one.update_occupancy("A", CountChange::Add(1)),
         Err(StateError::Unavailable(_))
     ));
+    assert!(matches!(
+        one.pass_gate("A", plate("CAR"), Passage::Enter),
+        Err(StateError::Unavailable(_))
+    ));
     // Reads go on from the copy.
     assert_eq!(free(&one), 9);
 
@@ -706,4 +1091,42 @@ fn an_outage_refuses_writes_in_bounded_time_serves_reads_and_heals_itself() {
     eventually("and heard everywhere", || {
         free(&two) == 7 && free(&one) == 7
     });
+}
+
+#[test]
+fn a_driver_holds_one_offer_per_lot_and_the_next_driver_gets_the_room() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let (one, two) = (booking_node(&pg, 1), booking_node(&pg, 1));
+    let anyone = |_: Option<&str>| true;
+    let first = (unix_now() + 3600, unix_now() + 5400);
+    let second = (first.1, first.1 + 1800);
+    let taken = [
+        one.book(request("P0", None, first.0, first.1), None)
+            .unwrap(),
+        one.book(request("Q0", None, second.0, second.1), None)
+            .unwrap(),
+    ];
+    let alice_first = two
+        .join_waitlist(request("A1", None, first.0, first.1), Some("@alice"))
+        .unwrap();
+    let alice_second = two
+        .join_waitlist(request("A1", None, second.0, second.1), Some("@alice"))
+        .unwrap();
+    let bob = one
+        .join_waitlist(request("B1", None, second.0, second.1), Some("@bob"))
+        .unwrap();
+    for booking in &taken {
+        assert_eq!(
+            two.cancel_booking(&booking.id, &anyone),
+            Ok(CancelOutcome::Cancelled)
+        );
+    }
+    // Alice holds the first window's offer, so her younger entry waits; bob is offered the
+    // second window although he joined after her.
+    assert!(offer_in_db(&pg, &alice_first.id).is_some());
+    assert_eq!(offer_in_db(&pg, &alice_second.id), None);
+    assert!(offer_in_db(&pg, &bob.id).is_some());
+    assert_eq!(offers_in_db(&pg), 2);
 }
