@@ -22,6 +22,7 @@
 # Exit status: 0 if every row ran clean, 1 if any had errors or timeouts, 2 on a usage error or
 # if a server did not start.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
@@ -29,8 +30,6 @@ WARMUP=${WARMUP:-1}
 WORKERS=${WORKERS:-16}
 OUT=${OUT:-}
 BASE_SERVER=${BASE_SERVER:-}
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while getopts "r:d:u:w:o:h" opt; do
     case $opt in
@@ -44,17 +43,12 @@ while getopts "r:d:u:w:o:h" opt; do
     esac
 done
 shift $((OPTIND - 1))
-if [ $# -gt 0 ]; then
-    usage >&2
-    exit 2
-fi
+no_operands "$@"
 
 HOST=127.0.0.1
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+BIN=$TARGET_DIR/release
 
 cd "$ROOT"
-source scripts/lib.sh
 require_python3
 if ! command -v openssl > /dev/null; then
     echo "bench-access: openssl is needed to make the TLS certificate" >&2

@@ -24,12 +24,11 @@
 # Exit status: 0 if every row ran clean, 1 if a row had errors, 2 on a usage error or if the
 # server did not start.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 DURATION=${DURATION:-10}
 IDLE=${IDLE:-10000}
 SENSORS=${SENSORS:-5000}
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while getopts "d:n:s:h" opt; do
     case $opt in
@@ -41,18 +40,12 @@ while getopts "d:n:s:h" opt; do
     esac
 done
 shift $((OPTIND - 1))
-if [ $# -gt 0 ]; then
-    usage >&2
-    exit 2
-fi
+no_operands "$@"
 
 HOST=127.0.0.1
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 
 cd "$ROOT"
-source scripts/lib.sh
 require_python3
 ulimit -n "$(ulimit -Hn)"
 echo "building (release)..." >&2

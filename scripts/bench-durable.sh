@@ -27,13 +27,12 @@
 # Exit status: 0 if every row ran clean, 1 if a row had errors, 2 on a usage error or a
 # server that did not start.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 WORKERS=${WORKERS:-"1 16"}
 DURATION=${DURATION:-10}
 OUT=${OUT:-}
 BEFORE=${BEFORE:-}
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while getopts "w:d:o:b:h" opt; do
     case $opt in
@@ -46,20 +45,15 @@ while getopts "w:d:o:b:h" opt; do
     esac
 done
 shift $((OPTIND - 1))
-if [ $# -gt 0 ]; then
-    usage >&2
-    exit 2
-fi
+no_operands "$@"
 if [ -n "$BEFORE" ] && [ ! -x "$BEFORE" ]; then
     echo "bench-durable: -b $BEFORE: not an executable" >&2
     exit 2
 fi
 
 HOST=127.0.0.1
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+BIN=$TARGET_DIR/release
 cd "$ROOT"
-source scripts/lib.sh
 require_python3
 for tool in redis-server redis-benchmark; do
     if ! command -v "$tool" > /dev/null; then

@@ -32,6 +32,7 @@
 # Needs wrk (Debian's `wrk`) and python3. Exit status: 0 if every row ran clean, 1 if any had
 # errors, timeouts or lost events, 2 on a usage error or if a server did not start.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
@@ -40,8 +41,6 @@ STREAMS=${STREAMS:-1000}
 CHANGES=${CHANGES:-20}
 PROFILE=${PROFILE:-release}
 OUT=${OUT:-}
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while getopts "r:d:u:s:c:b:o:h" opt; do
     case $opt in
@@ -57,10 +56,7 @@ while getopts "r:d:u:s:c:b:o:h" opt; do
     esac
 done
 shift $((OPTIND - 1))
-if [ $# -gt 0 ]; then
-    usage >&2
-    exit 2
-fi
+no_operands "$@"
 case $PROFILE in
     release) PROFILE_DIR=release ;;
     dev | debug) PROFILE=dev; PROFILE_DIR=debug ;;
@@ -68,11 +64,9 @@ case $PROFILE in
 esac
 
 HOST=127.0.0.1
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE_DIR
+BIN=$TARGET_DIR/$PROFILE_DIR
 
 cd "$ROOT"
-source scripts/lib.sh
 require_python3
 if ! command -v wrk > /dev/null; then
     echo "bench-http: wrk is needed for the HTTP rows (Debian: apt-get install wrk)" >&2

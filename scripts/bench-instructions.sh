@@ -18,14 +18,13 @@
 # `strace -c -f`. Each prints instructions (or system calls) divided by the requests answered
 # in that run. Needs valgrind (Debian: apt-get install valgrind) and, for -s, strace.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 MODE=${MODE:-avail}
 CONNS=${CONNS:-16}
 PIPELINE=${PIPELINE:-16}
 SECS=${SECS:-5}
 SYSCALLS=0
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while getopts "m:w:p:d:sh" opt; do
     case $opt in
@@ -40,9 +39,7 @@ while getopts "m:w:p:d:sh" opt; do
 done
 
 HOST=127.0.0.1
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-source scripts/lib.sh
 for tool in valgrind callgrind_control python3; do
     if ! command -v "$tool" > /dev/null; then
         echo "bench-instructions: needs $tool on PATH (Debian: apt-get install valgrind)" >&2
@@ -50,7 +47,7 @@ for tool in valgrind callgrind_control python3; do
     fi
 done
 if [ -z "${BIN:-}" ]; then
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+    BIN=$TARGET_DIR/release
     echo "building (release)..." >&2
     cargo build --release --quiet -p parking-server -p load-test
 fi

@@ -19,12 +19,11 @@
 # python3. As root the cluster runs as the postgres user. Everything started is stopped and
 # the cluster's directory removed at the end.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 DURATION=${1:-10}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+BIN=${BENCH_BIN:-$TARGET_DIR/release}
 cd "$ROOT"
-source scripts/lib.sh
 require_python3
 
 # Through any symlink: a PATH entry may link initdb alone (not pgbench) to the real directory.

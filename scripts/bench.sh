@@ -29,6 +29,7 @@
 # Exit status: 0 if every row ran clean, 1 if any row had errors or timeouts (the table is
 # printed anyway), 2 on a usage error or if a server did not start.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 MODES=${MODES:-"ping avail reserve mixed"}
 WORKERS=${WORKERS:-"1 4 16"}
@@ -38,8 +39,6 @@ PIPELINE=${PIPELINE:-1}
 IDLE=${IDLE:-0}
 REDIS=${REDIS:-0}
 OUT=${OUT:-}
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while getopts "m:w:d:u:p:i:ro:h" opt; do
     case $opt in
@@ -56,17 +55,11 @@ while getopts "m:w:d:u:p:i:ro:h" opt; do
     esac
 done
 shift $((OPTIND - 1))
-if [ $# -gt 0 ]; then
-    usage >&2
-    exit 2
-fi
+no_operands "$@"
 
 HOST=127.0.0.1
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 cd "$ROOT"
-source scripts/lib.sh
 require_python3
 if [ -z "${BIN:-}" ]; then
     BIN=$TARGET_DIR/release

@@ -16,6 +16,7 @@
 # Exit status: 0 if no iteration found a violation, 1 otherwise, 2 if something could not
 # run.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 ITERATIONS=${1:-20}
 FSYNC=${FSYNC:-always}
@@ -23,11 +24,8 @@ case $FSYNC in
     always|everysec|no) ;;
     *) echo "crash-test: FSYNC=$FSYNC is not always, everysec or no" >&2; exit 2 ;;
 esac
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 cd "$ROOT"
-source scripts/lib.sh
 
 echo "building (release)..." >&2
 cargo build --release --quiet -p parking-server -p load-test

@@ -1,7 +1,25 @@
-# Shell functions shared by the scripts (bench*.sh, soak.sh, crash-test.sh); source it, it runs
-# nothing by itself. The start_* functions set variables instead of printing: call them
-# directly, never as $(start_...), or the started pid would not reach this shell's
-# STARTED_PIDS and the cleanup would not stop it.
+# Shell functions shared by the scripts (bench*.sh, soak.sh, crash-test.sh); source it first
+# (`source "$(dirname "$0")/lib.sh"`): it runs nothing by itself but set ROOT and TARGET_DIR.
+# The start_* functions set variables instead of printing: call them directly, never as
+# $(start_...), or the started pid would not reach this shell's STARTED_PIDS and the cleanup
+# would not stop it.
+
+# The repository (this file's directory's parent) and cargo's target directory, where a
+# script's BIN (its binaries) is.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+# usage: prints the script's help, its header comment (line 2 up to `set -euo pipefail`).
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+# no_operands ARGS...: what is left after getopts; exits with the usage and status 2 unless
+# nothing is (the scripts take options only).
+no_operands() {
+    if [ $# -gt 0 ]; then
+        usage >&2
+        exit 2
+    fi
+}
 
 # The processes a script started, by id; stop_started stops exactly these.
 STARTED_PIDS=()

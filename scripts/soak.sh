@@ -16,7 +16,8 @@
 #     the first minute (after the first half of a 1-minute run).
 # The final checks need python3 (for its JSON parser).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
 
 minutes=${1:-5}
 if ! [[ $minutes =~ ^[0-9]+$ ]] || (( minutes < 1 )); then
@@ -26,7 +27,6 @@ fi
 seconds=$(( minutes * 60 ))
 warm=$(( seconds < 120 ? seconds / 2 : 60 ))
 subscribers=20
-source scripts/lib.sh
 require_python3
 work=$(mktemp -d)
 trap stop_started EXIT

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use client::cli::{AccessArgs, parse_seconds, parse_time};
-use client::{ClientError, ErrorCode, Failure, Hosts, LotFilter, ParkingClient, Reservation};
+use client::{
+    Booking, ClientError, ErrorCode, Failure, Hosts, LotFilter, ParkingClient, Reservation,
+};
 
 const LONG_ABOUT: &str = "\
 Query and book the parking server over its RPC port (length-prefixed JSON requests).
@@ -331,6 +333,16 @@ fn output_failure(err: io::Error) -> Failed {
     }
 }
 
+/// Writes `bookings` (a command's answer); a command that got them succeeded.
+fn shown(
+    printer: &output::Printer,
+    out: &mut dyn Write,
+    bookings: &[Booking],
+) -> Result<Exit, Failed> {
+    printer.bookings(out, bookings).map_err(output_failure)?;
+    Ok(Exit::Ok)
+}
+
 /// Connects to the server named by `cli`, runs its command and writes the result to `out`.
 /// With `--json`, a failure is also written to `out` as `{"error", "detail"}`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failure> {
@@ -435,18 +447,15 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failed> {
                     slot.spot.as_deref(),
                 )
                 .map_err(fail)?;
-            printer.bookings(out, &[booking]).map_err(output_failure)?;
-            Exit::Ok
+            shown(&printer, out, &[booking])?
         }
         Command::GetBooking { id } => {
             let booking = client.get_booking(id).map_err(fail)?;
-            printer.bookings(out, &[booking]).map_err(output_failure)?;
-            Exit::Ok
+            shown(&printer, out, &[booking])?
         }
         Command::CheckIn { id } => {
             let booking = client.check_in(id).map_err(fail)?;
-            printer.bookings(out, &[booking]).map_err(output_failure)?;
-            Exit::Ok
+            shown(&printer, out, &[booking])?
         }
         Command::CancelBooking { id } => {
             let cancelled = client.cancel_booking(id).map_err(fail)?;
@@ -487,8 +496,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failed> {
                 None => client.list_bookings(lot, window.start, window.end),
             }
             .map_err(fail)?;
-            printer.bookings(out, &bookings).map_err(output_failure)?;
-            Exit::Ok
+            shown(&printer, out, &bookings)?
         }
         Command::JoinWaitlist(slot) => {
             let entry = client
@@ -505,8 +513,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failed> {
         }
         Command::AcceptOffer { entry } => {
             let booking = client.accept_offer(entry).map_err(fail)?;
-            printer.bookings(out, &[booking]).map_err(output_failure)?;
-            Exit::Ok
+            shown(&printer, out, &[booking])?
         }
         Command::LeaveWaitlist { entry } => {
             let left = client.leave_waitlist(entry).map_err(fail)?;
@@ -524,8 +531,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<Exit, Failed> {
         }
         Command::MyBookings { plate } => {
             let bookings = client.my_bookings(plate).map_err(fail)?;
-            printer.bookings(out, &bookings).map_err(output_failure)?;
-            Exit::Ok
+            shown(&printer, out, &bookings)?
         }
         Command::MyWaitlist { plate } => {
             let entries = client.my_waitlist(plate).map_err(fail)?;

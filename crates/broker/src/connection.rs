@@ -741,6 +741,14 @@ mod tests {
     /// A subscribed connection over a real loopback socket whose both buffers are small, the
     /// peer's end (which reads only when told to), and the context the connection runs in.
     fn subscribed() -> (Connection, std::net::TcpStream, Context) {
+        subscribed_with(MAX_DROPS, Duration::from_secs(60))
+    }
+
+    /// [`subscribed`], disconnected after `max_drops` drops and with `line_timeout`.
+    fn subscribed_with(
+        max_drops: u32,
+        line_timeout: Duration,
+    ) -> (Connection, std::net::TcpStream, Context) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let socket =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -754,13 +762,13 @@ mod tests {
         let registry = Arc::new(Registry::new(
             vec![LotId::new("A").unwrap()],
             QUEUE,
-            MAX_DROPS,
+            max_drops,
         ));
         let ctx = Context {
             registry,
             doorbell: Doorbell::detached(),
             idle_timeout: Duration::from_secs(60),
-            line_timeout: Duration::from_secs(60),
+            line_timeout,
             keep_alive: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(60),
         };
@@ -861,6 +869,68 @@ mod tests {
         assert!(matches!(
             connection.send(now),
             Err(CloseReason::SlowSubscriber { drops: MAX_DROPS })
+        ));
+    }
+
+    /// The write-stall clock restarts whenever the socket takes some bytes: a reader that is
+    /// slow but steady (its pending output never drains) stays connected long past the line
+    /// timeout, and is cut off only once it takes nothing for a whole line timeout. The clock
+    /// is the connection's own `now`, so the rounds below are hours of reading in no time.
+    #[test]
+    fn a_slow_but_steady_reader_outlives_the_line_timeout() {
+        let line_timeout = Duration::from_secs(10);
+        // No drop may disconnect it: only the stall rule is on trial.
+        let (mut connection, mut peer, ctx) = subscribed_with(u32::MAX, line_timeout);
+        let start = Instant::now();
+        let mut free = 0;
+        while connection.output.len() < MAX_PENDING_OUTPUT {
+            assert!(free < 100_000, "the socket never filled");
+            publish(&ctx, free);
+            free += 1;
+            connection.step(&ctx, false, start).unwrap();
+        }
+        // Each round comes 0.6 line timeouts after the last: the reader takes 1 KiB at a time
+        // until a step at that time gets bytes through (when the kernel reopens the window is
+        // its business), with events still pending behind them.
+        let mut at = start;
+        let mut some = [0; 1024];
+        for round in 1..=10 {
+            at += line_timeout * 3 / 5;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                peer.read_exact(&mut some).unwrap();
+                // A full queue keeps the pending output at its cap.
+                for _ in 0..QUEUE {
+                    publish(&ctx, free);
+                    free += 1;
+                }
+                if let Err(reason) = connection.step(&ctx, false, at) {
+                    panic!("round {round}: closed for {reason:?} while the peer was reading");
+                }
+                if connection.last_output == at {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: the socket took nothing however much the peer read"
+                );
+            }
+            // Back to a full socket and pending output at its cap, for the next round.
+            while connection.output.len() < MAX_PENDING_OUTPUT {
+                assert!(Instant::now() < deadline, "round {round}: never full again");
+                for _ in 0..QUEUE {
+                    publish(&ctx, free);
+                    free += 1;
+                }
+                connection.step(&ctx, false, at).unwrap();
+            }
+        }
+        // Now it stops reading: a line timeout after the last bytes went out, it is closed.
+        let just_before = at + line_timeout - Duration::from_millis(1);
+        connection.step(&ctx, false, just_before).unwrap();
+        assert!(matches!(
+            connection.step(&ctx, false, at + line_timeout),
+            Err(CloseReason::WriteStalled)
         ));
     }
 }

@@ -6,11 +6,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use broker::BrokerConfig;
-use common::{Harness, next_seq};
+use common::{Client, Harness, next_seq};
 use framing::pubsub::{self, ServerLine};
 use state::{Availability, LotChange, LotId};
 
@@ -140,19 +141,101 @@ fn an_over_long_line_is_refused_and_closes() {
     );
 }
 
-/// More input behind an over-long line does not cost the client its reply: the broker shuts
-/// its side after the reply and reads on until the client closes, instead of closing with
-/// input unread, which would make the kernel reset the connection, reply and all.
+/// More input behind an over-long line does not cost the client its reply, even when the
+/// reply waits in the broker's send buffer behind a backlog of events the client has not read
+/// yet: the broker shuts its side after the reply and reads on until the client closes (or
+/// `CLOSE_LINGER` passes). Closing with input unread would make the kernel reset the
+/// connection and throw away everything it had not sent yet, reply and all.
 #[test]
 fn an_over_long_line_is_answered_even_when_more_input_follows() {
-    let harness = harness();
-    let mut client = harness.connect();
-    client.send(&vec![b'x'; 3 * pubsub::MAX_LINE_LEN]);
-    client.send(&[b'y'; 4096]);
-    // Time for a broker that closed at once to have reset the connection.
-    thread::sleep(Duration::from_millis(100));
-    assert!(client.line().starts_with("ERR LINE_TOO_LONG "));
-    client.expect_closed();
+    let harness = Harness::start(BrokerConfig {
+        queue_size: 1024,
+        // Room in the broker's send buffer for the whole backlog and the reply, so that both
+        // wait in the kernel behind the client's small, full receive buffer.
+        send_buffer: 1 << 20,
+        ..BrokerConfig::default()
+    });
+    let mut client = Client::new(harness.connect_raw(Some(2048)));
+    client.subscribe("A");
+    for free in 0..500 {
+        harness.publish("A", free);
+    }
+    // Queued before the line is sent, so the broker sends them before it reads the line.
+    let mut input = vec![b'x'; 3 * pubsub::MAX_LINE_LEN];
+    input.extend_from_slice(&[b'y'; 16 * 1024]);
+    client.send(&input);
+    // The refusal ends the subscription; a broker that closed at once has now done so, with
+    // the client's input unread. Only then does the client read.
+    harness.wait_for_stats("the refusal", |stats| stats.subscribers == 0);
+    let (bytes, end) = client.read_to_end();
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        end.is_ok(),
+        "the connection ended with {end:?} after {} bytes, last line {:?}",
+        bytes.len(),
+        lines.last()
+    );
+    let (reply, backlog) = lines.split_last().expect("nothing arrived");
+    assert!(reply.starts_with("ERR LINE_TOO_LONG "), "{reply:?}");
+    // The premise: the reply came behind more than the client's receive buffer holds.
+    let events = backlog
+        .iter()
+        .filter(|line| line.contains("\"EVENT\""))
+        .count();
+    assert!(events >= 100, "only {events} events before the reply");
+}
+
+/// The same after the last wrong `AUTH` a connection may send: a subscriber with a backlog
+/// that then sends wrong tokens (and more input) gets its events and the refusal, then EOF.
+#[test]
+fn the_last_wrong_token_is_answered_even_when_more_input_follows() {
+    use auth::{AuthConfig, Authenticator, KeyConfig, KeyId, MAX_FAILURES, Role, token_hash};
+    let keys = AuthConfig {
+        keys: vec![KeyConfig {
+            id: KeyId::new("sign-1").unwrap(),
+            role: Role::Viewer,
+            lots: None,
+            sha256: token_hash("token-sign-1"),
+        }],
+        jwt_secret_file: None,
+    };
+    let harness = Harness::start(BrokerConfig {
+        queue_size: 1024,
+        send_buffer: 1 << 20,
+        auth: Authenticator::new(&keys).unwrap().map(Arc::new),
+        ..BrokerConfig::default()
+    });
+    let mut client = Client::new(harness.connect_raw(Some(2048)));
+    client.send(b"AUTH token-sign-1\n");
+    assert!(client.line().starts_with("OK "));
+    client.subscribe("A");
+    for free in 0..500 {
+        harness.publish("A", free);
+    }
+    let mut input = b"AUTH wrong\n".repeat(MAX_FAILURES as usize);
+    input.extend_from_slice(&[b'y'; 16 * 1024]);
+    client.send(&input);
+    harness.wait_for_stats("the refusal", |stats| stats.subscribers == 0);
+    let (bytes, end) = client.read_to_end();
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        end.is_ok(),
+        "the connection ended with {end:?} after {} bytes, last line {:?}",
+        bytes.len(),
+        lines.last()
+    );
+    let (reply, backlog) = lines.split_last().expect("nothing arrived");
+    assert!(
+        reply.starts_with("ERR UNAUTHORIZED ") && reply.ends_with("closing"),
+        "{reply:?}"
+    );
+    let events = backlog
+        .iter()
+        .filter(|line| line.contains("\"EVENT\""))
+        .count();
+    assert!(events >= 100, "only {events} events before the reply");
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{RawLines, RawRpc};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,10 +239,20 @@ impl Store for Flaky {
         }
         self.inner.reserve(lot, plate, owner)
     }
+    fn update_occupancy(
+        &self,
+        lot: &str,
+        change: CountChange,
+    ) -> Result<state::OccupancyUpdate, StateError> {
+        if let Health::Unavailable(why) = self.health() {
+            return Err(StateError::Unavailable(state::Unavailable(why)));
+        }
+        self.inner.update_occupancy(lot, change)
+    }
 }
 
-#[test]
-fn health_and_readiness_tell_what_a_load_balancer_needs() {
+/// A server on a [`Flaky`] store, up.
+fn start_flaky() -> (RunningServer, Arc<Flaky>) {
     let config = testkit::small_config();
     let state = Arc::new(
         ParkingState::new(
@@ -254,11 +266,16 @@ fn health_and_readiness_tell_what_a_load_balancer_needs() {
         inner: MemoryStore::new(state),
         down: AtomicBool::new(false),
     });
-    let shutdown = ShutdownHandle::new();
     let server = Server::new(config)
         .with_store(Arc::clone(&store) as Arc<dyn Store>)
-        .start(shutdown.clone())
+        .start(ShutdownHandle::new())
         .unwrap();
+    (server, store)
+}
+
+#[test]
+fn health_and_readiness_tell_what_a_load_balancer_needs() {
+    let (server, store) = start_flaky();
     let mut http = Http::connect(server.http_addr().unwrap());
     let health = http.get("/healthz");
     assert_eq!(
@@ -520,6 +537,55 @@ fn metrics_count_requests_lots_connections_and_the_process() {
         "process_open_fds ",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}
+
+/// Each RPC request and sensor line is counted under how it ended: `refused` (the plate
+/// already holds a reservation, nothing to cancel), `invalid` (an unknown lot; an
+/// undecodable request, under the method `invalid`), `unavailable` (the store could not make
+/// the change durable).
+#[test]
+fn metrics_count_every_outcome_on_the_rpc_and_sensor_ports() {
+    let (server, store) = start_flaky();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    assert_eq!(rpc.text("RESERVE B M1"), "OK");
+    assert_eq!(rpc.text("RESERVE B M1"), "EXISTS");
+    assert_eq!(rpc.text("CANCEL B NOBODY"), "NOT_FOUND");
+    assert!(rpc.text("RESERVE Z M2").starts_with("ERR UNKNOWN_LOT "));
+    assert!(
+        rpc.text("RESERVE B bad_plate")
+            .starts_with("ERR BAD_PLATE ")
+    );
+    assert!(rpc.text("NO-SUCH-METHOD").starts_with("ERR "));
+    assert!(sensor.call("UPDATE C +1").starts_with("OK "));
+    assert!(sensor.call("UPDATE Z +1").starts_with("ERR UNKNOWN_LOT "));
+    assert!(sensor.call("UPDATE Y -1").starts_with("ERR UNKNOWN_LOT "));
+    store.down.store(true, Ordering::Relaxed);
+    assert!(rpc.text("RESERVE B M3").starts_with("ERR UNAVAILABLE "));
+    assert!(sensor.call("UPDATE C +1").starts_with("ERR UNAVAILABLE "));
+    let text = http(&server).get("/metrics").text();
+    let count = |port: &str, method: &str, outcome: &str| {
+        let series = format!(
+            r#"parking_requests_total{{method="{method}",outcome="{outcome}",port="{port}"}} "#
+        );
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+            .to_owned()
+    };
+    for (port, method, counts) in [
+        ("rpc", "reserve", ["1", "1", "2", "1"]),
+        ("rpc", "cancel", ["0", "1", "0", "0"]),
+        ("rpc", "invalid", ["0", "0", "1", "0"]),
+        ("sensor", "UPDATE", ["1", "0", "2", "1"]),
+    ] {
+        let got =
+            ["ok", "refused", "invalid", "unavailable"].map(|outcome| count(port, method, outcome));
+        assert_eq!(
+            got, counts,
+            "{port} {method}: ok, refused, invalid, unavailable"
+        );
     }
 }
 

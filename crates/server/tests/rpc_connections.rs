@@ -9,7 +9,9 @@ use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use common::{DEADLINE, Port, RawRpc, error_code, eventually, start, start_with, start_with_clock};
+use common::{
+    DEADLINE, Port, RawLines, RawRpc, error_code, eventually, start, start_with, start_with_clock,
+};
 use framing::frame;
 use serde_json::json;
 use state::ManualClock;
@@ -87,9 +89,11 @@ fn oversized_frame_is_refused_and_closed_while_others_carry_on() {
     assert_eq!(other.text("AVAIL A"), "100");
 }
 
+/// Even on the smallest buffer budget allowed, which must hold one request of the largest
+/// size.
 #[test]
 fn a_frame_at_the_limit_is_accepted() {
-    let server = start();
+    let server = start_with(|config| config.max_buffered_bytes = 4 << 20);
     let mut rpc = RawRpc::connect(server.rpc_addr());
     let mut request = br#"{"rpcId": 5, "method": "PING", "args": [], "pad": ""#.to_vec();
     request.resize(framing::MAX_FRAME_LEN - 2, b'x');
@@ -233,6 +237,22 @@ fn connections_over_the_limit_get_busy_and_the_server_recovers() {
             .iter_mut()
             .all(|rpc| rpc.try_text("PING").as_deref() == Some("PONG"))
     });
+}
+
+/// The summary counts every request the RPC port answered and every line the sensor port
+/// answered, errors included.
+#[test]
+fn the_summary_counts_requests_and_sensor_lines_errors_included() {
+    let server = start();
+    let mut rpc = RawRpc::connect(server.rpc_addr());
+    assert_eq!(rpc.text("PING"), "PONG");
+    assert!(rpc.text("NO-SUCH-METHOD").starts_with("ERR "));
+    assert_eq!(rpc.text("PING"), "PONG");
+    let mut sensor = RawLines::connect(server.sensor_addr());
+    assert_eq!(sensor.call("PING"), "PONG");
+    assert!(sensor.call("FLY A 1").starts_with("ERR "));
+    let summary = server.summary();
+    assert_eq!((summary.rpc_requests, summary.sensor_lines), (3, 2));
 }
 
 #[test]

@@ -15,14 +15,18 @@
 //! # Writing through (`everysec`, `no`)
 //! Without an fsync per change, a batch buys little: a `write` to the page cache costs a few
 //! microseconds, far less than parking every writer on a condition variable and waking it
-//! again. So under those policies `record` writes its record to the OS itself, under the
-//! mutex (and so under the lot's lock), and the change is decided before `record` returns:
-//! its bytes are in the kernel before its reply is sent, so a killed server loses nothing
-//! acknowledged, and the file's order is the order of the records. The cost is that a lot's
-//! readers may wait for one `write` of a writer of that lot. Whenever the flush path is busy
-//! (a segment switch, records pending behind it) or the disk has failed, records take the
-//! flush path instead, so a retry, its rewrite after a failed sync and its rollback stay in
-//! one place; the syncer thread fdatasyncs once a second either way.
+//! again. So under those policies `record` writes its record to the OS itself when nothing
+//! else is pending or being written, and the change is decided before `record` returns: its
+//! bytes are in the kernel before its reply is sent, so a killed server loses nothing
+//! acknowledged, and the file's order is the order of the records. The write holds the
+//! flusher's token, not the mutex: a writer of another lot that arrives meanwhile appends
+//! its record to `pending` and leaves its lot's lock at once, and the first such writer to
+//! `wait` writes every pending record with one `write` (the flush path, without the sync),
+//! so concurrent writers share writes as `always`'s share syncs. The cost is that a lot's
+//! readers may wait for one `write` of a writer of that lot. Whenever records are pending,
+//! the token is taken (a flush, a segment switch) or the disk has failed, records take the
+//! flush path, so a retry, its rewrite after a failed sync and its rollback stay in one
+//! place; the syncer thread fdatasyncs once a second either way.
 //!
 //! # When the disk fails
 //! Nothing is acknowledged that is not durable. A failed write or sync makes the journal
@@ -549,36 +553,59 @@ impl Journal {
         self.flushed.notify_all();
     }
 
-    /// `everysec` and `no`'s path: writes one record to the OS at once, under the mutex,
-    /// and decides it. Only called when nothing is pending, no flush or segment switch is
-    /// running and the disk is healthy, so the record goes right after every earlier one
-    /// and nothing else can be caught in a failure: a failed write cuts the record's bytes
-    /// back off and refuses the change, which the state undoes under the lot's lock before
-    /// anyone can see it.
-    fn write_through(&self, shared: &mut Shared, encoded: &[u8]) -> Result<Commit, Unavailable> {
-        let segment = &mut shared.segment;
-        let offset = segment.written;
-        if let Err(err) = segment.file.write_at(encoded, offset) {
-            let err = DiskError::new("write", &segment.path, err);
-            // A partial write must not stay in the file. If the cut fails too, the next
-            // attempt (a flush, as the disk is marked failed) cuts first.
-            let _ = segment.file.truncate(offset);
-            shared.truncations += 1;
-            let reason = err.to_string();
-            self.mark_failed(shared, reason.clone(), false);
-            return Err(Unavailable(reason));
-        }
-        segment.written += encoded.len() as u64;
-        if self.settings.fsync == Fsync::Everysec {
-            segment.unsynced.extend_from_slice(encoded);
-        }
-        if segment.written >= self.settings.segment_bytes {
-            let _ = self.compact.try_send(());
-        }
+    /// `everysec` and `no`'s path: writes one record to the OS at once and decides it. Only
+    /// called when nothing is pending, no flush or segment switch is running and the disk is
+    /// healthy, so the record goes right after every earlier one and nothing else can be
+    /// caught in a failure: a failed write cuts the record's bytes back off and refuses the
+    /// change, which the state undoes under the lot's lock before anyone can see it.
+    ///
+    /// The write runs holding the flusher's token but not the mutex, so writers of other
+    /// lots that arrive meanwhile are not held up: they append their records to `pending`
+    /// and go on, and the first of them to wait writes all of those with one `write`
+    /// ([`Journal::flush`], outside any lot's lock, where a failure can be rolled back).
+    fn write_through(
+        &self,
+        shared: &mut MutexGuard<'_, Shared>,
+        encoded: &[u8],
+    ) -> Result<Commit, Unavailable> {
         let seq = shared.next;
         shared.next += 1;
+        shared.flushing = true;
+        let segment = &shared.segment;
+        let (file, offset) = (Arc::clone(&segment.file), segment.written);
+        let written = MutexGuard::unlocked(shared, || {
+            file.write_at(encoded, offset).inspect_err(|_| {
+                // A partial write must not stay in the file. If the cut fails too, the next
+                // attempt (a flush, as the disk is marked failed) cuts first.
+                let _ = file.truncate(offset);
+            })
+        });
+        let outcome = match written {
+            Ok(()) => {
+                let segment = &mut shared.segment;
+                segment.written += encoded.len() as u64;
+                if self.settings.fsync == Fsync::Everysec {
+                    segment.unsynced.extend_from_slice(encoded);
+                }
+                if segment.written >= self.settings.segment_bytes {
+                    let _ = self.compact.try_send(());
+                }
+                Ok(Commit(seq | DECIDED))
+            }
+            Err(err) => {
+                let reason = DiskError::new("write", &shared.segment.path, err).to_string();
+                shared.truncations += 1;
+                self.mark_failed(shared, reason.clone(), false);
+                Err(Unavailable(reason))
+            }
+        };
+        // Decided either way: in the file, or refused (the state undoes it, and no one
+        // waits for it). Every earlier record was decided when this one was taken, and
+        // later ones are pending behind it, for the next flush.
         shared.decided = seq;
-        Ok(Commit(seq | DECIDED))
+        shared.flushing = false;
+        self.flushed.notify_all();
+        outcome
     }
 
     /// The failure path of a flush: refuses changes from now on, cuts the segment back to

@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -197,6 +197,66 @@ fn everysec_and_no_acknowledge_a_change_once_it_is_in_the_file_before_any_sync()
         release.store(true, Ordering::SeqCst);
         assert_eq!(recovered, expected, "fsync {fsync}");
     }
+}
+
+#[test]
+fn under_everysec_writers_of_other_lots_go_on_during_a_write_and_share_the_next_one() {
+    let dir = TempDir::new("store-combine");
+    let clock = Arc::new(ManualClock::new());
+    let disk = FaultyDisk::new();
+    let everysec = Options {
+        fsync: Fsync::Everysec,
+        ..options(dir.path(), &disk)
+    };
+    let lots = [("A", 10), ("B", 10), ("C", 10)];
+    let store = Arc::new(EmbeddedStore::open(state_with(&clock, &lots), everysec).unwrap());
+    // The first write is held back until the test lets it go; every write is counted.
+    let writes = Arc::new(AtomicU64::new(0));
+    let (held, is_held) = crossbeam_channel::bounded(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let seen = Arc::clone(&writes);
+    disk.fail(store::disk::Fault::Io, move |operation| {
+        if operation.op == Op::Write && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            let _ = held.send(());
+            let _ = released.recv();
+        }
+        false
+    });
+    let reserve = |lot: &'static str, text: &'static str| {
+        let store = Arc::clone(&store);
+        thread::spawn(move || store.state().reserve(lot, plate(text)).unwrap())
+    };
+    let first = reserve("A", "P1");
+    is_held.recv().unwrap();
+    let others = [reserve("B", "P2"), reserve("C", "P3")];
+    // Their changes are made, and their lots can be read, while lot A's write is held: they
+    // wait for their record's write outside their lot's lock. (Read on a thread of its own:
+    // a lot lock held across the write would block the read, and the test must not hang.)
+    let (read, was_read) = crossbeam_channel::bounded(1);
+    let reader = Arc::clone(&store);
+    thread::spawn(move || {
+        eventually("B's and C's reservations to be made", || {
+            reader.state().free("B").unwrap() == 9 && reader.state().free("C").unwrap() == 9
+        });
+        let _ = read.send(());
+    });
+    let outcome = was_read.recv_timeout(DEADLINE);
+    release.send(()).unwrap();
+    outcome.expect("lots B and C could not be read while lot A's write was held");
+    assert_eq!(first.join().unwrap(), ReserveOutcome::Reserved);
+    for other in others {
+        assert_eq!(other.join().unwrap(), ReserveOutcome::Reserved);
+    }
+    // A's write, then one write for both changes that arrived during it.
+    assert_eq!(writes.load(Ordering::SeqCst), 2);
+    let expected = image(store.state());
+    crash(Arc::into_inner(store).unwrap(), &disk);
+    let store = EmbeddedStore::open(
+        state_with(&clock, &lots),
+        options(dir.path(), &FaultyDisk::new()),
+    )
+    .unwrap();
+    assert_eq!(image(store.state()), expected);
 }
 
 #[test]

@@ -2,14 +2,15 @@
 //! copy: starting a server on ephemeral ports, waiting for a condition with a deadline
 //! instead of sleeping, connecting from a chosen local address (another 127.0.0.0/8
 //! address stands for another client machine), temporary data directories ([`TempDir`]),
-//! a TLS certificate made at run time ([`TestCert`]), and a throwaway PostgreSQL cluster
-//! ([`pg::TempPostgres`]) for the tests of the PostgreSQL store.
+//! a TLS certificate made at run time ([`TestCert`]), access control with test keys
+//! ([`keys`]), and a throwaway PostgreSQL cluster ([`pg::TempPostgres`]) for the tests of the
+//! PostgreSQL store.
 //!
 //! Only tests depend on this crate (as a dev-dependency); it may panic, since a panic is how a
 //! test fails.
 //!
 //! # Layout
-//! - this file: servers, waiting, connecting from another address.
+//! - this file: servers, waiting, connecting from another address, keys, certificates.
 //! - `http`: [`http::Http`], a raw HTTP/1.1 client that reads responses and event streams.
 //! - `pg`: [`pg::TempPostgres`].
 
@@ -25,12 +26,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
 use server::{Config, RunningServer, Server, StartError, TlsConfig};
 use shutdown::ShutdownHandle;
 use socket2::{Domain, Socket, Type};
 
 /// Generous bound for anything a test waits on; only reached when the test is failing.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Access control with one key per `(id, role)`, for every lot; a key's token is
+/// `token-<id>`.
+pub fn keys(keys: &[(&str, Role)]) -> AuthConfig {
+    AuthConfig {
+        jwt_secret_file: None,
+        keys: keys
+            .iter()
+            .map(|&(id, role)| KeyConfig {
+                id: KeyId::new(id).expect("a test key's id is valid"),
+                role,
+                lots: None,
+                sha256: token_hash(&format!("token-{id}")),
+            })
+            .collect(),
+    }
+}
 
 /// A configuration for tests of the tools: every port ephemeral on 127.0.0.1, and pools sized
 /// for a 2-core machine that runs many tests at once.

@@ -179,6 +179,14 @@ impl Client {
         }
     }
 
+    /// Everything up to the end of the connection, and how it ended: `Ok` for EOF, the
+    /// error (a reset, say) otherwise.
+    pub fn read_to_end(&mut self) -> (Vec<u8>, std::io::Result<()>) {
+        let mut bytes = Vec::new();
+        let end = self.reader.read_to_end(&mut bytes).map(drop);
+        (bytes, end)
+    }
+
     /// Waits until bytes the server sent are waiting in this socket, unread.
     pub fn wait_for_unread_bytes(&self) {
         let mut byte = [0u8; 1];
