@@ -18,6 +18,9 @@
 #   -o DIR       keep every row's JSON report, table and the server logs in DIR
 #                (env OUT, default: a temporary directory, removed at the end)
 #
+# BIN=DIR takes parking-server, baseline-server and load-test from DIR instead of building
+# them (to measure another build, e.g. main's, with the same script).
+#
 # Both servers run on 127.0.0.1 with ephemeral ports, built in release mode. Rows are
 # interleaved (for each mode and connection count: parking-server, then baseline) so that
 # drift in the machine's load hits both alike. Each row is a separate load-test run, so the
@@ -55,12 +58,14 @@ shift $((OPTIND - 1))
 no_operands "$@"
 
 HOST=127.0.0.1
-BIN=$TARGET_DIR/release
 
 cd "$ROOT"
 require_python3
-echo "building (release)..." >&2
-cargo build --release --quiet -p parking-server -p load-test
+if [ -z "${BIN:-}" ]; then
+    BIN=$TARGET_DIR/release
+    echo "building (release)..." >&2
+    cargo build --release --quiet -p parking-server -p load-test
+fi
 if [ "$REDIS" = 1 ]; then
     for tool in redis-server redis-benchmark; do
         if ! command -v "$tool" > /dev/null; then

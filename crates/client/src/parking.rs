@@ -104,7 +104,8 @@ impl<'a> RpcReply<'a> {
 
 /// A text `ERR CODE detail` reply as a [`WireError`]; `None` if the payload is anything else.
 fn parse_text_error(payload: &[u8]) -> Option<WireError> {
-    let rest = std::str::from_utf8(payload).ok()?.strip_prefix("ERR ")?;
+    // Looked at before the UTF-8 check, which would otherwise read every JSON reply once more.
+    let rest = std::str::from_utf8(payload.strip_prefix(b"ERR ")?).ok()?;
     let (code, detail) = rest.split_once(' ').unwrap_or((rest, ""));
     let code: ErrorCode = code.parse().ok()?;
     Some(WireError::new(code, detail))

@@ -8,6 +8,9 @@
 //! interleaving. (Sensors report what they see, so occupied can later grow past what that
 //! leaves; free is then 0 and further reservations are refused.) `docs/design.md` measures
 //! per-lot locks against the reference design's single re-entrant lock.
+//! A read of one lot's free count ([`ParkingState::free`]) takes no lock while the count its
+//! last operation published is still true by the clock (no expiry or due time has passed
+//! since); otherwise it takes the lock, as every other operation does.
 //!
 //! Every change of a lot's free count is reported to the registered listeners (the pub/sub
 //! broker) exactly once, with the new value, *after* the lot's lock has been released, and in
@@ -49,6 +52,8 @@
 //!   `parking/bookings.rs` holds its booking operations.
 //! - `purger`: the background thread that does what is due on time: expiries, and the
 //!   holds, no-shows and completions of bookings.
+//! - `quick`: a lot's free count published for reads that take no lock (`free`), with
+//!   until when it stays true.
 //! - `shown`: [`shown`], how errors everywhere echo peer input (short, escaped).
 //! - `timeline`: how many bookings cover each instant.
 //! - `waitlist`: [`WaitEntry`], [`Offer`], [`WaitlistRules`], [`WaitlistError`], and one
@@ -67,6 +72,7 @@ mod lot;
 mod notice;
 mod parking;
 mod purger;
+mod quick;
 mod shown;
 mod timeline;
 mod waitlist;

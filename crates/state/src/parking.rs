@@ -9,7 +9,7 @@
 mod bookings;
 mod waitlist;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
 
 use crate::account::Accounts;
 use crate::availability::Availability;
@@ -26,6 +27,7 @@ use crate::clock::Clock;
 use crate::ids::{LotId, Plate};
 use crate::lot::{CancelOutcome, CountChange, Held, Lot, ReserveOutcome};
 use crate::notice::{Notice, NoticeListener};
+use crate::quick::{self, QuickFree};
 use crate::waitlist::WaitlistRules;
 
 /// A lot as configured.
@@ -206,6 +208,8 @@ struct LotEntry {
     /// Held by the one thread handing this lot's pending changes to the listeners. Others
     /// that find it taken leave their change to that thread instead of waiting.
     publishing: Mutex<()>,
+    /// The free count as the last operation left it, for reads without the lock.
+    quick: QuickFree,
 }
 
 /// What a lot hands to listeners: a change of its free count, or an owner's notice.
@@ -218,7 +222,12 @@ enum Published {
 pub struct ParkingState {
     /// In configuration order, which is the order `getLots` reports.
     entries: Vec<LotEntry>,
-    index: HashMap<LotId, usize>,
+    /// Lot id to its place in `entries`. FxHash rather than SipHash: every request looks a
+    /// lot up, and SipHash cost a `getAvailability` more than its free count. SipHash's
+    /// defence against chosen collisions is not needed here: the table holds only the
+    /// configured lots and never grows with what peers send, so a peer's lookup probes it
+    /// no longer however its id hashes.
+    index: FxHashMap<LotId, usize>,
     ttl: Duration,
     clock: Arc<dyn Clock>,
     listeners: RwLock<Vec<Listener>>,
@@ -238,6 +247,8 @@ pub struct ParkingState {
     /// Set for a copy of a state decided elsewhere ([`ParkingState::follower`]): nothing
     /// expires by this state's clock.
     follower: bool,
+    /// The monotonic instant that published free counts measure their expiry from.
+    epoch: Instant,
 }
 
 impl fmt::Debug for ParkingState {
@@ -266,7 +277,7 @@ impl ParkingState {
             return Err(SetupError::ZeroTtl);
         }
         let mut entries = Vec::new();
-        let mut index = HashMap::new();
+        let mut index = FxHashMap::default();
         for spec in lots {
             if spec.capacity == 0 {
                 return Err(SetupError::ZeroCapacity(spec.id));
@@ -279,11 +290,13 @@ impl ParkingState {
                 lot: Mutex::new(Lot::new(spec.capacity, spec.almost_full_free)),
                 pending: Mutex::new(VecDeque::new()),
                 publishing: Mutex::new(()),
+                quick: QuickFree::unpublished(),
             });
         }
         if entries.is_empty() {
             return Err(SetupError::NoLots);
         }
+        let epoch = clock.now();
         Ok(ParkingState {
             entries,
             index,
@@ -300,6 +313,7 @@ impl ParkingState {
                 ..Accounts::default()
             }),
             follower: false,
+            epoch,
         })
     }
 
@@ -462,7 +476,52 @@ impl ParkingState {
 
     /// Free spaces in one lot.
     pub fn free(&self, lot: &str) -> Result<u32, UnknownLot> {
-        self.with_lot(lot, |lot, _| lot.free())
+        let entry = self.entry(lot)?;
+        if let Some(free) = self.quick_free(entry) {
+            return Ok(free);
+        }
+        Ok(self.with_entry(entry, |lot, _| lot.free()).0)
+    }
+
+    /// The lot's free count as its last operation published it, if that is still true by
+    /// the clock: no reservation has expired and nothing of the bookings or waitlist has
+    /// come due since, so taking the lock would purge, move on and offer nothing.
+    fn quick_free(&self, entry: &LotEntry) -> Option<u32> {
+        let (free, until_ns, until_wall_s) = entry.quick.read()?;
+        if self.since_epoch(self.clock.now()) >= until_ns {
+            return None;
+        }
+        // Most lots have no bookings or waitlist: then the wall clock is not read.
+        if until_wall_s != quick::NEVER && unix_ms(self.clock.wall()) / 1000 >= until_wall_s {
+            return None;
+        }
+        Some(free)
+    }
+
+    /// Publishes `lot`'s free count for [`ParkingState::quick_free`], under its lock, as
+    /// `with_entry_as` leaves it.
+    fn publish_quick(&self, entry: &LotEntry, lot: &Lot) {
+        let free = lot.free();
+        if self.follower {
+            // Nothing expires, moves on or is offered by this state's clock.
+            return entry.quick.publish(free, quick::NEVER, quick::NEVER);
+        }
+        if lot.waitlist.would_look(free, lot.bookings.released()) {
+            // A locked read would offer room to the waitlist first (changes applied from
+            // elsewhere derive no offers): reads take the lock until it has.
+            return entry.quick.withdraw();
+        }
+        let until_ns = lot
+            .next_expiry()
+            .map_or(quick::NEVER, |at| self.since_epoch(at));
+        entry
+            .quick
+            .publish(free, until_ns, next_due(lot).unwrap_or(quick::NEVER));
+    }
+
+    /// `at` in nanoseconds since the state's epoch (0 before it).
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Whose live reservation `plate` holds in `lot`: `Some(owner)` when it holds one (the
@@ -868,6 +927,7 @@ impl ParkingState {
             }
             pending.extend(notices.into_iter().map(Published::Notice));
         }
+        self.publish_quick(entry, &lot);
         drop(lot);
         if let Some(recorder) = self.recorder.get() {
             for commit in offered {
@@ -1077,6 +1137,141 @@ mod tests {
             sink.lock().push((change.lot.to_string(), change.free));
         }));
         seen
+    }
+
+    /// The lock-free read of `lot`'s free count, checked against a locked one taken right
+    /// after it (which purges and moves on first): when the quick read answers, it agrees.
+    fn quick_then_locked(state: &ParkingState, lot: &str) -> (Option<u32>, u32) {
+        let quick = state.quick_free(state.entry(lot).unwrap());
+        let locked = state.lot(lot).unwrap().free;
+        if let Some(quick) = quick {
+            assert_eq!(quick, locked, "lot {lot}: the published count is stale");
+        }
+        assert_eq!(state.free(lot).unwrap(), locked);
+        (quick, locked)
+    }
+
+    #[test]
+    fn a_quick_read_agrees_with_a_locked_one_after_every_kind_of_change() {
+        let clock = Arc::new(ManualClock::new());
+        let state = state_with(clock.clone(), 3);
+        // Nothing published before the lot's first operation: the read takes the lock.
+        assert_eq!(quick_then_locked(&state, "A"), (None, 3));
+        assert_eq!(quick_then_locked(&state, "A"), (Some(3), 3));
+
+        assert_eq!(
+            state.reserve("A", plate("P1")),
+            Ok(ReserveOutcome::Reserved)
+        );
+        assert_eq!(quick_then_locked(&state, "A"), (Some(2), 2));
+        state.update_occupancy("A", CountChange::Set(1)).unwrap();
+        assert_eq!(quick_then_locked(&state, "A"), (Some(1), 1));
+        state.update_occupancy("A", CountChange::Remove(1)).unwrap();
+        assert_eq!(quick_then_locked(&state, "A"), (Some(2), 2));
+        assert_eq!(state.cancel("A", plate("P1")), Ok(CancelOutcome::Cancelled));
+        assert_eq!(quick_then_locked(&state, "A"), (Some(3), 3));
+        // Another lot's changes are its own.
+        assert_eq!(
+            state.reserve("B", plate("P1")),
+            Ok(ReserveOutcome::Reserved)
+        );
+        assert_eq!(quick_then_locked(&state, "A"), (Some(3), 3));
+        assert_eq!(quick_then_locked(&state, "B"), (Some(4), 4));
+        // A change applied from elsewhere (a journal's replay, another node).
+        state
+            .apply(&Change::Count {
+                lot: LotId::new("A").unwrap(),
+                counted: 2,
+            })
+            .unwrap();
+        assert_eq!(quick_then_locked(&state, "A"), (Some(1), 1));
+
+        // A reservation expiring with no purge run: the published count stops holding at
+        // its expiry to the nanosecond, and the locked read that follows publishes anew.
+        state.update_occupancy("A", CountChange::Set(0)).unwrap();
+        assert_eq!(
+            state.reserve("A", plate("P2")),
+            Ok(ReserveOutcome::Reserved)
+        );
+        clock.advance(Duration::from_secs(10) - Duration::from_nanos(1));
+        assert_eq!(quick_then_locked(&state, "A"), (Some(2), 2));
+        clock.advance(Duration::from_nanos(1));
+        assert_eq!(quick_then_locked(&state, "A"), (None, 3));
+        assert_eq!(quick_then_locked(&state, "A"), (Some(3), 3));
+    }
+
+    #[test]
+    fn a_quick_read_stops_at_a_bookings_start_and_after_room_for_the_waitlist() {
+        let clock = Arc::new(ManualClock::new());
+        let id = LotId::new("A").unwrap();
+        let terms = LotTerms {
+            id: id.clone(),
+            zone: None,
+            features: Vec::new(),
+            bookable: 1,
+            spots: Vec::new(),
+        };
+        let state = ParkingState::new([spec("A", 5)], Duration::from_secs(300), clock.clone())
+            .unwrap()
+            .with_bookings(BookingRules::default(), [terms])
+            .unwrap()
+            .with_waitlist(WaitlistRules::default(), 10);
+        let now = unix_ms(clock.wall()) / 1000;
+        let window = crate::Window {
+            start: now + 3600,
+            end: now + 7200,
+        };
+        let request = |text| crate::BookingRequest {
+            lot: "A",
+            spot: None,
+            plate: plate(text),
+            window,
+        };
+        let booking = state.book(request("B1")).unwrap();
+        assert_eq!(quick_then_locked(&state, "A"), (Some(5), 5));
+        // The booking starts holding its space when its window opens, by the wall clock,
+        // with nothing run: the count published before stops holding then.
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(quick_then_locked(&state, "A"), (None, 4));
+        assert_eq!(quick_then_locked(&state, "A"), (Some(4), 4));
+
+        // A driver waits for the full window; the booking's cancellation offers them the
+        // space in the same operation, so the count published after it holds.
+        state.join_waitlist(request("W1"), None).unwrap();
+        assert_eq!(quick_then_locked(&state, "A"), (Some(4), 4));
+        // Room made by an applied change derives no offer there: reads take the lock, which
+        // makes the offer first, until one has.
+        state
+            .apply(&Change::Booking {
+                id: booking.id.clone(),
+                booking: None,
+            })
+            .unwrap();
+        assert_eq!(quick_then_locked(&state, "A"), (None, 4));
+        assert_eq!(quick_then_locked(&state, "A"), (Some(4), 4));
+        assert!(
+            state.waitlist_where(|_| true)[0].offer.is_some(),
+            "the locked read offered the room"
+        );
+    }
+
+    #[test]
+    fn a_followers_quick_read_holds_past_expiry_as_its_locked_one_does() {
+        let clock = Arc::new(ManualClock::new());
+        let state = state_with(clock.clone(), 3).follower();
+        state
+            .apply(&reservation(
+                &LotId::new("A").unwrap(),
+                plate("P1"),
+                Some(&Held {
+                    expires_at: clock.now() + Duration::from_secs(1),
+                    owner: None,
+                }),
+                (clock.now(), unix_ms(clock.wall())),
+            ))
+            .unwrap();
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(quick_then_locked(&state, "A"), (Some(2), 2));
     }
 
     #[test]

@@ -315,15 +315,22 @@ impl LotWaitlist {
     /// release count at `released`: someone waits, and room may have appeared since the
     /// last look. Records the look.
     pub(crate) fn should_look(&mut self, free: u32, released: u64) -> bool {
+        let look = self.would_look(free, released);
+        if self.waiting > 0 {
+            self.looked_at = Some((free, released));
+        }
+        look
+    }
+
+    /// What [`LotWaitlist::should_look`] would answer, without recording a look.
+    pub(crate) fn would_look(&self, free: u32, released: u64) -> bool {
         if self.waiting == 0 {
             return false;
         }
-        let look = match self.looked_at {
+        match self.looked_at {
             None => true,
             Some((last_free, last_released)) => free > last_free || released != last_released,
-        };
-        self.looked_at = Some((free, released));
-        look
+        }
     }
 
     /// Notes the state after a look that made offers, so that the next look compares with it.
