@@ -13,7 +13,7 @@ use std::time::Duration;
 use postgres::types::Type;
 use state::{
     Booking, BookingError, BookingId, BookingRequest, BookingRules, BookingStatus, CancelOutcome,
-    Change, ParkingState, StateError, Unavailable,
+    Change, LotId, ParkingState, SpotId, StateError, Unavailable,
 };
 
 use crate::Shared;
@@ -43,8 +43,41 @@ impl Times {
     }
 }
 
-fn seconds(value: u64) -> i64 {
+/// Unix seconds as the SQL functions take them.
+pub(crate) fn seconds(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// What a write for a window (a booking, a waitlist entry) is sent to the database with. The
+/// node checks what needs no shared state first, on its own clock as the embedded store does:
+/// the window's rules, the lot, and the named spot (from its configuration, which every node
+/// shares).
+pub(crate) struct WindowTerms {
+    pub(crate) lot: LotId,
+    pub(crate) spot: Option<SpotId>,
+    pub(crate) bookable: i32,
+    pub(crate) times: Times,
+}
+
+impl WindowTerms {
+    pub(crate) fn check(
+        state: &ParkingState,
+        request: &BookingRequest<'_>,
+    ) -> Result<WindowTerms, BookingError> {
+        let lot = state.lot_id(request.lot)?.clone();
+        let rules = *state.booking_rules();
+        let now = crate::unix_seconds(state.clock().wall());
+        rules
+            .check(request.window, now)
+            .map_err(BookingError::BadWindow)?;
+        let (bookable, spot) = state.booking_terms(request.lot, request.spot)?;
+        Ok(WindowTerms {
+            lot,
+            spot,
+            bookable: i32::try_from(bookable).unwrap_or(i32::MAX),
+            times: Times::of(&rules),
+        })
+    }
 }
 
 /// A booking record as the database's `parking_booking_json` writes it.
@@ -70,16 +103,12 @@ pub(crate) fn book(
     request: BookingRequest<'_>,
     owner: Option<&str>,
 ) -> Result<Booking, BookingError> {
-    let state = shared.copy.state();
-    let lot = state.lot_id(request.lot)?.clone();
-    let rules = *state.booking_rules();
-    let now = crate::unix_seconds(state.clock().wall());
-    rules
-        .check(request.window, now)
-        .map_err(BookingError::BadWindow)?;
-    let (bookable, spot) = state.booking_terms(request.lot, request.spot)?;
-    let times = Times::of(&rules);
-    let bookable = i32::try_from(bookable).unwrap_or(i32::MAX);
+    let WindowTerms {
+        lot,
+        spot,
+        bookable,
+        times,
+    } = WindowTerms::check(shared.copy.state(), &request)?;
     let row = shared.write(
         "SELECT outcome, version, booking::text, parking_unsent() \
          FROM parking_book($1, $2, $3, $4, $5, $6, $7, $8, $9)",

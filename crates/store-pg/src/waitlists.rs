@@ -19,7 +19,7 @@ use state::{
 };
 
 use crate::Shared;
-use crate::bookings::Times;
+use crate::bookings::{Times, WindowTerms, seconds};
 use crate::link;
 
 /// What `parking_offer_room(lot, bookable, offer_for)` is called with for a lot, from the
@@ -44,10 +44,6 @@ impl OfferTerms {
     }
 }
 
-fn seconds(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 /// An entry record as the database's `parking_entry_json` writes it.
 fn parse_entry(text: &str) -> Result<WaitEntry, Unavailable> {
     serde_json::from_str(text).map_err(|err| link::unexpected(format!("an entry record: {err}")))
@@ -60,15 +56,12 @@ pub(crate) fn join(
     owner: Option<&str>,
 ) -> Result<WaitEntry, WaitlistError> {
     let state = shared.copy.state();
-    let lot = state.lot_id(request.lot)?.clone();
-    let rules = *state.booking_rules();
-    let now = crate::unix_seconds(state.clock().wall());
-    rules
-        .check(request.window, now)
-        .map_err(WaitlistError::BadWindow)?;
-    let (bookable, spot) = state.booking_terms(request.lot, request.spot)?;
-    let times = Times::of(&rules);
-    let bookable = i32::try_from(bookable).unwrap_or(i32::MAX);
+    let WindowTerms {
+        lot,
+        spot,
+        bookable,
+        times,
+    } = WindowTerms::check(state, &request)?;
     let max = state.waitlist_rules().max_entries;
     let row = shared.write(
         "SELECT outcome, version, entry::text, parking_unsent() \
