@@ -81,7 +81,7 @@ impl WindowTerms {
 }
 
 /// A booking record as the database's `parking_booking_json` writes it.
-fn parse(text: &str) -> Result<Booking, Unavailable> {
+pub(crate) fn parse(text: &str) -> Result<Booking, Unavailable> {
     serde_json::from_str(text).map_err(|err| link::unexpected(format!("a booking record: {err}")))
 }
 

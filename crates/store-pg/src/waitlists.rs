@@ -192,8 +192,7 @@ pub(crate) fn accept(
     match outcome {
         "accepted" => {
             let version = link::version(&row, 1)?;
-            let booking: Booking = serde_json::from_str(link::column(&row, 2)?)
-                .map_err(|err| link::unexpected(format!("a booking record: {err}")))?;
+            let booking = crate::bookings::parse(link::column(&row, 2)?)?;
             shared.copy.apply(
                 booking.lot(),
                 version,
