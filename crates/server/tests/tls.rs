@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
+use auth::Role;
 use client::{Access, Endpoints, ParkingClient, SensorClient, Subscription, TlsClient, Update};
 use framing::pubsub::Topic;
 use framing::sensor::CountChange;
@@ -81,17 +81,9 @@ fn every_port_speaks_tls() {
 fn tls_and_keys_together() {
     let cert = TestCert::new();
     let server = start_tls(&cert, |config| {
-        config.auth = AuthConfig {
-            jwt_secret_file: None,
-            keys: vec![KeyConfig {
-                id: KeyId::new("ops").unwrap(),
-                role: Role::Operator,
-                lots: None,
-                sha256: token_hash("secret-ops"),
-            }],
-        };
+        config.auth = testkit::keys(&[("ops", Role::Operator)]);
     });
-    let access = tls(&cert).with_token("secret-ops");
+    let access = tls(&cert).with_token("token-ops");
     let mut rpc =
         ParkingClient::connect_with(&at("localhost", server.rpc_addr()), TIMEOUT, &access).unwrap();
     assert!(rpc.reserve("A", "TLS1").unwrap());
@@ -297,15 +289,7 @@ fn a_tls_event_stream_that_stops_reading_is_disconnected_like_a_slow_subscriber(
 fn the_session_cookie_is_secure_on_a_tls_http_port() {
     let cert = TestCert::new();
     let server = start_tls(&cert, |config| {
-        config.auth = AuthConfig {
-            jwt_secret_file: None,
-            keys: vec![KeyConfig {
-                id: KeyId::new("signs").unwrap(),
-                role: Role::Viewer,
-                lots: None,
-                sha256: token_hash("token-signs"),
-            }],
-        };
+        config.auth = testkit::keys(&[("signs", Role::Viewer)]);
     });
     let mut https = Http::connect_tls(server.http_addr().unwrap(), &cert);
     let signed_in = https.request("POST", "/v1/session", Some(r#"{"token":"token-signs"}"#));

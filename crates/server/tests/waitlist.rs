@@ -222,7 +222,7 @@ fn two_drivers_racing_for_one_chain_of_offers_never_both_get_it() {
 /// accept or leave it, nor see it in `myBookings` / `myWaitlist`; a viewer may not join.
 #[test]
 fn with_access_control_entries_and_offers_are_their_owner_s() {
-    use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
+    use auth::Role;
     let keys = [
         ("kiosk-1", Role::Client),
         ("kiosk-2", Role::Client),
@@ -233,18 +233,7 @@ fn with_access_control_entries_and_offers_are_their_owner_s() {
     let server = start_on_clock(Arc::clone(&clock), |config: &mut Config| {
         config.lots =
             serde_json::from_value(json!([{"id": "L", "capacity": 2, "bookable": 1}])).unwrap();
-        config.auth = AuthConfig {
-            jwt_secret_file: None,
-            keys: keys
-                .iter()
-                .map(|&(id, role)| KeyConfig {
-                    id: KeyId::new(id).unwrap(),
-                    role,
-                    lots: None,
-                    sha256: token_hash(&format!("token-{id}")),
-                })
-                .collect(),
-        };
+        config.auth = testkit::keys(&keys);
     });
     let connect = |id: &str| {
         let mut raw = RawRpc::connect(server.rpc_addr());
@@ -289,21 +278,13 @@ fn with_access_control_entries_and_offers_are_their_owner_s() {
 /// bookings), owns what it makes, and stops working when it runs out.
 #[test]
 fn a_driver_s_login_token_authenticates_as_the_driver_with_its_rights() {
-    use auth::{AuthConfig, KeyConfig, KeyId, Role, token_hash};
+    use auth::Role;
     let clock = Arc::new(ManualClock::new());
     let server = start_on_clock(Arc::clone(&clock), |config: &mut Config| {
         config.lots =
             serde_json::from_value(json!([{"id": "L", "capacity": 2, "bookable": 1}])).unwrap();
         config.jwt_ttl_hours = 1;
-        config.auth = AuthConfig {
-            jwt_secret_file: None,
-            keys: vec![KeyConfig {
-                id: KeyId::new("kiosk-1").unwrap(),
-                role: Role::Client,
-                lots: None,
-                sha256: token_hash("token-kiosk-1"),
-            }],
-        };
+        config.auth = testkit::keys(&[("kiosk-1", Role::Client)]);
     });
     let drivers = server.drivers();
     let store = server.store().as_ref();
