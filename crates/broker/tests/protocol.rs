@@ -167,6 +167,14 @@ fn an_over_long_line_is_answered_even_when_more_input_follows() {
     // The refusal ends the subscription; a broker that closed at once has now done so, with
     // the client's input unread. Only then does the client read.
     harness.wait_for_stats("the refusal", |stats| stats.subscribers == 0);
+    let reply = reply_behind_backlog(&mut client);
+    assert!(reply.starts_with("ERR LINE_TOO_LONG "), "{reply:?}");
+}
+
+/// Reads a refused subscriber's connection to its end, which must be a clean EOF, and gives
+/// the last line (the refusal). The premise of the tests that call it is checked too: the
+/// reply came behind more events than the client's receive buffer holds.
+fn reply_behind_backlog(client: &mut Client) -> String {
     let (bytes, end) = client.read_to_end();
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
@@ -177,13 +185,12 @@ fn an_over_long_line_is_answered_even_when_more_input_follows() {
         lines.last()
     );
     let (reply, backlog) = lines.split_last().expect("nothing arrived");
-    assert!(reply.starts_with("ERR LINE_TOO_LONG "), "{reply:?}");
-    // The premise: the reply came behind more than the client's receive buffer holds.
     let events = backlog
         .iter()
         .filter(|line| line.contains("\"EVENT\""))
         .count();
     assert!(events >= 100, "only {events} events before the reply");
+    (*reply).to_owned()
 }
 
 /// The same after the last wrong `AUTH` a connection may send: a subscriber with a backlog
@@ -217,25 +224,11 @@ fn the_last_wrong_token_is_answered_even_when_more_input_follows() {
     input.extend_from_slice(&[b'y'; 16 * 1024]);
     client.send(&input);
     harness.wait_for_stats("the refusal", |stats| stats.subscribers == 0);
-    let (bytes, end) = client.read_to_end();
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(
-        end.is_ok(),
-        "the connection ended with {end:?} after {} bytes, last line {:?}",
-        bytes.len(),
-        lines.last()
-    );
-    let (reply, backlog) = lines.split_last().expect("nothing arrived");
+    let reply = reply_behind_backlog(&mut client);
     assert!(
         reply.starts_with("ERR UNAUTHORIZED ") && reply.ends_with("closing"),
         "{reply:?}"
     );
-    let events = backlog
-        .iter()
-        .filter(|line| line.contains("\"EVENT\""))
-        .count();
-    assert!(events >= 100, "only {events} events before the reply");
 }
 
 #[test]
