@@ -120,7 +120,9 @@ fn a_stream_that_stops_reading_is_disconnected_like_a_slow_subscriber() {
     let mut sensor =
         client::SensorClient::connect(server.sensor_addr(), Duration::from_secs(5)).unwrap();
     let mut http = Http::connect(server.http_addr().unwrap());
-    // The slow one never reads; the changes fill its socket, then its queue.
+    // The slow one never reads; the changes fill its socket, then its queue. The fast one
+    // reads each change before the next is made, so that its own queue of 4 never fills (on a
+    // loaded machine a burst of changes outran its notifier and cut it off as well).
     let mut n = 0;
     testkit::eventually("the slow stream to be disconnected", || {
         for _ in 0..50 {
@@ -128,13 +130,19 @@ fn a_stream_that_stops_reading_is_disconnected_like_a_slow_subscriber() {
             sensor
                 .update("A", CountChange::Set(n % 100))
                 .expect("the sensor port answers");
+            let free = u64::from(100 - n % 100);
+            while lot_and_free(&fast.event()).1 != free {}
         }
         http.get("/metrics")
             .text()
             .contains("parking_slow_subscriber_disconnects_total 1\n")
     });
     assert!(slow.is_closed());
-    // The fast one is still served: it gets the last change.
+    // The fast one is still served after the slow one is gone.
+    n += 1;
+    sensor
+        .update("A", CountChange::Set(n % 100))
+        .expect("the sensor port answers");
     let last = u64::from(100 - n % 100);
     while lot_and_free(&fast.event()).1 != last {}
 }
