@@ -279,11 +279,14 @@ pub fn expect_closed(stream: &TcpStream, within: Duration) -> Duration {
     }
 }
 
-/// A connection whose receive buffer is set small before connecting, so that a peer that
-/// stops reading fills it (and then the server's send buffer) after a few kilobytes.
+/// A connection whose receive buffer and segment size are set small before connecting, so
+/// that a peer that stops reading fills it, and then the server's send buffer, after tens of
+/// kilobytes. (The kernel sizes a send buffer by segments: at loopback's 64 KiB segments the
+/// server's grows to megabytes, which a loaded machine is slow to fill.)
 pub fn connect_small_buffer(addr: SocketAddr) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_tcp_mss(536).unwrap();
     socket.connect(&addr.into()).unwrap();
     socket.into()
 }
