@@ -238,8 +238,13 @@ fn sigterm_under_load_answers_cleanly_and_exits_zero() {
     }
     assert!(status.success(), "exit status {status}");
     // The documented bound (design.md, Shutdown): shutdown_grace (2 s) plus answering what
-    // was already read, with a second of slack; a hang guard, not a speed figure.
-    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    // was already read. A hang guard, not a speed figure: a shutdown that ignored the grace
+    // would wait for the clients' idle_timeout (300 s), so the slack is generous, since a
+    // loaded 2-core machine can take seconds to stop a debug build's threads.
+    assert!(
+        took < Duration::from_secs(2) + testkit::DEADLINE,
+        "shutdown took {took:?}"
+    );
 
     // The ports are free again at once (SO_REUSEADDR): a new server can take the same port.
     let mut again = ServerProcess::start(server.rpc.port(), &data_dir);

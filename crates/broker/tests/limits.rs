@@ -193,7 +193,9 @@ fn connections_beyond_the_limit_are_refused_busy() {
 
 #[test]
 fn the_idle_timeout_closes_only_connections_that_never_subscribed() {
-    let idle = Duration::from_millis(150);
+    // A second: the subscriber must SUBSCRIBE within it of connecting, which a loaded machine
+    // can delay by hundreds of ms.
+    let idle = Duration::from_secs(1);
     let harness = Harness::start(BrokerConfig {
         idle_timeout: idle,
         ..BrokerConfig::default()
@@ -293,17 +295,16 @@ fn shutdown_is_bounded_by_its_grace_and_idempotent() {
     // Without the grace the stuck subscriber (never cut off: max_overflow_drops is
     // u32::MAX) would hold the shutdown for good. Documented: about the grace; the bound is
     // generous so that a loaded machine does not fail it.
-    assert!(
-        took < grace + Duration::from_secs(2),
-        "shutdown took {took:?}"
-    );
+    assert!(took < grace + DEADLINE, "shutdown took {took:?}");
     expect_closed(&mut stuck);
     idle.expect_closed();
     assert_eq!(harness.broker.stats().connections, 0);
 
+    // A second shutdown returns at once: given a grace of DEADLINE, one that waited for it
+    // fails, and a loaded machine has all of DEADLINE to return.
     let start = Instant::now();
-    harness.broker.shutdown(grace);
-    assert!(start.elapsed() < grace, "a second shutdown waited");
+    harness.broker.shutdown(DEADLINE);
+    assert!(start.elapsed() < DEADLINE, "a second shutdown waited");
     let mut late = harness.connect();
     assert!(late.line().starts_with("ERR BUSY "));
     late.expect_closed();
@@ -384,11 +385,13 @@ fn a_subscriber_that_falls_behind_in_bursts_stays_connected() {
 }
 
 /// Output the socket does not take for a while, but for less than the line timeout, is no
-/// reason to close.
+/// reason to close. The line timeout is far longer than the pause: on a loaded machine the
+/// reading thread itself can wait its turn for hundreds of milliseconds (with 600 ms, it was
+/// cut off mid-event).
 #[test]
 fn a_reader_that_pauses_for_less_than_the_line_timeout_stays() {
     let harness = Harness::start(BrokerConfig {
-        line_timeout: Duration::from_millis(600),
+        line_timeout: Duration::from_secs(10),
         max_overflow_drops: u32::MAX,
         send_buffer: 4096,
         ..BrokerConfig::default()

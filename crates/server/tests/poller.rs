@@ -12,9 +12,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, RawRpc, eventually, start_with};
+use common::{DEADLINE, RawRpc, connect_small_buffer, eventually, start_with};
 use framing::frame;
-use socket2::SockRef;
 
 /// More connections than two workers keep hot.
 const BEYOND_HOT: usize = 200;
@@ -129,27 +128,25 @@ fn peers_that_stop_reading_are_parked_and_closed_at_the_frame_timeout() {
         config.frame_timeout = Duration::from_millis(500);
     });
     // Each stuck peer pipelines getLots requests and never reads: its replies (about 20
-    // times the size of the requests) overflow the kernel buffers, however large they grow,
-    // and its connection must wait in the poller, not on a worker.
+    // times the size of the requests) overflow the kernel buffers, and its connection must
+    // wait in the poller, not on a worker.
     let mut batch = Vec::new();
-    for _ in 0..100_000 {
+    for _ in 0..10_000 {
         frame::encode(&mut batch, b"LOTS").unwrap();
     }
-    // More stuck peers than workers, and few enough that filling their kernel buffers (a few
-    // MB each, in a debug build on a loaded machine) stays well inside the deadline.
+    // More stuck peers than workers. Each one connects with a small receive buffer and small
+    // segments, so that the server's send buffer stays small too and a few hundred replies
+    // back up into the server: with full-size loopback segments it grew to megabytes, which
+    // a debug build on a loaded 2-core machine did not fill within the deadline.
     let mut stuck: Vec<TcpStream> = (0..4)
-        .map(|_| {
-            let stream = connect(server.rpc_addr());
-            SockRef::from(&stream).set_recv_buffer_size(4096).unwrap();
-            stream
-        })
+        .map(|_| connect_small_buffer(server.rpc_addr()))
         .collect();
     for stream in &mut stuck {
         stream
             .set_write_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        // The server stops reading once its replies back up, so this write blocks and
-        // times out; what it sent is plenty.
+        // The server stops reading once its replies back up, so this write may block and
+        // time out; what it sent is plenty.
         let _ = stream.write_all(&batch);
     }
     // Meanwhile another client is served by the two workers.

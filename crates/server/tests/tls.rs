@@ -271,16 +271,23 @@ fn a_tls_event_stream_that_stops_reading_is_disconnected_like_a_slow_subscriber(
     let mut sensor =
         SensorClient::connect_with(&at("localhost", server.sensor_addr()), TIMEOUT, &tls(&cert))
             .unwrap();
-    // The slow one reads nothing more; the changes fill its socket, then its queue.
+    // The slow one reads nothing more; the changes fill its socket, then its queue. The fast
+    // one reads each change before the next is made, so that its own queue of 4 never fills
+    // (on a loaded machine a burst of changes outran its notifier and cut it off as well, and
+    // the count never read exactly 1).
     let mut n = 0;
     testkit::eventually("the slow TLS stream to be disconnected", || {
         for _ in 0..50 {
             n += 1;
             sensor.update("A", CountChange::Set(n % 100)).unwrap();
+            let free = u64::from(100 - n % 100);
+            while fast.event().json()["free"] != free {}
         }
         server.broker().stats().slow_disconnects == 1
     });
-    // The fast one is still served: it gets the last change.
+    // The fast one is still served after the slow one is gone.
+    n += 1;
+    sensor.update("A", CountChange::Set(n % 100)).unwrap();
     let last = u64::from(100 - n % 100);
     while fast.event().json()["free"] != last {}
 }
