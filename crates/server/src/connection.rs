@@ -501,6 +501,43 @@ impl DeadlineKind {
     }
 }
 
+/// Connections over loopback sockets, for the thread model's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+
+    use auth::Session;
+    use transport::Stream;
+
+    use super::Connection;
+    use crate::limits::{Admission, BufferBudget, ConnectionBudget};
+
+    /// `n` accepted connections (non-blocking, plain TCP, no access control), each with the
+    /// peer's end of its socket, which must stay open for as long as the test needs it.
+    pub(crate) fn connections(n: usize) -> Vec<(Connection, TcpStream)> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let admission = Admission::new(n, 0, Arc::new(ConnectionBudget::new(n)));
+        let budget = BufferBudget::new(1 << 20);
+        (0..n)
+            .map(|_| {
+                let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                let (accepted, peer) = listener.accept().unwrap();
+                accepted.set_nonblocking(true).unwrap();
+                let stream = Stream::accept(mio::net::TcpStream::from_std(accepted), None).unwrap();
+                let connection = Connection::new(
+                    stream,
+                    peer,
+                    admission.admit(peer).unwrap(),
+                    Arc::clone(&budget),
+                    Session::new(None),
+                );
+                (connection, client)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,3 +216,75 @@ impl PollerLoop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::testing;
+
+    /// An owner that must never be told anything: these tests drive the poller by hand.
+    struct Nobody;
+
+    impl Handoff for Nobody {
+        fn ready(&self, _: Connection) {
+            panic!("a connection was handed over");
+        }
+        fn closed(&self, _: Connection, reason: CloseReason) {
+            panic!("a connection was closed: {reason:?}");
+        }
+        fn stopping(&self) -> bool {
+            false
+        }
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn the_deadline_heap_follows_the_parked_connections_not_the_parks() {
+        let timeouts = Timeouts {
+            idle: HOUR,
+            frame: HOUR,
+            auth: HOUR,
+        };
+        let (parking, _poll) = Parking::new(timeouts).unwrap();
+        let (mut connections, _peers): (Vec<_>, Vec<_>) =
+            testing::connections(100).into_iter().unzip();
+        let mut expired = Vec::new();
+        for round in 0..10 {
+            // Each connection is parked three times between two looks at the deadlines, as a
+            // busy connection is (it speaks, is served, waits again), so two of every three
+            // entries in the heap are stale by the time the poller looks.
+            for _ in 0..3 {
+                for connection in connections.drain(..) {
+                    parking.park(connection, Interest::READABLE, &Nobody);
+                }
+                let tokens: Vec<Token> =
+                    parking.parked.lock().connections.keys().copied().collect();
+                connections = tokens
+                    .into_iter()
+                    .filter_map(|t| parking.unpark(t))
+                    .collect();
+            }
+            for connection in connections.drain(..) {
+                parking.park(connection, Interest::READABLE, &Nobody);
+            }
+            // None is due for an hour: this only tidies the heap.
+            assert!(parking.expired(Instant::now(), &mut expired).is_some());
+            assert!(expired.is_empty());
+            let parked = parking.parked.lock();
+            assert_eq!(parked.connections.len(), 100);
+            assert!(
+                parked.deadlines.len() <= 2 * parked.connections.len(),
+                "round {round}: {} deadlines kept for {} parked connections",
+                parked.deadlines.len(),
+                parked.connections.len()
+            );
+            drop(parked);
+            let tokens: Vec<Token> = parking.parked.lock().connections.keys().copied().collect();
+            connections = tokens
+                .into_iter()
+                .filter_map(|t| parking.unpark(t))
+                .collect();
+        }
+    }
+}

@@ -384,3 +384,93 @@ fn join(thread: JoinHandle<()>, name: &str) {
         log::error!("a {name} thread panicked");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::testing;
+
+    /// A dispatch for `workers` workers, with the polls their wakers belong to.
+    fn dispatch(workers: usize) -> (Dispatch, Vec<Poll>) {
+        let polls: Vec<Poll> = (0..workers).map(|_| Poll::new().unwrap()).collect();
+        let wakers = polls
+            .iter()
+            .map(|poll| Waker::new(poll.registry(), worker::WAKE).unwrap())
+            .collect();
+        (Dispatch::new(wakers), polls)
+    }
+
+    fn asleep(dispatch: &Dispatch) -> Vec<bool> {
+        dispatch
+            .sleeping
+            .iter()
+            .map(|flag| flag.load(Ordering::SeqCst))
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_queue_has_nothing_ready() {
+        let (dispatch, _polls) = dispatch(2);
+        assert!(!dispatch.has_ready());
+        assert!(dispatch.next().is_none());
+        let (connection, _peer) = testing::connections(1).pop().unwrap();
+        dispatch.push(connection);
+        assert!(dispatch.has_ready());
+        assert!(dispatch.next().is_some());
+        assert!(!dispatch.has_ready());
+    }
+
+    #[test]
+    fn a_push_wakes_a_sleeping_worker_with_nothing_hot_first() {
+        let (dispatch, _polls) = dispatch(3);
+        let mut connections = testing::connections(3).into_iter();
+        // Worker 0 is awake; 1 sleeps with hot connections, 2 with none.
+        dispatch.set_sleeping(1, true);
+        dispatch.set_sleeping(2, true);
+        dispatch.set_hot(1, 5);
+        dispatch.push(connections.next().unwrap().0);
+        assert_eq!(asleep(&dispatch), [false, true, false]);
+        // Then the one with hot connections, rather than nobody.
+        dispatch.push(connections.next().unwrap().0);
+        assert_eq!(asleep(&dispatch), [false, false, false]);
+        // With every worker awake, a push wakes nobody: each looks at the queue in turn.
+        dispatch.push(connections.next().unwrap().0);
+        assert_eq!(asleep(&dispatch), [false, false, false]);
+        assert_eq!(dispatch.ready_len.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn every_sleeping_worker_is_found_wherever_the_search_starts() {
+        for start in 0..6 {
+            for sleeper in 0..3 {
+                let (dispatch, _polls) = dispatch(3);
+                dispatch.next_sleeper.store(start, Ordering::Relaxed);
+                dispatch.set_sleeping(sleeper, true);
+                dispatch.set_hot(sleeper, 1);
+                let (connection, _peer) = testing::connections(1).pop().unwrap();
+                dispatch.push(connection);
+                assert_eq!(
+                    asleep(&dispatch),
+                    [false; 3],
+                    "search from {start}, worker {sleeper} asleep"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_worker_is_one_asleep_with_nothing_hot() {
+        let (dispatch, _polls) = dispatch(2);
+        assert!(!dispatch.has_idle_worker(), "all awake");
+        dispatch.set_sleeping(1, true);
+        assert!(dispatch.has_idle_worker(), "1 asleep, nothing hot");
+        dispatch.set_hot(1, 2);
+        assert!(!dispatch.has_idle_worker(), "1 asleep with hot connections");
+        dispatch.set_hot(0, 0);
+        dispatch.set_sleeping(1, false);
+        assert!(
+            !dispatch.has_idle_worker(),
+            "0 has nothing hot but is awake"
+        );
+    }
+}
