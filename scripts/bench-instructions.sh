@@ -12,7 +12,8 @@
 #   -s           also count system calls per request (strace -c -f on the server)
 #
 # BIN=DIR takes parking-server and load-test from DIR instead of building them (to measure an
-# older build side by side); KEEP=1 keeps the work directory (callgrind files, logs) and names it.
+# older build side by side); CONFIG=FILE starts the server with FILE instead of config.json
+# (e.g. one whose "store" is a PostgreSQL database, to compare stores); KEEP=1 keeps the work directory (callgrind files, logs) and names it.
 # Three runs against release builds: the server under callgrind (counting only while the load
 # runs), load-test under callgrind against a plain server, and with -s the server under
 # `strace -c -f`. Each prints instructions (or system calls) divided by the requests answered
@@ -25,6 +26,7 @@ CONNS=${CONNS:-16}
 PIPELINE=${PIPELINE:-16}
 SECS=${SECS:-5}
 SYSCALLS=0
+CONFIG=${CONFIG:-$ROOT/config.json}
 
 while getopts "m:w:p:d:sh" opt; do
     case $opt in
@@ -69,7 +71,7 @@ trap 'exit 130' INT TERM
 start_server() {
     local name=$1
     shift
-    RUST_LOG=info "$@" "$BIN/parking-server" --config "$ROOT/config.json" --host "$HOST" \
+    RUST_LOG=info "$@" "$BIN/parking-server" --config "$CONFIG" --host "$HOST" \
         --rpc-port 0 --sensor-port 0 --pubsub-port 0 --http-port 0 \
         --max-connections-per-address 0 --data-dir "$WORK/data-$name" \
         2>"$WORK/$name.log" &

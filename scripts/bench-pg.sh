@@ -8,11 +8,16 @@
 #      rows, in statements per second: a reserve and a cancel as bare SQL (the conditional
 #      UPDATE joined with the INSERT of the reservation row; the DELETE joined with the
 #      UPDATE), and the nodes' own write functions called by pgbench (the SQL's cost alone);
-#   2. `getAvailability` on a postgres-backed node against an embedded one (16 connections);
+#   2. `getAvailability` on a postgres-backed node against an embedded one (16 connections)
+#      (after a VACUUM and a CHECKPOINT, the two rows in alternate order each round);
 #   3. commit-to-event latency across nodes: reserves sent one at a time to node 1, each
 #      event timed on a subscriber of node 2, from the reserving transaction's start (the
 #      reservation's expires_at minus the TTL, PostgreSQL's clock, the same machine's), so it
-#      includes the commit's own WAL flush.
+#      includes the commit's own WAL flush;
+#   4. the CPU each throughput row cost per request, from /proc: PostgreSQL's processes, the
+#      two postgres-backed nodes, the embedded node, the client (pgbench or load-test), and
+#      how busy the whole machine was (on a machine that is 100% busy, throughput follows
+#      the CPU per request).
 #
 # Usage: scripts/bench-pg.sh [SECS]     (recorded seconds per throughput row, default 10)
 #        BENCH_BIN=DIR scripts/bench-pg.sh [SECS]   (DIR's release binaries, not built here:
@@ -34,34 +39,11 @@ BIN=${BENCH_BIN:-$TARGET_DIR/release}
 cd "$ROOT"
 require_python3
 
-# Through any symlink: a PATH entry may link initdb alone (not pgbench) to the real directory.
-PGBIN=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")")
-if [ ! -x "$PGBIN/pgbench" ]; then
-    echo "bench-pg: pgbench not found next to $PGBIN/initdb (Debian: apt-get install postgresql)" >&2
-    exit 2
-fi
-WORK=$(mktemp -d /tmp/parking-bench-pg.XXXXXX)
-AS=()
-if [ "$(id -u)" = 0 ]; then
-    chown postgres "$WORK"
-    AS=(runuser -u postgres --)
-fi
-PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cleanup() {
-    stop_started
-    "${AS[@]}" "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate -w stop > /dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 if [ -z "${BENCH_BIN:-}" ]; then
     echo "building (release)..." >&2
     cargo build --release --quiet -p parking-server -p load-test -p subscriber
 fi
-
-"${AS[@]}" "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 --locale=C > /dev/null
-"${AS[@]}" "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w \
-    -o "-p $PGPORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200" start > /dev/null
+pg_cluster parking-bench-pg
 URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 
 LOTS='[{"id": "A", "capacity": 1000000}, {"id": "B", "capacity": 1000000}, {"id": "C", "capacity": 1000000}]'
@@ -85,8 +67,10 @@ node node1 "$PG_STORE"
 RPC1=$RPC PUB1=$PUBSUB
 node node2 "$PG_STORE"
 RPC2=$RPC PUB2=$PUBSUB
+NODE_PIDS=("${STARTED_PIDS[@]}")
 node embedded '{"kind": "embedded"}'
 RPCE=$RPC
+EMBEDDED_PID=${STARTED_PIDS[-1]}
 if [ -n "$BASE" ]; then
     # A database of their own: NOTIFY stays within a database, so neither pair of nodes
     # hears (and spends time on) the other's announcements.
@@ -143,18 +127,72 @@ pgbench_tps() { # pgbench_tps SCRIPT STATEMENTS: statements per second of SCRIPT
     python3 -c 'import sys; print("%.0f" % (float(sys.argv[1] or 0) * int(sys.argv[2])))' "$tps" "$2"
 }
 
+# cpu_snapshot: prints the CPU time used so far, in clock ticks, by this cluster's PostgreSQL
+# (the postmaster and its children, exited ones included), by the two postgres-backed nodes,
+# by the embedded node, by this shell's finished children (pgbench, load-test: the clients),
+# and the machine's busy and total ticks (over all cores: busy / total is how loaded the
+# whole machine was, other engineers' work included).
+cpu_snapshot() {
+    python3 - "$$" "$(head -n 1 "$WORK/data/postmaster.pid")" "$EMBEDDED_PID" "${NODE_PIDS[@]}" <<'PY'
+import os, sys
+shell, post, embedded = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+nodes = {int(p) for p in sys.argv[4:]}
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    return [int(x) for x in s[s.rindex(")") + 2:].split()[1:15]]  # ppid .. cstime
+pg = nd = emb = 0
+for name in os.listdir("/proc"):
+    if not name.isdigit():
+        continue
+    try:
+        f = stat(name)
+    except (OSError, ValueError):
+        continue
+    pid, ppid, own, children = int(name), f[0], f[10] + f[11], f[12] + f[13]
+    if pid == post:
+        pg += own + children
+    elif ppid == post:
+        pg += own
+    if pid in nodes:
+        nd += own
+    if pid == embedded:
+        emb += own
+f = stat(shell)
+cpu = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+print(pg, nd, emb, f[12] + f[13], sum(cpu) - cpu[3] - cpu[4], sum(cpu))
+PY
+}
+row() { # row NAME RUN COMMAND...: runs one throughput row, recording its result and its CPU
+    local before after
+    before=$(cpu_snapshot)
+    results+=("$1 $2 $("${@:3}")")
+    after=$(cpu_snapshot)
+    cpu+=("$1 $before $after")
+}
+
 echo "throughput rows, ${DURATION}s each, $ROUNDS interleaved round(s)..." >&2
 results=()
+cpu=()
 for run in $(seq "$ROUNDS"); do
-    results+=("pgbench $run $(pgbench_tps update.sql 1)")
-    results+=("pgpair $run $(pgbench_tps pair.sql 2)")
-    results+=("pgfunctions $run $(pgbench_tps functions.sql 2)")
-    results+=("reserve2 $run $(loadtest reserve "127.0.0.1:$RPC1,127.0.0.1:$RPC2")")
+    row pgbench "$run" pgbench_tps update.sql 1
+    row pgpair "$run" pgbench_tps pair.sql 2
+    row pgfunctions "$run" pgbench_tps functions.sql 2
+    row reserve2 "$run" loadtest reserve "127.0.0.1:$RPC1,127.0.0.1:$RPC2"
     if [ -n "$BASE" ]; then
-        results+=("reservebase $run $(loadtest reserve "127.0.0.1:$RPCB1,127.0.0.1:$RPCB2")")
+        row reservebase "$run" loadtest reserve "127.0.0.1:$RPCB1,127.0.0.1:$RPCB2"
     fi
-    results+=("availpg $run $(loadtest avail "127.0.0.1:$RPC1")")
-    results+=("availemb $run $(loadtest avail "127.0.0.1:$RPCE")")
+    # The reads once PostgreSQL has settled after the writes (vacuum and checkpoint now,
+    # not during the next rows: the postgres-backed read row used to follow the write rows
+    # and share the cores with their aftermath), and in alternate order each round.
+    "${AS[@]}" "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "VACUUM" -c "CHECKPOINT" postgres
+    if [ $((run % 2)) = 1 ]; then
+        row availpg "$run" loadtest avail "127.0.0.1:$RPC1"
+        row availemb "$run" loadtest avail "127.0.0.1:$RPCE"
+    else
+        row availemb "$run" loadtest avail "127.0.0.1:$RPCE"
+        row availpg "$run" loadtest avail "127.0.0.1:$RPC1"
+    fi
 done
 
 echo "commit-to-event latency (500 reserves, one at a time)..." >&2
@@ -195,10 +233,11 @@ pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
 print(f"{len(lat)} {pick(0.5):.2f} {pick(0.99):.2f} {lat[-1]:.2f}")
 EOF
 
-python3 - "$WORK/latency.txt" "${results[@]}" <<'EOF'
-import sys, collections
+printf '%s\n' "${cpu[@]}" > "$WORK/cpu.txt"
+python3 - "$WORK/latency.txt" "$WORK/cpu.txt" "${results[@]}" <<'EOF'
+import os, sys, collections
 rows = collections.defaultdict(list)
-for item in sys.argv[2:]:
+for item in sys.argv[3:]:
     name, run, value, *errors = item.split()
     rows[name].append((float(value or 0), int(errors[0]) if errors else 0))
 def avg(name): return sum(v for v, _ in rows[name]) / len(rows[name])
@@ -220,4 +259,22 @@ errors = sum(e for r in rows.values() for _, e in r)
 n, p50, p99, worst = open(sys.argv[1]).read().split()
 print(f"\ncommit-to-event across nodes ({n} events): p50 {p50} ms, p99 {p99} ms, max {worst} ms")
 print(f"load-test errors in all rows: {errors}")
+
+# CPU per request of each row, from /proc: a share of one core over the row's wall time
+# (warm-up included), divided by the row's throughput.
+cores = os.cpu_count() or 1
+shares = collections.defaultdict(list)
+for line in open(sys.argv[2]):
+    name, *t = line.split()
+    b, a = [int(x) for x in t[:6]], [int(x) for x in t[6:]]
+    wall = (a[5] - b[5]) / cores
+    shares[name].append([(a[i] - b[i]) / wall for i in range(5)])
+print("\n| CPU per request (us) | PostgreSQL | the 2 postgres-backed nodes | embedded node "
+      "| client (pgbench / load-test) | machine busy |")
+print("|---|---|---|---|---|---|")
+for name, each in shares.items():
+    n, rate = len(each), avg(name)
+    mean = [sum(s[i] for s in each) / n for i in range(5)]
+    us = " | ".join(f"{m / rate * 1e6:.0f}" for m in mean[:4])
+    print(f"| {name} | {us} | {mean[4] / cores * 100:.0f}% |")
 EOF

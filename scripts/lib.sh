@@ -163,3 +163,40 @@ print(f"disk: {source[0]} ({source[1]}), mounted on {source[-1]}; "
       f"64-byte append + fdatasync: p50 {times[250]:.3f} ms, p99 {times[495]:.3f} ms")
 PY
 }
+
+# pg_cluster NAME: creates a throwaway PostgreSQL cluster (durable settings: fsync and
+# synchronous_commit on) in a new temporary directory WORK (${TMPDIR:-/tmp}/NAME.XXXXXX) and
+# starts it on a free port of 127.0.0.1 with its socket in WORK. Sets WORK, PGBIN (initdb's
+# directory, with pgbench and psql), PGPORT and AS (the prefix that runs a PostgreSQL tool as
+# the cluster's owner: the postgres user when run as root, since initdb refuses root). On
+# exit it stops every started process and the cluster and removes WORK. Exits with status 2
+# when PostgreSQL or pgbench is missing.
+pg_cluster() {
+    local initdb
+    initdb=$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)
+    # Through any symlink: a PATH entry may link initdb alone (not pgbench) to the real directory.
+    PGBIN=$(dirname "$(readlink -f "${initdb:-/nonexistent/initdb}")")
+    if [ ! -x "$PGBIN/initdb" ] || [ ! -x "$PGBIN/pgbench" ]; then
+        echo "$(basename "$0"): initdb and pgbench are needed (Debian: apt-get install postgresql)" >&2
+        exit 2
+    fi
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    AS=()
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres "$WORK"
+        AS=(runuser -u postgres --)
+    fi
+    trap cleanup_pg_cluster EXIT
+    trap 'exit 130' INT TERM
+    PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "${AS[@]}" "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 --locale=C > /dev/null
+    "${AS[@]}" "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w \
+        -o "-p $PGPORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200" start > /dev/null
+}
+
+# cleanup_pg_cluster: pg_cluster's exit trap.
+cleanup_pg_cluster() {
+    stop_started
+    "${AS[@]}" "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate -w stop > /dev/null 2>&1 || true
+    rm -rf "$WORK"
+}

@@ -6,18 +6,16 @@
 //! again; events published while it was away are not replayed (the server keeps no history).
 //!
 //! # Layout
-//! - this file: the command line ([`Cli`]) and the subscribe-print-reconnect loop ([`run`]).
-//! - [`time`]: formatting the events' Unix timestamps as UTC text.
+//! - this file: the command line ([`Cli`]) and the subscribe-print-reconnect loop ([`run`]);
+//!   event times are printed by [`client::cli::format_event_time`].
 
 #![forbid(unsafe_code)]
-
-pub mod time;
 
 use std::io::{self, Write};
 use std::time::Duration;
 
 use clap::Parser;
-use client::cli::{AccessArgs, parse_lot, parse_seconds};
+use client::cli::{AccessArgs, format_event_time, parse_lot, parse_seconds};
 use client::{Backoff, Failure, Hosts, OwnedEvent, SubscribeError, Subscription, Update};
 use framing::pubsub::{PubsubErrorCode, Topic};
 use shutdown::ShutdownHandle;
@@ -110,7 +108,7 @@ fn cause(err: SubscribeError) -> String {
 pub fn format_event(event: &OwnedEvent) -> String {
     format!(
         "{}  {}  free={}",
-        time::format_utc(event.timestamp),
+        format_event_time(event.timestamp),
         event.lot_id,
         event.free
     )

@@ -197,6 +197,19 @@ pub fn format_time(unix_seconds: u64) -> String {
         .map_or_else(|| unix_seconds.to_string(), |at| at.to_string())
 }
 
+/// Event time (Unix seconds with a fraction, as events carry it) as RFC 3339 UTC rounded to
+/// the millisecond (`2026-11-23T10:00:00.123Z`); a value that is not finite or is beyond the
+/// calendar's range is printed as the plain number.
+pub fn format_event_time(unix_seconds: f64) -> String {
+    let millis = (unix_seconds * 1000.0).round();
+    // The range check comes first: `as` saturates, and a saturated count is not the time.
+    if !millis.is_finite() || millis.abs() > 1e15 {
+        return format!("{unix_seconds}");
+    }
+    jiff::Timestamp::from_millisecond(millis as i64)
+        .map_or_else(|_| format!("{unix_seconds}"), |at| format!("{at:.3}"))
+}
+
 /// A command-line argument as an error message shows it: at most 64 characters.
 fn prefix(text: &str) -> &str {
     const MAX: usize = 64;
@@ -277,5 +290,27 @@ mod tests {
         assert_eq!(format_time(u64::MAX), u64::MAX.to_string());
         let now = 1_796_140_800;
         assert_eq!(parse_time_at(&format_time(now + 61), now), Ok(now + 61));
+    }
+
+    #[test]
+    fn event_times_print_to_the_millisecond() {
+        assert_eq!(format_event_time(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_event_time(1712345678.5), "2024-04-05T19:34:38.500Z");
+        assert_eq!(format_event_time(951_782_400.0), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            format_event_time(1_795_428_000.123),
+            "2026-11-23T10:00:00.123Z"
+        );
+        assert_eq!(
+            format_event_time(4_107_542_399.999_4),
+            "2100-02-28T23:59:59.999Z"
+        );
+        assert_eq!(format_event_time(-1.5), "1969-12-31T23:59:58.500Z");
+        assert_eq!(format_event_time(0.0006), "1970-01-01T00:00:00.001Z");
+        assert_eq!(format_event_time(f64::NAN), "NaN");
+        assert_eq!(format_event_time(f64::INFINITY), "inf");
+        assert_eq!(format_event_time(1e300), 1e300_f64.to_string());
+        // Past year 9999, jiff's range.
+        assert_eq!(format_event_time(3e11), 3e11_f64.to_string());
     }
 }

@@ -1353,3 +1353,90 @@ fn a_driver_holds_one_offer_per_lot_and_the_next_driver_gets_the_room() {
     assert!(offer_in_db(&pg, &bob.id).is_some());
     assert_eq!(offers_in_db(&pg), 2);
 }
+
+#[test]
+fn two_accepts_of_one_offer_queued_on_the_lots_lock_make_one_booking() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let (one, two) = (
+        Arc::new(booking_node(&pg, 1)),
+        Arc::new(booking_node(&pg, 1)),
+    );
+    let anyone = |_: Option<&str>| true;
+    let (start, end) = (unix_now() + 3600, unix_now() + 7200);
+    let taken = one.book(request("P0", None, start, end), None).unwrap();
+    let alice = two
+        .join_waitlist(request("P1", None, start, end), Some("@alice"))
+        .unwrap();
+    assert_eq!(
+        one.cancel_booking(&taken.id, &anyone),
+        Ok(CancelOutcome::Cancelled)
+    );
+    assert!(offer_in_db(&pg, &alice.id).is_some());
+    let version = |pg: &TempPostgres| -> i64 {
+        pg.client()
+            .query_one("SELECT version FROM parking_lots WHERE id = 'A'", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = version(&pg);
+
+    // Holding the lot's row lock parks both accepts at it, each having found the offer live
+    // (the owner is asked before the lock): the lock is then all that keeps the second from
+    // accepting what the first has just taken. Without it both would answer accepted.
+    let mut holder = pg.client();
+    let mut held = holder.transaction().unwrap();
+    held.execute("SELECT 1 FROM parking_lots WHERE id = 'A' FOR UPDATE", &[])
+        .unwrap();
+    let racers: Vec<_> = [&one, &two]
+        .into_iter()
+        .map(|node| {
+            let node = Arc::clone(node);
+            let id = alice.id.clone();
+            thread::spawn(move || node.accept_offer(&id, &|owner| owner == Some("@alice")))
+        })
+        .collect();
+    eventually("both accepts wait for the lot's lock", || {
+        let waiting: i64 = pg
+            .client()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%parking_accept(%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        waiting == 2
+    });
+    held.commit().unwrap();
+    let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    let won: Vec<&Booking> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            Ok(_) | Err(WaitlistError::UnknownEntry(_) | WaitlistError::NoOffer)
+        )),
+        "{outcomes:?}"
+    );
+    // One change of the lot, one confirmed booking, no offer and no entry left.
+    assert_eq!(version(&pg), before + 1);
+    let confirmed: i64 = pg
+        .client()
+        .query_one(
+            "SELECT count(*) FROM parking_bookings WHERE lot = 'A' AND status = 'CONFIRMED'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(confirmed, 1);
+    assert_eq!(offers_in_db(&pg), 0);
+    assert_eq!(offer_in_db(&pg, &alice.id), None);
+    for node in [&one, &two] {
+        eventually("every copy has the booking and not the entry", || {
+            node.state().booking(&won[0].id) == Ok(won[0].clone())
+                && node.state().waitlist_entry(&alice.id).is_none()
+        });
+    }
+}

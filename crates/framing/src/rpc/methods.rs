@@ -203,6 +203,13 @@ pub(crate) trait ArgKind<'a>: Sized {
     /// Whether it may be left out (only the last arguments may).
     const OPTIONAL: bool = false;
 
+    /// What the argument is read as when a JSON request is decoded in one pass
+    /// ([`Request::from_json_seq`]): text only as borrowed `&str`, so that an escaped string
+    /// fails there and is read again through [`ArgKind::from_json`].
+    type Wire: Deserialize<'a>;
+
+    /// The argument from what the one-pass decoding read.
+    fn from_wire(wire: Self::Wire) -> Self;
     /// Reads the argument from its JSON value.
     fn from_json(raw: &'a RawValue) -> Option<Self>;
     /// Reads the argument from its text field.
@@ -220,6 +227,11 @@ pub(crate) trait ArgKind<'a>: Sized {
 impl<'a> ArgKind<'a> for Cow<'a, str> {
     type Static = Cow<'static, str>;
     const EXPECTED: &'static str = "a string";
+    type Wire = &'a str;
+
+    fn from_wire(wire: &'a str) -> Self {
+        Cow::Borrowed(wire)
+    }
 
     fn from_json(raw: &'a RawValue) -> Option<Self> {
         super::json_str(raw)
@@ -241,6 +253,11 @@ impl<'a> ArgKind<'a> for Cow<'a, str> {
 impl<'a> ArgKind<'a> for u64 {
     type Static = u64;
     const EXPECTED: &'static str = "a whole number of Unix seconds";
+    type Wire = u64;
+
+    fn from_wire(wire: u64) -> Self {
+        wire
+    }
 
     fn from_json(raw: &'a RawValue) -> Option<Self> {
         serde_json::from_str(raw.get()).ok()
@@ -263,6 +280,11 @@ impl<'a> ArgKind<'a> for Option<Cow<'a, str>> {
     type Static = Option<Cow<'static, str>>;
     const EXPECTED: &'static str = "a string or null";
     const OPTIONAL: bool = true;
+    type Wire = Option<&'a str>;
+
+    fn from_wire(wire: Option<&'a str>) -> Self {
+        wire.map(Cow::Borrowed)
+    }
 
     fn from_json(raw: &'a RawValue) -> Option<Self> {
         if raw.get() == "null" {
@@ -292,6 +314,11 @@ impl<'a> ArgKind<'a> for Option<u64> {
     type Static = Option<u64>;
     const EXPECTED: &'static str = "a whole number or null";
     const OPTIONAL: bool = true;
+    type Wire = Option<u64>;
+
+    fn from_wire(wire: Option<u64>) -> Self {
+        wire
+    }
 
     fn from_json(raw: &'a RawValue) -> Option<Self> {
         serde_json::from_str(raw.get()).ok()
@@ -317,6 +344,11 @@ impl<'a> ArgKind<'a> for Option<u64> {
 impl<'a> ArgKind<'a> for crate::Secret<'a> {
     type Static = crate::Secret<'static>;
     const EXPECTED: &'static str = "a string";
+    type Wire = &'a str;
+
+    fn from_wire(wire: &'a str) -> Self {
+        crate::Secret::new(wire)
+    }
 
     fn from_json(raw: &'a RawValue) -> Option<Self> {
         super::json_str(raw).map(crate::Secret::from)
@@ -339,6 +371,12 @@ impl<'a> ArgKind<'a> for crate::Secret<'a> {
 impl<'a> ArgKind<'a> for LotFilter<'a> {
     type Static = LotFilter<'static>;
     const EXPECTED: &'static str = "an object {\"start\", \"end\", \"zone\"?, \"feature\"?} (text: start=..&end=..&zone=..&feature=..)";
+    // The same reading as `from_json`'s, without the raw value in between.
+    type Wire = LotFilter<'a>;
+
+    fn from_wire(wire: LotFilter<'a>) -> Self {
+        wire
+    }
 
     fn from_json(raw: &'a RawValue) -> Option<Self> {
         serde_json::from_str(raw.get()).ok()
@@ -534,6 +572,35 @@ macro_rules! rpc_methods {
                 Ok(match method {
                     $(Method::$variant => Request::$variant $({ $($field: next!($kind)),* })?,)+
                 })
+            }
+
+            /// Builds the request for `method` straight from the elements of its JSON `args`
+            /// array, in the same pass that reads the request (no raw values, no list). Any
+            /// error here (too few or too many arguments, one not of its kind, an escaped
+            /// string) only means "not the common case": the caller reads the request again
+            /// through [`Request::from_args`], which says what is wrong.
+            pub(crate) fn from_json_seq<A: serde::de::SeqAccess<'a>>(
+                method: Method,
+                mut seq: A,
+            ) -> Result<Self, A::Error> {
+                macro_rules! next {
+                    ($k:ident) => {{
+                        match seq.next_element::<<kind::$k<'a> as ArgKind<'a>>::Wire>()? {
+                            Some(wire) => <kind::$k<'a> as ArgKind<'a>>::from_wire(wire),
+                            // The array ended: an optional argument left out, or too few.
+                            None => <kind::$k<'a> as ArgKind<'a>>::absent().ok_or_else(|| {
+                                <A::Error as serde::de::Error>::custom("too few arguments")
+                            })?,
+                        }
+                    }};
+                }
+                let request = match method {
+                    $(Method::$variant => Request::$variant $({ $($field: next!($kind)),* })?,)+
+                };
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(<A::Error as serde::de::Error>::custom("too many arguments"));
+                }
+                Ok(request)
             }
         }
     };

@@ -22,7 +22,12 @@ mod reply;
 
 use std::borrow::Cow;
 
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 use state::shown;
 
@@ -60,18 +65,73 @@ struct RequestFields<'a> {
     args: Option<&'a RawValue>,
 }
 
-/// A request object as a well-behaved client writes it: an integer `rpcId`, a string
-/// `method` without escapes, an `args` array. Read in one pass; anything else (a field
-/// missing, mistyped or `null`, an escaped method name, invalid JSON) fails here and is read
-/// again through [`RequestFields`], which says what is wrong. Other fields are ignored by
-/// both, and a duplicated field fails both, so a request this reads decodes exactly as there.
-#[derive(Deserialize)]
-struct WellFormed<'a> {
-    #[serde(rename = "rpcId")]
-    rpc_id: u32,
-    method: &'a str,
-    #[serde(borrow)]
-    args: Vec<&'a RawValue>,
+/// A request object as a well-behaved client writes it, read in one pass straight into the
+/// [`Request`]: an integer `rpcId`, then a known `method` written without escapes, then its
+/// `args` array, each argument of its kind and strings without escapes (borrowed from the
+/// payload). Anything else (a field missing, mistyped, `null`, duplicated or out of that
+/// order, an escape, invalid JSON) fails here and the request is read again through
+/// [`RequestFields`], which says what is wrong. Other fields are ignored by both, so a
+/// request this reads decodes exactly as there.
+struct OnePass;
+
+impl<'de> Visitor<'de> for OnePass {
+    type Value = (u32, Request<'de>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a request object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut rpc_id, mut method, mut request) = (None, None, None);
+        // Only the first failure matters, and only as "read it again": the errors say little.
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "rpcId" if rpc_id.is_none() => rpc_id = Some(map.next_value::<u32>()?),
+                "method" if method.is_none() => {
+                    let name = map.next_value::<&'de str>()?;
+                    method = Some(
+                        Method::from_name(name)
+                            .ok_or_else(|| A::Error::custom("unknown method"))?,
+                    );
+                }
+                // What an argument must be depends on the method, so it comes first.
+                "args" if request.is_none() => {
+                    let method = method.ok_or_else(|| A::Error::custom("args before method"))?;
+                    request = Some(map.next_value_seed(ArgsOf(method))?);
+                }
+                "rpcId" | "method" | "args" => return Err(A::Error::custom("duplicate field")),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        rpc_id
+            .zip(request)
+            .ok_or_else(|| A::Error::custom("missing field"))
+    }
+}
+
+/// The `args` array of a request for this method.
+struct ArgsOf(Method);
+
+impl<'de> DeserializeSeed<'de> for ArgsOf {
+    type Value = Request<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ArgsOf {
+    type Value = Request<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an argument array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Request::from_json_seq(self.0, seq)
+    }
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(
@@ -105,16 +165,19 @@ pub fn decode_json_request(payload: &[u8]) -> Result<(u32, Request<'_>), Rejecte
     if !text.trim_start().starts_with('{') {
         return Err(bad_request(None, "request must be a JSON object"));
     }
-    // Nearly every request is well formed: one pass over it instead of four (the object,
-    // then `rpcId`, `method` and `args` again from their raw text).
-    if let Ok(WellFormed {
-        rpc_id,
-        method,
-        args,
-    }) = serde_json::from_str(text)
+    // Nearly every request is well formed: one pass over it instead of five (the object,
+    // then `rpcId`, `method`, `args` and each argument again from their raw text).
+    let mut one_pass = serde_json::Deserializer::from_str(text);
+    if let Ok(decoded) = one_pass.deserialize_map(OnePass)
+        && one_pass.end().is_ok()
     {
-        return request_of(rpc_id, Cow::Borrowed(method), args);
+        return Ok(decoded);
     }
+    decode_json_fields(text)
+}
+
+/// Decodes a request that [`OnePass`] did not take, field by field, saying what is wrong.
+fn decode_json_fields(text: &str) -> Result<(u32, Request<'_>), RejectedRequest> {
     let fields: RequestFields<'_> = serde_json::from_str(text)
         .map_err(|err| bad_request(None, format!("not a JSON request object: {err}")))?;
     let rpc_id_raw = fields
@@ -276,6 +339,170 @@ mod tests {
             code_of(r#"{"rpcId":3,"rpcId":4,"method":"ping","args":[]}"#),
             (None, ErrorCode::BadRequest)
         );
+    }
+
+    /// What the one-pass reading alone makes of `payload`, `None` where it leaves it.
+    fn one_pass(payload: &str) -> Option<(u32, Request<'_>)> {
+        let mut de = serde_json::Deserializer::from_str(payload);
+        let decoded = de.deserialize_map(OnePass).ok()?;
+        de.end().ok().map(|()| decoded)
+    }
+
+    /// What `decode_json_request` answered before the one pass: its checks, then the
+    /// field-by-field reading.
+    fn by_fields(payload: &str) -> Result<(u32, Request<'_>), RejectedRequest> {
+        if !payload.trim_start().starts_with('{') {
+            return Err(bad_request(None, "request must be a JSON object"));
+        }
+        decode_json_fields(payload)
+    }
+
+    /// Requests in every method's common form: the one pass reads each as the field-by-field
+    /// reading does.
+    const WELL_FORMED: &[&str] = &[
+        r#"{"rpcId":1,"method":"getLots","args":[]}"#,
+        r#"{"rpcId":2,"method":"getAvailability","args":["A"]}"#,
+        r#"{"rpcId":3,"method":"reserve","args":["A","7ABC123"]}"#,
+        r#"{"rpcId":4,"method":"cancel","args":["A","7ABC123"]}"#,
+        r#"{"rpcId":5,"method":"book","args":["A","P",10,20]}"#,
+        r#"{"rpcId":6,"method":"book","args":["A","P",10,20,"S1"]}"#,
+        r#"{"rpcId":7,"method":"book","args":["A","P",10,20,null]}"#,
+        r#"{"rpcId":8,"method":"getBooking","args":["A.1"]}"#,
+        r#"{"rpcId":9,"method":"cancelBooking","args":["A.1"]}"#,
+        r#"{"rpcId":10,"method":"checkIn","args":["A.1"]}"#,
+        r#"{"rpcId":11,"method":"listBookings","args":["A",1,2]}"#,
+        r#"{"rpcId":12,"method":"listBookings","args":["A",1,2,null,"A.3"]}"#,
+        r#"{"rpcId":13,"method":"listBookings","args":["A",1,2,5]}"#,
+        r#"{"rpcId":14,"method":"findLots","args":[{"start":1,"end":2,"zone":"n"}]}"#,
+        r#"{"rpcId":15,"method":"joinWaitlist","args":["A","P",10,20]}"#,
+        r#"{"rpcId":16,"method":"acceptOffer","args":["A.w1"]}"#,
+        r#"{"rpcId":17,"method":"leaveWaitlist","args":["A.w1"]}"#,
+        r#"{"rpcId":18,"method":"myBookings","args":["P"]}"#,
+        r#"{"rpcId":19,"method":"myWaitlist","args":["P"]}"#,
+        r#"{"rpcId":20,"method":"PING","args":[]}"#,
+        r#"{"rpcId":21,"method":"ping","args":[]}"#,
+        r#"{"rpcId":22,"method":"auth","args":["t0k"]}"#,
+        r#" { "rpcId" : 4294967295 , "method" : "getAvailability" , "args" : [ "A" ] } "#,
+        r#"{"rpcId":0,"extra":{"deep":[1,{"x":"\u0041"}]},"method":"ping","args":[]}"#,
+        r#"{"rpcId":1,"method":"getAvailability","args":["A"],"extra":null}"#,
+        // A query's strings may be escaped: it is read as `from_json` reads it.
+        r#"{"rpcId":1,"method":"findLots","args":[{"start":1,"end":2,"zone":"\u006e"}]}"#,
+    ];
+
+    /// Payloads the one pass must leave to the field-by-field reading (each for a reason of
+    /// its own), which answers them as before: accepted, or the same error code and detail.
+    const LEFT_TO_FIELDS: &[&str] = &[
+        // Accepted there, not the common form.
+        r#"{"rpcId":1,"method":"pin\u0067","args":[]}"#,
+        r#"{"rpcId":1,"method":"getAvailability","args":["B\u0031"]}"#,
+        r#"{"rpcId":1,"method":"book","args":["A","P",10,20,"S\n"]}"#,
+        r#"{"args":["A"],"method":"getAvailability","rpcId":3}"#,
+        r#"{"rpcId":3,"args":["A"],"method":"getAvailability"}"#,
+        r#"{"rpc\u0049d":3,"method":"ping","args":[]}"#,
+        // Refused there.
+        "",
+        "{",
+        "[1]",
+        r#"[1,"ping",[]]"#,
+        r#"{"rpcId":1,"method":"ping","args":[]}x"#,
+        r#"{"rpcId":1,"method":"ping","args":[]}{}"#,
+        r#"{"rpcId":1,"method":"ping","args":[],}"#,
+        r#"{"rpcId":1,"method":"ping","args":[1,]}"#,
+        r#"{"rpcId":1,"method":"ping","args":[]"#,
+        r#"{"rpcId":3,"rpcId":4,"method":"ping","args":[]}"#,
+        r#"{"rpcId":3,"method":"ping","method":"ping","args":[]}"#,
+        r#"{"rpcId":3,"method":"ping","args":[],"args":[]}"#,
+        r#"{"rpcId":null,"method":"ping","args":[]}"#,
+        r#"{"rpcId":-1,"method":"ping","args":[]}"#,
+        r#"{"rpcId":1.0,"method":"ping","args":[]}"#,
+        r#"{"rpcId":1e2,"method":"ping","args":[]}"#,
+        r#"{"rpcId":4294967296,"method":"ping","args":[]}"#,
+        r#"{"rpcId":"7","method":"ping","args":[]}"#,
+        r#"{"method":"ping","args":[]}"#,
+        r#"{"rpcId":7,"args":[]}"#,
+        r#"{"rpcId":7,"method":null,"args":[]}"#,
+        r#"{"rpcId":7,"method":3,"args":[]}"#,
+        r#"{"rpcId":7,"method":"Ping","args":[]}"#,
+        r#"{"rpcId":7,"method":"fly","args":[5]}"#,
+        r#"{"rpcId":7,"method":"PING"}"#,
+        r#"{"rpcId":7,"method":"PING","args":null}"#,
+        r#"{"rpcId":7,"method":"PING","args":{}}"#,
+        r#"{"rpcId":7,"method":"PING","args":"x"}"#,
+        r#"{"rpcId":7,"method":"PING","args":[1]}"#,
+        r#"{"rpcId":7,"method":"reserve","args":["A"]}"#,
+        r#"{"rpcId":7,"method":"reserve","args":["A",5]}"#,
+        r#"{"rpcId":7,"method":"reserve","args":["A",null]}"#,
+        r#"{"rpcId":7,"method":"reserve","args":["A","P","Q"]}"#,
+        r#"{"rpcId":7,"method":"getAvailability","args":[["A"]]}"#,
+        r#"{"rpcId":7,"method":"book","args":["A","P","10",20]}"#,
+        r#"{"rpcId":7,"method":"book","args":["A","P",10.5,20]}"#,
+        r#"{"rpcId":7,"method":"book","args":["A","P",-1,20]}"#,
+        r#"{"rpcId":7,"method":"book","args":["A","P",1e3,20]}"#,
+        r#"{"rpcId":7,"method":"book","args":["A","P",18446744073709551616,20]}"#,
+        r#"{"rpcId":7,"method":"book","args":["A","P",10,20,5]}"#,
+        r#"{"rpcId":7,"method":"book","args":["A","P",10,20,"S",1]}"#,
+        r#"{"rpcId":7,"method":"listBookings","args":["A",1,2,"5"]}"#,
+        r#"{"rpcId":7,"method":"findLots","args":[{"start":1}]}"#,
+        r#"{"rpcId":7,"method":"findLots","args":[{"start":1,"end":2,"colour":"red"}]}"#,
+        r#"{"rpcId":7,"method":"findLots","args":[7]}"#,
+        r#"{"rpcId":7,"method":"auth","args":[null]}"#,
+        r#"{"rpcId":7,"method":"ping","args":[],"extra":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+    ];
+
+    #[test]
+    fn the_one_pass_reads_common_requests_as_the_field_by_field_reading_does() {
+        for payload in WELL_FORMED {
+            let decoded = one_pass(payload);
+            assert!(decoded.is_some(), "one pass left {payload}");
+            assert_eq!(decoded.map(Ok), Some(by_fields(payload)), "{payload}");
+            assert_eq!(json(payload), by_fields(payload), "{payload}");
+        }
+        // Strings are borrowed from the payload.
+        let (_, request) = one_pass(WELL_FORMED[2]).unwrap();
+        let Request::Reserve {
+            lot: Cow::Borrowed(_),
+            plate: Cow::Borrowed(_),
+        } = request
+        else {
+            panic!("not borrowed: {request:?}");
+        };
+    }
+
+    #[test]
+    fn what_the_one_pass_leaves_is_answered_as_before() {
+        for payload in LEFT_TO_FIELDS {
+            assert_eq!(one_pass(payload), None, "one pass took {payload}");
+            assert_eq!(json(payload), by_fields(payload), "{payload}");
+        }
+        // Including invalid UTF-8, which never reaches either reading.
+        let rejected =
+            decode_json_request(b"{\"rpcId\":1,\"method\":\"ping\",\"args\":[],\"x\":\"\xff\"}");
+        assert_eq!(rejected.unwrap_err().error.detail, "payload is not UTF-8");
+    }
+
+    proptest::proptest! {
+        /// A well-formed request with one byte changed, inserted or cut off decodes through
+        /// the one pass exactly as through the field-by-field reading: the same request, or
+        /// the same rejection (code, detail and echoed id).
+        #[test]
+        fn a_mutated_request_decodes_as_the_field_by_field_reading_says(
+            which in 0..WELL_FORMED.len(),
+            at in 0usize..200,
+            byte in proptest::sample::select(
+                b"{}[]\",:0123456789-.eE+ \\untrlfasAPxy\x7f".to_vec()
+            ),
+            how in 0u8..3,
+        ) {
+            let mut payload = WELL_FORMED[which].as_bytes().to_vec();
+            let at = at % payload.len();
+            match how {
+                0 => payload[at] = byte,
+                1 => payload.insert(at, byte),
+                _ => payload.truncate(at),
+            }
+            let text = std::str::from_utf8(&payload).unwrap();
+            proptest::prop_assert_eq!(decode_json_request(&payload), by_fields(text), "{}", text);
+        }
     }
 
     #[test]
