@@ -8,7 +8,8 @@
 #   2. the same reserve rows with fsync "everysec" and with the state in memory only
 #      (--in-memory), the cost of durability when a second of loss is acceptable.
 #
-# Rows are interleaved (for each connection count: always, Redis, everysec, memory) so that
+# Rows are interleaved (for each connection count: always, Redis, everysec, memory, and with -b
+# the earlier build's always and everysec rows next to them) so that
 # drift in the machine's load hits them alike; compare the ratios, not the absolute numbers.
 # Also prints the disk the data lies on and its fdatasync latency (python3 probe).
 #
@@ -17,8 +18,8 @@
 #   -w WORKERS   connection counts, space separated (env WORKERS,  default "1 16")
 #   -d SECS      recorded seconds per row           (env DURATION, default 10)
 #   -b BINARY    another parking-server (a build of an earlier commit, say) whose fsync
-#                "everysec" row runs next to this build's, to compare the two in one run
-#                (env BEFORE)
+#                "always" and "everysec" rows run next to this build's, to compare the two
+#                in one run (env BEFORE)
 #   -o DIR       where the data directories, Redis's AOF, reports and logs go (env OUT).
 #                Default: a new temporary directory under ${TMPDIR:-/tmp}, removed at the
 #                end. The disk under it is the disk measured.
@@ -76,6 +77,9 @@ EVERYSEC_PORT=$STARTED_PORT
 start_parking_server memory "$BIN/parking-server" "$CONFIG" --http-port 0 --in-memory
 MEMORY_PORT=$STARTED_PORT
 if [ -n "$BEFORE" ]; then
+    start_parking_server before-always "$BEFORE" "$CONFIG" --data-dir "$WORK/before-always-data" \
+        --fsync always
+    BEFORE_ALWAYS_PORT=$STARTED_PORT
     start_parking_server before "$BEFORE" "$CONFIG" --data-dir "$WORK/before-data" --fsync everysec
     BEFORE_PORT=$STARTED_PORT
 fi
@@ -101,6 +105,9 @@ run_load() { # run_load NAME PORT WORKERS
 }
 for workers in $WORKERS; do
     run_load always "$ALWAYS_PORT" "$workers"
+    if [ -n "$BEFORE" ]; then
+        run_load before-always "$BEFORE_ALWAYS_PORT" "$workers"
+    fi
     echo "  redis SET (appendfsync always), $workers connection(s)" >&2
     # redis-benchmark takes a request count, not a duration: about DURATION seconds at the
     # rate the fsync-always row just ran at (both are bound by the same disk), taken as at least 100/s.
@@ -145,6 +152,15 @@ print("always/s: reserve mode with fsync always (a reply means the change is on 
       "everysec/s and memory/s: the same reserve rows with fsync everysec and --in-memory; "
       "ratio = everysec / memory.")
 if os.environ["BEFORE"]:
+    print()
+    print(f"fsync always, this build against {os.environ['BEFORE']} (before):")
+    head = f"{'conns':>5} | {'before/s':>9} {'always/s':>9} {'redis/s':>9} | {'before/redis':>12} {'this/redis':>10} {'this/before':>11}"
+    print(head)
+    print("-" * len(head))
+    for workers in os.environ["WORKERS"].split():
+        b, a, r = load("before-always", workers), load("always", workers), redis(workers)
+        print(f"{workers:>5} | {b[0]:>9.0f} {a[0]:>9.0f} {r[0]:>9.0f} | {b[0] / r[0]:>12.2f} "
+              f"{a[0] / r[0]:>10.2f} {a[0] / b[0]:>11.2f}")
     print()
     print(f"fsync everysec, this build against {os.environ['BEFORE']} (before):")
     head = f"{'conns':>5} | {'before/s':>9} {'everysec/s':>10} {'memory/s':>9} | {'before/mem':>10} {'this/mem':>8} {'this/before':>11}"
