@@ -122,17 +122,9 @@ for round in $(seq "$ROUNDS"); do
             esac
             name="$mode-p$depth-$variant-r$round"
             echo "  round $round: $mode, depth $depth: $variant" >&2
-            code=0
-            env "${env[@]}" "$BIN/load-test" "${args[@]}" --mode "$mode" --workers "$WORKERS" \
-                --pipeline "$depth" --duration "$DURATION" --warmup "$WARMUP" \
-                --json "$WORK/$name.json" > "$WORK/$name.txt" || code=$?
-            case $code in
-                0) ;;
-                1) STATUS=1 ;;
-                *) echo "bench-access: load-test failed (exit $code):" >&2
-                   cat "$WORK/$name.txt" >&2
-                   exit 2 ;;
-            esac
+            load_test_row "$WORK/$name" env "${env[@]}" "$BIN/load-test" "${args[@]}" \
+                --mode "$mode" --workers "$WORKERS" --pipeline "$depth" \
+                --duration "$DURATION" --warmup "$WARMUP"
         done
     done
 done

@@ -74,17 +74,8 @@ echo "parking-server on $HOST:$RPC_PORT (sensors :$SENSOR_PORT); ${DURATION}s pe
 STATUS=0
 row() { # row NAME MODE WORKERS IDLE
     echo "  $2, $3 connection(s), $4 idle" >&2
-    local code=0
-    "$BIN/load-test" --host "$HOST" --port "$RPC_PORT" --mode "$2" --workers "$3" \
-        --duration "$DURATION" --warmup 1 --idle "$4" --json "$WORK/$1.json" \
-        >"$WORK/$1.txt" || code=$?
-    case $code in
-        0) ;;
-        1) STATUS=1 ;;
-        *) echo "bench-connections: load-test failed (exit $code):" >&2
-           cat "$WORK/$1.txt" >&2
-           exit 2 ;;
-    esac
+    load_test_row "$WORK/$1" "$BIN/load-test" --host "$HOST" --port "$RPC_PORT" --mode "$2" \
+        --workers "$3" --duration "$DURATION" --warmup 1 --idle "$4"
 }
 # First, on the fresh server: memory the allocator kept from a busy row would hide the cost.
 echo "  RSS with $IDLE idle connections" >&2

@@ -91,17 +91,9 @@ cat "$WORK/disk.txt" >&2
 
 STATUS=0
 run_load() { # run_load NAME PORT WORKERS
-    local code=0
     echo "  reserve, $3 connection(s): $1" >&2
-    "$BIN/load-test" --host "$HOST" --port "$2" --mode reserve --workers "$3" \
-        --duration "$DURATION" --warmup 1 --json "$WORK/$1-c$3.json" > "$WORK/$1-c$3.txt" || code=$?
-    case $code in
-        0) ;;
-        1) STATUS=1 ;;
-        *) echo "bench-durable: load-test failed (exit $code):" >&2
-           cat "$WORK/$1-c$3.txt" >&2
-           exit 2 ;;
-    esac
+    load_test_row "$WORK/$1-c$3" "$BIN/load-test" --host "$HOST" --port "$2" --mode reserve \
+        --workers "$3" --duration "$DURATION" --warmup 1
 }
 for workers in $WORKERS; do
     run_load always "$ALWAYS_PORT" "$workers"

@@ -122,16 +122,8 @@ echo "servers: on rpc :${RPC[on]} http :${HTTP[on]}; off rpc :${RPC[off]} http :
 
 STATUS=0
 load_test() { # NAME VARIANT MODE CONNECTIONS
-    local code=0
-    "$BIN/load-test" --host "$HOST" --port "${RPC[$2]}" --mode "$3" --workers "$4" \
-        --duration "$DURATION" --warmup "$WARMUP" --json "$WORK/$1.json" > "$WORK/$1.txt" || code=$?
-    case $code in
-        0) ;;
-        1) STATUS=1 ;;
-        *) echo "bench-http: load-test failed (exit $code):" >&2
-           cat "$WORK/$1.txt" >&2
-           exit 2 ;;
-    esac
+    load_test_row "$WORK/$1" "$BIN/load-test" --host "$HOST" --port "${RPC[$2]}" --mode "$3" \
+        --workers "$4" --duration "$DURATION" --warmup "$WARMUP"
 }
 http_test() { # NAME CONNECTIONS
     local threads=$(($2 < 2 ? 1 : 2)) url="http://$HOST:${HTTP[on]}/v1/lots/A"

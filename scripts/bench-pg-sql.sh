@@ -91,8 +91,8 @@ script() { # script NAME RESERVE CANCEL: a pgbench script of one reserve and one
     printf '\\set lot random(1, 3)\n%s;\n%s;\n' "$2" "$3" > "$WORK/$1.sql"
 }
 LOT="(ARRAY['A', 'B', 'C'])[:lot]"
-printf '\\set lot random(1, 3)\nUPDATE parking_lots SET reserved = reserved + 1, version = version + 1 WHERE id = %s AND greatest(0, least(counted, capacity)) + reserved < capacity;\n' "$LOT" > "$WORK/update.sql"
 FREE="greatest(0, least(counted, capacity)) + reserved < capacity"
+printf '\\set lot random(1, 3)\nUPDATE parking_lots SET reserved = reserved + 1, version = version + 1 WHERE id = %s AND %s;\n' "$LOT" "$FREE" > "$WORK/update.sql"
 CANCEL_DELETE_FIRST="WITH d AS (DELETE FROM parking_reservations WHERE lot = $LOT AND plate = 'P' || :client_id RETURNING lot) UPDATE parking_lots SET reserved = reserved - 1, version = version + 1 WHERE id IN (SELECT lot FROM d)"
 script pair \
     "WITH l AS (UPDATE parking_lots SET reserved = reserved + 1, version = version + 1 WHERE id = $LOT AND $FREE RETURNING id) INSERT INTO parking_reservations (lot, plate, expires_at) SELECT id, 'P' || :client_id, now() + interval '5 minutes' FROM l" \

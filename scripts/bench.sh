@@ -106,18 +106,9 @@ for round in $(seq "$ROUNDS"); do
                 if [ "$server" = parking ]; then port=$SERVER_PORT; else port=$BASELINE_PORT; fi
                 name="$mode-c$workers-$server-r$round"
                 echo "  round $round, $mode, $workers connection(s): $server" >&2
-                code=0
-                "$BIN/load-test" --host "$HOST" --port "$port" --mode "$mode" \
-                    --workers "$workers" --duration "$DURATION" --warmup "$WARMUP" \
-                    --pipeline "$PIPELINE" --idle "$IDLE" --json "$WORK/$name.json" \
-                    >"$WORK/$name.txt" || code=$?
-                case $code in
-                    0) ;;
-                    1) STATUS=1 ;;
-                    *) echo "bench: load-test failed (exit $code):" >&2
-                       cat "$WORK/$name.txt" >&2
-                       exit 2 ;;
-                esac
+                load_test_row "$WORK/$name" "$BIN/load-test" --host "$HOST" --port "$port" \
+                    --mode "$mode" --workers "$workers" --duration "$DURATION" \
+                    --warmup "$WARMUP" --pipeline "$PIPELINE" --idle "$IDLE"
             done
         done
     done

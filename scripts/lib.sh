@@ -21,6 +21,23 @@ no_operands() {
     fi
 }
 
+# load_test_row OUT COMMAND...: runs COMMAND (a load-test invocation, perhaps behind `env`)
+# with `--json OUT.json`, its output in OUT.txt. Exit 1 (the row had errors or timeouts) sets
+# STATUS=1 and the script goes on, so the table is still printed; any other exit prints the
+# output and ends the script with status 2.
+load_test_row() {
+    local out=$1 code=0
+    shift
+    "$@" --json "$out.json" >"$out.txt" || code=$?
+    case $code in
+        0) ;;
+        1) STATUS=1 ;;
+        *) echo "$(basename "$0" .sh): load-test failed (exit $code):" >&2
+           cat "$out.txt" >&2
+           exit 2 ;;
+    esac
+}
+
 # The processes a script started, by id; stop_started stops exactly these.
 STARTED_PIDS=()
 
