@@ -127,7 +127,10 @@ load_test() { # NAME VARIANT MODE CONNECTIONS
 }
 http_test() { # NAME CONNECTIONS
     local threads=$(($2 < 2 ? 1 : 2)) url="http://$HOST:${HTTP[on]}/v1/lots/A"
-    wrk -t "$threads" -c "$2" -d "${WARMUP}s" "$url" > /dev/null
+    # wrk refuses a zero duration, so `-u 0` means no warmup run at all.
+    if [ "$WARMUP" != 0 ]; then
+        wrk -t "$threads" -c "$2" -d "${WARMUP}s" "$url" > /dev/null
+    fi
     wrk -t "$threads" -c "$2" -d "${DURATION}s" --latency "$url" > "$WORK/$1.txt"
 }
 
