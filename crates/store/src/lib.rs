@@ -46,10 +46,12 @@ mod snapshot;
 
 use std::sync::Arc;
 
-pub use embedded::{DEFAULT_RETRY_AFTER, DEFAULT_SEGMENT_BYTES, EmbeddedStore, Options};
+pub use embedded::{
+    DEFAULT_MAX_GATHER, DEFAULT_RETRY_AFTER, DEFAULT_SEGMENT_BYTES, EmbeddedStore, Options,
+};
 pub use error::{OpenError, OpenErrorKind};
 pub use feature::{Feature, Unsupported};
-pub use journal::{DiskError, Fsync};
+pub use journal::{DiskError, Fsync, JournalStats};
 pub use recovery::{Cut, Repair, repair};
 
 use state::{

@@ -22,12 +22,12 @@ fn a_failed_write_is_undone_refused_until_the_disk_recovers_and_never_on_disk() 
 }
 
 #[test]
-fn a_failed_write_through_under_everysec_is_undone_and_never_on_disk() {
+fn a_failed_write_under_everysec_is_undone_and_never_on_disk() {
     failed_write(Fsync::Everysec);
 }
 
 #[test]
-fn a_failed_write_through_under_fsync_no_is_undone_and_never_on_disk() {
+fn a_failed_write_under_fsync_no_is_undone_and_never_on_disk() {
     failed_write(Fsync::No);
 }
 
