@@ -24,14 +24,21 @@
 //! one the previous flush released, so it never waits; a writer that does not come back
 //! costs at most that bound once, and the next flush no longer expects it.
 //!
-//! # Writing outside the lot's lock (`everysec`, `no`)
-//! Without an fsync per change, records take the same path without the sync: `record`
-//! appends to `pending` under the lot's lock (a copy), and `wait`, after the lot's lock is
-//! released, writes every pending record with one `write` if nobody is writing, or waits for
-//! the write under way. A reply still goes out only once its bytes are in the kernel, so a
-//! killed server loses nothing acknowledged, and the file's order is the order in which
-//! records were appended, which for each lot is the order of its changes. Readers and
-//! writers of a lot no longer wait for a `write` of that lot.
+//! # Writing through (`everysec`, `no`)
+//! Without an fsync per change, a batch buys little: a `write` to the page cache costs a few
+//! microseconds, far less than parking every writer on a condition variable and waking it
+//! again. So under those policies `record` writes its record to the OS itself when nothing
+//! else is pending or being written, and the change is decided before `record` returns: its
+//! bytes are in the kernel before its reply is sent, so a killed server loses nothing
+//! acknowledged, and the file's order is the order of the records. The write holds the
+//! flusher's token, not the mutex: a writer of another lot that arrives meanwhile appends
+//! its record to `pending` and leaves its lot's lock at once, and the first such writer to
+//! `wait` writes every pending record with one `write` (the flush path, without the sync),
+//! so concurrent writers share writes as `always`'s share syncs. The cost is that a lot's
+//! readers may wait for one `write` of a writer of that lot. Whenever records are pending,
+//! the token is taken (a flush, a segment switch) or the disk has failed, records take the
+//! flush path, so a retry, its rewrite after a failed sync and its rollback stay in one
+//! place; the syncer thread fdatasyncs once a second either way.
 //!
 //! # When the disk fails
 //! Nothing is acknowledged that is not durable. A failed write or sync makes the journal
@@ -65,6 +72,10 @@ pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// How often `fsync: everysec` syncs the journal.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Set in a [`Commit`] that [`Journal::write_through`] decided before `record` returned, so
+/// its `wait` has nothing to look up. Sequence numbers never reach this bit.
+const DECIDED: u64 = 1 << 63;
 
 /// When a write counts as durable, as Redis's `appendfsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -651,6 +662,61 @@ impl Journal {
         self.flushed.notify_all();
     }
 
+    /// `everysec` and `no`'s path: writes one record to the OS at once and decides it. Only
+    /// called when nothing is pending, no flush or segment switch is running and the disk is
+    /// healthy, so the record goes right after every earlier one and nothing else can be
+    /// caught in a failure: a failed write cuts the record's bytes back off and refuses the
+    /// change, which the state undoes under the lot's lock before anyone can see it.
+    ///
+    /// The write runs holding the flusher's token but not the mutex, so writers of other
+    /// lots that arrive meanwhile are not held up: they append their records to `pending`
+    /// and go on, and the first of them to wait writes all of those with one `write`
+    /// ([`Journal::flush`], outside any lot's lock, where a failure can be rolled back).
+    fn write_through(
+        &self,
+        shared: &mut MutexGuard<'_, Shared>,
+        encoded: &[u8],
+    ) -> Result<Commit, Unavailable> {
+        let seq = shared.next;
+        shared.next += 1;
+        shared.flushing = true;
+        shared.in_flight = seq;
+        let segment = &shared.segment;
+        let (file, offset) = (Arc::clone(&segment.file), segment.written);
+        let written = MutexGuard::unlocked(shared, || {
+            file.write_at(encoded, offset).inspect_err(|_| {
+                // A partial write must not stay in the file. If the cut fails too, the next
+                // attempt (a flush, as the disk is marked failed) cuts first.
+                let _ = file.truncate(offset);
+            })
+        });
+        let outcome = match written {
+            Ok(()) => {
+                let segment = &mut shared.segment;
+                segment.written += encoded.len() as u64;
+                if self.settings.fsync == Fsync::Everysec {
+                    segment.unsynced.extend_from_slice(encoded);
+                }
+                if segment.written >= self.settings.segment_bytes {
+                    let _ = self.compact.try_send(());
+                }
+                Ok(Commit(seq | DECIDED))
+            }
+            Err(err) => {
+                let reason = DiskError::new("write", &shared.segment.path, err).to_string();
+                shared.truncations += 1;
+                self.mark_failed(shared, reason.clone(), false);
+                Err(Unavailable(reason))
+            }
+        };
+        // Decided either way: in the file, or refused (the state undoes it, and no one
+        // waits for it). Every earlier record was decided when this one was taken, and
+        // later ones are pending behind it, for the next flush.
+        shared.decided = seq;
+        self.end_flush(shared);
+        outcome
+    }
+
     /// Under `always`, before a flush: holding the flusher's token, waits until the writers
     /// the last flush released have recorded their next change (so they share this sync
     /// instead of the next one), or until half of the last flush's I/O time has passed.
@@ -786,6 +852,14 @@ impl Shared {
         }
     }
 
+    /// Whether a record may be written to the OS at once ([`Journal::write_through`]):
+    /// nothing is pending (it would go after those), no one holds the flusher's token (a
+    /// flush or a segment switch is under way) and the disk is healthy (a retry after a
+    /// failure takes the flush path, which rewrites, syncs and rolls back as it must).
+    fn can_write_through(&self) -> bool {
+        self.pending.is_empty() && !self.flushing && matches!(self.status, Status::Ok)
+    }
+
     /// What the next flush does, given the policy and whether the last attempt failed.
     fn plan(&self, fsync: Fsync) -> Plan {
         let segment = &self.segment;
@@ -857,8 +931,9 @@ impl Recorder for Journal {
                     self.arrived.notify_one();
                 }
             }
-            // Only a copy under the lot's lock, under every policy: the write happens in
-            // `wait`, after the lot's lock is released.
+            if self.settings.fsync != Fsync::Always && shared.can_write_through() {
+                return self.write_through(&mut shared, encoded);
+            }
             shared.pending.extend_from_slice(encoded);
             shared.pending_undo.push(undo.clone());
             let seq = shared.next;
@@ -868,6 +943,13 @@ impl Recorder for Journal {
     }
 
     fn wait(&self, commit: Commit) -> Result<(), Unavailable> {
+        if commit.0 & DECIDED != 0 {
+            // Written through and decided in `record`: it can be in no rollback (those undo
+            // only records after `decided`), so there is nothing to ask under the mutex,
+            // which at 16 connections another writer holds for its `write` more often than
+            // not. (Gathering is `always`'s only: nothing to count here.)
+            return Ok(());
+        }
         let mut shared = self.shared.lock();
         loop {
             if let Some(outcome) = shared.outcome(commit.0) {

