@@ -66,7 +66,8 @@ echo "building (release)..." >&2
 cargo build --release --quiet -p parking-server -p load-test
 
 use_work_dir bench-durable
-# This build's servers also take an ephemeral HTTP port (an earlier build may have none).
+# Every server takes an ephemeral HTTP port: two on the default 8080 would clash (so -b needs
+# a build with --http-port, any since the HTTP port exists).
 CONFIG=$ROOT/config.json
 start_parking_server always "$BIN/parking-server" "$CONFIG" --http-port 0 \
     --data-dir "$WORK/always-data" --fsync always
@@ -77,10 +78,11 @@ EVERYSEC_PORT=$STARTED_PORT
 start_parking_server memory "$BIN/parking-server" "$CONFIG" --http-port 0 --in-memory
 MEMORY_PORT=$STARTED_PORT
 if [ -n "$BEFORE" ]; then
-    start_parking_server before-always "$BEFORE" "$CONFIG" --data-dir "$WORK/before-always-data" \
-        --fsync always
+    start_parking_server before-always "$BEFORE" "$CONFIG" --http-port 0 \
+        --data-dir "$WORK/before-always-data" --fsync always
     BEFORE_ALWAYS_PORT=$STARTED_PORT
-    start_parking_server before "$BEFORE" "$CONFIG" --data-dir "$WORK/before-data" --fsync everysec
+    start_parking_server before "$BEFORE" "$CONFIG" --http-port 0 --data-dir "$WORK/before-data" \
+        --fsync everysec
     BEFORE_PORT=$STARTED_PORT
 fi
 start_redis redis --appendonly yes --appendfsync always
