@@ -18,11 +18,11 @@
 //! Left alone, concurrent writers split into two halves that take turns: while one half's
 //! batch syncs, the other half's records pile up, and the writers the sync releases come back
 //! during the next one. Each sync then carries half of the writers. So before it syncs, a
-//! flusher under `always` waits for the writers the previous flush released to record again
-//! (each thread remembers which flush released it, and counts itself back in `record`), for
-//! at most half of the previous flush's I/O time ([`Journal::gather`]). A lone writer is the
-//! one the previous flush released, so it never waits; a writer that does not come back
-//! costs at most that bound once, and the next flush no longer expects it.
+//! flusher under `always` waits until as many records have arrived since the previous flush
+//! ended as that flush carried (its writers, coming back), for at most half of the previous
+//! flush's I/O time ([`Journal::gather`]). A lone writer's own record is that one arrival,
+//! so it never waits; a writer that does not come back costs at most that bound once, and
+//! the next flush no longer expects it.
 //!
 //! # Writing through (`everysec`, `no`)
 //! Without an fsync per change, a batch buys little: a `write` to the page cache costs a few
@@ -49,7 +49,7 @@
 //! the backoff has passed; the next change after it tries the disk again, and writes resume
 //! when that succeeds.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::mem;
@@ -227,14 +227,16 @@ struct Shared {
     /// synced is still there.
     truncations: u64,
     closed: bool,
-    /// How many flushes have ended (written or rolled back): the number of the flush that
-    /// released a waiter, which its thread keeps in [`RELEASED_BY`].
+    /// How many flushes have ended (written or rolled back).
     flushes: u64,
     /// Records written by flushes (so `records / flushes` is the batch size).
     flushed_records: u64,
     /// How many records the last flush carried: the writers a gathering flusher expects back.
     released: u64,
-    /// How many of those have recorded a change again since.
+    /// How many records have arrived since the last flush ended. Counting records, not
+    /// threads, because a connection's next request may be served by another worker thread:
+    /// a writer that came back is a record that arrived. (Those pending when the flush ended
+    /// are not counted: they are the other writers, not the ones it released.)
     returned: u64,
     /// A flusher is waiting for `returned` to reach `released`; `record` rings `arrived`
     /// when it does.
@@ -333,11 +335,6 @@ thread_local! {
     /// Where `record` encodes a change before taking the journal's mutex, so the mutex is
     /// held only for a copy.
     static ENCODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The flush (its number, `Shared::flushes`) that released this thread's last waited
-    /// change, until the thread records again; 0 for none. A thread per writer is what the
-    /// server has (a worker serves its hot connection); when a worker changes connections,
-    /// a gathering only expects the wrong writer back and ends sooner or at its bound.
-    static RELEASED_BY: Cell<u64> = const { Cell::new(0) };
 }
 
 impl Journal {
@@ -717,9 +714,10 @@ impl Journal {
         outcome
     }
 
-    /// Under `always`, before a flush: holding the flusher's token, waits until the writers
-    /// the last flush released have recorded their next change (so they share this sync
-    /// instead of the next one), or until half of the last flush's I/O time has passed.
+    /// Under `always`, before a flush: holding the flusher's token, waits until as many
+    /// records have arrived since the last flush ended as it carried (its writers' next
+    /// changes, which then share this sync instead of the next one), or until half of the
+    /// last flush's I/O time has passed.
     ///
     /// Why wait at all: the writers a sync releases reply, and their clients' next requests
     /// arrive while the following sync runs, so without this each sync carries about half
@@ -728,7 +726,8 @@ impl Journal {
     /// of two syncs. Why it is bounded by half a flush: past that, waiting costs the waiting
     /// writers more than the next flush would, and a writer that stopped writing (its
     /// client reads, or left) must not hold the others up for long. A lone writer is the
-    /// one the last flush released: it has come back, so it never waits.
+    /// one the last flush released, and its own record is the one arrival expected, so it
+    /// never waits.
     fn gather(&self, shared: &mut MutexGuard<'_, Shared>) {
         if self.settings.fsync != Fsync::Always
             || self.settings.max_gather.is_zero()
@@ -923,13 +922,11 @@ impl Recorder for Journal {
                 .map_err(|err| Unavailable(format!("cannot encode a change: {err}")))?;
             let mut shared = self.shared.lock();
             shared.accepting(Instant::now())?;
-            // Counted once per release: a second change in the same request is no return.
-            let released_by = RELEASED_BY.replace(0);
-            if released_by != 0 && released_by == shared.flushes {
-                shared.returned += 1;
-                if shared.gathering && shared.returned >= shared.released {
-                    self.arrived.notify_one();
-                }
+            // Any writer's record counts: a request with two changes (an offer) or a new
+            // writer only ends a gathering sooner.
+            shared.returned += 1;
+            if shared.gathering && shared.returned >= shared.released {
+                self.arrived.notify_one();
             }
             if self.settings.fsync != Fsync::Always && shared.can_write_through() {
                 return self.write_through(&mut shared, encoded);
@@ -953,7 +950,6 @@ impl Recorder for Journal {
         let mut shared = self.shared.lock();
         loop {
             if let Some(outcome) = shared.outcome(commit.0) {
-                RELEASED_BY.set(shared.flushes);
                 return outcome;
             }
             if shared.flushing && commit.0 > shared.in_flight {
