@@ -409,7 +409,13 @@ mod tests {
     }
 
     /// Waits (in the worker's poll, no timer) until `n` hot connections are reported ready.
+    /// Fails rather than sleeps for good when fewer than `n` are hot.
     fn wait_until_ready(scheduler: &Scheduler<Echo>, worker: &mut Worker, n: usize) {
+        assert!(
+            worker.hot_count >= n,
+            "{} hot, {n} to wait for",
+            worker.hot_count
+        );
         while worker.ready.len() < n {
             worker.wait(scheduler);
         }
