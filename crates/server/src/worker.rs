@@ -483,6 +483,39 @@ mod tests {
     }
 
     #[test]
+    fn a_hot_connection_that_closes_leaves_the_others_ready() {
+        let (scheduler, mut worker, _polls) = worker(1);
+        let (connections, mut peers): (Vec<_>, Vec<_>) =
+            testing::connections(3).into_iter().unzip();
+        for connection in connections {
+            worker.serve_queued(&scheduler, connection);
+        }
+        // Slots 0, 1, 2 in order. Peer 0 closes, 1 and 2 send a request.
+        drop(peers.remove(0));
+        for peer in &mut peers {
+            peer.write_all(b"x\n").unwrap();
+        }
+        wait_until_ready(&scheduler, &mut worker, 3);
+        // The closed one is served first: its leaving must not drop the others' readiness,
+        // which the edge-triggered poll reports only once.
+        worker.ready.retain(|&slot| slot != 0);
+        worker.ready.push_front(0);
+        let mut served = Vec::new();
+        while let Some(slot) = worker.ready.pop_front() {
+            served.push(slot);
+            worker.serve_hot(&scheduler, slot);
+        }
+        served.sort_unstable();
+        assert_eq!(served, [0, 1, 2]);
+        for peer in &mut peers {
+            let mut reply = [0; 2];
+            peer.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply, b"x\n");
+        }
+        assert_eq!(worker.hot_count, 2);
+    }
+
+    #[test]
     fn extra_ready_hot_connections_go_to_a_worker_asleep_with_nothing_hot() {
         let (scheduler, mut worker, _polls) = worker(2);
         let (connections, mut peers): (Vec<_>, Vec<_>) =
