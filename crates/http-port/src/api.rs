@@ -15,9 +15,9 @@ use metrics::Metrics;
 use serde::Serialize;
 use shutdown::ShutdownHandle;
 use state::{
-    AccountError, Availability, BookingId, BookingRequest, CancelOutcome, LotId, LotQuery,
-    LotSnapshot, Page, Plate, ReserveOutcome, StateError, UnknownLot, Username, WaitId, Window,
-    shown,
+    AccountError, Availability, BookingId, BookingRequest, BookingStatus, CancelOutcome, LotId,
+    LotQuery, LotSnapshot, Page, Plate, ReserveOutcome, StateError, UnknownLot, Username, WaitId,
+    Window, shown,
 };
 use store::{Feature, Health, Store};
 
@@ -173,7 +173,17 @@ impl Api {
             Route::Book => self.book(body, caller)?,
             Route::Booking(id) => {
                 let booking = self.store.state().booking_if(&booking_id(&id)?, &allowed);
-                Response::json(Status::OK, &BookingView::from(&booking.map_err(wire)?))
+                let booking = booking.map_err(wire)?;
+                // `DELETE` on this path cancels: HTTP's DELETE says the resource is gone after,
+                // so its path answers 410 (not 404: the id was real). The record itself stays
+                // listed, CANCELLED, in the owner's `GET /v1/me/bookings`.
+                if booking.status == BookingStatus::Cancelled {
+                    return Err(ApiError::new(
+                        Code::Cancelled,
+                        format!("booking {} was cancelled", booking.id),
+                    ));
+                }
+                Response::json(Status::OK, &BookingView::from(&booking))
             }
             Route::CancelBooking(id) => {
                 // Not one of ours, not confirmed, or another's: there is nothing to cancel.

@@ -9,8 +9,8 @@
 //!
 //! The statuses: 400 for a request or field that is malformed, 401/403 for keys, 404 for
 //! what a path (or a body's lot or spot) names and is not there, 409 for a request the
-//! current state refuses (full, taken, not due, wrong status), 422 for a window the booking
-//! rules refuse, 429 for a client over its limits, 503 for the server's own trouble.
+//! current state refuses (full, taken, not due, wrong status), 410 for a booking `DELETE`
+//! cancelled, 422 for a window the booking rules refuse, 429 for a client over its limits, 503 for the server's own trouble.
 
 use std::fmt;
 
@@ -35,6 +35,8 @@ pub(crate) enum Code {
     UnknownRoute,
     /// The route does not take that method (the response's `Allow` says which it takes).
     MethodNotAllowed,
+    /// The booking the path names was cancelled: `DELETE` removed it, so it reads as gone.
+    Cancelled,
     /// The request head is over the limit.
     HeadersTooLarge,
     /// The body is over the limit.
@@ -59,7 +61,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code the HTTP port sends (`docs/http.md` lists the same, a test checks).
     #[cfg(test)]
-    pub(crate) const ALL: [Code; 33] = [
+    pub(crate) const ALL: [Code; 34] = [
         Code::Rpc(ErrorCode::BadRequest),
         Code::Rpc(ErrorCode::BadArgs),
         Code::Rpc(ErrorCode::BadPlate),
@@ -85,6 +87,7 @@ impl Code {
         Code::Rpc(ErrorCode::NoOffer),
         Code::UsernameTaken,
         Code::TooManyAccounts,
+        Code::Cancelled,
         Code::LengthRequired,
         Code::BodyTooLarge,
         Code::Rpc(ErrorCode::BadWindow),
@@ -104,6 +107,7 @@ impl Code {
             Code::NotFound => "NOT_FOUND",
             Code::UnknownRoute => "UNKNOWN_ROUTE",
             Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Code::Cancelled => "CANCELLED",
             Code::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Code::BodyTooLarge => "BODY_TOO_LARGE",
             Code::LengthRequired => "LENGTH_REQUIRED",
@@ -148,6 +152,7 @@ impl Code {
             Code::Rpc(_) | Code::BadUsername | Code::BadPassword => Status::BAD_REQUEST,
             Code::Full | Code::Exists => Status::CONFLICT,
             Code::MethodNotAllowed => Status::METHOD_NOT_ALLOWED,
+            Code::Cancelled => Status::GONE,
             Code::HeadersTooLarge => Status::HEADERS_TOO_LARGE,
             Code::BodyTooLarge => Status::BODY_TOO_LARGE,
             Code::LengthRequired => Status::LENGTH_REQUIRED,

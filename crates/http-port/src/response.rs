@@ -23,6 +23,7 @@ impl Status {
     pub(crate) const NOT_FOUND: Status = Status(404, "Not Found");
     pub(crate) const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
     pub(crate) const CONFLICT: Status = Status(409, "Conflict");
+    pub(crate) const GONE: Status = Status(410, "Gone");
     pub(crate) const LENGTH_REQUIRED: Status = Status(411, "Length Required");
     pub(crate) const UNPROCESSABLE: Status = Status(422, "Unprocessable Content");
     pub(crate) const BODY_TOO_LARGE: Status = Status(413, "Content Too Large");

@@ -89,7 +89,7 @@ fn a_booking_is_made_read_checked_in_and_seen_by_the_rpc_port() {
 }
 
 #[test]
-fn a_cancelled_booking_frees_its_window_and_stays_readable() {
+fn a_cancelled_booking_frees_its_window_and_its_path_answers_gone() {
     let clock = Arc::new(ManualClock::new());
     let server = booking_server(&clock);
     let mut http = http(&server);
@@ -106,7 +106,10 @@ fn a_cancelled_booking_frees_its_window_and_stays_readable() {
 
     let cancelled = http.request("DELETE", "/v1/bookings/L.1", None);
     assert_eq!(cancelled.status, 204);
-    assert_eq!(http.get("/v1/bookings/L.1").json()["status"], "CANCELLED");
+    // DELETE removed it from its path: 410, not the booking (and not 404: the id was real).
+    let gone = http.get("/v1/bookings/L.1");
+    assert_eq!((gone.status, gone.error()), (410, "CANCELLED".into()));
+    assert_eq!(http.get("/v1/bookings/L.2").json()["status"], "CONFIRMED");
     assert_eq!(http.request("DELETE", "/v1/bookings/L.1", None).status, 404);
     assert_eq!(
         post(&mut http, "/v1/bookings", &book("L", "P3", start, end)).status,

@@ -234,6 +234,13 @@ fn a_driver_registers_logs_in_and_sees_only_its_own_bookings() {
     )
     .json();
     assert_eq!(all.as_array().unwrap().len(), 2);
+    // The cancelled one is gone from its path but stays in her list.
+    assert_eq!(
+        (&all[0]["id"], &all[0]["status"]),
+        (&json!("M.2"), &json!("CANCELLED"))
+    );
+    let gone = call(&mut http, "GET", "/v1/bookings/M.2", None, Some(&token));
+    assert_eq!((gone.status, gone.error()), (410, "CANCELLED".into()));
     let bad = call(
         &mut http,
         "GET",

@@ -4,6 +4,9 @@
 //! 5xx). The server has an operator key, a driver's account with a booking and a waitlist
 //! entry holding an offer, and lots to book, so every route can answer more than 404.
 //!
+//! A run draws a new seed (printed in a failure's report); `SCHEMATHESIS_SEED=<seed>` replays
+//! one.
+//!
 //! schemathesis is found as `$SCHEMATHESIS`, on `PATH`, or in the virtualenv `.ci/run`
 //! makes ([`CI_VENV`]). Without it the test says how to install it and passes, unless
 //! `CI=true`, where a missing tool is a failure.
@@ -263,11 +266,18 @@ fn every_operation_of_the_openapi_document_conforms() {
     let document = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
 
     let started = Instant::now();
-    let output = Command::new(&schemathesis)
+    let mut command = Command::new(&schemathesis);
+    command
         .arg("--config-file")
         .arg(&config_file)
         .arg("run")
-        .arg(&document)
+        .arg(&document);
+    // Each run draws a new seed, so runs explore more than one would; a failure's report
+    // prints its seed, and SCHEMATHESIS_SEED replays those cases.
+    if let Some(seed) = std::env::var_os("SCHEMATHESIS_SEED") {
+        command.arg("--seed").arg(seed);
+    }
+    let output = command
         .args(["--url", &format!("http://{}", server.http_addr().unwrap())])
         .args(["--checks", CHECKS, "--exclude-checks", EXCLUDED_CHECKS])
         .args(["--max-examples", MAX_EXAMPLES])
