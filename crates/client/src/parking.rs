@@ -569,7 +569,9 @@ impl ParkingClient {
     }
 
     fn read_payload(&mut self) -> Result<(), ClientError> {
-        match frame::read_frame(&mut self.reader, &mut self.payload) {
+        // A pipelined reply is usually whole in the read buffer already (see
+        // `read_buffered_frame`): the load generator is this client.
+        match frame::read_buffered_frame(&mut self.reader, &mut self.payload) {
             Ok(true) => Ok(()),
             Ok(false) | Err(FrameError::Truncated { .. }) => Err(ClientError::Closed),
             Err(FrameError::TooLarge { len }) => {

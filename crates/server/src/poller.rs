@@ -117,6 +117,12 @@ impl Parking {
         }
     }
 
+    /// How many connections are parked now (for tests that follow where a connection went).
+    #[cfg(test)]
+    pub(crate) fn parked_len(&self) -> usize {
+        self.parked.lock().connections.len()
+    }
+
     /// Wakes the poller thread (to see a new earliest deadline, or that the server stops).
     pub(crate) fn wake(&self) {
         if let Err(err) = self.waker.wake() {

@@ -40,6 +40,8 @@ use warn_limit::peer_warn;
 use protocol::Protocol;
 
 use crate::connection::{CloseReason, Connection, ConnectionStats, Timeouts};
+#[cfg(test)]
+use crate::limits::ConnectionBudget;
 use crate::limits::{Admission, BufferBudget, Refusal};
 use crate::poller::{Handoff, Parking};
 use crate::worker::{self, Worker};
@@ -104,6 +106,17 @@ impl Dispatch {
             wakers,
             next_sleeper: AtomicUsize::new(0),
         }
+    }
+
+    /// A dispatch for `workers` workers, with the polls their wakers belong to (tests).
+    #[cfg(test)]
+    fn for_workers(workers: usize) -> (Dispatch, Vec<Poll>) {
+        let polls: Vec<Poll> = (0..workers).map(|_| Poll::new().unwrap()).collect();
+        let wakers = polls
+            .iter()
+            .map(|poll| Waker::new(poll.registry(), worker::WAKE).unwrap())
+            .collect();
+        (Dispatch::new(wakers), polls)
     }
 
     /// Whether a connection waits in the ready queue.
@@ -365,6 +378,46 @@ impl<P: Protocol> Scheduler<P> {
     }
 }
 
+#[cfg(test)]
+impl<P: Protocol> Scheduler<P> {
+    /// A scheduler for `workers` workers that starts no thread (its poller never runs), for
+    /// unit tests that drive a [`Worker`] by hand; also returns the workers' polls, which
+    /// their wakers belong to. Every timeout is an hour, so none falls due in a test.
+    pub(crate) fn without_threads(protocol: P, workers: usize) -> (Self, Vec<Poll>) {
+        let hour = Duration::from_secs(3600);
+        let timeouts = Timeouts {
+            idle: hour,
+            frame: hour,
+            auth: hour,
+        };
+        let (dispatch, polls) = Dispatch::for_workers(workers);
+        let config = SchedulerConfig {
+            workers,
+            timeouts,
+            admission: Admission::new(1024, 0, Arc::new(ConnectionBudget::new(1024))),
+            buffers: BufferBudget::new(1 << 20),
+            auth: None,
+            tls: None,
+        };
+        let (parking, _poller) = Parking::new(timeouts).unwrap();
+        let scheduler = Scheduler {
+            protocol,
+            config,
+            stats: Arc::new(ConnectionStats::default()),
+            dispatch,
+            parking,
+            stopping: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        };
+        (scheduler, polls)
+    }
+
+    /// How many of the port's connections wait in its poller.
+    pub(crate) fn parked_len(&self) -> usize {
+        self.parking.parked_len()
+    }
+}
+
 impl<P: Protocol> Handoff for Scheduler<P> {
     fn ready(&self, connection: Connection) {
         self.dispatch.push(connection);
@@ -390,16 +443,6 @@ mod tests {
     use super::*;
     use crate::connection::testing;
 
-    /// A dispatch for `workers` workers, with the polls their wakers belong to.
-    fn dispatch(workers: usize) -> (Dispatch, Vec<Poll>) {
-        let polls: Vec<Poll> = (0..workers).map(|_| Poll::new().unwrap()).collect();
-        let wakers = polls
-            .iter()
-            .map(|poll| Waker::new(poll.registry(), worker::WAKE).unwrap())
-            .collect();
-        (Dispatch::new(wakers), polls)
-    }
-
     fn asleep(dispatch: &Dispatch) -> Vec<bool> {
         dispatch
             .sleeping
@@ -410,7 +453,7 @@ mod tests {
 
     #[test]
     fn an_empty_queue_has_nothing_ready() {
-        let (dispatch, _polls) = dispatch(2);
+        let (dispatch, _polls) = Dispatch::for_workers(2);
         assert!(!dispatch.has_ready());
         assert!(dispatch.next().is_none());
         let (connection, _peer) = testing::connections(1).pop().unwrap();
@@ -422,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_push_wakes_a_sleeping_worker_with_nothing_hot_first() {
-        let (dispatch, _polls) = dispatch(3);
+        let (dispatch, _polls) = Dispatch::for_workers(3);
         let mut connections = testing::connections(3).into_iter();
         // Worker 0 is awake; 1 sleeps with hot connections, 2 with none.
         dispatch.set_sleeping(1, true);
@@ -443,7 +486,7 @@ mod tests {
     fn every_sleeping_worker_is_found_wherever_the_search_starts() {
         for start in 0..6 {
             for sleeper in 0..3 {
-                let (dispatch, _polls) = dispatch(3);
+                let (dispatch, _polls) = Dispatch::for_workers(3);
                 dispatch.next_sleeper.store(start, Ordering::Relaxed);
                 dispatch.set_sleeping(sleeper, true);
                 dispatch.set_hot(sleeper, 1);
@@ -460,7 +503,7 @@ mod tests {
 
     #[test]
     fn an_idle_worker_is_one_asleep_with_nothing_hot() {
-        let (dispatch, _polls) = dispatch(2);
+        let (dispatch, _polls) = Dispatch::for_workers(2);
         assert!(!dispatch.has_idle_worker(), "all awake");
         dispatch.set_sleeping(1, true);
         assert!(dispatch.has_idle_worker(), "1 asleep, nothing hot");

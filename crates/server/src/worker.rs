@@ -105,13 +105,7 @@ impl Worker {
         dispatch.set_hot(self.id, self.hot_count);
         // Marked asleep before the last look at the queue: see `Dispatch::sleeping`.
         dispatch.set_sleeping(self.id, true);
-        let sleep = !dispatch.has_ready() && !scheduler.is_stopping();
-        let timeout = if sleep {
-            self.next_deadline
-                .map(|deadline| deadline.saturating_duration_since(Instant::now()))
-        } else {
-            Some(Duration::ZERO)
-        };
+        let timeout = self.poll_timeout(scheduler);
         let polled = self.poll.poll(&mut self.events, timeout);
         dispatch.set_sleeping(self.id, false);
         if let Err(err) = polled {
@@ -134,6 +128,19 @@ impl Worker {
             .is_some_and(|deadline| deadline <= Instant::now())
         {
             self.expire(scheduler);
+        }
+    }
+
+    /// How long [`Worker::wait`] may sleep: until the next hot deadline or a wake-up, or not
+    /// at all when a connection is queued or the port is stopping. Looked at after the
+    /// worker is marked asleep, so a push either is seen here or wakes the poll.
+    fn poll_timeout<P: Protocol>(&self, scheduler: &Scheduler<P>) -> Option<Duration> {
+        let sleep = !scheduler.dispatch.has_ready() && !scheduler.is_stopping();
+        if sleep {
+            self.next_deadline
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
         }
     }
 
@@ -340,5 +347,231 @@ fn serve_turn<P: Protocol>(
             }
             Err(err) => return Turn::Closed(CloseReason::Io(err)),
         }
+    }
+}
+
+/// A worker driven by hand, one step at a time, on a scheduler that starts no thread, with
+/// connections over loopback sockets: where each connection goes (hot set, ready queue,
+/// poller) is what these check, since a peer sees the same replies wherever it waits.
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::io::{Read, Write};
+    use std::net::SocketAddr;
+
+    use auth::Session;
+    use protocol::Step;
+
+    use super::*;
+    use crate::connection::testing;
+
+    /// Answers each line with itself.
+    struct Echo;
+
+    impl Protocol for Echo {
+        type Upgrade = Infallible;
+
+        fn name(&self) -> &'static str {
+            "echo"
+        }
+
+        fn max_request_len(&self) -> usize {
+            1024
+        }
+
+        fn serve_one(
+            &self,
+            input: &[u8],
+            out: &mut Vec<u8>,
+            _: SocketAddr,
+            _: &mut Session,
+        ) -> Step<Infallible> {
+            match input.iter().position(|&byte| byte == b'\n') {
+                Some(end) => {
+                    out.extend_from_slice(&input[..=end]);
+                    Step::Answered { consumed: end + 1 }
+                }
+                None => Step::Incomplete,
+            }
+        }
+
+        fn busy_reply(&self, out: &mut Vec<u8>, _: &str) {
+            out.extend_from_slice(b"BUSY\n");
+        }
+    }
+
+    /// Worker 0 of a scheduler for `workers` workers, and the other workers' polls (kept
+    /// open for their wakers).
+    fn worker(workers: usize) -> (Scheduler<Echo>, Worker, Vec<Poll>) {
+        let (scheduler, mut polls) = Scheduler::without_threads(Echo, workers);
+        let poll = polls.remove(0);
+        (scheduler, Worker::new(0, poll), polls)
+    }
+
+    /// Waits (in the worker's poll, no timer) until `n` hot connections are reported ready.
+    /// Fails rather than sleeps for good when fewer than `n` are hot.
+    fn wait_until_ready(scheduler: &Scheduler<Echo>, worker: &mut Worker, n: usize) {
+        assert!(
+            worker.hot_count >= n,
+            "{} hot, {n} to wait for",
+            worker.hot_count
+        );
+        while worker.ready.len() < n {
+            worker.wait(scheduler);
+        }
+    }
+
+    #[test]
+    fn a_worker_keeps_max_hot_connections_hot_and_parks_the_rest() {
+        let (scheduler, mut worker, _polls) = worker(1);
+        let (connections, mut peers): (Vec<_>, Vec<_>) =
+            testing::connections(MAX_HOT + 1).into_iter().unzip();
+        // Each has sent nothing yet: served, it drains at once.
+        for (served, connection) in (1..).zip(connections) {
+            worker.serve_queued(&scheduler, connection);
+            assert_eq!(
+                (worker.hot_count, scheduler.parked_len()),
+                (served.min(MAX_HOT), served.saturating_sub(MAX_HOT)),
+                "after {served} connections: (hot, parked)"
+            );
+        }
+        // A hot connection's next request comes straight to this worker's poll.
+        peers[0].write_all(b"PING\n").unwrap();
+        wait_until_ready(&scheduler, &mut worker, 1);
+        let slot = worker.ready.pop_front().unwrap();
+        worker.serve_hot(&scheduler, slot);
+        let mut reply = [0; 5];
+        peers[0].read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"PING\n");
+        assert_eq!(worker.hot_count, MAX_HOT, "still hot after its request");
+    }
+
+    #[test]
+    fn a_hot_connection_that_closes_gives_its_place_back() {
+        let (scheduler, mut worker, _polls) = worker(1);
+        let mut pairs = testing::connections(2).into_iter();
+        let (first, first_peer) = pairs.next().unwrap();
+        worker.serve_queued(&scheduler, first);
+        assert_eq!(worker.hot_count, 1);
+        drop(first_peer);
+        wait_until_ready(&scheduler, &mut worker, 1);
+        let slot = worker.ready.pop_front().unwrap();
+        worker.serve_hot(&scheduler, slot);
+        assert_eq!(
+            worker.hot_count, 0,
+            "closed by its peer, it left the hot set"
+        );
+        assert!(worker.hot.iter().all(Option::is_none));
+        // Its slot is taken by the next connection kept hot, which is served from it.
+        let (second, mut second_peer) = pairs.next().unwrap();
+        worker.serve_queued(&scheduler, second);
+        assert_eq!((worker.hot_count, worker.hot.len()), (1, 1));
+        second_peer.write_all(b"again\n").unwrap();
+        wait_until_ready(&scheduler, &mut worker, 1);
+        assert_eq!(worker.ready.pop_front(), Some(slot));
+        worker.serve_hot(&scheduler, slot);
+        let mut reply = [0; 6];
+        second_peer.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"again\n");
+        // The count stays true after connections come and go: MAX_HOT - 1 more still fit.
+        let (many, _peers): (Vec<_>, Vec<_>) =
+            testing::connections(MAX_HOT - 1).into_iter().unzip();
+        for connection in many {
+            worker.serve_queued(&scheduler, connection);
+        }
+        assert_eq!((worker.hot_count, scheduler.parked_len()), (MAX_HOT, 0));
+    }
+
+    #[test]
+    fn a_hot_connection_that_closes_leaves_the_others_ready() {
+        let (scheduler, mut worker, _polls) = worker(1);
+        let (connections, mut peers): (Vec<_>, Vec<_>) =
+            testing::connections(3).into_iter().unzip();
+        for connection in connections {
+            worker.serve_queued(&scheduler, connection);
+        }
+        // Slots 0, 1, 2 in order. Peer 0 closes, 1 and 2 send a request.
+        drop(peers.remove(0));
+        for peer in &mut peers {
+            peer.write_all(b"x\n").unwrap();
+        }
+        wait_until_ready(&scheduler, &mut worker, 3);
+        // The closed one is served first: its leaving must not drop the others' readiness,
+        // which the edge-triggered poll reports only once.
+        worker.ready.retain(|&slot| slot != 0);
+        worker.ready.push_front(0);
+        let mut served = Vec::new();
+        while let Some(slot) = worker.ready.pop_front() {
+            served.push(slot);
+            worker.serve_hot(&scheduler, slot);
+        }
+        served.sort_unstable();
+        assert_eq!(served, [0, 1, 2]);
+        for peer in &mut peers {
+            let mut reply = [0; 2];
+            peer.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply, b"x\n");
+        }
+        assert_eq!(worker.hot_count, 2);
+    }
+
+    #[test]
+    fn extra_ready_hot_connections_go_to_a_worker_asleep_with_nothing_hot() {
+        let (scheduler, mut worker, _polls) = worker(2);
+        let (connections, mut peers): (Vec<_>, Vec<_>) =
+            testing::connections(3).into_iter().unzip();
+        for connection in connections {
+            worker.serve_queued(&scheduler, connection);
+        }
+        for peer in &mut peers {
+            peer.write_all(b"x\n").unwrap();
+        }
+        wait_until_ready(&scheduler, &mut worker, 3);
+        // Worker 1 is awake: this worker serves all three itself.
+        let first = worker.ready.pop_front().unwrap();
+        worker.spread(&scheduler);
+        assert_eq!((worker.ready.len(), worker.hot_count), (2, 3));
+        assert!(!scheduler.dispatch.has_ready());
+        worker.serve_hot(&scheduler, first);
+        // Worker 1 falls asleep with nothing hot: one of the two left is handed over (the
+        // push wakes worker 1, which then no longer counts as idle).
+        scheduler.dispatch.set_sleeping(1, true);
+        let second = worker.ready.pop_front().unwrap();
+        worker.spread(&scheduler);
+        assert!(worker.ready.is_empty());
+        assert_eq!(worker.hot_count, 2);
+        let handed = scheduler.dispatch.next().expect("a connection handed over");
+        assert!(!scheduler.dispatch.has_ready());
+        worker.serve_hot(&scheduler, second);
+        // Whoever serves the handed-over one answers its request.
+        worker.serve_queued(&scheduler, handed);
+        for peer in &mut peers {
+            let mut reply = [0; 2];
+            peer.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply, b"x\n");
+        }
+        assert_eq!(worker.hot_count, 3, "all three drained and kept hot");
+    }
+
+    #[test]
+    fn a_worker_does_not_sleep_while_a_connection_is_queued_or_the_port_stops() {
+        let (scheduler, worker, _polls) = worker(2);
+        // Nothing queued, no hot deadline: it may sleep until woken.
+        assert_eq!(worker.poll_timeout(&scheduler), None);
+        let (connection, _peer) = testing::connections(1).pop().unwrap();
+        scheduler.dispatch.push(connection);
+        assert_eq!(
+            worker.poll_timeout(&scheduler),
+            Some(Duration::ZERO),
+            "a connection is queued"
+        );
+        let queued = scheduler.dispatch.next().unwrap();
+        scheduler.stop();
+        assert_eq!(
+            worker.poll_timeout(&scheduler),
+            Some(Duration::ZERO),
+            "the port is stopping"
+        );
+        drop(queued);
     }
 }

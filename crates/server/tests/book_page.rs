@@ -21,11 +21,10 @@ mod browser;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use browser::{await_page, click, exists, fill, screenshot, shows, text};
+use browser::{DEADLINE, await_page, click, exists, fill, screenshot, shows, text};
 use headless_chrome::Tab;
 use server::LotConfig;
 use state::LotId;
-use testkit::DEADLINE;
 
 /// The page's status line, shown when an awaited condition does not come.
 const MESSAGE: &str = "#message";

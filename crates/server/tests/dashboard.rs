@@ -54,19 +54,19 @@ fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
     let url = format!("http://{}/", server.http_addr().unwrap());
     let browser = browser::launch(chromium, (1600, 900));
     let tab = browser.new_tab().unwrap();
-    tab.set_default_timeout(testkit::DEADLINE);
+    tab.set_default_timeout(browser::DEADLINE);
     tab.navigate_to(&url).unwrap();
     sign_in(&tab, "token-nobody");
     shows(
         &tab,
         "#signin .error",
         "wrong token; 4 attempt(s) left on this connection",
-        testkit::DEADLINE,
+        browser::DEADLINE,
     );
     sign_in(&tab, "token-wall");
     tab.wait_for_element(r#"[data-lot="C"] .free"#).unwrap();
-    shows(&tab, r#"[data-lot="A"] .free"#, "100", testkit::DEADLINE);
-    shows(&tab, "#connection", "live", testkit::DEADLINE);
+    shows(&tab, r#"[data-lot="A"] .free"#, "100", browser::DEADLINE);
+    shows(&tab, "#connection", "live", browser::DEADLINE);
     assert_eq!(text(&tab, r#"[data-lot="B"] .capacity"#), " / 50");
 
     let mut rpc = ParkingClient::connect(server.rpc_addr()).unwrap();
@@ -91,14 +91,14 @@ fn the_dashboard_shows_changes_from_the_rpc_and_sensor_ports_live() {
     browser::screenshot(&tab, "dashboard");
 
     // Signing out ends the session: the page asks for a token again.
-    shows(&tab, "#signout", "sign out wall", testkit::DEADLINE);
+    shows(&tab, "#signout", "sign out wall", browser::DEADLINE);
     tab.find_element("#signout").unwrap().click().unwrap();
-    shows(&tab, "#connection", "signed out", testkit::DEADLINE);
+    shows(&tab, "#connection", "signed out", browser::DEADLINE);
     sign_in(&tab, "token-wall");
-    shows(&tab, r#"[data-lot="A"] .free"#, "99", testkit::DEADLINE);
-    shows(&tab, "#connection", "live", testkit::DEADLINE);
+    shows(&tab, r#"[data-lot="A"] .free"#, "99", browser::DEADLINE);
+    shows(&tab, "#connection", "live", browser::DEADLINE);
 
     // The server going away shows as reconnecting.
     drop(server);
-    shows(&tab, "#connection", "reconnecting", testkit::DEADLINE);
+    shows(&tab, "#connection", "reconnecting", browser::DEADLINE);
 }

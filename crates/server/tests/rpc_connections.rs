@@ -85,7 +85,8 @@ fn oversized_frame_is_refused_and_closed_while_others_carry_on() {
     assert_eq!(reply["rpcId"], json!(null));
     assert_eq!(reply["result"], json!(null));
     assert_eq!(error_code(&reply), "FRAME_TOO_LARGE");
-    rpc.expect_closed(DEADLINE);
+    // Nothing after the fatal error is answered, not even the oversized frame again.
+    rpc.expect_closed_with_nothing_more(DEADLINE);
     assert_eq!(other.text("AVAIL A"), "100");
 }
 

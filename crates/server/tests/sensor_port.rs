@@ -121,7 +121,8 @@ fn an_overlong_line_is_refused_and_closed() {
     line.push(b'\n');
     sensor.send(&line);
     assert!(sensor.line().starts_with("ERR LINE_TOO_LONG "));
-    sensor.expect_closed(DEADLINE);
+    // Nothing after the fatal error is answered, not even the overlong line again.
+    sensor.expect_closed_with_nothing_more(DEADLINE);
     // A line of exactly 1024 bytes is fine (and malformed here, which is a different error).
     let mut sensor = RawLines::connect(server.sensor_addr());
     let mut line = b"UPDATE A ".to_vec();

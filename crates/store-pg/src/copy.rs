@@ -112,6 +112,32 @@ impl Copy {
         Applied::Now
     }
 
+    /// Who holds `plate`'s reservation in `lot` as far as this node knows: the newest change
+    /// of it held back for an earlier version (this node's own reserve that overtook
+    /// another node's announcement), else the copy's. `None` when not held, `Some(None)`
+    /// when held by nobody in particular. A guess, which only the database can confirm:
+    /// a cancel removes the reservation only if the database has this owner too.
+    pub(crate) fn holder(&self, lot: &LotId, plate: &Plate) -> Option<Option<String>> {
+        let followed = self.lots.get(lot)?.lock();
+        // Newest first: a later held change overrides an earlier one and the copy.
+        let newest = followed
+            .early
+            .values()
+            .rev()
+            .find_map(|changes| changes.iter().rev().find_map(|c| reservation(c, plate)));
+        if let Some(Change::Reservation {
+            expires_at_ms,
+            owner,
+            ..
+        }) = newest
+        {
+            return expires_at_ms.map(|_| owner.clone());
+        }
+        drop(followed);
+        let held = self.state.holder(lot.as_str(), plate).ok()??;
+        Some(held.map(|owner| owner.to_string()))
+    }
+
     /// The lots that have held a later change for `longer_than` while the one after their
     /// version has not come: its announcement was lost (or is very late), so the lot is to
     /// be read afresh.
@@ -261,6 +287,18 @@ impl Copy {
     }
 }
 
+/// The change of `plate`'s reservation in `change`, if there is one (the last of a batch).
+fn reservation<'a>(change: &'a Change, plate: &Plate) -> Option<&'a Change> {
+    match change {
+        Change::Reservation { plate: changed, .. } if changed == plate => Some(change),
+        Change::Batch { changes, .. } => changes
+            .iter()
+            .rev()
+            .find_map(|change| reservation(change, plate)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -313,6 +351,52 @@ mod tests {
         assert_eq!(copy.apply(&lot(), 2, vec![held("P2")]), Applied::Already);
         assert_eq!(copy.apply(&lot(), 3, vec![held("P3")]), Applied::Already);
         assert_eq!(*seen.lock(), vec![9, 8, 7]);
+    }
+
+    #[test]
+    fn the_holder_is_the_newest_word_held_back_or_applied() {
+        let (copy, _) = copy();
+        let p1 = Plate::parse("P1").unwrap();
+        let owned = |version_owner: &str| Change::Reservation {
+            lot: lot(),
+            plate: p1,
+            expires_at_ms: Some(u64::MAX / 2),
+            owner: Some(version_owner.to_owned()),
+        };
+        let ended = Change::Reservation {
+            lot: lot(),
+            plate: p1,
+            expires_at_ms: None,
+            owner: None,
+        };
+        assert_eq!(copy.holder(&lot(), &p1), None);
+        // This node's reserve (version 2) waits for version 1: held back, and known.
+        copy.apply(&lot(), 2, vec![owned("kiosk")]);
+        assert_eq!(copy.state().holder("A", &p1).unwrap(), None);
+        assert_eq!(copy.holder(&lot(), &p1), Some(Some("kiosk".to_owned())));
+        // A later held change ends it (inside a batch, as a gate's does).
+        copy.apply(
+            &lot(),
+            4,
+            vec![Change::Batch {
+                lot: lot(),
+                changes: vec![ended.clone(), held("P9")],
+            }],
+        );
+        assert_eq!(copy.holder(&lot(), &p1), None);
+        // Applied in order: the copy's word, then a held one over it.
+        copy.apply(&lot(), 1, vec![held("P0")]);
+        copy.apply(&lot(), 3, vec![]);
+        assert_eq!(copy.version("A"), 4);
+        assert_eq!(copy.holder(&lot(), &p1), None);
+        copy.apply(&lot(), 5, vec![owned("app")]);
+        assert_eq!(copy.holder(&lot(), &p1), Some(Some("app".to_owned())));
+        copy.apply(&lot(), 7, vec![ended]);
+        assert_eq!(copy.holder(&lot(), &p1), None);
+        assert_eq!(
+            copy.holder(&lot(), &Plate::parse("P0").unwrap()),
+            Some(None)
+        );
     }
 
     #[test]

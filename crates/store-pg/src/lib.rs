@@ -430,10 +430,12 @@ impl Store for PgStore {
         allowed: &dyn Fn(Option<&str>) -> bool,
     ) -> Result<CancelOutcome, StateError> {
         let lot = self.lot(lot)?;
-        // The owner as this node's copy has it, when it has the reservation (it has every
-        // one made through this node): one statement then decides, removing it only if
+        // The owner as this node knows it, when it knows the reservation (it knows every
+        // one made through this node, also while its own commit waits in the copy for
+        // another node's earlier change: the usual case for a cancel right after a reserve
+        // while two nodes write the lot): one statement then decides, removing it only if
         // the database agrees on the owner.
-        if let Ok(Some(owner)) = self.state().holder(lot.as_str(), &plate)
+        if let Some(owner) = self.shared.copy.holder(&lot, &plate)
             && allowed(owner.as_deref())
             && self
                 .shared

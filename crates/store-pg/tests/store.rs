@@ -1207,6 +1207,94 @@ fn a_cancel_decided_from_the_copy_still_asks_the_database_whose_it_is() {
     eventually("the other node hears it", || free(&two) == 10);
 }
 
+/// Replaces `parking_holder` (the exact path's look-up of a reservation's owner) by one
+/// that answers the same and counts its calls in `holder_calls`.
+const COUNT_HOLDER_CALLS: &str = "
+    CREATE TABLE holder_calls (at timestamptz NOT NULL DEFAULT now());
+    CREATE OR REPLACE FUNCTION parking_holder(p_lot text, p_plate text,
+                                              OUT held boolean, OUT owner text)
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO holder_calls DEFAULT VALUES;
+        SELECT count(*) > 0, min(r.owner) INTO held, owner FROM parking_reservations r
+            WHERE r.lot = p_lot AND r.plate = p_plate;
+    END $$;";
+
+fn holder_calls(pg: &TempPostgres) -> i64 {
+    pg.client()
+        .query_one("SELECT count(*) FROM holder_calls", &[])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_cancel_right_after_a_reserve_the_copy_holds_back_is_one_statement_and_still_checked() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let one = node(&pg, 10);
+    pg.client().batch_execute(COUNT_HOLDER_CALLS).unwrap();
+    // Another node's change whose announcement has not come (here: never comes), so this
+    // node's own commits of lot A wait in its copy behind it until the lot is read afresh.
+    let mut other = pg.client();
+    other
+        .batch_execute("SET parking.announce = 'after_commit'")
+        .unwrap();
+    let outcome: String = other
+        .query_one(
+            "SELECT outcome FROM parking_reserve('A', 'GAP', 300000, NULL)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(outcome, "reserved");
+    assert_eq!(
+        one.reserve("A", plate("P1"), Some("kiosk")),
+        Ok(ReserveOutcome::Reserved)
+    );
+    // The owner is known from the held-back commit: one statement, no look-up.
+    assert_eq!(
+        one.cancel("A", plate("P1"), &|owner| owner == Some("kiosk")),
+        Ok(CancelOutcome::Cancelled)
+    );
+    assert_eq!(holder_calls(&pg), 0);
+    assert_eq!(lot_row(&pg).2, 1, "GAP alone is left");
+
+    // A known owner the database no longer has: the database decides, through the exact
+    // path, once the one statement removed nothing.
+    assert_eq!(
+        one.reserve("A", plate("P2"), Some("kiosk")),
+        Ok(ReserveOutcome::Reserved)
+    );
+    pg.client()
+        .execute(
+            "UPDATE parking_reservations SET owner = 'other' WHERE plate = 'P2'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        one.cancel("A", plate("P2"), &|owner| owner == Some("kiosk")),
+        Ok(CancelOutcome::NotFound)
+    );
+    // Asked once, whichever owner the node guessed (the old one, or the new one if the
+    // copy has read the lot afresh meanwhile).
+    assert_eq!(holder_calls(&pg), 1);
+    assert_eq!(lot_row(&pg).2, 2);
+    // (Through the exact path again, or in one statement if the copy has meanwhile read
+    // the lot afresh and learnt the new owner: either way the database's owner decides.)
+    assert_eq!(
+        one.cancel("A", plate("P2"), &|owner| owner == Some("other")),
+        Ok(CancelOutcome::Cancelled)
+    );
+    assert_eq!(lot_row(&pg).2, 1);
+    // The copy catches up with the lost change and holds what the database holds.
+    eventually("the copy reads the lot afresh", || {
+        free(&one) == 9 && one.state().holder("A", &plate("GAP")).unwrap().is_some()
+    });
+    assert_eq!(one.state().holder("A", &plate("P1")).unwrap(), None);
+    assert_eq!(one.state().holder("A", &plate("P2")).unwrap(), None);
+}
+
 #[test]
 fn racing_reserves_and_cancels_over_two_nodes_keep_the_count_exact() {
     let Some(pg) = TempPostgres::start() else {

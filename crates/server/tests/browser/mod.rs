@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 
+/// Bound for anything a browser test awaits (a page load, an element, what the page shows):
+/// longer than `testkit::DEADLINE`, as Chromium loading a page on two loaded cores took
+/// more than its 10 s (headless_chrome's "The event waited for never came"). Only a failing
+/// test waits this long.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
 /// The Chromium binary on `PATH`; `None` (after one loud line) when there is none, which
 /// fails the test under `CI=true` (`.ci/run` installs it).
 pub fn chromium(test: &str) -> Option<PathBuf> {

@@ -129,6 +129,11 @@ impl RawRpc {
     pub fn expect_closed(&self, within: Duration) -> Duration {
         expect_closed(&self.stream, within)
     }
+
+    /// See [`expect_closed_with_nothing_more`].
+    pub fn expect_closed_with_nothing_more(&self, within: Duration) -> Duration {
+        expect_closed_with_nothing_more(&self.stream, within)
+    }
 }
 
 /// The JSON reply's error code, e.g. `BAD_REQUEST`.
@@ -180,6 +185,18 @@ impl RawLines {
     /// See [`expect_closed`]; lines already buffered are discarded too.
     pub fn expect_closed(&self, within: Duration) -> Duration {
         expect_closed(self.reader.get_ref(), within)
+    }
+
+    /// See [`expect_closed_with_nothing_more`]; nothing may be buffered either.
+    pub fn expect_closed_with_nothing_more(&self, within: Duration) -> Duration {
+        let buffered = self.reader.buffer();
+        assert!(
+            buffered.is_empty(),
+            "the server sent {} more bytes after the last reply: {:?}...",
+            buffered.len(),
+            String::from_utf8_lossy(&buffered[..buffered.len().min(64)])
+        );
+        expect_closed_with_nothing_more(self.reader.get_ref(), within)
     }
 }
 
@@ -256,6 +273,22 @@ fn is_timeout(err: &std::io::Error) -> bool {
 /// connection is still open after `within`: a read that times out is not a close, so a server
 /// that never closes fails here instead of passing.
 pub fn expect_closed(stream: &TcpStream, within: Duration) -> Duration {
+    await_close(stream, within, |_| {})
+}
+
+/// Like [`expect_closed`], but the server must send nothing more before it closes: after a
+/// fatal error its error reply is the last thing on the connection.
+pub fn expect_closed_with_nothing_more(stream: &TcpStream, within: Duration) -> Duration {
+    await_close(stream, within, |more| {
+        panic!(
+            "the server sent {} more bytes after the last reply: {:?}...",
+            more.len(),
+            String::from_utf8_lossy(&more[..more.len().min(64)])
+        )
+    })
+}
+
+fn await_close(stream: &TcpStream, within: Duration, on_data: impl Fn(&[u8])) -> Duration {
     let started = Instant::now();
     let deadline = started + within;
     let mut sink = [0u8; 4096];
@@ -268,7 +301,7 @@ pub fn expect_closed(stream: &TcpStream, within: Duration) -> Duration {
         stream.set_read_timeout(Some(left)).unwrap();
         match (&mut &*stream).read(&mut sink) {
             Ok(0) => return started.elapsed(),
-            Ok(_) => {}
+            Ok(n) => on_data(&sink[..n]),
             Err(err) if is_timeout(&err) => {
                 panic!("the connection is still open after {within:?}")
             }
