@@ -48,16 +48,7 @@ EOF
     STARTED_PIDS+=("$pid")
     RPC=$(wait_for_port "$WORK/$1.log" 'listening: rpc 127.0.0.1:' "$pid") || exit 2
 }
-# The nodes' statements for a reserve and a cancel (crates/store-pg/src/lib.rs), as in
-# bench-pg.sh.
-cat > "$WORK/functions.sql" <<'EOF'
-\set lot random(1, 3)
-SELECT outcome, version, expires_at_ms
-    FROM parking_reserve_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, 300000, NULL);
-SELECT c.version, parking_offer_room((ARRAY['A', 'B', 'C'])[:lot], 1000000, 900), parking_unsent()
-    FROM parking_cancel_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, NULL) AS c;
-EOF
-chmod a+r "$WORK/functions.sql"
+node_functions_script "$WORK/functions.sql"
 POST=$(head -n 1 "$WORK/data/postmaster.pid")
 
 # snapshot FILE: each of the cluster's processes with its role and CPU ticks so far (the

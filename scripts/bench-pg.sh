@@ -104,15 +104,8 @@ WITH d AS (DELETE FROM parking_reservations
     UPDATE parking_lots SET reserved = reserved - 1, version = version + 1
         WHERE id IN (SELECT lot FROM d);
 EOF
-# The nodes' own statements for a reserve and a cancel (crates/store-pg/src/lib.rs).
-cat > "$WORK/functions.sql" <<'EOF'
-\set lot random(1, 3)
-SELECT outcome, version, expires_at_ms
-    FROM parking_reserve_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, 300000, NULL);
-SELECT c.version, parking_offer_room((ARRAY['A', 'B', 'C'])[:lot], 1000000, 900), parking_unsent()
-    FROM parking_cancel_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, NULL) AS c;
-EOF
-chmod a+r "$WORK/update.sql" "$WORK/pair.sql" "$WORK/functions.sql"
+node_functions_script "$WORK/functions.sql"
+chmod a+r "$WORK/update.sql" "$WORK/pair.sql"
 
 loadtest() { # loadtest MODE HOSTS: prints req/s of one 16-connection row
     "$BIN/load-test" --mode "$1" --host "$2" --workers 16 --warmup 1 --duration "$DURATION" \

@@ -211,6 +211,20 @@ pg_cluster() {
         -o "-p $PGPORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200" start > /dev/null
 }
 
+# node_functions_script FILE: writes the pgbench script of the nodes' own statements for a
+# reserve and a cancel (crates/store-pg/src/lib.rs) on lots A, B and C, readable by the
+# cluster's owner.
+node_functions_script() {
+    cat > "$1" <<'EOF'
+\set lot random(1, 3)
+SELECT outcome, version, expires_at_ms
+    FROM parking_reserve_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, 300000, NULL);
+SELECT c.version, parking_offer_room((ARRAY['A', 'B', 'C'])[:lot], 1000000, 900), parking_unsent()
+    FROM parking_cancel_quietly((ARRAY['A', 'B', 'C'])[:lot], 'PGF' || :client_id, NULL) AS c;
+EOF
+    chmod a+r "$1"
+}
+
 # cleanup_pg_cluster: pg_cluster's exit trap.
 cleanup_pg_cluster() {
     stop_started
