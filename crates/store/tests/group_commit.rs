@@ -108,6 +108,29 @@ impl DiskFile for SyncedFile {
     }
 }
 
+/// Holds `disk`'s first sync until the test sends on the returned sender (the receiver hears
+/// when it is held), then lets it take `after` more before it completes.
+fn hold_first_sync(
+    disk: &FaultyDisk,
+    after: Duration,
+) -> (
+    crossbeam_channel::Receiver<()>,
+    crossbeam_channel::Sender<()>,
+) {
+    let (held, is_held) = crossbeam_channel::bounded(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let first = AtomicBool::new(true);
+    disk.fail(Fault::Io, move |operation| {
+        if operation.op == Op::Sync && first.swap(false, Ordering::SeqCst) {
+            let _ = held.send(());
+            let _ = released.recv();
+            thread::sleep(after);
+        }
+        false
+    });
+    (is_held, release)
+}
+
 #[test]
 fn no_reply_goes_out_before_the_fdatasync_of_its_change_has_returned() {
     let dir = TempDir::new("store-synced-first");
@@ -156,17 +179,7 @@ fn writers_that_wait_during_a_flush_share_the_next_one() {
     let dir = TempDir::new("store-shared-flush");
     let clock = Arc::new(ManualClock::new());
     let disk = FaultyDisk::new();
-    // The first sync is held until the test lets it go.
-    let (held, is_held) = crossbeam_channel::bounded(1);
-    let (release, released) = crossbeam_channel::bounded::<()>(1);
-    let first = Arc::new(AtomicBool::new(true));
-    disk.fail(Fault::Io, move |operation| {
-        if operation.op == Op::Sync && first.swap(false, Ordering::SeqCst) {
-            let _ = held.send(());
-            let _ = released.recv();
-        }
-        false
-    });
+    let (is_held, release) = hold_first_sync(&disk, Duration::ZERO);
     let store =
         Arc::new(EmbeddedStore::open(new_state(&clock), options(dir.path(), &disk)).unwrap());
     let reserve = |text: String| {
@@ -200,19 +213,9 @@ fn the_writers_a_flush_released_are_gathered_into_the_next_one() {
     let dir = TempDir::new("store-gathered");
     let clock = Arc::new(ManualClock::new());
     let disk = FaultyDisk::new();
-    // The first sync is held until the test lets it go, and is slow after that: half of it
-    // is how long the next flush may wait for the first writer to come back.
-    let (held, is_held) = crossbeam_channel::bounded(1);
-    let (release, released) = crossbeam_channel::bounded::<()>(1);
-    let first = Arc::new(AtomicBool::new(true));
-    disk.fail(Fault::Io, move |operation| {
-        if operation.op == Op::Sync && first.swap(false, Ordering::SeqCst) {
-            let _ = held.send(());
-            let _ = released.recv();
-            thread::sleep(Duration::from_secs(2));
-        }
-        false
-    });
+    // Slow after its release: half of it is how long the next flush may wait for the first
+    // writer to come back.
+    let (is_held, release) = hold_first_sync(&disk, Duration::from_secs(2));
     let options = Options {
         max_gather: Duration::from_secs(60),
         ..options(dir.path(), &disk)
