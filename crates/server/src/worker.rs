@@ -357,7 +357,7 @@ fn serve_turn<P: Protocol>(
 mod tests {
     use std::convert::Infallible;
     use std::io::{Read, Write};
-    use std::net::SocketAddr;
+    use std::net::{SocketAddr, TcpStream};
 
     use auth::Session;
     use protocol::Step;
@@ -406,6 +406,15 @@ mod tests {
         let (scheduler, mut polls) = Scheduler::without_threads(Echo, workers);
         let poll = polls.remove(0);
         (scheduler, Worker::new(0, poll), polls)
+    }
+
+    /// `n` new connections, each served by `worker` as if taken from the queue; their peers.
+    fn serve_new(scheduler: &Scheduler<Echo>, worker: &mut Worker, n: usize) -> Vec<TcpStream> {
+        let (connections, peers): (Vec<_>, Vec<_>) = testing::connections(n).into_iter().unzip();
+        for connection in connections {
+            worker.serve_queued(scheduler, connection);
+        }
+        peers
     }
 
     /// Waits (in the worker's poll, no timer) until `n` hot connections are reported ready.
@@ -474,22 +483,14 @@ mod tests {
         second_peer.read_exact(&mut reply).unwrap();
         assert_eq!(&reply, b"again\n");
         // The count stays true after connections come and go: MAX_HOT - 1 more still fit.
-        let (many, _peers): (Vec<_>, Vec<_>) =
-            testing::connections(MAX_HOT - 1).into_iter().unzip();
-        for connection in many {
-            worker.serve_queued(&scheduler, connection);
-        }
+        let _peers = serve_new(&scheduler, &mut worker, MAX_HOT - 1);
         assert_eq!((worker.hot_count, scheduler.parked_len()), (MAX_HOT, 0));
     }
 
     #[test]
     fn a_hot_connection_that_closes_leaves_the_others_ready() {
         let (scheduler, mut worker, _polls) = worker(1);
-        let (connections, mut peers): (Vec<_>, Vec<_>) =
-            testing::connections(3).into_iter().unzip();
-        for connection in connections {
-            worker.serve_queued(&scheduler, connection);
-        }
+        let mut peers = serve_new(&scheduler, &mut worker, 3);
         // Slots 0, 1, 2 in order. Peer 0 closes, 1 and 2 send a request.
         drop(peers.remove(0));
         for peer in &mut peers {
@@ -518,11 +519,7 @@ mod tests {
     #[test]
     fn extra_ready_hot_connections_go_to_a_worker_asleep_with_nothing_hot() {
         let (scheduler, mut worker, _polls) = worker(2);
-        let (connections, mut peers): (Vec<_>, Vec<_>) =
-            testing::connections(3).into_iter().unzip();
-        for connection in connections {
-            worker.serve_queued(&scheduler, connection);
-        }
+        let mut peers = serve_new(&scheduler, &mut worker, 3);
         for peer in &mut peers {
             peer.write_all(b"x\n").unwrap();
         }
